@@ -1,0 +1,47 @@
+/* cli.c — option parsing helpers shared by the subcommands. */
+#include "apps/cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+int cli_is_help(const char *a) { return !strcmp(a, "-h") || !strcmp(a, "--help"); }
+
+int cli_int(const char *opt, const char *val, long lo, long hi, long *out) {
+    char *end;
+    if (!val) {
+        fprintf(stderr, "mambakit: %s needs a value\n", opt);
+        return -1;
+    }
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end || v < lo || v > hi) {
+        fprintf(stderr, "mambakit: %s: '%s' is not an integer in [%ld, %ld]\n", opt, val, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_float(const char *opt, const char *val, double lo, double hi, double *out) {
+    char *end;
+    if (!val) {
+        fprintf(stderr, "mambakit: %s needs a value\n", opt);
+        return -1;
+    }
+    double v = strtod(val, &end);
+    if (end == val || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "mambakit: %s: '%s' is not a number in [%g, %g]\n", opt, val, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_fail(void) {
+    fprintf(stderr, "mambakit: %s\n", mk_last_error());
+    return 1;
+}

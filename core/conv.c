@@ -1,0 +1,91 @@
+/* conv.c — depthwise causal conv1d over time, channels last, with carried state. */
+#include <stdlib.h>
+#include <string.h>
+#include "ops.h"
+
+/* Input at time t (may be negative: then it comes from the state). */
+static inline float xin(const float *x, const float *st, int b, int t, int L, int C, int K, int c) {
+    if (t >= 0) return x[((size_t)b * L + t) * C + c];
+    if (!st) return 0.f;
+    return st[((size_t)b * (K - 1) + (K - 1 + t)) * C + c];
+}
+
+void conv1d_forward(float *out, float *state_out, const float *inp, const float *state_in,
+                    const float *w, const float *b, int B, int L, int C, int K) {
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * C > 65536)
+    for (int bb = 0; bb < B; bb++)
+        for (int t = 0; t < L; t++) {
+            float *o = out + ((size_t)bb * L + t) * C;
+            if (t >= K - 1) { /* fast path: all taps inside this chunk */
+                for (int c = 0; c < C; c++) o[c] = b ? b[c] : 0.f;
+                for (int k = 0; k < K; k++) {
+                    const float *xr = inp + ((size_t)bb * L + t - (K - 1) + k) * C;
+                    for (int c = 0; c < C; c++) o[c] += w[(size_t)c * K + k] * xr[c];
+                }
+            } else {
+                for (int c = 0; c < C; c++) {
+                    float s = b ? b[c] : 0.f;
+                    for (int k = 0; k < K; k++) s += w[(size_t)c * K + k] * xin(inp, state_in, bb, t - (K - 1) + k, L, C, K, c);
+                    o[c] = s;
+                }
+            }
+        }
+    if (state_out) {
+        /* last K-1 inputs, reaching into state_in when L < K-1; computed into a
+         * temporary because state_out may alias state_in */
+        size_t n = (size_t)B * (K - 1) * C;
+        float *tmp = mk_malloc(sizeof(float) * (n ? n : 1));
+        for (int bb = 0; bb < B; bb++)
+            for (int j = 0; j < K - 1; j++)
+                for (int c = 0; c < C; c++)
+                    tmp[((size_t)bb * (K - 1) + j) * C + c] = xin(inp, state_in, bb, L - (K - 1) + j, L, C, K, c);
+        memcpy(state_out, tmp, sizeof(float) * n);
+        free(tmp);
+    }
+}
+
+void conv1d_backward(float *dinp, float *dstate_in, float *dw, float *db, const float *dout,
+                     const float *inp, const float *state_in, const float *w, int B, int L, int C, int K) {
+    if (dinp) {
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * C > 65536)
+        for (int bb = 0; bb < B; bb++)
+            for (int s = 0; s < L; s++) { /* input time s feeds outputs t = s + (K-1) - k */
+                float *dx = dinp + ((size_t)bb * L + s) * C;
+                for (int k = 0; k < K; k++) {
+                    int t = s + (K - 1) - k;
+                    if (t >= L) continue;
+                    const float *dy = dout + ((size_t)bb * L + t) * C;
+                    for (int c = 0; c < C; c++) dx[c] += w[(size_t)c * K + k] * dy[c];
+                }
+            }
+    }
+    if (dstate_in) {
+        for (int bb = 0; bb < B; bb++)
+            for (int j = 0; j < K - 1; j++) { /* state slot j is time j-(K-1) */
+                int s = j - (K - 1);
+                for (int k = 0; k < K; k++) {
+                    int t = s + (K - 1) - k;
+                    if (t < 0 || t >= L) continue;
+                    for (int c = 0; c < C; c++)
+                        dstate_in[((size_t)bb * (K - 1) + j) * C + c] += w[(size_t)c * K + k] * dout[((size_t)bb * L + t) * C + c];
+                }
+            }
+    }
+    if (dw || db) {
+        /* parallel over channels so each thread owns its slice of dw/db */
+#pragma omp parallel for schedule(static) if ((size_t)B * L * C > 65536)
+        for (int c0 = 0; c0 < C; c0 += 16) {
+            int c1 = c0 + 16 < C ? c0 + 16 : C;
+            for (int bb = 0; bb < B; bb++)
+                for (int t = 0; t < L; t++) {
+                    const float *dy = dout + ((size_t)bb * L + t) * C;
+                    for (int c = c0; c < c1; c++) {
+                        if (db) db[c] += dy[c];
+                        if (dw)
+                            for (int k = 0; k < K; k++)
+                                dw[(size_t)c * K + k] += dy[c] * xin(inp, state_in, bb, t - (K - 1) + k, L, C, K, c);
+                    }
+                }
+        }
+    }
+}

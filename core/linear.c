@@ -1,0 +1,29 @@
+/* linear.c — fully connected layer over token rows, through OpenBLAS sgemm. */
+#include <cblas.h>
+#include <string.h>
+#include "ops.h"
+
+/* out (M,O) = inp (M,I) @ W^T (W is (O,I), PyTorch layout) + b */
+void linear_forward(float *out, const float *inp, const float *W, const float *b, int M, int IN, int OUT) {
+    if (M == 0) return;
+    if (b) {
+        for (int m = 0; m < M; m++) memcpy(out + (size_t)m * OUT, b, sizeof(float) * OUT);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, OUT, IN, 1.0f, inp, IN, W, IN, b ? 1.0f : 0.0f,
+                out, OUT);
+}
+
+void linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp,
+                     const float *W, int M, int IN, int OUT) {
+    if (M == 0) return;
+    if (dinp) /* dinp (M,IN) += dout (M,OUT) @ W (OUT,IN) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, IN, OUT, 1.0f, dout, OUT, W, IN, 1.0f, dinp, IN);
+    if (dW) /* dW (OUT,IN) += dout^T (OUT,M) @ inp (M,IN) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, M, 1.0f, dout, OUT, inp, IN, 1.0f, dW, IN);
+    if (db) {
+        for (int m = 0; m < M; m++) {
+            const float *d = dout + (size_t)m * OUT;
+            for (int o = 0; o < OUT; o++) db[o] += d[o];
+        }
+    }
+}

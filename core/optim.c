@@ -1,0 +1,51 @@
+/* optim.c — AdamW, warmup + cosine schedule, global gradient-norm clipping. */
+#include "optim.h"
+
+#include <math.h>
+
+mk_adamw_cfg mk_adamw_defaults(float lr, long total_steps) {
+    mk_adamw_cfg c = {lr, 0.9f, 0.999f, 1e-8f, 0.05f, 1.0f, 0, total_steps, 0.01f};
+    c.warmup = total_steps / 20;
+    return c;
+}
+
+float mk_lr_at(const mk_adamw_cfg *c, long step) {
+    if (c->warmup > 0 && step < c->warmup) return c->lr * (float)(step + 1) / (float)c->warmup;
+    if (c->total <= c->warmup) return c->lr;
+    double prog = (double)(step - c->warmup) / (double)(c->total - c->warmup);
+    if (prog > 1) prog = 1;
+    double minlr = c->lr * c->min_lr_frac;
+    return (float)(minlr + (c->lr - minlr) * 0.5 * (1 + cos(M_PI * prog)));
+}
+
+float mk_grad_norm(const mk_params *p) {
+    double s = 0;
+    for (size_t i = 0; i < p->total; i++) s += (double)p->grad[i] * p->grad[i];
+    return (float)sqrt(s);
+}
+
+float mk_adamw_step(mk_params *p, const mk_adamw_cfg *c) {
+    mk_params_alloc_optim(p);
+    float norm = mk_grad_norm(p);
+    float gscale = 1.f;
+    if (c->clip > 0 && norm > c->clip) gscale = c->clip / (norm + 1e-6f);
+    if (!isfinite(norm)) gscale = 0.f; /* skip a poisoned step rather than destroy the weights */
+    float lr = mk_lr_at(c, p->step);
+    long t = p->step + 1;
+    float bc1 = 1.f - powf(c->beta1, (float)t), bc2 = 1.f - powf(c->beta2, (float)t);
+    for (int k = 0; k < p->n; k++) {
+        const mk_tensor *tt = &p->t[k];
+        float wd = tt->decay ? c->weight_decay : 0.f;
+        float *w = p->data + tt->offset, *g = p->grad + tt->offset;
+        float *m = p->m + tt->offset, *v = p->v + tt->offset;
+        for (size_t i = 0; i < tt->numel; i++) {
+            float gi = g[i] * gscale;
+            m[i] = c->beta1 * m[i] + (1 - c->beta1) * gi;
+            v[i] = c->beta2 * v[i] + (1 - c->beta2) * gi * gi;
+            float mh = m[i] / bc1, vh = v[i] / bc2;
+            w[i] -= lr * (mh / (sqrtf(vh) + c->eps) + wd * w[i]);
+        }
+    }
+    p->step++;
+    return norm;
+}

@@ -1,0 +1,53 @@
+/* test.h — the tiny harness every test binary uses.
+ * Each check prints one line: "PASS name detail" or "FAIL name detail".
+ * main() returns test_exit(): non-zero if anything failed. */
+#ifndef MK_TEST_H
+#define MK_TEST_H
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <math.h>
+
+static int test_failures_ = 0;
+
+/* Report one named check with a printf-style detail. Returns ok. */
+static inline int test_report(int ok, const char *name, const char *fmt, ...) {
+    va_list ap;
+    printf("%s %s", ok ? "PASS" : "FAIL", name);
+    if (fmt && *fmt) {
+        printf("  ");
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+    }
+    printf("\n");
+    fflush(stdout);
+    if (!ok) test_failures_++;
+    return ok;
+}
+static inline void test_skip(const char *name, const char *why) {
+    printf("SKIP %s: skipped: %s\n", name, why);
+    fflush(stdout);
+}
+static inline int test_exit(void) { return test_failures_ ? 1 : 0; }
+
+/* max |a-b| / max(max|b|, floor): normalised error between two float arrays. */
+static inline double test_rel_err(const float *a, const double *ref, size_t n, double floor_) {
+    double md = 0, mr = floor_;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (d > md || d != d) md = d != d ? INFINITY : d;
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+    }
+    return md / mr;
+}
+static inline double test_rel_err_f(const float *a, const float *b, size_t n, double floor_) {
+    double md = 0, mr = floor_;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > md || d != d) md = d != d ? INFINITY : d;
+        if (fabs((double)b[i]) > mr) mr = fabs((double)b[i]);
+    }
+    return md / mr;
+}
+#endif
