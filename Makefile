@@ -74,6 +74,7 @@ CORE_CU  := $(wildcard core/*.cu core/cuda/*.cu)
 DOMAIN_C := $(wildcard vision/*.c audio/*.c timeseries/*.c pathology/*.c datasets/*.c)
 APP_C    := $(wildcard apps/*.c)
 TEST_C   := $(wildcard tests/test_*.c)
+TEST_SH  := $(wildcard tests/test_*.sh)
 TEST_LIB_C := $(filter-out $(TEST_C),$(wildcard tests/*.c))
 
 ifeq ($(CUDA),1)
@@ -99,7 +100,7 @@ CONFIG_STAMP := $(BUILD)/config.stamp
 CONFIG_TEXT := $(CC) $(CFLAGS) $(CFLAGS_BASE) CUDA=$(CUDA) $(NVFLAGS) $(LDLIBS)
 $(shell mkdir -p $(BUILD); echo '$(CONFIG_TEXT)' | cmp -s - $(CONFIG_STAMP) || echo '$(CONFIG_TEXT)' > $(CONFIG_STAMP))
 
-.PHONY: all deps test demo bench bench-ts bench-audio bench-mil clean report tests
+.PHONY: all deps test demo bench bench-ts bench-audio bench-mil bench-vision bench-cuda clean report tests
 all: report $(BIN)
 
 yn = $(if $(filter 1,$(1)),✓,✗)
@@ -154,7 +155,7 @@ deps:
 # The recursive make re-runs detection after deps may have installed things.
 test: deps
 	@$(MAKE) --no-print-directory tests
-	@bash tests/run.sh $(TEST_BIN)
+	@MK=$(abspath $(SBIN)) MK_REL=$(abspath $(BIN)) bash tests/run.sh $(TEST_BIN) $(TEST_SH)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -163,6 +164,10 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	$(BIN) bench scan
+
+bench-ts bench-audio bench-mil bench-vision bench-cuda: deps
+	@$(MAKE) --no-print-directory all
+	$(BIN) bench $(patsubst bench-%,%,$@)
 
 clean:
 	rm -rf $(BUILD)

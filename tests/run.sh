@@ -2,7 +2,8 @@
 # Runs every test binary given on the command line. Each prints lines
 #   PASS <name> ...   FAIL <name> ...   SKIP <name>: skipped: <why>
 # A binary that exits non-zero without printing FAIL (a crash, a sanitizer
-# report) counts as one failure. Ends with "N passed, N failed, N skipped".
+# report) counts as one failure. tests/test_*.sh scripts run with bash and
+# get $MK (the sanitizer build of the mambakit binary) and $MK_REL (release). Ends with "N passed, N failed, N skipped".
 set -u
 export ASAN_OPTIONS=${ASAN_OPTIONS:-protect_shadow_gap=0:detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -12,7 +13,10 @@ t_all=$(date +%s)
 for t in "$@"; do
   name=$(basename "$t")
   t0=$(date +%s.%N)
-  out=$("$t" 2>&1); rc=$?
+  case "$t" in
+    *.sh) out=$(bash "$t" 2>&1); rc=$? ;;
+    *) out=$("$t" 2>&1); rc=$? ;;
+  esac
   dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
   p=$(grep -c '^PASS' <<<"$out"); f=$(grep -c '^FAIL' <<<"$out"); s=$(grep -c '^SKIP' <<<"$out")
   grep -E '^(PASS|FAIL|SKIP)' <<<"$out"
