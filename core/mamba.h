@@ -71,6 +71,8 @@ typedef struct {
     mamba_layer_idx *layer; /* n_layer */
     int normf_w, normf_b;
     mk_params *p; /* the table this backbone lives in (may hold other tensors too) */
+    int device;   /* MK_DEV_CPU (default) or MK_DEV_CUDA (core/backend.h) */
+    void *dev;    /* backend state owned by core/backend.c, NULL on the CPU */
 } mamba_backbone;
 
 /* Declare the backbone's tensors into p under name prefix (e.g. "backbone.").
