@@ -216,10 +216,13 @@ static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, floa
     float At[MK_SCAN_MAXN][EB], h[MK_SCAN_MAXN][EB], dh[MK_SCAN_MAXN][EB], dAacc[MK_SCAN_MAXN][EB];
     float bias[EB], Dv[EB], dDacc[EB], dbias[EB];
     float ut[EB], dt[EB], raw[EB], zt[EB], go[EB], dy[EB], ddt[EB], dut[EB], y[EB];
-    /* workspace: checkpoints (nch, N, EB), chunk states (T, N, EB), chunk y (T, EB) */
+    /* workspace: checkpoints (nch, N, EB), chunk states and exp(dt*A) (T, N, EB) each,
+     * chunk y and dt (T, EB) each: the backward walk reuses them instead of recomputing */
     float *ck = ws;
     float *hs = ck + (size_t)nch * N * EB;
-    float *ys = hs + (size_t)T * N * EB;
+    float *eas = hs + (size_t)T * N * EB;
+    float *ys = eas + (size_t)T * N * EB;
+    float *dts = ys + (size_t)T * EB;
 
     for (int n = 0; n < N; n++)
         for (int j = 0; j < EB; j++) {
@@ -271,17 +274,20 @@ static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, floa
                     dut[j] = dt[j] * ut[j];
                     y[j] = Dv[j] * ut[j];
                 }
-                float *hst = hs + (size_t)(t - t0) * N * EB;
+                float *hst = hs + (size_t)(t - t0) * N * EB, *eat = eas + (size_t)(t - t0) * N * EB;
                 for (int n = 0; n < N; n++) {
                     const float bn = bt[n], cn = ct[n];
 #pragma omp simd
                     for (int j = 0; j < EB; j++) {
-                        h[n][j] = mk_fexp(dt[j] * At[n][j]) * h[n][j] + dut[j] * bn;
+                        float ea = mk_fexp(dt[j] * At[n][j]);
+                        h[n][j] = ea * h[n][j] + dut[j] * bn;
                         hst[n * EB + j] = h[n][j];
+                        eat[n * EB + j] = ea;
                         y[j] += cn * h[n][j];
                     }
                 }
                 memcpy(ys + (size_t)(t - t0) * EB, y, sizeof y);
+                memcpy(dts + (size_t)(t - t0) * EB, dt, sizeof dt);
             }
             for (int t = t1 - 1; t >= t0; t--) {
                 size_t row = ((size_t)b * L + t) * E + e0;
@@ -291,11 +297,11 @@ static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, floa
                 const float *bt = Bm + ((size_t)b * L + t) * N, *ct = Cm + ((size_t)b * L + t) * N;
                 const float *hc = hs + (size_t)(t - t0) * N * EB;
                 const float *hp = t > t0 ? hs + (size_t)(t - t0 - 1) * N * EB : ck + (size_t)c * N * EB;
-                const float *yt = ys + (size_t)(t - t0) * EB;
+                const float *yt = ys + (size_t)(t - t0) * EB, *eat = eas + (size_t)(t - t0) * N * EB;
+                memcpy(dt, dts + (size_t)(t - t0) * EB, sizeof dt);
 #pragma omp simd
                 for (int j = 0; j < EB; j++) {
                     raw[j] += bias[j];
-                    dt[j] = d.softplus ? mk_fsoftplus(raw[j]) : raw[j];
                     dy[j] = go[j];
                     ddt[j] = 0.f;
                 }
@@ -322,7 +328,7 @@ static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, floa
                     float sb = 0.f, sc = 0.f;
 #pragma omp simd reduction(+ : sb, sc)
                     for (int j = 0; j < EB; j++) {
-                        float ea = mk_fexp(dt[j] * At[n][j]);
+                        float ea = eat[n * EB + j];
                         float hpj = hp[n * EB + j];
                         sc += dy[j] * hc[n * EB + j];
                         float g = dh[n][j] + dy[j] * cn;
@@ -367,7 +373,7 @@ void ssm_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *d
     const int nblk = (d.E + EB - 1) / EB;
     const int nch = (d.L + MK_SCAN_CHUNK - 1) / MK_SCAN_CHUNK;
     const size_t bln = (size_t)d.B * d.L * d.N;
-    const size_t ws_floats = (size_t)nch * d.N * EB + (size_t)MK_SCAN_CHUNK * d.N * EB + (size_t)MK_SCAN_CHUNK * EB;
+    const size_t ws_floats = (size_t)nch * d.N * EB + 2 * (size_t)MK_SCAN_CHUNK * d.N * EB + 2 * (size_t)MK_SCAN_CHUNK * EB;
     int nthr = 1;
 #ifdef _OPENMP
     nthr = omp_get_max_threads();

@@ -1,0 +1,113 @@
+/* kernels.h — the CUDA kernels' C interface (core/cuda/*.cu). Only
+ * core/backend.c, the CUDA tests and the kernel lab include this header.
+ *
+ * Every pointer here is a DEVICE pointer unless the name says host. Each op
+ * has the same contract as its CPU twin in core/ops.h / core/scan.h (same
+ * argument order, backward passes accumulate with +=), so the CPU path is the
+ * reference the tests compare against. All launches go to one stream
+ * (mkc_stream()); nothing synchronises except the copy helpers.
+ *
+ * Supported shapes (anything else: the caller falls back to the CPU; see
+ * mkc_scan_supported and mkc_backbone_supported in core/backend.c):
+ *   scan      N in {4, 8, 16, 32, 64} (N/4 lanes per channel), any B, L, E
+ *   conv1d    K <= 8, no carried state (state_in/state_out NULL)
+ *   norms     any row width C
+ * Gradient reductions are deterministic: no floating-point atomics; partial
+ * sums land in scratch buffers and are summed in a fixed order. */
+#ifndef MK_CUDA_KERNELS_H
+#define MK_CUDA_KERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- device, memory, stream ---- */
+int mkc_init(void);                      /* 0 ok; -1 no device (message in mkc_last_error) */
+const char *mkc_last_error(void);
+void *mkc_malloc(size_t bytes);          /* NULL on failure */
+void mkc_free(void *p);
+int mkc_upload(void *dst, const void *host, size_t bytes);   /* synchronous */
+int mkc_download(void *host, const void *src, size_t bytes); /* synchronous */
+int mkc_memset0(void *dst, size_t bytes);                    /* async */
+int mkc_copy(void *dst, const void *src, size_t bytes);      /* async, device to device */
+int mkc_sync(void);                      /* wait for the stream; 0 ok, -1 with a kernel error */
+void *mkc_stream(void);                  /* the cudaStream_t all launches use */
+
+/* Scratch that kernels may use between launches on the stream (grown on
+ * demand, owned by the library). */
+void *mkc_scratch(size_t bytes);
+
+/* ---- selective scan (core/scan.h semantics) ---- */
+int mkc_scan_supported(int N);
+void mkc_scan_forward(float *out, float *h_last, const float *u, const float *delta, const float *A,
+                      const float *Bm, const float *Cm, const float *D, const float *z,
+                      const float *delta_bias, const float *h0, int B, int L, int E, int N, int softplus);
+void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD,
+                       float *dz, float *ddelta_bias, float *dh0, const float *dout,
+                       const float *dh_last, const float *u, const float *delta, const float *A,
+                       const float *Bm, const float *Cm, const float *D, const float *z,
+                       const float *delta_bias, const float *h0, int B, int L, int E, int N,
+                       int softplus);
+
+/* ---- linear through cuBLAS (fp32; TF32 if mkc_set_tf32(1)) ---- */
+void mkc_set_tf32(int on);
+void mkc_linear_forward(float *out, const float *inp, const float *W, const float *b, int M, int IN, int OUT);
+void mkc_linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp,
+                         const float *W, int M, int IN, int OUT);
+
+/* ---- norms ---- */
+void mkc_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C, float eps);
+void mkc_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                          const float *rstd, int M, int C);
+void mkc_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                           const float *b, int M, int C, float eps);
+void mkc_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, const float *mean, const float *rstd, int M, int C);
+
+/* ---- activations, elementwise ---- */
+void mkc_silu_forward(float *out, const float *inp, size_t n);
+void mkc_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void mkc_softplus_forward(float *out, const float *inp, size_t n);
+void mkc_softplus_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void mkc_vec_acc(float *out, const float *a, size_t n);       /* out += a */
+void mkc_vec_scale(float *out, float s, size_t n);
+void mkc_neg_exp(float *out, const float *inp, size_t n);     /* out = -exp(inp)  (A from A_log) */
+void mkc_mul_acc(float *out, const float *a, const float *b, size_t n); /* out += a*b */
+/* out[b, i] = a[b, i] + mask[b] * br[b, i] over B rows of per elements (residual + drop-path) */
+void mkc_residual(float *out, const float *a, const float *br, const float *mask, int B, size_t per);
+/* out[b, i] = inp[b, i] * mask[b] */
+void mkc_rowscale(float *out, const float *inp, const float *mask, int B, size_t per);
+
+/* ---- causal depthwise conv1d (no carried state) ---- */
+void mkc_conv1d_forward(float *out, const float *inp, const float *w, const float *b, int B, int L, int C, int K);
+void mkc_conv1d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, int B, int L, int C, int K);
+
+/* ---- scan orders (order: device int array of L, or NULL = identity) ---- */
+void mkc_gather_rows(float *out, const float *inp, const int *order, int B, int L, int C);
+void mkc_scatter_add_rows(float *out, const float *inp, const int *order, int B, int L, int C, float alpha);
+/* Copy columns [c0, c0+w) of a (M, C) matrix into a dense (M, w) one, or add back. */
+void mkc_split_cols(float *out, const float *inp, int M, int C, int c0, int w);
+void mkc_merge_cols(float *out, const float *inp, int M, int C, int c0, int w); /* out[:, c0:c0+w] = inp */
+/* out[m, :] = v (broadcast a (C) row to M rows) ; colsum: out[c] += sum_m inp[m, c] */
+void mkc_broadcast_row(float *out, const float *v, int M, int C);
+void mkc_colsum(float *out, const float *inp, int M, int C);
+
+/* ---- losses ---- */
+/* dpred = scale * 2 (pred - target) / n ; returns the mean squared error (synchronises) */
+float mkc_mse_forward_backward(float *dpred, const float *pred, const float *target, size_t n, float scale);
+
+/* ---- optimiser ---- */
+/* Sum of squares of n floats (deterministic, synchronises). */
+double mkc_sumsq(const float *x, size_t n);
+/* One AdamW step over n floats with per-element decay flags folded into wd
+ * (decay: device float array of 0/1 or NULL = all decay). Same math as mk_adamw_step. */
+void mkc_adamw(float *w, const float *g, float *m, float *v, const float *decay, size_t n, float lr, float beta1,
+               float beta2, float eps, float wd, float gscale, float bc1, float bc2);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
