@@ -14,12 +14,13 @@ void silu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
     }
 }
 void gelu_forward(float *out, const float *inp, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.f + erff(inp[i] * 0.70710678118f));
+    /* erfc form: 1 + erf(x/sqrt2) cancels to 0 for x << 0; erfc keeps the tail */
+    for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * erfcf(-inp[i] * 0.70710678118f);
 }
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float cdf = 0.5f * (1.f + erff(x * 0.70710678118f));
+        float cdf = 0.5f * erfcf(-x * 0.70710678118f);
         float pdf = 0.39894228040f * expf(-0.5f * x * x);
         dinp[i] += dout[i] * (cdf + x * pdf);
     }
