@@ -62,16 +62,19 @@ static inline double ref_err(const float *a, const double *ref, size_t n, double
 /* A scalar loss of some double parameters (the context knows which). */
 typedef double (*ref_loss_fn)(void *ctx);
 
-/* Checks an analytic float gradient g (n) of f w.r.t. x (double, n, perturbed
- * in place and restored) against central differences: `k` random entries
- * (all of them when n <= k) plus one random direction over the whole tensor.
- * Error = max |g - fd| / max(max |fd|, floor) over the entries; the
- * directional error is |g.v - fd_v| / max(|fd_v|, floor). Prints one line. */
-static inline int ref_check_grad(const char *name, ref_loss_fn f, void *ctx, double *x, const float *g,
-                                 size_t n, int k, double tol, double floor_, mk_rng *rng) {
+/* Checks analytic float gradients gs[0..ng-1] (each n, e.g. two
+ * implementations) of f w.r.t. x (double, n, perturbed in place and restored)
+ * against central differences: `k` random entries (all of them when n <= k)
+ * plus one random direction over the whole tensor. Error = max |g - fd| /
+ * max(max |fd|, floor) over the entries; the directional error (v a random
+ * unit vector) is |g.v - fd_v| / max(||g||, floor), the error of the
+ * projection relative to the gradient's size. Prints one line per gradient.
+ * Returns 1 if all pass. */
+static inline int ref_check_grads(const char *const *names, const float *const *gs, int ng, ref_loss_fn f, void *ctx,
+                                  double *x, size_t n, int k, double tol, double floor_, mk_rng *rng) {
     const double h = 1e-5;
     int m = (size_t)k >= n ? (int)n : k;
-    double md = 0, mr = floor_;
+    double md[8] = {0}, gv[8] = {0}, gn[8] = {0}, mr = floor_;
     for (int j = 0; j < m; j++) {
         size_t i = (size_t)k >= n ? (size_t)j : (size_t)mk_rng_int(rng, (int)n);
         double x0 = x[i], hh = h * (fabs(x0) > 1 ? fabs(x0) : 1);
@@ -81,23 +84,23 @@ static inline int ref_check_grad(const char *name, ref_loss_fn f, void *ctx, dou
         double fm = f(ctx);
         x[i] = x0;
         double fd = (fp - fm) / (2 * hh);
-        double d = fabs(fd - (double)g[i]);
-        if (d > md || d != d) md = d != d ? INFINITY : d;
+        for (int q = 0; q < ng; q++) {
+            double d = fabs(fd - (double)gs[q][i]);
+            if (d > md[q] || d != d) md[q] = d != d ? INFINITY : d;
+        }
         if (fabs(fd) > mr) mr = fabs(fd);
     }
-    double err = md / mr;
     /* random direction */
     double *v = ref_alloc(n), *x0 = ref_alloc(n);
-    double gv = 0, vn = 0;
+    double vn = 0, xs = 0;
     for (size_t i = 0; i < n; i++) {
         v[i] = mk_rng_normal(rng);
         vn += v[i] * v[i];
     }
     vn = sqrt(vn);
-    double xs = 0;
     for (size_t i = 0; i < n; i++) {
         v[i] /= vn;
-        gv += v[i] * g[i];
+        for (int q = 0; q < ng; q++) gv[q] += v[i] * gs[q][i], gn[q] += (double)gs[q][i] * gs[q][i];
         x0[i] = x[i];
         xs = fabs(x[i]) > xs ? fabs(x[i]) : xs;
     }
@@ -108,14 +111,25 @@ static inline int ref_check_grad(const char *name, ref_loss_fn f, void *ctx, dou
     double fm = f(ctx);
     memcpy(x, x0, sizeof(double) * n);
     double fdv = (fp - fm) / (2 * hd);
-    double derr = fabs(fdv - gv) / (fabs(fdv) > floor_ ? fabs(fdv) : floor_);
-    if (derr != derr) derr = INFINITY;
     free(v);
     free(x0);
-    int ok = err < tol && derr < tol;
-    test_report(ok, name, "grad vs finite differences: rel err %.2e over %d entries (max |g| %.2e), directional %.2e (tol %.0e)",
-                err, m, mr, derr, tol);
-    return ok;
+    int all = 1;
+    for (int q = 0; q < ng; q++) {
+        double err = md[q] / mr;
+        double gnorm = sqrt(gn[q]);
+        double derr = fabs(fdv - gv[q]) / (gnorm > floor_ ? gnorm : floor_);
+        if (derr != derr) derr = INFINITY;
+        int ok = err < tol && derr < tol;
+        test_report(ok, names[q],
+                    "grad vs finite differences: rel err %.2e over %d entries (max |g| %.2e), directional %.2e (tol %.0e)",
+                    err, m, mr, derr, tol);
+        all &= ok;
+    }
+    return all;
+}
+static inline int ref_check_grad(const char *name, ref_loss_fn f, void *ctx, double *x, const float *g, size_t n, int k,
+                                 double tol, double floor_, mk_rng *rng) {
+    return ref_check_grads(&name, &g, 1, f, ctx, x, n, k, tol, floor_, rng);
 }
 
 /* -------------------------------------------------------- selective scan */
