@@ -1,13 +1,25 @@
-/* backend.c — device selection. CUDA support is compiled in when the build
- * defines MK_HAVE_CUDA=1 (nvcc found); core/cuda/ holds the kernels. */
+/* backend.c — device selection and the backbone on the GPU. CUDA support is
+ * compiled in when the build defines MK_HAVE_CUDA=1 (nvcc found); the
+ * kernels are in core/cuda/ (C interface: core/cuda/kernels.h). This is the
+ * one file outside core/cuda that knows CUDA exists.
+ *
+ * The GPU backbone below is core/mamba.c's forward/backward op for op, with
+ * device buffers: same op order, same RNG draws (scan-order shuffles and
+ * drop-path masks are drawn on the host exactly as the CPU path draws them),
+ * so the CPU path is its reference. T = B*L tokens throughout. */
 #include "backend.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"
+#include "scan.h"
 #include "util.h"
 
 #if MK_HAVE_CUDA
+#include "cuda/kernels.h"
 int mk_cuda_probe(char *name, int len); /* core/cuda/probe.cu: device count, name of device 0 */
 #endif
 
@@ -39,3 +51,569 @@ int mk_device_parse(const char *name) {
     mk_error("--device: unknown device '%s' (cpu or cuda)", name);
     return -1;
 }
+
+/* The declared shapes the CUDA path supports; must agree with the launchers
+ * in core/cuda/scan.cu (mkc_scan_supported) and core/cuda/ops.cu (conv K <= 8). */
+int mamba_backbone_cuda_supported(const mamba_backbone *m, char *why, int len) {
+    int N = m->N;
+    if (!(N == 4 || N == 8 || N == 16 || N == 32 || N == 64)) {
+        snprintf(why, len, "d_state %d (the CUDA scan takes 4, 8, 16, 32 or 64)", N);
+        return 0;
+    }
+    if (m->K > 8) {
+        snprintf(why, len, "d_conv %d (the CUDA conv takes up to 8)", m->K);
+        return 0;
+    }
+    return 1;
+}
+
+#if !MK_HAVE_CUDA
+
+int mamba_backbone_set_device(mamba_backbone *m, int device) {
+    if (device == MK_DEV_CPU) {
+        m->device = MK_DEV_CPU;
+        return 0;
+    }
+    mk_error("this build has no CUDA support");
+    return -1;
+}
+void mamba_backbone_release_device(mamba_backbone *m) { m->dev = NULL; }
+int mk_cuda_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
+                             const int *const *orders, int training, mk_rng *rng) {
+    if (m->device == MK_DEV_CUDA) {
+        fprintf(stderr, "mambakit: this build has no CUDA support; running on the CPU\n");
+        m->device = MK_DEV_CPU;
+    }
+    return -1;
+}
+int mk_cuda_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const float *dout) { return -1; }
+float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const float *x, const float *target, int B,
+                                     int L, const mk_adamw_cfg *c, mk_rng *rng) {
+    mk_error("this build has no CUDA support");
+    return NAN;
+}
+int mamba_backbone_cuda_sync_host(mamba_backbone *m) { return 0; }
+
+#else /* MK_HAVE_CUDA */
+
+/* Device state of one backbone: a mirror of the whole parameter table
+ * (values, grads, AdamW moments), the activations of the last forward and
+ * the backward scratch, each one allocation. */
+typedef struct {
+    size_t total;
+    float *P, *G, *Mo, *Vo; /* (total) each; Mo/Vo allocated on the first train step */
+    float *decay;           /* (total) 0/1 per element, for AdamW */
+    int resident;           /* 1: device params are newer than the host's */
+    int B, L, fwd_ok;
+    float *acts;
+    size_t acts_n;
+    int *orders_d;   /* (NL, G, L) */
+    float *dpm_d;    /* (NL, B) */
+    int *orders_h;   /* host copies */
+    float *dpm_h;
+    size_t orders_n, dpm_n;
+    float *io;       /* (T, D) x/out/dout/dx staging */
+    float *tgt;      /* (T, D) */
+} cuda_bb;
+
+typedef struct {
+    float *xg, *convo, *xc, *dbc, *dtin, *Bm, *Cm, *delta, *zg;
+} dir_d;
+typedef struct {
+    float *h, *normed, *mean, *rstd, *xin, *zin, *y;
+    dir_d dir[MK_MAX_DIR];
+} layer_d;
+
+static size_t dir_floats(const mamba_backbone *m, size_t T) {
+    return T * (5 * (size_t)m->E + (m->R + 2 * m->N) + m->R + 2 * m->N);
+}
+static size_t layer_floats(const mamba_backbone *m, size_t T) {
+    return T * (2 * (size_t)m->D + 2 + 3 * (size_t)m->E) + m->G * dir_floats(m, T);
+}
+/* scratch: the larger of forward (yg (T,E), branch (T,D), A (E,N)) and backward
+ * (dres, dnormed (T,D); 9 x (T,E); ddbc (T,XD); dBm, dCm (T,N); A, dA (E,N)) */
+static size_t scratch_floats(const mamba_backbone *m, size_t T) {
+    return T * (2 * (size_t)m->D + 9 * (size_t)m->E + (m->R + 2 * m->N) + 2 * m->N) + 2 * (size_t)m->E * m->N +
+           T * (size_t)m->E;
+}
+static layer_d get_layer_d(const mamba_backbone *m, const cuda_bb *c, int l) {
+    size_t T = (size_t)c->B * c->L;
+    layer_d la;
+    float *p = c->acts + (size_t)l * layer_floats(m, T);
+    la.h = p, p += T * m->D;
+    la.normed = p, p += T * m->D;
+    la.mean = p, p += T;
+    la.rstd = p, p += T;
+    la.xin = p, p += T * m->E;
+    la.zin = p, p += T * m->E;
+    la.y = p, p += T * m->E;
+    for (int g = 0; g < m->G; g++) {
+        dir_d *d = &la.dir[g];
+        d->xg = p, p += T * m->E;
+        d->convo = p, p += T * m->E;
+        d->xc = p, p += T * m->E;
+        d->delta = p, p += T * m->E;
+        d->zg = p, p += T * m->E;
+        d->dbc = p, p += T * (m->R + 2 * m->N);
+        d->dtin = p, p += T * m->R;
+        d->Bm = p, p += T * m->N;
+        d->Cm = p, p += T * m->N;
+    }
+    return la;
+}
+static float *final_d(const mamba_backbone *m, const cuda_bb *c) {
+    return c->acts + (size_t)m->cfg.n_layer * layer_floats(m, (size_t)c->B * c->L);
+}
+static float *scratch_d(const mamba_backbone *m, const cuda_bb *c) {
+    size_t T = (size_t)c->B * c->L;
+    return final_d(m, c) + T * (m->D + 2);
+}
+
+static void bb_free(cuda_bb *c) {
+    if (!c) return;
+    mkc_free(c->P);
+    mkc_free(c->G);
+    mkc_free(c->Mo);
+    mkc_free(c->Vo);
+    mkc_free(c->decay);
+    mkc_free(c->acts);
+    mkc_free(c->orders_d);
+    mkc_free(c->dpm_d);
+    mkc_free(c->io);
+    mkc_free(c->tgt);
+    free(c->orders_h);
+    free(c->dpm_h);
+    free(c);
+}
+
+void mamba_backbone_release_device(mamba_backbone *m) {
+    bb_free((cuda_bb *)m->dev);
+    m->dev = NULL;
+}
+
+/* Create the device mirror; 0 or -1 with mk_error. */
+static int bb_attach(mamba_backbone *m) {
+    if (m->dev) return 0;
+    char why[160];
+    if (!mk_cuda_available() || mkc_init() != 0) {
+        mk_error("no CUDA device available (%s)", mk_cuda_device_name());
+        return -1;
+    }
+    if (!mamba_backbone_cuda_supported(m, why, sizeof why)) {
+        mk_error("the CUDA backend does not support %s", why);
+        return -1;
+    }
+    cuda_bb *c = mk_calloc(1, sizeof *c);
+    const mk_params *p = m->p;
+    c->total = p->total;
+    c->P = mkc_malloc(sizeof(float) * c->total);
+    c->G = mkc_malloc(sizeof(float) * c->total);
+    c->decay = mkc_malloc(sizeof(float) * c->total);
+    if (!c->P || !c->G || !c->decay) {
+        mk_error("CUDA: out of device memory for %zu parameters", c->total);
+        bb_free(c);
+        return -1;
+    }
+    float *dec = mk_malloc(sizeof(float) * (c->total ? c->total : 1));
+    for (int k = 0; k < p->n; k++)
+        for (size_t i = 0; i < p->t[k].numel; i++) dec[p->t[k].offset + i] = p->t[k].decay ? 1.f : 0.f;
+    int rc = mkc_upload(c->decay, dec, sizeof(float) * c->total);
+    free(dec);
+    if (rc) {
+        mk_error("CUDA: %s", mkc_last_error());
+        bb_free(c);
+        return -1;
+    }
+    m->dev = c;
+    return 0;
+}
+
+int mamba_backbone_set_device(mamba_backbone *m, int device) {
+    if (device == MK_DEV_CPU) {
+        if (m->dev) {
+            if (((cuda_bb *)m->dev)->resident && mamba_backbone_cuda_sync_host(m)) return -1;
+            mamba_backbone_release_device(m);
+        }
+        m->device = MK_DEV_CPU;
+        return 0;
+    }
+    if (bb_attach(m)) return -1;
+    m->device = MK_DEV_CUDA;
+    return 0;
+}
+
+/* Grow activations for (B, L). */
+static int bb_ensure(const mamba_backbone *m, cuda_bb *c, int B, int L) {
+    size_t T = (size_t)B * L;
+    size_t need = (size_t)m->cfg.n_layer * layer_floats(m, T) + T * (m->D + 2) + scratch_floats(m, T);
+    if (need > c->acts_n) {
+        mkc_free(c->acts);
+        mkc_free(c->io);
+        mkc_free(c->tgt);
+        c->acts = mkc_malloc(sizeof(float) * need);
+        c->io = mkc_malloc(sizeof(float) * T * m->D);
+        c->tgt = mkc_malloc(sizeof(float) * T * m->D);
+        if (!c->acts || !c->io || !c->tgt) {
+            mkc_free(c->acts);
+            c->acts = NULL;
+            c->acts_n = 0;
+            mk_error("CUDA: out of device memory for activations (B %d, L %d)", B, L);
+            return -1;
+        }
+        c->acts_n = need;
+    }
+    size_t no = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * m->G * L;
+    size_t nd = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * B;
+    if (no > c->orders_n) {
+        mkc_free(c->orders_d);
+        c->orders_d = mkc_malloc(sizeof(int) * no);
+        c->orders_h = mk_realloc(c->orders_h, sizeof(int) * no);
+        c->orders_n = no;
+    }
+    if (nd > c->dpm_n) {
+        mkc_free(c->dpm_d);
+        c->dpm_d = mkc_malloc(sizeof(float) * nd);
+        c->dpm_h = mk_realloc(c->dpm_h, sizeof(float) * nd);
+        c->dpm_n = nd;
+    }
+    if (!c->orders_d || !c->dpm_d) {
+        mk_error("CUDA: out of device memory");
+        return -1;
+    }
+    c->B = B;
+    c->L = L;
+    return 0;
+}
+
+#define DP(i) (c->P + p->t[(i)].offset)
+#define DG(i) (c->G + p->t[(i)].offset)
+
+static void norm_fwd_d(const mamba_backbone *m, const cuda_bb *c, float *out, float *mean, float *rstd,
+                       const float *inp, int wi, int bi, int T) {
+    const mk_params *p = m->p;
+    if (m->cfg.norm == MK_NORM_LN)
+        mkc_layernorm_forward(out, mean, rstd, inp, DP(wi), DP(bi), T, m->D, m->cfg.eps);
+    else
+        mkc_rmsnorm_forward(out, rstd, inp, DP(wi), T, m->D, m->cfg.eps);
+}
+static void norm_bwd_d(const mamba_backbone *m, const cuda_bb *c, float *dinp, const float *dout, const float *inp,
+                       const float *mean, const float *rstd, int wi, int bi, int T) {
+    const mk_params *p = m->p;
+    if (m->cfg.norm == MK_NORM_LN)
+        mkc_layernorm_backward(dinp, DG(wi), DG(bi), dout, inp, DP(wi), mean, rstd, T, m->D);
+    else
+        mkc_rmsnorm_backward(dinp, DG(wi), dout, inp, DP(wi), rstd, T, m->D);
+}
+
+/* Draw orders and drop-path masks exactly as mamba.c does (same RNG calls in
+ * the same order), then upload them. */
+static int draw_orders(mamba_backbone *m, cuda_bb *c, int B, int L, const int *const *orders, int training,
+                       mk_rng *rng) {
+    const int G = m->G, NL = m->cfg.n_layer;
+    int *pi = NULL;
+    for (int l = 0; l < NL; l++) {
+        int *eff = c->orders_h + (size_t)l * G * L;
+        float sp = (training && NL > 1) ? m->cfg.shuffle_p * l / (NL - 1) : 0.f;
+        int shuffle = sp > 0 && mk_rng_uniform(rng) < sp;
+        if (shuffle) {
+            if (!pi) pi = mk_malloc(sizeof(int) * L);
+            mk_order_identity(pi, L);
+            mk_rng_shuffle(rng, pi, L);
+        }
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < L; t++) {
+                int o = (orders && orders[g]) ? orders[g][t] : t;
+                eff[(size_t)g * L + t] = shuffle ? pi[o] : o;
+            }
+        float *dpm = c->dpm_h + (size_t)l * B;
+        float dp = (training && NL > 1) ? m->cfg.drop_path * l / (NL - 1) : 0.f;
+        if (dp > 0) droppath_mask(dpm, B, dp, rng);
+        else
+            for (int b = 0; b < B; b++) dpm[b] = 1.f;
+    }
+    free(pi);
+    if (NL == 0) return 0;
+    if (mkc_upload(c->orders_d, c->orders_h, sizeof(int) * (size_t)NL * G * L) ||
+        mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL * B))
+        return -1;
+    return 0;
+}
+
+/* Forward on device buffers: x_d (T, D) in, out_d (T, D) out. */
+static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const float *x_d) {
+    const mk_params *p = m->p;
+    const int B = c->B, L = c->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
+    const int T = B * L, XD = R + 2 * N;
+    float *yg = scratch_d(m, c), *branch = yg + (size_t)T * E, *A = branch + (size_t)T * D;
+    const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
+
+    float *h = NL > 0 ? get_layer_d(m, c, 0).h : final_d(m, c);
+    mkc_copy(h, x_d, sizeof(float) * (size_t)T * D);
+    for (int l = 0; l < NL; l++) {
+        const mamba_layer_idx *Li = &m->layer[l];
+        layer_d la = get_layer_d(m, c, l);
+        const int *eff = c->orders_d + (size_t)l * G * L;
+        norm_fwd_d(m, c, la.normed, la.mean, la.rstd, la.h, Li->norm_w, Li->norm_b, T);
+        const float *Win = DP(Li->in_proj);
+        mkc_linear_forward(la.xin, la.normed, Win, NULL, T, D, E);
+        mkc_linear_forward(la.zin, la.normed, Win + (size_t)E * D, NULL, T, D, E);
+        mkc_memset0(la.y, sizeof(float) * (size_t)T * E);
+        for (int g = 0; g < G; g++) {
+            dir_d *d = &la.dir[g];
+            const int *o = eff + (size_t)g * L;
+            mkc_gather_rows(d->xg, la.xin, o, B, L, E);
+            mkc_gather_rows(d->zg, la.zin, o, B, L, E);
+            mkc_conv1d_forward(d->convo, d->xg, DP(Li->conv_w[g]), DP(Li->conv_b[g]), B, L, E, K);
+            mkc_silu_forward(d->xc, d->convo, (size_t)T * E);
+            if (Li->x_proj[g] >= 0) {
+                mkc_linear_forward(d->dbc, d->xc, DP(Li->x_proj[g]), NULL, T, E, XD);
+                mkc_split_cols(d->dtin, d->dbc, T, XD, 0, R);
+                mkc_split_cols(d->Bm, d->dbc, T, XD, R, N);
+                mkc_split_cols(d->Cm, d->dbc, T, XD, R + N, N);
+                mkc_linear_forward(d->delta, d->dtin, DP(Li->dt_w[g]), NULL, T, R, E);
+            } else {
+                mkc_broadcast_row(d->Bm, DP(Li->Bc[g]), T, N);
+                mkc_broadcast_row(d->Cm, DP(Li->Cc[g]), T, N);
+                mkc_memset0(d->delta, sizeof(float) * (size_t)T * E);
+            }
+            mkc_neg_exp(A, DP(Li->A_log[g]), (size_t)E * N);
+            mkc_scan_forward(yg, NULL, d->xc, d->delta, A, d->Bm, d->Cm, DP(Li->Dp[g]), d->zg, DP(Li->dt_b[g]), NULL,
+                             B, L, E, N, 1);
+            mkc_scatter_add_rows(la.y, yg, o, B, L, E, merge);
+        }
+        mkc_linear_forward(branch, la.y, DP(Li->out_proj), NULL, T, E, D);
+        float *hn = l + 1 < NL ? get_layer_d(m, c, l + 1).h : final_d(m, c);
+        mkc_residual(hn, la.h, branch, c->dpm_d + (size_t)l * B, B, (size_t)L * D);
+    }
+    float *hL = final_d(m, c);
+    float *meanf = hL + (size_t)T * D, *rstdf = meanf + T;
+    if (m->normf_w >= 0) norm_fwd_d(m, c, out_d, meanf, rstdf, hL, m->normf_w, m->normf_b, T);
+    else mkc_copy(out_d, hL, sizeof(float) * (size_t)T * D);
+}
+
+/* Backward on device buffers: dout_d (T, D) in; dres (first T*D floats of the
+ * scratch) holds d(input) at the end. Grads += into c->G. */
+static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d) {
+    const mk_params *p = m->p;
+    const int B = c->B, L = c->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
+    const int T = B * L, XD = R + 2 * N;
+    const size_t TE = (size_t)T * E;
+    const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
+    float *s = scratch_d(m, c);
+    float *dres = s;
+    s += (size_t)T * D;
+    float *dnormed = s;
+    s += (size_t)T * D;
+    float *dxin = s, *dzin = s + TE, *dy = s + 2 * TE, *dyg = s + 3 * TE, *dxc = s + 4 * TE, *dconvo = s + 5 * TE,
+          *ddelta = s + 6 * TE, *dzg = s + 7 * TE, *dxg = s + 8 * TE;
+    s += 9 * TE;
+    float *ddbc = s;
+    s += (size_t)T * XD;
+    float *dBm = s, *dCm = s + (size_t)T * N;
+    s += 2 * (size_t)T * N;
+    float *A = s, *dA = s + (size_t)E * N;
+
+    float *hL = final_d(m, c);
+    float *meanf = hL + (size_t)T * D, *rstdf = meanf + T;
+    mkc_memset0(dres, sizeof(float) * (size_t)T * D);
+    if (m->normf_w >= 0) norm_bwd_d(m, c, dres, dout_d, hL, meanf, rstdf, m->normf_w, m->normf_b, T);
+    else mkc_copy(dres, dout_d, sizeof(float) * (size_t)T * D);
+
+    for (int l = NL - 1; l >= 0; l--) {
+        const mamba_layer_idx *Li = &m->layer[l];
+        layer_d la = get_layer_d(m, c, l);
+        const int *eff = c->orders_d + (size_t)l * G * L;
+        float *dbranch = dnormed;
+        mkc_rowscale(dbranch, dres, c->dpm_d + (size_t)l * B, B, (size_t)L * D);
+        mkc_memset0(dy, sizeof(float) * TE);
+        mkc_linear_backward(dy, DG(Li->out_proj), NULL, dbranch, la.y, DP(Li->out_proj), T, E, D);
+        mkc_memset0(dxin, sizeof(float) * 2 * TE);
+        for (int g = 0; g < G; g++) {
+            dir_d *d = &la.dir[g];
+            const int *o = eff + (size_t)g * L;
+            mkc_gather_rows(dyg, dy, o, B, L, E);
+            if (merge != 1.f) mkc_vec_scale(dyg, merge, TE);
+            mkc_memset0(dxc, sizeof(float) * TE);
+            mkc_memset0(ddelta, sizeof(float) * TE);
+            mkc_memset0(dzg, sizeof(float) * TE);
+            mkc_memset0(dBm, sizeof(float) * 2 * (size_t)T * N);
+            mkc_memset0(dA, sizeof(float) * (size_t)E * N);
+            mkc_neg_exp(A, DP(Li->A_log[g]), (size_t)E * N);
+            mkc_scan_backward(dxc, ddelta, dA, dBm, dCm, DG(Li->Dp[g]), dzg, DG(Li->dt_b[g]), NULL, dyg, NULL, d->xc,
+                              d->delta, A, d->Bm, d->Cm, DP(Li->Dp[g]), d->zg, DP(Li->dt_b[g]), NULL, B, L, E, N, 1);
+            /* A = -exp(A_log): dA_log += dA * A */
+            mkc_mul_acc(DG(Li->A_log[g]), dA, A, (size_t)E * N);
+            if (Li->x_proj[g] >= 0) {
+                float *ddtin = dconvo; /* (T, R) temp */
+                mkc_memset0(ddtin, sizeof(float) * (size_t)T * R);
+                mkc_linear_backward(ddtin, DG(Li->dt_w[g]), NULL, ddelta, d->dtin, DP(Li->dt_w[g]), T, R, E);
+                mkc_merge_cols(ddbc, ddtin, T, XD, 0, R);
+                mkc_merge_cols(ddbc, dBm, T, XD, R, N);
+                mkc_merge_cols(ddbc, dCm, T, XD, R + N, N);
+                mkc_linear_backward(dxc, DG(Li->x_proj[g]), NULL, ddbc, d->xc, DP(Li->x_proj[g]), T, E, XD);
+            } else {
+                mkc_colsum(DG(Li->Bc[g]), dBm, T, N);
+                mkc_colsum(DG(Li->Cc[g]), dCm, T, N);
+            }
+            mkc_memset0(dconvo, sizeof(float) * TE);
+            mkc_silu_backward(dconvo, dxc, d->convo, TE);
+            mkc_memset0(dxg, sizeof(float) * TE);
+            mkc_conv1d_backward(dxg, DG(Li->conv_w[g]), DG(Li->conv_b[g]), dconvo, d->xg, DP(Li->conv_w[g]), B, L, E,
+                                K);
+            mkc_scatter_add_rows(dxin, dxg, o, B, L, E, 1.f);
+            mkc_scatter_add_rows(dzin, dzg, o, B, L, E, 1.f);
+        }
+        const float *Win = DP(Li->in_proj);
+        float *gWin = DG(Li->in_proj);
+        mkc_memset0(dnormed, sizeof(float) * (size_t)T * D);
+        mkc_linear_backward(dnormed, gWin, NULL, dxin, la.normed, Win, T, D, E);
+        mkc_linear_backward(dnormed, gWin + (size_t)E * D, NULL, dzin, la.normed, Win + (size_t)E * D, T, D, E);
+        norm_bwd_d(m, c, dres, dnormed, la.h, la.mean, la.rstd, Li->norm_w, Li->norm_b, T);
+    }
+    return dres;
+}
+
+/* Lazily attach when a caller set m->device = MK_DEV_CUDA directly. */
+static cuda_bb *bb_get(mamba_backbone *m) {
+    if (m->dev) return (cuda_bb *)m->dev;
+    if (bb_attach(m)) {
+        fprintf(stderr, "mambakit: %s; running on the CPU\n", mk_last_error());
+        m->device = MK_DEV_CPU;
+        return NULL;
+    }
+    return (cuda_bb *)m->dev;
+}
+
+static int bb_prepare(mamba_backbone *m, cuda_bb *c, mamba_acts *a, int B, int L, const int *const *orders,
+                      int training, mk_rng *rng) {
+    if (training) MK_ASSERT(rng || (m->cfg.drop_path <= 0 && m->cfg.shuffle_p <= 0));
+    if (bb_ensure(m, c, B, L)) return -1;
+    if (!c->resident && mkc_upload(c->P, m->p->data, sizeof(float) * c->total)) return -1;
+    if (draw_orders(m, c, B, L, orders, training, rng)) return -1;
+    a->B = B;
+    a->L = L;
+    a->training = training;
+    return 0;
+}
+
+int mk_cuda_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
+                             const int *const *orders, int training, mk_rng *rng) {
+    if (m->device != MK_DEV_CUDA) return -1;
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    c->fwd_ok = 0;
+    size_t TD = (size_t)B * L * m->D;
+    if (bb_prepare(m, c, a, B, L, orders, training, rng) || mkc_upload(c->io, x, sizeof(float) * TD)) goto fail;
+    bb_forward_dev(m, c, c->io, c->io);
+    if (mkc_download(out, c->io, sizeof(float) * TD) || mkc_sync()) goto fail;
+    c->fwd_ok = 1;
+    return 0;
+fail:
+    /* a device failure mid-step is not recoverable: the caller's buffers are
+     * undefined. Report and stop, as for a broken invariant. */
+    fprintf(stderr, "mambakit: CUDA backbone forward failed: %s\n", mkc_last_error());
+    abort();
+}
+
+int mk_cuda_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const float *dout) {
+    if (m->device != MK_DEV_CUDA || !m->dev) return -1;
+    cuda_bb *c = (cuda_bb *)m->dev;
+    MK_ASSERT(c->fwd_ok && c->B == a->B && c->L == a->L);
+    const mk_params *p = m->p;
+    size_t TD = (size_t)c->B * c->L * m->D;
+    if (mkc_upload(c->io, dout, sizeof(float) * TD) || mkc_memset0(c->G, sizeof(float) * c->total)) goto fail;
+    float *dres = bb_backward_dev(m, c, c->io);
+    if (mkc_sync()) goto fail;
+    /* grads += device grads (only the backbone's tensors were touched) */
+    float *tmp = mk_malloc(sizeof(float) * (c->total ? c->total : 1));
+    if (mkc_download(tmp, c->G, sizeof(float) * c->total)) {
+        free(tmp);
+        goto fail;
+    }
+    for (size_t i = 0; i < c->total; i++) p->grad[i] += tmp[i];
+    if (dx) {
+        float *hx = TD <= c->total ? tmp : mk_malloc(sizeof(float) * TD);
+        if (mkc_download(hx, dres, sizeof(float) * TD)) {
+            if (hx != tmp) free(hx);
+            free(tmp);
+            goto fail;
+        }
+        vec_acc(dx, hx, TD);
+        if (hx != tmp) free(hx);
+    }
+    free(tmp);
+    return 0;
+fail:
+    fprintf(stderr, "mambakit: CUDA backbone backward failed: %s\n", mkc_last_error());
+    abort();
+}
+
+float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const float *x, const float *target, int B,
+                                     int L, const mk_adamw_cfg *cfg, mk_rng *rng) {
+    if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return NAN;
+    cuda_bb *c = bb_get(m);
+    if (!c) return NAN;
+    mk_params *p = m->p;
+    size_t TD = (size_t)B * L * m->D;
+    if (!c->Mo) {
+        c->Mo = mkc_malloc(sizeof(float) * c->total);
+        c->Vo = mkc_malloc(sizeof(float) * c->total);
+        if (!c->Mo || !c->Vo) {
+            mk_error("CUDA: out of device memory for AdamW moments");
+            return NAN;
+        }
+        /* continue from the host's moments if it has any */
+        if (p->m && p->v) {
+            if (mkc_upload(c->Mo, p->m, sizeof(float) * c->total) || mkc_upload(c->Vo, p->v, sizeof(float) * c->total))
+                return NAN;
+        } else {
+            mkc_memset0(c->Mo, sizeof(float) * c->total);
+            mkc_memset0(c->Vo, sizeof(float) * c->total);
+        }
+    }
+    if (bb_prepare(m, c, a, B, L, NULL, 1, rng)) return NAN;
+    c->resident = 1;
+    if (mkc_upload(c->io, x, sizeof(float) * TD) || mkc_upload(c->tgt, target, sizeof(float) * TD)) return NAN;
+    bb_forward_dev(m, c, c->io, c->io);
+    /* dout = d mean((out - target)^2) / d out, written over the target */
+    float loss = mkc_mse_forward_backward(c->tgt, c->io, c->tgt, TD, 1.f);
+    mkc_memset0(c->G, sizeof(float) * c->total);
+    c->fwd_ok = 1;
+    bb_backward_dev(m, c, c->tgt);
+    /* clip + AdamW (mk_adamw_step's math) */
+    double ss = mkc_sumsq(c->G, c->total);
+    float norm = (float)sqrt(ss);
+    float gscale = 1.f;
+    if (cfg->clip > 0 && norm > cfg->clip) gscale = cfg->clip / (norm + 1e-6f);
+    if (!isfinite(norm)) gscale = 0.f;
+    float lr = mk_lr_at(cfg, p->step);
+    long t = p->step + 1;
+    float bc1 = 1.f - powf(cfg->beta1, (float)t), bc2 = 1.f - powf(cfg->beta2, (float)t);
+    mkc_adamw(c->P, c->G, c->Mo, c->Vo, c->decay, c->total, lr, cfg->beta1, cfg->beta2, cfg->eps,
+              cfg->weight_decay, gscale, bc1, bc2);
+    p->step++;
+    if (mkc_sync()) {
+        mk_error("CUDA train step: %s", mkc_last_error());
+        return NAN;
+    }
+    return loss;
+}
+
+int mamba_backbone_cuda_sync_host(mamba_backbone *m) {
+    cuda_bb *c = (cuda_bb *)m->dev;
+    if (!c || !c->resident) return 0;
+    mk_params *p = m->p;
+    if (mkc_download(p->data, c->P, sizeof(float) * c->total)) goto fail;
+    if (c->Mo) {
+        mk_params_alloc_optim(p);
+        if (mkc_download(p->m, c->Mo, sizeof(float) * c->total) || mkc_download(p->v, c->Vo, sizeof(float) * c->total))
+            goto fail;
+    }
+    c->resident = 0;
+    return 0;
+fail:
+    mk_error("CUDA: %s", mkc_last_error());
+    return -1;
+}
+
+#endif /* MK_HAVE_CUDA */

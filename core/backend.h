@@ -3,9 +3,24 @@
  *
  * Domain commands take `--device cpu|cuda` and call mk_device_parse; on a
  * machine without a usable GPU (or a build without CUDA) "cuda" falls back to
- * the CPU with a one-line notice. */
+ * the CPU with a one-line notice.
+ *
+ * A backbone runs on the GPU after mamba_backbone_set_device(m, MK_DEV_CUDA):
+ * mamba_backbone_forward/backward then keep to their CPU contract (host x,
+ * out, dout, dx; gradients += into m->p->grad) but run every op on the GPU
+ * with all activations resident there. Per call: the parameter table is
+ * uploaded at the start of forward, x up, out down; dout up at the start of
+ * backward, dx and the gradients down at its end. The CPU path is the
+ * reference (tests/test_cuda.c compares the two).
+ *
+ * mamba_backbone_cuda_train_step runs a whole training step on the GPU
+ * (forward, MSE loss, backward, clipping, AdamW) with parameters, gradients
+ * and moments resident: only x, target and the loss cross the bus. */
 #ifndef MK_BACKEND_H
 #define MK_BACKEND_H
+
+#include "mamba.h"
+#include "optim.h"
 
 enum { MK_DEV_CPU = 0, MK_DEV_CUDA = 1 };
 
@@ -16,5 +31,30 @@ const char *mk_cuda_device_name(void);
 /* "cpu" -> MK_DEV_CPU; "cuda"/"gpu" -> MK_DEV_CUDA if available, else MK_DEV_CPU
  * with a notice on stderr; anything else -> -1 with mk_error set. */
 int mk_device_parse(const char *name);
+
+/* 1 if the CUDA kernels cover this backbone's shapes (d_state in {4,8,16,32,64},
+ * d_conv <= 8); else 0 with the reason in why. */
+int mamba_backbone_cuda_supported(const mamba_backbone *m, char *why, int len);
+/* Select the device for a backbone. MK_DEV_CUDA: 0 on success; -1 with
+ * mk_error when no GPU / unsupported shapes (m stays on the CPU). MK_DEV_CPU
+ * releases the GPU state (after mamba_backbone_cuda_sync_host if resident). */
+int mamba_backbone_set_device(mamba_backbone *m, int device);
+/* Release GPU memory held for m (called by mamba_backbone_free). */
+void mamba_backbone_release_device(mamba_backbone *m);
+
+/* Hooks called at the top of mamba_backbone_forward/backward: return 0 when
+ * the GPU did the work, -1 to run the CPU path. */
+int mk_cuda_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
+                             const int *const *orders, int training, mk_rng *rng);
+int mk_cuda_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const float *dout);
+
+/* One resident training step on the GPU: out = backbone(x), loss = mean((out -
+ * target)^2), backward, global-norm clip + AdamW (same math as mk_adamw_step,
+ * over the whole table m->p). x, target (B, L, D) on the host. Returns the
+ * loss, or NAN with mk_error. Parameters then live on the GPU until
+ * mamba_backbone_cuda_sync_host copies them (and the moments) back. */
+float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const float *x, const float *target, int B,
+                                     int L, const mk_adamw_cfg *c, mk_rng *rng);
+int mamba_backbone_cuda_sync_host(mamba_backbone *m);
 
 #endif

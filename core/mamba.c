@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "ops.h"
 #include "scan.h"
 
@@ -131,6 +132,7 @@ void mamba_backbone_init(mamba_backbone *m, mk_rng *rng) {
 }
 
 void mamba_backbone_free(mamba_backbone *m) {
+    if (m->dev) mamba_backbone_release_device(m); /* core/backend.c */
     free(m->layer);
     m->layer = NULL;
 }
@@ -243,6 +245,8 @@ static void norm_bwd(const mamba_backbone *m, float *dinp, const float *dout, co
 
 void mamba_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
                             const int *const *orders, int training, mk_rng *rng) {
+    if (m->device == MK_DEV_CUDA && mk_cuda_backbone_forward(m, a, out, x, B, L, orders, training, rng) == 0)
+        return; /* core/backend.c: the same forward on the GPU */
     const mk_params *p = m->p;
     const int D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
     const int T = B * L, XD = R + 2 * N;
@@ -330,6 +334,7 @@ void mamba_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const 
 /* --------------------------------------------------------------- backward */
 
 void mamba_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const float *dout) {
+    if (m->device == MK_DEV_CUDA && mk_cuda_backbone_backward(m, a, dx, dout) == 0) return; /* core/backend.c */
     const mk_params *p = m->p;
     const int B = a->B, L = a->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
     const int T = B * L, XD = R + 2 * N;

@@ -1,4 +1,4 @@
-/* kernels.h — the CUDA kernels' C interface (core/cuda/*.cu). Only
+/* kernels.h — the CUDA kernels' C interface (the .cu files in core/cuda). Only
  * core/backend.c, the CUDA tests and the kernel lab include this header.
  *
  * Every pointer here is a DEVICE pointer unless the name says host. Each op
@@ -96,7 +96,8 @@ void mkc_broadcast_row(float *out, const float *v, int M, int C);
 void mkc_colsum(float *out, const float *inp, int M, int C);
 
 /* ---- losses ---- */
-/* dpred = scale * 2 (pred - target) / n ; returns the mean squared error (synchronises) */
+/* dpred = scale * 2 (pred - target) / n (dpred may alias target); returns the mean
+ * squared error (synchronises) */
 float mkc_mse_forward_backward(float *dpred, const float *pred, const float *target, size_t n, float scale);
 
 /* ---- optimiser ---- */

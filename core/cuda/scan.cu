@@ -1,0 +1,387 @@
+// scan.cu — selective scan S6 forward and backward on the GPU, fp32.
+// Math and layout: core/scan.h (the CPU path is the reference).
+//
+// Work split (the kernel lab, tests/bench/cuda/scan_lab.cu, has the history):
+//   one thread block = (batch b, CPB channels); P = N/4 adjacent lanes share a
+//   channel, each lane owns 4 of its N states in registers. y = C.h is summed
+//   over the P lanes with xor shuffles (every lane gets the sum). Tokens are
+//   loaded TF steps ahead; softplus(dt), silu(z) and the output store for
+//   those steps are spread over the P lanes (lane p takes steps j = p mod P),
+//   so the special-function unit does each once per channel, not P times.
+//
+// Backward recomputes instead of storing per-step states:
+//   1. the forward kernel (no output) writes h at every CK-th step (ckpt);
+//   2. per CK chunk, last to first: replay from ckpt keeping sub-checkpoints
+//      every TS steps in shared memory; per TS sub-chunk, last to first,
+//      replay the TS states into registers and walk them backwards.
+// Gradient reductions without atomics: dBm/dCm (sums over channels) go
+// warp shuffle -> shared memory (fixed warp order) -> one partial per channel
+// block -> a second kernel sums the blocks in order; dA, dD, ddelta_bias
+// (sums over batch) go through per-batch partials summed in order. Results are
+// bitwise identical run to run.
+#include "core/cuda/common.cuh"
+
+namespace {
+
+constexpr int TPB = 128;  // threads per block
+constexpr int TF = 8;     // forward: steps loaded ahead
+constexpr int CK = 64;    // backward: global checkpoint spacing
+constexpr int TS = 8;     // backward: sub-chunk replayed in registers
+constexpr float LOG2E = 1.4426950408889634f;
+
+// Steps j0 .. j0+P-1 of a register array: lane p gets element j0+p (compile-time indices only).
+template <int P, int T>
+__device__ __forceinline__ float pick(const float (&a)[T], int j0, int p) {
+    float r = a[j0 < T ? j0 : T - 1];
+#pragma unroll
+    for (int q = 1; q < P; q++)
+        if (p == q && j0 + q < T) r = a[j0 + q];
+    return r;
+}
+
+template <int P>
+__device__ __forceinline__ float sum_lanes(float v) {
+#pragma unroll
+    for (int o = 1; o < P; o <<= 1) v += __shfl_xor_sync(MKC_FULL, v, o);
+    return v;
+}
+
+template <int P>
+__global__ void __launch_bounds__(TPB) scan_fwd_k(float *__restrict__ out, float *__restrict__ h_last,
+                                                  float *__restrict__ ckpt, const float *__restrict__ u,
+                                                  const float *__restrict__ delta, const float *__restrict__ A,
+                                                  const float *__restrict__ Bm, const float *__restrict__ Cm,
+                                                  const float *__restrict__ D, const float *__restrict__ z,
+                                                  const float *__restrict__ delta_bias,
+                                                  const float *__restrict__ h0, int L, int E, int softplus) {
+    constexpr int N = 4 * P, CPB = TPB / P;
+    const int lane = threadIdx.x & 31, p = threadIdx.x % P;
+    const int e = blockIdx.x * CPB + threadIdx.x / P, b = blockIdx.y;
+    const bool ok = e < E;
+    const int ec = ok ? e : E - 1;
+    const int base = lane & ~(P - 1);
+    const int nck = (L + CK - 1) / CK;
+    float A2[4], h[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        A2[k] = A[(size_t)ec * N + 4 * p + k] * LOG2E;
+        h[k] = (h0 && ok) ? h0[((size_t)b * E + ec) * N + 4 * p + k] : 0.f;
+    }
+    const float bias = delta_bias ? delta_bias[ec] : 0.f, Dv = D ? D[ec] : 0.f;
+    const size_t row0 = (size_t)b * L;
+    for (int t0 = 0; t0 < L; t0 += TF) {
+        if (ckpt && t0 % CK == 0 && ok)
+            *reinterpret_cast<float4 *>(ckpt + (((size_t)b * nck + t0 / CK) * E + ec) * N + 4 * p) =
+                make_float4(h[0], h[1], h[2], h[3]);
+        float uu[TF], dd[TF], dt[TF], y[TF];
+#pragma unroll
+        for (int j = 0; j < TF; j++) {
+            int t = t0 + j;
+            size_t i = (row0 + (t < L ? t : L - 1)) * E + ec;
+            uu[j] = (t < L && ok) ? u[i] : 0.f;
+            dd[j] = delta[i] + bias;
+        }
+        // softplus once per (step, channel): lane p does steps j0+p, then broadcast
+#pragma unroll
+        for (int j0 = 0; j0 < TF; j0 += P) {
+            float r = pick<P>(dd, j0, p);
+            float s = softplus ? mkc_softplus(r) : r;
+#pragma unroll
+            for (int q = 0; q < P && j0 + q < TF; q++) dt[j0 + q] = __shfl_sync(MKC_FULL, s, base | q);
+        }
+#pragma unroll
+        for (int j = 0; j < TF; j++) {
+            int t = t0 + j;
+            if (t >= L) dt[j] = 0.f; // padded step: h unchanged
+            int tc = t < L ? t : L - 1;
+            float4 Bv = __ldg(reinterpret_cast<const float4 *>(Bm + (row0 + tc) * N + 4 * p));
+            float dtu = dt[j] * uu[j];
+            float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w};
+#pragma unroll
+            for (int k = 0; k < 4; k++) h[k] = mkc_ex2(dt[j] * A2[k]) * h[k] + dtu * Bk[k];
+            if (out) {
+                float4 Cv = __ldg(reinterpret_cast<const float4 *>(Cm + (row0 + tc) * N + 4 * p));
+                float ys = Cv.x * h[0] + Cv.y * h[1] + Cv.z * h[2] + Cv.w * h[3];
+                y[j] = sum_lanes<P>(ys);
+            }
+        }
+        if (out) {
+            // epilogue spread over lanes: lane p finishes steps j0+p
+#pragma unroll
+            for (int j0 = 0; j0 < TF; j0 += P) {
+                int t = t0 + j0 + p;
+                float ys = pick<P>(y, j0, p), us = pick<P>(uu, j0, p);
+                if (ok && t < L && j0 + p < TF) {
+                    size_t i = (row0 + t) * E + ec;
+                    float o = ys + Dv * us;
+                    if (z) {
+                        float zv = z[i];
+                        o *= zv * mkc_sigmoid(zv);
+                    }
+                    out[i] = o;
+                }
+            }
+        }
+    }
+    if (h_last && ok)
+        *reinterpret_cast<float4 *>(h_last + ((size_t)b * E + ec) * N + 4 * p) = make_float4(h[0], h[1], h[2], h[3]);
+}
+
+template <int P>
+__global__ void __launch_bounds__(TPB) scan_bwd_k(
+    float *__restrict__ du, float *__restrict__ ddelta, float *__restrict__ dz, float *__restrict__ dh0,
+    float *__restrict__ dApart, float *__restrict__ dDpart, float *__restrict__ dbpart, float *__restrict__ dBpart,
+    float *__restrict__ dCpart, const float *__restrict__ dout, const float *__restrict__ dh_last,
+    const float *__restrict__ u, const float *__restrict__ delta, const float *__restrict__ A,
+    const float *__restrict__ Bm, const float *__restrict__ Cm, const float *__restrict__ D,
+    const float *__restrict__ z, const float *__restrict__ delta_bias, const float *__restrict__ ckpt, int L,
+    int E, int softplus) {
+    constexpr int N = 4 * P, CPB = TPB / P, NW = TPB / 32;
+    __shared__ float4 sub[CK / TS][TPB];  // sub-checkpoints of the current CK chunk
+    __shared__ float red[NW][TS][2][N];   // per-warp dB/dC sums for one sub-chunk
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, p = threadIdx.x % P;
+    const int e = blockIdx.x * CPB + threadIdx.x / P, b = blockIdx.y;
+    const bool ok = e < E;
+    const int ec = ok ? e : E - 1;
+    const int nck = (L + CK - 1) / CK;
+    const int B = gridDim.y;
+    float A2[4], Av[4], dh[4], dA[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        Av[k] = A[(size_t)ec * N + 4 * p + k];
+        A2[k] = Av[k] * LOG2E;
+        dh[k] = (dh_last && ok) ? dh_last[((size_t)b * E + ec) * N + 4 * p + k] : 0.f;
+        dA[k] = 0.f;
+    }
+    const float bias = delta_bias ? delta_bias[ec] : 0.f, Dv = D ? D[ec] : 0.f;
+    float dDacc = 0.f, dbacc = 0.f;
+    const size_t row0 = (size_t)b * L;
+
+    for (int c = nck - 1; c >= 0; c--) {
+        const int tc0 = c * CK, tc1 = min(L, tc0 + CK);
+        // replay the chunk, keeping sub-checkpoints
+        float4 hv = ok ? *reinterpret_cast<const float4 *>(ckpt + (((size_t)b * nck + c) * E + ec) * N + 4 * p)
+                       : make_float4(0.f, 0.f, 0.f, 0.f);
+        float h[4] = {hv.x, hv.y, hv.z, hv.w};
+        for (int s = 0; s < CK / TS; s++) {
+            const int ts0 = tc0 + s * TS;
+            sub[s][threadIdx.x] = make_float4(h[0], h[1], h[2], h[3]);
+            if (ts0 >= tc1) continue; // uniform
+            if (s == CK / TS - 1 || ts0 + TS >= tc1) break; // last sub-chunk's end state is not needed
+#pragma unroll
+            for (int j = 0; j < TS; j++) {
+                int t = ts0 + j;
+                size_t i = (row0 + t) * E + ec;
+                float r = delta[i] + bias;
+                float dt = softplus ? mkc_softplus(r) : r;
+                float dtu = ok ? dt * u[i] : 0.f;
+                float4 Bv = __ldg(reinterpret_cast<const float4 *>(Bm + (row0 + t) * N + 4 * p));
+                float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w};
+#pragma unroll
+                for (int k = 0; k < 4; k++) h[k] = mkc_ex2(dt * A2[k]) * h[k] + dtu * Bk[k];
+            }
+        }
+        for (int s = CK / TS - 1; s >= 0; s--) {
+            const int ts0 = tc0 + s * TS;
+            if (ts0 >= tc1) continue; // uniform over the block
+            float uu[TS], raw[TS], dt[TS], zz[TS], gg[TS], y[TS], hs[TS][4];
+#pragma unroll
+            for (int j = 0; j < TS; j++) {
+                int t = ts0 + j;
+                bool v = t < tc1;
+                size_t i = (row0 + (v ? t : tc1 - 1)) * E + ec;
+                uu[j] = (v && ok) ? u[i] : 0.f;
+                raw[j] = delta[i] + bias;
+                dt[j] = v ? (softplus ? mkc_softplus(raw[j]) : raw[j]) : 0.f;
+                zz[j] = z ? z[i] : 0.f;
+                gg[j] = (v && ok) ? dout[i] : 0.f;
+            }
+            const float4 hsv = sub[s][threadIdx.x];
+            const float hst[4] = {hsv.x, hsv.y, hsv.z, hsv.w};
+            {
+                float hh[4] = {hst[0], hst[1], hst[2], hst[3]};
+#pragma unroll
+                for (int j = 0; j < TS; j++) {
+                    int tc = min(ts0 + j, tc1 - 1);
+                    float4 Bv = __ldg(reinterpret_cast<const float4 *>(Bm + (row0 + tc) * N + 4 * p));
+                    float4 Cv = __ldg(reinterpret_cast<const float4 *>(Cm + (row0 + tc) * N + 4 * p));
+                    float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w}, Ck[4] = {Cv.x, Cv.y, Cv.z, Cv.w};
+                    float dtu = dt[j] * uu[j], ys = 0.f;
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        hh[k] = mkc_ex2(dt[j] * A2[k]) * hh[k] + dtu * Bk[k];
+                        hs[j][k] = hh[k];
+                        ys += Ck[k] * hh[k];
+                    }
+                    y[j] = sum_lanes<P>(ys) + Dv * uu[j];
+                }
+            }
+#pragma unroll
+            for (int j = TS - 1; j >= 0; j--) {
+                const int t = ts0 + j;
+                float dBv[4], dCv[4];
+                if (t < tc1) { // uniform
+                    const size_t i = (row0 + t) * E + ec;
+                    float g = gg[j], dy = g, dzv = 0.f;
+                    if (z) {
+                        float sg = mkc_sigmoid(zz[j]);
+                        dzv = g * y[j] * sg * (1.f + zz[j] * (1.f - sg));
+                        dy = g * zz[j] * sg;
+                    }
+                    dDacc += dy * uu[j];
+                    float4 Bv = __ldg(reinterpret_cast<const float4 *>(Bm + (row0 + t) * N + 4 * p));
+                    float4 Cv = __ldg(reinterpret_cast<const float4 *>(Cm + (row0 + t) * N + 4 * p));
+                    float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w}, Ck[4] = {Cv.x, Cv.y, Cv.z, Cv.w};
+                    float ddt_p = 0.f, du_p = 0.f;
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        float hp = j > 0 ? hs[j > 0 ? j - 1 : 0][k] : hst[k];
+                        float ea = mkc_ex2(dt[j] * A2[k]);
+                        dCv[k] = dy * hs[j][k];
+                        dh[k] += dy * Ck[k];
+                        ddt_p += dh[k] * (Av[k] * ea * hp + Bk[k] * uu[j]);
+                        dA[k] += dh[k] * dt[j] * ea * hp;
+                        dBv[k] = dh[k] * dt[j] * uu[j];
+                        du_p += dh[k] * dt[j] * Bk[k];
+                        dh[k] *= ea;
+                    }
+                    ddt_p = sum_lanes<P>(ddt_p);
+                    du_p = sum_lanes<P>(du_p);
+                    float ddt = softplus ? ddt_p * mkc_sigmoid(raw[j]) : ddt_p;
+                    dbacc += ddt;
+                    if (ok && p == 0) {
+                        if (du) du[i] += Dv * dy + du_p;
+                        if (ddelta) ddelta[i] += ddt;
+                        if (dz) dz[i] += dzv;
+                    }
+                } else {
+#pragma unroll
+                    for (int k = 0; k < 4; k++) dBv[k] = dCv[k] = 0.f;
+                }
+                // sum dB, dC over the channels of this warp (lanes p, p+P, p+2P, ...)
+#pragma unroll
+                for (int o = P; o < 32; o <<= 1)
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        dBv[k] += __shfl_xor_sync(MKC_FULL, dBv[k], o);
+                        dCv[k] += __shfl_xor_sync(MKC_FULL, dCv[k], o);
+                    }
+                if (lane < P)
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        red[warp][j][0][4 * lane + k] = dBv[k];
+                        red[warp][j][1][4 * lane + k] = dCv[k];
+                    }
+            }
+            __syncthreads();
+            for (int idx = threadIdx.x; idx < TS * 2 * N; idx += TPB) {
+                int j = idx / (2 * N), r = idx % (2 * N), which = r / N, n = r % N;
+                int t = ts0 + j;
+                if (t < tc1) {
+                    float s = 0.f;
+#pragma unroll
+                    for (int w = 0; w < NW; w++) s += red[w][j][which][n];
+                    float *dst = which ? dCpart : dBpart;
+                    dst[(((size_t)blockIdx.x * B + b) * L + t) * N + n] = s;
+                }
+            }
+            __syncthreads();
+        }
+    }
+    if (ok) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            dApart[((size_t)b * E + e) * N + 4 * p + k] = dA[k];
+            if (dh0) dh0[((size_t)b * E + e) * N + 4 * p + k] += dh[k];
+        }
+        if (p == 0) {
+            dDpart[(size_t)b * E + e] = dDacc;
+            dbpart[(size_t)b * E + e] = dbacc;
+        }
+    }
+}
+
+// out[i] += sum_{s < S} part[s * n + i], in order s = 0, 1, ...
+__global__ void sum_parts_k(float *__restrict__ out, const float *__restrict__ part, int S, size_t n) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = 0.f;
+    for (int k = 0; k < S; k++) s += part[(size_t)k * n + i];
+    out[i] += s;
+}
+
+template <int P>
+void launch_fwd(float *out, float *h_last, float *ckpt, const float *u, const float *delta, const float *A,
+                const float *Bm, const float *Cm, const float *D, const float *z, const float *delta_bias,
+                const float *h0, int B, int L, int E, int softplus) {
+    dim3 grid(mkc_blocks(E, TPB / P), B);
+    scan_fwd_k<P><<<grid, TPB, 0, mkc_s()>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E,
+                                             softplus);
+    MKC_CHECK_LAUNCH("scan_fwd");
+}
+
+template <int P>
+void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dz,
+                float *ddelta_bias, float *dh0, const float *dout, const float *dh_last, const float *u,
+                const float *delta, const float *A, const float *Bm, const float *Cm, const float *D, const float *z,
+                const float *delta_bias, const float *h0, int B, int L, int E, int softplus) {
+    constexpr int N = 4 * P;
+    const int nck = (L + CK - 1) / CK, neb = (int)mkc_blocks(E, TPB / P);
+    const size_t n_ck = (size_t)B * nck * E * N, n_dA = (size_t)B * E * N, n_e = (size_t)B * E,
+                 n_bc = (size_t)neb * B * L * N;
+    float *ws = (float *)mkc_scratch(sizeof(float) * (n_ck + n_dA + 2 * n_e + 2 * n_bc));
+    if (!ws) return;
+    float *ckpt = ws, *dApart = ckpt + n_ck, *dDpart = dApart + n_dA, *dbpart = dDpart + n_e, *dBpart = dbpart + n_e,
+          *dCpart = dBpart + n_bc;
+    launch_fwd<P>(NULL, NULL, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
+    dim3 grid(neb, B);
+    scan_bwd_k<P><<<grid, TPB, 0, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart, dout,
+                                             dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt, L, E, softplus);
+    MKC_CHECK_LAUNCH("scan_bwd");
+    const unsigned T = 256;
+    if (dA) sum_parts_k<<<mkc_blocks((size_t)E * N, T), T, 0, mkc_s()>>>(dA, dApart, B, (size_t)E * N);
+    if (dD) sum_parts_k<<<mkc_blocks(E, T), T, 0, mkc_s()>>>(dD, dDpart, B, E);
+    if (ddelta_bias) sum_parts_k<<<mkc_blocks(E, T), T, 0, mkc_s()>>>(ddelta_bias, dbpart, B, E);
+    if (dBm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, T), T, 0, mkc_s()>>>(dBm, dBpart, neb, (size_t)B * L * N);
+    if (dCm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, T), T, 0, mkc_s()>>>(dCm, dCpart, neb, (size_t)B * L * N);
+    MKC_CHECK_LAUNCH("scan_bwd_reduce");
+}
+
+} // namespace
+
+extern "C" int mkc_scan_supported(int N) { return N == 4 || N == 8 || N == 16 || N == 32 || N == 64; }
+
+// The dispatch below is the declaration of supported N: keep it in step with mkc_scan_supported.
+extern "C" void mkc_scan_forward(float *out, float *h_last, const float *u, const float *delta, const float *A,
+                                 const float *Bm, const float *Cm, const float *D, const float *z,
+                                 const float *delta_bias, const float *h0, int B, int L, int E, int N, int softplus) {
+    if (B <= 0 || L <= 0 || E <= 0) return;
+    switch (N) {
+    case 4: launch_fwd<1>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
+    case 8: launch_fwd<2>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
+    case 16: launch_fwd<4>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
+    case 32: launch_fwd<8>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
+    case 64: launch_fwd<16>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
+    default: mkc_note_error("scan_forward: unsupported N", cudaErrorInvalidValue);
+    }
+}
+
+extern "C" void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dz,
+                                  float *ddelta_bias, float *dh0, const float *dout, const float *dh_last,
+                                  const float *u, const float *delta, const float *A, const float *Bm,
+                                  const float *Cm, const float *D, const float *z, const float *delta_bias,
+                                  const float *h0, int B, int L, int E, int N, int softplus) {
+    if (B <= 0 || L <= 0 || E <= 0) return;
+#define MKC_BWD(P)                                                                                                   \
+    launch_bwd<P>(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, dout, dh_last, u, delta, A, Bm, Cm, D, z,      \
+                  delta_bias, h0, B, L, E, softplus)
+    switch (N) {
+    case 4: MKC_BWD(1); break;
+    case 8: MKC_BWD(2); break;
+    case 16: MKC_BWD(4); break;
+    case 32: MKC_BWD(8); break;
+    case 64: MKC_BWD(16); break;
+    default: mkc_note_error("scan_backward: unsupported N", cudaErrorInvalidValue);
+    }
+#undef MKC_BWD
+}
