@@ -1,0 +1,540 @@
+/* mil_model.c — MambaMIL / ABMIL forward, backward, training, cross-validation
+ * and checkpoints (math in mil_model.h). One bag at a time: L instances. */
+#include "pathology/mil_model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ops.h"
+
+const char *const mil_type_names[MIL_NTYPES] = {"mamba", "abmil", "gated", "mean", "max"};
+
+int mil_type_from_name(const char *s) {
+    for (int i = 0; i < MIL_NTYPES; i++)
+        if (!strcmp(s, mil_type_names[i])) return i;
+    return -1;
+}
+
+void mil_cfg_default(mil_cfg *c, int type, int F) {
+    memset(c, 0, sizeof *c);
+    c->type = type;
+    c->F = F;
+    c->D = 64;
+    c->H = 64;
+    c->n_layer = 2;
+    c->stride = 10; /* MambaMIL's default rate */
+    c->d_state = 16;
+    c->gated = 0;
+    c->dropout = 0.f;
+}
+
+int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
+    memset(m, 0, sizeof *m);
+    if (c->type < 0 || c->type >= MIL_NTYPES || c->F < 1 || c->F > MIL_MAX_FEATURES || c->D < 1 || c->D > 4096 ||
+        c->H < 1 || c->H > 4096 || c->n_layer < 0 || c->n_layer > 32 || c->stride < 1 || c->d_state < 1 ||
+        !(c->dropout >= 0 && c->dropout < 1)) {
+        mk_error("invalid MIL model config (type %d, F %d, D %d, H %d, layers %d, stride %d, d_state %d)", c->type,
+                 c->F, c->D, c->H, c->n_layer, c->stride, c->d_state);
+        return -1;
+    }
+    m->c = *c;
+    mk_params *p = &m->p;
+    mk_params_init(p);
+    const int F = c->F, D = c->D, H = c->H;
+    m->fmean = mk_params_add(p, "scaler.mean", 0, 1, F);
+    m->fstd = mk_params_add(p, "scaler.std", 0, 1, F);
+    m->emb_w = mk_params_add(p, "embed.weight", 1, 2, D, F);
+    m->emb_b = mk_params_add(p, "embed.bias", 0, 1, D);
+    if (c->type == MIL_MAMBA) {
+        mamba_cfg mc;
+        mamba_cfg_default(&mc, D, c->n_layer);
+        mc.d_state = c->d_state;
+        mc.n_dir = 2;
+        mc.merge = MK_MERGE_SUM;
+        mc.norm = MK_NORM_LN;
+        mc.final_norm = 1;
+        if (mamba_backbone_declare(&m->bb, p, "backbone.", &mc)) {
+            mk_params_free(p);
+            return -1;
+        }
+        m->has_bb = 1;
+    }
+    m->att_V = m->att_Vb = m->att_U = m->att_Ub = m->att_w = -1;
+    int gated = c->type == MIL_GATED || (c->type == MIL_MAMBA && c->gated);
+    if (c->type == MIL_MAMBA || c->type == MIL_ABMIL || c->type == MIL_GATED) {
+        m->att_V = mk_params_add(p, "attn.V.weight", 1, 2, H, D);
+        m->att_Vb = mk_params_add(p, "attn.V.bias", 0, 1, H);
+        if (gated) {
+            m->att_U = mk_params_add(p, "attn.U.weight", 1, 2, H, D);
+            m->att_Ub = mk_params_add(p, "attn.U.bias", 0, 1, H);
+        }
+        m->att_w = mk_params_add(p, "attn.w.weight", 1, 1, H);
+    }
+    m->cls_w = mk_params_add(p, "classifier.weight", 1, 1, D);
+    m->cls_b = mk_params_add(p, "classifier.bias", 0, 1, 1);
+    mk_params_alloc(p);
+
+    mk_rng_seed(&m->rng, seed);
+    mk_init_const(mk_param(p, m->fmean), F, 0.f);
+    mk_init_const(mk_param(p, m->fstd), F, 1.f);
+    mk_init_linear(mk_param(p, m->emb_w), mk_param(p, m->emb_b), D, F, &m->rng);
+    if (m->has_bb) mamba_backbone_init(&m->bb, &m->rng);
+    if (m->att_V >= 0) {
+        mk_init_linear(mk_param(p, m->att_V), mk_param(p, m->att_Vb), H, D, &m->rng);
+        if (m->att_U >= 0) mk_init_linear(mk_param(p, m->att_U), mk_param(p, m->att_Ub), H, D, &m->rng);
+        mk_init_linear(mk_param(p, m->att_w), NULL, 1, H, &m->rng);
+    }
+    mk_init_linear(mk_param(p, m->cls_w), mk_param(p, m->cls_b), 1, D, &m->rng);
+    mamba_acts_init(&m->acts);
+    return 0;
+}
+
+void mil_model_free(mil_model *m) {
+    if (m->has_bb) mamba_backbone_free(&m->bb);
+    mamba_acts_free(&m->acts);
+    mk_params_free(&m->p);
+    free(m->buf);
+    free(m->amax);
+    free(m->ord);
+    memset(m, 0, sizeof *m);
+}
+
+void mil_model_fit_scaler(mil_model *m, const mil_bags *b) {
+    const int F = m->c.F;
+    float *mu = mk_param(&m->p, m->fmean), *sd = mk_param(&m->p, m->fstd);
+    double *s = mk_calloc(2 * (size_t)F, sizeof(double)), *s2 = s + F;
+    for (long r = 0; r < b->n_inst; r++)
+        for (int j = 0; j < F; j++) {
+            double v = b->x[(size_t)r * F + j];
+            s[j] += v;
+            s2[j] += v * v;
+        }
+    double n = b->n_inst > 0 ? (double)b->n_inst : 1;
+    for (int j = 0; j < F; j++) {
+        double mean = s[j] / n, var = s2[j] / n - mean * mean;
+        mu[j] = (float)mean;
+        sd[j] = var > 1e-12 ? (float)sqrt(var) : 1.f;
+    }
+    free(s);
+}
+
+void mil_order_interleave(int *o, int L, int R) {
+    int t = 0;
+    for (int r = 0; r < R && r < L; r++)
+        for (int j = r; j < L; j += R) o[t++] = j;
+}
+
+/* Buffer per bag: xs (L,F), e_pre, e, dmask, h (L,D), t, g (L,H), s, a (L), z (D),
+ * backward scratch dh, de (L,D), dt, dg (L,H), da (L). */
+static size_t bag_floats(const mil_cfg *c, int L) {
+    return (size_t)L * (c->F + 6 * (size_t)c->D + 4 * (size_t)c->H + 3) + c->D;
+}
+
+static void ensure(mil_model *m, int L) {
+    const mil_cfg *c = &m->c;
+    if (L > m->cap) {
+        free(m->buf);
+        free(m->ord);
+        m->buf = mk_malloc(sizeof(float) * bag_floats(c, L));
+        m->ord = mk_malloc(sizeof(int) * L);
+        m->cap = L;
+    }
+    if (!m->amax) m->amax = mk_malloc(sizeof(int) * c->D);
+    m->L = L;
+    float *q = m->buf;
+    const size_t LD = (size_t)L * c->D, LH = (size_t)L * c->H;
+    m->xs = q, q += (size_t)L * c->F;
+    m->e_pre = q, q += LD;
+    m->e = q, q += LD;
+    m->dmask = q, q += LD;
+    m->h = q, q += LD;
+    m->t = q, q += LH;
+    m->g = q, q += LH;
+    m->s = q, q += L;
+    m->a = q, q += L;
+    m->z = q, q += c->D;
+}
+static float *scratch(mil_model *m) { return m->z + m->c.D; }
+
+float mil_forward(mil_model *m, const float *x, int L, int training) {
+    MK_ASSERT(L >= 1);
+    ensure(m, L);
+    const mil_cfg *c = &m->c;
+    const mk_params *p = &m->p;
+    const int F = c->F, D = c->D, H = c->H;
+    const size_t LD = (size_t)L * D;
+    m->training = training;
+    const float *mu = mk_param(p, m->fmean), *sd = mk_param(p, m->fstd);
+    for (int i = 0; i < L; i++)
+        for (int j = 0; j < F; j++) m->xs[(size_t)i * F + j] = (x[(size_t)i * F + j] - mu[j]) / sd[j];
+    linear_forward(m->e_pre, m->xs, mk_param(p, m->emb_w), mk_param(p, m->emb_b), L, F, D);
+    relu_forward(m->e, m->e_pre, LD);
+    if (training && c->dropout > 0) dropout_forward(m->e, m->dmask, m->e, LD, c->dropout, &m->rng);
+    if (m->has_bb) {
+        mil_order_interleave(m->ord, L, c->stride);
+        const int *orders[2] = {NULL, m->ord};
+        mamba_backbone_forward(&m->bb, &m->acts, m->h, m->e, 1, L, orders, training, &m->rng);
+    } else {
+        memcpy(m->h, m->e, sizeof(float) * LD);
+    }
+    float *h = m->h, *z = m->z;
+    if (m->att_V >= 0) {
+        linear_forward(m->t, h, mk_param(p, m->att_V), mk_param(p, m->att_Vb), L, D, H);
+        tanh_forward(m->t, m->t, (size_t)L * H);
+        if (m->att_U >= 0) {
+            linear_forward(m->g, h, mk_param(p, m->att_U), mk_param(p, m->att_Ub), L, D, H);
+            sigmoid_forward(m->g, m->g, (size_t)L * H);
+        }
+        const float *w = mk_param(p, m->att_w);
+        float smax = -INFINITY;
+        for (int i = 0; i < L; i++) {
+            const float *ti = m->t + (size_t)i * H, *gi = m->g + (size_t)i * H;
+            float s = 0;
+            if (m->att_U >= 0)
+                for (int k = 0; k < H; k++) s += w[k] * ti[k] * gi[k];
+            else
+                for (int k = 0; k < H; k++) s += w[k] * ti[k];
+            m->s[i] = s;
+            if (s > smax) smax = s;
+        }
+        double sum = 0;
+        for (int i = 0; i < L; i++) sum += (m->a[i] = expf(m->s[i] - smax));
+        for (int i = 0; i < L; i++) m->a[i] = (float)(m->a[i] / sum);
+        memset(z, 0, sizeof(float) * D);
+        for (int i = 0; i < L; i++)
+            for (int d = 0; d < D; d++) z[d] += m->a[i] * h[(size_t)i * D + d];
+    } else if (c->type == MIL_MEAN) {
+        memset(z, 0, sizeof(float) * D);
+        for (int i = 0; i < L; i++)
+            for (int d = 0; d < D; d++) z[d] += h[(size_t)i * D + d];
+        for (int d = 0; d < D; d++) z[d] /= L;
+        for (int i = 0; i < L; i++) m->a[i] = 1.f / L;
+    } else { /* max */
+        for (int d = 0; d < D; d++) {
+            int best = 0;
+            for (int i = 1; i < L; i++)
+                if (h[(size_t)i * D + d] > h[(size_t)best * D + d]) best = i;
+            m->amax[d] = best;
+            z[d] = h[(size_t)best * D + d];
+        }
+        for (int i = 0; i < L; i++) m->a[i] = 0;
+        for (int d = 0; d < D; d++) m->a[m->amax[d]] += 1.f / D;
+    }
+    const float *wc = mk_param(p, m->cls_w);
+    float lg = mk_param(p, m->cls_b)[0];
+    for (int d = 0; d < D; d++) lg += wc[d] * z[d];
+    m->logit = lg;
+    m->prob = mk_sigmoidf(lg);
+    return m->prob;
+}
+
+void mil_backward(mil_model *m, float dlogit) {
+    const mil_cfg *c = &m->c;
+    const mk_params *p = &m->p;
+    const int L = m->L, F = c->F, D = c->D, H = c->H;
+    const size_t LD = (size_t)L * D, LH = (size_t)L * H;
+    float *dh = scratch(m), *de = dh + LD, *dt = de + LD, *dg = dt + LH, *da = dg + LH;
+    const float *h = m->h, *z = m->z;
+    /* classifier: logit = wc . z + bc */
+    float *gwc = mk_grad(p, m->cls_w);
+    const float *wc = mk_param(p, m->cls_w);
+    mk_grad(p, m->cls_b)[0] += dlogit;
+    for (int d = 0; d < D; d++) gwc[d] += dlogit * z[d];
+    /* dz = dlogit * wc, kept in da's tail is not needed: use it inline */
+    memset(dh, 0, sizeof(float) * LD);
+    if (m->att_V >= 0) {
+        /* z = sum a_i h_i: dh_i += a_i dz; da_i = dz . h_i */
+        double adot = 0;
+        for (int i = 0; i < L; i++) {
+            float s = 0;
+            for (int d = 0; d < D; d++) {
+                float dz = dlogit * wc[d];
+                dh[(size_t)i * D + d] += m->a[i] * dz;
+                s += dz * h[(size_t)i * D + d];
+            }
+            da[i] = s;
+            adot += (double)m->a[i] * s;
+        }
+        /* softmax: ds_i = a_i (da_i - sum_j a_j da_j), stored back in da */
+        for (int i = 0; i < L; i++) da[i] = m->a[i] * (da[i] - (float)adot);
+        const float *w = mk_param(p, m->att_w);
+        float *gw = mk_grad(p, m->att_w);
+        for (int i = 0; i < L; i++) {
+            const float *ti = m->t + (size_t)i * H, *gi = m->g + (size_t)i * H;
+            float *dti = dt + (size_t)i * H, *dgi = dg + (size_t)i * H;
+            float ds = da[i];
+            for (int k = 0; k < H; k++) {
+                if (m->att_U >= 0) {
+                    gw[k] += ds * ti[k] * gi[k];
+                    dti[k] = ds * w[k] * gi[k];
+                    dgi[k] = ds * w[k] * ti[k];
+                } else {
+                    gw[k] += ds * ti[k];
+                    dti[k] = ds * w[k];
+                }
+            }
+        }
+        /* through tanh / sigmoid (they use their outputs) in place */
+        for (size_t k = 0; k < LH; k++) dt[k] *= 1.f - m->t[k] * m->t[k];
+        linear_backward(dh, mk_grad(p, m->att_V), mk_grad(p, m->att_Vb), dt, h, mk_param(p, m->att_V), L, D, H);
+        if (m->att_U >= 0) {
+            for (size_t k = 0; k < LH; k++) dg[k] *= m->g[k] * (1.f - m->g[k]);
+            linear_backward(dh, mk_grad(p, m->att_U), mk_grad(p, m->att_Ub), dg, h, mk_param(p, m->att_U), L, D, H);
+        }
+    } else if (c->type == MIL_MEAN) {
+        for (int i = 0; i < L; i++)
+            for (int d = 0; d < D; d++) dh[(size_t)i * D + d] += dlogit * wc[d] / L;
+    } else {
+        for (int d = 0; d < D; d++) dh[(size_t)m->amax[d] * D + d] += dlogit * wc[d];
+    }
+    memset(de, 0, sizeof(float) * LD);
+    if (m->has_bb) mamba_backbone_backward(&m->bb, &m->acts, de, dh);
+    else memcpy(de, dh, sizeof(float) * LD);
+    /* dropout (in place on e), relu, embedding */
+    if (m->training && c->dropout > 0)
+        for (size_t k = 0; k < LD; k++) de[k] *= m->dmask[k];
+    for (size_t k = 0; k < LD; k++) de[k] = m->e_pre[k] > 0 ? de[k] : 0.f;
+    linear_backward(NULL, mk_grad(p, m->emb_w), mk_grad(p, m->emb_b), de, m->xs, mk_param(p, m->emb_w), L, F, D);
+}
+
+/* ------------------------------------------------------------- training */
+
+void mil_train_opts_default(mil_train_opts *o) {
+    o->epochs = 40;
+    o->lr = 5e-4f;
+    o->weight_decay = 1e-4f;
+    o->batch = 1;
+    o->seed = 1;
+    o->quiet = 0;
+}
+
+float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const char *progress_label) {
+    const int n = b->n_bags, batch = o->batch > 0 ? o->batch : 1;
+    long steps_per_epoch = (n + batch - 1) / batch, total = steps_per_epoch * o->epochs;
+    mk_adamw_cfg ac = mk_adamw_defaults(o->lr, total > 0 ? total : 1);
+    ac.weight_decay = o->weight_decay;
+    ac.clip = 5.f;
+    mk_params_alloc_optim(&m->p);
+    mk_params_zero_grad(&m->p);
+    mk_rng rng;
+    mk_rng_seed(&rng, o->seed * 7919 + 17);
+    int *perm = mk_malloc(sizeof(int) * n);
+    for (int i = 0; i < n; i++) perm[i] = i;
+    mk_progress pr;
+    int show = progress_label && !o->quiet;
+    if (show) mk_progress_start(&pr, progress_label, o->epochs);
+    float last = 0;
+    for (int ep = 0; ep < o->epochs; ep++) {
+        mk_rng_shuffle(&rng, perm, n);
+        double loss = 0;
+        int correct = 0;
+        for (int k = 0; k < n; k++) {
+            int i = perm[k];
+            float pr1 = mil_forward(m, mil_bag_x(b, i), (int)mil_bag_len(b, i), 1);
+            float y = (float)b->label[i];
+            /* BCE on the logit: softplus(l) - y l */
+            loss += mk_softplusf(m->logit) - y * m->logit;
+            correct += (pr1 >= 0.5f) == (b->label[i] == 1);
+            mil_backward(m, (pr1 - y) / batch);
+            if ((k + 1) % batch == 0 || k + 1 == n) {
+                mk_adamw_step(&m->p, &ac);
+                mk_params_zero_grad(&m->p);
+            }
+        }
+        last = (float)(loss / n);
+        if (show) {
+            char ex[64];
+            snprintf(ex, sizeof ex, "loss %.4f  train acc %.1f%%", last, 100.0 * correct / n);
+            mk_progress_update(&pr, ep + 1, "epoch", ex);
+        }
+    }
+    if (show) mk_progress_end(&pr);
+    free(perm);
+    return last;
+}
+
+void mil_predict(mil_model *m, const mil_bags *b, float *prob) {
+    for (int i = 0; i < b->n_bags; i++) prob[i] = mil_forward(m, mil_bag_x(b, i), (int)mil_bag_len(b, i), 0);
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+typedef struct {
+    float s;
+    int y;
+} scored;
+static int cmp_scored(const void *a, const void *b) {
+    float x = ((const scored *)a)->s, y = ((const scored *)b)->s;
+    return (x > y) - (x < y);
+}
+
+double mil_auc(const float *score, const int *label, int n) {
+    /* Mann-Whitney U with mid-ranks for ties */
+    scored *v = mk_malloc(sizeof(scored) * (n ? n : 1));
+    int np = 0, nn = 0;
+    for (int i = 0; i < n; i++) {
+        v[i].s = score[i];
+        v[i].y = label[i];
+        np += label[i] == 1;
+        nn += label[i] == 0;
+    }
+    if (!np || !nn) {
+        free(v);
+        return NAN;
+    }
+    qsort(v, n, sizeof *v, cmp_scored);
+    double rank_sum = 0;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && v[j].s == v[i].s) j++;
+        double mid = (i + 1 + j) / 2.0; /* ranks i+1..j */
+        for (int k = i; k < j; k++)
+            if (v[k].y == 1) rank_sum += mid;
+        i = j;
+    }
+    free(v);
+    return (rank_sum - (double)np * (np + 1) / 2) / ((double)np * nn);
+}
+
+int mil_cross_validate(const mil_bags *b, const mil_cfg *c, const mil_train_opts *o, int folds, int repeats,
+                       double *acc, double *auc, double *fold_acc, int show_progress) {
+    const int n = b->n_bags;
+    int np = mil_bags_positives(b), nn = 0;
+    for (int i = 0; i < n; i++) nn += b->label[i] == 0;
+    if (np + nn != n) {
+        mk_error("cross-validation needs a label (0/1) on every bag");
+        return -1;
+    }
+    if (folds < 2 || np < folds || nn < folds) {
+        mk_error("%d-fold stratified CV needs at least %d bags of each class (have %d positive, %d negative)", folds,
+                 folds, np, nn);
+        return -1;
+    }
+    int *fold = mk_malloc(sizeof(int) * n), *pos = mk_malloc(sizeof(int) * n), *neg = mk_malloc(sizeof(int) * n);
+    int *tr = mk_malloc(sizeof(int) * n), *te = mk_malloc(sizeof(int) * n);
+    float *oof = mk_malloc(sizeof(float) * n), *pt = mk_malloc(sizeof(float) * n);
+    mk_progress pr;
+    if (show_progress) mk_progress_start(&pr, "cv", (long)folds * repeats);
+    int rc = 0;
+    for (int r = 0; r < repeats && !rc; r++) {
+        mk_rng rng;
+        mk_rng_seed(&rng, o->seed * 1000003ul + (unsigned long)r * 7907ul + 11);
+        int kp = 0, kn = 0;
+        for (int i = 0; i < n; i++) {
+            if (b->label[i] == 1) pos[kp++] = i;
+            else neg[kn++] = i;
+        }
+        mk_rng_shuffle(&rng, pos, kp);
+        mk_rng_shuffle(&rng, neg, kn);
+        /* deal positives then negatives round-robin: every fold gets
+         * floor or ceil of its share of each class */
+        int start = mk_rng_int(&rng, folds);
+        for (int i = 0; i < kp; i++) fold[pos[i]] = (start + i) % folds;
+        for (int i = 0; i < kn; i++) fold[neg[i]] = (start + kp + i) % folds;
+        for (int f = 0; f < folds; f++) {
+            int ntr = 0, nte = 0;
+            for (int i = 0; i < n; i++) {
+                if (fold[i] == f) te[nte++] = i;
+                else tr[ntr++] = i;
+            }
+            mil_bags btr, bte;
+            mil_bags_subset(&btr, b, tr, ntr);
+            mil_bags_subset(&bte, b, te, nte);
+            mil_model m;
+            if (mil_model_create(&m, c, o->seed + 101ul * r + f)) {
+                rc = -1;
+                mil_bags_free(&btr);
+                mil_bags_free(&bte);
+                break;
+            }
+            mil_model_fit_scaler(&m, &btr);
+            mil_train_opts oo = *o;
+            oo.seed = o->seed + 1009ul * r + 31ul * f;
+            mil_train(&m, &btr, &oo, NULL);
+            mil_predict(&m, &bte, pt);
+            int ok = 0;
+            for (int k = 0; k < nte; k++) {
+                oof[te[k]] = pt[k];
+                ok += (pt[k] >= 0.5f) == (bte.label[k] == 1);
+            }
+            if (fold_acc) fold_acc[(size_t)r * folds + f] = (double)ok / nte;
+            mil_model_free(&m);
+            mil_bags_free(&btr);
+            mil_bags_free(&bte);
+            if (show_progress) {
+                char ex[64];
+                snprintf(ex, sizeof ex, "repeat %d fold %d acc %.3f", r + 1, f + 1, (double)ok / nte);
+                mk_progress_update(&pr, (long)r * folds + f + 1, "fold", ex);
+            }
+        }
+        if (rc) break;
+        int ok = 0;
+        for (int i = 0; i < n; i++) ok += (oof[i] >= 0.5f) == (b->label[i] == 1);
+        acc[r] = (double)ok / n;
+        auc[r] = mil_auc(oof, b->label, n);
+    }
+    if (show_progress) mk_progress_end(&pr);
+    free(fold);
+    free(pos);
+    free(neg);
+    free(tr);
+    free(te);
+    free(oof);
+    free(pt);
+    return rc;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+int mil_model_save(const mil_model *m, const char *path) {
+    mk_config cfg;
+    mk_config_init(&cfg, "mil");
+    mk_config_set(&cfg, "type", "%s", mil_type_names[m->c.type]);
+    mk_config_set_int(&cfg, "features", m->c.F);
+    mk_config_set_int(&cfg, "d_model", m->c.D);
+    mk_config_set_int(&cfg, "attn_hidden", m->c.H);
+    mk_config_set_int(&cfg, "n_layer", m->c.n_layer);
+    mk_config_set_int(&cfg, "stride", m->c.stride);
+    mk_config_set_int(&cfg, "d_state", m->c.d_state);
+    mk_config_set_int(&cfg, "gated", m->c.gated);
+    mk_config_set_float(&cfg, "dropout", m->c.dropout);
+    return mk_ckpt_save(path, &cfg, &m->p, 0);
+}
+
+int mil_model_load(mil_model *m, const char *path) {
+    mk_config cfg;
+    memset(m, 0, sizeof *m);
+    if (mk_ckpt_read_config(path, "mil", &cfg)) return -1;
+    const char *t = mk_config_get(&cfg, "type");
+    mil_cfg c;
+    if (!t || mil_type_from_name(t) < 0) {
+        mk_error("%s: unknown MIL model type '%s'", path, t ? t : "(none)");
+        return -1;
+    }
+    long F, D, H, nl, st, ds, g;
+    double dr;
+    if (mk_config_get_int(&cfg, "features", &F) || mk_config_get_int(&cfg, "d_model", &D) ||
+        mk_config_get_int(&cfg, "attn_hidden", &H) || mk_config_get_int(&cfg, "n_layer", &nl) ||
+        mk_config_get_int(&cfg, "stride", &st) || mk_config_get_int(&cfg, "d_state", &ds) ||
+        mk_config_get_int(&cfg, "gated", &g) || mk_config_get_float(&cfg, "dropout", &dr)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s: %s", path, mk_last_error());
+        mk_error("%s", msg);
+        return -1;
+    }
+    if (F < 1 || F > MIL_MAX_FEATURES || D < 1 || D > 4096 || H < 1 || H > 4096 || nl < 0 || nl > 32 || st < 1 ||
+        st > 1000000 || ds < 1 || ds > 64) {
+        mk_error("%s: model config out of range", path);
+        return -1;
+    }
+    mil_cfg_default(&c, mil_type_from_name(t), (int)F);
+    c.D = (int)D, c.H = (int)H, c.n_layer = (int)nl, c.stride = (int)st, c.d_state = (int)ds, c.gated = (int)g;
+    c.dropout = (float)dr;
+    if (mil_model_create(m, &c, 1)) return -1;
+    if (mk_ckpt_load(path, "mil", &cfg, &m->p, 0)) {
+        mil_model_free(m);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,111 @@
+/* mil_model.h — MambaMIL (SR-Mamba) and attention-MIL baselines for bags.
+ *
+ * Letters: L instances in the bag, F features, D model width, H attention
+ * hidden width, R the SR stride.
+ *
+ *   xs  = (x - mu) / sigma                    (L, F)  train-set standardisation
+ *   e   = dropout(relu(xs @ We^T + be))       (L, D)  instance embedding
+ *   h   = SRMamba^2(e) + final LayerNorm      (L, D)  MIL_MAMBA only, else h = e
+ *         each layer: h += out_proj( scan(natural) + scan(interleave_R) )
+ *         (core/mamba.h backbone: G = 2 orders, LayerNorm pre-norm, sum merge)
+ *   a   = softmax_i( w^T tanh(V h_i + bV) )                     plain attention
+ *   a   = softmax_i( w^T (tanh(V h_i + bV) * sigm(U h_i + bU)) ) gated attention
+ *   z   = sum_i a_i h_i   (or the mean / element-wise max of h for those baselines)
+ *   p   = sigmoid(wc . z + bc)
+ * ref: Ilse, Tomczak & Welling 2018 (ABMIL, Eq. 9-10); Yang et al. 2024
+ * (MambaMIL: Sequence Reordering in computational pathology, SR-Mamba).
+ *
+ * The stride-R interleave reads x0, xR, x2R, ..., x1, x1+R, ... over the bag
+ * padded to a multiple of R, with the padding dropped: a permutation of the
+ * L real instances, built per bag since lengths differ. Batch = one bag. */
+#ifndef MIL_MODEL_H
+#define MIL_MODEL_H
+
+#include "core/ckpt.h"
+#include "core/mamba.h"
+#include "core/optim.h"
+#include "pathology/mil_bags.h"
+
+enum { MIL_MAMBA = 0, MIL_ABMIL, MIL_GATED, MIL_MEAN, MIL_MAX, MIL_NTYPES };
+extern const char *const mil_type_names[MIL_NTYPES]; /* "mamba" "abmil" "gated" "mean" "max" */
+int mil_type_from_name(const char *s); /* -1 if unknown */
+
+typedef struct {
+    int type;
+    int F, D, H;  /* features, width, attention hidden */
+    int n_layer;  /* SR-Mamba layers (MIL_MAMBA) */
+    int stride;   /* R of the interleave order */
+    int d_state;  /* N */
+    int gated;    /* gated attention pooling for MIL_MAMBA */
+    float dropout;
+} mil_cfg;
+
+void mil_cfg_default(mil_cfg *c, int type, int F);
+
+typedef struct {
+    mil_cfg c;
+    mk_params p;
+    mamba_backbone bb;
+    int has_bb;
+    int fmean, fstd;              /* (F) standardisation, not trained */
+    int emb_w, emb_b;             /* (D, F), (D) */
+    int att_V, att_Vb;            /* (H, D), (H) */
+    int att_U, att_Ub;            /* (H, D), (H): gated only, else -1 */
+    int att_w;                    /* (H) */
+    int cls_w, cls_b;             /* (D), (1) */
+    /* activations of the last forward (one bag), grown on demand */
+    mamba_acts acts;
+    int L, cap;
+    float *buf;
+    float *xs, *e_pre, *e, *dmask, *h, *t, *g, *s, *a, *z; /* see mil_model.c */
+    int *amax;                    /* (D) argmax rows for max pooling */
+    int *ord;                     /* (L) interleave order */
+    float logit, prob;
+    int training;
+    mk_rng rng;
+} mil_model;
+
+/* Declare + allocate + initialise (weights from seed). 0 or -1 with mk_error. */
+int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed);
+void mil_model_free(mil_model *m);
+/* Set the standardisation from a training set (per-feature mean / std). */
+void mil_model_fit_scaler(mil_model *m, const mil_bags *b);
+
+/* One bag x (L, F): returns the probability; keeps activations for backward.
+ * Attention per instance is then in m->a (L) (mean: 1/L; max: share of the D
+ * channels the instance wins). */
+float mil_forward(mil_model *m, const float *x, int L, int training);
+/* Backward of the last forward given dlogit (d loss / d logit). Grads += . */
+void mil_backward(mil_model *m, float dlogit);
+
+/* The interleave order (padding dropped). o (L). */
+void mil_order_interleave(int *o, int L, int R);
+
+typedef struct {
+    int epochs;
+    float lr, weight_decay;
+    int batch; /* bags per optimiser step */
+    unsigned long seed;
+    int quiet;
+} mil_train_opts;
+void mil_train_opts_default(mil_train_opts *o);
+
+/* Train on every bag of b (labels must be 0/1). Returns the final epoch's mean loss. */
+float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const char *progress_label);
+/* Probabilities for every bag into prob (n_bags). */
+void mil_predict(mil_model *m, const mil_bags *b, float *prob);
+
+/* Area under the ROC curve (ties count half); NaN if one class is absent. */
+double mil_auc(const float *score, const int *label, int n);
+
+/* Stratified k-fold CV repeated `repeats` times. acc/auc (repeats) receive the
+ * out-of-fold accuracy and AUC of each repeat (pooled over its folds);
+ * fold_acc (repeats*folds) each fold's accuracy. Returns 0 or -1 (mk_error). */
+int mil_cross_validate(const mil_bags *b, const mil_cfg *c, const mil_train_opts *o, int folds, int repeats,
+                       double *acc, double *auc, double *fold_acc, int show_progress);
+
+/* Checkpoint task "mil". */
+int mil_model_save(const mil_model *m, const char *path);
+int mil_model_load(mil_model *m, const char *path);
+
+#endif
