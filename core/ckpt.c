@@ -310,6 +310,11 @@ int mk_ckpt_load(const char *path, const char *expect_task, mk_config *cfg, mk_p
             mk_error("%s: truncated optimiser state", path);
             goto fail;
         }
+        for (size_t i = 0; i < p->total; i++)
+            if (!isfinite(p->m[i]) || !isfinite(p->v[i]) || p->v[i] < 0) {
+                mk_error("%s: corrupted optimiser state (invalid moment at %zu)", path, i);
+                goto fail;
+            }
         p->step = (long)step;
     } else if (want_optim) {
         mk_error("%s: has no optimiser state to resume from", path);
