@@ -29,7 +29,9 @@ float mk_adamw_step(mk_params *p, const mk_adamw_cfg *c) {
     float norm = mk_grad_norm(p);
     float gscale = 1.f;
     if (c->clip > 0 && norm > c->clip) gscale = c->clip / (norm + 1e-6f);
-    if (!isfinite(norm)) gscale = 0.f; /* skip a poisoned step rather than destroy the weights */
+    /* skip a poisoned step rather than destroy the weights (NaN * 0 is NaN,
+     * so scaling the gradient to zero would not do) */
+    if (!isfinite(norm)) return norm;
     float lr = mk_lr_at(c, p->step);
     long t = p->step + 1;
     float bc1 = 1.f - powf(c->beta1, (float)t), bc2 = 1.f - powf(c->beta2, (float)t);

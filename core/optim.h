@@ -25,7 +25,8 @@ float mk_lr_at(const mk_adamw_cfg *c, long step);
 /* L2 norm of all gradients. */
 float mk_grad_norm(const mk_params *p);
 /* Clip (if cfg->clip > 0), then one AdamW update with lr_at(p->step); p->step++.
- * Moments are allocated on first use. Returns the pre-clip gradient norm. */
+ * Moments are allocated on first use. Returns the pre-clip gradient norm; a
+ * non-finite norm skips the step (weights, moments and step unchanged). */
 float mk_adamw_step(mk_params *p, const mk_adamw_cfg *c);
 
 #endif
