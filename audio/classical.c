@@ -29,15 +29,36 @@ enum { CL_SPECSUB, CL_WIENER };
 
 /* Spectral subtraction, magnitude domain (Boll), with Berouti's
  * SNR-dependent oversubtraction alpha = SS_ALPHA0 - SS_SLOPE * segSNR(dB),
- * segSNR clamped to [-5, 20] dB, and spectral floor SS_BETA * |N|. */
-#define SS_ALPHA0 3.0
-#define SS_SLOPE (2.0 / 25.0)
+ * segSNR clamped to [-5, 20] dB (alpha 2.2 .. 1.2), and spectral floor
+ * SS_BETA * |N|. Berouti's power-domain values (4, 3/20) over-subtract in
+ * the magnitude domain; these were picked on a small grid with FSDD train
+ * clips + white noise (docs/AUDIO_METRICS.md). The #ifndef lets a sweep
+ * override them with -D. */
+#ifndef SS_ALPHA0
+#define SS_ALPHA0 2.0
+#endif
+#ifndef SS_SLOPE
+#define SS_SLOPE 0.04
+#endif
+#ifndef SS_BETA
 #define SS_BETA 0.05
+#endif
 /* Wiener: decision-directed a priori SNR smoothing and its floor (-25 dB). */
+#ifndef WF_ALPHA
 #define WF_ALPHA 0.98
+#endif
+#ifndef WF_XI_MIN
 #define WF_XI_MIN 0.0031622776601683794
+#endif
+#ifndef NOISE_FRACTION
 #define NOISE_FRACTION 0.10
+#endif
+#ifndef NOISE_SCALE
+#define NOISE_SCALE 1.0
+#endif
+#ifndef NOISE_MIN_FRAMES
 #define NOISE_MIN_FRAMES 4
+#endif
 
 typedef struct {
     int K, hop, B;
@@ -177,7 +198,7 @@ static void cl_noise_psd(cl_stft *s, const float *x, size_t n, double *lambda) {
             lambda[b] += (double)s->spec[b][0] * s->spec[b][0] + (double)s->spec[b][1] * s->spec[b][1];
         used++;
     }
-    for (int b = 0; b < s->B; b++) lambda[b] = lambda[b] / (double)used + 1e-20;
+    for (int b = 0; b < s->B; b++) lambda[b] = NOISE_SCALE * lambda[b] / (double)used + 1e-20;
     free(energy);
 }
 #endif
@@ -193,6 +214,11 @@ static int cl_enhance(float *out, const float *noisy, size_t n, int sr, int mode
         return -1;
     }
     if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(noisy[i])) {
+            mk_error("enhance: sample %zu is not a finite number", i);
+            return -1;
+        }
     cl_stft s;
     if (cl_open(&s, n, sr)) return -1;
     /* out may alias noisy: read from a private copy then. */

@@ -5,9 +5,11 @@
  * overlap-add synthesis normalised by the summed squared window, so an
  * identity gain reproduces the input exactly. The noise power spectrum is
  * estimated from the lowest-energy frames of the input itself (no separate
- * noise recording needed). out receives n samples and may not alias noisy.
- * Memory use is proportional to n only. Both return 0 (-1 with mk_error set
- * on an unusable sr or FFT plan failure).
+ * noise recording needed). out receives n samples; out == noisy (in place)
+ * is allowed. Memory use is proportional to n only. Both return 0, or -1
+ * with mk_error set on an unusable sr (outside 1 kHz .. 768 kHz), a
+ * non-finite input sample or an FFT plan failure. Thread-safe: FFTW plans
+ * are made inside `#pragma omp critical(mk_fftw_plan)`.
  *
  * ref: S. F. Boll, "Suppression of acoustic noise in speech using spectral
  *      subtraction", IEEE TASSP 27(2), 1979; M. Berouti, R. Schwartz,

@@ -205,6 +205,11 @@ float audio_stoi(const float *clean, const float *proc, size_t n, int sr) {
         mk_error("stoi: input of %zu samples is too long", n);
         return -1;
     }
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(clean[i]) || !isfinite(proc[i])) {
+            mk_error("stoi: sample %zu is not a finite number", i);
+            return -1;
+        }
     float *x = NULL, *y = NULL, *xs = NULL, *ys = NULL, *fin = NULL;
     double *env = NULL;
     fftwf_complex *fout = NULL;

@@ -320,6 +320,15 @@ static void test_stoi(const float *speech8, size_t n8) {
         test_report(v == -1.0f && strstr(msg, "too short"), "stoi_too_short", "0.3 s -> %.1f, \"%s\"", v, msg);
         v = audio_stoi(speech8, speech8, n8, 0);
         test_report(v == -1.0f, "stoi_bad_rate", "sr 0 -> %.1f, \"%s\"", v, mk_last_error());
+        memcpy(tmp, speech8, n8 * sizeof *tmp);
+        tmp[n8 / 2] = NAN;
+        v = audio_stoi(speech8, tmp, n8, 8000);
+        test_report(v == -1.0f, "stoi_nan", "NaN sample -> %.1f, \"%s\"", v, mk_last_error());
+        float *o = mk_malloc(n8 * sizeof *o);
+        int r1 = audio_wiener(o, tmp, n8, 8000), r2 = audio_spectral_subtraction(o, speech8, n8, -8000);
+        test_report(r1 == -1 && r2 == -1, "enhance_bad_input", "NaN sample -> %d, sr -8000 -> %d, \"%s\"", r1, r2,
+                    mk_last_error());
+        free(o);
     }
     double self = audio_stoi(speech8, speech8, n8, 8000);
     test_report(fabs(self - 1) < 1e-5, "stoi_clean_vs_clean", "%.6f (want 1)", self);
