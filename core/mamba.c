@@ -441,7 +441,8 @@ void mamba_state_alloc(mamba_state *s, const mamba_backbone *m, int B) {
     s->B = B;
     s->conv = mk_calloc((size_t)NL * B * (m->K > 1 ? m->K - 1 : 1) * m->E, sizeof(float));
     s->ssm = mk_calloc((size_t)NL * B * m->E * m->N, sizeof(float));
-    s->tmp = mk_malloc(sizeof(float) * ((size_t)B * (4 * m->D + 6 * m->E + m->R + 2 * m->N + 4) + (size_t)m->E * m->N));
+    /* h, r, br (3 D) + mean, rstd (2) + xi..y (6 E) + dbc (R + 2N) + Bm, Cm (2N) per batch entry, A (E N) */
+    s->tmp = mk_malloc(sizeof(float) * ((size_t)B * (3 * m->D + 2 + 6 * m->E + m->R + 4 * m->N) + (size_t)m->E * m->N));
 }
 void mamba_state_reset(mamba_state *s, const mamba_backbone *m) {
     int NL = m->cfg.n_layer ? m->cfg.n_layer : 1;

@@ -189,6 +189,15 @@ static void test_forward_backward(void) {
         check_case(&mc, NULL, 0, 1);
         mcase_free(&mc);
     }
+    {
+        mamba_cfg c = tiny_cfg(1, 2, 4); /* d_state 16 > d_model 8, expand 3, dt_rank 3 */
+        c.d_state = 16;
+        c.expand = 3;
+        c.dt_rank = 3;
+        mcase_make(&mc, "N16_expand3_R3_G2", &c, 2, L);
+        check_case(&mc, (const int *const *)o, 0, 1);
+        mcase_free(&mc);
+    }
     for (int g = 0; g < 3; g++) free(o[g]);
 }
 
@@ -330,6 +339,9 @@ int main(void) {
     c = tiny_cfg(1, 1, 3);
     c.final_norm = 0;
     test_step("rms_K3_nofinalnorm", c);
+    c = tiny_cfg(2, 1, 4); /* d_state (16) larger than d_model (8): scratch sizing */
+    c.d_state = 16;
+    test_step("rms_N16_D8", c);
     test_declare_errors();
     test_init();
     return test_exit();
