@@ -60,7 +60,7 @@ static float *resample(const float *x, size_t n, int from, int to, size_t *m) {
     d.input_frames = (long)n;
     d.output_frames = (long)cap;
     d.src_ratio = ratio;
-    if (src_simple(&d, SRC_SINC_BEST_QUALITY, 1)) {
+    if (src_simple(&d, SRC_SINC_MEDIUM_QUALITY, 1)) {
         free(y);
         return NULL;
     }
