@@ -185,7 +185,7 @@ static void test_case(scan_cfg c) {
     }
 
     /* ---- chunked: three pieces, h_last -> h0, == one piece (forward and backward) ---- */
-    {
+    if (c.L >= 8) {
         const int B = c.B, L = c.L, E = c.E, N = c.N;
         /* the middle piece is longer than MK_SCAN_CHUNK when L allows */
         const int c1 = L / 3 - 5, c2 = c1 + 65 < L - 1 ? c1 + 65 : c1 + (L - c1) / 2;
@@ -305,5 +305,8 @@ int main(void) {
     test_case((scan_cfg){"bare_E37_N5_L150", 1, 150, 37, 5, 0, 0, 0, 0, 0});
     test_case((scan_cfg){"D_bias_E20_N5_L70", 2, 70, 20, 5, 1, 1, 0, 1, 0});
     test_case((scan_cfg){"z_h0_E16_N16_L65_B3", 3, 65, 16, 16, 0, 0, 1, 0, 1});
+    test_case((scan_cfg){"full_E33_N8_L64", 1, 64, 33, 8, 1, 1, 1, 1, 1});    /* exactly one chunk */
+    test_case((scan_cfg){"full_E17_N3_L129", 2, 129, 17, 3, 1, 1, 1, 1, 1});  /* 2 chunks + 1 step */
+    test_case((scan_cfg){"full_E3_N64_L1", 2, 1, 3, MK_SCAN_MAXN, 1, 1, 1, 1, 1}); /* largest N, one token */
     return test_exit();
 }
