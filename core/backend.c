@@ -88,11 +88,15 @@ int mk_cuda_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const
 }
 int mk_cuda_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const float *dout) { return -1; }
 float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const float *x, const float *target, int B,
-                                     int L, const mk_adamw_cfg *c, mk_rng *rng) {
+                                     int L, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng) {
     mk_error("this build has no CUDA support");
     return NAN;
 }
 int mamba_backbone_cuda_sync_host(mamba_backbone *m) { return 0; }
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[3]) {
+    mk_error("this build has no CUDA support");
+    return -1;
+}
 
 #else /* MK_HAVE_CUDA */
 
@@ -549,7 +553,7 @@ fail:
 }
 
 float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const float *x, const float *target, int B,
-                                     int L, const mk_adamw_cfg *cfg, mk_rng *rng) {
+                                     int L, const int *const *orders, const mk_adamw_cfg *cfg, mk_rng *rng) {
     if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return NAN;
     cuda_bb *c = bb_get(m);
     if (!c) return NAN;
@@ -571,7 +575,7 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
             mkc_memset0(c->Vo, sizeof(float) * c->total);
         }
     }
-    if (bb_prepare(m, c, a, B, L, NULL, 1, rng)) return NAN;
+    if (bb_prepare(m, c, a, B, L, orders, 1, rng)) return NAN;
     c->resident = 1;
     if (mkc_upload(c->io, x, sizeof(float) * TD) || mkc_upload(c->tgt, target, sizeof(float) * TD)) return NAN;
     bb_forward_dev(m, c, c->io, c->io);
@@ -614,6 +618,66 @@ int mamba_backbone_cuda_sync_host(mamba_backbone *m) {
 fail:
     mk_error("CUDA: %s", mkc_last_error());
     return -1;
+}
+
+typedef struct {
+    int B, L, E, N;
+    float *u, *dl, *A, *Bm, *Cm, *D, *z, *db, *out, *dout, *g[8];
+} scan_bench;
+static void bench_fwd(void *p) {
+    scan_bench *s = p;
+    mkc_scan_forward(s->out, NULL, s->u, s->dl, s->A, s->Bm, s->Cm, s->D, s->z, s->db, NULL, s->B, s->L, s->E, s->N, 1);
+}
+static void bench_bwd(void *p) {
+    scan_bench *s = p;
+    mkc_scan_backward(s->g[0], s->g[1], s->g[2], s->g[3], s->g[4], s->g[5], s->g[6], s->g[7], NULL, s->dout, NULL,
+                      s->u, s->dl, s->A, s->Bm, s->Cm, s->D, s->z, s->db, NULL, s->B, s->L, s->E, s->N, 1);
+}
+
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[3]) {
+    if (!mk_cuda_available() || mkc_init()) {
+        mk_error("no CUDA device available (%s)", mk_cuda_device_name());
+        return -1;
+    }
+    if (!(N == 4 || N == 8 || N == 16 || N == 32 || N == 64)) {
+        mk_error("the CUDA scan does not take d_state %d", N);
+        return -1;
+    }
+    scan_bench s;
+    memset(&s, 0, sizeof s);
+    s.B = B, s.L = L, s.E = E, s.N = N;
+    size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N, EN = (size_t)E * N;
+    size_t sz[10] = {BLE, BLE, EN, BLN, BLN, (size_t)E, BLE, (size_t)E, BLE, BLE};
+    float **dst[10] = {&s.u, &s.dl, &s.A, &s.Bm, &s.Cm, &s.D, &s.z, &s.db, &s.out, &s.dout};
+    size_t gn[8] = {BLE, BLE, EN, BLN, BLN, (size_t)E, BLE, (size_t)E};
+    float *h = mk_malloc(sizeof(float) * BLE);
+    mk_rng r;
+    mk_rng_seed(&r, 1);
+    int rc = 0;
+    for (int k = 0; k < 10 && !rc; k++) {
+        for (size_t i = 0; i < sz[k]; i++) h[i] = 2.f * mk_rng_uniform(&r) - 1.f;
+        if (k == 2)
+            for (size_t i = 0; i < EN; i++) h[i] = -(float)(i % N + 1); /* S4D-real */
+        if (k == 7)
+            for (int e = 0; e < E; e++) h[e] = -4.f; /* dt ~ softplus(-4 + delta) */
+        *dst[k] = mkc_malloc(sizeof(float) * sz[k]);
+        rc = !*dst[k] || mkc_upload(*dst[k], h, sizeof(float) * sz[k]);
+    }
+    for (int k = 0; k < 8 && !rc; k++) {
+        s.g[k] = mkc_malloc(sizeof(float) * gn[k]);
+        rc = !s.g[k] || mkc_memset0(s.g[k], sizeof(float) * gn[k]);
+    }
+    free(h);
+    if (!rc) {
+        res[0] = mkc_time_us(bench_fwd, &s, reps, 1);
+        res[1] = mkc_time_us(bench_bwd, &s, reps, 1);
+        res[2] = mkc_copy_bandwidth();
+        rc = mkc_sync();
+    }
+    for (int k = 0; k < 10; k++) mkc_free(*dst[k]);
+    for (int k = 0; k < 8; k++) mkc_free(s.g[k]);
+    if (rc) mk_error("CUDA scan benchmark: %s", mkc_last_error());
+    return rc ? -1 : 0;
 }
 
 #endif /* MK_HAVE_CUDA */

@@ -50,11 +50,18 @@ int mk_cuda_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const
 
 /* One resident training step on the GPU: out = backbone(x), loss = mean((out -
  * target)^2), backward, global-norm clip + AdamW (same math as mk_adamw_step,
- * over the whole table m->p). x, target (B, L, D) on the host. Returns the
+ * over the whole table m->p). x, target (B, L, D) on the host; orders as for
+ * mamba_backbone_forward (training mode). Returns the
  * loss, or NAN with mk_error. Parameters then live on the GPU until
  * mamba_backbone_cuda_sync_host copies them (and the moments) back. */
 float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const float *x, const float *target, int B,
-                                     int L, const mk_adamw_cfg *c, mk_rng *rng);
+                                     int L, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng);
 int mamba_backbone_cuda_sync_host(mamba_backbone *m);
+
+/* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
+ * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us
+ * (median of reps, CUDA events, L2 flushed), res[2] the device's measured
+ * copy bandwidth in bytes/s. 0, or -1 with mk_error. */
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[3]);
 
 #endif

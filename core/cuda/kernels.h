@@ -108,6 +108,13 @@ double mkc_sumsq(const float *x, size_t n);
 void mkc_adamw(float *w, const float *g, float *m, float *v, const float *decay, size_t n, float lr, float beta1,
                float beta2, float eps, float wd, float gscale, float bc1, float bc2);
 
+/* ---- timing ---- */
+/* Median time in microseconds of fn(arg) over reps launches on the stream,
+ * measured with CUDA events; flush: overwrite a buffer of 4x the L2 size first. */
+double mkc_time_us(void (*fn)(void *), void *arg, int reps, int flush);
+/* Device-to-device copy bandwidth in bytes/s (bytes read + written), 1 GiB. */
+double mkc_copy_bandwidth(void);
+
 #ifdef __cplusplus
 }
 #endif

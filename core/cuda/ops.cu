@@ -556,4 +556,67 @@ void mkc_adamw(float *w, const float *g, float *m, float *v, const float *decay,
 }
 #undef EW
 
+double mkc_time_us(void (*fn)(void *), void *arg, int reps, int flush) {
+    static void *fb = NULL;
+    static size_t fbn = 0;
+    if (flush && !fb) {
+        int dev = 0, l2 = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev);
+        fbn = (size_t)(l2 > 0 ? l2 : 50 << 20) * 4;
+        if (cudaMalloc(&fb, fbn) != cudaSuccess) fb = NULL, fbn = 0;
+    }
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    fn(arg); // warm-up
+    double ts[64];
+    if (reps > 64) reps = 64;
+    if (reps < 1) reps = 1;
+    for (int r = 0; r < reps; r++) {
+        if (flush && fb) cudaMemsetAsync(fb, r & 1, fbn, g_stream);
+        cudaEventRecord(a, g_stream);
+        fn(arg);
+        cudaEventRecord(b, g_stream);
+        cudaEventSynchronize(b);
+        float ms = 0.f;
+        cudaEventElapsedTime(&ms, a, b);
+        ts[r] = ms * 1e3;
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    for (int i = 1; i < reps; i++) // insertion sort, reps is small
+        for (int j = i; j > 0 && ts[j] < ts[j - 1]; j--) {
+            double t = ts[j];
+            ts[j] = ts[j - 1];
+            ts[j - 1] = t;
+        }
+    return ts[reps / 2];
+}
+
+namespace {
+struct copy_arg {
+    void *d, *s;
+    size_t n;
+};
+void copy_fn(void *p) {
+    copy_arg *c = (copy_arg *)p;
+    cudaMemcpyAsync(c->d, c->s, c->n, cudaMemcpyDeviceToDevice, g_stream);
+}
+} // namespace
+
+double mkc_copy_bandwidth(void) {
+    copy_arg c = {NULL, NULL, (size_t)1 << 30};
+    if (cudaMalloc(&c.d, c.n) != cudaSuccess) return 0;
+    if (cudaMalloc(&c.s, c.n) != cudaSuccess) {
+        cudaFree(c.d);
+        return 0;
+    }
+    cudaMemsetAsync(c.s, 1, c.n, g_stream);
+    double us = mkc_time_us(copy_fn, &c, 10, 0);
+    cudaFree(c.d);
+    cudaFree(c.s);
+    return 2.0 * c.n / (us * 1e-6);
+}
+
 } // extern "C"

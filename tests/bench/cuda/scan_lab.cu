@@ -1,0 +1,268 @@
+// scan_lab.cu — kernel lab for the selective scan (llm.c dev/cuda style).
+//
+// Numbered versions of the forward kernel, each validated against the CPU
+// scan (core/scan.c, the reference) at several block sizes, timed with CUDA
+// events after an L2 flush, and printed as time, GB/s and percent of the DRAM
+// floor (floor = bytes that must move / measured device copy bandwidth).
+//   v1  one thread per (batch, channel), all N states in registers, B/C read
+//       through the read-only cache, no look-ahead. Block size free.
+//   v2  the library kernel (core/cuda/scan.cu): N/4 lanes per channel (4
+//       states each, y summed by shuffles), 8 steps loaded ahead, softplus /
+//       silu / store spread over the lanes. 128 threads.
+// Backward: the library kernel (checkpoint sweep + chunked recomputation).
+//
+// usage: scan_lab [--quick] [--csv FILE]
+//   shapes: B=8 E=1536 N=16 at L = 512, 2048, 8192 (Mamba paper's shape at 2048).
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <vector>
+#include <algorithm>
+
+extern "C" {
+#include "core/scan.h"
+#include "core/util.h"
+}
+#include "core/cuda/kernels.h"
+
+#define CK(x)                                                                                   \
+    do {                                                                                        \
+        cudaError_t e_ = (x);                                                                   \
+        if (e_ != cudaSuccess) {                                                                \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            exit(1);                                                                            \
+        }                                                                                       \
+    } while (0)
+
+// ---------------------------------------------------------------- v1
+template <int N>
+__global__ void scan_fwd_v1(float *out, const float *u, const float *delta, const float *A, const float *Bm,
+                            const float *Cm, const float *D, const float *z, const float *delta_bias, int L, int E) {
+    int e = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+    if (e >= E) return;
+    float h[N], a[N];
+    for (int n = 0; n < N; n++) {
+        h[n] = 0.f;
+        a[n] = A[(size_t)e * N + n] * 1.4426950408889634f;
+    }
+    float bias = delta_bias[e], Dv = D[e];
+    for (int t = 0; t < L; t++) {
+        size_t i = ((size_t)b * L + t) * E + e;
+        float r = delta[i] + bias;
+        float dt = r > 20.f ? r : log1pf(__expf(r));
+        float uu = u[i], y = 0.f;
+        const float *bt = Bm + ((size_t)b * L + t) * N, *ct = Cm + ((size_t)b * L + t) * N;
+#pragma unroll
+        for (int n = 0; n < N; n++) {
+            h[n] = exp2f(dt * a[n]) * h[n] + dt * uu * __ldg(bt + n);
+            y += __ldg(ct + n) * h[n];
+        }
+        float zv = z[i];
+        out[i] = (y + Dv * uu) * zv / (1.f + __expf(-zv));
+    }
+}
+
+// ---------------------------------------------------------------- harness
+static float *dev_rand(std::vector<float> &h, size_t n, float lo, float hi, mk_rng *r) {
+    h.resize(n);
+    for (size_t i = 0; i < n; i++) h[i] = lo + (hi - lo) * mk_rng_uniform(r);
+    float *d;
+    CK(cudaMalloc(&d, n * sizeof(float)));
+    CK(cudaMemcpy(d, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    return d;
+}
+static double rel_err(const float *a, const float *b, size_t n) {
+    double md = 0, mr = 1e-6;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > md || d != d) md = d != d ? INFINITY : d;
+        mr = fmax(mr, fabs((double)b[i]));
+    }
+    return md / mr;
+}
+
+static void *flush_buf = NULL;
+static size_t flush_n = 0;
+static void l2_flush() { CK(cudaMemsetAsync(flush_buf, 0, flush_n, (cudaStream_t)mkc_stream())); }
+
+// median time in microseconds of fn() over reps, L2 flushed before each
+template <class F>
+static double time_us(F fn, int reps) {
+    cudaStream_t s = (cudaStream_t)mkc_stream();
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    fn(); // warm-up
+    std::vector<double> ts;
+    for (int r = 0; r < reps; r++) {
+        l2_flush();
+        CK(cudaEventRecord(a, s));
+        fn();
+        CK(cudaEventRecord(b, s));
+        CK(cudaEventSynchronize(b));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        ts.push_back(ms * 1e3);
+    }
+    CK(cudaEventDestroy(a));
+    CK(cudaEventDestroy(b));
+    std::sort(ts.begin(), ts.end());
+    return ts[ts.size() / 2];
+}
+
+int main(int argc, char **argv) {
+    int quick = 0;
+    const char *csv = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
+        else {
+            fprintf(stderr, "usage: scan_lab [--quick] [--csv FILE]\n");
+            return 2;
+        }
+    }
+    if (mkc_init()) {
+        printf("SKIP scan_lab: skipped: no CUDA device (%s)\n", mkc_last_error());
+        return 0;
+    }
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("# device %s  sm_%d%d  %d SMs  L2 %d MB\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+           prop.l2CacheSize >> 20);
+    flush_n = (size_t)prop.l2CacheSize * 4;
+    CK(cudaMalloc(&flush_buf, flush_n));
+
+    // measured copy bandwidth: 1 GiB device to device, bytes read + written
+    size_t cb = (size_t)1 << 30;
+    void *c0, *c1;
+    CK(cudaMalloc(&c0, cb));
+    CK(cudaMalloc(&c1, cb));
+    CK(cudaMemset(c0, 1, cb));
+    double copy_us = time_us([&] { CK(cudaMemcpyAsync(c1, c0, cb, cudaMemcpyDeviceToDevice, (cudaStream_t)mkc_stream())); }, 10);
+    double bw = 2.0 * cb / (copy_us * 1e-6); // bytes/s
+    CK(cudaFree(c0));
+    CK(cudaFree(c1));
+    printf("# measured copy bandwidth %.0f GB/s (1 GiB D2D, read+write)\n", bw / 1e9);
+
+    FILE *cf = csv ? fopen(csv, "w") : NULL;
+    if (cf) fprintf(cf, "device,kernel,B,E,L,N,block,time_us,GBps,floor_us,pct_floor,err\n");
+    printf("%-10s %5s %5s %5s %3s %5s %10s %8s %9s %7s %9s\n", "kernel", "B", "E", "L", "N", "block", "time_us",
+           "GB/s", "floor_us", "%floor", "err");
+
+    const int B = 8, E = 1536, N = 16;
+    const int Ls[3] = {512, 2048, 8192};
+    mk_rng r;
+    mk_rng_seed(&r, 42);
+    for (int li = 0; li < 3; li++) {
+        const int L = Ls[li];
+        if (quick && L != 2048) continue;
+        size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N, EN = (size_t)E * N;
+        std::vector<float> hu, hd, hB, hC, hA, hD, hz, hb, hg;
+        float *u = dev_rand(hu, BLE, -1, 1, &r), *dl = dev_rand(hd, BLE, -1, 1, &r), *Bm = dev_rand(hB, BLN, -1, 1, &r),
+              *Cm = dev_rand(hC, BLN, -1, 1, &r), *Dd = dev_rand(hD, E, 0.5f, 1.5f, &r),
+              *z = dev_rand(hz, BLE, -2, 2, &r), *db = dev_rand(hb, E, -6.9f, -2.3f, &r),
+              *dout = dev_rand(hg, BLE, -1, 1, &r);
+        hA.resize(EN);
+        for (int e = 0; e < E; e++)
+            for (int n = 0; n < N; n++) hA[(size_t)e * N + n] = -(float)(n + 1); // S4D-real
+        float *A;
+        CK(cudaMalloc(&A, EN * 4));
+        CK(cudaMemcpy(A, hA.data(), EN * 4, cudaMemcpyHostToDevice));
+        float *out;
+        CK(cudaMalloc(&out, BLE * 4));
+        // CPU reference (optimised CPU scan, all cores)
+        std::vector<float> ref(BLE), got(BLE);
+        ssm_scan_dims sd = {B, L, E, N, 1};
+        double tc = mk_time();
+        ssm_scan_forward(ref.data(), NULL, hu.data(), hd.data(), hA.data(), hB.data(), hC.data(), hD.data(), hz.data(),
+                         hb.data(), NULL, sd);
+        tc = mk_time() - tc;
+        printf("# L %d: CPU reference forward %.1f ms\n", L, tc * 1e3);
+
+        const double fwd_bytes = 4.0 * (4.0 * BLE + 2.0 * BLN + 2.0 * EN + 2.0 * E); // u, delta, z, out; B, C; A; D, bias
+        const double bwd_bytes = 4.0 * (7.0 * BLE + 4.0 * BLN + 2.0 * EN + 4.0 * E); // + dout, du, ddelta, dz; dB, dC
+        auto row = [&](const char *k, int blk, double us, double bytes, double err) {
+            double fl = bytes / bw * 1e6;
+            printf("%-10s %5d %5d %5d %3d %5d %10.1f %8.0f %9.1f %6.1f%% %9.1e\n", k, B, E, L, N, blk, us,
+                   bytes / (us * 1e-6) / 1e9, fl, 100.0 * fl / us, err);
+            if (cf)
+                fprintf(cf, "%s,%s,%d,%d,%d,%d,%d,%.2f,%.1f,%.2f,%.2f,%.2e\n", prop.name, k, B, E, L, N, blk, us,
+                        bytes / (us * 1e-6) / 1e9, fl, 100.0 * fl / us, err);
+        };
+        const int reps = quick ? 5 : 10;
+        // v1 at several block sizes
+        const int blocks[4] = {64, 128, 256, 512};
+        for (int bi = 0; bi < 4; bi++) {
+            int blk = blocks[bi];
+            dim3 grid((E + blk - 1) / blk, B);
+            auto run = [&] {
+                scan_fwd_v1<16><<<grid, blk, 0, (cudaStream_t)mkc_stream()>>>(out, u, dl, A, Bm, Cm, Dd, z, db, L, E);
+            };
+            CK(cudaMemset(out, 0, BLE * 4));
+            run();
+            CK(cudaStreamSynchronize((cudaStream_t)mkc_stream()));
+            CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
+            double err = rel_err(got.data(), ref.data(), BLE);
+            double us = time_us(run, reps);
+            row(err < 1e-4 ? "fwd_v1" : "fwd_v1!BAD", blk, us, fwd_bytes, err);
+        }
+        // v2 = library
+        {
+            auto run = [&] { mkc_scan_forward(out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, N, 1); };
+            CK(cudaMemset(out, 0, BLE * 4));
+            run();
+            if (mkc_sync()) {
+                printf("FAIL scan_lab v2: %s\n", mkc_last_error());
+                return 1;
+            }
+            CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
+            double err = rel_err(got.data(), ref.data(), BLE);
+            double us = time_us(run, reps);
+            row(err < 1e-4 ? "fwd_v2" : "fwd_v2!BAD", 128, us, fwd_bytes, err);
+        }
+        // backward (library); validated against the CPU backward on du at L <= 2048
+        {
+            float *g[8];
+            size_t gn[8] = {BLE, BLE, EN, BLN, BLN, (size_t)E, BLE, (size_t)E};
+            for (int k = 0; k < 8; k++) CK(cudaMalloc(&g[k], gn[k] * 4));
+            auto run = [&] {
+                mkc_scan_backward(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], NULL, dout, NULL, u, dl, A, Bm, Cm,
+                                  Dd, z, db, NULL, B, L, E, N, 1);
+            };
+            for (int k = 0; k < 8; k++) CK(cudaMemset(g[k], 0, gn[k] * 4));
+            run();
+            if (mkc_sync()) {
+                printf("FAIL scan_lab bwd: %s\n", mkc_last_error());
+                return 1;
+            }
+            double err = -1;
+            if (L <= 2048) {
+                std::vector<float> rdu(BLE, 0.f), rdl(BLE, 0.f), rdA(EN, 0.f), rdB(BLN, 0.f), rdC(BLN, 0.f),
+                    rdD(E, 0.f), rdz(BLE, 0.f), rdb(E, 0.f);
+                double t0 = mk_time();
+                ssm_scan_backward(rdu.data(), rdl.data(), rdA.data(), rdB.data(), rdC.data(), rdD.data(), rdz.data(),
+                                  rdb.data(), NULL, hg.data(), NULL, hu.data(), hd.data(), hA.data(), hB.data(),
+                                  hC.data(), hD.data(), hz.data(), hb.data(), NULL, sd);
+                printf("# L %d: CPU reference backward %.1f ms\n", L, (mk_time() - t0) * 1e3);
+                const std::vector<float> *rr[8] = {&rdu, &rdl, &rdA, &rdB, &rdC, &rdD, &rdz, &rdb};
+                err = 0;
+                for (int k = 0; k < 8; k++) {
+                    std::vector<float> gh(gn[k]);
+                    CK(cudaMemcpy(gh.data(), g[k], gn[k] * 4, cudaMemcpyDeviceToHost));
+                    err = fmax(err, rel_err(gh.data(), rr[k]->data(), gn[k]));
+                }
+            }
+            double us = time_us(run, reps);
+            row(err < 1e-3 ? "bwd_v1" : "bwd_v1!BAD", 128, us, bwd_bytes, err);
+            for (int k = 0; k < 8; k++) CK(cudaFree(g[k]));
+        }
+        float *fr[] = {u, dl, Bm, Cm, Dd, z, db, dout, A, out};
+        for (auto p : fr) CK(cudaFree(p));
+    }
+    if (cf) fclose(cf);
+    printf("# floor = (bytes that must move: inputs read once, outputs written once, fp32) / copy bandwidth;\n"
+           "# backward floor counts gradients as written once (our kernel accumulates: +3 B*L*E reads)\n");
+    return 0;
+}
