@@ -1,0 +1,346 @@
+/* models.c — RevIN, the baselines (last value, seasonal naive, DLinear), the
+ * standardised series with its windows, and the training harness shared by
+ * every model (same windows, same loss, same metrics). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ops.h"
+#include "core/optim.h"
+#include "ts.h"
+
+const char *ts_model_name(int kind) {
+    switch (kind) {
+    case TS_MODEL_NAIVE: return "naive";
+    case TS_MODEL_SNAIVE: return "snaive";
+    case TS_MODEL_DLINEAR: return "dlinear";
+    case TS_MODEL_SMAMBA: return "smamba";
+    default: return "?";
+    }
+}
+
+/* ---------------------------------------------------------------- RevIN */
+
+/* ref: Kim et al. 2022 (RevIN); iTransformer/S-Mamba use_norm: var unbiased=False, +1e-5. */
+void ts_revin_norm(float *xn, float *mean, float *std, const float *x, int B, int L, int C) {
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            const float *xb = x + (size_t)b * L * C + c;
+            double s = 0, v = 0;
+            for (int l = 0; l < L; l++) s += xb[(size_t)l * C];
+            double mu = s / L;
+            for (int l = 0; l < L; l++) v += (xb[(size_t)l * C] - mu) * (xb[(size_t)l * C] - mu);
+            float sd = (float)sqrt(v / L + 1e-5);
+            mean[(size_t)b * C + c] = (float)mu;
+            std[(size_t)b * C + c] = sd;
+            float *ob = xn + (size_t)b * L * C + c;
+            for (int l = 0; l < L; l++) ob[(size_t)l * C] = (float)((xb[(size_t)l * C] - mu) / sd);
+        }
+}
+
+void ts_revin_denorm(float *y, const float *yn, const float *mean, const float *std, int B, int H, int C) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int c = 0; c < C; c++) {
+                size_t i = ((size_t)b * H + h) * C + c;
+                y[i] = yn[i] * std[(size_t)b * C + c] + mean[(size_t)b * C + c];
+            }
+}
+
+/* ------------------------------------------------------------ baselines */
+
+void ts_naive_forward(float *pred, const float *x, int B, int L, int H, int C) {
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            memcpy(pred + ((size_t)b * H + h) * C, x + ((size_t)b * L + L - 1) * C, sizeof(float) * C);
+}
+
+void ts_snaive_forward(float *pred, const float *x, int B, int L, int H, int C, int P) {
+    MK_ASSERT(P >= 1 && P <= L);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            memcpy(pred + ((size_t)b * H + h) * C, x + ((size_t)b * L + L - P + h % P) * C, sizeof(float) * C);
+}
+
+/* ref: DLinear series_decomp: AvgPool1d(k, stride 1) over the series padded
+ * with (k-1)/2 copies of its first and last value. */
+void ts_moving_avg(float *trend, const float *x, int n, int k, int stride) {
+    int pad = (k - 1) / 2;
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = i - pad; j <= i - pad + k - 1; j++) {
+            int q = j < 0 ? 0 : j >= n ? n - 1 : j;
+            s += x[(size_t)q * stride];
+        }
+        trend[(size_t)i * stride] = (float)(s / k);
+    }
+}
+
+int ts_dlinear_declare(ts_dlinear *m, mk_params *p, int L, int H, int C, int kernel) {
+    memset(m, 0, sizeof *m);
+    if (L < 1 || H < 1 || C < 1 || kernel < 1 || kernel % 2 == 0) {
+        mk_error("invalid DLinear config (L %d, H %d, C %d, kernel %d)", L, H, C, kernel);
+        return -1;
+    }
+    m->L = L, m->H = H, m->C = C, m->k = kernel, m->p = p;
+    m->ws = mk_params_add(p, "seasonal.weight", 0, 2, H, L);
+    m->bs = mk_params_add(p, "seasonal.bias", 0, 1, H);
+    m->wt = mk_params_add(p, "trend.weight", 0, 2, H, L);
+    m->bt = mk_params_add(p, "trend.bias", 0, 1, H);
+    return 0;
+}
+
+void ts_dlinear_init(ts_dlinear *m, mk_rng *rng) {
+    /* ref: DLinear initialises both weight matrices to 1/L (an average). */
+    mk_init_linear(mk_param(m->p, m->ws), mk_param(m->p, m->bs), m->H, m->L, rng);
+    mk_init_linear(mk_param(m->p, m->wt), mk_param(m->p, m->bt), m->H, m->L, rng);
+    mk_init_const(mk_param(m->p, m->ws), (size_t)m->H * m->L, 1.f / m->L);
+    mk_init_const(mk_param(m->p, m->wt), (size_t)m->H * m->L, 1.f / m->L);
+}
+
+void ts_dlinear_free(ts_dlinear *m) {
+    free(m->buf);
+    memset(m, 0, sizeof *m);
+}
+
+/* buf: seas (R, L), trend (R, L), out (R, H), dout (R, H) with R = B*C */
+void ts_dlinear_forward(ts_dlinear *m, float *pred, const float *x, int B) {
+    const int L = m->L, H = m->H, C = m->C, R = B * C;
+    if (B > m->cap) {
+        free(m->buf);
+        m->buf = mk_malloc(sizeof(float) * (size_t)R * (2 * L + 2 * H));
+        m->cap = B;
+    }
+    m->B = B;
+    float *seas = m->buf, *trend = seas + (size_t)R * L, *out = trend + (size_t)R * L, *tmp = out + (size_t)R * H;
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            float *s = seas + ((size_t)b * C + c) * L, *t = trend + ((size_t)b * C + c) * L;
+            for (int l = 0; l < L; l++) s[l] = x[((size_t)b * L + l) * C + c];
+            ts_moving_avg(t, s, L, m->k, 1);
+            for (int l = 0; l < L; l++) s[l] -= t[l];
+        }
+    linear_forward(out, seas, mk_param(m->p, m->ws), mk_param(m->p, m->bs), R, L, H);
+    linear_forward(tmp, trend, mk_param(m->p, m->wt), mk_param(m->p, m->bt), R, L, H);
+    vec_acc(out, tmp, (size_t)R * H);
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int h = 0; h < H; h++)
+                pred[((size_t)b * H + h) * C + c] = out[((size_t)b * C + c) * H + h];
+}
+
+void ts_dlinear_backward(ts_dlinear *m, const float *dpred) {
+    const int L = m->L, H = m->H, C = m->C, B = m->B, R = B * C;
+    float *seas = m->buf, *trend = seas + (size_t)R * L, *dout = trend + (size_t)R * L + (size_t)R * H;
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int h = 0; h < H; h++) dout[((size_t)b * C + c) * H + h] = dpred[((size_t)b * H + h) * C + c];
+    linear_backward(NULL, mk_grad(m->p, m->ws), mk_grad(m->p, m->bs), dout, seas, mk_param(m->p, m->ws), R, L, H);
+    linear_backward(NULL, mk_grad(m->p, m->wt), mk_grad(m->p, m->bt), dout, trend, mk_param(m->p, m->wt), R, L, H);
+}
+
+/* --------------------------------------------------------------- series */
+
+void ts_series_build(ts_series *s, const ts_table *t, int n_fit, char freq) {
+    memset(s, 0, sizeof *s);
+    const int n = t->n_rows, C = t->n_cols;
+    s->n = n, s->C = C;
+    s->F = t->time_kind == TS_TIME_DATE ? ts_time_nfeat(freq) : 0;
+    s->x = mk_malloc(sizeof(float) * (size_t)n * C);
+    s->mean = mk_malloc(sizeof(float) * C);
+    s->std = mk_malloc(sizeof(float) * C);
+    if (n_fit < 1 || n_fit > n) n_fit = n;
+    for (int c = 0; c < C; c++) {
+        double mu = 0, v = 0;
+        for (int r = 0; r < n_fit; r++) mu += t->x[(size_t)r * C + c];
+        mu /= n_fit;
+        for (int r = 0; r < n_fit; r++) v += (t->x[(size_t)r * C + c] - mu) * (t->x[(size_t)r * C + c] - mu);
+        double sd = sqrt(v / n_fit);
+        if (!(sd > 1e-12 * (fabs(mu) + 1))) sd = 1; /* constant column */
+        s->mean[c] = (float)mu;
+        s->std[c] = (float)sd;
+        for (int r = 0; r < n; r++) s->x[(size_t)r * C + c] = (float)((t->x[(size_t)r * C + c] - mu) / sd);
+    }
+    if (s->F) {
+        s->mark = mk_malloc(sizeof(float) * (size_t)n * s->F);
+        for (int r = 0; r < n; r++) ts_time_features(s->mark + (size_t)r * s->F, t->t[r], freq);
+    }
+}
+
+void ts_series_free(ts_series *s) {
+    free(s->x);
+    free(s->mark);
+    free(s->mean);
+    free(s->std);
+    memset(s, 0, sizeof *s);
+}
+
+void ts_window(const ts_series *s, const ts_split *sp, int w, int L, int H, float *x, float *y, float *mark) {
+    int r0 = sp->start + w;
+    MK_ASSERT(w >= 0 && r0 + L + (y ? H : 0) <= sp->end);
+    memcpy(x, s->x + (size_t)r0 * s->C, sizeof(float) * (size_t)L * s->C);
+    if (y) memcpy(y, s->x + (size_t)(r0 + L) * s->C, sizeof(float) * (size_t)H * s->C);
+    if (mark && s->F) memcpy(mark, s->mark + (size_t)r0 * s->F, sizeof(float) * (size_t)L * s->F);
+}
+
+/* ---------------------------------------------------------------- model */
+
+int ts_model_create(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, int C, int F, int period,
+                    uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->kind = kind;
+    m->L = L, m->H = H, m->C = C, m->F = F, m->period = period;
+    mk_params_init(&m->p);
+    mk_rng rng;
+    mk_rng_seed(&rng, seed);
+    if (kind == TS_MODEL_SNAIVE && (period < 1 || period > L)) {
+        mk_error("seasonal naive: period %d is not in [1, lookback %d]", period, L);
+        return -1;
+    }
+    if (kind == TS_MODEL_SMAMBA) {
+        ts_smamba_cfg c = *sm;
+        c.L = L, c.H = H, c.C = C, c.F = F;
+        m->sm = c;
+        if (ts_smamba_declare(&m->smamba, &m->p, &c)) return -1;
+        mk_params_alloc(&m->p);
+        ts_smamba_init(&m->smamba, &rng);
+    } else if (kind == TS_MODEL_DLINEAR) {
+        if (ts_dlinear_declare(&m->dlinear, &m->p, L, H, C, L >= 25 ? 25 : (L % 2 ? L : L - 1))) return -1;
+        mk_params_alloc(&m->p);
+        ts_dlinear_init(&m->dlinear, &rng);
+    }
+    return 0;
+}
+
+void ts_model_relink(ts_model *m) {
+    m->dlinear.p = &m->p;
+    m->smamba.p = &m->p;
+    if (m->kind == TS_MODEL_SMAMBA)
+        for (int l = 0; l < m->smamba.cfg.n_layer; l++) m->smamba.mamba[l].p = &m->p;
+}
+
+void ts_model_free(ts_model *m) {
+    if (m->kind == TS_MODEL_SMAMBA) ts_smamba_free(&m->smamba);
+    if (m->kind == TS_MODEL_DLINEAR) ts_dlinear_free(&m->dlinear);
+    mk_params_free(&m->p);
+    memset(m, 0, sizeof *m);
+}
+
+void ts_model_predict(ts_model *m, float *pred, const float *x, const float *mark, int B) {
+    switch (m->kind) {
+    case TS_MODEL_NAIVE: ts_naive_forward(pred, x, B, m->L, m->H, m->C); break;
+    case TS_MODEL_SNAIVE: ts_snaive_forward(pred, x, B, m->L, m->H, m->C, m->period); break;
+    case TS_MODEL_DLINEAR: ts_dlinear_forward(&m->dlinear, pred, x, B); break;
+    case TS_MODEL_SMAMBA: ts_smamba_forward(&m->smamba, pred, x, mark, B); break;
+    default: MK_ASSERT(0);
+    }
+}
+
+static void eval_stride(ts_model *m, const ts_series *s, const ts_split *sp, int stride, double *mse,
+                        double *mae) {
+    const int L = m->L, H = m->H, C = m->C, F = s->F, nw = (ts_split_windows(sp, L, H) + stride - 1) / stride;
+    const int BS = 128;
+    float *x = mk_malloc(sizeof(float) * (size_t)BS * L * C), *y = mk_malloc(sizeof(float) * (size_t)BS * H * C);
+    float *pr = mk_malloc(sizeof(float) * (size_t)BS * H * C);
+    float *mk = F ? mk_malloc(sizeof(float) * (size_t)BS * L * F) : NULL;
+    double se = 0, ae = 0;
+    for (int w0 = 0; w0 < nw; w0 += BS) {
+        int B = nw - w0 < BS ? nw - w0 : BS;
+        for (int b = 0; b < B; b++)
+            ts_window(s, sp, (w0 + b) * stride, L, H, x + (size_t)b * L * C, y + (size_t)b * H * C,
+                      mk ? mk + (size_t)b * L * F : NULL);
+        ts_model_predict(m, pr, x, mk, B);
+        for (size_t i = 0; i < (size_t)B * H * C; i++) {
+            double d = (double)pr[i] - y[i];
+            se += d * d;
+            ae += fabs(d);
+        }
+    }
+    double n = (double)nw * H * C;
+    *mse = nw ? se / n : NAN;
+    *mae = nw ? ae / n : NAN;
+    free(x), free(y), free(pr), free(mk);
+}
+
+void ts_model_eval(ts_model *m, const ts_series *s, const ts_split *sp, double *mse, double *mae) {
+    eval_stride(m, s, sp, 1, mse, mae);
+}
+
+double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const ts_split *va, const ts_train_cfg *tc) {
+    double vmse, vmae;
+    const int vs = tc->val_stride > 1 ? tc->val_stride : 1;
+    if (m->kind == TS_MODEL_NAIVE || m->kind == TS_MODEL_SNAIVE) {
+        eval_stride(m, s, va, vs, &vmse, &vmae);
+        return vmse;
+    }
+    const int L = m->L, H = m->H, C = m->C, F = s->F, BS = tc->batch > 0 ? tc->batch : 32;
+    const int nw = ts_split_windows(tr, L, H);
+    int per_epoch = tc->max_train_windows > 0 && tc->max_train_windows < nw ? tc->max_train_windows : nw;
+    int steps = (per_epoch + BS - 1) / BS;
+    mk_rng rng;
+    mk_rng_seed(&rng, tc->seed ^ 0x5eedULL);
+    int *perm = mk_malloc(sizeof(int) * (nw ? nw : 1));
+    for (int i = 0; i < nw; i++) perm[i] = i;
+    float *x = mk_malloc(sizeof(float) * (size_t)BS * L * C), *y = mk_malloc(sizeof(float) * (size_t)BS * H * C);
+    float *pr = mk_malloc(sizeof(float) * (size_t)BS * H * C), *dp = mk_malloc(sizeof(float) * (size_t)BS * H * C);
+    float *mk = F ? mk_malloc(sizeof(float) * (size_t)BS * L * F) : NULL;
+    float *best = mk_malloc(sizeof(float) * m->p.total);
+    memcpy(best, m->p.data, sizeof(float) * m->p.total);
+    /* ref: Autoformer/iTransformer/S-Mamba recipe: Adam, MSE, lr halved every
+     * epoch ("type1"), early stopping on the validation MSE (patience 3). */
+    mk_adamw_cfg oc = mk_adamw_defaults(tc->lr, 0);
+    oc.weight_decay = 0;
+    oc.warmup = 0;
+    oc.total = 0;
+    oc.clip = 0;
+    double best_v = INFINITY;
+    int bad = 0;
+    mk_progress pg;
+    char extra[160];
+    mk_progress_start(&pg, tc->label ? tc->label : ts_model_name(m->kind), (long)tc->epochs * steps);
+    double t0 = mk_time();
+    long done = 0;
+    for (int ep = 0; ep < tc->epochs && nw > 0; ep++) {
+        oc.lr = tc->lr * powf(0.5f, (float)ep);
+        mk_rng_shuffle(&rng, perm, nw);
+        double tl = 0;
+        int nb = 0;
+        for (int st = 0; st < steps; st++) {
+            int w0 = st * BS, B = per_epoch - w0 < BS ? per_epoch - w0 : BS;
+            for (int b = 0; b < B; b++)
+                ts_window(s, tr, perm[w0 + b], L, H, x + (size_t)b * L * C, y + (size_t)b * H * C,
+                          mk ? mk + (size_t)b * L * F : NULL);
+            mk_params_zero_grad(&m->p);
+            ts_model_predict(m, pr, x, mk, B);
+            float loss = mse_forward_backward(dp, pr, y, (size_t)B * H * C, 1.f);
+            if (m->kind == TS_MODEL_SMAMBA) ts_smamba_backward(&m->smamba, dp);
+            else ts_dlinear_backward(&m->dlinear, dp);
+            mk_adamw_step(&m->p, &oc);
+            tl += loss, nb++;
+            done++;
+            if (tc->verbose) {
+                snprintf(extra, sizeof extra, "epoch %d/%d  loss %.4f  best val %.4f", ep + 1, tc->epochs, tl / nb,
+                         best_v);
+                mk_progress_update(&pg, done, "step", extra);
+            }
+        }
+        eval_stride(m, s, va, vs, &vmse, &vmae);
+        if (vmse < best_v) {
+            best_v = vmse;
+            bad = 0;
+            memcpy(best, m->p.data, sizeof(float) * m->p.total);
+        } else if (++bad >= tc->patience) {
+            break;
+        }
+        if (tc->time_budget > 0 && mk_time() - t0 > tc->time_budget) break;
+    }
+    if (tc->verbose) {
+        snprintf(extra, sizeof extra, "best val mse %.4f", best_v);
+        pg.total = done;
+        mk_progress_update(&pg, done, "step", extra);
+        mk_progress_end(&pg);
+    }
+    memcpy(m->p.data, best, sizeof(float) * m->p.total);
+    free(best), free(perm), free(x), free(y), free(pr), free(dp), free(mk);
+    return best_v;
+}

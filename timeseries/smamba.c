@@ -1,0 +1,286 @@
+/* smamba.c — the S-Mamba forecaster (architecture in ts.h and
+ * docs/TIMESERIES.md): variate tokens, bidirectional Mamba over them from the
+ * core backbone, post-norm FFN blocks, linear head to the horizon.
+ *
+ * Letters: B windows, L lookback, H horizon, C variates, F covariates,
+ * T = C + F tokens, M = B*T token rows, D width, Fd FFN width.
+ * ref: Wang et al. 2024, "Is Mamba Effective for Time Series Forecasting?"
+ * (S-Mamba); Liu et al. 2024 (iTransformer) for the inverted embedding. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ops.h"
+#include "ts.h"
+
+/* activations of one encoder layer */
+typedef struct {
+    float *in;            /* (M, D) layer input */
+    float *h;             /* (M, D) after the Mamba residual */
+    float *n1, *mean1, *rstd1; /* (M, D), (M), (M) */
+    float *a1, *g1;       /* (M, Fd) FFN pre-activation and GELU output */
+    float *r2;            /* (M, D) n1 + FFN */
+    float *out, *mean2, *rstd2; /* (M, D) LN2 output */
+} sm_layer;
+
+typedef struct {
+    float *rmean, *rstd; /* (B, C) RevIN statistics */
+    float *xn;           /* (B, L, C) */
+    float *tok;          /* (M, L) */
+    float *e0;           /* (M, D) embedding */
+    sm_layer *ly;        /* n_layer */
+    float *zf, *meanf, *rstdf; /* (M, D), (M), (M) final LN */
+    float *zv;           /* (B*C, D) variate rows */
+    float *hout;         /* (B*C, H) */
+    /* backward scratch */
+    float *d1, *d2, *d3; /* (M, D) */
+    float *dff;          /* (M, Fd) */
+    float *dzv;          /* (B*C, D) */
+    float *dhout;        /* (B*C, H) */
+} sm_acts;
+
+static size_t carve(float **dst, float **p, size_t n) {
+    *dst = *p;
+    *p += n;
+    return n;
+}
+
+/* Lay out the activations for B windows in m->buf (grown on demand). */
+static void sm_layout(ts_smamba *m, sm_acts *a, int B) {
+    const ts_smamba_cfg *c = &m->cfg;
+    const size_t T = (size_t)c->C + c->F, M = (size_t)B * T, D = c->D, Fd = c->d_ff, L = c->L, H = c->H;
+    const size_t BC = (size_t)B * c->C;
+    size_t need = 2 * BC + (size_t)B * L * c->C + M * L + M * D +
+                  (size_t)c->n_layer * (M * D * 5 + 4 * M + 2 * M * Fd) + M * D + 2 * M + BC * D + BC * H +
+                  3 * M * D + M * Fd + BC * D + BC * H;
+    if (B > m->cap_B) {
+        free(m->buf);
+        m->buf = mk_malloc(sizeof(float) * need);
+        m->cap_B = B;
+    }
+    m->B = B;
+    float *p = m->buf;
+    carve(&a->rmean, &p, BC);
+    carve(&a->rstd, &p, BC);
+    carve(&a->xn, &p, (size_t)B * L * c->C);
+    carve(&a->tok, &p, M * L);
+    carve(&a->e0, &p, M * D);
+    for (int l = 0; l < c->n_layer; l++) {
+        sm_layer *y = &a->ly[l];
+        carve(&y->h, &p, M * D);
+        carve(&y->n1, &p, M * D);
+        carve(&y->mean1, &p, M);
+        carve(&y->rstd1, &p, M);
+        carve(&y->a1, &p, M * Fd);
+        carve(&y->g1, &p, M * Fd);
+        carve(&y->r2, &p, M * D);
+        carve(&y->out, &p, M * D);
+        carve(&y->mean2, &p, M);
+        carve(&y->rstd2, &p, M);
+        y->in = l == 0 ? a->e0 : a->ly[l - 1].out;
+    }
+    carve(&a->zf, &p, M * D);
+    carve(&a->meanf, &p, M);
+    carve(&a->rstdf, &p, M);
+    carve(&a->zv, &p, BC * D);
+    carve(&a->hout, &p, BC * H);
+    carve(&a->d1, &p, M * D);
+    carve(&a->d2, &p, M * D);
+    carve(&a->d3, &p, M * D);
+    carve(&a->dff, &p, M * Fd);
+    carve(&a->dzv, &p, BC * D);
+    carve(&a->dhout, &p, BC * H);
+    MK_ASSERT((size_t)(p - m->buf) <= need);
+}
+
+int ts_smamba_declare(ts_smamba *m, mk_params *p, const ts_smamba_cfg *c) {
+    memset(m, 0, sizeof *m);
+    if (c->L < 1 || c->H < 1 || c->C < 1 || c->F < 0 || c->D < 1 || c->n_layer < 1 || c->n_layer > 16 ||
+        c->d_ff < 1) {
+        mk_error("invalid S-Mamba config (L %d, H %d, C %d, F %d, D %d, layers %d, d_ff %d)", c->L, c->H, c->C,
+                 c->F, c->D, c->n_layer, c->d_ff);
+        return -1;
+    }
+    m->cfg = *c;
+    m->p = p;
+    const int D = c->D, NL = c->n_layer, T = c->C + c->F;
+    m->emb_w = mk_params_add(p, "embed.weight", 1, 2, D, c->L);
+    m->emb_b = mk_params_add(p, "embed.bias", 0, 1, D);
+    m->mamba = mk_calloc(NL, sizeof(mamba_backbone));
+    m->macts = mk_calloc(NL, sizeof(mamba_acts));
+    int **ix[8] = {&m->ln1_w, &m->ln1_b, &m->ff1_w, &m->ff1_b, &m->ff2_w, &m->ff2_b, &m->ln2_w, &m->ln2_b};
+    for (int k = 0; k < 8; k++) *ix[k] = mk_calloc(NL, sizeof(int));
+    char nm[MK_NAME_MAX];
+    for (int l = 0; l < NL; l++) {
+        mamba_cfg mc;
+        mamba_cfg_default(&mc, D, 1);
+        mc.d_state = c->d_state;
+        mc.d_conv = c->d_conv;
+        mc.expand = c->expand;
+        mc.n_dir = 2;
+        mc.merge = MK_MERGE_SUM;
+        mc.final_norm = 0;
+        snprintf(nm, sizeof nm, "enc.%d.mamba.", l);
+        if (mamba_backbone_declare(&m->mamba[l], p, nm, &mc)) return -1;
+        mamba_acts_init(&m->macts[l]);
+#define ADD(field, suffix, decay, ...) \
+    (snprintf(nm, sizeof nm, "enc.%d.%s", l, suffix), m->field[l] = mk_params_add(p, nm, decay, __VA_ARGS__))
+        ADD(ln1_w, "norm1.weight", 0, 1, D);
+        ADD(ln1_b, "norm1.bias", 0, 1, D);
+        ADD(ff1_w, "ffn1.weight", 1, 2, c->d_ff, D);
+        ADD(ff1_b, "ffn1.bias", 0, 1, c->d_ff);
+        ADD(ff2_w, "ffn2.weight", 1, 2, D, c->d_ff);
+        ADD(ff2_b, "ffn2.bias", 0, 1, D);
+        ADD(ln2_w, "norm2.weight", 0, 1, D);
+        ADD(ln2_b, "norm2.bias", 0, 1, D);
+#undef ADD
+    }
+    m->lnf_w = mk_params_add(p, "norm_f.weight", 0, 1, D);
+    m->lnf_b = mk_params_add(p, "norm_f.bias", 0, 1, D);
+    m->head_w = mk_params_add(p, "head.weight", 1, 2, c->H, D);
+    m->head_b = mk_params_add(p, "head.bias", 0, 1, c->H);
+    m->orders[0] = mk_malloc(sizeof(int) * T);
+    m->orders[1] = mk_malloc(sizeof(int) * T);
+    mk_order_identity(m->orders[0], T);
+    mk_order_reverse(m->orders[1], T);
+    return 0;
+}
+
+void ts_smamba_init(ts_smamba *m, mk_rng *rng) {
+    const ts_smamba_cfg *c = &m->cfg;
+    mk_params *p = m->p;
+    mk_init_linear(mk_param(p, m->emb_w), mk_param(p, m->emb_b), c->D, c->L, rng);
+    for (int l = 0; l < c->n_layer; l++) {
+        mamba_backbone_init(&m->mamba[l], rng);
+        mk_init_const(mk_param(p, m->ln1_w[l]), c->D, 1.f);
+        mk_init_const(mk_param(p, m->ln1_b[l]), c->D, 0.f);
+        mk_init_linear(mk_param(p, m->ff1_w[l]), mk_param(p, m->ff1_b[l]), c->d_ff, c->D, rng);
+        mk_init_linear(mk_param(p, m->ff2_w[l]), mk_param(p, m->ff2_b[l]), c->D, c->d_ff, rng);
+        mk_init_const(mk_param(p, m->ln2_w[l]), c->D, 1.f);
+        mk_init_const(mk_param(p, m->ln2_b[l]), c->D, 0.f);
+    }
+    mk_init_const(mk_param(p, m->lnf_w), c->D, 1.f);
+    mk_init_const(mk_param(p, m->lnf_b), c->D, 0.f);
+    mk_init_linear(mk_param(p, m->head_w), mk_param(p, m->head_b), c->H, c->D, rng);
+}
+
+void ts_smamba_free(ts_smamba *m) {
+    if (m->mamba)
+        for (int l = 0; l < m->cfg.n_layer; l++) {
+            mamba_backbone_free(&m->mamba[l]);
+            mamba_acts_free(&m->macts[l]);
+        }
+    free(m->mamba);
+    free(m->macts);
+    int *ix[8] = {m->ln1_w, m->ln1_b, m->ff1_w, m->ff1_b, m->ff2_w, m->ff2_b, m->ln2_w, m->ln2_b};
+    for (int k = 0; k < 8; k++) free(ix[k]);
+    free(m->orders[0]);
+    free(m->orders[1]);
+    free(m->buf);
+    memset(m, 0, sizeof *m);
+}
+
+void ts_smamba_forward(ts_smamba *m, float *pred, const float *x, const float *mark, int B) {
+    const ts_smamba_cfg *c = &m->cfg;
+    const mk_params *p = m->p;
+    const int L = c->L, H = c->H, C = c->C, F = c->F, T = C + F, D = c->D, Fd = c->d_ff, M = B * T;
+    sm_layer ly[16];
+    sm_acts a;
+    a.ly = ly;
+    sm_layout(m, &a, B);
+    /* RevIN, then one token per variate (its normalised window) and per covariate */
+    ts_revin_norm(a.xn, a.rmean, a.rstd, x, B, L, C);
+    for (int b = 0; b < B; b++) {
+        for (int cc = 0; cc < C; cc++) {
+            float *t = a.tok + ((size_t)b * T + cc) * L;
+            for (int l = 0; l < L; l++) t[l] = a.xn[((size_t)b * L + l) * C + cc];
+        }
+        for (int f = 0; f < F; f++) {
+            float *t = a.tok + ((size_t)b * T + C + f) * L;
+            for (int l = 0; l < L; l++) t[l] = mark[((size_t)b * L + l) * F + f];
+        }
+    }
+    linear_forward(a.e0, a.tok, mk_param(p, m->emb_w), mk_param(p, m->emb_b), M, L, D);
+    const int *const ord[2] = {m->orders[0], m->orders[1]};
+    for (int l = 0; l < c->n_layer; l++) {
+        sm_layer *y = &ly[l];
+        mamba_backbone_forward(&m->mamba[l], &m->macts[l], y->h, y->in, B, T, ord, 0, NULL);
+        layernorm_forward(y->n1, y->mean1, y->rstd1, y->h, mk_param(p, m->ln1_w[l]), mk_param(p, m->ln1_b[l]), M, D,
+                          1e-5f);
+        linear_forward(y->a1, y->n1, mk_param(p, m->ff1_w[l]), mk_param(p, m->ff1_b[l]), M, D, Fd);
+        gelu_forward(y->g1, y->a1, (size_t)M * Fd);
+        linear_forward(y->r2, y->g1, mk_param(p, m->ff2_w[l]), mk_param(p, m->ff2_b[l]), M, Fd, D);
+        vec_acc(y->r2, y->n1, (size_t)M * D);
+        layernorm_forward(y->out, y->mean2, y->rstd2, y->r2, mk_param(p, m->ln2_w[l]), mk_param(p, m->ln2_b[l]), M,
+                          D, 1e-5f);
+    }
+    layernorm_forward(a.zf, a.meanf, a.rstdf, ly[c->n_layer - 1].out, mk_param(p, m->lnf_w), mk_param(p, m->lnf_b),
+                      M, D, 1e-5f);
+    for (int b = 0; b < B; b++)
+        memcpy(a.zv + (size_t)b * C * D, a.zf + (size_t)b * T * D, sizeof(float) * (size_t)C * D);
+    linear_forward(a.hout, a.zv, mk_param(p, m->head_w), mk_param(p, m->head_b), B * C, D, H);
+    /* (B, C, H) -> (B, H, C), de-normalised */
+    for (int b = 0; b < B; b++)
+        for (int cc = 0; cc < C; cc++) {
+            const float *hrow = a.hout + ((size_t)b * C + cc) * H;
+            float mu = a.rmean[(size_t)b * C + cc], sd = a.rstd[(size_t)b * C + cc];
+            for (int h = 0; h < H; h++) pred[((size_t)b * H + h) * C + cc] = hrow[h] * sd + mu;
+        }
+}
+
+void ts_smamba_backward(ts_smamba *m, const float *dpred) {
+    const ts_smamba_cfg *c = &m->cfg;
+    const mk_params *p = m->p;
+    const int B = m->B, L = c->L, H = c->H, C = c->C, T = C + c->F, D = c->D, Fd = c->d_ff, M = B * T;
+    sm_layer ly[16];
+    sm_acts a;
+    a.ly = ly;
+    sm_layout(m, &a, B);
+    for (int b = 0; b < B; b++)
+        for (int cc = 0; cc < C; cc++) {
+            float *d = a.dhout + ((size_t)b * C + cc) * H;
+            float sd = a.rstd[(size_t)b * C + cc];
+            for (int h = 0; h < H; h++) d[h] = dpred[((size_t)b * H + h) * C + cc] * sd;
+        }
+    memset(a.dzv, 0, sizeof(float) * (size_t)B * C * D);
+    linear_backward(a.dzv, mk_grad(p, m->head_w), mk_grad(p, m->head_b), a.dhout, a.zv, mk_param(p, m->head_w),
+                    B * C, D, H);
+    /* d1 = d(zf): variate rows get the head gradient, covariate rows nothing */
+    memset(a.d1, 0, sizeof(float) * (size_t)M * D);
+    for (int b = 0; b < B; b++)
+        memcpy(a.d1 + (size_t)b * T * D, a.dzv + (size_t)b * C * D, sizeof(float) * (size_t)C * D);
+    /* d2 = d(last layer out) */
+    memset(a.d2, 0, sizeof(float) * (size_t)M * D);
+    layernorm_backward(a.d2, mk_grad(p, m->lnf_w), mk_grad(p, m->lnf_b), a.d1, ly[c->n_layer - 1].out,
+                       mk_param(p, m->lnf_w), a.meanf, a.rstdf, M, D);
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        sm_layer *y = &ly[l];
+        /* d2 = d(out) -> d3 = d(r2) */
+        memset(a.d3, 0, sizeof(float) * (size_t)M * D);
+        layernorm_backward(a.d3, mk_grad(p, m->ln2_w[l]), mk_grad(p, m->ln2_b[l]), a.d2, y->r2,
+                           mk_param(p, m->ln2_w[l]), y->mean2, y->rstd2, M, D);
+        /* r2 = n1 + ffn(n1): d1 = d(n1) */
+        memcpy(a.d1, a.d3, sizeof(float) * (size_t)M * D);
+        memset(a.dff, 0, sizeof(float) * (size_t)M * Fd);
+        linear_backward(a.dff, mk_grad(p, m->ff2_w[l]), mk_grad(p, m->ff2_b[l]), a.d3, y->g1,
+                        mk_param(p, m->ff2_w[l]), M, Fd, D);
+        /* gelu backward accumulates: reuse a1's gradient in place via a temp pass */
+        float *dg = a.dff;
+        for (size_t i = 0; i < (size_t)M * Fd; i++) {
+            float xx = y->a1[i];
+            float cdf = 0.5f * (1.f + erff(xx * 0.70710678118f));
+            float pdf = 0.39894228040f * expf(-0.5f * xx * xx);
+            dg[i] *= cdf + xx * pdf;
+        }
+        linear_backward(a.d1, mk_grad(p, m->ff1_w[l]), mk_grad(p, m->ff1_b[l]), dg, y->n1, mk_param(p, m->ff1_w[l]),
+                        M, D, Fd);
+        /* n1 = LN1(h): d3 = d(h) */
+        memset(a.d3, 0, sizeof(float) * (size_t)M * D);
+        layernorm_backward(a.d3, mk_grad(p, m->ln1_w[l]), mk_grad(p, m->ln1_b[l]), a.d1, y->h,
+                           mk_param(p, m->ln1_w[l]), y->mean1, y->rstd1, M, D);
+        /* h = backbone(in): d2 = d(in) */
+        memset(a.d2, 0, sizeof(float) * (size_t)M * D);
+        mamba_backbone_backward(&m->mamba[l], &m->macts[l], a.d2, a.d3);
+    }
+    linear_backward(NULL, mk_grad(p, m->emb_w), mk_grad(p, m->emb_b), a.d2, a.tok, mk_param(p, m->emb_w), M, L, D);
+}
