@@ -590,6 +590,95 @@ static void test_simd(void) {
     test_report(mg < 1e-6, "simd_fsigmoid", "max rel err %.2e vs double over [-40, 40]", mg);
 }
 
+/* Sizes above the OpenMP thresholds of the ops (n > 65536, M > 64,
+ * B*L*C > 65536), so the parallel branches are checked too. Backward of the
+ * large conv against its double adjoint written out directly. */
+static void test_parallel_sizes(void) {
+    const size_t n = 70001;
+    float *x = ref_falloc(n), *o = ref_falloc(n), *g = ref_falloc(n), *dy = ref_falloc(n);
+    ref_fill(x, n, 0, 3, &rng);
+    ref_fill(dy, n, 0, 1, &rng);
+    double *r = ref_alloc(n), *rg = ref_alloc(n);
+    for (size_t i = 0; i < n; i++) {
+        double s = ref_sigmoid(x[i]);
+        r[i] = x[i] * s;
+        rg[i] = dy[i] * s * (1 + x[i] * (1 - s));
+    }
+    silu_forward(o, x, n);
+    silu_backward(g, dy, x, n);
+    double e1 = ref_err(o, r, n, 1e-6), e2 = ref_err(g, rg, n, 1e-6);
+    test_report(e1 < 1e-6 && e2 < 1e-6, "silu_parallel", "n %zu: forward %.2e, backward %.2e vs double", n, e1, e2);
+    free(x), free(o), free(g), free(dy), free(r), free(rg);
+
+    const int M = 100, C = 16;
+    float *xn = ref_falloc(M * C), *w = ref_falloc(C), *b = ref_falloc(C), *on = ref_falloc(M * C), *mu = ref_falloc(M),
+          *rs = ref_falloc(M);
+    ref_fill(xn, M * C, 0.5f, 2, &rng);
+    ref_fill(w, C, 1, 0.3f, &rng);
+    ref_fill(b, C, 0, 0.3f, &rng);
+    double *X = ref_dup(xn, M * C), *Wd = ref_dup(w, C), *Bd = ref_dup(b, C), *rn = ref_alloc(M * C);
+    rmsnorm_forward(on, rs, xn, w, M, C, 1e-5f);
+    ref_norm(rn, X, Wd, NULL, M, C, 0, 1e-5);
+    double e3 = ref_err(on, rn, M * C, 1e-6);
+    layernorm_forward(on, mu, rs, xn, w, b, M, C, 1e-5f);
+    ref_norm(rn, X, Wd, Bd, M, C, 1, 1e-5);
+    double e4 = ref_err(on, rn, M * C, 1e-6);
+    test_report(e3 < 2e-6 && e4 < 2e-6, "norm_parallel", "M %d rows: rmsnorm %.2e, layernorm %.2e vs double", M, e3, e4);
+    free(xn), free(w), free(b), free(on), free(mu), free(rs), free(X), free(Wd), free(Bd), free(rn);
+
+    const int B = 2, L = 300, Cc = 128, K = 4, P = K - 1;
+    const size_t nc = (size_t)B * L * Cc, ns = (size_t)B * P * Cc;
+    float *cx = ref_falloc(nc), *st = ref_falloc(ns), *cw = ref_falloc(Cc * K), *cb = ref_falloc(Cc), *co = ref_falloc(nc),
+          *so = ref_falloc(ns), *cdy = ref_falloc(nc), *cdx = ref_falloc(nc), *cds = ref_falloc(ns),
+          *cdw = ref_falloc(Cc * K), *cdb = ref_falloc(Cc);
+    ref_fill(cx, nc, 0, 1, &rng);
+    ref_fill(st, ns, 0, 1, &rng);
+    ref_fill(cw, Cc * K, 0, 0.5f, &rng);
+    ref_fill(cb, Cc, 0, 0.5f, &rng);
+    ref_fill(cdy, nc, 0, 1, &rng);
+    conv_ctx c = {ref_dup(cx, nc), ref_dup(st, ns), ref_dup(cw, Cc * K), ref_dup(cb, Cc), NULL, B, L, Cc, K};
+    double *ro = ref_alloc(nc), *rso = ref_alloc(ns);
+    conv_ref(ro, rso, &c);
+    conv1d_forward(co, so, cx, st, cw, cb, B, L, Cc, K);
+    double e5 = ref_err(co, ro, nc, 1e-6), e6 = ref_err(so, rso, ns, 1e-6);
+    /* adjoint: out[t] uses full[t + k] (full = [state ; x]) with weight w[k] */
+    double *gfull = ref_alloc((size_t)B * (P + L) * Cc), *gw = ref_alloc(Cc * K), *gb = ref_alloc(Cc);
+    for (int bb = 0; bb < B; bb++)
+        for (int t = 0; t < L; t++)
+            for (int ch = 0; ch < Cc; ch++) {
+                double d = cdy[((size_t)bb * L + t) * Cc + ch];
+                gb[ch] += d;
+                for (int k = 0; k < K; k++) {
+                    int j = t + k; /* index into full */
+                    double xv = j < P ? c.st[((size_t)bb * P + j) * Cc + ch] : c.x[((size_t)bb * L + j - P) * Cc + ch];
+                    gfull[((size_t)bb * (P + L) + j) * Cc + ch] += c.w[(size_t)ch * K + k] * d;
+                    gw[(size_t)ch * K + k] += xv * d;
+                }
+            }
+    double *gx = ref_alloc(nc), *gs = ref_alloc(ns);
+    for (int bb = 0; bb < B; bb++) {
+        memcpy(gs + (size_t)bb * P * Cc, gfull + (size_t)bb * (P + L) * Cc, sizeof(double) * P * Cc);
+        memcpy(gx + (size_t)bb * L * Cc, gfull + ((size_t)bb * (P + L) + P) * Cc, sizeof(double) * L * Cc);
+    }
+    conv1d_backward(cdx, cds, cdw, cdb, cdy, cx, st, cw, B, L, Cc, K);
+    double e7 = ref_err(cdx, gx, nc, 1e-6), e8 = ref_err(cds, gs, ns, 1e-6), e9 = ref_err(cdw, gw, Cc * K, 1e-6),
+           e10 = ref_err(cdb, gb, Cc, 1e-6);
+    test_report(e5 < 1e-6 && e6 == 0 && e7 < 1e-6 && e8 < 1e-6 && e9 < 1e-5 && e10 < 1e-5, "conv1d_parallel",
+                "B %d, L %d, C %d, K %d: out %.1e, state_out %.1e, dinp %.1e, dstate %.1e, dw %.1e, db %.1e", B, L, Cc, K, e5,
+                e6, e7, e8, e9, e10);
+    /* gather / scatter at the same size */
+    int *ord = malloc(sizeof(int) * L);
+    mk_order_identity(ord, L);
+    mk_rng_shuffle(&rng, ord, L);
+    gather_rows(co, cx, ord, B, L, Cc);
+    memset(cdx, 0, sizeof(float) * nc);
+    scatter_add_rows(cdx, co, ord, B, L, Cc, 1.f);
+    test_report(!memcmp(cdx, cx, sizeof(float) * nc), "gather_scatter_parallel", "scatter(gather(x)) == x at B*L*C = %zu", nc);
+    free(ord), free(cx), free(st), free(cw), free(cb), free(co), free(so), free(cdy), free(cdx), free(cds), free(cdw),
+        free(cdb);
+    free(c.x), free(c.st), free(c.w), free(c.b), free(ro), free(rso), free(gfull), free(gw), free(gb), free(gx), free(gs);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 20231201);
     test_linear(1);
@@ -614,5 +703,6 @@ int main(void) {
     test_gather_scatter();
     test_softmax();
     test_simd();
+    test_parallel_sizes();
     return test_exit();
 }

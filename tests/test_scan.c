@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "core/scan.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "tests/ref.h"
 #include "tests/test.h"
 
@@ -298,6 +301,56 @@ static void test_case(scan_cfg c) {
     case_free(&s);
 }
 
+/* A Vim-tiny-like layer shape (E = 384 = 24 SIMD blocks, L = 256 = 4 chunks):
+ * optimised vs scalar forward and backward over every gradient, and the
+ * backward with 1, 2 and 3 OpenMP threads (per-thread dB/dC partials). */
+static void test_layer_shape(void) {
+    scan_cfg c = {"vim_tiny_B2_L256_E384_N16", 2, 256, 384, 16, 1, 1, 1, 1, 0};
+    scan_case s;
+    case_make(&s, c);
+    float *o1 = ref_falloc(s.nu), *o2 = ref_falloc(s.nu), *h1 = ref_falloc(s.nh), *h2 = ref_falloc(s.nh);
+    run_fwd(ssm_scan_forward, &s, o1, h1);
+    run_fwd(ssm_scan_forward_scalar, &s, o2, h2);
+    double eo = test_rel_err_f(o1, o2, s.nu, 1e-6), eh = test_rel_err_f(h1, h2, s.nh, 1e-6);
+    test_report(eo < 1e-5 && eh < 1e-5, "scan_opt_vs_scalar_forward[vim_tiny]", "B 2, L 256, E 384, N 16: out %.2e, h_last %.2e",
+                eo, eh);
+    grads gs, gt[3];
+    grads_alloc(&gs, &s, 0.f);
+    run_bwd(ssm_scan_backward_scalar, &s, &gs, s.W, s.Wh);
+    size_t n[9] = {s.nu, s.nu, s.na, s.nb, s.nb, s.ne, s.nu, s.ne, s.nh};
+    int maxthr = 1;
+#ifdef _OPENMP
+    maxthr = omp_get_max_threads();
+#endif
+    double worst = 0, worst_thr = 0;
+    for (int k = 0; k < 3; k++) {
+        grads_alloc(&gt[k], &s, 0.f);
+#ifdef _OPENMP
+        omp_set_num_threads(k + 1);
+#endif
+        run_bwd(ssm_scan_backward, &s, &gt[k], s.W, s.Wh);
+        for (int i = 0; i < 8; i++) { /* no h0 in this case: dh0 unused */
+            double e = test_rel_err_f(gt[k].g[i], gs.g[i], n[i], 1e-3);
+            worst = e > worst ? e : worst;
+            if (k) {
+                double d = test_rel_err_f(gt[k].g[i], gt[0].g[i], n[i], 1e-3);
+                worst_thr = d > worst_thr ? d : worst_thr;
+            }
+        }
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(maxthr);
+#endif
+    test_report(worst < 2e-5, "scan_opt_vs_scalar_backward[vim_tiny]", "all 8 gradients, 1/2/3 threads: worst rel diff %.2e",
+                worst);
+    test_report(worst_thr < 1e-6, "scan_backward_thread_counts[vim_tiny]", "2 and 3 threads vs 1: worst rel diff %.2e",
+                worst_thr);
+    free(o1), free(o2), free(h1), free(h2);
+    grads_free(&gs);
+    for (int k = 0; k < 3; k++) grads_free(&gt[k]);
+    case_free(&s);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 4242);
     /* name, B, L, E, N, softplus, D, z, delta_bias, h0 */
@@ -308,5 +361,6 @@ int main(void) {
     test_case((scan_cfg){"full_E33_N8_L64", 1, 64, 33, 8, 1, 1, 1, 1, 1});    /* exactly one chunk */
     test_case((scan_cfg){"full_E17_N3_L129", 2, 129, 17, 3, 1, 1, 1, 1, 1});  /* 2 chunks + 1 step */
     test_case((scan_cfg){"full_E3_N64_L1", 2, 1, 3, MK_SCAN_MAXN, 1, 1, 1, 1, 1}); /* largest N, one token */
+    test_layer_shape();
     return test_exit();
 }
