@@ -327,6 +327,46 @@ static void test_init(void) {
     mk_params_free(&p);
 }
 
+/* Backward accumulates: a second call doubles every gradient; dx may be NULL.
+ * num_params counts the backbone's tensors; the order helpers. */
+static void test_misc(void) {
+    mamba_cfg c = tiny_cfg(2, 2, 4);
+    mcase mc;
+    mcase_make(&mc, "misc", &c, 2, 7);
+    int *o[2];
+    orders_make(o, 2, 7, 0);
+    size_t nx = (size_t)2 * 7 * 8;
+    float *out = ref_falloc(nx), *dx = ref_falloc(nx);
+    mamba_backbone_forward(&mc.m, &mc.a, out, mc.x, 2, 7, (const int *const *)o, 0, NULL);
+    mk_params_zero_grad(&mc.p);
+    mamba_backbone_backward(&mc.m, &mc.a, dx, mc.W);
+    float *g1 = ref_falloc(mc.p.total);
+    memcpy(g1, mc.p.grad, sizeof(float) * mc.p.total);
+    mamba_backbone_backward(&mc.m, &mc.a, NULL, mc.W);
+    double md = 0, mg = 0;
+    for (size_t i = 0; i < mc.p.total; i++) {
+        double d = fabs(mc.p.grad[i] - 2.0 * g1[i]);
+        md = d > md ? d : md;
+        mg = fabs(g1[i]) > mg ? fabs(g1[i]) : mg;
+    }
+    test_report(md <= 1e-6 * mg, "mamba_backward_accumulates", "second backward (dx NULL) doubles the grads: max diff %.1e of %.1e",
+                md, mg);
+    size_t tot = 0;
+    for (int i = 0; i < mc.p.n; i++) tot += mc.p.t[i].numel;
+    size_t np = mamba_backbone_num_params(&mc.m);
+    test_report(np == tot && np == mc.p.total, "mamba_num_params", "%zu parameters, table holds %zu", np, mc.p.total);
+    int a[7], inv[7], ok = 1;
+    mk_order_reverse(a, 7);
+    mk_order_invert(inv, a, 7);
+    for (int t = 0; t < 7; t++) ok &= a[t] == 6 - t && inv[a[t]] == t;
+    ok &= mk_order_is_perm(a, 7);
+    int dup[3] = {0, 2, 2}, oob[3] = {0, 1, 3}, neg[3] = {-1, 0, 1};
+    ok &= !mk_order_is_perm(dup, 3) && !mk_order_is_perm(oob, 3) && !mk_order_is_perm(neg, 3);
+    test_report(ok, "mamba_order_helpers", "reverse, invert, is_perm (rejects duplicate, out of range, negative)");
+    free(out), free(dx), free(g1), free(o[0]), free(o[1]);
+    mcase_free(&mc);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 777);
     test_forward_backward();
@@ -344,5 +384,6 @@ int main(void) {
     test_step("rms_N16_D8", c);
     test_declare_errors();
     test_init();
+    test_misc();
     return test_exit();
 }
