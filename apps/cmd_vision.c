@@ -1,23 +1,955 @@
-/* cmd_vision.c — placeholder until this front end lands. */
+/* cmd_vision.c — `mambakit classify`, `train vision`, `eval vision`, `bench vision`.
+ *
+ * The model and its front end live in vision/; Fashion-MNIST loading in
+ * datasets/fmnist.c. This file is option parsing, the training loop and output. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "apps/cli.h"
+#include "core/backend.h"
+#include "core/ckpt.h"
+#include "core/ops.h"
+#include "core/optim.h"
+#include "core/util.h"
+#include "datasets/fmnist.h"
+#include "vision/image.h"
+#include "vision/model.h"
+
+#define DEFAULT_MODEL "vision.mkm"
+
+/* ------------------------------------------------------------ shared bits */
+
+/* Resolve --model (or the shipped default) into path. 0 or 1 after printing. */
+static int find_model(const char *opt, char *path, size_t n) {
+    if (opt) {
+        snprintf(path, n, "%s", opt);
+        return 0;
+    }
+    if (!mk_find_model(DEFAULT_MODEL, path, n)) {
+        fprintf(stderr, "mambakit: no vision model found (tried %s); pass --model FILE or train one with "
+                        "'mambakit train vision'\n", path);
+        return 1;
+    }
+    return 0;
+}
+
+static int opt_val(int argc, char **argv, int *i, const char **val) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "mambakit: %s needs a value\n", argv[*i]);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 0;
+}
+
+/* Copy one Fashion-MNIST item into a normalised float image, with an
+ * optional shift (dy, dx: content moves by that many pixels, zero fill) and
+ * horizontal flip. Zero is the background of the set. */
+static void fm_item(float *dst, const fmnist_set *s, int idx, int dy, int dx, int flip, float mean, float std) {
+    const int H = s->rows, W = s->cols;
+    const uint8_t *src = s->images + (size_t)idx * H * W;
+    const float bg = (0.f - mean) / std, sc = 1.f / (255.f * std), off = -mean / std;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            int sy = y - dy, sx = x - dx;
+            if (flip) sx = W - 1 - sx;
+            dst[(size_t)y * W + x] = (sy >= 0 && sy < H && sx >= 0 && sx < W) ? src[(size_t)sy * W + sx] * sc + off : bg;
+        }
+}
+
+/* Accuracy of m over items idx[0..n) of s; confusion (K*K, true-major) may be NULL. */
+static double evaluate(vision_model *m, vision_acts *a, const fmnist_set *s, const int *idx, int n, int bs,
+                       long *confusion, int show_progress) {
+    const vision_cfg *c = &m->cfg;
+    const int K = c->n_class, HW = s->rows * s->cols;
+    float *img = mk_malloc(sizeof(float) * (size_t)bs * HW);
+    long hit = 0;
+    mk_progress pr;
+    if (show_progress) mk_progress_start(&pr, "eval", n);
+    for (int i0 = 0; i0 < n; i0 += bs) {
+        int B = n - i0 < bs ? n - i0 : bs;
+        for (int b = 0; b < B; b++) {
+            int id = idx ? idx[i0 + b] : i0 + b;
+            fm_item(img + (size_t)b * HW, s, id, 0, 0, 0, c->mean[0], c->std[0]);
+        }
+        vision_forward(m, a, img, B, 0, NULL);
+        for (int b = 0; b < B; b++) {
+            const float *z = a->logits + (size_t)b * K;
+            int am = 0;
+            for (int k = 1; k < K; k++)
+                if (z[k] > z[am]) am = k;
+            int y = s->labels[idx ? idx[i0 + b] : i0 + b];
+            hit += am == y;
+            if (confusion) confusion[(size_t)y * K + am]++;
+        }
+        if (show_progress) mk_progress_update(&pr, i0 + B, "img", NULL);
+    }
+    if (show_progress) mk_progress_end(&pr);
+    free(img);
+    return n ? (double)hit / n : 0;
+}
+
+/* ---------------------------------------------------------------- classify */
+
+typedef struct {
+    char **v;
+    int n, cap;
+} strlist;
+static void sl_push(strlist *l, const char *s) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->v = mk_realloc(l->v, sizeof(char *) * l->cap);
+    }
+    l->v[l->n++] = strdup(s);
+}
+static void sl_free(strlist *l) {
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Expand a directory into its image files (sorted, not recursive). Returns
+ * the number added, or -1 if it cannot be read. */
+static int expand_dir(strlist *out, const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    strlist tmp = {0};
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        if (!vision_is_image_name(e->d_name)) continue;
+        char p[8192];
+        size_t dl = strlen(dir);
+        snprintf(p, sizeof p, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", e->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) sl_push(&tmp, p);
+    }
+    closedir(d);
+    qsort(tmp.v, tmp.n, sizeof(char *), cmp_str);
+    for (int i = 0; i < tmp.n; i++) sl_push(out, tmp.v[i]);
+    int n = tmp.n;
+    sl_free(&tmp);
+    return n;
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void classify_help(void) {
+    printf("usage: mambakit classify [options] IMAGE|DIR...\n\n"
+           "Classify images (PNG, JPEG, BMP, GIF, TGA, PSD, HDR, PNM; any size, grey or colour).\n"
+           "Each image is converted to the model's channels, resized to its input size and\n"
+           "normalised with the statistics stored in the model. Directories are expanded to the\n"
+           "image files they hold (not recursively). One line per file on stdout; a file that\n"
+           "cannot be read gets one line on stderr and the others are still classified.\n\n"
+           "options:\n"
+           "  --model FILE     model file (default: models/%s, found next to the binary or via\n"
+           "                   $MAMBAKIT_MODELS)\n"
+           "  --top K          labels to print per image (default 3; 0 = all classes)\n"
+           "  --json           one JSON object per line: {\"file\", \"top\": [{\"label\", \"prob\"}...]}\n"
+           "  --device D       cpu | cuda (default cpu; cuda falls back to the CPU with a notice)\n"
+           "  -h, --help       this help\n\n"
+           "exit status: 0 all files classified, 1 some file failed or no model, 2 bad usage\n",
+           DEFAULT_MODEL);
+}
+
 int cmd_classify(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "mambakit: classify: not built yet\n");
-    return 1;
+    const char *model_opt = NULL, *device = "cpu";
+    long top = 3;
+    int json = 0;
+    strlist inputs = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (cli_is_help(a)) {
+            classify_help();
+            sl_free(&inputs);
+            return 0;
+        } else if (!strcmp(a, "--model")) {
+            if (opt_val(argc, argv, &i, &v)) goto usage;
+            model_opt = v;
+        } else if (!strcmp(a, "--top")) {
+            if (opt_val(argc, argv, &i, &v) || cli_int("--top", v, 0, VISION_MAX_CLASS, &top)) goto usage;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--device")) {
+            if (opt_val(argc, argv, &i, &v)) goto usage;
+            device = v;
+        } else if (!strcmp(a, "--")) {
+            for (i++; i < argc; i++) sl_push(&inputs, argv[i]);
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "mambakit: classify: unknown option '%s' (see mambakit classify --help)\n", a);
+            goto usage;
+        } else {
+            sl_push(&inputs, a);
+        }
+    }
+    if (!inputs.n) {
+        fprintf(stderr, "mambakit: classify: no input images (see mambakit classify --help)\n");
+        goto usage;
+    }
+    int dev = mk_device_parse(device);
+    if (dev < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
+        goto usage;
+    }
+    char mpath[4096];
+    if (find_model(model_opt, mpath, sizeof mpath)) {
+        sl_free(&inputs);
+        return 1;
+    }
+    vision_model m;
+    if (vision_model_load(&m, mpath, 0, NULL)) {
+        sl_free(&inputs);
+        return cli_fail();
+    }
+    m.bb.device = dev;
+    const vision_cfg *c = &m.cfg;
+    const int K = c->n_class;
+    if (top == 0 || top > K) top = K;
+
+    /* expand directories; a directory with no images is itself an error */
+    strlist files = {0};
+    int failed = 0;
+    for (int i = 0; i < inputs.n; i++) {
+        struct stat st;
+        if (stat(inputs.v[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            int n = expand_dir(&files, inputs.v[i]);
+            if (n < 0) {
+                fprintf(stderr, "mambakit: %s: cannot read directory: %s\n", inputs.v[i], strerror(errno));
+                failed++;
+            } else if (n == 0) {
+                fprintf(stderr, "mambakit: %s: directory has no image files\n", inputs.v[i]);
+                failed++;
+            }
+        } else {
+            sl_push(&files, inputs.v[i]);
+        }
+    }
+    sl_free(&inputs);
+
+    vision_acts acts;
+    vision_acts_init(&acts);
+    float *img = mk_malloc(sizeof(float) * (size_t)c->img_h * c->img_w * c->img_c);
+    float *prob = mk_malloc(sizeof(float) * K);
+    int *rank = mk_malloc(sizeof(int) * K);
+    for (int i = 0; i < files.n; i++) {
+        if (vision_prepare_file(&m, files.v[i], img)) {
+            fprintf(stderr, "mambakit: %s\n", mk_last_error());
+            failed++;
+            continue;
+        }
+        vision_forward(&m, &acts, img, 1, 0, NULL);
+        softmax_rows(prob, acts.logits, 1, K);
+        for (int k = 0; k < K; k++) rank[k] = k;
+        for (int k = 0; k < K; k++) /* selection sort: K is small */
+            for (int j = k + 1; j < K; j++)
+                if (prob[rank[j]] > prob[rank[k]]) {
+                    int t = rank[k];
+                    rank[k] = rank[j];
+                    rank[j] = t;
+                }
+        if (json) {
+            printf("{\"file\": ");
+            json_str(stdout, files.v[i]);
+            printf(", \"top\": [");
+            for (int k = 0; k < top; k++) {
+                printf("%s{\"label\": ", k ? ", " : "");
+                json_str(stdout, c->classes[rank[k]]);
+                printf(", \"index\": %d, \"prob\": %.4f}", rank[k], prob[rank[k]]);
+            }
+            printf("]}\n");
+        } else {
+            printf("%s:", files.v[i]);
+            for (int k = 0; k < top; k++) printf("%s %s %.2f", k ? "," : "", c->classes[rank[k]], prob[rank[k]]);
+            printf("\n");
+        }
+        fflush(stdout);
+    }
+    free(img);
+    free(prob);
+    free(rank);
+    vision_acts_free(&acts);
+    vision_model_free(&m);
+    sl_free(&files);
+    return failed ? 1 : 0;
+usage:
+    sl_free(&inputs);
+    return 2;
 }
+
+/* ------------------------------------------------------------------ train */
+
+typedef struct {
+    const char *data_dir, *out, *ckpt, *resume, *init;
+    long epochs, batch, d_model, layers, d_state, expand, patch, kernel, val, limit, seed, shift, threads_unused;
+    long ckpt_every, stem, total_steps;
+    double budget;
+    double lr, wd, warmup, smooth, drop_path, shuffle_p, time_limit, min_lr;
+    int order, head, flip;
+} train_opts;
+
+static void train_defaults(train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->out = "models/vision.mkm";
+    o->epochs = 20;
+    o->batch = 64;
+    o->d_model = 64;
+    o->layers = 4;
+    o->d_state = 16;
+    o->expand = 2;
+    o->patch = 4;
+    o->kernel = 4;
+    o->stem = 0;
+    o->val = 5000;
+    o->limit = 0;
+    o->seed = 1;
+    o->shift = 2;
+    o->ckpt_every = 300;
+    o->lr = 2e-3;
+    o->wd = 0.05;
+    o->warmup = 1;
+    o->smooth = 0.1;
+    o->drop_path = 0.05;
+    o->shuffle_p = 0;
+    o->time_limit = 0;
+    o->min_lr = 0.01;
+    o->order = VISION_ORDER_BIDIR;
+    o->head = VISION_HEAD_CLS;
+    o->flip = 1;
+}
+
+static void train_help(void) {
+    train_opts d;
+    train_defaults(&d);
+    printf("usage: mambakit train vision [options]\n\n"
+           "Train the image classifier on Fashion-MNIST (gzip IDX from the Debian package\n"
+           "dataset-fashion-mnist, found on the data search path). The last --val images of a\n"
+           "seeded shuffle of the training set are held out for validation; the model with the\n"
+           "best validation accuracy is written to --out; a checkpoint with optimiser state is\n"
+           "written to --ckpt every --ckpt-every steps and at each epoch end (resume with --resume).\n\n"
+           "data:\n"
+           "  --data-dir DIR     directory holding fashion-mnist/ (default: search path)\n"
+           "  --val N            validation images held out of the 60000 (default %ld)\n"
+           "  --limit N          train on the first N of the remaining images (default all)\n"
+           "  --shift PX         random shift augmentation, +-PX pixels (default %ld)\n"
+           "  --flip 0|1         random horizontal flips (default %d)\n"
+           "model:\n"
+           "  --order O          scan orders: row | bidir | cross | atrous (default %s)\n"
+           "  --head H           cls | mean (default %s)\n"
+           "  --d-model D        width (default %ld)\n"
+           "  --layers N         Mamba layers (default %ld)\n"
+           "  --d-state N        SSM state size (default %ld)\n"
+           "  --expand E         inner width factor (default %ld)\n"
+           "  --patch S          patch stride in pixels (default %ld)\n"
+           "  --kernel K         patch window (>= stride, overlapping if larger; default %ld)\n"
+           "  --stem S           conv stem channels before the patch embedding (4x4 stride 2 +\n"
+           "                     GELU; patch/kernel then apply to its 14x14 output); 0 = none (default %ld)\n"
+           "  --drop-path P      max stochastic depth (default %g)\n"
+           "  --shuffle P        stochastic layer-wise token shuffle, max probability (default %g)\n"
+           "optimisation:\n"
+           "  --epochs N         (default %ld)\n"
+           "  --budget MIN       instead of --epochs: size the run (cosine schedule included) to\n"
+           "                     about MIN minutes from the speed of its first steps (default: off)\n"
+           "  --batch B          (default %ld)\n"
+           "  --lr X             peak AdamW learning rate (default %g)\n"
+           "  --min-lr F         final lr as a fraction of the peak (default %g)\n"
+           "  --wd X             weight decay (default %g)\n"
+           "  --warmup E         warmup epochs (default %g)\n"
+           "  --smooth X         label smoothing (default %g)\n"
+           "  --seed N           (default %ld)\n"
+           "files:\n"
+           "  --out FILE         best model, without optimiser state (default %s)\n"
+           "  --ckpt FILE        training checkpoint (default OUT.ckpt)\n"
+           "  --ckpt-every N     steps between checkpoints (default %ld)\n"
+           "  --resume FILE      continue from a checkpoint (its model and training options win)\n"
+           "  --time-limit MIN   stop after MIN minutes, checkpoint saved (default: none)\n"
+           "  -h, --help         this help\n",
+           d.val, d.shift, d.flip, vision_order_name(d.order), d.head == VISION_HEAD_CLS ? "cls" : "mean", d.d_model,
+           d.layers, d.d_state, d.expand, d.patch, d.kernel, d.stem, d.drop_path, d.shuffle_p, d.epochs, d.batch, d.lr,
+           d.min_lr, d.wd, d.warmup, d.smooth, d.seed, d.out, d.ckpt_every);
+}
+
+static int parse_train(train_opts *o, int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (cli_is_help(a)) {
+            train_help();
+            return 1;
+        }
+        struct {
+            const char *name;
+            long *ip;
+            double *dp;
+            long lo, hi;
+            double dlo, dhi;
+        } nums[] = {
+            {"--epochs", &o->epochs, 0, 1, 100000, 0, 0},      {"--batch", &o->batch, 0, 1, 4096, 0, 0},
+            {"--d-model", &o->d_model, 0, 4, 1024, 0, 0},     {"--layers", &o->layers, 0, 1, 64, 0, 0},
+            {"--d-state", &o->d_state, 0, 1, 64, 0, 0},       {"--expand", &o->expand, 0, 1, 8, 0, 0},
+            {"--patch", &o->patch, 0, 1, 28, 0, 0},           {"--kernel", &o->kernel, 0, 1, 28, 0, 0},
+            {"--val", &o->val, 0, 0, 30000, 0, 0},            {"--limit", &o->limit, 0, 0, 60000, 0, 0},
+            {"--seed", &o->seed, 0, 0, 1L << 40, 0, 0},       {"--shift", &o->shift, 0, 0, 8, 0, 0},
+            {"--ckpt-every", &o->ckpt_every, 0, 1, 1L << 30, 0, 0},
+            {"--stem", &o->stem, 0, 0, 256, 0, 0},            {"--budget", 0, &o->budget, 0, 0, 0, 1e6},
+            {"--lr", 0, &o->lr, 0, 0, 1e-7, 1},               {"--wd", 0, &o->wd, 0, 0, 0, 10},
+            {"--warmup", 0, &o->warmup, 0, 0, 0, 1000},       {"--smooth", 0, &o->smooth, 0, 0, 0, 0.9},
+            {"--drop-path", 0, &o->drop_path, 0, 0, 0, 0.9},  {"--shuffle", 0, &o->shuffle_p, 0, 0, 0, 1},
+            {"--time-limit", 0, &o->time_limit, 0, 0, 0, 1e6}, {"--min-lr", 0, &o->min_lr, 0, 0, 0, 1},
+        };
+        int done = 0;
+        for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++)
+            if (!strcmp(a, nums[k].name)) {
+                if (opt_val(argc, argv, &i, &v)) return -1;
+                if (nums[k].ip ? cli_int(a, v, nums[k].lo, nums[k].hi, nums[k].ip)
+                               : cli_float(a, v, nums[k].dlo, nums[k].dhi, nums[k].dp))
+                    return -1;
+                done = 1;
+            }
+        if (done) continue;
+        if (!strcmp(a, "--data-dir") || !strcmp(a, "--out") || !strcmp(a, "--ckpt") || !strcmp(a, "--resume") ||
+            !strcmp(a, "--order") || !strcmp(a, "--head") || !strcmp(a, "--flip")) {
+            if (opt_val(argc, argv, &i, &v)) return -1;
+            if (!strcmp(a, "--data-dir")) o->data_dir = v;
+            else if (!strcmp(a, "--out")) o->out = v;
+            else if (!strcmp(a, "--ckpt")) o->ckpt = v;
+            else if (!strcmp(a, "--resume")) o->resume = v;
+            else if (!strcmp(a, "--order")) {
+                if ((o->order = vision_order_parse(v)) < 0) {
+                    fprintf(stderr, "mambakit: --order: '%s' is not row, bidir, cross or atrous\n", v);
+                    return -1;
+                }
+            } else if (!strcmp(a, "--head")) {
+                if (strcmp(v, "cls") && strcmp(v, "mean")) {
+                    fprintf(stderr, "mambakit: --head: '%s' is not cls or mean\n", v);
+                    return -1;
+                }
+                o->head = !strcmp(v, "cls") ? VISION_HEAD_CLS : VISION_HEAD_MEAN;
+            } else {
+                long f;
+                if (cli_int("--flip", v, 0, 1, &f)) return -1;
+                o->flip = (int)f;
+            }
+            continue;
+        }
+        fprintf(stderr, "mambakit: train vision: unknown option '%s' (see mambakit train vision --help)\n", a);
+        return -1;
+    }
+    return 0;
+}
+
+/* training options that a checkpoint carries, so --resume continues the same run */
+static void opts_to_config(const train_opts *o, mk_config *c) {
+    mk_config_set_int(c, "train_epochs", o->epochs);
+    mk_config_set_int(c, "train_total", o->total_steps);
+    mk_config_set_int(c, "train_batch", o->batch);
+    mk_config_set_int(c, "train_val", o->val);
+    mk_config_set_int(c, "train_limit", o->limit);
+    mk_config_set_int(c, "train_seed", o->seed);
+    mk_config_set_int(c, "train_shift", o->shift);
+    mk_config_set_int(c, "train_flip", o->flip);
+    mk_config_set_float(c, "train_lr", o->lr);
+    mk_config_set_float(c, "train_min_lr", o->min_lr);
+    mk_config_set_float(c, "train_wd", o->wd);
+    mk_config_set_float(c, "train_warmup", o->warmup);
+    mk_config_set_float(c, "train_smooth", o->smooth);
+}
+static int opts_from_config(train_opts *o, const mk_config *c) {
+    long *ip[] = {&o->epochs, &o->batch, &o->val, &o->limit, &o->seed, &o->shift};
+    const char *ik[] = {"train_epochs", "train_batch", "train_val", "train_limit", "train_seed", "train_shift"};
+    for (int i = 0; i < 6; i++)
+        if (mk_config_get_int(c, ik[i], ip[i])) return -1;
+    long f;
+    if (mk_config_get_int(c, "train_total", &o->total_steps)) return -1;
+    if (mk_config_get_int(c, "train_flip", &f)) return -1;
+    o->flip = (int)f;
+    double *dp[] = {&o->lr, &o->min_lr, &o->wd, &o->warmup, &o->smooth};
+    const char *dk[] = {"train_lr", "train_min_lr", "train_wd", "train_warmup", "train_smooth"};
+    for (int i = 0; i < 5; i++)
+        if (mk_config_get_float(c, dk[i], dp[i])) return -1;
+    if (o->batch < 1 || o->epochs < 1 || o->val < 0 || o->val > 30000 || o->limit < 0) {
+        mk_error("training options in the checkpoint are out of range");
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_train_vision(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "mambakit: train_vision: not built yet\n");
-    return 1;
+    train_opts o;
+    train_defaults(&o);
+    int pr = parse_train(&o, argc, argv);
+    if (pr) return pr > 0 ? 0 : 2;
+    char ckpt_path[4096];
+    int rc = 1;
+    fmnist_set tr = {0}, te = {0};
+    vision_model m;
+    int have_model = 0;
+    mk_config *cf = mk_calloc(1, sizeof *cf);
+    vision_acts acts;
+    vision_acts_init(&acts);
+    int *perm = NULL, *order = NULL, *y = NULL;
+    float *img = NULL, *dlog = NULL;
+    double best_val = -1;
+    long best_epoch = -1;
+
+    if (o.resume) {
+        if (vision_model_load(&m, o.resume, 1, cf)) goto fail;
+        have_model = 1;
+        if (opts_from_config(&o, cf)) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", mk_last_error());
+            mk_error("%s: %s", o.resume, msg);
+            goto fail;
+        }
+        double bv;
+        if (mk_config_get(cf, "best_val") && !mk_config_get_float(cf, "best_val", &bv)) best_val = bv;
+        long be;
+        if (mk_config_get(cf, "best_epoch") && !mk_config_get_int(cf, "best_epoch", &be)) best_epoch = be;
+    }
+    snprintf(ckpt_path, sizeof ckpt_path, "%s", o.ckpt ? o.ckpt : o.resume ? o.resume : "");
+    if (!ckpt_path[0]) snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt", o.out);
+
+    if (fmnist_load_split(&tr, o.data_dir, "train")) goto fail;
+    if (fmnist_load_split(&te, o.data_dir, "test")) goto fail;
+    const int H = tr.rows, W = tr.cols, HW = H * W;
+    if (o.val >= tr.n) {
+        mk_error("--val %ld leaves no training images (the set has %d)", o.val, tr.n);
+        goto fail;
+    }
+    /* seeded split: the last `val` of a shuffle are held out */
+    perm = mk_malloc(sizeof(int) * tr.n);
+    mk_order_identity(perm, tr.n);
+    mk_rng split_rng;
+    mk_rng_seed(&split_rng, 0x5eed0000u + (uint64_t)o.seed);
+    mk_rng_shuffle(&split_rng, perm, tr.n);
+    const int n_val = (int)o.val;
+    int n_train = tr.n - n_val;
+    if (o.limit > 0 && o.limit < n_train) n_train = (int)o.limit;
+    const int *val_idx = perm + (tr.n - n_val);
+
+    if (!have_model) {
+        vision_cfg vc;
+        memset(&vc, 0, sizeof vc);
+        vc.img_h = H, vc.img_w = W, vc.img_c = 1;
+        vc.patch = (int)o.patch, vc.kernel = (int)o.kernel, vc.stem = (int)o.stem;
+        vc.n_class = 10;
+        vc.order = o.order, vc.head = o.head;
+        /* normalisation statistics of the training images */
+        double s1 = 0, s2 = 0;
+        for (int i = 0; i < n_train; i++) {
+            const uint8_t *p = tr.images + (size_t)perm[i] * HW;
+            for (int j = 0; j < HW; j++) {
+                double v = p[j] / 255.0;
+                s1 += v;
+                s2 += v * v;
+            }
+        }
+        double cnt = (double)n_train * HW, mu = s1 / cnt;
+        vc.mean[0] = (float)mu;
+        vc.std[0] = (float)sqrt(s2 / cnt - mu * mu);
+        for (int k = 0; k < 10; k++) snprintf(vc.classes[k], sizeof vc.classes[k], "%s", fmnist_classes[k]);
+        mamba_cfg_default(&vc.mc, (int)o.d_model, (int)o.layers);
+        vc.mc.d_state = (int)o.d_state;
+        vc.mc.expand = (int)o.expand;
+        vc.mc.drop_path = (float)o.drop_path;
+        vc.mc.shuffle_p = (float)o.shuffle_p;
+        if (vision_model_create(&m, &vc)) goto fail;
+        have_model = 1;
+        mk_rng init_rng;
+        mk_rng_seed(&init_rng, (uint64_t)o.seed);
+        vision_model_init(&m, &init_rng);
+        mk_params_alloc_optim(&m.p);
+    }
+    if (m.cfg.img_h != H || m.cfg.img_w != W || m.cfg.img_c != 1 || m.cfg.n_class != 10) {
+        mk_error("%s: model input %dx%dx%d / %d classes does not match Fashion-MNIST", o.resume, m.cfg.img_h,
+                 m.cfg.img_w, m.cfg.img_c, m.cfg.n_class);
+        goto fail;
+    }
+    const int B = (int)o.batch;
+    const long spe = (n_train + B - 1) / B; /* steps per epoch, last batch partial */
+    if (!o.resume) o.total_steps = spe * o.epochs;
+    long total = o.total_steps;
+    const int sizing = !o.resume && o.budget > 0; /* total fixed after the first steps */
+    mk_adamw_cfg oc = mk_adamw_defaults((float)o.lr, total);
+    oc.weight_decay = (float)o.wd;
+    oc.warmup = (long)(o.warmup * spe);
+    oc.clip = 1.0f;
+    oc.min_lr_frac = (float)o.min_lr;
+
+    vision_cfg_to_config(&m.cfg, cf);
+    opts_to_config(&o, cf);
+    fprintf(stderr,
+            "train vision: %d train / %d val images, %zu parameters, order %s (%d dirs), d_model %d, %d layers, "
+            "%d tokens, batch %d, %ld epochs (%ld steps), %d threads\n",
+            n_train, n_val, vision_model_num_params(&m), vision_order_name(m.cfg.order), m.G, m.cfg.mc.d_model,
+            m.cfg.mc.n_layer, m.cfg.L, B, o.epochs, total, mk_num_threads());
+    if (m.p.step >= total) fprintf(stderr, "train vision: checkpoint already at step %ld of %ld\n", m.p.step, total);
+
+    order = mk_malloc(sizeof(int) * n_train);
+    y = mk_malloc(sizeof(int) * B);
+    img = mk_malloc(sizeof(float) * (size_t)B * HW);
+    dlog = mk_malloc(sizeof(float) * (size_t)B * 10);
+    mk_rng rng;
+    mk_progress prog;
+    const long start_step = m.p.step;
+    mk_progress_start(&prog, "train", (total - start_step) * (long)B);
+    double t_start = mk_time(), t_ckpt = t_start;
+    double run_loss = 0, run_hit = 0, run_n = 0;
+    long epoch = -1;
+    int stopped = 0;
+    while (m.p.step < total) {
+        long step = m.p.step, e = step / spe, bi = step % spe;
+        if (e != epoch) {
+            epoch = e;
+            for (int i = 0; i < n_train; i++) order[i] = perm[i];
+            mk_rng er;
+            mk_rng_seed(&er, (uint64_t)o.seed * 1000003u + (uint64_t)e);
+            mk_rng_shuffle(&er, order, n_train);
+        }
+        /* per-step rng: a resumed run draws the same augmentation as an uninterrupted one */
+        mk_rng_seed(&rng, ((uint64_t)o.seed << 32) ^ (uint64_t)step * 0x9E3779B97F4A7C15ull);
+        int i0 = (int)(bi * B), nb = n_train - i0 < B ? n_train - i0 : B;
+        for (int b = 0; b < nb; b++) {
+            int id = order[i0 + b];
+            int dy = o.shift ? mk_rng_int(&rng, 2 * (int)o.shift + 1) - (int)o.shift : 0;
+            int dx = o.shift ? mk_rng_int(&rng, 2 * (int)o.shift + 1) - (int)o.shift : 0;
+            int fl = o.flip ? mk_rng_int(&rng, 2) : 0;
+            fm_item(img + (size_t)b * HW, &tr, id, dy, dx, fl, m.cfg.mean[0], m.cfg.std[0]);
+            y[b] = tr.labels[id];
+        }
+        mk_params_zero_grad(&m.p);
+        vision_forward(&m, &acts, img, nb, 1, &rng);
+        int hit;
+        float loss = vision_xent_smooth(dlog, &hit, acts.logits, y, nb, 10, (float)o.smooth);
+        vision_backward(&m, &acts, dlog);
+        mk_adamw_step(&m.p, &oc);
+        if (!isfinite(loss)) {
+            mk_error("training diverged at step %ld (loss %g); lower --lr", step, loss);
+            goto fail;
+        }
+        run_loss = run_loss * 0.98 + loss * nb * 0.02;
+        run_hit = run_hit * 0.98 + hit * 0.02;
+        run_n = run_n * 0.98 + nb * 0.02;
+        char extra[160];
+        snprintf(extra, sizeof extra, "ep %ld/%ld  loss %.3f  acc %.1f%%  lr %.2e  ", e + 1, o.epochs,
+                 run_loss / run_n, 100 * run_hit / run_n, mk_lr_at(&oc, step));
+        mk_progress_update(&prog, (m.p.step - start_step) * (long)B, "img", extra);
+
+        if (sizing && m.p.step == 30) {
+            /* steps that fit the budget, keeping ~8% for the validation passes */
+            double per = (mk_time() - t_start) / 30;
+            total = (long)(o.budget * 60 * 0.92 / per);
+            if (total < 31) total = 31;
+            if (total < oc.warmup + 1) oc.warmup = total / 10;
+            oc.total = total;
+            o.total_steps = total;
+            o.epochs = (total + spe - 1) / spe;
+            opts_to_config(&o, cf);
+            prog.total = (total - start_step) * (long)B;
+            fprintf(stderr, "%strain vision: %.0f img/s: budget of %.1f min -> %ld steps (%.2f epochs)\n",
+                    prog.tty ? "\n" : "", B / per, o.budget, total, (double)total / spe);
+        }
+        int epoch_end = m.p.step % spe == 0 || m.p.step == total;
+        int over_time = o.time_limit > 0 && mk_time() - t_start > o.time_limit * 60;
+        if (epoch_end) {
+            double va = n_val ? evaluate(&m, &acts, &tr, val_idx, n_val, 256, NULL, 0) : 0;
+            int best = n_val ? va > best_val : 1;
+            if (best) {
+                best_val = va;
+                best_epoch = e + 1;
+                mk_config_set_float(cf, "val_acc", va);
+                mk_config_set_int(cf, "epoch", e + 1);
+                if (mk_ckpt_save(o.out, cf, &m.p, 0)) goto fail;
+            }
+            mk_config_set_float(cf, "best_val", best_val);
+            mk_config_set_int(cf, "best_epoch", best_epoch);
+            if (!mk_quiet && prog.tty) fputc('\n', stderr);
+            fprintf(stderr, "epoch %ld/%ld: val acc %.2f%%%s  (%.1f min)\n", e + 1, o.epochs, 100 * va,
+                    best ? ", best so far: saved" : "", (mk_time() - t_start) / 60);
+        }
+        if (epoch_end || over_time || m.p.step % o.ckpt_every == 0 || mk_time() - t_ckpt > 600) {
+            if (mk_ckpt_save(ckpt_path, cf, &m.p, 1)) goto fail;
+            t_ckpt = mk_time();
+        }
+        if (over_time && m.p.step < total) {
+            fprintf(stderr, "\ntrain vision: time limit reached at step %ld/%ld; resume with --resume %s\n",
+                    m.p.step, total, ckpt_path);
+            stopped = 1;
+            break;
+        }
+    }
+    mk_progress_end(&prog);
+    if (!stopped) {
+        /* final: test accuracy of the best (saved) model, recorded in its config */
+        vision_model best;
+        mk_config *bc = mk_calloc(1, sizeof *bc);
+        if (vision_model_load(&best, o.out, 0, bc)) {
+            free(bc);
+            goto fail;
+        }
+        double ta = evaluate(&best, &acts, &te, NULL, te.n, 256, NULL, 0);
+        mk_config_set_float(bc, "test_acc", ta);
+        int sr = mk_ckpt_save(o.out, bc, &best.p, 0);
+        fprintf(stderr, "train vision: best epoch %ld, val acc %.2f%%, test acc %.2f%%, %.1f min; model in %s\n",
+                best_epoch, 100 * best_val, 100 * ta, (mk_time() - t_start) / 60, o.out);
+        printf("%.4f\n", ta);
+        vision_model_free(&best);
+        free(bc);
+        if (sr) goto fail;
+    }
+    rc = 0;
+fail:
+    if (rc) fprintf(stderr, "mambakit: %s\n", mk_last_error());
+    if (have_model) vision_model_free(&m);
+    vision_acts_free(&acts);
+    fmnist_free(&tr);
+    fmnist_free(&te);
+    free(cf);
+    free(perm);
+    free(order);
+    free(y);
+    free(img);
+    free(dlog);
+    return rc;
 }
+
+/* ------------------------------------------------------------------- eval */
+
+/* Confusion matrix as a PNG: K x K cells of `cs` pixels, white (0) to dark
+ * blue (row maximum), rows = true class; a grey 1-pixel grid. */
+static int confusion_png(const char *path, const long *cm, int K) {
+    const int cs = 24, S = K * cs + 1;
+    uint8_t *px = mk_malloc((size_t)S * S * 3);
+    memset(px, 160, (size_t)S * S * 3);
+    for (int t = 0; t < K; t++) {
+        long row = 0;
+        for (int p = 0; p < K; p++) row += cm[(size_t)t * K + p];
+        for (int p = 0; p < K; p++) {
+            double f = row ? (double)cm[(size_t)t * K + p] / row : 0;
+            f = sqrt(f); /* make small confusions visible */
+            uint8_t r = (uint8_t)(255 - f * 247), g = (uint8_t)(255 - f * 207), b = (uint8_t)(255 - f * 107);
+            for (int y = 1; y < cs; y++)
+                for (int x = 1; x < cs; x++) {
+                    uint8_t *q = px + (((size_t)(t * cs + y)) * S + (size_t)(p * cs + x)) * 3;
+                    q[0] = r, q[1] = g, q[2] = b;
+                }
+        }
+    }
+    int r = vision_png_write(path, px, S, S, 3);
+    free(px);
+    return r;
+}
+
 int cmd_eval_vision(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "mambakit: eval_vision: not built yet\n");
-    return 1;
+    const char *model_opt = NULL, *data_dir = NULL, *png = NULL, *device = "cpu";
+    long limit = 0;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (cli_is_help(a)) {
+            printf("usage: mambakit eval vision [options]\n\n"
+                   "Accuracy of a vision model on the Fashion-MNIST test set (10000 images) and its\n"
+                   "confusion matrix (rows: true class, columns: predicted).\n\n"
+                   "options:\n"
+                   "  --model FILE     model file (default: models/%s)\n"
+                   "  --data-dir DIR   directory holding fashion-mnist/ (default: search path)\n"
+                   "  --limit N        evaluate only the first N test images (default all)\n"
+                   "  --png FILE       also write the confusion matrix as a PNG (default: none)\n"
+                   "  --json           print accuracy and matrix as one JSON object\n"
+                   "  --device D       cpu | cuda (default cpu)\n"
+                   "  -h, --help       this help\n",
+                   DEFAULT_MODEL);
+            return 0;
+        }
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
+        }
+        if (strcmp(a, "--model") && strcmp(a, "--data-dir") && strcmp(a, "--png") && strcmp(a, "--limit") &&
+            strcmp(a, "--device")) {
+            fprintf(stderr, "mambakit: eval vision: unknown option '%s' (see mambakit eval vision --help)\n", a);
+            return 2;
+        }
+        if (opt_val(argc, argv, &i, &v)) return 2;
+        if (!strcmp(a, "--model")) model_opt = v;
+        else if (!strcmp(a, "--data-dir")) data_dir = v;
+        else if (!strcmp(a, "--png")) png = v;
+        else if (!strcmp(a, "--device")) device = v;
+        else if (cli_int("--limit", v, 0, 10000000, &limit)) return 2;
+    }
+    int dev = mk_device_parse(device);
+    if (dev < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
+        return 2;
+    }
+    char mpath[4096];
+    if (find_model(model_opt, mpath, sizeof mpath)) return 1;
+    vision_model m;
+    if (vision_model_load(&m, mpath, 0, NULL)) return cli_fail();
+    m.bb.device = dev;
+    fmnist_set te;
+    if (fmnist_load_split(&te, data_dir, "test")) {
+        vision_model_free(&m);
+        return cli_fail();
+    }
+    int rc = 0;
+    const int K = m.cfg.n_class;
+    if (m.cfg.img_h != te.rows || m.cfg.img_w != te.cols || m.cfg.img_c != 1 || K != 10) {
+        fprintf(stderr, "mambakit: %s: model input %dx%dx%d / %d classes does not match Fashion-MNIST\n", mpath,
+                m.cfg.img_h, m.cfg.img_w, m.cfg.img_c, K);
+        fmnist_free(&te);
+        vision_model_free(&m);
+        return 1;
+    }
+    int n = limit > 0 && limit < te.n ? (int)limit : te.n;
+    long *cm = mk_calloc((size_t)K * K, sizeof(long));
+    vision_acts acts;
+    vision_acts_init(&acts);
+    double t0 = mk_time();
+    double acc = evaluate(&m, &acts, &te, NULL, n, 256, cm, 1);
+    double dt = mk_time() - t0;
+    if (json) {
+        printf("{\"model\": ");
+        json_str(stdout, mpath);
+        printf(", \"images\": %d, \"accuracy\": %.4f, \"images_per_s\": %.1f, \"classes\": [", n, acc, n / dt);
+        for (int k = 0; k < K; k++) {
+            printf("%s", k ? ", " : "");
+            json_str(stdout, m.cfg.classes[k]);
+        }
+        printf("], \"confusion\": [");
+        for (int t = 0; t < K; t++) {
+            printf("%s[", t ? ", " : "");
+            for (int p = 0; p < K; p++) printf("%s%ld", p ? ", " : "", cm[(size_t)t * K + p]);
+            printf("]");
+        }
+        printf("]}\n");
+    } else {
+        printf("model %s: test accuracy %.2f%% (%d images, %.0f images/s, %d threads)\n\n", mpath, 100 * acc, n,
+               n / dt, mk_num_threads());
+        printf("confusion matrix (rows: true class, columns: predicted)\n%13s", "");
+        for (int p = 0; p < K; p++) printf(" %5d", p);
+        printf("  recall\n");
+        for (int t = 0; t < K; t++) {
+            long row = 0;
+            for (int p = 0; p < K; p++) row += cm[(size_t)t * K + p];
+            printf("%d %-11.11s", t, m.cfg.classes[t]);
+            for (int p = 0; p < K; p++) printf(" %5ld", cm[(size_t)t * K + p]);
+            printf("  %5.1f%%\n", row ? 100.0 * cm[(size_t)t * K + t] / row : 0.0);
+        }
+    }
+    if (png) {
+        if (confusion_png(png, cm, K)) rc = cli_fail();
+        else if (!json) printf("\nconfusion matrix image: %s\n", png);
+    }
+    free(cm);
+    vision_acts_free(&acts);
+    fmnist_free(&te);
+    vision_model_free(&m);
+    return rc;
 }
+
+/* ------------------------------------------------------------------ bench */
+
 int cmd_bench_vision(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "mambakit: bench_vision: not built yet\n");
-    return 1;
+    const char *model_opt = NULL;
+    long reps = 200, batch = 64;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (cli_is_help(a)) {
+            printf("usage: mambakit bench vision [options]\n\n"
+                   "Single-image latency and batched throughput (inference and training step) of a\n"
+                   "vision model on the CPU, with random input.\n\n"
+                   "options:\n"
+                   "  --model FILE     model (default: models/%s)\n"
+                   "  --reps N         single-image repetitions (default 200)\n"
+                   "  --batch B        batch for the throughput figures (default 64)\n"
+                   "  -h, --help       this help\n",
+                   DEFAULT_MODEL);
+            return 0;
+        }
+        if (strcmp(a, "--model") && strcmp(a, "--reps") && strcmp(a, "--batch")) {
+            fprintf(stderr, "mambakit: bench vision: unknown option '%s'\n", a);
+            return 2;
+        }
+        if (opt_val(argc, argv, &i, &v)) return 2;
+        if (!strcmp(a, "--model")) model_opt = v;
+        else if (!strcmp(a, "--reps")) {
+            if (cli_int(a, v, 1, 1000000, &reps)) return 2;
+        } else if (cli_int(a, v, 1, 4096, &batch))
+            return 2;
+    }
+    char mpath[4096];
+    if (find_model(model_opt, mpath, sizeof mpath)) return 1;
+    vision_model m;
+    if (vision_model_load(&m, mpath, 0, NULL)) return cli_fail();
+    const vision_cfg *c = &m.cfg;
+    const size_t per = (size_t)c->img_h * c->img_w * c->img_c;
+    float *img = mk_malloc(sizeof(float) * per * batch), *dlog = mk_malloc(sizeof(float) * batch * c->n_class);
+    int *y = mk_calloc(batch, sizeof(int));
+    mk_rng rng;
+    mk_rng_seed(&rng, 7);
+    for (size_t i = 0; i < per * batch; i++) img[i] = mk_rng_normal(&rng);
+    vision_acts acts;
+    vision_acts_init(&acts);
+    /* single image: warm up, then median of reps */
+    double *t = mk_malloc(sizeof(double) * reps);
+    for (int r = 0; r < 5; r++) vision_forward(&m, &acts, img, 1, 0, NULL);
+    for (long r = 0; r < reps; r++) {
+        double t0 = mk_time();
+        vision_forward(&m, &acts, img, 1, 0, NULL);
+        t[r] = mk_time() - t0;
+    }
+    for (long i = 1; i < reps; i++) /* insertion sort */
+        for (long j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double s = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = s;
+        }
+    double med = t[reps / 2];
+    double t0 = mk_time();
+    int nb = 0;
+    while (mk_time() - t0 < 2.0 || nb < 2) {
+        vision_forward(&m, &acts, img, (int)batch, 0, NULL);
+        nb++;
+    }
+    double inf_rate = nb * batch / (mk_time() - t0);
+    mk_params_alloc_optim(&m.p);
+    mk_adamw_cfg oc = mk_adamw_defaults(1e-4f, 1000);
+    t0 = mk_time();
+    nb = 0;
+    while (mk_time() - t0 < 3.0 || nb < 2) {
+        mk_params_zero_grad(&m.p);
+        vision_forward(&m, &acts, img, (int)batch, 1, &rng);
+        vision_xent_smooth(dlog, NULL, acts.logits, y, (int)batch, c->n_class, 0.1f);
+        vision_backward(&m, &acts, dlog);
+        mk_adamw_step(&m.p, &oc);
+        nb++;
+    }
+    double tr_rate = nb * batch / (mk_time() - t0);
+    printf("bench vision: %s (%zu params, %dx%d input, %d tokens, order %s, d_model %d, %d layers), %d threads\n",
+           mpath, vision_model_num_params(&m), c->img_h, c->img_w, c->L, vision_order_name(c->order),
+           c->mc.d_model, c->mc.n_layer, mk_num_threads());
+    printf("  single image latency (median of %ld): %.2f ms\n", reps, med * 1e3);
+    printf("  batched inference (B=%ld): %.0f images/s\n", batch, inf_rate);
+    printf("  training step (B=%ld, fwd+bwd+AdamW): %.0f images/s\n", batch, tr_rate);
+    free(t);
+    free(img);
+    free(dlog);
+    free(y);
+    vision_acts_free(&acts);
+    vision_model_free(&m);
+    return 0;
 }

@@ -1,0 +1,279 @@
+/* image.c — stb_image decoding (the one STB_IMAGE_IMPLEMENTATION of the
+ * project), area/bilinear resize, channel conversion, libpng writing. */
+#include "vision/image.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/util.h"
+
+#if MK_HAVE_STB
+#define STBI_NO_STDIO /* we read files ourselves, with a size limit */
+#define STBI_FAILURE_USERMSG
+#define STB_IMAGE_IMPLEMENTATION
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#endif
+#include <stb_image.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+
+#if MK_HAVE_PNG
+#include <png.h>
+#endif
+
+int vision_is_image_name(const char *path) {
+    static const char *ext[] = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".psd",
+                                ".hdr", ".pnm", ".pgm", ".ppm", ".pic"};
+    const char *dot = strrchr(path, '.');
+    if (!dot) return 0;
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++)
+        if (!strcasecmp(dot, ext[i])) return 1;
+    return 0;
+}
+
+void vision_image_free(vision_image *im) {
+    free(im->px);
+    memset(im, 0, sizeof *im);
+}
+
+int vision_image_load_mem(vision_image *im, const unsigned char *buf, size_t len, const char *name) {
+    memset(im, 0, sizeof *im);
+#if MK_HAVE_STB
+    if (len == 0) {
+        mk_error("%s: empty file", name);
+        return -1;
+    }
+    if (len > (size_t)INT32_MAX) {
+        mk_error("%s: file too large", name);
+        return -1;
+    }
+    int w, h, c;
+    /* stb refuses PNGs above 2^30 bytes with a generic message: say what the header claims */
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (len >= 24 && !memcmp(buf, sig, 8) && !memcmp(buf + 12, "IHDR", 4)) {
+        uint32_t pw = ((uint32_t)buf[16] << 24) | ((uint32_t)buf[17] << 16) | ((uint32_t)buf[18] << 8) | buf[19];
+        uint32_t ph = ((uint32_t)buf[20] << 24) | ((uint32_t)buf[21] << 16) | ((uint32_t)buf[22] << 8) | buf[23];
+        if (pw > VISION_MAX_SIDE || ph > VISION_MAX_SIDE || (uint64_t)pw * ph > VISION_MAX_PIXELS) {
+            mk_error("%s: image %ux%u is too large (limit %d per side, %u pixels)", name, pw, ph, VISION_MAX_SIDE,
+                     VISION_MAX_PIXELS);
+            return -1;
+        }
+    }
+    if (!stbi_info_from_memory(buf, (int)len, &w, &h, &c)) {
+        const char *why = stbi_failure_reason();
+        mk_error("%s: not a readable image (%s)", name, why ? why : "unknown format");
+        return -1;
+    }
+    size_t npx;
+    if (w <= 0 || h <= 0 || w > VISION_MAX_SIDE || h > VISION_MAX_SIDE || !mk_mul_ok((size_t)w, (size_t)h, &npx) ||
+        npx > VISION_MAX_PIXELS) {
+        mk_error("%s: image %dx%d is too large (limit %d per side, %u pixels)", name, w, h, VISION_MAX_SIDE,
+                 VISION_MAX_PIXELS);
+        return -1;
+    }
+    float *f = NULL;
+    if (stbi_is_hdr_from_memory(buf, (int)len)) {
+        f = stbi_loadf_from_memory(buf, (int)len, &w, &h, &c, 0);
+        if (f) /* HDR is linear radiance: clamp to [0, 1] */
+            for (size_t i = 0; i < npx * c; i++) f[i] = f[i] < 0 ? 0 : f[i] > 1 ? 1 : f[i];
+    } else if (stbi_is_16_bit_from_memory(buf, (int)len)) {
+        stbi_us *u = stbi_load_16_from_memory(buf, (int)len, &w, &h, &c, 0);
+        if (u) {
+            f = mk_malloc(sizeof(float) * npx * c);
+            for (size_t i = 0; i < npx * c; i++) f[i] = u[i] / 65535.f;
+            stbi_image_free(u);
+        }
+    } else {
+        stbi_uc *u = stbi_load_from_memory(buf, (int)len, &w, &h, &c, 0);
+        if (u) {
+            f = mk_malloc(sizeof(float) * npx * c);
+            for (size_t i = 0; i < npx * c; i++) f[i] = u[i] / 255.f;
+            stbi_image_free(u);
+        }
+    }
+    if (!f) {
+        const char *why = stbi_failure_reason();
+        mk_error("%s: cannot decode image (%s)", name, why ? why : "corrupt data");
+        return -1;
+    }
+    im->w = w;
+    im->h = h;
+    im->c = c;
+    im->px = f;
+    return 0;
+#else
+    (void)buf;
+    (void)len;
+    mk_error("%s: this build has no image decoder (install libstb-dev and rebuild)", name);
+    return -1;
+#endif
+}
+
+int vision_image_load(vision_image *im, const char *path) {
+    memset(im, 0, sizeof *im);
+    size_t len;
+    char *buf = mk_read_file(path, VISION_MAX_FILE, &len);
+    if (!buf) return -1; /* mk_error already names the file */
+    int r = vision_image_load_mem(im, (const unsigned char *)buf, len, path);
+    free(buf);
+    return r;
+}
+
+void vision_image_convert(vision_image *out, const vision_image *in, int c) {
+    MK_ASSERT(c >= 1 && c <= 4);
+    size_t n = (size_t)in->w * in->h;
+    out->w = in->w;
+    out->h = in->h;
+    out->c = c;
+    out->px = mk_malloc(sizeof(float) * n * c);
+    int ic = in->c, icol = ic >= 3 ? 3 : 1; /* colour channels in the input */
+    for (size_t i = 0; i < n; i++) {
+        const float *s = in->px + i * ic;
+        float *d = out->px + i * c;
+        float alpha = (ic == 2 || ic == 4) ? s[ic - 1] : 1.f;
+        float rgb[3];
+        if (icol == 3) rgb[0] = s[0], rgb[1] = s[1], rgb[2] = s[2];
+        else rgb[0] = rgb[1] = rgb[2] = s[0];
+        if (c == 1 || c == 2) {
+            /* ref: ITU-R BT.601 luma */
+            d[0] = icol == 3 ? 0.299f * rgb[0] + 0.587f * rgb[1] + 0.114f * rgb[2] : s[0];
+            if (c == 2) d[1] = alpha;
+        } else {
+            d[0] = rgb[0], d[1] = rgb[1], d[2] = rgb[2];
+            if (c == 4) d[3] = alpha;
+        }
+    }
+}
+
+/* Weights of a 1-D resampling from n_in to n_out samples, as a sparse matrix:
+ * for output i, taps [start[i], start[i]+cnt[i]) with weights wt[i*maxk + k]. */
+typedef struct {
+    int *start, *cnt;
+    float *wt;
+    int maxk;
+} resample1d;
+
+static void resample_plan(resample1d *r, int n_in, int n_out) {
+    double scale = (double)n_in / n_out;
+    r->start = mk_malloc(sizeof(int) * n_out);
+    r->cnt = mk_malloc(sizeof(int) * n_out);
+    if (n_out < n_in) {
+        /* area: output i covers input [i*scale, (i+1)*scale) */
+        r->maxk = (int)ceil(scale) + 2;
+        r->wt = mk_calloc((size_t)n_out * r->maxk, sizeof(float));
+        for (int i = 0; i < n_out; i++) {
+            double a = i * scale, b = (i + 1) * scale;
+            int s = (int)floor(a), e = (int)ceil(b);
+            if (e > n_in) e = n_in;
+            r->start[i] = s;
+            r->cnt[i] = e - s;
+            MK_ASSERT(e - s <= r->maxk);
+            for (int k = s; k < e; k++) {
+                double lo = k > a ? k : a, hi = k + 1 < b ? k + 1 : b;
+                r->wt[(size_t)i * r->maxk + (k - s)] = (float)((hi - lo) / scale);
+            }
+        }
+    } else {
+        /* bilinear with half-pixel centres, edges clamped */
+        r->maxk = 2;
+        r->wt = mk_calloc((size_t)n_out * 2, sizeof(float));
+        for (int i = 0; i < n_out; i++) {
+            double x = (i + 0.5) * scale - 0.5;
+            if (x < 0) x = 0;
+            if (x > n_in - 1) x = n_in - 1;
+            int x0 = (int)floor(x);
+            if (x0 >= n_in - 1) x0 = n_in > 1 ? n_in - 2 : 0;
+            double f = x - x0;
+            r->start[i] = x0;
+            r->cnt[i] = n_in > 1 ? 2 : 1;
+            r->wt[(size_t)i * 2] = (float)(n_in > 1 ? 1 - f : 1);
+            if (n_in > 1) r->wt[(size_t)i * 2 + 1] = (float)f;
+        }
+    }
+}
+static void resample_free(resample1d *r) {
+    free(r->start);
+    free(r->cnt);
+    free(r->wt);
+}
+
+void vision_image_resize(vision_image *out, const vision_image *in, int h, int w) {
+    MK_ASSERT(h > 0 && w > 0);
+    const int C = in->c;
+    out->w = w;
+    out->h = h;
+    out->c = C;
+    out->px = mk_malloc(sizeof(float) * (size_t)w * h * C);
+    resample1d rx, ry;
+    resample_plan(&rx, in->w, w);
+    resample_plan(&ry, in->h, h);
+    /* separable: rows first (in->h x w), then columns */
+    float *tmp = mk_calloc((size_t)in->h * w * C, sizeof(float));
+    for (int y = 0; y < in->h; y++)
+        for (int x = 0; x < w; x++) {
+            float *d = tmp + ((size_t)y * w + x) * C;
+            for (int k = 0; k < rx.cnt[x]; k++) {
+                float wt = rx.wt[(size_t)x * rx.maxk + k];
+                const float *s = in->px + ((size_t)y * in->w + rx.start[x] + k) * C;
+                for (int c = 0; c < C; c++) d[c] += wt * s[c];
+            }
+        }
+    memset(out->px, 0, sizeof(float) * (size_t)w * h * C);
+    for (int y = 0; y < h; y++)
+        for (int k = 0; k < ry.cnt[y]; k++) {
+            float wt = ry.wt[(size_t)y * ry.maxk + k];
+            const float *s = tmp + (size_t)(ry.start[y] + k) * w * C;
+            float *d = out->px + (size_t)y * w * C;
+            for (size_t i = 0; i < (size_t)w * C; i++) d[i] += wt * s[i];
+        }
+    free(tmp);
+    resample_free(&rx);
+    resample_free(&ry);
+}
+
+int vision_png_write(const char *path, const uint8_t *px, int w, int h, int c) {
+#if MK_HAVE_PNG
+    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                 PNG_COLOR_TYPE_RGB_ALPHA};
+    MK_ASSERT(c >= 1 && c <= 4 && w > 0 && h > 0);
+    mk_atomic_file af;
+    if (mk_atomic_open(&af, path, "wb") != 0) return -1;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    png_bytep *rows = NULL;
+    if (!png || !info) goto fail;
+    rows = mk_malloc(sizeof(png_bytep) * h);
+    if (setjmp(png_jmpbuf(png))) goto fail;
+    png_init_io(png, af.f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, types[c], PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) rows[y] = (png_bytep)(px + (size_t)y * w * c);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(rows);
+    return mk_atomic_commit(&af);
+fail:
+    if (png) png_destroy_write_struct(&png, info ? &info : NULL);
+    free(rows);
+    mk_atomic_abort(&af);
+    mk_error("%s: PNG write failed", path);
+    return -1;
+#else
+    (void)px; (void)w; (void)h; (void)c;
+    mk_error("%s: this build has no libpng", path);
+    return -1;
+#endif
+}
