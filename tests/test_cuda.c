@@ -425,14 +425,14 @@ static void check_training(void) {
     }
     int falls = lc[STEPS - 1] < 0.8f * lc[0];
     test_report(falls, "train_cpu_loss_falls", "loss %.4f -> %.4f over %d steps", lc[0], lc[STEPS - 1], STEPS);
-    test_report(dg <= 1e-3, "train_gpu_loss_curve", "GPU ops + host AdamW: loss %.4f -> %.4f, max rel diff to CPU %.2e (limit 1e-3)",
+    test_report(dg <= 1e-2, "train_gpu_loss_curve", "GPU ops + host AdamW: loss %.4f -> %.4f, max rel diff to CPU %.2e (limit 1e-2)",
                 lg[0], lg[STEPS - 1], dg);
-    test_report(dr <= 1e-3, "train_gpu_resident_loss_curve",
-                "resident step: loss %.4f -> %.4f, max rel diff to CPU %.2e (limit 1e-3)", lr_[0], lr_[STEPS - 1], dr);
+    test_report(dr <= 1e-2, "train_gpu_resident_loss_curve",
+                "resident step: loss %.4f -> %.4f, max rel diff to CPU %.2e (limit 1e-2)", lr_[0], lr_[STEPS - 1], dr);
     /* after sync the host parameters match the CPU-trained ones */
     int sy = mamba_backbone_cuda_sync_host(&res.m);
     double pe = test_rel_err_f(res.p.data, cpu.p.data, cpu.p.total, 1e-6);
-    test_report(sy == 0 && pe <= 1e-3, "train_gpu_resident_params", "params after %d steps err %.2e (limit 1e-3)", STEPS,
+    test_report(sy == 0 && pe <= 1e-2, "train_gpu_resident_params", "params after %d steps err %.2e (limit 1e-2)", STEPS,
                 pe);
     free(x), free(tgt), free(out), free(dout);
     model_free(&cpu), model_free(&gpu), model_free(&res);

@@ -340,7 +340,7 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
     MKC_CHECK_LAUNCH("scan_bwd");
     const unsigned T = 256;
     if (dA) sum_parts_k<<<mkc_blocks((size_t)E * N, T), T, 0, mkc_s()>>>(dA, dApart, B, (size_t)E * N);
-    if (dD) sum_parts_k<<<mkc_blocks(E, T), T, 0, mkc_s()>>>(dD, dDpart, B, E);
+    if (dD && D) sum_parts_k<<<mkc_blocks(E, T), T, 0, mkc_s()>>>(dD, dDpart, B, E); // no D: no dD (as on the CPU)
     if (ddelta_bias) sum_parts_k<<<mkc_blocks(E, T), T, 0, mkc_s()>>>(ddelta_bias, dbpart, B, E);
     if (dBm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, T), T, 0, mkc_s()>>>(dBm, dBpart, neb, (size_t)B * L * N);
     if (dCm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, T), T, 0, mkc_s()>>>(dCm, dCpart, neb, (size_t)B * L * N);
