@@ -47,22 +47,22 @@ gcc $CFLAGS $BD/o/apps_cli.c.o $BD/o/apps_cmd_cuda.c.o $BD/o/tests_bench_cuda_be
 echo "== build $(( $(date +%s) - t0 )) s"
 
 echo "== test_cuda"
-t0=$(date +%s); timeout 150 "$BD/test_cuda" > "$OUT/test_cuda.log" 2>&1; echo "rc=$? ($(( $(date +%s) - t0 )) s)"
+t0=$(date +%s); timeout 120 "$BD/test_cuda" > "$OUT/test_cuda.log" 2>&1; echo "rc=$? ($(( $(date +%s) - t0 )) s)"
 grep -c '^PASS' "$OUT/test_cuda.log" | sed 's/^/passed: /'; grep -v '^PASS' "$OUT/test_cuda.log" | head -40
 [ "${1:-}" = "testonly" ] && exit 0
 
 echo "== bench cuda (ours)"
-timeout 100 "$BD/bench_cuda" --scan-only --json > "$OUT/ours_scan.json" 2> "$OUT/bench_err.txt"; cat "$OUT/ours_scan.json"
-timeout 150 "$BD/bench_cuda" --train-only --json --cpu-steps 2 --steps 10 > "$OUT/ours_train.json" 2>> "$OUT/bench_err.txt"; cat "$OUT/ours_train.json"; tail -3 "$OUT/bench_err.txt"
+timeout 60 "$BD/bench_cuda" --scan-only --json > "$OUT/ours_scan.json" 2> "$OUT/bench_err.txt"; cat "$OUT/ours_scan.json"
+timeout 90 "$BD/bench_cuda" --train-only --json --cpu-steps 1 --steps 10 > "$OUT/ours_train.json" 2>> "$OUT/bench_err.txt"; cat "$OUT/ours_train.json"; tail -3 "$OUT/bench_err.txt"
 
 echo "== scan_lab"
-timeout 120 "$BD/scan_lab" --csv "$OUT/scan_lab.csv" > "$OUT/scan_lab.log" 2>&1; echo "rc=$?"; cat "$OUT/scan_lab.log"
+timeout 90 "$BD/scan_lab" --csv "$OUT/scan_lab.csv" > "$OUT/scan_lab.log" 2>&1; echo "rc=$?"; cat "$OUT/scan_lab.log"
 [ "${1:-}" = "quick" ] && exit 0
 
 echo "== pytorch"
 if python3 -c 'import torch' 2>/dev/null; then
-  PYTHONUNBUFFERED=1 timeout 170 python3 tests/bench/scan_torch.py --ours "$OUT/ours_scan.json" --budget 140 > "$OUT/scan_torch.log" 2>&1; echo "rc=$?"; grep -v Warning "$OUT/scan_torch.log" | tail -15
-  PYTHONUNBUFFERED=1 timeout 120 python3 tests/bench/vision_torch.py --ours "$OUT/ours_train.json" --steps 3 > "$OUT/vision_torch.log" 2>&1; echo "rc=$?"; tail -6 "$OUT/vision_torch.log"
+  PYTHONUNBUFFERED=1 timeout 100 python3 tests/bench/scan_torch.py --ours "$OUT/ours_scan.json" --budget 75 > "$OUT/scan_torch.log" 2>&1; echo "rc=$?"; grep -v Warning "$OUT/scan_torch.log" | tail -15
+  PYTHONUNBUFFERED=1 timeout 70 python3 tests/bench/vision_torch.py --ours "$OUT/ours_train.json" --steps 3 > "$OUT/vision_torch.log" 2>&1; echo "rc=$?"; tail -6 "$OUT/vision_torch.log"
 else
   echo "SKIP pytorch harness: torch not importable"
 fi
