@@ -120,8 +120,8 @@ int mk_ckpt_save(const char *path, const mk_config *cfg, const mk_params *p, int
         fwrite(rec, 1, TEN_BYTES, af.f);
     }
     /* x86-64 is little-endian, so the float buffers are written as they are */
-    fwrite(p->data, sizeof(float), p->total, af.f);
-    if (with_optim) {
+    if (p->total) fwrite(p->data, sizeof(float), p->total, af.f); /* an empty table has data == NULL */
+    if (with_optim && p->total) {
         fwrite(p->m, sizeof(float), p->total, af.f);
         fwrite(p->v, sizeof(float), p->total, af.f);
     }
@@ -295,7 +295,7 @@ int mk_ckpt_load(const char *path, const char *expect_task, mk_config *cfg, mk_p
             goto fail;
         }
     }
-    if (fseek(f, ds, SEEK_SET) || fread(p->data, sizeof(float), p->total, f) != p->total) {
+    if (fseek(f, ds, SEEK_SET) || (p->total && fread(p->data, sizeof(float), p->total, f) != p->total)) {
         mk_error("%s: truncated tensor data", path);
         goto fail;
     }
@@ -304,7 +304,7 @@ int mk_ckpt_load(const char *path, const char *expect_task, mk_config *cfg, mk_p
             mk_error("%s: corrupted tensor data (non-finite value at %zu)", path, i);
             goto fail;
         }
-    if ((flags & 1) && (want_optim || p->m)) {
+    if ((flags & 1) && (want_optim || p->m) && p->total) {
         mk_params_alloc_optim(p);
         if (fread(p->m, sizeof(float), p->total, f) != p->total || fread(p->v, sizeof(float), p->total, f) != p->total) {
             mk_error("%s: truncated optimiser state", path);
