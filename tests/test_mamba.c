@@ -301,7 +301,7 @@ static void test_declare_errors(void) {
 
 /* mamba_ssm initialisation: A_log = log(1..N), D = 1, dt = softplus(dt_bias) in [1e-3, 1e-1]. */
 static void test_init(void) {
-    mamba_cfg c = tiny_cfg(1, 2, 4);
+    mamba_cfg c = tiny_cfg(3, 2, 4);
     c.d_state = 16;
     mk_params p;
     mamba_backbone m;
@@ -323,6 +323,28 @@ static void test_init(void) {
     }
     bad += dtmin < 1e-3 * 0.999 || dtmax > 1e-1 * 1.001;
     test_report(bad == 0, "mamba_init", "A_log = log(1..N), D = 1, softplus(dt_bias) in [%.2e, %.2e]", dtmin, dtmax);
+    /* uniform bounds (PyTorch defaults, dt_proj std = dt_rank^-0.5, out_proj / sqrt(n_layer)):
+     * every value inside the bound, and the largest above 3/4 of it */
+    struct {
+        int idx;
+        double bound;
+        const char *what;
+    } u[5] = {{m.layer[0].in_proj, 1 / sqrt((double)m.D), "in_proj"},
+              {m.layer[0].out_proj, 1 / sqrt((double)m.E) / sqrt((double)c.n_layer), "out_proj"},
+              {m.layer[0].conv_w[1], 1 / sqrt((double)m.K), "conv1d.weight"},
+              {m.layer[0].x_proj[0], 1 / sqrt((double)m.E), "x_proj"},
+              {m.layer[0].dt_w[1], 1 / sqrt((double)m.R), "dt_proj.weight"}};
+    int ubad = 0;
+    char detail[256] = "";
+    for (int k = 0; k < 5; k++) {
+        const float *w = mk_param(&p, u[k].idx);
+        double mx = 0;
+        for (size_t i = 0; i < p.t[u[k].idx].numel; i++) mx = fabs(w[i]) > mx ? fabs(w[i]) : mx;
+        if (mx > u[k].bound * (1 + 1e-6) || mx < 0.75 * u[k].bound) ubad++; /* 32+ samples: P(max < 0.75 b) < 1e-4 */
+        size_t len = strlen(detail);
+        snprintf(detail + len, sizeof detail - len, "%s %.3f/%.3f ", u[k].what, mx, u[k].bound);
+    }
+    test_report(ubad == 0, "mamba_init_bounds", "max |w| / bound: %s", detail);
     mamba_backbone_free(&m);
     mk_params_free(&p);
 }
@@ -351,6 +373,14 @@ static void test_misc(void) {
     }
     test_report(md <= 1e-6 * mg, "mamba_backward_accumulates", "second backward (dx NULL) doubles the grads: max diff %.1e of %.1e",
                 md, mg);
+    /* two fresh backward passes are bit-identical */
+    mk_params_zero_grad(&mc.p);
+    mamba_backbone_backward(&mc.m, &mc.a, NULL, mc.W);
+    memcpy(g1, mc.p.grad, sizeof(float) * mc.p.total);
+    mk_params_zero_grad(&mc.p);
+    mamba_backbone_backward(&mc.m, &mc.a, NULL, mc.W);
+    test_report(!memcmp(g1, mc.p.grad, sizeof(float) * mc.p.total), "mamba_backward_deterministic",
+                "two backward passes bit-identical");
     size_t tot = 0;
     for (int i = 0; i < mc.p.n; i++) tot += mc.p.t[i].numel;
     size_t np = mamba_backbone_num_params(&mc.m);

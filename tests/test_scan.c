@@ -301,6 +301,52 @@ static void test_case(scan_cfg c) {
     case_free(&s);
 }
 
+/* Extreme inputs: raw delta ~ N(0, 15) (softplus saturating both ways, dt up
+ * to ~50), |A| from 1e-4 to 100 (dt*A far below exp's float range), large u.
+ * Both versions must stay finite and agree with the double reference. */
+static void test_extreme(void) {
+    scan_cfg c = {"extreme_E20_N16_L70", 1, 70, 20, 16, 1, 1, 1, 1, 1};
+    scan_case s;
+    case_make(&s, c);
+    for (size_t i = 0; i < s.nu; i++) s.dl[i] *= 15.f, s.u[i] *= 10.f;
+    for (size_t i = 0; i < s.na; i++) s.A[i] = -expf(logf(1e-4f) + mk_rng_uniform(&rng) * (logf(100.f) - logf(1e-4f)));
+    for (size_t i = 0; i < s.nu; i++) s.DL[i] = s.dl[i], s.U[i] = s.u[i];
+    for (size_t i = 0; i < s.na; i++) s.AA[i] = s.A[i];
+    double *ro = ref_alloc(s.nu), *rh = ref_alloc(s.nh);
+    ref_run(&s, ro, rh);
+    float *o = ref_falloc(s.nu), *h = ref_falloc(s.nh);
+    fwd_fn fw[2] = {ssm_scan_forward, ssm_scan_forward_scalar};
+    bwd_fn bw[2] = {ssm_scan_backward, ssm_scan_backward_scalar};
+    const char *ver[2] = {"opt", "scalar"};
+    grads g[2];
+    for (int v = 0; v < 2; v++) {
+        run_fwd(fw[v], &s, o, h);
+        double eo = ref_err(o, ro, s.nu, 1e-6), eh = ref_err(h, rh, s.nh, 1e-6);
+        grads_alloc(&g[v], &s, 0.f);
+        run_bwd(bw[v], &s, &g[v], s.W, s.Wh);
+        int fin = 1;
+        size_t n[9] = {s.nu, s.nu, s.na, s.nb, s.nb, s.ne, s.nu, s.ne, s.nh};
+        for (int i = 0; i < 9; i++)
+            for (size_t j = 0; j < n[i]; j++) fin &= isfinite(g[v].g[i][j]);
+        char nm[96];
+        snprintf(nm, sizeof nm, "scan_extreme_%s", ver[v]);
+        test_report(eo < 2e-5 && eh < 2e-5 && fin, nm, "delta ~ N(0,15), |A| in [1e-4, 100], u ~ N(0,10): out %.2e, h_last %.2e, "
+                    "grads finite %d", eo, eh, fin);
+    }
+    double *X[9] = {s.U, s.DL, s.AA, s.BB, s.CC, s.DD, s.Z, s.DB, s.H0};
+    size_t n[9] = {s.nu, s.nu, s.na, s.nb, s.nb, s.ne, s.nu, s.ne, s.nh};
+    char nm[2][128];
+    for (int i = 0; i < 9; i++) {
+        const char *names[2] = {nm[0], nm[1]};
+        const float *gs[2] = {g[0].g[i], g[1].g[i]};
+        for (int v = 0; v < 2; v++) snprintf(nm[v], sizeof nm[v], "scan_extreme_backward_%s.%s", ver[v], gnames[i]);
+        ref_check_grads(names, gs, 2, scan_loss, &s, X[i], n[i], 24, 1e-4, 1e-3, &rng);
+    }
+    free(ro), free(rh), free(o), free(h);
+    grads_free(&g[0]), grads_free(&g[1]);
+    case_free(&s);
+}
+
 /* A Vim-tiny-like layer shape (E = 384 = 24 SIMD blocks, L = 256 = 4 chunks):
  * optimised vs scalar forward and backward over every gradient, and the
  * backward with 1, 2 and 3 OpenMP threads (per-thread dB/dC partials). */
@@ -361,6 +407,7 @@ int main(void) {
     test_case((scan_cfg){"full_E33_N8_L64", 1, 64, 33, 8, 1, 1, 1, 1, 1});    /* exactly one chunk */
     test_case((scan_cfg){"full_E17_N3_L129", 2, 129, 17, 3, 1, 1, 1, 1, 1});  /* 2 chunks + 1 step */
     test_case((scan_cfg){"full_E3_N64_L1", 2, 1, 3, MK_SCAN_MAXN, 1, 1, 1, 1, 1}); /* largest N, one token */
+    test_extreme();
     test_layer_shape();
     return test_exit();
 }
