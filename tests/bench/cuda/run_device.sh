@@ -7,9 +7,14 @@
 set -u
 OUT=${OUT:-/tmp/mk_out}
 mkdir -p "$OUT"
-BD=/tmp/mkbuild
-rm -rf "$BD"; mkdir -p "$BD/o"
+BD=${BD:-/tmp/mkbuild}
 exec > >(tee -a "$OUT/run_device.log") 2>&1
+# binaries built elsewhere (same x86-64, CUDA 13) can be carried in .devbuild: use them if they resolve
+PRE=""
+if [ -x .devbuild/test_cuda ] && [ -z "${NOPRE:-}" ]; then
+  if ! ldd .devbuild/test_cuda .devbuild/scan_lab .devbuild/bench_cuda 2>&1 | grep -q "not found"; then PRE=1; BD=.devbuild; echo "using prebuilt binaries in .devbuild"; fi
+fi
+[ -n "$PRE" ] || { rm -rf "$BD"; mkdir -p "$BD/o"; }
 echo "== $(date -u '+%F %T UTC')"
 nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tail -n +1
 CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1)
@@ -28,6 +33,7 @@ DEFS="-DMK_HAVE_SNDFILE=0 -DMK_HAVE_PNG=0 -DMK_HAVE_ZLIB=0 -DMK_HAVE_FFTW=0 -DMK
 CFLAGS="-std=c11 -O2 -g -fno-math-errno -fno-trapping-math -D_GNU_SOURCE -fopenmp -march=x86-64-v2 -mtune=generic $DEFS -I. ${BLASINC:+-I$BLASINC}"
 NVFLAGS="-O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -Xcompiler -fPIC -I. $DEFS -lineinfo"
 LIBS="-L$CUDA_HOME/lib64 -Wl,-rpath,$CUDA_HOME/lib64 -lcublas -lcudart -lstdc++ $BLASLIB -lm -fopenmp"
+if [ -z "$PRE" ]; then
 t0=$(date +%s)
 pids=()
 for f in core/*.c apps/cli.c apps/cmd_cuda.c tests/bench/cuda/bench_main.c; do
@@ -45,6 +51,7 @@ gcc $CFLAGS tests/test_cuda.c $CORE -o "$BD/test_cuda" $LIBS || { echo "LINK tes
 g++ -fopenmp "$BD/scan_lab.o" $CORE -o "$BD/scan_lab" $LIBS || echo "LINK scan_lab FAILED"
 gcc $CFLAGS $BD/o/apps_cli.c.o $BD/o/apps_cmd_cuda.c.o $BD/o/tests_bench_cuda_bench_main.c.o $CORE -o "$BD/bench_cuda" $LIBS || echo "LINK bench FAILED"
 echo "== build $(( $(date +%s) - t0 )) s"
+fi
 
 echo "== test_cuda"
 t0=$(date +%s); timeout 120 "$BD/test_cuda" > "$OUT/test_cuda.log" 2>&1; echo "rc=$? ($(( $(date +%s) - t0 )) s)"
