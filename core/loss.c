@@ -7,7 +7,10 @@ float crossentropy_forward_backward(float *dlogits, float *probs, int *correct, 
                                     const int *targets, int M, int C, float scale) {
     double loss = 0;
     int n = 0, hits = 0;
-    for (int m = 0; m < M; m++) n += targets[m] >= 0;
+    for (int m = 0; m < M; m++) {
+        MK_ASSERT(targets[m] < C); /* labels are validated where they are read */
+        n += targets[m] >= 0;
+    }
     for (int m = 0; m < M; m++) {
         const float *z = logits + (size_t)m * C;
         float mx = z[0];
