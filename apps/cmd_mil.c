@@ -1,13 +1,761 @@
-/* cmd_mil.c — placeholder until this front end lands. */
+/* cmd_mil.c — `mambakit mil train|predict|convert|synth` and `mambakit bench mil`:
+ * multiple-instance learning on bags of instance features (pathology/). */
+#include <math.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "apps/cli.h"
-int cmd_mil(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "mambakit: mil: not built yet\n");
-    return 1;
+#include "core/util.h"
+#include "pathology/mil_bags.h"
+#include "pathology/mil_model.h"
+
+/* ------------------------------------------------------- shared options */
+
+typedef struct {
+    mil_cfg c;
+    mil_train_opts t;
+} mil_opts;
+
+static void opts_default(mil_opts *o) {
+    mil_cfg_default(&o->c, MIL_MAMBA, 1);
+    mil_train_opts_default(&o->t);
 }
+
+static void opts_help(FILE *f, const mil_opts *o) {
+    fprintf(f,
+            "model and training options:\n"
+            "  --model-type T      mamba | abmil | gated | mean | max (default %s)\n"
+            "  --d-model D         instance embedding width (default %d)\n"
+            "  --attn-hidden H     attention hidden width (default %d)\n"
+            "  --layers N          SR-Mamba layers (default %d)\n"
+            "  --stride R          SR interleave stride (default %d)\n"
+            "  --d-state N         SSM state size (default %d)\n"
+            "  --gated-attention   gated attention pooling for the mamba model (default off)\n"
+            "  --dropout P         dropout on instance embeddings (default %g)\n"
+            "  --epochs N          training epochs (default %d)\n"
+            "  --lr X              peak AdamW learning rate, warmup + cosine (default %g)\n"
+            "  --weight-decay X    AdamW weight decay (default %g)\n"
+            "  --batch N           bags per optimiser step (default %d)\n"
+            "  --seed N            random seed (default %lu)\n"
+            "  --threads N         OpenMP threads (default: all)\n",
+            mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.dropout,
+            o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.seed);
+}
+
+/* Try argv[*i] as a model/training option. Returns 1 if consumed (i advanced
+ * past its value), 0 if not ours, -1 on a bad value (message printed). */
+static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    long n;
+    double x;
+#define INTOPT(name, lo, hi, dst)                                   \
+    if (!strcmp(a, name)) {                                         \
+        if (cli_int(a, v, lo, hi, &n)) return -1;                   \
+        dst = n;                                                    \
+        (*i)++;                                                     \
+        return 1;                                                   \
+    }
+#define FLTOPT(name, lo, hi, dst)                                   \
+    if (!strcmp(a, name)) {                                         \
+        if (cli_float(a, v, lo, hi, &x)) return -1;                 \
+        dst = (float)x;                                             \
+        (*i)++;                                                     \
+        return 1;                                                   \
+    }
+    if (!strcmp(a, "--model-type")) {
+        int t = v ? mil_type_from_name(v) : -1;
+        if (t < 0) {
+            fprintf(stderr, "mambakit: --model-type: '%s' is not one of mamba, abmil, gated, mean, max\n",
+                    v ? v : "");
+            return -1;
+        }
+        o->c.type = t;
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--gated-attention")) {
+        o->c.gated = 1;
+        return 1;
+    }
+    INTOPT("--d-model", 1, 4096, o->c.D)
+    INTOPT("--attn-hidden", 1, 4096, o->c.H)
+    INTOPT("--layers", 0, 32, o->c.n_layer)
+    INTOPT("--stride", 1, 1000000, o->c.stride)
+    INTOPT("--d-state", 1, 64, o->c.d_state)
+    FLTOPT("--dropout", 0, 0.95, o->c.dropout)
+    INTOPT("--epochs", 0, 100000, o->t.epochs)
+    FLTOPT("--lr", 1e-7, 10, o->t.lr)
+    FLTOPT("--weight-decay", 0, 10, o->t.weight_decay)
+    INTOPT("--batch", 1, 100000, o->t.batch)
+    INTOPT("--seed", 0, 1000000000L, o->t.seed)
+    if (!strcmp(a, "--threads")) {
+        if (cli_int(a, v, 1, 1024, &n)) return -1;
+        omp_set_num_threads((int)n);
+        (*i)++;
+        return 1;
+    }
+#undef INTOPT
+#undef FLTOPT
+    return 0;
+}
+
+static double mean_of(const double *v, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    return n ? s / n : NAN;
+}
+static double std_of(const double *v, int n) {
+    if (n < 2) return 0;
+    double m = mean_of(v, n), s = 0;
+    for (int i = 0; i < n; i++) s += (v[i] - m) * (v[i] - m);
+    return sqrt(s / (n - 1));
+}
+
+/* ------------------------------------------------------------------ train */
+
+static int mil_train_main(int argc, char **argv) {
+    mil_opts o;
+    opts_default(&o);
+    const char *in = NULL, *out = NULL;
+    long folds = 0, repeats = 1;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            printf("usage: mambakit mil train BAGS (-o MODEL | --folds K [--repeats N]) [options]\n\n"
+                   "Train a MIL model on every bag of BAGS (CSV 'bag_id,label,f1..fN' or binary, see docs/MIL.md)\n"
+                   "and save it, or run stratified K-fold cross-validation and print mean +- std accuracy and AUC.\n\n"
+                   "  -o, --output MODEL  save the model trained on all bags\n"
+                   "  --folds K           stratified K-fold cross-validation (default off)\n"
+                   "  --repeats N         CV repeats with fresh random folds (default %ld)\n"
+                   "  --json              CV result as one JSON object\n"
+                   "  --quiet             no progress line\n\n",
+                   repeats);
+            opts_help(stdout, &o);
+            return 0;
+        }
+        int r = opts_parse(&o, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r) continue;
+        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "mambakit: %s needs a value\n", a);
+                return 2;
+            }
+            out = argv[++i];
+        } else if (!strcmp(a, "--folds")) {
+            if (cli_int(a, i + 1 < argc ? argv[i + 1] : NULL, 2, 1000, &folds)) return 2;
+            i++;
+        } else if (!strcmp(a, "--repeats")) {
+            if (cli_int(a, i + 1 < argc ? argv[i + 1] : NULL, 1, 1000, &repeats)) return 2;
+            i++;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--quiet")) {
+            mk_quiet = 1;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "mambakit: mil train: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (!in) {
+            in = a;
+        } else {
+            fprintf(stderr, "mambakit: mil train: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!in) {
+        fprintf(stderr, "mambakit: mil train: missing BAGS file (see --help)\n");
+        return 2;
+    }
+    if (!out && !folds) {
+        fprintf(stderr, "mambakit: mil train: give -o MODEL to train and save, or --folds K to cross-validate\n");
+        return 2;
+    }
+    mil_bags b;
+    if (mil_bags_load(&b, in, 0)) return cli_fail();
+    o.c.F = b.F;
+    int rc = 0;
+    if (folds) {
+        double *acc = mk_malloc(sizeof(double) * repeats), *auc = mk_malloc(sizeof(double) * repeats),
+               *fa = mk_malloc(sizeof(double) * repeats * folds);
+        double t0 = mk_time();
+        if (mil_cross_validate(&b, &o.c, &o.t, (int)folds, (int)repeats, acc, auc, fa, !mk_quiet)) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s: %s", in, mk_last_error());
+            fprintf(stderr, "mambakit: %s\n", msg);
+            rc = 1;
+        } else if (json) {
+            printf("{\"file\":\"%s\",\"model\":\"%s\",\"bags\":%d,\"folds\":%ld,\"repeats\":%ld,"
+                   "\"accuracy_mean\":%.4f,\"accuracy_std\":%.4f,\"auc_mean\":%.4f,\"auc_std\":%.4f,"
+                   "\"fold_accuracy_std\":%.4f,\"seconds\":%.1f}\n",
+                   in, mil_type_names[o.c.type], b.n_bags, folds, repeats, mean_of(acc, repeats),
+                   std_of(acc, repeats), mean_of(auc, repeats), std_of(auc, repeats), std_of(fa, repeats * folds),
+                   mk_time() - t0);
+        } else {
+            printf("%s: %s, %d bags, %ld-fold stratified CV x %ld repeat%s\n", in, mil_type_names[o.c.type],
+                   b.n_bags, folds, repeats, repeats > 1 ? "s" : "");
+            printf("accuracy %.3f ± %.3f   AUC %.3f ± %.3f   (± = std over repeats; std over the %ld folds: %.3f)\n",
+                   mean_of(acc, repeats), std_of(acc, repeats), mean_of(auc, repeats), std_of(auc, repeats),
+                   repeats * folds, std_of(fa, repeats * folds));
+        }
+        free(acc);
+        free(auc);
+        free(fa);
+    }
+    if (!rc && out) {
+        mil_model m;
+        if (mil_model_create(&m, &o.c, o.t.seed)) {
+            mil_bags_free(&b);
+            return cli_fail();
+        }
+        mil_model_fit_scaler(&m, &b);
+        float loss = mil_train(&m, &b, &o.t, "train");
+        if (mil_model_save(&m, out)) rc = cli_fail();
+        else if (!mk_quiet)
+            fprintf(stderr, "mambakit: saved %s (%s, %zu parameters, final train loss %.4f)\n", out,
+                    mil_type_names[o.c.type], m.p.total - 2 * (size_t)b.F, loss);
+        mil_model_free(&m);
+    }
+    mil_bags_free(&b);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- predict */
+
+static int mil_predict_main(int argc, char **argv) {
+    const char *in = NULL, *model = NULL, *plot = NULL;
+    int json = 0;
+    double thr = 0.5;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            printf("usage: mambakit mil predict BAGS [--model FILE] [--json] [--plot FILE.png]\n\n"
+                   "Bag probability and predicted label for every bag of BAGS (labels may be '?').\n\n"
+                   "  --model FILE        model from 'mil train -o' (default: models/mil.mkm, a MambaMIL\n"
+                   "                      model trained on Musk1: 166 features)\n"
+                   "  --threshold X       probability threshold for label 1 (default %g)\n"
+                   "  --json              one JSON object per bag: bag, probability, label, true_label,\n"
+                   "                      instances, attention (per-instance pooling weights)\n"
+                   "  --plot FILE.png     attention heat strip per bag (label, probability, instances)\n"
+                   "  --threads N         OpenMP threads (default: all)\n",
+                   thr);
+            return 0;
+        }
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--model") || !strcmp(a, "--plot")) {
+            if (!v) {
+                fprintf(stderr, "mambakit: %s needs a value\n", a);
+                return 2;
+            }
+            *(!strcmp(a, "--model") ? &model : &plot) = v;
+            i++;
+        } else if (!strcmp(a, "--threshold")) {
+            if (cli_float(a, v, 0, 1, &thr)) return 2;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            long n;
+            if (cli_int(a, v, 1, 1024, &n)) return 2;
+            omp_set_num_threads((int)n);
+            i++;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "mambakit: mil predict: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (!in) {
+            in = a;
+        } else {
+            fprintf(stderr, "mambakit: mil predict: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!in) {
+        fprintf(stderr, "mambakit: mil predict: missing BAGS file (see --help)\n");
+        return 2;
+    }
+    char mpath[4096];
+    if (!model) {
+        if (!mk_find_model("mil.mkm", mpath, sizeof mpath)) {
+            fprintf(stderr, "mambakit: no --model given and no shipped models/mil.mkm (looked in %s)\n", mpath);
+            return 1;
+        }
+        model = mpath;
+    }
+    mil_model m;
+    if (mil_model_load(&m, model)) return cli_fail();
+    mil_bags b;
+    if (mil_bags_load(&b, in, MIL_LOAD_UNLABELED)) {
+        mil_model_free(&m);
+        return cli_fail();
+    }
+    if (b.F != m.c.F) {
+        fprintf(stderr, "mambakit: %s: %d features per instance, but the model %s expects %d\n", in, b.F, model,
+                m.c.F);
+        mil_bags_free(&b);
+        mil_model_free(&m);
+        return 1;
+    }
+    float *prob = mk_malloc(sizeof(float) * b.n_bags);
+    float *attn = plot ? mk_malloc(sizeof(float) * b.n_inst) : NULL;
+    long *lens = mk_malloc(sizeof(long) * b.n_bags);
+    int known = 0, correct = 0;
+    for (int i = 0; i < b.n_bags; i++) {
+        int L = (int)mil_bag_len(&b, i);
+        lens[i] = L;
+        prob[i] = mil_forward(&m, mil_bag_x(&b, i), L, 0);
+        int y = prob[i] >= thr;
+        if (b.label[i] >= 0) known++, correct += y == b.label[i];
+        if (attn) memcpy(attn + b.start[i], m.a, sizeof(float) * L);
+        if (json) {
+            printf("{\"bag\":\"");
+            for (const char *c = b.name[i]; *c; c++) {
+                if (*c == '"' || *c == '\\') putchar('\\');
+                if ((unsigned char)*c >= 0x20) putchar(*c);
+            }
+            printf("\",\"probability\":%.6f,\"label\":%d,", prob[i], y);
+            if (b.label[i] >= 0) printf("\"true_label\":%d,", b.label[i]);
+            else printf("\"true_label\":null,");
+            printf("\"instances\":%d,\"attention\":[", L);
+            for (int k = 0; k < L; k++) printf(k ? ",%.5g" : "%.5g", m.a[k]);
+            printf("]}\n");
+        } else {
+            printf("%s\t%.4f\t%d", b.name[i], prob[i], y);
+            if (b.label[i] >= 0) printf("\t(true %d)", b.label[i]);
+            printf("\n");
+        }
+    }
+    if (known && !mk_quiet) {
+        double auc = mil_auc(prob, b.label, b.n_bags);
+        if (known == b.n_bags && !isnan(auc))
+            fprintf(stderr, "mambakit: %d bags: accuracy %.3f, AUC %.3f\n", known, (double)correct / known, auc);
+        else
+            fprintf(stderr, "mambakit: %d labelled bags: accuracy %.3f\n", known, (double)correct / known);
+    }
+    int rc = 0;
+    if (plot && mil_plot_attention(plot, b.n_bags, lens, attn, prob, b.label)) rc = cli_fail();
+    free(prob);
+    free(attn);
+    free(lens);
+    mil_bags_free(&b);
+    mil_model_free(&m);
+    return rc;
+}
+
+/* ------------------------------------------------------ convert / synth */
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static int mil_convert_main(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            printf("usage: mambakit mil convert BAGS -o OUT\n\n"
+                   "Convert a bag file: OUT ending in .csv is written as CSV, anything else as the\n"
+                   "binary bag format (docs/MIL.md). Validates the input like train does.\n\n"
+                   "  -o, --output OUT    output file (required)\n");
+            return 0;
+        }
+        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "mambakit: %s needs a value\n", a);
+                return 2;
+            }
+            out = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "mambakit: mil convert: unknown option '%s' (see --help)\n", a);
+            return 2;
+        } else if (!in) {
+            in = a;
+        } else {
+            fprintf(stderr, "mambakit: mil convert: unexpected argument '%s'\n", a);
+            return 2;
+        }
+    }
+    if (!in || !out) {
+        fprintf(stderr, "mambakit: mil convert: need BAGS and -o OUT (see --help)\n");
+        return 2;
+    }
+    if (mk_same_file(in, out)) {
+        fprintf(stderr, "mambakit: mil convert: output would overwrite the input %s\n", in);
+        return 2;
+    }
+    mil_bags b;
+    if (mil_bags_load(&b, in, MIL_LOAD_UNLABELED)) return cli_fail();
+    int rc = ends_with(out, ".csv") ? mil_bags_save_csv(&b, out) : mil_bags_save_bin(&b, out);
+    if (!rc && !mk_quiet)
+        fprintf(stderr, "mambakit: wrote %s: %d bags, %ld instances x %d features\n", out, b.n_bags, b.n_inst, b.F);
+    mil_bags_free(&b);
+    return rc ? cli_fail() : 0;
+}
+
+static int mil_synth_main(int argc, char **argv) {
+    const char *out = NULL;
+    long bags = 4, len = 10000, F = 32, keys = 20, seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cli_is_help(a)) {
+            printf("usage: mambakit mil synth -o OUT [options]\n\n"
+                   "Write synthetic bags (binary, or CSV if OUT ends in .csv): instances ~ N(0,1)^F; every\n"
+                   "second bag is positive and holds KEYS key instances shifted by +2 on 4 features.\n\n"
+                   "  -o, --output OUT    output file (required)\n"
+                   "  --bags N            number of bags (default %ld)\n"
+                   "  --length L          instances per bag (default %ld)\n"
+                   "  --features F        features per instance (default %ld)\n"
+                   "  --keys K            key instances per positive bag (default %ld)\n"
+                   "  --seed N            random seed (default %ld)\n",
+                   bags, len, F, keys, seed);
+            return 0;
+        }
+        long *dst = !strcmp(a, "--bags") ? &bags : !strcmp(a, "--length") ? &len : !strcmp(a, "--features") ? &F
+                    : !strcmp(a, "--keys") ? &keys : !strcmp(a, "--seed") ? &seed : NULL;
+        long hi = dst == &len ? 100000000L : dst == &F ? 65536 : 1000000000L;
+        if (dst) {
+            if (cli_int(a, v, dst == &keys || dst == &seed ? 0 : 1, hi, dst)) return 2;
+            i++;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!v) {
+                fprintf(stderr, "mambakit: %s needs a value\n", a);
+                return 2;
+            }
+            out = argv[++i];
+        } else {
+            fprintf(stderr, "mambakit: mil synth: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    if (!out) {
+        fprintf(stderr, "mambakit: mil synth: need -o OUT (see --help)\n");
+        return 2;
+    }
+    size_t tot;
+    if (!mk_mul_ok((size_t)bags * len, (size_t)F, &tot) || tot > ((size_t)1 << 32)) {
+        fprintf(stderr, "mambakit: mil synth: %ld bags x %ld instances x %ld features is too large\n", bags, len, F);
+        return 2;
+    }
+    mil_bags b;
+    mil_bags_synth(&b, (int)bags, len, (int)F, (int)keys, (unsigned long)seed);
+    int rc = ends_with(out, ".csv") ? mil_bags_save_csv(&b, out) : mil_bags_save_bin(&b, out);
+    mil_bags_free(&b);
+    return rc ? cli_fail() : 0;
+}
+
+int cmd_mil(int argc, char **argv) {
+    if (argc < 2 || cli_is_help(argv[1])) {
+        FILE *f = argc < 2 ? stderr : stdout;
+        fprintf(f, "usage: mambakit mil COMMAND [options]   (COMMAND --help for details)\n\n"
+                   "Multiple-instance learning on bags of instance features (MambaMIL with SR-Mamba,\n"
+                   "and ABMIL / gated ABMIL / mean / max pooling baselines).\n\n"
+                   "  train     train and save a model, or k-fold cross-validate\n"
+                   "  predict   bag probability, label and per-instance attention\n"
+                   "  convert   CSV <-> binary bag files\n"
+                   "  synth     write synthetic (long) bags\n");
+        return argc < 2 ? 2 : 0;
+    }
+    const char *w = argv[1];
+    if (!strcmp(w, "train")) return mil_train_main(argc - 1, argv + 1);
+    if (!strcmp(w, "predict")) return mil_predict_main(argc - 1, argv + 1);
+    if (!strcmp(w, "convert")) return mil_convert_main(argc - 1, argv + 1);
+    if (!strcmp(w, "synth")) return mil_synth_main(argc - 1, argv + 1);
+    fprintf(stderr, "mambakit: mil: unknown command '%s' (train, predict, convert, synth)\n", w);
+    return 2;
+}
+
+/* ------------------------------------------------------------------ bench */
+
+static const char *const BENCH_SETS[] = {"musk1", "musk2", "elephant", "fox", "tiger"};
+/* ref: Ilse, Tomczak & Welling 2018, Table 1 (10-fold CV x 5, accuracy mean ± std error) */
+static const double ILSE_ATT[] = {0.892, 0.858, 0.868, 0.615, 0.839};
+static const double ILSE_GATED[] = {0.900, 0.863, 0.857, 0.603, 0.845};
+
+/* One long-bag run in a child process so its peak RSS is its own. */
+static void long_child(int fd, long len, int F, int D, int dstate) {
+    mil_bags b;
+    mil_bags_synth(&b, 2, len, F, 20, 5);
+    mil_cfg c;
+    mil_cfg_default(&c, MIL_MAMBA, F);
+    c.D = D, c.H = D, c.d_state = dstate;
+    mil_model m;
+    mil_model_create(&m, &c, 1);
+    mil_model_fit_scaler(&m, &b);
+    mil_train_opts o;
+    mil_train_opts_default(&o);
+    o.epochs = 1;
+    o.quiet = 1;
+    double t0 = mk_time();
+    mil_train(&m, &b, &o, NULL);
+    double t1 = mk_time();
+    float p[2];
+    mil_predict(&m, &b, p);
+    double t2 = mk_time();
+    char buf[128];
+    int n = snprintf(buf, sizeof buf, "%.3f %.3f\n", (t1 - t0) / 2, (t2 - t1) / 2);
+    if (write(fd, buf, n) != n) _exit(1);
+    mil_model_free(&m);
+    mil_bags_free(&b);
+}
+
+static int bench_long(const long *lens, int nl, int json) {
+    const int F = 32, D = 16, N = 8;
+    if (!json) {
+        printf("Long bags (synthetic, F=%d features, MambaMIL d_model=%d d_state=%d, 2 layers, G=2 orders),\n"
+               "per bag: one training step (forward+backward+AdamW) and one prediction; peak RSS of the process:\n\n",
+               F, D, N);
+        printf("| instances | train step (s) | predict (s) | peak RSS (MiB) | RSS / 1k instances (MiB) |\n");
+        printf("|---:|---:|---:|---:|---:|\n");
+    }
+    for (int k = 0; k < nl; k++) {
+        int fds[2];
+        if (pipe(fds)) return 1;
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fds[0]);
+            long_child(fds[1], lens[k], F, D, N);
+            _exit(0);
+        }
+        close(fds[1]);
+        char buf[128] = {0};
+        ssize_t got = read(fds[0], buf, sizeof buf - 1);
+        close(fds[0]);
+        int st;
+        struct rusage ru;
+        if (pid < 0 || wait4(pid, &st, 0, &ru) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) || got <= 0) {
+            fprintf(stderr, "mambakit: bench mil: long-bag run of %ld instances failed\n", lens[k]);
+            return 1;
+        }
+        double tt, tp, rss = ru.ru_maxrss / 1024.0;
+        if (sscanf(buf, "%lf %lf", &tt, &tp) != 2) return 1;
+        if (json)
+            printf("{\"bench\":\"long\",\"instances\":%ld,\"train_step_s\":%.3f,\"predict_s\":%.3f,\"peak_rss_mib\":%.1f}\n",
+                   lens[k], tt, tp, rss);
+        else
+            printf("| %ld | %.2f | %.2f | %.0f | %.2f |\n", lens[k], tt, tp, rss, rss * 1000.0 / lens[k]);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+/* Fashion-MNIST bags: train bags from the training images, 1000 test bags
+ * from the test images, `repeats` runs with different bags and seeds. */
+static int bench_fmnist(const mil_opts *base, const int *types, int nt, int repeats, int json, const char *ddir) {
+    char ip[4096], lp[4096], tip[4096], tlp[4096];
+    if (!mk_find_data(ddir, "fashion-mnist/train-images-idx3-ubyte.gz", ip, sizeof ip) ||
+        !mk_find_data(ddir, "fashion-mnist/train-labels-idx1-ubyte.gz", lp, sizeof lp) ||
+        !mk_find_data(ddir, "fashion-mnist/t10k-images-idx3-ubyte.gz", tip, sizeof tip) ||
+        !mk_find_data(ddir, "fashion-mnist/t10k-labels-idx1-ubyte.gz", tlp, sizeof tlp)) {
+        fprintf(stderr, "mambakit: bench mil: Fashion-MNIST not found (%s)\n", ip);
+        return 1;
+    }
+    unsigned char *im, *lb, *tim, *tlb;
+    int n, tn, P;
+    if (mil_read_idx_images(ip, lp, &im, &lb, &n, &P)) return cli_fail();
+    if (mil_read_idx_images(tip, tlp, &tim, &tlb, &tn, &P)) {
+        free(im), free(lb);
+        return cli_fail();
+    }
+    const int target = 9, sizes[] = {50, 100, 150, 200};
+    if (!json) {
+        printf("\nFashion-MNIST bags (bag size ~ N(10, 2), positive iff the bag holds class %d 'ankle boot';\n"
+               "1000 test bags; %d runs; pixels/255 as instance features), test AUC and accuracy mean ± std:\n\n",
+               target, repeats);
+        printf("| train bags |");
+        for (int k = 0; k < nt; k++) printf(" %s AUC | %s acc |", mil_type_names[types[k]], mil_type_names[types[k]]);
+        printf("\n|---:|");
+        for (int k = 0; k < nt; k++) printf("---:|---:|");
+        printf("\n");
+    }
+    for (int s = 0; s < 4; s++) {
+        if (!json) printf("| %d |", sizes[s]);
+        for (int k = 0; k < nt; k++) {
+            double acc[64], auc[64];
+            for (int r = 0; r < repeats; r++) {
+                mil_bags tr, te;
+                mil_bags_from_images(&tr, im, lb, n, sizes[s], 10, 2, target, 1000 + 17 * r + s);
+                mil_bags_from_images(&te, tim, tlb, tn, 1000, 10, 2, target, 5000 + r);
+                mil_opts o = *base;
+                o.c.type = types[k];
+                o.c.F = P;
+                o.t.seed = base->t.seed + r;
+                o.t.quiet = 1;
+                mil_model m;
+                mil_model_create(&m, &o.c, o.t.seed);
+                mil_model_fit_scaler(&m, &tr);
+                mil_train(&m, &tr, &o.t, NULL);
+                float *p = mk_malloc(sizeof(float) * te.n_bags);
+                mil_predict(&m, &te, p);
+                int ok = 0;
+                for (int i = 0; i < te.n_bags; i++) ok += (p[i] >= 0.5f) == (te.label[i] == 1);
+                acc[r] = (double)ok / te.n_bags;
+                auc[r] = mil_auc(p, te.label, te.n_bags);
+                free(p);
+                mil_model_free(&m);
+                mil_bags_free(&tr);
+                mil_bags_free(&te);
+            }
+            if (json)
+                printf("{\"bench\":\"fmnist_bags\",\"train_bags\":%d,\"model\":\"%s\",\"runs\":%d,\"auc_mean\":%.4f,"
+                       "\"auc_std\":%.4f,\"accuracy_mean\":%.4f,\"accuracy_std\":%.4f}\n",
+                       sizes[s], mil_type_names[types[k]], repeats, mean_of(auc, repeats), std_of(auc, repeats),
+                       mean_of(acc, repeats), std_of(acc, repeats));
+            else
+                printf(" %.3f ± %.3f | %.3f ± %.3f |", mean_of(auc, repeats), std_of(auc, repeats),
+                       mean_of(acc, repeats), std_of(acc, repeats));
+            fflush(stdout);
+        }
+        if (!json) printf("\n");
+    }
+    free(im), free(lb), free(tim), free(tlb);
+    return 0;
+}
+
 int cmd_bench_mil(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "mambakit: bench_mil: not built yet\n");
-    return 1;
+    /* bench settings: small enough for 10-fold x 5 CV of every model on 2 CPU cores */
+    mil_opts o;
+    opts_default(&o);
+    o.c.D = 32, o.c.H = 32, o.c.d_state = 8, o.c.dropout = 0.25f;
+    o.t.epochs = 20, o.t.lr = 1e-3f;
+    long folds = 10, repeats = 5, fm_runs = 5;
+    int fm_given = 0;
+    int json = 0, do_sets = 1, do_fm = 1, do_long = 1, quick = 0;
+    char sets[256] = "musk1,musk2,elephant,fox,tiger", models[256] = "mamba,abmil,gated,mean,max";
+    const char *ddir = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cli_is_help(a)) {
+            printf("usage: mambakit bench mil [options]   (make bench-mil)\n\n"
+                   "MambaMIL vs ABMIL vs gated ABMIL vs mean/max pooling, same harness and settings:\n"
+                   "the classic MIL sets (stratified K-fold CV x repeats), Fashion-MNIST bags with\n"
+                   "50/100/150/200 training bags, and long synthetic bags (time, peak RSS).\n\n"
+                   "  --sets LIST         comma list of musk1,musk2,elephant,fox,tiger (default all); 'none' skips\n"
+                   "  --models LIST       comma list of mamba,abmil,gated,mean,max (default all)\n"
+                   "  --folds K           CV folds (default %ld)\n"
+                   "  --repeats N         CV repeats (default %ld)\n"
+                   "  --fmnist-runs N     Fashion-MNIST-bags runs per size (default %ld); 0 skips\n"
+                   "  --no-long           skip the long-bag stress case\n"
+                   "  --quick             2 repeats, 1 Fashion-MNIST run, long bags up to 20k\n"
+                   "  --data-dir DIR      where mil/*.csv and fashion-mnist/ live (default: search path)\n"
+                   "  --json              JSON lines instead of markdown tables\n\n",
+                   folds, repeats, fm_runs);
+            opts_help(stdout, &o);
+            return 0;
+        }
+        int r = opts_parse(&o, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r) continue;
+        if (!strcmp(a, "--sets") || !strcmp(a, "--models")) {
+            if (!v || strlen(v) >= 255) {
+                fprintf(stderr, "mambakit: %s needs a comma list\n", a);
+                return 2;
+            }
+            strcpy(!strcmp(a, "--sets") ? sets : models, v);
+            i++;
+        } else if (!strcmp(a, "--folds")) {
+            if (cli_int(a, v, 2, 100, &folds)) return 2;
+            i++;
+        } else if (!strcmp(a, "--repeats")) {
+            if (cli_int(a, v, 1, 64, &repeats)) return 2;
+            i++;
+        } else if (!strcmp(a, "--fmnist-runs")) {
+            if (cli_int(a, v, 0, 64, &fm_runs)) return 2;
+            fm_given = 1;
+            i++;
+        } else if (!strcmp(a, "--data-dir")) {
+            if (!v) {
+                fprintf(stderr, "mambakit: --data-dir needs a value\n");
+                return 2;
+            }
+            ddir = v;
+            i++;
+        } else if (!strcmp(a, "--no-long")) {
+            do_long = 0;
+        } else if (!strcmp(a, "--quick")) {
+            quick = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else {
+            fprintf(stderr, "mambakit: bench mil: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    if (quick) repeats = 2, fm_runs = fm_given ? fm_runs : 1;
+    if (!strcmp(sets, "none")) do_sets = 0;
+    if (!fm_runs) do_fm = 0;
+    int types[MIL_NTYPES], nt = 0;
+    for (char *tok = strtok(models, ","); tok; tok = strtok(NULL, ",")) {
+        int t = mil_type_from_name(tok);
+        if (t < 0 || nt == MIL_NTYPES) {
+            fprintf(stderr, "mambakit: --models: unknown model '%s'\n", tok);
+            return 2;
+        }
+        types[nt++] = t;
+    }
+    mk_quiet = 1;
+    if (do_long) { /* first: the forked children must not inherit loaded data sets in their RSS */
+        static const long full[] = {10000, 25000, 50000, 100000}, q[] = {5000, 10000, 20000};
+        if (bench_long(quick ? q : full, quick ? 3 : 4, json)) return 1;
+    }
+    if (!json)
+        printf("\nMIL benchmark: d_model %d, attention hidden %d, SR-Mamba %d layers stride %d d_state %d, %d epochs,\n"
+               "AdamW lr %g wd %g, batch %d bag(s), seed %lu, %d thread(s)\n",
+               o.c.D, o.c.H, o.c.n_layer, o.c.stride, o.c.d_state, o.t.epochs, o.t.lr, o.t.weight_decay, o.t.batch,
+               o.t.seed, mk_num_threads());
+    if (do_sets) {
+        if (!json) {
+            printf("\n%ld-fold stratified CV x %ld repeats, out-of-fold accuracy and AUC per repeat, mean ± std over "
+                   "repeats:\n\n| set |", folds, repeats);
+            for (int k = 0; k < nt; k++) printf(" %s acc | %s AUC |", mil_type_names[types[k]], mil_type_names[types[k]]);
+            printf(" ABMIL (paper) | gated ABMIL (paper) |\n|---|");
+            for (int k = 0; k < nt; k++) printf("---:|---:|");
+            printf("---:|---:|\n");
+        }
+        for (char *tok = strtok(sets, ","); tok; tok = strtok(NULL, ",")) {
+            int si = -1;
+            for (int k = 0; k < 5; k++)
+                if (!strcmp(tok, BENCH_SETS[k])) si = k;
+            char rel[64], path[4096];
+            snprintf(rel, sizeof rel, "mil/%s.csv", tok);
+            if (si < 0 || !mk_find_data(ddir, rel, path, sizeof path)) {
+                fprintf(stderr, "mambakit: bench mil: skipping %s: %s\n", tok, si < 0 ? "unknown set" : "not found");
+                continue;
+            }
+            mil_bags b;
+            if (mil_bags_load(&b, path, 0)) return cli_fail();
+            if (!json) printf("| %s |", tok);
+            for (int k = 0; k < nt; k++) {
+                mil_opts oo = o;
+                oo.c.type = types[k];
+                oo.c.F = b.F;
+                double acc[64], auc[64], fa[64 * 100];
+                double t0 = mk_time();
+                if (mil_cross_validate(&b, &oo.c, &oo.t, (int)folds, (int)repeats, acc, auc, fa, 0)) {
+                    mil_bags_free(&b);
+                    return cli_fail();
+                }
+                if (json)
+                    printf("{\"bench\":\"cv\",\"set\":\"%s\",\"model\":\"%s\",\"folds\":%ld,\"repeats\":%ld,"
+                           "\"accuracy_mean\":%.4f,\"accuracy_std\":%.4f,\"auc_mean\":%.4f,\"auc_std\":%.4f,"
+                           "\"seconds\":%.1f}\n",
+                           tok, mil_type_names[types[k]], folds, repeats, mean_of(acc, repeats), std_of(acc, repeats),
+                           mean_of(auc, repeats), std_of(auc, repeats), mk_time() - t0);
+                else
+                    printf(" %.3f ± %.3f | %.3f ± %.3f |", mean_of(acc, repeats), std_of(acc, repeats),
+                           mean_of(auc, repeats), std_of(auc, repeats));
+                fflush(stdout);
+            }
+            if (!json) printf(" %.3f | %.3f |\n", ILSE_ATT[si], ILSE_GATED[si]);
+            mil_bags_free(&b);
+        }
+    }
+    if (do_fm && bench_fmnist(&o, types, nt, (int)fm_runs, json, ddir)) return 1;
+    return 0;
 }

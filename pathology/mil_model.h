@@ -104,6 +104,14 @@ double mil_auc(const float *score, const int *label, int n);
 int mil_cross_validate(const mil_bags *b, const mil_cfg *c, const mil_train_opts *o, int folds, int repeats,
                        double *acc, double *auc, double *fold_acc, int show_progress);
 
+/* Attention heat strips as a PNG: one row per bag (left: true label, then the
+ * predicted probability, then instance attention scaled to the bag's max;
+ * bags longer than the strip show the max over the instances of a pixel).
+ * attn holds the bags' attention one after another (lens[b] each);
+ * label may hold -1 (unknown). 0, or -1 with mk_error (also without libpng). */
+int mil_plot_attention(const char *path, int n_bags, const long *lens, const float *attn, const float *prob,
+                       const int *label);
+
 /* Checkpoint task "mil". */
 int mil_model_save(const mil_model *m, const char *path);
 int mil_model_load(mil_model *m, const char *path);
