@@ -255,7 +255,8 @@ static int cl_enhance(float *out, const float *noisy, size_t n, int sr, int mode
                 Y[b][1] = (float)(g * Y[b][1]);
             }
         } else {
-            // ref: Ephraim & Malah 1984 eq. (51): xi = a |S^_{t-1}|^2 / lambda + (1 - a) max(gamma - 1, 0)
+            // ref: Ephraim & Malah 1984, decision-directed a priori SNR:
+            //      xi = a |S^_{t-1}|^2 / lambda + (1 - a) max(gamma - 1, 0); first frame |S^_{-1}|^2 = lambda
             for (int b = 0; b < s.B; b++) {
                 double p = (double)Y[b][0] * Y[b][0] + (double)Y[b][1] * Y[b][1];
                 double gamma = p / lambda[b];
