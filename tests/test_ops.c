@@ -435,6 +435,9 @@ static void test_crossentropy(void) {
     float *g = ref_falloc(M * C);
     for (int i = 0; i < M * C; i++) g[i] = dz[i] / scale;
     ref_check_grad("crossentropy_backward", ce_loss, &c, c.z, g, M * C, 100, 1e-5, 1e-3, &rng);
+    /* evaluation path: no gradient, no probabilities */
+    float l2 = crossentropy_forward_backward(NULL, NULL, NULL, z, y, M, C, 1.f);
+    test_report(l2 == loss, "crossentropy_loss_only", "NULL dlogits/probs/correct: same loss %.7f", l2);
     /* all targets ignored: loss 0, zero gradient, no NaN */
     int yi[9];
     for (int m = 0; m < M; m++) yi[m] = -1;
@@ -480,6 +483,9 @@ static void test_regression_loss(int l1) {
     char buf[64];
     snprintf(buf, sizeof buf, "%s_forward", nm);
     test_report(fabs(loss - rl) < 1e-6 * rl, buf, "loss %.7f vs double %.7f", loss, rl);
+    float l2 = l1 ? l1_forward_backward(NULL, p, t, n, 1.f) : mse_forward_backward(NULL, p, t, n, 1.f);
+    snprintf(buf, sizeof buf, "%s_loss_only", nm);
+    test_report(l2 == loss, buf, "NULL gradient: same loss");
     for (size_t i = 0; i < n; i++) g[i] /= scale;
     snprintf(buf, sizeof buf, "%s_backward", nm);
     ref_check_grad(buf, reg_loss, &c, c.p, g, n, 100, 1e-5, 1e-3, &rng);
