@@ -80,9 +80,11 @@ int mamba_backbone_declare(mamba_backbone *m, mk_params *p, const char *prefix, 
 
 size_t mamba_backbone_num_params(const mamba_backbone *m) {
     size_t n = 0;
-    int first = m->layer[0].norm_w, last = m->normf_w >= 0 ? (m->normf_b >= 0 ? m->normf_b : m->normf_w)
-                                                              : m->layer[m->cfg.n_layer - 1].out_proj;
-    for (int i = first; i <= last; i++) n += m->p->t[i].numel;
+    const int NL = m->cfg.n_layer;
+    /* the backbone's tensors are contiguous in the table (declared together) */
+    int first = NL > 0 ? m->layer[0].norm_w : m->normf_w;
+    int last = m->normf_w >= 0 ? (m->normf_b >= 0 ? m->normf_b : m->normf_w) : NL > 0 ? m->layer[NL - 1].out_proj : -1;
+    for (int i = first; first >= 0 && i <= last; i++) n += m->p->t[i].numel;
     return n;
 }
 

@@ -198,6 +198,12 @@ static void test_forward_backward(void) {
         check_case(&mc, (const int *const *)o, 0, 1);
         mcase_free(&mc);
     }
+    {
+        mamba_cfg c = tiny_cfg(0, 1, 4); /* no layers: final norm only */
+        mcase_make(&mc, "zero_layers", &c, 2, 5);
+        check_case(&mc, NULL, 0, 1);
+        mcase_free(&mc);
+    }
     for (int g = 0; g < 3; g++) free(o[g]);
 }
 
@@ -384,7 +390,25 @@ static void test_misc(void) {
     size_t tot = 0;
     for (int i = 0; i < mc.p.n; i++) tot += mc.p.t[i].numel;
     size_t np = mamba_backbone_num_params(&mc.m);
-    test_report(np == tot && np == mc.p.total, "mamba_num_params", "%zu parameters, table holds %zu", np, mc.p.total);
+    /* a backbone declared after another tensor, with 0 and with 2 layers, with and without final norm */
+    int nbad = 0;
+    for (int k = 0; k < 4; k++) {
+        mk_params p2;
+        mamba_backbone m2;
+        mamba_cfg c2 = tiny_cfg(k < 2 ? 0 : 2, 1, 4);
+        c2.final_norm = k % 2;
+        mk_params_init(&p2);
+        mk_params_add(&p2, "embed.weight", 1, 2, 5, 8);
+        mamba_backbone_declare(&m2, &p2, "bb.", &c2);
+        mk_params_add(&p2, "head.weight", 1, 2, 3, 8);
+        size_t want = p2.total - 40 - 24, got = mamba_backbone_num_params(&m2);
+        nbad += got != want;
+        mamba_backbone_free(&m2);
+        mk_params_free(&p2);
+    }
+    test_report(np == tot && np == mc.p.total && nbad == 0, "mamba_num_params",
+                "%zu parameters, table holds %zu; between other tensors, 0/2 layers, +-final norm: %d wrong", np, mc.p.total,
+                nbad);
     int a[7], inv[7], ok = 1;
     mk_order_reverse(a, 7);
     mk_order_invert(inv, a, 7);
