@@ -23,7 +23,7 @@ static void ts_blas_single(void) { openblas_set_num_threads(1); }
  * cores (docs/TIMESERIES.md). */
 static void fc_smamba_default(ts_smamba_cfg *c) {
     memset(c, 0, sizeof *c);
-    c->D = 64, c->n_layer = 1, c->d_ff = 64, c->d_state = 2, c->d_conv = 2, c->expand = 1;
+    c->D = 128, c->n_layer = 2, c->d_ff = 128, c->d_state = 2, c->d_conv = 2, c->expand = 1;
 }
 
 typedef struct {
@@ -63,7 +63,8 @@ static void fc_help(const fc_opts *o, int train) {
            "                     auto fits S-Mamba and DLinear and picks, with seasonal naive and\n"
            "                     last value, the lowest validation MSE\n"
            "  --epochs N         max training epochs, early stopping patience 3 (default %ld)\n"
-           "  --time-budget S    stop S-Mamba training after S seconds (default %g; 0 = none)\n"
+           "  --time-budget S    wall-clock cap on the whole fit in seconds; training stops\n"
+           "                     early (best weights kept) when it runs out (default %g; 0 = none)\n"
            "  --lr X             S-Mamba learning rate (default %g)\n"
            "  --d-model N        S-Mamba width (default %d)\n"
            "  --layers N         S-Mamba layers (default %d)\n"
@@ -83,7 +84,7 @@ static void fc_help(const fc_opts *o, int train) {
 /* 0 ok, 1 help printed, 2 usage error */
 static int fc_parse(fc_opts *o, int argc, char **argv, int train) {
     memset(o, 0, sizeof *o);
-    o->horizon = 24, o->lookback = 96, o->epochs = 10, o->seed = 1, o->budget = 40, o->lr = 1e-3;
+    o->horizon = 24, o->lookback = 96, o->epochs = 10, o->seed = 1, o->budget = 45, o->lr = 5e-4;
     o->model = train ? "smamba" : "auto";
     fc_smamba_default(&o->sm);
     for (int i = 1; i < argc; i++) {
@@ -304,13 +305,16 @@ static int fc_fit(fc_state *st, const fc_opts *o) {
                  L);
         return -1;
     }
-    double best = INFINITY;
+    double best = INFINITY, t_start = mk_time();
     for (int k = 0; k < nc; k++) {
         ts_model m;
         if (ts_model_create(&m, cand[k], &o->sm, L, H, C, F, period, o->seed)) return -1;
         tc.lr = cand[k] == TS_MODEL_DLINEAR ? 5e-3f : (float)o->lr;
         tc.label = cand[k] == TS_MODEL_DLINEAR ? "fit DLinear" : "fit S-Mamba";
         tc.max_train_windows = cand[k] == TS_MODEL_SMAMBA ? 4096 : 0;
+        /* --time-budget covers the whole fit: S-Mamba (fitted last) gets what is left */
+        double left = o->budget - (mk_time() - t_start);
+        tc.time_budget = o->budget <= 0 ? 0 : left > 5 ? left : 5;
         double vm = ts_model_fit(&m, &st->se, &tr, &va, &tc);
         if (!o->quiet && nc > 1) fprintf(stderr, "mambakit: %-8s validation MSE %.4f\n", ts_model_name(cand[k]), vm);
         if (vm < best || !st->have_model) {
@@ -597,7 +601,7 @@ static int in_list(const char *list, const char *name) {
 int cmd_bench_ts(int argc, char **argv) {
     const char *sets = NULL, *hz = NULL, *models = "smamba,dlinear,snaive,naive", *data_dir = NULL;
     long epochs = 10, max_win = 0, threads = 0;
-    double lr = 1e-4, budget = 0;
+    double lr = 5e-4, budget = 0;
     int json = 0;
     unsigned long long seed = 1;
     ts_smamba_cfg sm;

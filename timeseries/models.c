@@ -300,12 +300,13 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
     mk_progress_start(&pg, tc->label ? tc->label : ts_model_name(m->kind), (long)tc->epochs * steps);
     double t0 = mk_time();
     long done = 0;
-    for (int ep = 0; ep < tc->epochs && nw > 0; ep++) {
+    int out_of_time = 0;
+    for (int ep = 0; ep < tc->epochs && nw > 0 && !out_of_time; ep++) {
         oc.lr = tc->lr * powf(0.5f, (float)ep);
         mk_rng_shuffle(&rng, perm, nw);
         double tl = 0;
         int nb = 0;
-        for (int st = 0; st < steps; st++) {
+        for (int st = 0; st < steps && !out_of_time; st++) {
             int w0 = st * BS, B = per_epoch - w0 < BS ? per_epoch - w0 : BS;
             for (int b = 0; b < B; b++)
                 ts_window(s, tr, perm[w0 + b], L, H, x + (size_t)b * L * C, y + (size_t)b * H * C,
@@ -323,6 +324,8 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
                          best_v);
                 mk_progress_update(&pg, done, "step", extra);
             }
+            /* the budget is checked per step; the partial epoch is still validated */
+            if (tc->time_budget > 0 && mk_time() - t0 > tc->time_budget) out_of_time = 1;
         }
         eval_stride(m, s, va, vs, &vmse, &vmae);
         if (vmse < best_v) {
@@ -332,7 +335,6 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
         } else if (++bad >= tc->patience) {
             break;
         }
-        if (tc->time_budget > 0 && mk_time() - t0 > tc->time_budget) break;
     }
     if (tc->verbose) {
         snprintf(extra, sizeof extra, "best val mse %.4f", best_v);
