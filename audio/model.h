@@ -1,0 +1,102 @@
+/* model.h — the speech enhancer: a Mamba network over STFT frames predicting
+ * a bounded magnitude mask.
+ *
+ * Dimension letters: B batch, T frames, F = n_fft/2+1 bins, D model width.
+ *
+ *   X      = STFT(noisy)                                   (B, T, F) complex
+ *   c      = |X|^0.3                                       compressed magnitude
+ *   feat   = c / sqrt(ema_t(mean_f c^2))                   causal level normalisation
+ *   h      = feat @ W_in^T + b_in                          (B, T, D)
+ *   h      = Mamba backbone over time                      offline: G=2 (forward + reversed
+ *                                                          order, Vim bimamba v2); stream: G=1
+ *   mask   = beta * sigmoid(h @ W_out^T + b_out)           (B, T, F), in [0, beta]
+ *   c_est  = mask * c ;  Y = X * mask^(1/0.3)              noisy phase kept
+ *   y      = ISTFT(Y)
+ * Loss (training): 0.7 * |c_est - c_clean|^2 + 0.3 * |c_est e^{i phi_noisy} - c_clean e^{i phi_clean}|^2,
+ * averaged over all bins: the compressed magnitude and compressed complex losses
+ * of SEMamba / MP-SENet, with the phase taken from the noisy input.
+ *
+ * The level normalisation is an exponential moving average over frames with
+ * bias correction (so it is causal and the same offline and streaming); it
+ * makes the mask independent of the input gain.
+ *
+ * ref: Chao et al. 2024 (SEMamba); Lu et al. 2023 (MP-SENet, compressed
+ * magnitude 0.3 and the learnable-sigmoid bounded mask). */
+#ifndef MK_AUDIO_MODEL_H
+#define MK_AUDIO_MODEL_H
+
+#include <stddef.h>
+
+#include "audio/stft.h"
+#include "core/ckpt.h"
+#include "core/mamba.h"
+
+typedef struct {
+    int sr;          /* model sample rate (8000) */
+    int n_fft, hop;  /* 200, 50 at 8 kHz = 25 ms / 6.25 ms */
+    int d_model, n_layer, d_state;
+    int causal;      /* 1: G = 1, streamable; 0: bidirectional (G = 2) */
+    float power;     /* magnitude compression, 0.3 */
+    float beta;      /* mask bound, 1.25 */
+    float ema;       /* level normalisation EMA coefficient per frame, 0.98 */
+} audio_enhancer_cfg;
+
+void audio_enhancer_cfg_default(audio_enhancer_cfg *c, int causal);
+
+typedef struct {
+    audio_enhancer_cfg cfg;
+    int F;
+    mk_params p;
+    mamba_backbone bb;
+    int w_in, b_in, w_out, b_out; /* (D, F), (D), (F, D), (F) */
+    audio_stft stft;
+} audio_enhancer;
+
+/* Declare + allocate + initialise. 0 or -1 with mk_error. */
+int audio_enhancer_create(audio_enhancer *m, const audio_enhancer_cfg *c, unsigned long long seed);
+void audio_enhancer_free(audio_enhancer *m);
+/* Load a model file (task "enhance"); want_optim also restores AdamW state. */
+int audio_enhancer_load(audio_enhancer *m, const char *path, int want_optim);
+/* Save (atomically), with optimiser state if with_optim. extra: more config
+ * entries to record (e.g. training steps), may be NULL. */
+int audio_enhancer_save(const audio_enhancer *m, const char *path, int with_optim, const mk_config *extra);
+void audio_enhancer_config(const audio_enhancer *m, mk_config *c);
+
+/* Algorithmic latency of streaming in samples at the model rate (n_fft). */
+int audio_enhancer_latency(const audio_enhancer *m);
+
+/* Offline enhancement of one mono signal at the model rate: y (n) from x (n).
+ * y may equal x. Works for causal and bidirectional models. */
+void audio_enhance(audio_enhancer *m, float *y, const float *x, size_t n);
+
+/* ---- streaming: frame by frame with the recurrent state (causal models only) ---- */
+typedef struct audio_stream audio_stream;
+/* NULL with mk_error if the model is not causal. */
+audio_stream *audio_stream_new(audio_enhancer *m);
+/* Push n samples; writes up to n + hop output samples to out (aligned with the
+ * input: the first output sample is the enhanced first input sample, it is
+ * just released n_fft - 1 samples later). Returns how many were written. */
+size_t audio_stream_push(audio_stream *s, const float *x, size_t n, float *out);
+/* End of input: writes the remaining samples (at most n_fft) and returns the count. */
+size_t audio_stream_flush(audio_stream *s, float *out);
+void audio_stream_free(audio_stream *s);
+
+/* ---- training ---- */
+typedef struct {
+    int B, T;
+    mamba_acts acts;
+    float *nre, *nim, *cre, *cim;       /* (B, T, F) noisy / clean spectra */
+    float *c, *feat, *cc, *cosd;        /* (B, T, F) compressed noisy, features, compressed clean, cos(phase diff) */
+    float *h0, *h, *z, *mask, *dz, *dh; /* h0, h, dh (B, T, D); z, mask, dz (B, T, F) */
+    int *rev;                           /* (T) reversed order */
+} audio_train_ws;
+
+void audio_train_ws_init(audio_train_ws *w);
+void audio_train_ws_free(audio_train_ws *w);
+/* Forward + backward on a batch of B pairs of n samples each (noisy, clean
+ * (B, n)); accumulates gradients into m->p.grad and returns the loss. With
+ * grad = 0 only the loss is computed (evaluation). */
+float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                                 size_t n, int grad);
+
+#endif
