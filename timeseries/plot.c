@@ -1,7 +1,9 @@
 /* plot.c — a small line-plot rasteriser for the forecast PNG: one panel per
  * column, history in blue, forecast in red, a dashed line where the forecast
  * starts, light horizontal grid lines. RGB8 written with libpng. */
+#include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,9 +42,42 @@ static void line(canvas *c, int x0, int y0, int x1, int y1, const unsigned char 
     }
 }
 
+/* A 3x5 pixel font (upper case, digits, a little punctuation), drawn at
+ * scale 2 for the panel labels. Each glyph: 5 rows of 3 pixels, '1' = ink. */
+static const struct {
+    char c;
+    const char *rows;
+} FONT[] = {
+    {'0', "111101101101111"}, {'1', "010110010010111"}, {'2', "111001111100111"}, {'3', "111001111001111"},
+    {'4', "101101111001001"}, {'5', "111100111001111"}, {'6', "111100111101111"}, {'7', "111001001010010"},
+    {'8', "111101111101111"}, {'9', "111101111001111"}, {'A', "010101111101101"}, {'B', "110101110101110"},
+    {'C', "011100100100011"}, {'D', "110101101101110"}, {'E', "111100110100111"}, {'F', "111100110100100"},
+    {'G', "011100101101011"}, {'H', "101101111101101"}, {'I', "111010010010111"}, {'J', "001001001101010"},
+    {'K', "101101110101101"}, {'L', "100100100100111"}, {'M', "101111111101101"}, {'N', "110101101101101"},
+    {'O', "010101101101010"}, {'P', "110101110100100"}, {'Q', "010101101110011"}, {'R', "110101110101101"},
+    {'S', "011100010001110"}, {'T', "111010010010010"}, {'U', "101101101101111"}, {'V', "101101101101010"},
+    {'W', "101101111111101"}, {'X', "101101010101101"}, {'Y', "101101010010010"}, {'Z', "111001010100111"},
+    {'-', "000000111000000"}, {'.', "000000000000010"}, {'_', "000000000000111"}, {'%', "101001010100101"},
+    {'(', "010100100100010"}, {')', "010001001001010"}, {'/', "001001010100100"}, {':', "000010000010000"},
+    {'+', "000010111010000"}, {',', "000000000010100"}, {'=', "000111000111000"},
+};
+
+static void text(canvas *c, int x, int y, const char *s, const unsigned char rgb[3]) {
+    const int S = 2;
+    for (; *s; s++, x += 4 * S) {
+        char ch = (char)toupper((unsigned char)*s);
+        for (size_t k = 0; k < sizeof FONT / sizeof *FONT; k++) {
+            if (FONT[k].c != ch) continue;
+            for (int r = 0; r < 5; r++)
+                for (int q = 0; q < 3; q++)
+                    if (FONT[k].rows[r * 3 + q] == '1') rect(c, x + q * S, y + r * S, x + q * S + S - 1, y + r * S + S - 1, rgb);
+            break;
+        }
+    }
+}
+
 int ts_plot_png(const char *path, const float *hist, int n_hist, const float *fc, int n_fc, int C,
                 const char *const *names) {
-    (void)names;
 #if !MK_HAVE_PNG
     mk_error("%s: built without libpng, cannot write a plot", path);
     return -1;
@@ -56,7 +91,8 @@ int ts_plot_png(const char *path, const float *hist, int n_hist, const float *fc
     cv.px = mk_malloc((size_t)cv.w * cv.h * 3);
     memset(cv.px, 255, (size_t)cv.w * cv.h * 3);
     const unsigned char frame[3] = {120, 120, 120}, grid[3] = {225, 225, 225}, blue[3] = {31, 119, 180},
-                        red[3] = {214, 39, 40}, sep[3] = {160, 160, 160};
+                        red[3] = {214, 39, 40}, sep[3] = {160, 160, 160},
+                        ink[3] = {40, 40, 40};
     const int n = n_hist + n_fc;
     for (int c = 0; c < C; c++) {
         int x0 = M, x1 = W - M, y0 = c * PH + M, y1 = (c + 1) * PH - M;
@@ -81,6 +117,16 @@ int ts_plot_png(const char *path, const float *hist, int n_hist, const float *fc
             if (i > 0) line(&cv, px, py, x, y, i <= n_hist ? blue : red);
             px = x, py = y;
         }
+        /* labels: column name top left, the value range at the right edge */
+        char lab[48];
+        if (names && names[c]) {
+            snprintf(lab, sizeof lab, "%.40s", names[c]);
+            text(&cv, x0 + 6, y0 + 6, lab, ink);
+        }
+        snprintf(lab, sizeof lab, "%.4g", hi - pad);
+        text(&cv, x1 - 6 - 8 * (int)strlen(lab), y0 + 6, lab, ink);
+        snprintf(lab, sizeof lab, "%.4g", lo + pad);
+        text(&cv, x1 - 6 - 8 * (int)strlen(lab), y1 - 16, lab, ink);
     }
     mk_atomic_file af;
     if (mk_atomic_open(&af, path, "wb")) {
