@@ -38,6 +38,14 @@ static int find_model(const char *opt, char *path, size_t n) {
     return 0;
 }
 
+/* Put the model's backbone on the device asked for; on failure say so and
+ * stay on the CPU (the CPU path is complete). */
+static void use_device(vision_model *m, int dev) {
+    if (dev != MK_DEV_CUDA) return;
+    if (mamba_backbone_set_device(&m->bb, MK_DEV_CUDA))
+        fprintf(stderr, "mambakit: --device cuda: %s; running on the CPU\n", mk_last_error());
+}
+
 static int opt_val(int argc, char **argv, int *i, const char **val) {
     if (*i + 1 >= argc) {
         fprintf(stderr, "mambakit: %s needs a value\n", argv[*i]);
@@ -131,7 +139,7 @@ static int expand_dir(strlist *out, const char *dir) {
         if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) sl_push(&tmp, p);
     }
     closedir(d);
-    qsort(tmp.v, tmp.n, sizeof(char *), cmp_str);
+    if (tmp.n > 1) qsort(tmp.v, tmp.n, sizeof(char *), cmp_str);
     for (int i = 0; i < tmp.n; i++) sl_push(out, tmp.v[i]);
     int n = tmp.n;
     sl_free(&tmp);
@@ -216,7 +224,7 @@ int cmd_classify(int argc, char **argv) {
         sl_free(&inputs);
         return cli_fail();
     }
-    m.bb.device = dev;
+    use_device(&m, dev);
     const vision_cfg *c = &m.cfg;
     const int K = c->n_class;
     if (top == 0 || top > K) top = K;
@@ -294,7 +302,7 @@ usage:
 /* ------------------------------------------------------------------ train */
 
 typedef struct {
-    const char *data_dir, *out, *ckpt, *resume, *init;
+    const char *data_dir, *out, *ckpt, *resume, *init, *device;
     long epochs, batch, d_model, layers, d_state, expand, patch, kernel, val, limit, seed, shift, threads_unused;
     long ckpt_every, stem, total_steps;
     double budget;
@@ -305,6 +313,7 @@ typedef struct {
 static void train_defaults(train_opts *o) {
     memset(o, 0, sizeof *o);
     o->out = "models/vision.mkm";
+    o->device = "cpu";
     o->epochs = 20;
     o->batch = 64;
     o->d_model = 64;
@@ -371,11 +380,14 @@ static void train_help(void) {
            "  --warmup E         warmup epochs (default %g)\n"
            "  --smooth X         label smoothing (default %g)\n"
            "  --seed N           (default %ld)\n"
+           "  --device D         cpu | cuda: where the Mamba backbone runs (default cpu)\n"
            "files:\n"
            "  --out FILE         best model, without optimiser state (default %s)\n"
            "  --ckpt FILE        training checkpoint (default OUT.ckpt)\n"
            "  --ckpt-every N     steps between checkpoints (default %ld)\n"
            "  --resume FILE      continue from a checkpoint (its model and training options win)\n"
+           "  --init FILE        start from a model's weights (fine-tune: new optimiser and schedule;\n"
+           "                     the model options above are then taken from FILE)\n"
            "  --time-limit MIN   stop after MIN minutes, checkpoint saved (default: none)\n"
            "  -h, --help         this help\n",
            d.val, d.shift, d.flip, vision_order_name(d.order), d.head == VISION_HEAD_CLS ? "cls" : "mean", d.d_model,
@@ -420,13 +432,19 @@ static int parse_train(train_opts *o, int argc, char **argv) {
                 done = 1;
             }
         if (done) continue;
-        if (!strcmp(a, "--data-dir") || !strcmp(a, "--out") || !strcmp(a, "--ckpt") || !strcmp(a, "--resume") ||
+        if (!strcmp(a, "--device")) {
+            if (opt_val(argc, argv, &i, &v)) return -1;
+            o->device = v;
+            continue;
+        }
+        if (!strcmp(a, "--data-dir") || !strcmp(a, "--out") || !strcmp(a, "--ckpt") || !strcmp(a, "--resume") || !strcmp(a, "--init") ||
             !strcmp(a, "--order") || !strcmp(a, "--head") || !strcmp(a, "--flip")) {
             if (opt_val(argc, argv, &i, &v)) return -1;
             if (!strcmp(a, "--data-dir")) o->data_dir = v;
             else if (!strcmp(a, "--out")) o->out = v;
             else if (!strcmp(a, "--ckpt")) o->ckpt = v;
             else if (!strcmp(a, "--resume")) o->resume = v;
+            else if (!strcmp(a, "--init")) o->init = v;
             else if (!strcmp(a, "--order")) {
                 if ((o->order = vision_order_parse(v)) < 0) {
                     fprintf(stderr, "mambakit: --order: '%s' is not row, bidir, cross or atrous\n", v);
@@ -492,6 +510,11 @@ int cmd_train_vision(int argc, char **argv) {
     train_defaults(&o);
     int pr = parse_train(&o, argc, argv);
     if (pr) return pr > 0 ? 0 : 2;
+    int dev = mk_device_parse(o.device);
+    if (dev < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
+        return 2;
+    }
     char ckpt_path[4096];
     int rc = 1;
     fmnist_set tr = {0}, te = {0};
@@ -518,6 +541,13 @@ int cmd_train_vision(int argc, char **argv) {
         if (mk_config_get(cf, "best_val") && !mk_config_get_float(cf, "best_val", &bv)) best_val = bv;
         long be;
         if (mk_config_get(cf, "best_epoch") && !mk_config_get_int(cf, "best_epoch", &be)) best_epoch = be;
+    }
+    else if (o.init) {
+        /* fine-tune: weights (and architecture, normalisation) from a model, fresh optimiser and schedule */
+        if (vision_model_load(&m, o.init, 0, NULL)) goto fail;
+        have_model = 1;
+        mk_params_alloc_optim(&m.p);
+        m.p.step = 0;
     }
     snprintf(ckpt_path, sizeof ckpt_path, "%s", o.ckpt ? o.ckpt : o.resume ? o.resume : "");
     if (!ckpt_path[0]) snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt", o.out);
@@ -578,6 +608,7 @@ int cmd_train_vision(int argc, char **argv) {
                  m.cfg.img_w, m.cfg.img_c, m.cfg.n_class);
         goto fail;
     }
+    use_device(&m, dev);
     const int B = (int)o.batch;
     const long spe = (n_train + B - 1) / B; /* steps per epoch, last batch partial */
     if (!o.resume) o.total_steps = spe * o.epochs;
@@ -700,6 +731,7 @@ int cmd_train_vision(int argc, char **argv) {
             free(bc);
             goto fail;
         }
+        use_device(&best, dev);
         double ta = evaluate(&best, &acts, &te, NULL, te.n, 256, NULL, 0);
         mk_config_set_float(bc, "test_acc", ta);
         int sr = mk_ckpt_save(o.out, bc, &best.p, 0);
@@ -799,7 +831,7 @@ int cmd_eval_vision(int argc, char **argv) {
     if (find_model(model_opt, mpath, sizeof mpath)) return 1;
     vision_model m;
     if (vision_model_load(&m, mpath, 0, NULL)) return cli_fail();
-    m.bb.device = dev;
+    use_device(&m, dev);
     fmnist_set te;
     if (fmnist_load_split(&te, data_dir, "test")) {
         vision_model_free(&m);

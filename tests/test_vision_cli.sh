@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# classify / eval vision from the command line: output format, --json, --top,
+# and every kind of bad input (missing file, directory without images, empty
+# file, truncated PNG, non-image bytes, a header claiming 100000x100000): one
+# line naming the file, exit 1, and the good files in the same call still done.
+MK=${MK:-build/san/mambakit}
+ok() { if [ "$1" = 0 ]; then echo "PASS vision_cli.$2"; else echo "FAIL vision_cli.$2 $3"; fi; }
+here=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+$MK classify --help >/dev/null 2>&1; ok $? help
+$MK classify --bogus x.png >/dev/null 2>&1; [ $? = 2 ]; ok $? bad_option
+$MK classify --top nine x.png >/dev/null 2>&1; [ $? = 2 ]; ok $? bad_top
+$MK train vision --help >/dev/null 2>&1; ok $? train_help
+$MK eval vision --help >/dev/null 2>&1; ok $? eval_help
+$MK train vision --epochs 0 >/dev/null 2>&1; [ $? = 2 ]; ok $? train_bad_value
+
+model="$here/models/vision.mkm"
+if [ ! -f "$model" ]; then
+  echo "SKIP vision_cli.classify: skipped: no data at $model"
+  exit 0
+fi
+ex="$here/examples"
+good=$(ls "$ex"/*.png | head -1)
+
+# one good file: "FILE: Label p, Label p, Label p"
+out=$($MK classify --model "$model" "$good" 2>&1); rc=$?
+[ $rc = 0 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -Eq "^$good: [^,]+ [01]\.[0-9]{2}, [^,]+ [01]\.[0-9]{2}, [^,]+ [01]\.[0-9]{2}$" <<<"$out"
+ok $? one_file "rc=$rc out=$out"
+
+# the shipped examples are named after their true class; the model must get most right
+n=0; right=0
+while IFS= read -r line; do
+  n=$((n+1)); f=${line%%:*}; top=$(sed 's/^[^:]*: //; s/ [0-9.]*,.*//; s/ [0-9.]*$//' <<<"$line")
+  want=$(basename "$f" | sed 's/_[0-9].*//; s/_/ /g')
+  [ "$(tr 'A-Z/-' 'a-z  ' <<<"$top" | sed 's/ top//')" = "$want" ] && right=$((right+1))
+done < <($MK classify --model "$model" "$ex" 2>/dev/null)
+[ "$n" -ge 3 ] && [ $((right * 5)) -ge $((n * 4)) ]; ok $? examples_labels "$right/$n right"
+
+# --json: one object per file, probabilities of --top 10 sum to ~1
+js=$($MK classify --model "$model" --json --top 10 "$good" 2>/dev/null)
+sum=$(grep -o '"prob": [0-9.]*' <<<"$js" | awk '{s+=$2} END {printf "%.2f", s}')
+grep -q '^{"file": ' <<<"$js" && [ "$(grep -o '"label"' <<<"$js" | wc -l)" = 10 ] && [ "$sum" = "1.00" ]
+ok $? json "sum=$sum out=$js"
+
+# bad inputs, all in one call together with a good file
+mkdir "$tmp/noimages"; echo hi > "$tmp/noimages/readme.txt"
+: > "$tmp/empty.png"
+head -c 200 "$good" > "$tmp/cut.png"
+printf 'definitely not an image\n' > "$tmp/text.jpg"
+printf '\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x02\x00\x00\x00\x00\x00\x00\x00' > "$tmp/huge.png"
+$MK classify --model "$model" "$tmp/missing.png" "$tmp/noimages" "$tmp/empty.png" "$tmp/cut.png" "$tmp/text.jpg" \
+    "$tmp/huge.png" "$good" >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ $rc = 1 ]; ok $? bad_exit_code "rc=$rc"
+grep -q "^$good: " "$tmp/out"; ok $? bad_others_processed "$(cat "$tmp/out")"
+for f in missing.png noimages empty.png cut.png text.jpg huge.png; do
+  [ "$(grep -c "$tmp/$f" "$tmp/err")" = 1 ]; ok $? "bad_reported.$f" "$(cat "$tmp/err")"
+done
+grep -q "100000x100000" "$tmp/err"; ok $? bad_huge_reason "$(cat "$tmp/err")"
+[ "$(wc -l < "$tmp/err")" = 6 ]; ok $? bad_one_line_each "$(cat "$tmp/err")"
+
+# eval on a slice of the test set with a PNG confusion matrix
+if $MK eval vision --help >/dev/null 2>&1 && [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || [ -n "$MAMBAKIT_DATA" ]; then
+  out=$($MK eval vision --model "$model" --limit 200 --png "$tmp/cm.png" 2>/dev/null); rc=$?
+  acc=$(grep -o "test accuracy [0-9.]*" <<<"$out" | awk '{print $3}')
+  [ $rc = 0 ] && awk "BEGIN{exit !($acc >= 85)}" && [ "$(head -c 8 "$tmp/cm.png" | od -An -c | tr -d ' ')" = "211PNG\r\n032\n" ]
+  ok $? eval_png "rc=$rc acc=$acc"
+  [ "$(grep -c '^[0-9] ' <<<"$out")" = 10 ]; ok $? eval_confusion_rows
+fi
