@@ -26,6 +26,7 @@ void audio_enhancer_cfg_default(audio_enhancer_cfg *c, int causal) {
     c->power = 0.3f;
     c->beta = 1.25f;
     c->ema = 0.98f;
+    c->skip = 1;
 }
 
 static int declare(audio_enhancer *m, const audio_enhancer_cfg *c) {
@@ -55,6 +56,7 @@ static int declare(audio_enhancer *m, const audio_enhancer_cfg *c) {
     }
     m->w_out = mk_params_add(&m->p, "mask.weight", 1, 2, F, D);
     m->b_out = mk_params_add(&m->p, "mask.bias", 0, 1, F);
+    m->skip_u = c->skip ? mk_params_add(&m->p, "mask.skip", 0, 1, F) : -1;
     mk_params_alloc(&m->p);
     return 0;
 }
@@ -91,6 +93,7 @@ void audio_enhancer_config(const audio_enhancer *m, mk_config *c) {
     mk_config_set_float(c, "power", e->power);
     mk_config_set_float(c, "beta", e->beta);
     mk_config_set_float(c, "ema", e->ema);
+    mk_config_set_int(c, "skip", e->skip);
 }
 
 int audio_enhancer_save(const audio_enhancer *m, const char *path, int with_optim, const mk_config *extra) {
@@ -102,6 +105,10 @@ int audio_enhancer_save(const audio_enhancer *m, const char *path, int with_opti
 }
 
 int audio_enhancer_load(audio_enhancer *m, const char *path, int want_optim) {
+    return audio_enhancer_load_ex(m, path, want_optim, 0);
+}
+
+int audio_enhancer_load_ex(audio_enhancer *m, const char *path, int want_optim, int add_skip) {
     mk_config c;
     if (mk_ckpt_read_config(path, "enhance", &c)) return -1;
     audio_enhancer_cfg e;
@@ -128,12 +135,32 @@ int audio_enhancer_load(audio_enhancer *m, const char *path, int want_optim) {
     GETF("power", power)
     GETF("beta", beta)
     GETF("ema", ema)
+    e.skip = 0;
+    if (mk_config_get(&c, "skip")) {
+        GETI("skip", skip, 0, 1)
+    }
 #undef GETI
 #undef GETF
     if (declare(m, &e)) return -1;
     if (mk_ckpt_load(path, "enhance", &c, &m->p, want_optim)) {
         audio_enhancer_free(m);
         return -1;
+    }
+    if (add_skip && !e.skip) {
+        /* rebuild with the skip tensor and copy every old tensor by name */
+        audio_enhancer old = *m;
+        e.skip = 1;
+        if (declare(m, &e)) {
+            audio_enhancer_free(&old);
+            return -1;
+        }
+        for (int i = 0; i < old.p.n; i++) {
+            int j = mk_params_find(&m->p, old.p.t[i].name);
+            MK_ASSERT(j >= 0 && m->p.t[j].numel == old.p.t[i].numel);
+            memcpy(mk_param(&m->p, j), mk_param(&old.p, i), sizeof(float) * old.p.t[i].numel);
+        }
+        m->p.step = old.p.step;
+        audio_enhancer_free(&old);
     }
     return 0;
 }
@@ -215,6 +242,10 @@ static void net_forward(audio_enhancer *m, audio_train_ws *w, const float *feat,
     const int *orders[2] = {NULL, w->rev};
     mamba_backbone_forward(&m->bb, &w->acts, w->h, w->h0, B, T, orders, training, NULL);
     linear_forward(w->z, w->h, mk_param(&m->p, m->w_out), mk_param(&m->p, m->b_out), M, D, F);
+    if (m->skip_u >= 0) {
+        const float *u = mk_param(&m->p, m->skip_u);
+        for (size_t i = 0; i < (size_t)M * F; i++) w->z[i] += u[i % F] * feat[i];
+    }
     const float beta = m->cfg.beta;
     for (size_t i = 0; i < (size_t)M * F; i++) w->mask[i] = beta * mk_sigmoidf(w->z[i]);
 }
@@ -290,6 +321,10 @@ float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const flo
     }
     if (grad) {
         const int M = B * T;
+        if (m->skip_u >= 0) {
+            float *du = mk_grad(&m->p, m->skip_u);
+            for (size_t i = 0; i < (size_t)M * F; i++) du[i % F] += w->dz[i] * w->feat[i];
+        }
         memset(w->dh, 0, sizeof(float) * (size_t)M * D);
         linear_backward(w->dh, mk_grad(&m->p, m->w_out), mk_grad(&m->p, m->b_out), w->dz, w->h,
                         mk_param(&m->p, m->w_out), M, D, F);
@@ -356,6 +391,8 @@ static size_t stream_frame(audio_stream *s, float *out) {
     linear_forward(s->h0, s->feat, mk_param(&m->p, m->w_in), mk_param(&m->p, m->b_in), 1, F, D);
     mamba_backbone_step(&m->bb, &s->st, s->h, s->h0);
     linear_forward(s->z, s->h, mk_param(&m->p, m->w_out), mk_param(&m->p, m->b_out), 1, D, F);
+    if (m->skip_u >= 0)
+        for (int f = 0; f < F; f++) s->z[f] += mk_param(&m->p, m->skip_u)[f] * s->feat[f];
     const float ip = 1.f / m->cfg.power;
     for (int f = 0; f < F; f++) {
         float g = powf(m->cfg.beta * mk_sigmoidf(s->z[f]), ip);

@@ -9,7 +9,9 @@
  *   h      = feat @ W_in^T + b_in                          (B, T, D)
  *   h      = Mamba backbone over time                      offline: G=2 (forward + reversed
  *                                                          order, Vim bimamba v2); stream: G=1
- *   mask   = beta * sigmoid(h @ W_out^T + b_out)           (B, T, F), in [0, beta]
+ *   mask   = beta * sigmoid(h @ W_out^T + b_out + u * feat)  (B, T, F), in [0, beta]; the per-bin
+ *                                                          skip u * feat lets each bin's own level
+ *                                                          act directly (the D-wide path is low-rank)
  *   c_est  = mask * c ;  Y = X * mask^(1/0.3)              noisy phase kept
  *   y      = ISTFT(Y)
  * Loss (training): 0.7 * |c_est - c_clean|^2 + 0.3 * |c_est e^{i phi_noisy} - c_clean e^{i phi_clean}|^2,
@@ -39,6 +41,7 @@ typedef struct {
     float power;     /* magnitude compression, 0.3 */
     float beta;      /* mask bound, 1.25 */
     float ema;       /* level normalisation EMA coefficient per frame, 0.98 */
+    int skip;        /* 1: per-bin skip u[f] * feat[f] added to the mask logits */
 } audio_enhancer_cfg;
 
 void audio_enhancer_cfg_default(audio_enhancer_cfg *c, int causal);
@@ -49,13 +52,17 @@ typedef struct {
     mk_params p;
     mamba_backbone bb;
     int w_in, b_in, w_out, b_out; /* (D, F), (D), (F, D), (F) */
+    int skip_u;                   /* (F), -1 without the skip */
     audio_stft stft;
 } audio_enhancer;
 
 /* Declare + allocate + initialise. 0 or -1 with mk_error. */
 int audio_enhancer_create(audio_enhancer *m, const audio_enhancer_cfg *c, unsigned long long seed);
 void audio_enhancer_free(audio_enhancer *m);
-/* Load a model file (task "enhance"); want_optim also restores AdamW state. */
+/* Load a model file (task "enhance"); want_optim also restores AdamW state.
+ * A model saved without the skip loads into a skip model when add_skip is 1
+ * (u = 0: the same function), so training can continue with it. */
+int audio_enhancer_load_ex(audio_enhancer *m, const char *path, int want_optim, int add_skip);
 int audio_enhancer_load(audio_enhancer *m, const char *path, int want_optim);
 /* Save (atomically), with optimiser state if with_optim. extra: more config
  * entries to record (e.g. training steps), may be NULL. */

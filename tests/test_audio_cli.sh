@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# mambakit enhance from the command line: formats, channels, rates, pipes, and
+# every kind of bad input (one-line error, non-zero exit, no output file).
+MK=${MK:-build/san/mambakit}
+ok() { if [ "$1" = 0 ]; then echo "PASS audio_cli.$2 $3"; else echo "FAIL audio_cli.$2 $3"; fi; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+le32() { local v=$1; printf "\\x$(printf %02x $((v & 255)))\\x$(printf %02x $((v >> 8 & 255)))\\x$(printf %02x $((v >> 16 & 255)))\\x$(printf %02x $((v >> 24 & 255)))"; }
+le16() { local v=$1; printf "\\x$(printf %02x $((v & 255)))\\x$(printf %02x $((v >> 8 & 255)))"; }
+# wav_header CHANNELS RATE DATA_BYTES: a canonical 16-bit PCM header on stdout
+wav_header() {
+  printf 'RIFF'; le32 $((36 + $3)); printf 'WAVEfmt '; le32 16; le16 1; le16 "$1"; le32 "$2"
+  le32 $(($2 * $1 * 2)); le16 $(($1 * 2)); le16 16; printf 'data'; le32 "$3"
+}
+# read header fields of a canonical WAV: channels, rate, data bytes
+wav_ch() { od -An -t u2 -j 22 -N 2 "$1" | tr -d ' '; }
+wav_rate() { od -An -t u4 -j 24 -N 4 "$1" | tr -d ' '; }
+
+# a stereo 16 kHz input: quiet noise (random low bytes) with a louder tone-ish pattern
+frames=16000
+{ wav_header 2 16000 $((frames * 4)); head -c $((frames * 4)) /dev/urandom | tr '\200-\377' '\000-\177' | tr '\100-\177' '\000-\077'; } > "$tmp/in.wav"
+
+$MK enhance --help > "$tmp/help" 2>&1; rc=$?
+[ $rc = 0 ] && grep -q -- "--stream" "$tmp/help" && grep -q -- "--spectrogram" "$tmp/help"; ok $? help "rc=$rc"
+$MK enhance "$tmp/in.wav" -o "$tmp/x.wav" --bogus >/dev/null 2>&1; [ $? = 2 ]; ok $? bad_option
+$MK enhance "$tmp/in.wav" >/dev/null 2>&1; [ $? = 2 ]; ok $? missing_output
+
+# offline: same channels, rate and length
+msg=$($MK enhance "$tmp/in.wav" -o "$tmp/out.wav" 2>&1); rc=$?
+[ $rc = 0 ] && [ "$(wav_ch "$tmp/out.wav")" = 2 ] && [ "$(wav_rate "$tmp/out.wav")" = 16000 ] &&
+  [ "$(stat -c %s "$tmp/out.wav")" = "$(stat -c %s "$tmp/in.wav")" ]
+ok $? offline_keeps_format "rc=$rc ch=$(wav_ch "$tmp/out.wav" 2>/dev/null) rate=$(wav_rate "$tmp/out.wav" 2>/dev/null) $msg"
+ls "$tmp" | grep -q '\.tmp\.'; [ $? != 0 ]; ok $? no_temp_files_left
+
+# streaming, file to file and through pipes
+$MK enhance "$tmp/in.wav" -o "$tmp/s.wav" --stream >/dev/null 2>&1; rc=$?
+[ $rc = 0 ] && [ "$(stat -c %s "$tmp/s.wav")" = "$(stat -c %s "$tmp/in.wav")" ]; ok $? stream_file "rc=$rc"
+cat "$tmp/in.wav" | $MK enhance - -o - --stream > "$tmp/p.wav" 2>"$tmp/p.err"; rc=$?
+bytes=$(( $(stat -c %s "$tmp/p.wav") - 44 ))
+[ $rc = 0 ] && [ "$(head -c 4 "$tmp/p.wav")" = RIFF ] && [ "$bytes" -ge $((frames * 4)) ] && [ "$bytes" -le $((frames * 4 + 64)) ]
+ok $? stream_pipe "rc=$rc data~$bytes bytes $(head -c 200 "$tmp/p.err")"
+$MK enhance - -o "$tmp/np.wav" < "$tmp/in.wav" >/dev/null 2>&1; [ $? = 2 ]; ok $? pipe_needs_stream
+
+# refuses to overwrite its input (same name, or another name for the same file)
+sum=$(md5sum < "$tmp/in.wav")
+msg=$($MK enhance "$tmp/in.wav" -o "$tmp/in.wav" 2>&1); rc=$?
+[ $rc = 1 ] && [ "$(md5sum < "$tmp/in.wav")" = "$sum" ] && [ "$(wc -l <<<"$msg")" = 1 ]; ok $? refuses_same_file "rc=$rc $msg"
+ln "$tmp/in.wav" "$tmp/hard.wav"
+$MK enhance "$tmp/in.wav" -o "$tmp/hard.wav" --stream >/dev/null 2>&1; rc=$?
+[ $rc = 1 ] && [ "$(md5sum < "$tmp/in.wav")" = "$sum" ]; ok $? refuses_hard_link "rc=$rc"
+
+# bad inputs: one line naming the file, exit 1, no output
+{ wav_header 1 8000 0; } > "$tmp/zero.wav"
+{ wav_header 1 8000 100000; head -c 2000 /dev/zero; } > "$tmp/trunc.wav"
+{ wav_header 1000 8000 8000; head -c 8000 /dev/zero; } > "$tmp/chans.wav"
+{ wav_header 1 10 2000; head -c 2000 /dev/zero; } > "$tmp/rate.wav"
+head -c 3000 /dev/urandom > "$tmp/noise.wav"
+for f in zero trunc chans rate noise missing; do
+  for mode in "" --stream; do
+    rm -f "$tmp/bad_out.wav"
+    msg=$($MK enhance "$tmp/$f.wav" -o "$tmp/bad_out.wav" $mode 2>&1); rc=$?
+    [ $rc = 1 ] && [ ! -e "$tmp/bad_out.wav" ] && [ "$(wc -l <<<"$msg")" = 1 ] && grep -q "$f.wav" <<<"$msg"
+    ok $? "rejects_${f}${mode:+_stream}" "rc=$rc: $msg"
+  done
+done
+ls "$tmp" | grep -q '\.tmp\.'; [ $? != 0 ]; ok $? no_temp_files_after_errors
+
+# spectrogram and metrics against a reference
+$MK enhance "$tmp/in.wav" -o "$tmp/o2.wav" --spectrogram "$tmp/spec.png" --reference "$tmp/in.wav" --json > "$tmp/j" 2>&1; rc=$?
+[ $rc = 0 ] && [ "$(head -c 4 "$tmp/spec.png" | tail -c 3)" = PNG ] && grep -q '"sisdr_improvement_db"' "$tmp/j"
+ok $? spectrogram_and_json "rc=$rc $(head -c 300 "$tmp/j")"
+
+for sub in "train enhance" "eval enhance" "bench audio"; do
+  $MK $sub --help > "$tmp/h" 2>&1; rc=$?
+  [ $rc = 0 ] && grep -q -- "--model\|--stream" "$tmp/h"; ok $? "help_${sub// /_}" "rc=$rc"
+done
