@@ -23,7 +23,7 @@ static void ts_blas_single(void) { openblas_set_num_threads(1); }
  * cores (docs/TIMESERIES.md). */
 static void fc_smamba_default(ts_smamba_cfg *c) {
     memset(c, 0, sizeof *c);
-    c->D = 128, c->n_layer = 2, c->d_ff = 128, c->d_state = 2, c->d_conv = 2, c->expand = 1;
+    c->D = 128, c->n_layer = 2, c->d_ff = 128, c->d_state = 2, c->d_conv = 2, c->expand = 1, c->dropout = 0.1f;
 }
 
 typedef struct {
@@ -187,6 +187,7 @@ static int fc_save(const char *path, const ts_model *m, const ts_table *t, const
     mk_config_set_int(&cfg, "d_state", m->sm.d_state);
     mk_config_set_int(&cfg, "d_conv", m->sm.d_conv);
     mk_config_set_int(&cfg, "expand", m->sm.expand);
+    mk_config_set_float(&cfg, "dropout", m->sm.dropout);
     mk_config_set_float(&cfg, "val_mse", val_mse);
     char key[MK_CKPT_KEY];
     for (int c = 0; c < m->C; c++) {
@@ -606,7 +607,7 @@ int cmd_bench_ts(int argc, char **argv) {
     unsigned long long seed = 1;
     ts_smamba_cfg sm;
     memset(&sm, 0, sizeof sm);
-    sm.D = 128, sm.n_layer = 2, sm.d_ff = 128, sm.d_state = 2, sm.d_conv = 2, sm.expand = 1;
+    sm.D = 128, sm.n_layer = 2, sm.d_ff = 128, sm.d_state = 2, sm.d_conv = 2, sm.expand = 1, sm.dropout = 0.1f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
@@ -625,12 +626,13 @@ int cmd_bench_ts(int argc, char **argv) {
                    "  --d-model N         S-Mamba width D = FFN width (default %d)\n"
                    "  --layers N          S-Mamba layers (default %d)\n"
                    "  --d-state N         S-Mamba state size (default %d)\n"
+                   "  --dropout P         S-Mamba dropout while training (default %g)\n"
                    "  --max-train N       training windows per epoch, random subset (default 0 = all)\n"
                    "  --time-budget S     per-model training time cap in seconds (default 0 = none)\n"
                    "  --seed N            random seed (default %llu)\n"
                    "  --data-dir DIR      where the data sets are (default: the data search path)\n"
                    "  --json              one JSON object per result line\n",
-                   epochs, lr, sm.D, sm.n_layer, sm.d_state, seed);
+                   epochs, lr, sm.D, sm.n_layer, sm.d_state, sm.dropout, seed);
             return 0;
         } else if (!strcmp(a, "--datasets")) {
             if (!v) return fprintf(stderr, "mambakit: --datasets needs a value\n"), 2;
@@ -659,6 +661,10 @@ int cmd_bench_ts(int argc, char **argv) {
         } else if (!strcmp(a, "--d-state")) {
             if (cli_int(a, v, 1, 64, &x)) return 2;
             sm.d_state = (int)x, i++;
+        } else if (!strcmp(a, "--dropout")) {
+            double dp;
+            if (cli_float(a, v, 0, 0.9, &dp)) return 2;
+            sm.dropout = (float)dp, i++;
         } else if (!strcmp(a, "--lr")) {
             if (cli_float(a, v, 1e-7, 1, &lr)) return 2;
             i++;
@@ -679,8 +685,8 @@ int cmd_bench_ts(int argc, char **argv) {
     ts_blas_single();
     int kinds[4] = {TS_MODEL_SMAMBA, TS_MODEL_DLINEAR, TS_MODEL_SNAIVE, TS_MODEL_NAIVE}, any = 0;
     if (!json)
-        printf("# bench ts: %d threads, S-Mamba D=%d layers=%d d_state=%d lr=%g epochs<=%ld\n", mk_num_threads(), sm.D,
-               sm.n_layer, sm.d_state, lr, epochs);
+        printf("# bench ts: %d threads, S-Mamba D=%d layers=%d d_state=%d dropout=%g lr=%g epochs<=%ld\n",
+               mk_num_threads(), sm.D, sm.n_layer, sm.d_state, sm.dropout, lr, epochs);
     for (int d = 0; d < N_BENCH_SETS; d++) {
         const bench_set *b = &BENCH_SETS[d];
         if (!in_list(sets, b->name)) continue;

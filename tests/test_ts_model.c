@@ -80,8 +80,11 @@ static void test_revin(void) {
                 "max |denorm(norm(x)) - x| %.2g, |mean| %.2g, |var-1| %.2g", md, mu_max, var_err);
 }
 
-/* loss = sum(pred * w) in double, so d loss / d pred = w */
+/* loss = sum(pred * w) in double, so d loss / d pred = w. With dropout on,
+ * every call replays the same masks (the rng state is restored). */
+static mk_rng probe_rng;
 static double probe_loss(ts_model *m, const float *x, const float *mark, const float *w, float *pred, int B) {
+    if (m->kind == TS_MODEL_SMAMBA) m->smamba.rng = probe_rng;
     ts_model_predict(m, pred, x, mark, B);
     double s = 0;
     for (int i = 0; i < B * m->H * m->C; i++) s += (double)pred[i] * w[i];
@@ -141,8 +144,17 @@ static void test_gradients(void) {
     mk_rng r;
     mk_rng_seed(&r, 2);
     for (size_t i = 0; i < m.p.total; i++) m.p.data[i] += 0.05f * mk_rng_normal(&r);
+    mk_rng_seed(&probe_rng, 9);
     grad_check(&m, "smamba_grad_fd", 2, 4);
     ts_model_free(&m);
+    /* the same with dropout masks (training mode) */
+    c.dropout = 0.3f;
+    if (ts_model_create(&m, TS_MODEL_SMAMBA, &c, 8, 4, 3, 2, 0, 7) == 0) {
+        for (size_t i = 0; i < m.p.total; i++) m.p.data[i] += 0.05f * mk_rng_normal(&r);
+        m.smamba.training = 1;
+        grad_check(&m, "smamba_dropout_grad_fd", 2, 4);
+        ts_model_free(&m);
+    }
     if (ts_model_create(&m, TS_MODEL_DLINEAR, NULL, 30, 5, 2, 0, 0, 7) == 0) {
         grad_check(&m, "dlinear_grad_fd", 3, 6);
         ts_model_free(&m);

@@ -204,6 +204,7 @@ int ts_model_create(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H
         if (ts_smamba_declare(&m->smamba, &m->p, &c)) return -1;
         mk_params_alloc(&m->p);
         ts_smamba_init(&m->smamba, &rng);
+        mk_rng_seed(&m->smamba.rng, seed ^ 0xd50b0a7ULL);
     } else if (kind == TS_MODEL_DLINEAR) {
         if (ts_dlinear_declare(&m->dlinear, &m->p, L, H, C, L >= 25 ? 25 : (L % 2 ? L : L - 1))) return -1;
         mk_params_alloc(&m->p);
@@ -312,7 +313,9 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
                 ts_window(s, tr, perm[w0 + b], L, H, x + (size_t)b * L * C, y + (size_t)b * H * C,
                           mk ? mk + (size_t)b * L * F : NULL);
             mk_params_zero_grad(&m->p);
+            m->smamba.training = 1;
             ts_model_predict(m, pr, x, mk, B);
+            m->smamba.training = 0;
             float loss = mse_forward_backward(dp, pr, y, (size_t)B * H * C, 1.f);
             if (m->kind == TS_MODEL_SMAMBA) ts_smamba_backward(&m->smamba, dp);
             else ts_dlinear_backward(&m->dlinear, dp);

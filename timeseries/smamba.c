@@ -18,7 +18,8 @@ typedef struct {
     float *in;            /* (M, D) layer input */
     float *h;             /* (M, D) after the Mamba residual */
     float *n1, *mean1, *rstd1; /* (M, D), (M), (M) */
-    float *a1, *g1;       /* (M, Fd) FFN pre-activation and GELU output */
+    float *a1, *g1;       /* (M, Fd) FFN pre-activation and GELU output (after dropout) */
+    float *mask_g, *mask_f; /* (M, Fd), (M, D) dropout masks */
     float *r2;            /* (M, D) n1 + FFN */
     float *out, *mean2, *rstd2; /* (M, D) LN2 output */
 } sm_layer;
@@ -27,7 +28,8 @@ typedef struct {
     float *rmean, *rstd; /* (B, C) RevIN statistics */
     float *xn;           /* (B, L, C) */
     float *tok;          /* (M, L) */
-    float *e0;           /* (M, D) embedding */
+    float *e0;           /* (M, D) embedding (after dropout) */
+    float *mask_e;       /* (M, D) */
     sm_layer *ly;        /* n_layer */
     float *zf, *meanf, *rstdf; /* (M, D), (M), (M) final LN */
     float *zv;           /* (B*C, D) variate rows */
@@ -50,8 +52,8 @@ static void sm_layout(ts_smamba *m, sm_acts *a, int B) {
     const ts_smamba_cfg *c = &m->cfg;
     const size_t T = (size_t)c->C + c->F, M = (size_t)B * T, D = c->D, Fd = c->d_ff, L = c->L, H = c->H;
     const size_t BC = (size_t)B * c->C;
-    size_t need = 2 * BC + (size_t)B * L * c->C + M * L + M * D +
-                  (size_t)c->n_layer * (M * D * 5 + 4 * M + 2 * M * Fd) + M * D + 2 * M + BC * D + BC * H +
+    size_t need = 2 * BC + (size_t)B * L * c->C + M * L + 2 * M * D +
+                  (size_t)c->n_layer * (M * D * 6 + 4 * M + 3 * M * Fd) + M * D + 2 * M + BC * D + BC * H +
                   3 * M * D + M * Fd + BC * D + BC * H;
     if (B > m->cap_B) {
         free(m->buf);
@@ -65,6 +67,7 @@ static void sm_layout(ts_smamba *m, sm_acts *a, int B) {
     carve(&a->xn, &p, (size_t)B * L * c->C);
     carve(&a->tok, &p, M * L);
     carve(&a->e0, &p, M * D);
+    carve(&a->mask_e, &p, M * D);
     for (int l = 0; l < c->n_layer; l++) {
         sm_layer *y = &a->ly[l];
         carve(&y->h, &p, M * D);
@@ -73,6 +76,8 @@ static void sm_layout(ts_smamba *m, sm_acts *a, int B) {
         carve(&y->rstd1, &p, M);
         carve(&y->a1, &p, M * Fd);
         carve(&y->g1, &p, M * Fd);
+        carve(&y->mask_g, &p, M * Fd);
+        carve(&y->mask_f, &p, M * D);
         carve(&y->r2, &p, M * D);
         carve(&y->out, &p, M * D);
         carve(&y->mean2, &p, M);
@@ -201,6 +206,8 @@ void ts_smamba_forward(ts_smamba *m, float *pred, const float *x, const float *m
         }
     }
     linear_forward(a.e0, a.tok, mk_param(p, m->emb_w), mk_param(p, m->emb_b), M, L, D);
+    const int drop = m->drop_on = m->training && c->dropout > 0;
+    if (drop) dropout_forward(a.e0, a.mask_e, a.e0, (size_t)M * D, c->dropout, &m->rng);
     const int *const ord[2] = {m->orders[0], m->orders[1]};
     for (int l = 0; l < c->n_layer; l++) {
         sm_layer *y = &ly[l];
@@ -209,7 +216,9 @@ void ts_smamba_forward(ts_smamba *m, float *pred, const float *x, const float *m
                           1e-5f);
         linear_forward(y->a1, y->n1, mk_param(p, m->ff1_w[l]), mk_param(p, m->ff1_b[l]), M, D, Fd);
         gelu_forward(y->g1, y->a1, (size_t)M * Fd);
+        if (drop) dropout_forward(y->g1, y->mask_g, y->g1, (size_t)M * Fd, c->dropout, &m->rng);
         linear_forward(y->r2, y->g1, mk_param(p, m->ff2_w[l]), mk_param(p, m->ff2_b[l]), M, Fd, D);
+        if (drop) dropout_forward(y->r2, y->mask_f, y->r2, (size_t)M * D, c->dropout, &m->rng);
         vec_acc(y->r2, y->n1, (size_t)M * D);
         layernorm_forward(y->out, y->mean2, y->rstd2, y->r2, mk_param(p, m->ln2_w[l]), mk_param(p, m->ln2_b[l]), M,
                           D, 1e-5f);
@@ -262,10 +271,14 @@ void ts_smamba_backward(ts_smamba *m, const float *dpred) {
         /* r2 = n1 + ffn(n1): d1 = d(n1) */
         memcpy(a.d1, a.d3, sizeof(float) * (size_t)M * D);
         memset(a.dff, 0, sizeof(float) * (size_t)M * Fd);
+        if (m->drop_on) /* r2 = n1 + drop(f): d(f) = d3 * mask_f (d1 already holds d(n1)) */
+            for (size_t i = 0; i < (size_t)M * D; i++) a.d3[i] *= y->mask_f[i];
         linear_backward(a.dff, mk_grad(p, m->ff2_w[l]), mk_grad(p, m->ff2_b[l]), a.d3, y->g1,
                         mk_param(p, m->ff2_w[l]), M, Fd, D);
         /* gelu backward accumulates: reuse a1's gradient in place via a temp pass */
         float *dg = a.dff;
+        if (m->drop_on)
+            for (size_t i = 0; i < (size_t)M * Fd; i++) dg[i] *= y->mask_g[i];
         for (size_t i = 0; i < (size_t)M * Fd; i++) {
             float xx = y->a1[i];
             float cdf = 0.5f * (1.f + erff(xx * 0.70710678118f));
@@ -282,5 +295,7 @@ void ts_smamba_backward(ts_smamba *m, const float *dpred) {
         memset(a.d2, 0, sizeof(float) * (size_t)M * D);
         mamba_backbone_backward(&m->mamba[l], &m->macts[l], a.d2, a.d3);
     }
+    if (m->drop_on)
+        for (size_t i = 0; i < (size_t)M * D; i++) a.d2[i] *= a.mask_e[i];
     linear_backward(NULL, mk_grad(p, m->emb_w), mk_grad(p, m->emb_b), a.d2, a.tok, mk_param(p, m->emb_w), M, L, D);
 }

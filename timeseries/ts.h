@@ -133,6 +133,7 @@ const char *ts_model_name(int kind);
 typedef struct {
     int L, H, C, F;
     int D, n_layer, d_ff, d_state, d_conv, expand;
+    float dropout; /* after the embedding, the FFN activation and the FFN output (training only) */
 } ts_smamba_cfg;
 
 /* S-Mamba (Wang et al. 2024, "Is Mamba Effective for Time Series
@@ -156,6 +157,9 @@ typedef struct {
     /* activations of the last forward (capacity in windows) */
     int cap_B, B;
     float *buf;
+    int training; /* dropout on (set by the training harness) */
+    int drop_on;  /* the last forward used dropout masks */
+    mk_rng rng;   /* dropout masks */
 } ts_smamba;
 
 /* Declare into p (already initialised, not allocated). 0 or -1 + mk_error. */
