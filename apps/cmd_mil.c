@@ -33,7 +33,7 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --d-model D         instance embedding width (default %d)\n"
             "  --attn-hidden H     attention hidden width (default %d)\n"
             "  --layers N          SR-Mamba layers (default %d)\n"
-            "  --stride R          SR interleave stride (default %d)\n"
+            "  --stride R          SR interleave stride; 0 = plain Mamba without SR (default %d)\n"
             "  --d-state N         SSM state size (default %d)\n"
             "  --gated-attention   gated attention pooling for the mamba model (default off)\n"
             "  --dropout P         dropout on instance embeddings (default %g)\n"
@@ -86,7 +86,7 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
     INTOPT("--d-model", 1, 4096, o->c.D)
     INTOPT("--attn-hidden", 1, 4096, o->c.H)
     INTOPT("--layers", 0, 32, o->c.n_layer)
-    INTOPT("--stride", 1, 1000000, o->c.stride)
+    INTOPT("--stride", 0, 1000000, o->c.stride)
     INTOPT("--d-state", 1, 64, o->c.d_state)
     FLTOPT("--dropout", 0, 0.95, o->c.dropout)
     INTOPT("--epochs", 0, 100000, o->t.epochs)

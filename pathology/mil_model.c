@@ -32,7 +32,7 @@ void mil_cfg_default(mil_cfg *c, int type, int F) {
 int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
     memset(m, 0, sizeof *m);
     if (c->type < 0 || c->type >= MIL_NTYPES || c->F < 1 || c->F > MIL_MAX_FEATURES || c->D < 1 || c->D > 4096 ||
-        c->H < 1 || c->H > 4096 || c->n_layer < 0 || c->n_layer > 32 || c->stride < 1 || c->d_state < 1 ||
+        c->H < 1 || c->H > 4096 || c->n_layer < 0 || c->n_layer > 32 || c->stride < 0 || c->d_state < 1 ||
         !(c->dropout >= 0 && c->dropout < 1)) {
         mk_error("invalid MIL model config (type %d, F %d, D %d, H %d, layers %d, stride %d, d_state %d)", c->type,
                  c->F, c->D, c->H, c->n_layer, c->stride, c->d_state);
@@ -50,7 +50,7 @@ int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
         mamba_cfg mc;
         mamba_cfg_default(&mc, D, c->n_layer);
         mc.d_state = c->d_state;
-        mc.n_dir = 2;
+        mc.n_dir = c->stride > 0 ? 2 : 1; /* stride 0: plain Mamba, no SR branch (ablation) */
         mc.merge = MK_MERGE_SUM;
         mc.norm = MK_NORM_LN;
         mc.final_norm = 1;
@@ -172,7 +172,7 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
     relu_forward(m->e, m->e_pre, LD);
     if (training && c->dropout > 0) dropout_forward(m->e, m->dmask, m->e, LD, c->dropout, &m->rng);
     if (m->has_bb) {
-        mil_order_interleave(m->ord, L, c->stride);
+        if (c->stride > 0) mil_order_interleave(m->ord, L, c->stride);
         const int *orders[2] = {NULL, m->ord};
         mamba_backbone_forward(&m->bb, &m->acts, m->h, m->e, 1, L, orders, training, &m->rng);
     } else {
@@ -523,7 +523,7 @@ int mil_model_load(mil_model *m, const char *path) {
         mk_error("%s", msg);
         return -1;
     }
-    if (F < 1 || F > MIL_MAX_FEATURES || D < 1 || D > 4096 || H < 1 || H > 4096 || nl < 0 || nl > 32 || st < 1 ||
+    if (F < 1 || F > MIL_MAX_FEATURES || D < 1 || D > 4096 || H < 1 || H > 4096 || nl < 0 || nl > 32 || st < 0 ||
         st > 1000000 || ds < 1 || ds > 64) {
         mk_error("%s: model config out of range", path);
         return -1;

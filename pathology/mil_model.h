@@ -34,7 +34,7 @@ typedef struct {
     int type;
     int F, D, H;  /* features, width, attention hidden */
     int n_layer;  /* SR-Mamba layers (MIL_MAMBA) */
-    int stride;   /* R of the interleave order */
+    int stride;   /* R of the interleave order; 0 = no SR branch (plain Mamba, G = 1) */
     int d_state;  /* N */
     int gated;    /* gated attention pooling for MIL_MAMBA */
     float dropout;
