@@ -304,7 +304,7 @@ usage:
 typedef struct {
     const char *data_dir, *out, *ckpt, *resume, *init, *device;
     long epochs, batch, d_model, layers, d_state, expand, patch, kernel, val, limit, seed, shift, threads_unused;
-    long ckpt_every, stem, total_steps;
+    long ckpt_every, stem, total_steps, steps;
     double budget;
     double lr, wd, warmup, smooth, drop_path, shuffle_p, time_limit, min_lr;
     int order, head, flip;
@@ -371,6 +371,7 @@ static void train_help(void) {
            "  --shuffle P        stochastic layer-wise token shuffle, max probability (default %g)\n"
            "optimisation:\n"
            "  --epochs N         (default %ld)\n"
+           "  --steps N          instead of --epochs: total optimiser steps (default: from --epochs)\n"
            "  --budget MIN       instead of --epochs: size the run (cosine schedule included) to\n"
            "                     about MIN minutes from the speed of its first steps (default: off)\n"
            "  --batch B          (default %ld)\n"
@@ -416,7 +417,7 @@ static int parse_train(train_opts *o, int argc, char **argv) {
             {"--val", &o->val, 0, 0, 30000, 0, 0},            {"--limit", &o->limit, 0, 0, 60000, 0, 0},
             {"--seed", &o->seed, 0, 0, 1L << 40, 0, 0},       {"--shift", &o->shift, 0, 0, 8, 0, 0},
             {"--ckpt-every", &o->ckpt_every, 0, 1, 1L << 30, 0, 0},
-            {"--stem", &o->stem, 0, 0, 256, 0, 0},            {"--budget", 0, &o->budget, 0, 0, 0, 1e6},
+            {"--stem", &o->stem, 0, 0, 256, 0, 0},            {"--steps", &o->steps, 0, 1, 1L << 40, 0, 0},            {"--budget", 0, &o->budget, 0, 0, 0, 1e6},
             {"--lr", 0, &o->lr, 0, 0, 1e-7, 1},               {"--wd", 0, &o->wd, 0, 0, 0, 10},
             {"--warmup", 0, &o->warmup, 0, 0, 0, 1000},       {"--smooth", 0, &o->smooth, 0, 0, 0, 0.9},
             {"--drop-path", 0, &o->drop_path, 0, 0, 0, 0.9},  {"--shuffle", 0, &o->shuffle_p, 0, 0, 0, 1},
@@ -611,7 +612,8 @@ int cmd_train_vision(int argc, char **argv) {
     use_device(&m, dev);
     const int B = (int)o.batch;
     const long spe = (n_train + B - 1) / B; /* steps per epoch, last batch partial */
-    if (!o.resume) o.total_steps = spe * o.epochs;
+    if (!o.resume) o.total_steps = o.steps > 0 ? o.steps : spe * o.epochs;
+    if (!o.resume && o.steps > 0) o.epochs = (o.steps + spe - 1) / spe;
     long total = o.total_steps;
     const int sizing = !o.resume && o.budget > 0; /* total fixed after the first steps */
     mk_adamw_cfg oc = mk_adamw_defaults((float)o.lr, total);
