@@ -9,6 +9,8 @@
 //   v2  the library kernel (core/cuda/scan.cu): N/4 lanes per channel (4
 //       states each, y summed by shuffles), 8 steps loaded ahead, softplus /
 //       silu / store spread over the lanes. 128 threads.
+//   v3  v2 + B/C of each 8-step chunk staged in shared memory, the next
+//       chunk's loads in flight during the current one's compute (below).
 // Backward: the library kernel (checkpoint sweep + chunked recomputation).
 //
 // usage: scan_lab [--quick] [--csv FILE]
@@ -61,6 +63,116 @@ __global__ void scan_fwd_v1(float *out, const float *u, const float *delta, cons
         }
         float zv = z[i];
         out[i] = (y + Dv * uu) * zv / (1.f + __expf(-zv));
+    }
+}
+
+// ---------------------------------------------------------------- v3
+// v2 measured latency-bound (0.8 us per step per warp on an H100, 8 % of the
+// DRAM floor): B[t], C[t] were loaded inside the step loop behind a branch,
+// and each 8-step chunk waited for its own u/delta/z loads. v3:
+//   - B/C of a chunk staged once in shared memory (one float4 per thread),
+//   - the next chunk's u, delta, z, B, C loaded into registers while the
+//     current chunk computes (double buffering), no branch in the step loop.
+// Same lane split and epilogue as v2. (Written after the only GPU run of this
+// session: not yet measured; the lab validates it against the CPU.)
+template <int P>
+__device__ __forceinline__ float v3_pick(const float (&a)[8], int j0, int p) {
+    float r = a[j0 < 8 ? j0 : 7];
+#pragma unroll
+    for (int q = 1; q < P; q++)
+        if (p == q && j0 + q < 8) r = a[j0 + q];
+    return r;
+}
+
+template <int P>
+__global__ void __launch_bounds__(128) scan_fwd_v3(float *__restrict__ out, const float *__restrict__ u,
+                                                   const float *__restrict__ delta, const float *__restrict__ A,
+                                                   const float *__restrict__ Bm, const float *__restrict__ Cm,
+                                                   const float *__restrict__ D, const float *__restrict__ z,
+                                                   const float *__restrict__ delta_bias, int L, int E) {
+    constexpr int N = 4 * P, CPB = 128 / P, TF = 8, NQ = TF * 2 * P; // float4 quads of B and C per chunk
+    constexpr int QPT = (NQ + 127) / 128;                          // quads per thread
+    __shared__ float4 sBC[2][TF][2 * P];
+    const int tid = threadIdx.x, lane = tid & 31, p = tid % P;
+    const int e = blockIdx.x * CPB + tid / P, b = blockIdx.y;
+    const bool ok = e < E;
+    const int ec = ok ? e : E - 1, base = lane & ~(P - 1);
+    const size_t row0 = (size_t)b * L;
+    float A2[4], h[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int k = 0; k < 4; k++) A2[k] = A[(size_t)ec * N + 4 * p + k] * 1.4426950408889634f;
+    const float bias = delta_bias[ec], Dv = D[ec];
+    float nu[TF], nd[TF], nz[TF];
+    float4 nq[QPT];
+    auto fetch = [&](int t0) {
+#pragma unroll
+        for (int j = 0; j < TF; j++) {
+            int t = min(t0 + j, L - 1);
+            size_t i = (row0 + t) * E + ec;
+            nu[j] = u[i];
+            nd[j] = delta[i];
+            nz[j] = z[i];
+        }
+#pragma unroll
+        for (int k = 0; k < QPT; k++) {
+            int q = tid + 128 * k;
+            if (q < NQ) {
+                int j = q / (2 * P), r = q % (2 * P), t = min(t0 + j, L - 1);
+                const float *src = r < P ? Bm + (row0 + t) * N + 4 * r : Cm + (row0 + t) * N + 4 * (r - P);
+                nq[k] = __ldg(reinterpret_cast<const float4 *>(src));
+            }
+        }
+    };
+    fetch(0);
+    int buf = 0;
+    for (int t0 = 0; t0 < L; t0 += TF, buf ^= 1) {
+        float uu[TF], dd[TF], zz[TF], dt[TF], y[TF];
+#pragma unroll
+        for (int j = 0; j < TF; j++) {
+            bool v = t0 + j < L && ok;
+            uu[j] = v ? nu[j] : 0.f;
+            dd[j] = nd[j] + bias;
+            zz[j] = nz[j];
+        }
+#pragma unroll
+        for (int k = 0; k < QPT; k++) {
+            int q = tid + 128 * k;
+            if (q < NQ) sBC[buf][q / (2 * P)][q % (2 * P)] = nq[k];
+        }
+        __syncthreads();
+        if (t0 + TF < L) fetch(t0 + TF); // in flight while this chunk computes
+#pragma unroll
+        for (int j0 = 0; j0 < TF; j0 += P) {
+            float r = v3_pick<P>(dd, j0, p);
+            float sp = r > 20.f ? r : log1pf(__expf(r));
+#pragma unroll
+            for (int q = 0; q < P && j0 + q < TF; q++) dt[j0 + q] = __shfl_sync(0xffffffffu, sp, base | q);
+        }
+#pragma unroll
+        for (int j = 0; j < TF; j++) {
+            float d = t0 + j < L ? dt[j] : 0.f;
+            float4 Bv = sBC[buf][j][p], Cv = sBC[buf][j][P + p];
+            float dtu = d * uu[j];
+            float e0, e1, e2, e3;
+            asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e0) : "f"(d * A2[0]));
+            asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e1) : "f"(d * A2[1]));
+            asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e2) : "f"(d * A2[2]));
+            asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e3) : "f"(d * A2[3]));
+            h[0] = e0 * h[0] + dtu * Bv.x;
+            h[1] = e1 * h[1] + dtu * Bv.y;
+            h[2] = e2 * h[2] + dtu * Bv.z;
+            h[3] = e3 * h[3] + dtu * Bv.w;
+            float ys = Cv.x * h[0] + Cv.y * h[1] + Cv.z * h[2] + Cv.w * h[3];
+#pragma unroll
+            for (int o = 1; o < P; o <<= 1) ys += __shfl_xor_sync(0xffffffffu, ys, o);
+            y[j] = ys;
+        }
+#pragma unroll
+        for (int j0 = 0; j0 < TF; j0 += P) {
+            int t = t0 + j0 + p;
+            float ys = v3_pick<P>(y, j0, p), us = v3_pick<P>(uu, j0, p), zs = v3_pick<P>(zz, j0, p);
+            if (ok && t < L && j0 + p < TF) out[(row0 + t) * E + ec] = (ys + Dv * us) * zs / (1.f + __expf(-zs));
+        }
     }
 }
 
@@ -221,6 +333,21 @@ int main(int argc, char **argv) {
             double err = rel_err(got.data(), ref.data(), BLE);
             double us = time_us(run, reps);
             row(err < 1e-4 ? "fwd_v2" : "fwd_v2!BAD", 128, us, fwd_bytes, err);
+        }
+        // v3 (lab only, N = 16: P = 4)
+        {
+            dim3 grid((E + 31) / 32, B);
+            auto run = [&] {
+                scan_fwd_v3<4><<<grid, 128, 0, (cudaStream_t)mkc_stream()>>>(out, u, dl, A, Bm, Cm, Dd, z, db, L, E);
+            };
+            CK(cudaMemset(out, 0, BLE * 4));
+            run();
+            CK(cudaStreamSynchronize((cudaStream_t)mkc_stream()));
+            CK(cudaGetLastError());
+            CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
+            double err = rel_err(got.data(), ref.data(), BLE);
+            double us = time_us(run, reps);
+            row(err < 1e-4 ? "fwd_v3" : "fwd_v3!BAD", 128, us, fwd_bytes, err);
         }
         // backward (library); validated against the CPU backward on du at L <= 2048
         {
