@@ -76,6 +76,12 @@ class Dir(nn.Module):
         self.A_log = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(E, 1))
         self.D = nn.Parameter(torch.ones(E))
         self.R, self.N = R, N
+        # mamba_ssm / core/mamba.c init: dt_proj.weight U(+-R^-0.5), dt bias = softplus^-1(dt),
+        # dt = exp(U(log 1e-3, log 1e-1)) (without it dt ~ 0.7 and the chunked scan's exp(-cum) overflows)
+        with torch.no_grad():
+            nn.init.uniform_(self.dt_proj.weight, -R ** -0.5, R ** -0.5)
+            dt = torch.exp(torch.rand(E) * (math.log(1e-1) - math.log(1e-3)) + math.log(1e-3)).clamp(min=1e-4)
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 
     def forward(self, x, z, scan):
         L = x.shape[1]
@@ -111,6 +117,9 @@ class Backbone(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([Layer(D, G=G) for _ in range(NL)])
         self.norm_f = RMSNorm(D)
+        with torch.no_grad():  # GPT-2 style residual rescale, as core/mamba.c
+            for l in self.layers:
+                l.out_proj.weight.mul_(1 / math.sqrt(NL))
 
     def forward(self, x, scan):
         for l in self.layers:
