@@ -229,19 +229,20 @@ int cmd_classify(int argc, char **argv) {
     const int K = c->n_class;
     if (top == 0 || top > K) top = K;
 
-    /* expand directories; a directory with no images is itself an error */
+    /* expand directories; a directory with no images is itself an error, kept
+     * in place in the list (an entry starting with '\1' is a message) so the
+     * report follows the order of the arguments */
     strlist files = {0};
     int failed = 0;
     for (int i = 0; i < inputs.n; i++) {
         struct stat st;
         if (stat(inputs.v[i], &st) == 0 && S_ISDIR(st.st_mode)) {
             int n = expand_dir(&files, inputs.v[i]);
-            if (n < 0) {
-                fprintf(stderr, "mambakit: %s: cannot read directory: %s\n", inputs.v[i], strerror(errno));
-                failed++;
-            } else if (n == 0) {
-                fprintf(stderr, "mambakit: %s: directory has no image files\n", inputs.v[i]);
-                failed++;
+            char msg[4200];
+            if (n <= 0) {
+                if (n < 0) snprintf(msg, sizeof msg, "\1%s: cannot read directory: %s", inputs.v[i], strerror(errno));
+                else snprintf(msg, sizeof msg, "\1%s: directory has no image files", inputs.v[i]);
+                sl_push(&files, msg);
             }
         } else {
             sl_push(&files, inputs.v[i]);
@@ -255,6 +256,11 @@ int cmd_classify(int argc, char **argv) {
     float *prob = mk_malloc(sizeof(float) * K);
     int *rank = mk_malloc(sizeof(int) * K);
     for (int i = 0; i < files.n; i++) {
+        if (files.v[i][0] == '\1') {
+            fprintf(stderr, "mambakit: %s\n", files.v[i] + 1);
+            failed++;
+            continue;
+        }
         if (vision_prepare_file(&m, files.v[i], img)) {
             fprintf(stderr, "mambakit: %s\n", mk_last_error());
             failed++;
