@@ -2,6 +2,9 @@
  * next H steps), `mambakit train forecast` (fit and save a model) and
  * `mambakit bench ts` (the literature's long-horizon protocol). */
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +16,17 @@
 
 #define MAX_TARGETS 256
 
-/* The GEMMs here are small (tens to hundreds of rows): OpenBLAS threads only
- * spin, and on a shared machine they cost more than they give. */
+/* The GEMMs and elementwise loops here are small (hundreds of rows), so
+ * threads mostly wait on each other; on a crowded machine spinning OpenMP and
+ * OpenBLAS threads cost far more than they give (a test fit took 68 s with 2
+ * threads vs 10 s with 1 at load 10 on 2 cores). Default: 1 thread; --threads N. */
 void openblas_set_num_threads(int num_threads); /* OpenBLAS, linked into everything */
-static void ts_blas_single(void) { openblas_set_num_threads(1); }
+static void ts_threads(long n) {
+    openblas_set_num_threads(1);
+#ifdef _OPENMP
+    omp_set_num_threads(n > 0 ? (int)n : 1);
+#endif
+}
 
 /* The S-Mamba size used by `forecast` and `train forecast`: small enough to
  * fit ETTh1-sized data (17k rows x 7 columns) in well under a minute on 2
@@ -30,7 +40,7 @@ typedef struct {
     const char *csv, *out, *plot, *save, *model;
     const char *targets[MAX_TARGETS];
     int n_targets;
-    long horizon, lookback, epochs;
+    long horizon, lookback, epochs, threads;
     int horizon_set, json, quiet;
     unsigned long long seed;
     double budget, lr;
@@ -68,8 +78,10 @@ static void fc_help(const fc_opts *o, int train) {
            "  --lr X             S-Mamba learning rate (default %g)\n"
            "  --d-model N        S-Mamba width (default %d)\n"
            "  --layers N         S-Mamba layers (default %d)\n"
-           "  --seed N           random seed (default %llu)\n",
-           o->horizon, o->lookback, o->model, o->epochs, o->budget, o->lr, o->sm.D, o->sm.n_layer, o->seed);
+           "  --seed N           random seed (default %llu)\n"
+           "  --threads N        OpenMP threads (default %ld; the work is too fine-grained to gain much)\n",
+           o->horizon, o->lookback, o->model, o->epochs, o->budget, o->lr, o->sm.D, o->sm.n_layer, o->seed,
+           o->threads);
     if (train)
         printf("  -o FILE            where to save the model (required)\n");
     else
@@ -84,6 +96,7 @@ static void fc_help(const fc_opts *o, int train) {
 /* 0 ok, 1 help printed, 2 usage error */
 static int fc_parse(fc_opts *o, int argc, char **argv, int train) {
     memset(o, 0, sizeof *o);
+    o->threads = 1;
     o->horizon = 24, o->lookback = 96, o->epochs = 10, o->seed = 1, o->budget = 45, o->lr = 5e-4;
     o->model = train ? "smamba" : "auto";
     fc_smamba_default(&o->sm);
@@ -102,6 +115,9 @@ static int fc_parse(fc_opts *o, int argc, char **argv, int train) {
             i++;
         } else if (!strcmp(a, "--epochs")) {
             if (cli_int(a, v, 1, 1000, &o->epochs)) return 2;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_int(a, v, 1, 256, &o->threads)) return 2;
             i++;
         } else if (!strcmp(a, "--d-model")) {
             if (cli_int(a, v, 2, 4096, &x)) return 2;
@@ -489,7 +505,7 @@ int cmd_forecast(int argc, char **argv) {
     fc_opts o;
     int r = fc_parse(&o, argc, argv, 0);
     if (r) return r == 1 ? 0 : 2;
-    ts_blas_single();
+    ts_threads(o.threads);
     int q0 = mk_quiet;
     if (o.quiet) mk_quiet = 1;
     fc_state st;
@@ -531,7 +547,7 @@ int cmd_train_forecast(int argc, char **argv) {
     fc_opts o;
     int r = fc_parse(&o, argc, argv, 1);
     if (r) return r == 1 ? 0 : 2;
-    ts_blas_single();
+    ts_threads(o.threads);
     int q0 = mk_quiet;
     if (o.quiet) mk_quiet = 1;
     fc_state st;
@@ -601,7 +617,7 @@ static int in_list(const char *list, const char *name) {
 
 int cmd_bench_ts(int argc, char **argv) {
     const char *sets = NULL, *hz = NULL, *models = "smamba,dlinear,snaive,naive", *data_dir = NULL;
-    long epochs = 10, max_win = 0, threads = 0;
+    long epochs = 10, max_win = 0, threads = 1;
     double lr = 5e-4, budget = 0;
     int json = 0;
     unsigned long long seed = 1;
@@ -630,9 +646,10 @@ int cmd_bench_ts(int argc, char **argv) {
                    "  --max-train N       training windows per epoch, random subset (default 0 = all)\n"
                    "  --time-budget S     per-model training time cap in seconds (default 0 = none)\n"
                    "  --seed N            random seed (default %llu)\n"
+                   "  --threads N         OpenMP threads (default %ld)\n"
                    "  --data-dir DIR      where the data sets are (default: the data search path)\n"
                    "  --json              one JSON object per result line\n",
-                   epochs, lr, sm.D, sm.n_layer, sm.d_state, sm.dropout, seed);
+                   epochs, lr, sm.D, sm.n_layer, sm.d_state, sm.dropout, seed, threads);
             return 0;
         } else if (!strcmp(a, "--datasets")) {
             if (!v) return fprintf(stderr, "mambakit: --datasets needs a value\n"), 2;
@@ -648,6 +665,9 @@ int cmd_bench_ts(int argc, char **argv) {
             data_dir = v, i++;
         } else if (!strcmp(a, "--epochs")) {
             if (cli_int(a, v, 1, 1000, &epochs)) return 2;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if (cli_int(a, v, 1, 256, &threads)) return 2;
             i++;
         } else if (!strcmp(a, "--max-train")) {
             if (cli_int(a, v, 0, 100000000, &max_win)) return 2;
@@ -681,8 +701,7 @@ int cmd_bench_ts(int argc, char **argv) {
             return 2;
         }
     }
-    (void)threads;
-    ts_blas_single();
+    ts_threads(threads);
     int kinds[4] = {TS_MODEL_SMAMBA, TS_MODEL_DLINEAR, TS_MODEL_SNAIVE, TS_MODEL_NAIVE}, any = 0;
     if (!json)
         printf("# bench ts: %d threads, S-Mamba D=%d layers=%d d_state=%d dropout=%g lr=%g epochs<=%ld\n",

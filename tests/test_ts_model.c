@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "core/util.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "tests/test.h"
 #include "timeseries/ts.h"
 
@@ -211,7 +214,13 @@ static void test_etth1(void) {
     ts_table_free(&t);
 }
 
+void openblas_set_num_threads(int num_threads); /* small GEMMs: threads only spin */
+
 int main(void) {
+    openblas_set_num_threads(1);
+#ifdef _OPENMP
+    omp_set_num_threads(1); /* deterministic and immune to a crowded machine; speed is not tested here */
+#endif
     test_baselines();
     test_dlinear_hand();
     test_revin();
