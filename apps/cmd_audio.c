@@ -55,7 +55,7 @@ static int load_model(audio_enhancer *m, const char *path, int stream) {
 
 typedef struct {
     int steps, batch, d_model, n_layer, causal, n_espeak, ckpt_every;
-    float seconds, lr;
+    float seconds, lr, sisdr_w;
     unsigned long long seed;
     const char *out, *resume, *data_dir, *cache;
     double time_limit; /* minutes, 0 = none */
@@ -63,7 +63,7 @@ typedef struct {
 
 int cmd_train_enhance(int argc, char **argv) {
     train_opts o = {.steps = 3000, .batch = 16, .d_model = 64, .n_layer = 3, .causal = 0, .n_espeak = 200,
-                    .ckpt_every = 200, .seconds = 1.0f, .lr = 2e-3f, .seed = 1, .out = NULL, .resume = NULL,
+                    .ckpt_every = 200, .seconds = 1.0f, .lr = 2e-3f, .sisdr_w = 0.005f, .seed = 1, .out = NULL, .resume = NULL,
                     .data_dir = NULL, .cache = "build/espeak_cache", .time_limit = 0};
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -89,10 +89,11 @@ int cmd_train_enhance(int argc, char **argv) {
                    "  --data-dir DIR    data root (default: the data search path)\n"
                    "  --ckpt-every N    checkpoint every N steps (default %d)\n"
                    "  --resume FILE     continue from a checkpoint (model, optimiser and step)\n"
+                   "  --sisdr-weight X  weight of the waveform -SI-SDR (dB) term added to the spectral loss (default %g)\n"
                    "  --time-limit MIN  fit the schedule to MIN minutes (measured after 20 steps) and stop then\n"
                    "  --json            print the final summary as JSON\n",
                    o.steps, o.batch, o.seconds, o.lr, o.d_model, o.n_layer, o.seed, o.n_espeak, o.cache,
-                   o.ckpt_every);
+                   o.ckpt_every, o.sisdr_w);
             return 0;
         }
 #define INTOPT(name, field, lo, hi)                 \
@@ -116,6 +117,11 @@ int cmd_train_enhance(int argc, char **argv) {
         else if (!strcmp(a, "--lr")) {
             if (cli_float(a, v, 1e-7, 1.0, &f)) return 2;
             o.lr = (float)f;
+            i++;
+        }
+        else if (!strcmp(a, "--sisdr-weight")) {
+            if (cli_float(a, v, 0, 10, &f)) return 2;
+            o.sisdr_w = (float)f;
             i++;
         }
         else if (!strcmp(a, "--seconds")) {
@@ -179,10 +185,11 @@ int cmd_train_enhance(int argc, char **argv) {
     ac.weight_decay = 0.01f;
     audio_train_ws w;
     audio_train_ws_init(&w);
+    w.sisdr_weight = o.sisdr_w;
     mk_rng rng;
     mk_rng_seed(&rng, o.seed * 7919 + (unsigned long long)m.p.step);
     mk_progress pr;
-    double t0 = mk_time(), ema = 0;
+    double t0 = mk_time(), ema = 0, sis = 0;
     int rc = 0;
     long start = m.p.step;
     mk_progress_start(&pr, o.causal ? "train enhance (stream)" : "train enhance", o.steps - start);
@@ -204,13 +211,15 @@ int cmd_train_enhance(int argc, char **argv) {
             if (fit < o.steps) {
                 o.steps = (int)(fit > m.p.step + 1 ? fit : m.p.step + 1);
                 ac.total = o.steps;
+                ac.warmup = (o.steps - start) / 50 + 1 < ac.warmup ? (o.steps - start) / 50 + 1 : ac.warmup;
                 pr.total = o.steps - start;
                 fprintf(stderr, "train enhance: %.2f steps/s: %d steps fit in %.1f min\n", rate, o.steps, o.time_limit);
             }
         }
         ema = m.p.step - start <= 1 ? loss : 0.98 * ema + 0.02 * loss;
-        char extra[64];
-        snprintf(extra, sizeof extra, "loss %.4f", ema);
+        char extra[128];
+        sis = m.p.step - start <= 1 ? w.last_sisdr : 0.98 * sis + 0.02 * w.last_sisdr;
+        snprintf(extra, sizeof extra, "loss %.4f  SI-SDR %.2f dB", ema, sis);
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "  step %ld", m.p.step);
         mk_progress_update(&pr, m.p.step - start, "steps", extra);
         int last = m.p.step >= o.steps || (o.time_limit > 0 && mk_time() - t0 > 60 * o.time_limit);
@@ -235,6 +244,7 @@ int cmd_train_enhance(int argc, char **argv) {
         int nv = 32;
         double vl = 0, di = 0;
         float *y = mk_malloc(sizeof(float) * n);
+        w.sisdr_weight = 0; /* held-out loss: the spectral part only */
         for (int k = 0; k < nv; k++) {
             audio_make_pair(&te, &tr2, noisy, clean, n, k % AUDIO_NOISE_COUNT, (float)(5 * (k % 3)), 0);
             vl += audio_enhancer_train_batch(&m, &w, noisy, clean, 1, n, 0);

@@ -285,6 +285,63 @@ void audio_enhance(audio_enhancer *m, float *y, const float *x, size_t n) {
     free(re);
 }
 
+/* Adds w->sisdr_weight * mean_b(-SI-SDR_b) to the loss: resynthesise each
+ * y_b = ISTFT(X * mask^(1/p)), and push d(-SI-SDR)/dy back through the ISTFT
+ * into w->dz. Returns the term (already weighted). With t = <y,r>/<r,r> r and
+ * e = y - t: -SI-SDR = -(10/ln 10)(ln|t|^2 - ln|e|^2), so
+ * d/dy = -(10/ln 10)(2t/|t|^2 - 2e/|e|^2). */
+static double sisdr_term(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T) {
+    const int F = m->F, N = m->cfg.n_fft, H = m->cfg.hop, P = N - H;
+    const size_t TF = (size_t)T * F;
+    const float ip = 1.f / m->cfg.power, beta = m->cfg.beta;
+    float *yre = mk_malloc(sizeof(float) * (2 * TF + 2 * n + N + 2 * F));
+    float *yim = yre + TF, *y = yim + TF, *dy = y + n, *fr = dy + n, *are = fr + N, *aim = are + F;
+    double total = 0;
+    for (int b = 0; b < B; b++) {
+        const float *xr = w->nre + b * TF, *xi = w->nim + b * TF, *mk = w->mask + b * TF, *r = clean + b * n;
+        for (size_t i = 0; i < TF; i++) {
+            float g = powf(mk[i], ip);
+            yre[i] = xr[i] * g, yim[i] = xi[i] * g;
+        }
+        audio_stft_inverse(&m->stft, y, n, yre, yim, (size_t)T);
+        double yr = 0, rr = 1e-12;
+        for (size_t i = 0; i < n; i++) yr += (double)y[i] * r[i], rr += (double)r[i] * r[i];
+        double a = yr / rr, tt = 1e-12, ee = 1e-12;
+        for (size_t i = 0; i < n; i++) {
+            double t = a * r[i], e = y[i] - t;
+            tt += t * t, ee += e * e;
+        }
+        double sisdr = 10 * log10(tt / ee);
+        total += -sisdr;
+        double k = -(10 / log(10.0)) * w->sisdr_weight / B;
+        for (size_t i = 0; i < n; i++) {
+            double t = a * r[i], e = y[i] - t;
+            dy[i] = (float)(k * (2 * t / tt - 2 * e / ee));
+        }
+        /* adjoint of the ISTFT: frame t gets rfft(window * dy / wsum) * c_k / N */
+        for (int t = 0; t < T; t++) {
+            for (int i = 0; i < N; i++) {
+                long j = (long)t * H - P + i;
+                fr[i] = j >= 0 && (size_t)j < n ? dy[j] / m->stft.wsum[(j + P) % H] : 0.f;
+            }
+            audio_stft_frame(&m->stft, are, aim, fr);
+            for (int f = 0; f < F; f++) {
+                float ck = (f == 0 || f == F - 1) ? 1.f / N : 2.f / N;
+                float dre = are[f] * ck, dim = (f == 0 || f == F - 1) ? 0.f : aim[f] * ck;
+                size_t o = (size_t)t * F + f;
+                float mv = mk[o];
+                if (mv <= 0) continue;
+                float dg = dre * xr[o] + dim * xi[o];
+                float dmask = dg * ip * powf(mv, ip - 1.f);
+                w->dz[b * TF + o] += dmask * mv * (1.f - mv / beta);
+            }
+        }
+    }
+    free(yre);
+    w->last_sisdr = (float)(-total / B);
+    return w->sisdr_weight * total / B;
+}
+
 float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
                                  size_t n, int grad) {
     const int F = m->F, D = m->cfg.d_model;
@@ -319,6 +376,7 @@ float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const flo
         float s = w->mask[i] / beta;
         w->dz[i] = de * w->c[i] * beta * s * (1 - s);
     }
+    if (w->sisdr_weight > 0) loss += BTF * sisdr_term(m, w, clean, B, n, T);
     if (grad) {
         const int M = B * T;
         if (m->skip_u >= 0) {

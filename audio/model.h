@@ -16,7 +16,9 @@
  *   y      = ISTFT(Y)
  * Loss (training): 0.7 * |c_est - c_clean|^2 + 0.3 * |c_est e^{i phi_noisy} - c_clean e^{i phi_clean}|^2,
  * averaged over all bins: the compressed magnitude and compressed complex losses
- * of SEMamba / MP-SENet, with the phase taken from the noisy input.
+ * of SEMamba / MP-SENet, with the phase taken from the noisy input; optionally
+ * plus w * (-SI-SDR) of the resynthesised waveform (gradient through the ISTFT,
+ * whose adjoint is a windowed rfft).
  *
  * The level normalisation is an exponential moving average over frames with
  * bias correction (so it is causal and the same offline and streaming); it
@@ -96,6 +98,8 @@ typedef struct {
     float *c, *feat, *cc, *cosd;        /* (B, T, F) compressed noisy, features, compressed clean, cos(phase diff) */
     float *h0, *h, *z, *mask, *dz, *dh; /* h0, h, dh (B, T, D); z, mask, dz (B, T, F) */
     int *rev;                           /* (T) reversed order */
+    float sisdr_weight;                 /* > 0: add sisdr_weight * (-SI-SDR in dB) of the waveform */
+    float last_sisdr;                   /* mean SI-SDR (dB) of the last batch when sisdr_weight > 0 */
 } audio_train_ws;
 
 void audio_train_ws_init(audio_train_ws *w);

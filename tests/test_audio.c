@@ -224,6 +224,7 @@ static void test_grad(void) {
     }
     audio_train_ws w;
     audio_train_ws_init(&w);
+    w.sisdr_weight = 0.01f; /* include the waveform SI-SDR term (gradient through the ISTFT) */
     mk_params_zero_grad(&m.p);
     audio_enhancer_train_batch(&m, &w, noisy, clean, B, n, 1);
     const char *names[] = {"in_proj.weight", "in_proj.bias", "mask.weight", "mask.bias", "mask.skip",
