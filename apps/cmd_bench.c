@@ -31,11 +31,12 @@ typedef struct {
     ssm_scan_dims d;
     float *u, *delta, *A, *Bm, *Cm, *D, *z, *bias, *out, *dout;
     float *du, *dd, *dA, *dB, *dC, *dD, *dz, *dbias;
+    float *ck; /* chunk-start states the forward keeps for the backward */
 } scan_case;
 
 static void fwd_opt(void *a) {
     scan_case *c = a;
-    ssm_scan_forward(c->out, NULL, c->u, c->delta, c->A, c->Bm, c->Cm, c->D, c->z, c->bias, NULL, c->d);
+    ssm_scan_forward_ck(c->out, NULL, c->ck, c->u, c->delta, c->A, c->Bm, c->Cm, c->D, c->z, c->bias, NULL, c->d);
 }
 static void fwd_scalar(void *a) {
     scan_case *c = a;
@@ -43,8 +44,8 @@ static void fwd_scalar(void *a) {
 }
 static void bwd_opt(void *a) {
     scan_case *c = a;
-    ssm_scan_backward(c->du, c->dd, c->dA, c->dB, c->dC, c->dD, c->dz, c->dbias, NULL, c->dout, NULL, c->u, c->delta,
-                      c->A, c->Bm, c->Cm, c->D, c->z, c->bias, NULL, c->d);
+    ssm_scan_backward_ck(c->du, c->dd, c->dA, c->dB, c->dC, c->dD, c->dz, c->dbias, NULL, c->dout, NULL, c->ck, c->u,
+                         c->delta, c->A, c->Bm, c->Cm, c->D, c->z, c->bias, NULL, c->d);
 }
 static void bwd_scalar(void *a) {
     scan_case *c = a;
@@ -83,8 +84,9 @@ static void bench_shape(int B, int E, int L, int N, int reps, int scalar_reps, i
     c.dC = mk_calloc(BLN, 4);
     c.dD = mk_calloc(E, 4);
     c.dbias = mk_calloc(E, 4);
+    c.ck = mk_calloc(ssm_scan_ck_floats(c.d), 4);
     double upd = (double)B * L * E * N;
-    double tf = time_it(fwd_opt, &c, reps), tb = time_it(bwd_opt, &c, reps);
+    double tf = time_it(fwd_opt, &c, reps), tb = time_it(bwd_opt, &c, reps); /* bwd uses fwd's ck */
     double tfs = time_it(fwd_scalar, &c, scalar_reps), tbs = time_it(bwd_scalar, &c, scalar_reps);
     if (json) {
         printf("{\"B\":%d,\"E\":%d,\"L\":%d,\"N\":%d,\"threads\":%d,\"fwd_s\":%.6f,\"bwd_s\":%.6f,"
@@ -99,7 +101,7 @@ static void bench_shape(int B, int E, int L, int N, int reps, int scalar_reps, i
         printf("  backward  optimised %8.1f ms  %6.2f G upd/s  %6.1f GFLOP/s | scalar %8.1f ms  %6.2f G upd/s | speed-up %.1fx\n",
                tb * 1e3, upd / tb * 1e-9, upd * BWD_FLOP / tb * 1e-9, tbs * 1e3, upd / tbs * 1e-9, tbs / tb);
     }
-    float *ps[] = {c.u, c.delta, c.A, c.Bm, c.Cm, c.D, c.z, c.bias, c.dout, c.out, c.du, c.dd, c.dz, c.dA, c.dB, c.dC, c.dD, c.dbias};
+    float *ps[] = {c.u, c.delta, c.A, c.Bm, c.Cm, c.D, c.z, c.bias, c.dout, c.out, c.du, c.dd, c.dz, c.dA, c.dB, c.dC, c.dD, c.dbias, c.ck};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) free(ps[i]);
 }
 

@@ -143,6 +143,7 @@ void mamba_backbone_free(mamba_backbone *m) {
 
 typedef struct {
     float *xg, *convo, *xc, *dbc, *dtin, *Bm, *Cm, *delta, *zg;
+    float *ck; /* scan chunk-start states */
 } dir_acts;
 typedef struct {
     float *h;      /* (T, D) input to the layer (residual stream) */
@@ -153,11 +154,18 @@ typedef struct {
     dir_acts dir[MK_MAX_DIR];
 } layer_acts;
 
-static size_t dir_floats(const mamba_backbone *m, size_t T) {
-    return T * (5 * (size_t)m->E + (m->R + 2 * m->N) + m->R + 2 * m->N);
+/* scan chunk-start states kept by forward for backward: (B, L/CHUNK, N, E) */
+static size_t ck_floats(const mamba_backbone *m, int B, int L) {
+    ssm_scan_dims sd = {B, L, m->E, m->N, 1};
+    return ssm_scan_ck_floats(sd);
 }
-static size_t layer_floats(const mamba_backbone *m, size_t T) {
-    return T * (2 * (size_t)m->D + 2 + 3 * (size_t)m->E) + m->G * dir_floats(m, T);
+static size_t dir_floats(const mamba_backbone *m, int B, int L) {
+    size_t T = (size_t)B * L;
+    return T * (5 * (size_t)m->E + (m->R + 2 * m->N) + m->R + 2 * m->N) + ck_floats(m, B, L);
+}
+static size_t layer_floats(const mamba_backbone *m, int B, int L) {
+    size_t T = (size_t)B * L;
+    return T * (2 * (size_t)m->D + 2 + 3 * (size_t)m->E) + m->G * dir_floats(m, B, L);
 }
 /* scratch: forward yg (T,E), ybranch (T,D), A (E,N);
  * backward dres (T,D), dnormed (T,D), dxin,dzin,dy,dyg,dxc,dconvo,ddelta,dzg,dxg (9 x T,E),
@@ -170,7 +178,7 @@ static size_t scratch_floats(const mamba_backbone *m, size_t T) {
 static layer_acts get_layer(const mamba_backbone *m, const mamba_acts *a, int l) {
     size_t T = (size_t)a->B * a->L;
     layer_acts la;
-    float *p = a->buf + (size_t)l * layer_floats(m, T);
+    float *p = a->buf + (size_t)l * layer_floats(m, a->B, a->L);
     la.h = p, p += T * m->D;
     la.normed = p, p += T * m->D;
     la.mean = p, p += T;
@@ -189,13 +197,13 @@ static layer_acts get_layer(const mamba_backbone *m, const mamba_acts *a, int l)
         d->dtin = p, p += T * m->R;
         d->Bm = p, p += T * m->N;
         d->Cm = p, p += T * m->N;
+        d->ck = p, p += ck_floats(m, a->B, a->L);
     }
     return la;
 }
 /* final: h_L (T,D), out normed (T,D) [not stored: caller's out], mean_f, rstd_f (T) */
 static float *final_block(const mamba_backbone *m, const mamba_acts *a) {
-    size_t T = (size_t)a->B * a->L;
-    return a->buf + (size_t)m->cfg.n_layer * layer_floats(m, T);
+    return a->buf + (size_t)m->cfg.n_layer * layer_floats(m, a->B, a->L);
 }
 
 void mamba_acts_init(mamba_acts *a) { memset(a, 0, sizeof *a); }
@@ -208,7 +216,7 @@ void mamba_acts_free(mamba_acts *a) {
 
 static void acts_ensure(const mamba_backbone *m, mamba_acts *a, int B, int L) {
     size_t T = (size_t)B * L;
-    size_t need = (size_t)m->cfg.n_layer * layer_floats(m, T) + T * (m->D + 2) + scratch_floats(m, T);
+    size_t need = (size_t)m->cfg.n_layer * layer_floats(m, B, L) + T * (m->D + 2) + scratch_floats(m, T);
     if (need > a->buf_floats) {
         free(a->buf);
         a->buf = mk_malloc(sizeof(float) * need);
@@ -216,7 +224,7 @@ static void acts_ensure(const mamba_backbone *m, mamba_acts *a, int B, int L) {
     }
     a->B = B;
     a->L = L;
-    a->scratch = a->buf + (size_t)m->cfg.n_layer * layer_floats(m, T) + T * (m->D + 2);
+    a->scratch = a->buf + (size_t)m->cfg.n_layer * layer_floats(m, B, L) + T * (m->D + 2);
     size_t no = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * m->G * L;
     a->orders = mk_realloc(a->orders, sizeof(int) * no);
     a->dp_mask = mk_realloc(a->dp_mask, sizeof(float) * (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * B);
@@ -315,7 +323,7 @@ void mamba_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const 
             }
             make_A(A, mk_param(p, Li->A_log[g]), (size_t)E * N);
             ssm_scan_dims sd = {B, L, E, N, 1};
-            ssm_scan_forward(yg, NULL, d->xc, d->delta, A, d->Bm, d->Cm, mk_param(p, Li->Dp[g]), d->zg,
+            ssm_scan_forward_ck(yg, NULL, d->ck, d->xc, d->delta, A, d->Bm, d->Cm, mk_param(p, Li->Dp[g]), d->zg,
                              mk_param(p, Li->dt_b[g]), NULL, sd);
             scatter_add_rows(la.y, yg, o, B, L, E, merge);
         }
@@ -388,8 +396,8 @@ void mamba_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const 
             memset(dA, 0, sizeof(float) * (size_t)E * N);
             make_A(A, mk_param(p, Li->A_log[g]), (size_t)E * N);
             ssm_scan_dims sd = {B, L, E, N, 1};
-            ssm_scan_backward(dxc, ddelta, dA, dBm, dCm, mk_grad(p, Li->Dp[g]), dzg, mk_grad(p, Li->dt_b[g]), NULL, dyg,
-                              NULL, d->xc, d->delta, A, d->Bm, d->Cm, mk_param(p, Li->Dp[g]), d->zg,
+            ssm_scan_backward_ck(dxc, ddelta, dA, dBm, dCm, mk_grad(p, Li->Dp[g]), dzg, mk_grad(p, Li->dt_b[g]), NULL,
+                                 dyg, NULL, d->ck, d->xc, d->delta, A, d->Bm, d->Cm, mk_param(p, Li->Dp[g]), d->zg,
                               mk_param(p, Li->dt_b[g]), NULL, sd);
             /* A = -exp(A_log): dA_log = dA * A */
             float *gAl = mk_grad(p, Li->A_log[g]);

@@ -131,7 +131,7 @@ static inline void load_lanes(float *dst, const float *row, int ne) {
 }
 
 MK_CLONES
-static void scan_fwd_block(float *out, float *h_last, const float *u, const float *delta,
+static void scan_fwd_block(float *out, float *h_last, float *ck, const float *u, const float *delta,
                            const float *A, const float *Bm, const float *Cm, const float *D,
                            const float *z, const float *delta_bias, const float *h0, ssm_scan_dims d,
                            int b, int e0, int ne) {
@@ -147,7 +147,12 @@ static void scan_fwd_block(float *out, float *h_last, const float *u, const floa
         bias[j] = (delta_bias && j < ne) ? delta_bias[e0 + j] : 0.f;
         Dv[j] = (D && j < ne) ? D[e0 + j] : 0.f;
     }
+    const int nch = (L + MK_SCAN_CHUNK - 1) / MK_SCAN_CHUNK;
     for (int t = 0; t < L; t++) {
+        if (ck && t % MK_SCAN_CHUNK == 0) {
+            float *c = ck + ((size_t)b * nch + t / MK_SCAN_CHUNK) * N * E + e0;
+            for (int n = 0; n < N; n++) memcpy(c + (size_t)n * E, h[n], sizeof(float) * ne);
+        }
         size_t row = ((size_t)b * L + t) * E + e0;
         load_lanes(ut, u + row, ne);
         load_lanes(dt, delta + row, ne);
@@ -186,9 +191,19 @@ static void scan_fwd_block(float *out, float *h_last, const float *u, const floa
             for (int j = 0; j < ne; j++) h_last[((size_t)b * E + e0 + j) * N + n] = h[n][j];
 }
 
+size_t ssm_scan_ck_floats(ssm_scan_dims d) {
+    return (size_t)d.B * ((d.L + MK_SCAN_CHUNK - 1) / MK_SCAN_CHUNK) * d.N * d.E;
+}
+
 void ssm_scan_forward(float *out, float *h_last, const float *u, const float *delta, const float *A,
                       const float *Bm, const float *Cm, const float *D, const float *z,
                       const float *delta_bias, const float *h0, ssm_scan_dims d) {
+    ssm_scan_forward_ck(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, d);
+}
+
+void ssm_scan_forward_ck(float *out, float *h_last, float *ck, const float *u, const float *delta,
+                         const float *A, const float *Bm, const float *Cm, const float *D, const float *z,
+                         const float *delta_bias, const float *h0, ssm_scan_dims d) {
     MK_ASSERT(d.N <= MK_SCAN_MAXN);
     const int nblk = (d.E + EB - 1) / EB;
     const long items = (long)d.B * nblk;
@@ -196,7 +211,7 @@ void ssm_scan_forward(float *out, float *h_last, const float *u, const float *de
     for (long it = 0; it < items; it++) {
         int b = (int)(it / nblk), e0 = (int)(it % nblk) * EB;
         int ne = d.E - e0 < EB ? d.E - e0 : EB;
-        scan_fwd_block(out, h_last, u, delta, A, Bm, Cm, D, z, delta_bias, h0, d, b, e0, ne);
+        scan_fwd_block(out, h_last, ck, u, delta, A, Bm, Cm, D, z, delta_bias, h0, d, b, e0, ne);
     }
 }
 
@@ -207,8 +222,8 @@ void ssm_scan_forward(float *out, float *h_last, const float *u, const float *de
 MK_CLONES
 static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, float *dCp, float *dD,
                            float *dz, float *ddelta_bias, float *dh0, const float *dout,
-                           const float *dh_last, const float *u, const float *delta, const float *A,
-                           const float *Bm, const float *Cm, const float *D, const float *z,
+                           const float *dh_last, const float *ck_in, const float *u, const float *delta,
+                           const float *A, const float *Bm, const float *Cm, const float *D, const float *z,
                            const float *delta_bias, const float *h0, ssm_scan_dims d, int e0, int ne,
                            float *ws) {
     const int L = d.L, E = d.E, N = d.N, T = MK_SCAN_CHUNK;
@@ -236,6 +251,14 @@ static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, floa
         dbias[j] = 0.f;
     }
     for (int b = 0; b < d.B; b++) {
+        if (ck_in) { /* chunk-start states from the forward */
+            for (int c = 0; c < nch; c++)
+                for (int n = 0; n < N; n++) {
+                    const float *src = ck_in + (((size_t)b * nch + c) * N + n) * E + e0;
+                    float *dst = ck + ((size_t)c * N + n) * EB;
+                    for (int j = 0; j < EB; j++) dst[j] = j < ne ? src[j] : 0.f;
+                }
+        } else {
         /* sweep 1: checkpoints */
         for (int n = 0; n < N; n++)
             for (int j = 0; j < EB; j++) h[n][j] = (h0 && j < ne) ? h0[((size_t)b * E + e0 + j) * N + n] : 0.f;
@@ -255,6 +278,7 @@ static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, floa
 #pragma omp simd
                 for (int j = 0; j < EB; j++) h[n][j] = mk_fexp(dt[j] * At[n][j]) * h[n][j] + dut[j] * bn;
             }
+        }
         }
         /* backward through chunks */
         for (int n = 0; n < N; n++)
@@ -369,6 +393,15 @@ void ssm_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *d
                        const float *dh_last, const float *u, const float *delta, const float *A,
                        const float *Bm, const float *Cm, const float *D, const float *z,
                        const float *delta_bias, const float *h0, ssm_scan_dims d) {
+    ssm_scan_backward_ck(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, dout, dh_last, NULL, u, delta, A, Bm,
+                         Cm, D, z, delta_bias, h0, d);
+}
+
+void ssm_scan_backward_ck(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD,
+                          float *dz, float *ddelta_bias, float *dh0, const float *dout,
+                          const float *dh_last, const float *ck, const float *u, const float *delta,
+                          const float *A, const float *Bm, const float *Cm, const float *D,
+                          const float *z, const float *delta_bias, const float *h0, ssm_scan_dims d) {
     MK_ASSERT(d.N <= MK_SCAN_MAXN);
     const int nblk = (d.E + EB - 1) / EB;
     const int nch = (d.L + MK_SCAN_CHUNK - 1) / MK_SCAN_CHUNK;
@@ -392,7 +425,7 @@ void ssm_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *d
 #pragma omp for schedule(static)
         for (int k = 0; k < nblk; k++) {
             int e0 = k * EB, ne = d.E - e0 < EB ? d.E - e0 : EB;
-            scan_bwd_block(du, ddelta, dA, mine, mine + bln, dD, dz, ddelta_bias, dh0, dout, dh_last, u,
+            scan_bwd_block(du, ddelta, dA, mine, mine + bln, dD, dz, ddelta_bias, dh0, dout, dh_last, ck, u,
                            delta, A, Bm, Cm, D, z, delta_bias, h0, d, e0, ne, mine + 2 * bln);
         }
     }

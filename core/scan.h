@@ -20,6 +20,8 @@
 #ifndef MK_SCAN_H
 #define MK_SCAN_H
 
+#include <stddef.h>
+
 #define MK_SCAN_CHUNK 64
 #define MK_SCAN_MAXN 64 /* largest d_state the CPU kernels take */
 
@@ -40,6 +42,21 @@ void ssm_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *d
                        const float *dh_last, const float *u, const float *delta, const float *A,
                        const float *Bm, const float *Cm, const float *D, const float *z,
                        const float *delta_bias, const float *h0, ssm_scan_dims d);
+
+/* The same pair with the chunk-start states shared: the forward stores the
+ * state before every MK_SCAN_CHUNK-th step into ck (ssm_scan_ck_floats(d)
+ * floats, layout (B, L/CHUNK, N, E)) and the backward starts from them
+ * instead of re-running the first sweep. ck must come from a forward over
+ * the same inputs. */
+size_t ssm_scan_ck_floats(ssm_scan_dims d);
+void ssm_scan_forward_ck(float *out, float *h_last, float *ck, const float *u, const float *delta,
+                         const float *A, const float *Bm, const float *Cm, const float *D, const float *z,
+                         const float *delta_bias, const float *h0, ssm_scan_dims d);
+void ssm_scan_backward_ck(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD,
+                          float *dz, float *ddelta_bias, float *dh0, const float *dout,
+                          const float *dh_last, const float *ck, const float *u, const float *delta,
+                          const float *A, const float *Bm, const float *Cm, const float *D,
+                          const float *z, const float *delta_bias, const float *h0, ssm_scan_dims d);
 
 /* Plain scalar loops, single thread, libm expf: the baseline for the benchmark
  * and a second implementation for the tests. Same contract as above. */
