@@ -400,6 +400,39 @@ static void test_layer_shape(void) {
     case_free(&s);
 }
 
+/* The training pair: forward_ck keeps chunk-start states, backward_ck starts
+ * from them. Must equal the self-contained pair bit for bit. */
+static void test_ck(scan_cfg c) {
+    scan_case s;
+    case_make(&s, c);
+    ssm_scan_dims d = dims_of(&s);
+    float *o1 = ref_falloc(s.nu), *o2 = ref_falloc(s.nu), *h1 = ref_falloc(s.nh), *h2 = ref_falloc(s.nh);
+    float *ck = ref_falloc(ssm_scan_ck_floats(d));
+    run_fwd(ssm_scan_forward, &s, o1, h1);
+    ssm_scan_forward_ck(o2, h2, ck, s.u, s.dl, s.A, s.Bm, s.Cm, OPT_F(&s, D, hasD), OPT_F(&s, z, hasz),
+                        OPT_F(&s, db, hasbias), OPT_F(&s, h0, hash0), d);
+    int same = !memcmp(o1, o2, sizeof(float) * s.nu) && !memcmp(h1, h2, sizeof(float) * s.nh);
+    grads g1, g2;
+    grads_alloc(&g1, &s, 0.f);
+    grads_alloc(&g2, &s, 0.f);
+    run_bwd(ssm_scan_backward, &s, &g1, s.W, s.Wh);
+    ssm_scan_backward_ck(g2.g[0], g2.g[1], g2.g[2], g2.g[3], g2.g[4], s.c.hasD ? g2.g[5] : NULL,
+                         s.c.hasz ? g2.g[6] : NULL, s.c.hasbias ? g2.g[7] : NULL, s.c.hash0 ? g2.g[8] : NULL, s.W,
+                         s.Wh, ck, s.u, s.dl, s.A, s.Bm, s.Cm, OPT_F(&s, D, hasD), OPT_F(&s, z, hasz),
+                         OPT_F(&s, db, hasbias), OPT_F(&s, h0, hash0), d);
+    size_t n[9] = {s.nu, s.nu, s.na, s.nb, s.nb, s.ne, s.nu, s.ne, s.nh};
+    int gsame = 1;
+    for (int i = 0; i < 9; i++) gsame &= !memcmp(g1.g[i], g2.g[i], sizeof(float) * n[i]);
+    char name[96];
+    snprintf(name, sizeof name, "scan_ck_pair_identical[%s]", c.name);
+    test_report(same && gsame, name, "forward %s, all 9 gradients %s", same ? "bit-identical" : "DIFFER",
+                gsame ? "bit-identical" : "DIFFER");
+    free(o1), free(o2), free(h1), free(h2), free(ck);
+    grads_free(&g1);
+    grads_free(&g2);
+    case_free(&s);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 4242);
     /* name, B, L, E, N, softplus, D, z, delta_bias, h0 */
@@ -412,5 +445,7 @@ int main(void) {
     test_case((scan_cfg){"full_E3_N64_L1", 2, 1, 3, MK_SCAN_MAXN, 1, 1, 1, 1, 1}); /* largest N, one token */
     test_extreme();
     test_layer_shape();
+    test_ck((scan_cfg){"full_E37_N16_L150", 2, 150, 37, 16, 1, 1, 1, 1, 1});
+    test_ck((scan_cfg){"z_h0_E16_N16_L65_B3", 3, 65, 16, 16, 0, 0, 1, 0, 1});
     return test_exit();
 }
