@@ -33,7 +33,7 @@ static void ts_threads(long n) {
  * cores (docs/TIMESERIES.md). */
 static void fc_smamba_default(ts_smamba_cfg *c) {
     memset(c, 0, sizeof *c);
-    c->D = 128, c->n_layer = 2, c->d_ff = 128, c->d_state = 2, c->d_conv = 2, c->expand = 1, c->dropout = 0.1f;
+    c->D = 128, c->n_layer = 2, c->d_ff = 128, c->d_state = 2, c->d_conv = 2, c->expand = 1, c->dropout = 0;
 }
 
 typedef struct {
@@ -623,7 +623,7 @@ int cmd_bench_ts(int argc, char **argv) {
     unsigned long long seed = 1;
     ts_smamba_cfg sm;
     memset(&sm, 0, sizeof sm);
-    sm.D = 128, sm.n_layer = 2, sm.d_ff = 128, sm.d_state = 2, sm.d_conv = 2, sm.expand = 1, sm.dropout = 0.1f;
+    sm.D = 128, sm.n_layer = 2, sm.d_ff = 128, sm.d_state = 2, sm.d_conv = 2, sm.expand = 1, sm.dropout = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
