@@ -2,6 +2,7 @@
  * `bench audio`. The signal path and the model live in audio/. */
 #include <math.h>
 #include <sndfile.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,6 +400,52 @@ static void print_metric_json(const char *name, metric3 v) {
     else printf("\"stoi\":null}");
 }
 
+/* A non-seekable stdout (a pipe) gets a 16-bit PCM WAV written here: libsndfile
+ * refuses WAV on pipes because it cannot go back to fill in the lengths. The
+ * RIFF and data sizes are 0xFFFFFFFF ("unknown, read to the end"), the usual
+ * convention for streamed WAV (ffmpeg, sox and libsndfile read it). */
+static int pipe_put(const void *buf, size_t n) {
+    const char *p = buf;
+    while (n) {
+        ssize_t k = write(1, p, n);
+        if (k <= 0) return -1;
+        p += k, n -= (size_t)k;
+    }
+    return 0;
+}
+static int pipe_wav_header(int channels, int rate) {
+    unsigned char h[44];
+    uint32_t v;
+    uint16_t s;
+    memcpy(h, "RIFF", 4);
+    v = 0xFFFFFFFFu, memcpy(h + 4, &v, 4);
+    memcpy(h + 8, "WAVEfmt ", 8);
+    v = 16, memcpy(h + 16, &v, 4);
+    s = 1, memcpy(h + 20, &s, 2);
+    s = (uint16_t)channels, memcpy(h + 22, &s, 2);
+    v = (uint32_t)rate, memcpy(h + 24, &v, 4);
+    v = (uint32_t)rate * channels * 2, memcpy(h + 28, &v, 4);
+    s = (uint16_t)(channels * 2), memcpy(h + 32, &s, 2);
+    s = 16, memcpy(h + 34, &s, 2);
+    memcpy(h + 36, "data", 4);
+    v = 0xFFFFFFFFu, memcpy(h + 40, &v, 4);
+    return pipe_put(h, sizeof h);
+}
+static int pipe_write_frames(const float *x, size_t frames, int channels) {
+    int16_t buf[4096];
+    size_t n = frames * channels, done = 0;
+    while (done < n) {
+        size_t k = n - done < 4096 ? n - done : 4096;
+        for (size_t i = 0; i < k; i++) {
+            float v = x[done + i] * 32768.f;
+            buf[i] = (int16_t)(v > 32767.f ? 32767 : v < -32768.f ? -32768 : lrintf(v));
+        }
+        if (pipe_put(buf, k * sizeof(int16_t))) return -1;
+        done += k;
+    }
+    return 0;
+}
+
 /* Streaming enhancement: constant memory, any length, pipes. in/out may be "-". */
 static int enhance_stream(audio_enhancer *m, const char *in, const char *out, double *seconds_audio) {
     SF_INFO info;
@@ -428,7 +475,14 @@ static int enhance_stream(audio_enhancer *m, const char *in, const char *out, do
     mk_atomic_file af;
     memset(&af, 0, sizeof af);
     SNDFILE *so = NULL;
-    if (to_stdout)
+    int raw_pipe = to_stdout && lseek(1, 0, SEEK_CUR) < 0;
+    if (raw_pipe) {
+        if (pipe_wav_header(C, rate)) {
+            mk_error("stdout: write failed");
+            sf_close(sf);
+            return -1;
+        }
+    } else if (to_stdout)
         so = sf_open_fd(1, SFM_WRITE, &oinfo, 0);
     else {
         if (mk_atomic_open(&af, out, "wb")) {
@@ -437,13 +491,13 @@ static int enhance_stream(audio_enhancer *m, const char *in, const char *out, do
         }
         so = sf_open_fd(fileno(af.f), SFM_WRITE, &oinfo, 0);
     }
-    if (!so) {
+    if (!so && !raw_pipe) {
         mk_error("%s: cannot write audio (%s)", to_stdout ? "stdout" : out, sf_strerror(NULL));
         if (!to_stdout) mk_atomic_abort(&af);
         sf_close(sf);
         return -1;
     }
-    sf_command(so, SFC_SET_CLIPPING, NULL, SF_TRUE);
+    if (so) sf_command(so, SFC_SET_CLIPPING, NULL, SF_TRUE);
 
     enum { BLK = 1024 };
     const double up = (double)sr / rate, down = (double)rate / sr;
@@ -484,8 +538,8 @@ static int enhance_stream(audio_enhancer *m, const char *in, const char *out, do
         if (n_out + g > n_in) g = (size_t)(n_in - n_out); /* never run ahead of the input */
         for (size_t i = 0; i < g; i++)
             for (int c = 0; c < C; c++) ob[i * C + c] = b3[(size_t)c * cap3 + i];
-        if (g && sf_writef_float(so, ob, (sf_count_t)g) != (sf_count_t)g) {
-            mk_error("%s: writing audio failed (%s)", to_stdout ? "stdout" : out, sf_strerror(so));
+        if (g && (raw_pipe ? pipe_write_frames(ob, g, C) : sf_writef_float(so, ob, (sf_count_t)g) != (sf_count_t)g)) {
+            mk_error("%s: writing audio failed", to_stdout ? "stdout" : out);
             goto done;
         }
         n_out += g;
@@ -501,7 +555,8 @@ static int enhance_stream(audio_enhancer *m, const char *in, const char *out, do
     memset(ob, 0, sizeof(float) * (size_t)C * cap3);
     while (n_out < n_in) { /* resampler rounding: pad the last few samples */
         size_t g = n_in - n_out < cap3 ? (size_t)(n_in - n_out) : cap3;
-        sf_writef_float(so, ob, (sf_count_t)g);
+        if (raw_pipe) pipe_write_frames(ob, g, C);
+        else sf_writef_float(so, ob, (sf_count_t)g);
         n_out += g;
     }
     *seconds_audio = (double)n_in / rate;
@@ -513,7 +568,7 @@ done:
         audio_resampler_free(rout[c]);
     }
     free(st), free(rin), free(rout), free(ib), free(ch), free(b1), free(b2), free(b3), free(ob), free(got);
-    int cerr = sf_close(so);
+    int cerr = so ? sf_close(so) : 0;
     sf_close(sf);
     if (!to_stdout) {
         if (rc == 0 && !cerr) {
@@ -539,8 +594,9 @@ int cmd_enhance(int argc, char **argv) {
                    "  -o FILE             output file (required; must not be the input; '-' = stdout with --stream)\n"
                    "  --model FILE        model (default models/enhance.mkm, or models/enhance_stream.mkm with --stream)\n"
                    "  --stream            causal model, frame by frame with recurrent state: 25 ms algorithmic\n"
-                   "                      latency, constant memory, any length; INPUT and OUTPUT may be '-' (pipes,\n"
-                   "                      written as 16-bit WAV with open-ended length fields)\n"
+                   "                      latency, constant memory, any length; INPUT and OUTPUT may be '-' (stdin must\n"
+                   "                      be a format libsndfile can read from a pipe, e.g. WAV; a piped stdout gets\n"
+                   "                      16-bit WAV with open-ended (0xFFFFFFFF) length fields)\n"
                    "  --device cpu|cuda   where to run (default cpu; the enhancer runs on the CPU either way)\n"
                    "  --spectrogram FILE  write a before/after spectrogram PNG (not with --stream)\n"
                    "  --reference FILE    clean reference: print SI-SDR, SNR, STOI of input and output\n"

@@ -35,10 +35,13 @@ ls "$tmp" | grep -q '\.tmp\.'; [ $? != 0 ]; ok $? no_temp_files_left
 # streaming, file to file and through pipes
 $MK enhance "$tmp/in.wav" -o "$tmp/s.wav" --stream >/dev/null 2>&1; rc=$?
 [ $rc = 0 ] && [ "$(stat -c %s "$tmp/s.wav")" = "$(stat -c %s "$tmp/in.wav")" ]; ok $? stream_file "rc=$rc"
-cat "$tmp/in.wav" | $MK enhance - -o - --stream > "$tmp/p.wav" 2>"$tmp/p.err"; rc=$?
+# a real pipe on both sides (stdout not seekable), then read back through another pipe
+cat "$tmp/in.wav" | $MK enhance - -o - --stream 2>"$tmp/p.err" | cat > "$tmp/p.wav"; rc=${PIPESTATUS[1]}
+cat "$tmp/p.wav" | $MK enhance - -o - --stream 2>>"$tmp/p.err" | cat > "$tmp/p2.wav"; rc2=${PIPESTATUS[1]}
 bytes=$(( $(stat -c %s "$tmp/p.wav") - 44 ))
-[ $rc = 0 ] && [ "$(head -c 4 "$tmp/p.wav")" = RIFF ] && [ "$bytes" -ge $((frames * 4)) ] && [ "$bytes" -le $((frames * 4 + 64)) ]
-ok $? stream_pipe "rc=$rc data~$bytes bytes $(head -c 200 "$tmp/p.err")"
+[ $rc = 0 ] && [ $rc2 = 0 ] && [ "$(head -c 4 "$tmp/p.wav")" = RIFF ] && [ "$bytes" = $((frames * 4)) ] &&
+  [ "$(stat -c %s "$tmp/p2.wav")" = "$(stat -c %s "$tmp/p.wav")" ]
+ok $? stream_pipe "rc=$rc,$rc2 data $bytes bytes $(head -c 200 "$tmp/p.err")"
 $MK enhance - -o "$tmp/np.wav" < "$tmp/in.wav" >/dev/null 2>&1; [ $? = 2 ]; ok $? pipe_needs_stream
 
 # refuses to overwrite its input (same name, or another name for the same file)
