@@ -291,8 +291,8 @@ static int fc_fit(fc_state *st, const fc_opts *o) {
         v = H;
         int Lmax = n - v - H;
         if (Lmax < 2) {
-            mk_error("%s: line %d: only %d data rows; horizon %d needs at least %d (2 x horizon + 2)", o->csv,
-                     st->tb.row_line[n - 1], n, H, 2 * H + 2);
+            mk_error("%s: line %d: only %d data row%s; horizon %d needs at least %d (2 x horizon + 2)", o->csv,
+                     st->tb.row_line[n - 1], n, n == 1 ? "" : "s", H, 2 * H + 2);
             return -1;
         }
         if (Lmax < L) {
