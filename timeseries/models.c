@@ -159,6 +159,7 @@ void ts_series_build(ts_series *s, const ts_table *t, int n_fit, char freq) {
         if (!(sd > 1e-12 * (fabs(mu) + 1))) sd = 1; /* constant column */
         s->mean[c] = (float)mu;
         s->std[c] = (float)sd;
+        mu = s->mean[c], sd = s->std[c]; /* the stored (float) scaler, so a saved model reproduces it exactly */
         for (int r = 0; r < n; r++) s->x[(size_t)r * C + c] = (float)((t->x[(size_t)r * C + c] - mu) / sd);
     }
     if (s->F) {
