@@ -117,10 +117,10 @@ static double bag_loss(mil_model *m, const float *x, int L) {
     return mk_softplusf(m->logit) - m->logit;
 }
 
-static void gradcheck(const char *name, int type, int gated, int L) {
+static void gradcheck(const char *name, int type, int gated, int L, int stride) {
     mil_cfg c;
     mil_cfg_default(&c, type, 5);
-    c.D = 8, c.H = 6, c.n_layer = 2, c.stride = 3, c.d_state = 4, c.gated = gated;
+    c.D = 8, c.H = 6, c.n_layer = 2, c.stride = stride, c.d_state = 4, c.gated = gated;
     mil_model m;
     if (mil_model_create(&m, &c, 42)) {
         test_report(0, name, "%s", mk_last_error());
@@ -232,13 +232,14 @@ int main(void) {
     test_parse();
     test_order();
     test_auc();
-    gradcheck("grad_mamba_attention", MIL_MAMBA, 0, 7);
-    gradcheck("grad_mamba_gated", MIL_MAMBA, 1, 11);
-    gradcheck("grad_abmil", MIL_ABMIL, 0, 6);
-    gradcheck("grad_gated_abmil", MIL_GATED, 0, 6);
-    gradcheck("grad_mean", MIL_MEAN, 0, 5);
-    gradcheck("grad_max", MIL_MAX, 0, 5);
-    gradcheck("grad_mamba_len1", MIL_MAMBA, 0, 1);
+    gradcheck("grad_mamba_attention", MIL_MAMBA, 0, 7, 3);
+    gradcheck("grad_mamba_gated", MIL_MAMBA, 1, 11, 3);
+    gradcheck("grad_abmil", MIL_ABMIL, 0, 6, 3);
+    gradcheck("grad_gated_abmil", MIL_GATED, 0, 6, 3);
+    gradcheck("grad_mean", MIL_MEAN, 0, 5, 3);
+    gradcheck("grad_max", MIL_MAX, 0, 5, 3);
+    gradcheck("grad_mamba_len1", MIL_MAMBA, 0, 1, 3);
+    gradcheck("grad_mamba_no_sr", MIL_MAMBA, 0, 9, 0);
     test_musk1();
     return test_exit();
 }
