@@ -23,7 +23,7 @@
 #include <omp.h>
 #endif
 
-#define EB 16 /* channels per SIMD block: two AVX2 vectors, one AVX-512 */
+#define EB 32 /* channels per SIMD block: four AVX2 vectors (measured faster than 16: more ILP, fewer passes over B/C) */
 
 /* ------------------------------------------------------------------ scalar */
 
