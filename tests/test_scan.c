@@ -6,7 +6,7 @@
  * processing == one piece (forward and backward), the recurrent step ==
  * forward, and bit-identical repeated backward passes.
  *
- * Shapes: E = 37 (not a multiple of the 16-channel SIMD block), N = 16 and 5,
+ * Shapes: E = 37 (not a multiple of the 32-channel SIMD block), N = 16 and 5,
  * L = 150 (spans three MK_SCAN_CHUNK = 64 checkpoint chunks). */
 #include <string.h>
 
