@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "apps/cli.h"
 #include "core/scan.h"
 #include "core/util.h"
@@ -59,6 +61,38 @@ static float *rnd(size_t n, float lo, float hi, mk_rng *r) {
     return p;
 }
 
+/* Machine figures measured in the same run, so each scan time sits beside
+ * its floors: bytes that must move / copy bandwidth, FLOPs / sgemm rate. */
+static double g_bw_gbs, g_gemm_gflops;
+
+static void measure_machine(void) {
+    size_t n = (size_t)64 << 20; /* 256 MB, far beyond any cache */
+    float *a = mk_malloc(n * 4), *b = mk_malloc(n * 4);
+    memset(a, 1, n * 4);
+    memset(b, 0, n * 4);
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t0 = mk_time();
+        memcpy(b, a, n * 4);
+        double t = mk_time() - t0;
+        if (t < best) best = t;
+    }
+    g_bw_gbs = 2.0 * n * 4 / best * 1e-9; /* read + write */
+    free(a), free(b);
+    int M = 1024;
+    float *x = mk_calloc((size_t)M * M, 4), *y = mk_calloc((size_t)M * M, 4), *z = mk_calloc((size_t)M * M, 4);
+    for (size_t i = 0; i < (size_t)M * M; i++) x[i] = y[i] = 1e-3f * (float)(i % 7);
+    best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t0 = mk_time();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, M, M, 1.f, x, M, y, M, 0.f, z, M);
+        double t = mk_time() - t0;
+        if (t < best) best = t;
+    }
+    g_gemm_gflops = 2.0 * M * M * M / best * 1e-9;
+    free(x), free(y), free(z);
+}
+
 static void bench_shape(int B, int E, int L, int N, int reps, int scalar_reps, int json) {
     mk_rng r;
     mk_rng_seed(&r, 1);
@@ -88,14 +122,25 @@ static void bench_shape(int B, int E, int L, int N, int reps, int scalar_reps, i
     double upd = (double)B * L * E * N;
     double tf = time_it(fwd_opt, &c, reps), tb = time_it(bwd_opt, &c, reps); /* bwd uses fwd's ck */
     double tfs = time_it(fwd_scalar, &c, scalar_reps), tbs = time_it(bwd_scalar, &c, scalar_reps);
+    /* bytes that must move: forward reads u, delta, z, B, C and writes out;
+     * backward reads those + dout and writes du, ddelta, dz, dB, dC */
+    double fbytes = 4.0 * (4.0 * B * L * E + 2.0 * B * L * N);
+    double bbytes = 4.0 * (7.0 * B * L * E + 4.0 * B * L * N);
+    double ffloor = fbytes / (g_bw_gbs * 1e9), bfloor = bbytes / (g_bw_gbs * 1e9);
     if (json) {
         printf("{\"B\":%d,\"E\":%d,\"L\":%d,\"N\":%d,\"threads\":%d,\"fwd_s\":%.6f,\"bwd_s\":%.6f,"
                "\"fwd_scalar_s\":%.6f,\"bwd_scalar_s\":%.6f,\"fwd_gupd_s\":%.4f,\"fwd_gflops\":%.3f,"
-               "\"bwd_gflops\":%.3f,\"fwd_speedup\":%.2f,\"bwd_speedup\":%.2f}\n",
+               "\"bwd_gflops\":%.3f,\"fwd_speedup\":%.2f,\"bwd_speedup\":%.2f,\"copy_gbs\":%.2f,"
+               "\"sgemm_gflops\":%.2f,\"fwd_mem_floor_s\":%.6f,\"bwd_mem_floor_s\":%.6f}\n",
                B, E, L, N, mk_num_threads(), tf, tb, tfs, tbs, upd / tf * 1e-9, upd * FWD_FLOP / tf * 1e-9,
-               upd * BWD_FLOP / tb * 1e-9, tfs / tf, tbs / tb);
+               upd * BWD_FLOP / tb * 1e-9, tfs / tf, tbs / tb, g_bw_gbs, g_gemm_gflops, ffloor, bfloor);
     } else {
         printf("scan B=%d E=%d L=%d N=%d  (%.0fM state updates, %d threads)\n", B, E, L, N, upd * 1e-6, mk_num_threads());
+        printf("  floors: memory %.1f ms fwd / %.1f ms bwd (bytes that must move at the measured %.1f GB/s copy rate);\n"
+               "          compute: %.1f GFLOP/s fwd, %.1f bwd is %.0f%% / %.0f%% of this machine's sgemm rate (%.1f GFLOP/s)\n",
+               ffloor * 1e3, bfloor * 1e3, g_bw_gbs, upd * FWD_FLOP / tf * 1e-9, upd * BWD_FLOP / tb * 1e-9,
+               100 * upd * FWD_FLOP / tf * 1e-9 / g_gemm_gflops, 100 * upd * BWD_FLOP / tb * 1e-9 / g_gemm_gflops,
+               g_gemm_gflops);
         printf("  forward   optimised %8.1f ms  %6.2f G upd/s  %6.1f GFLOP/s | scalar %8.1f ms  %6.2f G upd/s | speed-up %.1fx\n",
                tf * 1e3, upd / tf * 1e-9, upd * FWD_FLOP / tf * 1e-9, tfs * 1e3, upd / tfs * 1e-9, tfs / tf);
         printf("  backward  optimised %8.1f ms  %6.2f G upd/s  %6.1f GFLOP/s | scalar %8.1f ms  %6.2f G upd/s | speed-up %.1fx\n",
@@ -121,6 +166,7 @@ static int bench_scan(int argc, char **argv) {
             return 2;
         }
     }
+    measure_machine();
     bench_shape(1, 256, 1024, 16, 5, 2, json);
     if (!quick) bench_shape(8, 1536, 2048, 16, 2, 1, json);
     return 0;
