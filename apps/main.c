@@ -16,10 +16,10 @@ static const command commands[] = {
     {"enhance", cmd_enhance, "denoise speech audio files (offline or --stream)"},
     {"forecast", cmd_forecast, "forecast the next H steps of a CSV time series"},
     {"mil", cmd_mil, "multiple-instance learning on bags (train / predict)"},
-    {"points", cmd_points, "classify point clouds"},
+    {"points", cmd_points, "classify point clouds (not built yet)"},
     {"train", cmd_train, "train a model: vision | enhance | forecast | copy"},
     {"eval", cmd_eval, "evaluate a model on its test set: vision | enhance"},
-    {"bench", cmd_bench, "benchmarks: scan | ..."},
+    {"bench", cmd_bench, "benchmarks: scan | vision | audio | ts | mil | cuda"},
     {"info", cmd_info, "print a model file's task, config and tensors"},
 };
 #define NCMD (int)(sizeof commands / sizeof commands[0])
