@@ -1,0 +1,99 @@
+/* points.h — a Point-Cloud-Mamba-style classifier for small point clouds.
+ *
+ * Per object (B = 1 per backbone call, because the scan orders depend on the object):
+ *   1. sample / pad to P points (deterministic per seed), centre on the mean,
+ *      scale to unit maximum radius; with augment: random rotation about z and scale.
+ *   2. L patch centres by farthest point sampling, each with its k nearest points;
+ *      rel (L, k, 3) = neighbour - centre.
+ *   3. token = max over k of W2 relu(W1 rel + b1) + b2       (shared point-MLP, H hidden)
+ *            + Wp centre + bp                                 (position embedding)
+ *   4. the shared Mamba backbone over G scan orders: the centres sorted along x, y, z
+ *      (G = 1..3: x; x,y; x,y,z), passed as mamba_backbone_forward's `orders`.
+ *   5. mean over the L tokens, linear head to n_class logits.
+ *
+ * Dimension letters: P points, L tokens (centres), k neighbours, H point-MLP width,
+ * D model width, C classes, G scan orders. */
+#ifndef MK_VISION_POINTS_H
+#define MK_VISION_POINTS_H
+
+#include <stdint.h>
+
+#include "core/ckpt.h"
+#include "core/mamba.h"
+#include "core/optim.h"
+
+#define POINTS_MAX_CLASS 16
+
+typedef struct {
+    int npts;    /* P */
+    int ntok;    /* L */
+    int knn;     /* k */
+    int hidden;  /* H */
+    int n_class; /* C */
+    char classes[POINTS_MAX_CLASS][32];
+    mamba_cfg mc; /* mc.n_dir = G (1..3) */
+} points_cfg;
+
+void points_cfg_default(points_cfg *c);
+/* Validate. 0 or -1 with mk_error. */
+int points_cfg_check(const points_cfg *c);
+void points_cfg_to_config(const points_cfg *c, mk_config *out);
+int points_cfg_from_config(points_cfg *c, const mk_config *in);
+
+typedef struct {
+    points_cfg cfg;
+    mk_params p;
+    mamba_backbone bb;
+    int w1, b1, w2, b2; /* (H,3) (H) (D,H) (D) */
+    int pw, pb;         /* (D,3) (D) */
+    int hw, hb;         /* (C,D) (C) */
+} points_model;
+
+/* Declare + allocate + (if rng) initialise. 0 or -1 with mk_error. */
+int points_model_init(points_model *m, const points_cfg *c, mk_rng *rng);
+void points_model_free(points_model *m);
+
+/* One object's tokens, ready for the network. */
+typedef struct {
+    float *rel;  /* (L, k, 3) */
+    float *ctr;  /* (L, 3) */
+    int *order;  /* (G, L) */
+} points_input;
+
+void points_input_alloc(points_input *in, const points_cfg *c);
+void points_input_free(points_input *in);
+/* Steps 1-2 and the scan orders for one object of n >= 1 points xyz (n, 3).
+ * Same seed, same result. augment: random z-rotation and scale 0.8..1.25. */
+void points_prepare(const points_cfg *c, points_input *in, const float *xyz, int n, uint64_t seed, int augment);
+
+typedef struct {
+    float *h1;    /* (L*k, H) pre-ReLU */
+    float *a1;    /* (L*k, H) */
+    float *h2;    /* (L*k, D) */
+    int *amax;    /* (L, D) argmax neighbour */
+    float *x;     /* (L, D) tokens into the backbone */
+    float *out;   /* (L, D) */
+    float *feat;  /* (D) */
+    float *logits; /* (C) */
+    float *dout, *dx, *dh2, *da1; /* backward */
+    mamba_acts ma;
+    const points_input *in;
+} points_acts;
+
+void points_acts_init(points_acts *a, const points_cfg *c);
+void points_acts_free(points_acts *a);
+
+/* Forward for one object; logits in a->logits. */
+void points_forward(points_model *m, points_acts *a, const points_input *in, int training, mk_rng *rng);
+/* Backward from dlogits (C); accumulates into m->p.grad. */
+void points_backward(points_model *m, points_acts *a, const float *dlogits);
+
+
+
+/* Forward + backward over n prepared objects, one AdamW step (grads averaged).
+ * Returns the mean loss; *correct (may be NULL) counts argmax hits. */
+float points_train_batch(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
+                         const mk_adamw_cfg *opt, mk_rng *rng, int *correct);
+/* Class probabilities (C) for one prepared object; returns the argmax. */
+int points_predict(points_model *m, points_acts *a, const points_input *in, float *probs);
+#endif
