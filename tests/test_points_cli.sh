@@ -57,3 +57,14 @@ b=$($MK points classify --model "$tmp/m.mkm" --json "$tmp/obj.xyz" | sed 's/"fil
 ok $? classify_bin_eq_text "bin=$a text=$b"
 $MK points classify --model "$tmp/m.mkm" "$tmp/comma.xyz" | grep -q "(3 points)"; ok $? classify_comma_text
 $MK points classify --model "$tmp/nonexistent.mkm" "$tmp/obj.bin" >/dev/null 2>&1; [ $? = 1 ]; ok $? bad_model
+# the shipped model on held-out test objects (one per class; run from the repo root)
+if [ -f models/points.mkm ]; then
+    want=(building car fence pole tree); okall=0; got=""
+    for k in 0 1 2 3 4; do
+        row=$(grep "^${k}09," "$idx"); first=$(cut -d, -f4 <<<"$row"); cnt=$(cut -d, -f5 <<<"$row")
+        dd if="$(dirname "$idx")/points_xyz_f32le.bin" of="$tmp/t$k.bin" bs=12 skip="$first" count="$cnt" 2>/dev/null
+        c=$($MK points classify --model models/points.mkm "$tmp/t$k.bin" | cut -f2); got="$got $c"
+        [ "$c" = "${want[$k]}" ] || okall=1
+    done
+    ok $okall shipped_model_test_objects "got:$got"
+fi

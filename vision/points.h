@@ -88,8 +88,6 @@ void points_forward(points_model *m, points_acts *a, const points_input *in, int
 /* Backward from dlogits (C); accumulates into m->p.grad. */
 void points_backward(points_model *m, points_acts *a, const float *dlogits);
 
-
-
 /* Forward + backward over n prepared objects, one AdamW step (grads averaged).
  * Returns the mean loss; *correct (may be NULL) counts argmax hits. */
 float points_train_batch(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
