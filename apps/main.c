@@ -16,7 +16,7 @@ static const command commands[] = {
     {"enhance", cmd_enhance, "denoise speech audio files (offline or --stream)"},
     {"forecast", cmd_forecast, "forecast the next H steps of a CSV time series"},
     {"mil", cmd_mil, "multiple-instance learning on bags (train / predict)"},
-    {"points", cmd_points, "classify point clouds (not built yet)"},
+    {"points", cmd_points, "classify point clouds: classify | train | eval"},
     {"train", cmd_train, "train a model: vision | enhance | forecast | copy"},
     {"eval", cmd_eval, "evaluate a model on its test set: vision | enhance"},
     {"bench", cmd_bench, "benchmarks: scan | vision | audio | ts | mil | cuda"},
