@@ -386,9 +386,14 @@ static int fc_load(fc_state *st, const fc_opts *o) {
         if (mk_config_get_float(&sv.cfg, key, &mu)) return -1;
         snprintf(key, sizeof key, "std.%d", c);
         if (mk_config_get_float(&sv.cfg, key, &sd) || !(sd > 0)) return -1;
+        /* The file holds the float scaler as 9 significant digits: round back to
+         * that float before use, exactly as ts_series_build uses its float scaler
+         * (the decimal's own double value differs in the low bits, which moved the
+         * standardised inputs by one ulp and the reloaded forecast in its last digit). */
+        st->se.mean[c] = (float)mu, st->se.std[c] = (float)sd;
+        mu = st->se.mean[c], sd = st->se.std[c];
         for (int r = 0; r < st->tb.n_rows; r++)
             st->se.x[(size_t)r * sv.C + c] = (float)((st->tb.x[(size_t)r * sv.C + c] - mu) / sd);
-        st->se.mean[c] = (float)mu, st->se.std[c] = (float)sd;
     }
     if (ts_model_create(&st->m, sv.kind, &sv.sm, sv.L, sv.H, sv.C, sv.F, sv.period, 0)) return -1;
     st->have_model = 1;
@@ -449,7 +454,8 @@ static int fc_write(const fc_state *st, const fc_opts *o, const float *y) {
         fprintf(f, ",\n \"forecast\": [");
         for (int h = 0; h < H; h++) {
             fprintf(f, "%s[", h ? ",\n  " : "");
-            for (int c = 0; c < C; c++) fprintf(f, "%s%.7g", c ? ", " : "", y[(size_t)h * C + c]);
+            /* 9 significant digits: every float round-trips exactly */
+            for (int c = 0; c < C; c++) fprintf(f, "%s%.9g", c ? ", " : "", y[(size_t)h * C + c]);
             fprintf(f, "]");
         }
         fprintf(f, "]}\n");
