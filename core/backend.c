@@ -56,6 +56,10 @@ int mk_device_parse(const char *name) {
  * in core/cuda/scan.cu (mkc_scan_supported) and core/cuda/ops.cu (conv K <= 8). */
 int mamba_backbone_cuda_supported(const mamba_backbone *m, char *why, int len) {
     int N = m->N;
+    if (m->cfg.norm != MK_NORM_RMS && m->cfg.norm != MK_NORM_LN) {
+        snprintf(why, len, "norm %d (the CUDA layers take RMSNorm or LayerNorm, not MK_NORM_NONE)", m->cfg.norm);
+        return 0;
+    }
     if (!(N == 4 || N == 8 || N == 16 || N == 32 || N == 64)) {
         snprintf(why, len, "d_state %d (the CUDA scan takes 4, 8, 16, 32 or 64)", N);
         return 0;

@@ -29,9 +29,11 @@ void mamba_cfg_default(mamba_cfg *c, int d_model, int n_layer) {
 int mamba_backbone_declare(mamba_backbone *m, mk_params *p, const char *prefix, const mamba_cfg *c) {
     memset(m, 0, sizeof *m);
     if (c->d_model < 1 || c->n_layer < 0 || c->d_state < 1 || c->d_state > MK_SCAN_MAXN || c->d_conv < 1 ||
-        c->d_conv > 8 || c->expand < 1 || c->dt_rank < 1 || c->n_dir < 1 || c->n_dir > MK_MAX_DIR) {
-        mk_error("invalid Mamba config (d_model %d, n_layer %d, d_state %d, d_conv %d, expand %d, dt_rank %d, dirs %d)",
-                 c->d_model, c->n_layer, c->d_state, c->d_conv, c->expand, c->dt_rank, c->n_dir);
+        c->d_conv > 8 || c->expand < 1 || c->dt_rank < 1 || c->n_dir < 1 || c->n_dir > MK_MAX_DIR ||
+        c->norm < MK_NORM_RMS || c->norm > MK_NORM_NONE) {
+        mk_error("invalid Mamba config (d_model %d, n_layer %d, d_state %d, d_conv %d, expand %d, dt_rank %d, dirs %d, "
+                 "norm %d)",
+                 c->d_model, c->n_layer, c->d_state, c->d_conv, c->expand, c->dt_rank, c->n_dir, c->norm);
         return -1;
     }
     m->cfg = *c;
@@ -47,7 +49,7 @@ int mamba_backbone_declare(mamba_backbone *m, mk_params *p, const char *prefix, 
 #define NAME(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
     for (int l = 0; l < c->n_layer; l++) {
         mamba_layer_idx *L = &m->layer[l];
-        L->norm_w = mk_params_add(p, NAME("%slayers.%d.norm.weight", prefix, l), 0, 1, m->D);
+        L->norm_w = c->norm == MK_NORM_NONE ? -1 : mk_params_add(p, NAME("%slayers.%d.norm.weight", prefix, l), 0, 1, m->D);
         L->norm_b = c->norm == MK_NORM_LN ? mk_params_add(p, NAME("%slayers.%d.norm.bias", prefix, l), 0, 1, m->D) : -1;
         L->in_proj = mk_params_add(p, NAME("%slayers.%d.in_proj.weight", prefix, l), 1, 2, 2 * m->E, m->D);
         for (int g = 0; g < m->G; g++) {
@@ -70,7 +72,7 @@ int mamba_backbone_declare(mamba_backbone *m, mk_params *p, const char *prefix, 
         L->out_proj = mk_params_add(p, NAME("%slayers.%d.out_proj.weight", prefix, l), 1, 2, m->D, m->E);
     }
     m->normf_w = m->normf_b = -1;
-    if (c->final_norm) {
+    if (c->final_norm && c->norm != MK_NORM_NONE) {
         m->normf_w = mk_params_add(p, NAME("%snorm_f.weight", prefix), 0, 1, m->D);
         if (c->norm == MK_NORM_LN) m->normf_b = mk_params_add(p, NAME("%snorm_f.bias", prefix), 0, 1, m->D);
     }
@@ -82,7 +84,7 @@ size_t mamba_backbone_num_params(const mamba_backbone *m) {
     size_t n = 0;
     const int NL = m->cfg.n_layer;
     /* the backbone's tensors are contiguous in the table (declared together) */
-    int first = NL > 0 ? m->layer[0].norm_w : m->normf_w;
+    int first = NL > 0 ? (m->layer[0].norm_w >= 0 ? m->layer[0].norm_w : m->layer[0].in_proj) : m->normf_w;
     int last = m->normf_w >= 0 ? (m->normf_b >= 0 ? m->normf_b : m->normf_w) : NL > 0 ? m->layer[NL - 1].out_proj : -1;
     for (int i = first; first >= 0 && i <= last; i++) n += m->p->t[i].numel;
     return n;
@@ -93,7 +95,7 @@ void mamba_backbone_init(mamba_backbone *m, mk_rng *rng) {
     const int D = m->D, E = m->E, N = m->N, R = m->R, K = m->K;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         mamba_layer_idx *L = &m->layer[l];
-        mk_init_const(mk_param(p, L->norm_w), D, 1.f);
+        if (L->norm_w >= 0) mk_init_const(mk_param(p, L->norm_w), D, 1.f);
         if (L->norm_b >= 0) mk_init_const(mk_param(p, L->norm_b), D, 0.f);
         mk_init_linear(mk_param(p, L->in_proj), NULL, 2 * E, D, rng);
         for (int g = 0; g < m->G; g++) {
@@ -237,7 +239,9 @@ static void make_A(float *A, const float *A_log, size_t n) {
 static void norm_fwd(const mamba_backbone *m, float *out, float *mean, float *rstd, const float *inp, int wi, int bi,
                      int T) {
     const mk_params *p = m->p;
-    if (m->cfg.norm == MK_NORM_LN)
+    if (m->cfg.norm == MK_NORM_NONE) { /* the mixer reads the residual stream itself */
+        if (out != inp) memcpy(out, inp, sizeof(float) * (size_t)T * m->D);
+    } else if (m->cfg.norm == MK_NORM_LN)
         layernorm_forward(out, mean, rstd, inp, mk_param(p, wi), mk_param(p, bi), T, m->D, m->cfg.eps);
     else
         rmsnorm_forward(out, rstd, inp, mk_param(p, wi), T, m->D, m->cfg.eps);
@@ -245,7 +249,9 @@ static void norm_fwd(const mamba_backbone *m, float *out, float *mean, float *rs
 static void norm_bwd(const mamba_backbone *m, float *dinp, const float *dout, const float *inp, const float *mean,
                      const float *rstd, int wi, int bi, int T) {
     const mk_params *p = m->p;
-    if (m->cfg.norm == MK_NORM_LN)
+    if (m->cfg.norm == MK_NORM_NONE)
+        vec_acc(dinp, dout, (size_t)T * m->D);
+    else if (m->cfg.norm == MK_NORM_LN)
         layernorm_backward(dinp, mk_grad(p, wi), mk_grad(p, bi), dout, inp, mk_param(p, wi), mean, rstd, T, m->D);
     else
         rmsnorm_backward(dinp, mk_grad(p, wi), dout, inp, mk_param(p, wi), rstd, T, m->D);

@@ -34,7 +34,10 @@
 #define MK_MAX_DIR 8
 
 enum { MK_MERGE_MEAN = 0, MK_MERGE_SUM = 1 };
-enum { MK_NORM_RMS = 0, MK_NORM_LN = 1 };
+/* MK_NORM_NONE: no norm tensor; the mixer reads the residual stream itself
+ * (r = h), and there is no final norm whatever final_norm says (S-Mamba's
+ * encoder layer: x + mamba(x), normalised outside the backbone). */
+enum { MK_NORM_RMS = 0, MK_NORM_LN = 1, MK_NORM_NONE = 2 };
 
 typedef struct {
     int d_model, n_layer;
@@ -44,7 +47,7 @@ typedef struct {
     int dt_rank;     /* default ceil(d_model/16) */
     int n_dir;       /* G scan directions per layer, default 1 */
     int merge;       /* MK_MERGE_MEAN (default) or MK_MERGE_SUM */
-    int norm;        /* MK_NORM_RMS (default) or MK_NORM_LN */
+    int norm;        /* MK_NORM_RMS (default), MK_NORM_LN or MK_NORM_NONE */
     int final_norm;  /* 1 (default): norm after the last layer */
     int selective;   /* 1 (default) */
     float eps;       /* norm epsilon, 1e-5 */
@@ -55,7 +58,7 @@ typedef struct {
 void mamba_cfg_default(mamba_cfg *c, int d_model, int n_layer);
 
 typedef struct {
-    int norm_w, norm_b; /* norm_b = -1 for RMSNorm */
+    int norm_w, norm_b; /* norm_b = -1 for RMSNorm; both -1 for MK_NORM_NONE */
     int in_proj;        /* (2E, D) */
     int out_proj;       /* (D, E) */
     int conv_w[MK_MAX_DIR], conv_b[MK_MAX_DIR]; /* (E, K), (E) */

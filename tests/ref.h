@@ -224,7 +224,7 @@ static inline void ref_matmul_t(double *out, const double *in, const double *W, 
 static inline void ref_backbone(double *out, const double *x, const mk_params *p, const double *P, const mamba_cfg *c,
                                 int B, int L, const int *eff, const float *dpm) {
     const int D = c->d_model, E = c->expand * D, N = c->d_state, R = c->dt_rank, K = c->d_conv, G = c->n_dir;
-    const int T = B * L, ln = c->norm == MK_NORM_LN;
+    const int T = B * L, ln = c->norm == MK_NORM_LN, nonorm = c->norm == MK_NORM_NONE;
     const double merge = c->merge == MK_MERGE_MEAN ? 1.0 / G : 1.0;
     double *h = ref_alloc((size_t)T * D), *r = ref_alloc((size_t)T * D), *xz = ref_alloc((size_t)T * 2 * E);
     double *xs = ref_alloc((size_t)T * E), *zs = ref_alloc((size_t)T * E), *y = ref_alloc((size_t)T * E);
@@ -234,8 +234,10 @@ static inline void ref_backbone(double *out, const double *x, const mk_params *p
     double *A = ref_alloc((size_t)E * N), *yg = ref_alloc((size_t)T * E), *br = ref_alloc((size_t)T * D);
     memcpy(h, x, sizeof(double) * T * D);
     for (int l = 0; l < c->n_layer; l++) {
-        ref_norm(r, h, ref_par(p, P, "layers.%d.norm.weight", l, -1),
-                 ln ? ref_par(p, P, "layers.%d.norm.bias", l, -1) : NULL, T, D, ln, c->eps);
+        if (nonorm) memcpy(r, h, sizeof(double) * T * D);
+        else
+            ref_norm(r, h, ref_par(p, P, "layers.%d.norm.weight", l, -1),
+                     ln ? ref_par(p, P, "layers.%d.norm.bias", l, -1) : NULL, T, D, ln, c->eps);
         ref_matmul_t(xz, r, ref_par(p, P, "layers.%d.in_proj.weight", l, -1), T, D, 2 * E);
         for (int t = 0; t < T; t++)
             for (int e = 0; e < E; e++) {
@@ -297,7 +299,7 @@ static inline void ref_backbone(double *out, const double *x, const mk_params *p
             for (size_t i = 0; i < (size_t)L * D; i++)
                 h[(size_t)b * L * D + i] += (dpm ? dpm[(size_t)l * B + b] : 1.0) * br[(size_t)b * L * D + i];
     }
-    if (c->final_norm)
+    if (c->final_norm && !nonorm)
         ref_norm(out, h, ref_par(p, P, "norm_f.weight", -1, -1), ln ? ref_par(p, P, "norm_f.bias", -1, -1) : NULL, T,
                  D, ln, c->eps);
     else

@@ -10,6 +10,7 @@
  *   sequence == parallel forward (G = 1). */
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/mamba.h"
 #include "core/ops.h"
 #include "core/scan.h"
@@ -196,6 +197,27 @@ static void test_forward_backward(void) {
         c.dt_rank = 3;
         mcase_make(&mc, "N16_expand3_R3_G2", &c, 2, L);
         check_case(&mc, (const int *const *)o, 0, 1);
+        mcase_free(&mc);
+    }
+    {
+        /* MK_NORM_NONE (S-Mamba's layer): the mixer reads the residual stream,
+         * no norm tensors at all, final_norm ignored; one reversed direction */
+        mamba_cfg c = tiny_cfg(2, 1, 2);
+        c.norm = MK_NORM_NONE;
+        mcase_make(&mc, "nonorm_G1_rev_K2", &c, 2, L);
+        int nn = 0;
+        for (int i = 0; i < mc.p.n; i++) nn += strstr(mc.p.t[i].name, "norm") != NULL;
+        test_report(nn == 0 && mc.m.normf_w < 0 && mc.m.layer[0].norm_w < 0 &&
+                        mamba_backbone_num_params(&mc.m) == mc.p.total,
+                    "mamba_nonorm_declares_no_norm", "%d norm tensors, %zu of %zu params counted", nn,
+                    mamba_backbone_num_params(&mc.m), mc.p.total);
+        char why[160] = "";
+        int sup = mamba_backbone_cuda_supported(&mc.m, why, sizeof why);
+        int sd = mamba_backbone_set_device(&mc.m, MK_DEV_CUDA);
+        test_report(!sup && strstr(why, "norm") && sd == -1 && mc.m.device == MK_DEV_CPU, "mamba_nonorm_cuda_refused",
+                    "supported %d (%s), set_device %d, device %d", sup, why, sd, mc.m.device);
+        const int *rev[1] = {o[1]};
+        check_case(&mc, rev, 0, 1);
         mcase_free(&mc);
     }
     {
@@ -436,6 +458,9 @@ int main(void) {
     c = tiny_cfg(2, 1, 4); /* d_state (16) larger than d_model (8): scratch sizing */
     c.d_state = 16;
     test_step("rms_N16_D8", c);
+    c = tiny_cfg(2, 1, 2);
+    c.norm = MK_NORM_NONE;
+    test_step("nonorm_K2", c);
     test_declare_errors();
     test_init();
     test_misc();
