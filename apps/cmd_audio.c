@@ -60,12 +60,13 @@ typedef struct {
     unsigned long long seed;
     const char *out, *resume, *data_dir, *cache;
     double time_limit; /* minutes, 0 = none */
+    double stop_after; /* minutes, 0 = none: stop (checkpointed) without refitting the schedule */
 } train_opts;
 
 int cmd_train_enhance(int argc, char **argv) {
     train_opts o = {.steps = 3000, .batch = 16, .d_model = 64, .n_layer = 3, .causal = 0, .n_espeak = 200,
                     .ckpt_every = 200, .seconds = 1.0f, .lr = 2e-3f, .sisdr_w = 0.005f, .seed = 1, .out = NULL, .resume = NULL,
-                    .data_dir = NULL, .cache = "build/espeak_cache", .time_limit = 0};
+                    .data_dir = NULL, .cache = "build/espeak_cache", .time_limit = 0, .stop_after = 0};
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -91,7 +92,9 @@ int cmd_train_enhance(int argc, char **argv) {
                    "  --ckpt-every N    checkpoint every N steps (default %d)\n"
                    "  --resume FILE     continue from a checkpoint (model, optimiser and step)\n"
                    "  --sisdr-weight X  weight of the waveform -SI-SDR (dB) term added to the spectral loss (default %g)\n"
-                   "  --time-limit MIN  fit the schedule to MIN minutes (measured after 20 steps) and stop then\n"
+                   "  --time-limit MIN  fit the schedule to MIN minutes (rate re-measured every 20 steps) and stop then\n"
+                   "  --stop-after MIN  stop after MIN minutes (checkpoint + model saved) keeping the --steps schedule,\n"
+                   "                    so a long run can go in chunks: --resume FILE.ckpt with the same --steps continues it\n"
                    "  --json            print the final summary as JSON\n",
                    o.steps, o.batch, o.seconds, o.lr, o.d_model, o.n_layer, o.seed, o.n_espeak, o.cache,
                    o.ckpt_every, o.sisdr_w);
@@ -136,6 +139,11 @@ int cmd_train_enhance(int argc, char **argv) {
             i++;
         }
         else if (!strcmp(a, "-o")) { NEED_VALUE(a, v); o.out = v; i++; }
+        else if (!strcmp(a, "--stop-after")) {
+            if (cli_float(a, v, 0.01, 1e6, &f)) return 2;
+            o.stop_after = f;
+            i++;
+        }
         else if (!strcmp(a, "--resume")) { NEED_VALUE(a, v); o.resume = v; i++; }
         else if (!strcmp(a, "--data-dir")) { NEED_VALUE(a, v); o.data_dir = v; i++; }
         else if (!strcmp(a, "--cache")) { NEED_VALUE(a, v); o.cache = v; i++; }
@@ -193,6 +201,7 @@ int cmd_train_enhance(int argc, char **argv) {
     double t0 = mk_time(), ema = 0, sis = 0;
     int rc = 0;
     long start = m.p.step;
+    const int steps_cap = o.steps;
     mk_progress_start(&pr, o.causal ? "train enhance (stream)" : "train enhance", o.steps - start);
     while (m.p.step < o.steps) {
         for (int b = 0; b < B; b++)
@@ -205,16 +214,21 @@ int cmd_train_enhance(int argc, char **argv) {
             goto done;
         }
         mk_adamw_step(&m.p, &ac);
-        if (o.time_limit > 0 && m.p.step == start + 20) {
-            /* fit the cosine schedule to the time budget from the measured rate */
-            double el = mk_time() - t0, rate = 20.0 / el;
-            long fit = m.p.step + (long)(rate * (60 * o.time_limit - el) * 0.97);
-            if (fit < o.steps) {
+        if (o.time_limit > 0 && m.p.step >= start + 20 && (m.p.step - start) % 20 == 0) {
+            /* fit the cosine schedule to the time budget from the rate measured so far; refitted
+             * every 20 steps, so the schedule follows the wall clock on a machine whose load changes */
+            double el = mk_time() - t0, rate = (m.p.step - start) / el;
+            long fit = m.p.step + (long)(rate * (60 * o.time_limit - el) * 0.98);
+            if (fit < steps_cap) {
+                int first = ac.total == steps_cap;
                 o.steps = (int)(fit > m.p.step + 1 ? fit : m.p.step + 1);
                 ac.total = o.steps;
-                ac.warmup = (o.steps - start) / 50 + 1 < ac.warmup ? (o.steps - start) / 50 + 1 : ac.warmup;
+                if (first)
+                    ac.warmup = (o.steps - start) / 50 + 1 < ac.warmup ? (o.steps - start) / 50 + 1 : ac.warmup;
                 pr.total = o.steps - start;
-                fprintf(stderr, "train enhance: %.2f steps/s: %d steps fit in %.1f min\n", rate, o.steps, o.time_limit);
+                if (first)
+                    fprintf(stderr, "train enhance: %.2f steps/s: %d steps fit in %.1f min\n", rate, o.steps,
+                            o.time_limit);
             }
         }
         ema = m.p.step - start <= 1 ? loss : 0.98 * ema + 0.02 * loss;
@@ -223,7 +237,8 @@ int cmd_train_enhance(int argc, char **argv) {
         snprintf(extra, sizeof extra, "loss %.4f  SI-SDR %.2f dB", ema, sis);
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "  step %ld", m.p.step);
         mk_progress_update(&pr, m.p.step - start, "steps", extra);
-        int last = m.p.step >= o.steps || (o.time_limit > 0 && mk_time() - t0 > 60 * o.time_limit);
+        int last = m.p.step >= o.steps || (o.time_limit > 0 && mk_time() - t0 > 60 * o.time_limit) ||
+                   (o.stop_after > 0 && mk_time() - t0 > 60 * o.stop_after);
         if (m.p.step % o.ckpt_every == 0 || last) {
             char ck[4200];
             snprintf(ck, sizeof ck, "%s.ckpt", o.out);
