@@ -6,24 +6,50 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "apps/cli.h"
 #include "core/util.h"
 #include "pathology/mil_bags.h"
+#include "pathology/mil_images.h"
 #include "pathology/mil_model.h"
+#include "vision/image.h"
 
 /* ------------------------------------------------------- shared options */
 
 typedef struct {
     mil_cfg c;
     mil_train_opts t;
+    const char *encoder; /* vision model for image bags, NULL = shipped models/vision.mkm */
 } mil_opts;
+
+/* A bag file (CSV / binary), or a directory of image-bag folders embedded by
+ * the vision encoder (imgs then receives the patch files; may be NULL). */
+static int load_bags(mil_bags *b, mil_image_list *imgs, const char *in, int flags, const char *encoder) {
+    if (imgs) memset(imgs, 0, sizeof *imgs);
+    if (!mil_is_image_dir(in)) return mil_bags_load(b, in, flags);
+    char ep[4096];
+    if (!encoder) {
+        if (!mk_find_model("vision.mkm", ep, sizeof ep)) {
+            mk_error("%s: image bags need a vision encoder: no --encoder and no shipped models/vision.mkm (looked in %s)",
+                     in, ep);
+            return -1;
+        }
+        encoder = ep;
+    }
+    return mil_bags_load_images(b, imgs, in, encoder, flags, !mk_quiet);
+}
+
+#define ENCODER_HELP                                                                                   \
+    "  --encoder FILE      vision model embedding image bags (default: models/vision.mkm; its pooled\n" \
+    "                      features before the head, 80 per patch)\n"
 
 static void opts_default(mil_opts *o) {
     mil_cfg_default(&o->c, MIL_MAMBA, 1);
     mil_train_opts_default(&o->t);
+    o->encoder = NULL;
 }
 
 static void opts_help(FILE *f, const mil_opts *o) {
@@ -36,14 +62,16 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --stride R          SR interleave stride; 0 = plain Mamba without SR (default %d)\n"
             "  --d-state N         SSM state size (default %d)\n"
             "  --gated-attention   gated attention pooling for the mamba model (default off)\n"
+            "  --res-gate 0|1      mamba: h = e + gamma * SR-Mamba(e), gamma learned from 0 (default %d)\n"
             "  --dropout P         dropout on instance embeddings (default %g)\n"
             "  --epochs N          training epochs (default %d)\n"
             "  --lr X              peak AdamW learning rate, warmup + cosine (default %g)\n"
             "  --weight-decay X    AdamW weight decay (default %g)\n"
             "  --batch N           bags per optimiser step (default %d)\n"
             "  --seed N            random seed (default %lu)\n"
-            "  --threads N         OpenMP threads (default: all)\n",
-            mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.dropout,
+            "  --threads N         OpenMP threads (default: all)\n" ENCODER_HELP,
+            mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate,
+            o->c.dropout,
             o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.seed);
 }
 
@@ -83,11 +111,21 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
         o->c.gated = 1;
         return 1;
     }
+    if (!strcmp(a, "--encoder")) {
+        if (!v) {
+            fprintf(stderr, "mambakit: --encoder needs a value\n");
+            return -1;
+        }
+        o->encoder = v;
+        (*i)++;
+        return 1;
+    }
     INTOPT("--d-model", 1, 4096, o->c.D)
     INTOPT("--attn-hidden", 1, 4096, o->c.H)
     INTOPT("--layers", 0, 32, o->c.n_layer)
     INTOPT("--stride", 0, 1000000, o->c.stride)
     INTOPT("--d-state", 1, 64, o->c.d_state)
+    INTOPT("--res-gate", 0, 1, o->c.res_gate)
     FLTOPT("--dropout", 0, 0.95, o->c.dropout)
     INTOPT("--epochs", 0, 100000, o->t.epochs)
     FLTOPT("--lr", 1e-7, 10, o->t.lr)
@@ -129,7 +167,8 @@ static int mil_train_main(int argc, char **argv) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
             printf("usage: mambakit mil train BAGS (-o MODEL | --folds K [--repeats N]) [options]\n\n"
-                   "Train a MIL model on every bag of BAGS (CSV 'bag_id,label,f1..fN' or binary, see docs/MIL.md)\n"
+                   "Train a MIL model on every bag of BAGS (CSV 'bag_id,label,f1..fN' or binary, see docs/MIL.md;\n"
+                   "or a directory of image bags: DIR/<bag>/*.png and DIR/labels.csv 'bag,label')\n"
                    "and save it, or run stratified K-fold cross-validation and print mean +- std accuracy and AUC.\n\n"
                    "  -o, --output MODEL  save the model trained on all bags\n"
                    "  --folds K           stratified K-fold cross-validation (default off)\n"
@@ -178,7 +217,7 @@ static int mil_train_main(int argc, char **argv) {
         return 2;
     }
     mil_bags b;
-    if (mil_bags_load(&b, in, 0)) return cli_fail();
+    if (load_bags(&b, NULL, in, 0, o.encoder)) return cli_fail();
     o.c.F = b.F;
     int rc = 0;
     if (folds) {
@@ -229,31 +268,33 @@ static int mil_train_main(int argc, char **argv) {
 /* ---------------------------------------------------------------- predict */
 
 static int mil_predict_main(int argc, char **argv) {
-    const char *in = NULL, *model = NULL, *plot = NULL;
+    const char *in = NULL, *model = NULL, *plot = NULL, *encoder = NULL;
     int json = 0;
     double thr = 0.5;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
             printf("usage: mambakit mil predict BAGS [--model FILE] [--json] [--plot FILE.png]\n\n"
-                   "Bag probability and predicted label for every bag of BAGS (labels may be '?').\n\n"
+                   "Bag probability and predicted label for every bag of BAGS (labels may be '?'; BAGS may be\n"
+                   "a directory of image bags, DIR/<bag>/*.png with an optional DIR/labels.csv).\n\n"
                    "  --model FILE        model from 'mil train -o' (default: models/mil.mkm, a MambaMIL\n"
                    "                      model trained on Musk1: 166 features)\n"
                    "  --threshold X       probability threshold for label 1 (default %g)\n"
                    "  --json              one JSON object per bag: bag, probability, label, true_label,\n"
                    "                      instances, attention (per-instance pooling weights)\n"
-                   "  --plot FILE.png     attention heat strip per bag (label, probability, instances)\n"
-                   "  --threads N         OpenMP threads (default: all)\n",
+                   "  --plot FILE.png     attention heat strip per bag (label, probability, instances); for\n"
+                   "                      image bags a mosaic of the patches framed by their attention\n"
+                   "  --threads N         OpenMP threads (default: all)\n" ENCODER_HELP,
                    thr);
             return 0;
         }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--model") || !strcmp(a, "--plot")) {
+        if (!strcmp(a, "--model") || !strcmp(a, "--plot") || !strcmp(a, "--encoder")) {
             if (!v) {
                 fprintf(stderr, "mambakit: %s needs a value\n", a);
                 return 2;
             }
-            *(!strcmp(a, "--model") ? &model : &plot) = v;
+            *(!strcmp(a, "--model") ? &model : !strcmp(a, "--plot") ? &plot : &encoder) = v;
             i++;
         } else if (!strcmp(a, "--threshold")) {
             if (cli_float(a, v, 0, 1, &thr)) return 2;
@@ -290,7 +331,8 @@ static int mil_predict_main(int argc, char **argv) {
     mil_model m;
     if (mil_model_load(&m, model)) return cli_fail();
     mil_bags b;
-    if (mil_bags_load(&b, in, MIL_LOAD_UNLABELED)) {
+    mil_image_list imgs;
+    if (load_bags(&b, &imgs, in, MIL_LOAD_UNLABELED, encoder)) {
         mil_model_free(&m);
         return cli_fail();
     }
@@ -298,11 +340,12 @@ static int mil_predict_main(int argc, char **argv) {
         fprintf(stderr, "mambakit: %s: %d features per instance, but the model %s expects %d\n", in, b.F, model,
                 m.c.F);
         mil_bags_free(&b);
+        mil_image_list_free(&imgs);
         mil_model_free(&m);
         return 1;
     }
     float *prob = mk_malloc(sizeof(float) * b.n_bags);
-    float *attn = plot ? mk_malloc(sizeof(float) * b.n_inst) : NULL;
+    float *attn = plot ? mk_malloc(sizeof(float) * (b.n_inst ? b.n_inst : 1)) : NULL;
     long *lens = mk_malloc(sizeof(long) * b.n_bags);
     int known = 0, correct = 0;
     for (int i = 0; i < b.n_bags; i++) {
@@ -323,7 +366,21 @@ static int mil_predict_main(int argc, char **argv) {
             else printf("\"true_label\":null,");
             printf("\"instances\":%d,\"attention\":[", L);
             for (int k = 0; k < L; k++) printf(k ? ",%.5g" : "%.5g", m.a[k]);
-            printf("]}\n");
+            printf("]");
+            if (imgs.n) { /* image bags: the patch file of each attention entry */
+                printf(",\"files\":[");
+                for (int k = 0; k < L; k++) {
+                    const char *f = imgs.path[b.start[i] + k], *sl = strrchr(f, '/');
+                    printf(k ? ",\"" : "\"");
+                    for (const char *c = sl ? sl + 1 : f; *c; c++) {
+                        if (*c == '"' || *c == '\\') putchar('\\');
+                        if ((unsigned char)*c >= 0x20) putchar(*c);
+                    }
+                    putchar('"');
+                }
+                printf("]");
+            }
+            printf("}\n");
         } else {
             printf("%s\t%.4f\t%d", b.name[i], prob[i], y);
             if (b.label[i] >= 0) printf("\t(true %d)", b.label[i]);
@@ -338,7 +395,10 @@ static int mil_predict_main(int argc, char **argv) {
             fprintf(stderr, "mambakit: %d labelled bags: accuracy %.3f\n", known, (double)correct / known);
     }
     int rc = 0;
-    if (plot && mil_plot_attention(plot, b.n_bags, lens, attn, prob, b.label)) rc = cli_fail();
+    if (plot && (imgs.n ? mil_plot_mosaic(plot, &b, &imgs, attn, prob)
+                        : mil_plot_attention(plot, b.n_bags, lens, attn, prob, b.label)))
+        rc = cli_fail();
+    mil_image_list_free(&imgs);
     free(prob);
     free(attn);
     free(lens);
@@ -355,22 +415,23 @@ static int ends_with(const char *s, const char *suf) {
 }
 
 static int mil_convert_main(int argc, char **argv) {
-    const char *in = NULL, *out = NULL;
+    const char *in = NULL, *out = NULL, *encoder = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
             printf("usage: mambakit mil convert BAGS -o OUT\n\n"
                    "Convert a bag file: OUT ending in .csv is written as CSV, anything else as the\n"
-                   "binary bag format (docs/MIL.md). Validates the input like train does.\n\n"
-                   "  -o, --output OUT    output file (required)\n");
+                   "binary bag format (docs/MIL.md). Validates the input like train does. BAGS may be a\n"
+                   "directory of image bags: their embedded features are written (embed once, train often).\n\n"
+                   "  -o, --output OUT    output file (required)\n" ENCODER_HELP);
             return 0;
         }
-        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+        if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--encoder")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "mambakit: %s needs a value\n", a);
                 return 2;
             }
-            out = argv[++i];
+            *(!strcmp(a, "--encoder") ? &encoder : &out) = argv[++i];
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mambakit: mil convert: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -390,7 +451,7 @@ static int mil_convert_main(int argc, char **argv) {
         return 2;
     }
     mil_bags b;
-    if (mil_bags_load(&b, in, MIL_LOAD_UNLABELED)) return cli_fail();
+    if (load_bags(&b, NULL, in, MIL_LOAD_UNLABELED, encoder)) return cli_fail();
     int rc = ends_with(out, ".csv") ? mil_bags_save_csv(&b, out) : mil_bags_save_bin(&b, out);
     if (!rc && !mk_quiet)
         fprintf(stderr, "mambakit: wrote %s: %d bags, %ld instances x %d features\n", out, b.n_bags, b.n_inst, b.F);
@@ -449,6 +510,138 @@ static int mil_synth_main(int argc, char **argv) {
     return rc ? cli_fail() : 0;
 }
 
+/* Fashion-MNIST image bags as folders of PNG patches (the MNIST-bags protocol
+ * of Ilse et al. 2018, written as files so the image-bag path can be run on
+ * real images): DIR/<bag>/pNN.png (28x28 grey) and DIR/labels.csv. */
+static int mil_image_bags_main(int argc, char **argv) {
+    const char *out = NULL, *ddir = NULL, *split = "train";
+    long bags = 40, target = 9, seed = 1;
+    double mean_len = 10, sd_len = 2;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cli_is_help(a)) {
+            printf("usage: mambakit mil image-bags -o DIR [options]\n\n"
+                   "Write Fashion-MNIST bags as image-bag folders (DIR/<bag>/pNN.png, 28x28 grey, and\n"
+                   "DIR/labels.csv): bag sizes ~ round(N(LEN, SD)) >= 1, images drawn at random from the\n"
+                   "chosen split, a bag is positive iff it holds an image of class TARGET.\n"
+                   "DIR must not exist; it appears complete or not at all.\n\n"
+                   "  -o, --output DIR    output directory (required)\n"
+                   "  --bags N            number of bags (default %ld)\n"
+                   "  --length LEN        mean bag size (default %g)\n"
+                   "  --sd SD             bag size standard deviation (default %g)\n"
+                   "  --target K          positive class 0..9 (default %ld, ankle boot)\n"
+                   "  --split S           train | test images (default %s)\n"
+                   "  --seed N            random seed (default %ld)\n"
+                   "  --data-dir DIR      where fashion-mnist/ lives (default: search path)\n",
+                   bags, mean_len, sd_len, target, split, seed);
+            return 0;
+        }
+        if (!strcmp(a, "--bags")) {
+            if (cli_int(a, v, 1, 100000, &bags)) return 2;
+            i++;
+        } else if (!strcmp(a, "--target")) {
+            if (cli_int(a, v, 0, 9, &target)) return 2;
+            i++;
+        } else if (!strcmp(a, "--seed")) {
+            if (cli_int(a, v, 0, 1000000000L, &seed)) return 2;
+            i++;
+        } else if (!strcmp(a, "--length")) {
+            if (cli_float(a, v, 1, 10000, &mean_len)) return 2;
+            i++;
+        } else if (!strcmp(a, "--sd")) {
+            if (cli_float(a, v, 0, 10000, &sd_len)) return 2;
+            i++;
+        } else if (!strcmp(a, "--split")) {
+            if (!v || (strcmp(v, "train") && strcmp(v, "test"))) {
+                fprintf(stderr, "mambakit: --split: '%s' is not train or test\n", v ? v : "");
+                return 2;
+            }
+            split = v;
+            i++;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--data-dir")) {
+            if (!v) {
+                fprintf(stderr, "mambakit: %s needs a value\n", a);
+                return 2;
+            }
+            *(!strcmp(a, "--data-dir") ? &ddir : &out) = v;
+            i++;
+        } else {
+            fprintf(stderr, "mambakit: mil image-bags: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    if (!out) {
+        fprintf(stderr, "mambakit: mil image-bags: need -o DIR (see --help)\n");
+        return 2;
+    }
+    struct stat st;
+    if (!stat(out, &st)) {
+        fprintf(stderr, "mambakit: %s: already exists (give a new directory)\n", out);
+        return 1;
+    }
+    const int test = !strcmp(split, "test");
+    char ip[4096], lp[4096];
+    if (!mk_find_data(ddir, test ? "fashion-mnist/t10k-images-idx3-ubyte.gz" : "fashion-mnist/train-images-idx3-ubyte.gz",
+                      ip, sizeof ip) ||
+        !mk_find_data(ddir, test ? "fashion-mnist/t10k-labels-idx1-ubyte.gz" : "fashion-mnist/train-labels-idx1-ubyte.gz",
+                      lp, sizeof lp)) {
+        fprintf(stderr, "mambakit: Fashion-MNIST not found (looked in %s)\n", ip);
+        return 1;
+    }
+    unsigned char *im, *lb;
+    int n, P;
+    if (mil_read_idx_images(ip, lp, &im, &lb, &n, &P)) return cli_fail();
+    if (P != 784) {
+        free(im), free(lb);
+        fprintf(stderr, "mambakit: %s: %d pixels per image, expected 28x28\n", ip, P);
+        return 1;
+    }
+    mil_bags b;
+    int *src = mil_bags_from_pool(&b, NULL, 1, lb, n, (int)bags, mean_len, sd_len, (int)target, (unsigned long)seed);
+    char tmp[4200], p[4400];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out, (int)getpid());
+    int rc = 0;
+    FILE *lf = NULL;
+    if (mkdir(tmp, 0777)) {
+        mk_error("%s: cannot create directory", tmp);
+        rc = -1;
+    }
+    if (!rc) {
+        snprintf(p, sizeof p, "%s/labels.csv", tmp);
+        if (!(lf = fopen(p, "w"))) mk_error("%s: cannot write", p), rc = -1;
+        else fprintf(lf, "bag,label\n");
+    }
+    const int wd = bags >= 1000 ? 4 : 3;
+    for (int i = 0; i < b.n_bags && !rc; i++) {
+        snprintf(p, sizeof p, "%s/bag%0*d", tmp, wd, i + 1);
+        if (mkdir(p, 0777)) {
+            mk_error("%s: cannot create directory", p);
+            rc = -1;
+            break;
+        }
+        fprintf(lf, "bag%0*d,%d\n", wd, i + 1, b.label[i]);
+        for (long r = b.start[i]; r < b.start[i + 1] && !rc; r++) {
+            char f[4500];
+            snprintf(f, sizeof f, "%s/p%02ld.png", p, r - b.start[i] + 1);
+            if (vision_png_write(f, im + (size_t)src[r] * 784, 28, 28, 1)) rc = -1;
+        }
+    }
+    if (lf && fclose(lf) && !rc) mk_error("%s/labels.csv: write failed", tmp), rc = -1;
+    if (!rc && rename(tmp, out)) mk_error("%s: cannot rename %s into place", out, tmp), rc = -1;
+    if (rc) { /* remove the partial directory */
+        char cmd[9000];
+        snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", tmp);
+        if (!strchr(tmp, '\'') && system(cmd)) mk_warn("%s: could not remove", tmp);
+    } else if (!mk_quiet) {
+        fprintf(stderr, "mambakit: wrote %s: %d bags (%d positive), %ld images\n", out, b.n_bags,
+                mil_bags_positives(&b), b.n_inst);
+    }
+    free(src);
+    free(im), free(lb);
+    mil_bags_free(&b);
+    return rc ? cli_fail() : 0;
+}
+
 int cmd_mil(int argc, char **argv) {
     if (argc < 2 || cli_is_help(argv[1])) {
         FILE *f = argc < 2 ? stderr : stdout;
@@ -458,7 +651,10 @@ int cmd_mil(int argc, char **argv) {
                    "  train     train and save a model, or k-fold cross-validate\n"
                    "  predict   bag probability, label and per-instance attention\n"
                    "  convert   CSV <-> binary bag files\n"
-                   "  synth     write synthetic (long) bags\n");
+                   "  synth     write synthetic (long) bags\n"
+                   "  image-bags  write Fashion-MNIST image bags (folders of PNG patches + labels.csv)\n\n"
+                   "BAGS is a CSV or binary bag file, or a directory of image bags (DIR/<bag>/*.png and\n"
+                   "DIR/labels.csv 'bag,label'), embedded by the vision model (docs/MIL.md).\n");
         return argc < 2 ? 2 : 0;
     }
     const char *w = argv[1];
@@ -466,7 +662,8 @@ int cmd_mil(int argc, char **argv) {
     if (!strcmp(w, "predict")) return mil_predict_main(argc - 1, argv + 1);
     if (!strcmp(w, "convert")) return mil_convert_main(argc - 1, argv + 1);
     if (!strcmp(w, "synth")) return mil_synth_main(argc - 1, argv + 1);
-    fprintf(stderr, "mambakit: mil: unknown command '%s' (train, predict, convert, synth)\n", w);
+    if (!strcmp(w, "image-bags")) return mil_image_bags_main(argc - 1, argv + 1);
+    fprintf(stderr, "mambakit: mil: unknown command '%s' (train, predict, convert, synth, image-bags)\n", w);
     return 2;
 }
 

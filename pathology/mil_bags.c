@@ -568,6 +568,34 @@ int mil_bags_from_images(mil_bags *b, const unsigned char *images, const unsigne
     return pos;
 }
 
+int *mil_bags_from_pool(mil_bags *b, const float *pool, int F, const unsigned char *labels, int n_images,
+                        int n_bags, double mean_len, double sd_len, int target, unsigned long seed) {
+    /* the same random draws as mil_bags_from_images, so equal seeds give the same bags */
+    mk_rng rng;
+    mk_rng_seed(&rng, seed);
+    long *lens = mk_malloc(sizeof(long) * n_bags);
+    for (int i = 0; i < n_bags; i++) {
+        long l = lround(mean_len + sd_len * mk_rng_normal(&rng));
+        lens[i] = l < 1 ? 1 : l;
+    }
+    if (!pool) F = 1;
+    mil_bags_alloc(b, n_bags, F, lens);
+    free(lens);
+    int *src = mk_malloc(sizeof(int) * (b->n_inst ? b->n_inst : 1));
+    for (int i = 0; i < n_bags; i++) {
+        int y = 0;
+        for (long r = b->start[i]; r < b->start[i + 1]; r++) {
+            int k = mk_rng_int(&rng, n_images);
+            y |= labels[k] == target;
+            src[r] = k;
+            if (pool) memcpy(b->x + (size_t)r * F, pool + (size_t)k * F, sizeof(float) * F);
+            else b->x[r] = (float)k;
+        }
+        b->label[i] = y;
+    }
+    return src;
+}
+
 static int gz_read_all(const char *path, unsigned char **out, size_t *n) {
     gzFile g = gzopen(path, "rb");
     if (!g) {

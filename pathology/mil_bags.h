@@ -79,6 +79,12 @@ void mil_bags_synth(mil_bags *b, int n_bags, long len, int F, int n_key, unsigne
  * Returns the number of positive bags. */
 int mil_bags_from_images(mil_bags *b, const unsigned char *images, const unsigned char *labels, int n_images,
                          int n_bags, double mean_len, double sd_len, int target, unsigned long seed);
+/* The same bags (same seed, same draws) from a pool of n_images feature
+ * vectors pool (n_images, F), e.g. embedded images; pool NULL gives F = 1 with
+ * x = the image index. Returns the source image of every instance (n_inst,
+ * malloc'ed). */
+int *mil_bags_from_pool(mil_bags *b, const float *pool, int F, const unsigned char *labels, int n_images,
+                        int n_bags, double mean_len, double sd_len, int target, unsigned long seed);
 /* Read a gzip IDX file pair (images idx3, labels idx1). Returns 0 or -1 with
  * mk_error. *images (n, rows*cols) and *labels (n) are malloc'ed. */
 int mil_read_idx_images(const char *img_path, const char *lab_path, unsigned char **images, unsigned char **labels,

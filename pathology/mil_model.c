@@ -73,6 +73,7 @@ int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
     }
     m->cls_w = mk_params_add(p, "classifier.weight", 1, 1, D);
     m->cls_b = mk_params_add(p, "classifier.bias", 0, 1, 1);
+    m->gamma = m->has_bb && c->res_gate ? mk_params_add(p, "res_gate.gamma", 0, 1, D) : -1;
     mk_params_alloc(p);
 
     mk_rng_seed(&m->rng, seed);
@@ -86,6 +87,7 @@ int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
         mk_init_linear(mk_param(p, m->att_w), NULL, 1, H, &m->rng);
     }
     mk_init_linear(mk_param(p, m->cls_w), mk_param(p, m->cls_b), 1, D, &m->rng);
+    if (m->gamma >= 0) mk_init_const(mk_param(p, m->gamma), D, 0.f);
     mamba_acts_init(&m->acts);
     return 0;
 }
@@ -125,10 +127,10 @@ void mil_order_interleave(int *o, int L, int R) {
         for (int j = r; j < L; j += R) o[t++] = j;
 }
 
-/* Buffer per bag: xs (L,F), e_pre, e, dmask, h (L,D), t, g (L,H), s, a (L), z (D),
+/* Buffer per bag: xs (L,F), e_pre, e, dmask, h, m_out (L,D), t, g (L,H), s, a (L), z (D),
  * backward scratch dh, de (L,D), dt, dg (L,H), da (L). */
 static size_t bag_floats(const mil_cfg *c, int L) {
-    return (size_t)L * (c->F + 6 * (size_t)c->D + 4 * (size_t)c->H + 3) + c->D;
+    return (size_t)L * (c->F + 7 * (size_t)c->D + 4 * (size_t)c->H + 3) + c->D;
 }
 
 static void ensure(mil_model *m, int L) {
@@ -149,6 +151,7 @@ static void ensure(mil_model *m, int L) {
     m->e = q, q += LD;
     m->dmask = q, q += LD;
     m->h = q, q += LD;
+    m->m_out = q, q += LD;
     m->t = q, q += LH;
     m->g = q, q += LH;
     m->s = q, q += L;
@@ -174,7 +177,15 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
     if (m->has_bb) {
         if (c->stride > 0) mil_order_interleave(m->ord, L, c->stride);
         const int *orders[2] = {NULL, m->ord};
-        mamba_backbone_forward(&m->bb, &m->acts, m->h, m->e, 1, L, orders, training, &m->rng);
+        if (m->gamma >= 0) {
+            mamba_backbone_forward(&m->bb, &m->acts, m->m_out, m->e, 1, L, orders, training, &m->rng);
+            const float *gm = mk_param(p, m->gamma);
+            for (int i = 0; i < L; i++)
+                for (int d = 0; d < D; d++)
+                    m->h[(size_t)i * D + d] = m->e[(size_t)i * D + d] + gm[d] * m->m_out[(size_t)i * D + d];
+        } else {
+            mamba_backbone_forward(&m->bb, &m->acts, m->h, m->e, 1, L, orders, training, &m->rng);
+        }
     } else {
         memcpy(m->h, m->e, sizeof(float) * LD);
     }
@@ -289,8 +300,23 @@ void mil_backward(mil_model *m, float dlogit) {
         for (int d = 0; d < D; d++) dh[(size_t)m->amax[d] * D + d] += dlogit * wc[d];
     }
     memset(de, 0, sizeof(float) * LD);
-    if (m->has_bb) mamba_backbone_backward(&m->bb, &m->acts, de, dh);
-    else memcpy(de, dh, sizeof(float) * LD);
+    if (m->gamma >= 0) {
+        /* h = e + gamma * m_out: dgamma = sum_i dh_i * m_out_i; dm_out = gamma * dh (in m_out) */
+        const float *gm = mk_param(p, m->gamma);
+        float *gg = mk_grad(p, m->gamma);
+        for (int i = 0; i < L; i++)
+            for (int d = 0; d < D; d++) {
+                float *mo = m->m_out + (size_t)i * D + d, dv = dh[(size_t)i * D + d];
+                gg[d] += dv * *mo;
+                *mo = gm[d] * dv;
+            }
+        memcpy(de, dh, sizeof(float) * LD);
+        mamba_backbone_backward(&m->bb, &m->acts, de, m->m_out);
+    } else if (m->has_bb) {
+        mamba_backbone_backward(&m->bb, &m->acts, de, dh);
+    } else {
+        memcpy(de, dh, sizeof(float) * LD);
+    }
     /* dropout (in place on e), relu, embedding */
     if (m->training && c->dropout > 0)
         for (size_t k = 0; k < LD; k++) de[k] *= m->dmask[k];
@@ -498,6 +524,7 @@ int mil_model_save(const mil_model *m, const char *path) {
     mk_config_set_int(&cfg, "stride", m->c.stride);
     mk_config_set_int(&cfg, "d_state", m->c.d_state);
     mk_config_set_int(&cfg, "gated", m->c.gated);
+    mk_config_set_int(&cfg, "res_gate", m->c.res_gate);
     mk_config_set_float(&cfg, "dropout", m->c.dropout);
     return mk_ckpt_save(path, &cfg, &m->p, 0);
 }
@@ -531,6 +558,12 @@ int mil_model_load(mil_model *m, const char *path) {
     mil_cfg_default(&c, mil_type_from_name(t), (int)F);
     c.D = (int)D, c.H = (int)H, c.n_layer = (int)nl, c.stride = (int)st, c.d_state = (int)ds, c.gated = (int)g;
     c.dropout = (float)dr;
+    long rg = 0; /* absent in files written before the residual gate existed */
+    if (mk_config_get(&cfg, "res_gate") && (mk_config_get_int(&cfg, "res_gate", &rg) || rg < 0 || rg > 1)) {
+        mk_error("%s: res_gate must be 0 or 1", path);
+        return -1;
+    }
+    c.res_gate = (int)rg;
     if (mil_model_create(m, &c, 1)) return -1;
     if (mk_ckpt_load(path, "mil", &cfg, &m->p, 0)) {
         mil_model_free(m);

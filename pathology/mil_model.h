@@ -6,6 +6,8 @@
  *   xs  = (x - mu) / sigma                    (L, F)  train-set standardisation
  *   e   = dropout(relu(xs @ We^T + be))       (L, D)  instance embedding
  *   h   = SRMamba^2(e) + final LayerNorm      (L, D)  MIL_MAMBA only, else h = e
+ *   h   = e + gamma * LN(SRMamba^n(e))        (L, D)  with res_gate: gamma (D) learned,
+ *         initialised to 0, so training starts as ABMIL on the same embedding
  *         each layer: h += out_proj( scan(natural) + scan(interleave_R) )
  *         (core/mamba.h backbone: G = 2 orders, LayerNorm pre-norm, sum merge)
  *   a   = softmax_i( w^T tanh(V h_i + bV) )                     plain attention
@@ -37,6 +39,7 @@ typedef struct {
     int stride;   /* R of the interleave order; 0 = no SR branch (plain Mamba, G = 1) */
     int d_state;  /* N */
     int gated;    /* gated attention pooling for MIL_MAMBA */
+    int res_gate; /* MIL_MAMBA: h = e + gamma * SRMamba(e), gamma (D) learned, zero at init */
     float dropout;
 } mil_cfg;
 
@@ -53,11 +56,13 @@ typedef struct {
     int att_U, att_Ub;            /* (H, D), (H): gated only, else -1 */
     int att_w;                    /* (H) */
     int cls_w, cls_b;             /* (D), (1) */
+    int gamma;                    /* (D) residual gate (res_gate), else -1 */
     /* activations of the last forward (one bag), grown on demand */
     mamba_acts acts;
     int L, cap;
     float *buf;
     float *xs, *e_pre, *e, *dmask, *h, *t, *g, *s, *a, *z; /* see mil_model.c */
+    float *m_out;                 /* (L, D) backbone output when res_gate */
     int *amax;                    /* (D) argmax rows for max pooling */
     int *ord;                     /* (L) interleave order */
     float logit, prob;

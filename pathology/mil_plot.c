@@ -1,5 +1,7 @@
 /* mil_plot.c — per-bag attention heat strips as a PNG (see mil_model.h). */
 #include "pathology/mil_model.h"
+#include "pathology/mil_images.h"
+#include "vision/image.h"
 
 #include <math.h>
 #include <setjmp.h>
@@ -83,4 +85,80 @@ int mil_plot_attention(const char *path, int n_bags, const long *lens, const flo
     free(px);
     return mk_atomic_commit(&af);
 #endif
+}
+
+/* ------------------------------------------------------ image-bag mosaic */
+
+enum { TILE = 32, BORDER = 4, CELL = TILE + 2 * BORDER, CGAP = 2, COLS = 16, BAG_GAP = 8, MAX_TILES = 256,
+       MAX_BAGS = 400, BAR_H = 14 };
+
+static void fill(unsigned char *px, int W, int x0, int y0, int w, int h, const unsigned char *rgb) {
+    for (int y = y0; y < y0 + h; y++)
+        for (int x = x0; x < x0 + w; x++) memcpy(px + ((size_t)y * W + x) * 3, rgb, 3);
+}
+
+int mil_plot_mosaic(const char *path, const mil_bags *b, const mil_image_list *imgs, const float *attn,
+                    const float *prob) {
+    const int nb = b->n_bags < MAX_BAGS ? b->n_bags : MAX_BAGS;
+    if (b->n_bags > MAX_BAGS) mk_warn("%s: drawing the first %d of %d bags", path, MAX_BAGS, b->n_bags);
+    const int x_tiles = MARGIN + LABEL_W + 2 + PROB_W + 4, W = x_tiles + COLS * (CELL + CGAP) + MARGIN;
+    int Hh = MARGIN;
+    for (int i = 0; i < nb; i++) {
+        long L = mil_bag_len(b, i), n = L < MAX_TILES ? L : MAX_TILES;
+        if (L > MAX_TILES) mk_warn("%s: bag '%s': drawing the first %d of %ld patches", path, b->name[i], MAX_TILES, L);
+        Hh += (int)((n + COLS - 1) / COLS) * (CELL + CGAP) + BAG_GAP;
+    }
+    const int y_bar = Hh;
+    Hh += BAR_H + 6 + MARGIN;
+    unsigned char *px = mk_malloc((size_t)W * Hh * 3);
+    memset(px, 255, (size_t)W * Hh * 3);
+    int y0 = MARGIN, rc = 0;
+    for (int i = 0; i < nb && !rc; i++) {
+        const long L = mil_bag_len(b, i), n = L < MAX_TILES ? L : MAX_TILES;
+        const float *a = attn + b->start[i];
+        unsigned char lab[3] = {255, 255, 255}, pr[3], col[3];
+        if (b->label[i] == 1) lab[0] = 214, lab[1] = 39, lab[2] = 40;
+        else if (b->label[i] == 0) lab[0] = lab[1] = lab[2] = 150;
+        pr[0] = pr[1] = pr[2] = (unsigned char)lrintf(255 * (1 - prob[i]));
+        fill(px, W, MARGIN, y0, LABEL_W, CELL, lab);
+        fill(px, W, MARGIN + LABEL_W + 2, y0, PROB_W, CELL, pr);
+        float amax = 0;
+        for (long k = 0; k < L; k++) amax = a[k] > amax ? a[k] : amax;
+        for (long k = 0; k < n; k++) {
+            int cx = x_tiles + (int)(k % COLS) * (CELL + CGAP), cy = y0 + (int)(k / COLS) * (CELL + CGAP);
+            ramp(amax > 0 ? a[k] / amax : 0, col);
+            fill(px, W, cx, cy, CELL, CELL, col);
+            vision_image im, cv, rs;
+            if (vision_image_load(&im, imgs->path[b->start[i] + k])) {
+                rc = -1;
+                break;
+            }
+            vision_image_convert(&cv, &im, 3);
+            vision_image_free(&im);
+            vision_image_resize(&rs, &cv, TILE, TILE);
+            vision_image_free(&cv);
+            for (int y = 0; y < TILE; y++)
+                for (int x = 0; x < TILE; x++)
+                    for (int c = 0; c < 3; c++) {
+                        float v = rs.px[((size_t)y * TILE + x) * 3 + c];
+                        px[((size_t)(cy + BORDER + y) * W + cx + BORDER + x) * 3 + c] =
+                            (unsigned char)lrintf(255 * (v < 0 ? 0 : v > 1 ? 1 : v));
+                    }
+            vision_image_free(&rs);
+        }
+        y0 += (int)((n + COLS - 1) / COLS) * (CELL + CGAP) + BAG_GAP;
+    }
+    if (!rc) { /* colour bar: attention / bag max from 0 (left) to 1 (right), ticks at 0, 0.5, 1 */
+        const int bw = COLS * (CELL + CGAP) - CGAP;
+        const unsigned char black[3] = {0, 0, 0};
+        unsigned char col[3];
+        for (int x = 0; x < bw; x++) {
+            ramp((float)x / (bw - 1), col);
+            fill(px, W, x_tiles + x, y_bar, 1, BAR_H, col);
+        }
+        for (int t = 0; t < 3; t++) fill(px, W, x_tiles + t * (bw - 2) / 2, y_bar + BAR_H, 2, 5, black);
+    }
+    if (!rc) rc = vision_png_write(path, px, W, Hh, 3);
+    free(px);
+    return rc;
 }

@@ -117,10 +117,10 @@ static double bag_loss(mil_model *m, const float *x, int L) {
     return mk_softplusf(m->logit) - m->logit;
 }
 
-static void gradcheck(const char *name, int type, int gated, int L, int stride) {
+static void gradcheck_cfg(const char *name, int type, int gated, int L, int stride, int res_gate) {
     mil_cfg c;
     mil_cfg_default(&c, type, 5);
-    c.D = 8, c.H = 6, c.n_layer = 2, c.stride = stride, c.d_state = 4, c.gated = gated;
+    c.D = 8, c.H = 6, c.n_layer = 2, c.stride = stride, c.d_state = 4, c.gated = gated, c.res_gate = res_gate;
     mil_model m;
     if (mil_model_create(&m, &c, 42)) {
         test_report(0, name, "%s", mk_last_error());
@@ -135,6 +135,9 @@ static void gradcheck(const char *name, int type, int gated, int L, int stride) 
         mk_param(&m.p, m.fmean)[j] = 0.1f * j;
         mk_param(&m.p, m.fstd)[j] = 1.f + 0.2f * j;
     }
+    /* a non-zero residual gate (it starts at 0), so the backbone's gradients are checked too */
+    if (m.gamma >= 0)
+        for (int d = 0; d < c.D; d++) mk_param(&m.p, m.gamma)[d] = 0.3f + 0.1f * d;
     mk_params_zero_grad(&m.p);
     float pr = mil_forward(&m, x, L, 0);
     mil_backward(&m, pr - 1.f);
@@ -167,6 +170,10 @@ static void gradcheck(const char *name, int type, int gated, int L, int stride) 
     test_report(worst < 3e-2, name, "%d entries, worst normalised error %.2e (%s)", checked, worst, worst_t);
     free(x);
     mil_model_free(&m);
+}
+
+static void gradcheck(const char *name, int type, int gated, int L, int stride) {
+    gradcheck_cfg(name, type, gated, L, stride, 0);
 }
 
 static void test_auc(void) {
@@ -240,6 +247,7 @@ int main(void) {
     gradcheck("grad_max", MIL_MAX, 0, 5, 3);
     gradcheck("grad_mamba_len1", MIL_MAMBA, 0, 1, 3);
     gradcheck("grad_mamba_no_sr", MIL_MAMBA, 0, 9, 0);
+    gradcheck_cfg("grad_mamba_res_gate", MIL_MAMBA, 0, 13, 3, 1);
     test_musk1();
     return test_exit();
 }
