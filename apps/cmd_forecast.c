@@ -78,9 +78,13 @@ static void fc_help(const fc_opts *o, int train) {
            "  --lr X             S-Mamba learning rate (default %g)\n"
            "  --d-model N        S-Mamba width (default %d)\n"
            "  --layers N         S-Mamba layers (default %d)\n"
+           "  --block B          S-Mamba layer: shared (one in/out projection for both directions,\n"
+           "                     RMSNorm before it) or paper (two independent Mamba modules, the\n"
+           "                     S-Mamba paper's layer) (default %s)\n"
            "  --seed N           random seed (default %llu)\n"
            "  --threads N        OpenMP threads (default %ld; the work is too fine-grained to gain much)\n",
-           o->horizon, o->lookback, o->model, o->epochs, o->budget, o->lr, o->sm.D, o->sm.n_layer, o->seed,
+           o->horizon, o->lookback, o->model, o->epochs, o->budget, o->lr, o->sm.D, o->sm.n_layer,
+           ts_block_name(o->sm.block), o->seed,
            o->threads);
     if (train)
         printf("  -o FILE            where to save the model (required)\n");
@@ -125,6 +129,10 @@ static int fc_parse(fc_opts *o, int argc, char **argv, int train) {
         } else if (!strcmp(a, "--layers")) {
             if (cli_int(a, v, 1, 16, &x)) return 2;
             o->sm.n_layer = (int)x, i++;
+        } else if (!strcmp(a, "--block")) {
+            if (!v || ts_block_parse(v) < 0)
+                return fprintf(stderr, "mambakit: --block needs shared or paper, got '%s'\n", v ? v : ""), 2;
+            o->sm.block = ts_block_parse(v), i++;
         } else if (!strcmp(a, "--seed")) {
             if (cli_int(a, v, 0, 1L << 62, &x)) return 2;
             o->seed = (unsigned long long)x, i++;
@@ -204,6 +212,7 @@ static int fc_save(const char *path, const ts_model *m, const ts_table *t, const
     mk_config_set_int(&cfg, "d_conv", m->sm.d_conv);
     mk_config_set_int(&cfg, "expand", m->sm.expand);
     mk_config_set_float(&cfg, "dropout", m->sm.dropout);
+    mk_config_set(&cfg, "block", "%s", ts_block_name(m->sm.block));
     mk_config_set_float(&cfg, "val_mse", val_mse);
     char key[MK_CKPT_KEY];
     for (int c = 0; c < m->C; c++) {
@@ -254,6 +263,12 @@ static int fc_read_saved(const char *path, fc_saved *s) {
         char e[1024];
         snprintf(e, sizeof e, "%s", mk_last_error());
         mk_error("%s: %s", path, e);
+        return -1;
+    }
+    const char *bl = mk_config_get(&s->cfg, "block"); /* absent in files written before the option: shared */
+    s->sm.block = bl ? ts_block_parse(bl) : TS_BLOCK_SHARED;
+    if (s->sm.block < 0) {
+        mk_error("%s: config 'block' = '%s' is not shared or paper", path, bl);
         return -1;
     }
     return 0;
@@ -624,7 +639,8 @@ static int in_list(const char *list, const char *name) {
 int cmd_bench_ts(int argc, char **argv) {
     const char *sets = NULL, *hz = NULL, *models = "smamba,dlinear,snaive,naive", *data_dir = NULL;
     long epochs = 10, max_win = 0, threads = 1;
-    double lr = 5e-4, budget = 0;
+    double lr = 5e-4, budget = 0, lrs[4] = {0};
+    int n_lr = 1;
     int json = 0;
     unsigned long long seed = 1;
     ts_smamba_cfg sm;
@@ -644,7 +660,11 @@ int cmd_bench_ts(int argc, char **argv) {
                    "  --horizons LIST     comma list of horizons (default: the data set's four)\n"
                    "  --models LIST       smamba,dlinear,snaive,naive (default all)\n"
                    "  --epochs N          max epochs, early stopping patience 3 (default %ld)\n"
-                   "  --lr X              S-Mamba learning rate (default %g; DLinear uses 5e-3)\n"
+                   "  --lr X[,X,X,X]      S-Mamba learning rate, or one per horizon of the data set's\n"
+                   "                      four (the paper scripts' style) (default %g; DLinear uses 5e-3)\n"
+                   "  --block B           S-Mamba layer: shared (one in/out projection for both\n"
+                   "                      directions, RMSNorm before it) or paper (two independent Mamba\n"
+                   "                      modules, the S-Mamba paper's layer) (default %s)\n"
                    "  --d-model N         S-Mamba width D = FFN width (default %d)\n"
                    "  --layers N          S-Mamba layers (default %d)\n"
                    "  --d-state N         S-Mamba state size (default %d)\n"
@@ -655,7 +675,7 @@ int cmd_bench_ts(int argc, char **argv) {
                    "  --threads N         OpenMP threads (default %ld)\n"
                    "  --data-dir DIR      where the data sets are (default: the data search path)\n"
                    "  --json              one JSON object per result line\n",
-                   epochs, lr, sm.D, sm.n_layer, sm.d_state, sm.dropout, seed, threads);
+                   epochs, lr, ts_block_name(sm.block), sm.D, sm.n_layer, sm.d_state, sm.dropout, seed, threads);
             return 0;
         } else if (!strcmp(a, "--datasets")) {
             if (!v) return fprintf(stderr, "mambakit: --datasets needs a value\n"), 2;
@@ -692,8 +712,24 @@ int cmd_bench_ts(int argc, char **argv) {
             if (cli_float(a, v, 0, 0.9, &dp)) return 2;
             sm.dropout = (float)dp, i++;
         } else if (!strcmp(a, "--lr")) {
-            if (cli_float(a, v, 1e-7, 1, &lr)) return 2;
-            i++;
+            if (!v) return fprintf(stderr, "mambakit: --lr needs a value\n"), 2;
+            n_lr = 0;
+            for (const char *q = v; n_lr < 5;) {
+                char *e;
+                double f = strtod(q, &e);
+                if (e == q || !(f >= 1e-7 && f <= 1) || (*e && *e != ',') || n_lr == 4)
+                    return fprintf(stderr, "mambakit: --lr: '%s' is not one or four learning rates in [1e-07, 1]\n", v), 2;
+                lrs[n_lr++] = f;
+                if (!*e) break;
+                q = e + 1;
+            }
+            if (n_lr != 1 && n_lr != 4)
+                return fprintf(stderr, "mambakit: --lr: '%s' is not one or four learning rates in [1e-07, 1]\n", v), 2;
+            lr = lrs[0], i++;
+        } else if (!strcmp(a, "--block")) {
+            if (!v || ts_block_parse(v) < 0)
+                return fprintf(stderr, "mambakit: --block needs shared or paper, got '%s'\n", v ? v : ""), 2;
+            sm.block = ts_block_parse(v), i++;
         } else if (!strcmp(a, "--time-budget")) {
             if (cli_float(a, v, 0, 1e7, &budget)) return 2;
             i++;
@@ -710,8 +746,10 @@ int cmd_bench_ts(int argc, char **argv) {
     ts_threads(threads);
     int kinds[4] = {TS_MODEL_SMAMBA, TS_MODEL_DLINEAR, TS_MODEL_SNAIVE, TS_MODEL_NAIVE}, any = 0;
     if (!json)
-        printf("# bench ts: %d threads, S-Mamba D=%d layers=%d d_state=%d dropout=%g lr=%g epochs<=%ld\n",
-               mk_num_threads(), sm.D, sm.n_layer, sm.d_state, sm.dropout, lr, epochs);
+        printf("# bench ts: %d threads, S-Mamba block=%s D=%d layers=%d d_state=%d dropout=%g lr=%g%s epochs<=%ld "
+               "seed=%llu\n",
+               mk_num_threads(), ts_block_name(sm.block), sm.D, sm.n_layer, sm.d_state, sm.dropout, lr,
+               n_lr == 4 ? " (per horizon, see lines)" : "", epochs, seed);
     for (int d = 0; d < N_BENCH_SETS; d++) {
         const bench_set *b = &BENCH_SETS[d];
         if (!in_list(sets, b->name)) continue;
@@ -763,7 +801,8 @@ int cmd_bench_ts(int argc, char **argv) {
                 }
                 char label[64];
                 snprintf(label, sizeof label, "%s H=%d %s", b->name, H, ts_model_name(kinds[k]));
-                ts_train_cfg tc = {(int)epochs, 32, 3, kinds[k] == TS_MODEL_DLINEAR ? 5e-3f : (float)lr,
+                const double lr_h = n_lr == 4 ? lrs[hi] : lr;
+                ts_train_cfg tc = {(int)epochs, 32, 3, kinds[k] == TS_MODEL_DLINEAR ? 5e-3f : (float)lr_h,
                                    (int)max_win, seed, 1, label, budget, 1};
                 double t0 = mk_time();
                 double vm = ts_model_fit(&m, &se, &sp[0], &sp[1], &tc);
@@ -773,11 +812,13 @@ int cmd_bench_ts(int argc, char **argv) {
                 sum[k][0] += mse, sum[k][1] += mae;
                 if (json)
                     printf("{\"dataset\": \"%s\", \"horizon\": %d, \"model\": \"%s\", \"mse\": %.6f, \"mae\": %.6f, "
-                           "\"val_mse\": %.6f, \"test_windows\": %d, \"seconds\": %.1f}\n",
-                           b->name, H, ts_model_name(kinds[k]), mse, mae, vm, ts_split_windows(&sp[2], L, H), secs);
+                           "\"val_mse\": %.6f, \"test_windows\": %d, \"seconds\": %.1f, \"lr\": %g}\n",
+                           b->name, H, ts_model_name(kinds[k]), mse, mae, vm, ts_split_windows(&sp[2], L, H), secs,
+                           tc.lr);
                 else
-                    printf("%-8s H=%-4d %-8s test MSE %.4f  MAE %.4f   (val MSE %.4f, %d test windows, %.0f s)\n",
-                           b->name, H, ts_model_name(kinds[k]), mse, mae, vm, ts_split_windows(&sp[2], L, H), secs);
+                    printf("%-8s H=%-4d %-8s test MSE %.4f  MAE %.4f   (val MSE %.4f, %d test windows, %.0f s, lr %g)\n",
+                           b->name, H, ts_model_name(kinds[k]), mse, mae, vm, ts_split_windows(&sp[2], L, H), secs,
+                           tc.lr);
                 fflush(stdout);
                 ts_model_free(&m);
                 any = 1;

@@ -72,6 +72,23 @@ grep -v validation "$tmp/sa.json" > "$tmp/sa2"; grep -v validation "$tmp/sb.json
 [ $rc = 0 ] && [ $rc2 = 0 ] && grep -q '"model": "smamba"' "$tmp/sa.json" && grep -q '"forecast"' "$tmp/sa2" &&
   cmp -s "$tmp/sa2" "$tmp/sb2"
 ok $? smamba_saved_model_bit_identical "rc=$rc/$rc2 $(diff "$tmp/sa2" "$tmp/sb2" | head -5 | tr '\n' '|')"
+# a file written before --block existed has no "block" key: it must load as the shared block
+# (rename the key in the fixed-width config record; the forecast must not change)
+off=$(grep -abo 'block' "$tmp/sm.mkm" | head -1 | cut -d: -f1)
+cp "$tmp/sm.mkm" "$tmp/old.mkm"; printf 'xlock' | dd of="$tmp/old.mkm" bs=1 seek="$off" conv=notrunc status=none
+$MK forecast "$tmp/daily.csv" --target sales --target temp --model "$tmp/old.mkm" --json -q > "$tmp/so.json"; rc=$?
+grep -v validation "$tmp/so.json" > "$tmp/so2"
+[ -n "$off" ] && [ $rc = 0 ] && cmp -s "$tmp/sa2" "$tmp/so2"; ok $? old_model_file_loads_as_shared "off=$off rc=$rc"
+# the paper's block (two independent Mamba modules): stored in the file, reloaded bit-identical
+$MK forecast "$tmp/daily.csv" --horizon 4 --target sales --target temp --model smamba --block paper --d-model 16 \
+  --layers 1 --epochs 2 --time-budget 0 --json -q --save-model "$tmp/pp.mkm" > "$tmp/pa.json"; rc=$?
+$MK forecast "$tmp/daily.csv" --target sales --target temp --model "$tmp/pp.mkm" --json -q > "$tmp/pb.json"; rc2=$?
+grep -v validation "$tmp/pa.json" > "$tmp/pa2"; grep -v validation "$tmp/pb.json" > "$tmp/pb2"
+[ $rc = 0 ] && [ $rc2 = 0 ] && grep -aq 'paper' "$tmp/pp.mkm" && grep -aq 'mamba_r' "$tmp/pp.mkm" &&
+  cmp -s "$tmp/pa2" "$tmp/pb2" && ! cmp -s "$tmp/pa2" "$tmp/sa2"
+ok $? paper_block_saved_model_bit_identical "rc=$rc/$rc2 $(diff "$tmp/pa2" "$tmp/pb2" | head -5 | tr '\n' '|')"
+$MK forecast "$tmp/daily.csv" --block both >/dev/null 2>&1; [ $? = 2 ]; ok $? bad_block_exit2
+$MK bench ts --lr 1e-4,2e-4 >/dev/null 2>&1; [ $? = 2 ]; ok $? bench_bad_lr_list_exit2
 msg=$($MK forecast "$tmp/daily.csv" --model "$tmp/d.mkm" -q 2>&1); rc=$?
 [ $rc = 1 ] && grep -q "forecasts 1 columns" <<<"$msg"; ok $? saved_model_column_mismatch "rc=$rc msg=$msg"
 out=$($MK train forecast "$tmp/daily.csv" --horizon 7 --model snaive -o "$tmp/s.mkm" -q); rc=$?

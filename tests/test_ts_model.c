@@ -158,6 +158,35 @@ static void test_gradients(void) {
         grad_check(&m, "smamba_dropout_grad_fd", 2, 4);
         ts_model_free(&m);
     }
+    /* the paper's block: two independent Mamba modules (forward, reverse), no norm before them */
+    c.dropout = 0;
+    c.block = TS_BLOCK_PAPER;
+    if (ts_model_create(&m, TS_MODEL_SMAMBA, &c, 8, 4, 3, 2, 0, 7)) {
+        test_report(0, "smamba_paper_grad_fd", "%s", mk_last_error());
+    } else {
+        /* structure: per layer mamba_f + mamba_r, each with its own in/out projection
+         * (2E x D, D x E), no norm tensor inside either */
+        int nf = 0, nr = 0, nnorm = 0, nin = 0;
+        for (int k = 0; k < m.p.n; k++) {
+            const char *nm = m.p.t[k].name;
+            nf += strstr(nm, ".mamba_f.") != NULL, nr += strstr(nm, ".mamba_r.") != NULL;
+            nnorm += strstr(nm, "mamba") && strstr(nm, "norm");
+            nin += strstr(nm, "in_proj") || strstr(nm, "out_proj");
+        }
+        test_report(m.smamba.n_bb == 4 && nf == nr && nf > 0 && nnorm == 0 && nin == 8, "smamba_paper_structure",
+                    "%d backbones, %d/%d tensors in mamba_f/mamba_r, %d norm tensors in them, %d in/out projections",
+                    m.smamba.n_bb, nf, nr, nnorm, nin);
+        for (size_t i = 0; i < m.p.total; i++) m.p.data[i] += 0.05f * mk_rng_normal(&r);
+        grad_check(&m, "smamba_paper_grad_fd", 2, 4);
+        ts_model_free(&m);
+    }
+    c.dropout = 0.3f;
+    if (ts_model_create(&m, TS_MODEL_SMAMBA, &c, 8, 4, 3, 2, 0, 7) == 0) {
+        for (size_t i = 0; i < m.p.total; i++) m.p.data[i] += 0.05f * mk_rng_normal(&r);
+        m.smamba.training = 1;
+        grad_check(&m, "smamba_paper_dropout_grad_fd", 2, 4);
+        ts_model_free(&m);
+    }
     if (ts_model_create(&m, TS_MODEL_DLINEAR, NULL, 30, 5, 2, 0, 0, 7) == 0) {
         grad_check(&m, "dlinear_grad_fd", 3, 6);
         ts_model_free(&m);

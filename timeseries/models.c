@@ -218,7 +218,7 @@ void ts_model_relink(ts_model *m) {
     m->dlinear.p = &m->p;
     m->smamba.p = &m->p;
     if (m->kind == TS_MODEL_SMAMBA)
-        for (int l = 0; l < m->smamba.cfg.n_layer; l++) m->smamba.mamba[l].p = &m->p;
+        for (int i = 0; i < m->smamba.n_bb; i++) m->smamba.mamba[i].p = &m->p;
 }
 
 void ts_model_free(ts_model *m) {

@@ -41,6 +41,13 @@ typedef struct {
     float *dhout;        /* (B*C, H) */
 } sm_acts;
 
+const char *ts_block_name(int block) { return block == TS_BLOCK_PAPER ? "paper" : "shared"; }
+int ts_block_parse(const char *s) {
+    if (!strcmp(s, "shared")) return TS_BLOCK_SHARED;
+    if (!strcmp(s, "paper")) return TS_BLOCK_PAPER;
+    return -1;
+}
+
 static size_t carve(float **dst, float **p, size_t n) {
     *dst = *p;
     *p += n;
@@ -111,8 +118,15 @@ int ts_smamba_declare(ts_smamba *m, mk_params *p, const ts_smamba_cfg *c) {
     const int D = c->D, NL = c->n_layer, T = c->C + c->F;
     m->emb_w = mk_params_add(p, "embed.weight", 1, 2, D, c->L);
     m->emb_b = mk_params_add(p, "embed.bias", 0, 1, D);
-    m->mamba = mk_calloc(NL, sizeof(mamba_backbone));
-    m->macts = mk_calloc(NL, sizeof(mamba_acts));
+    if (c->block != TS_BLOCK_SHARED && c->block != TS_BLOCK_PAPER) {
+        mk_error("invalid S-Mamba block %d", c->block);
+        return -1;
+    }
+    const int per = c->block == TS_BLOCK_PAPER ? 2 : 1;
+    m->n_bb = per * NL;
+    m->mamba = mk_calloc(m->n_bb, sizeof(mamba_backbone));
+    m->macts = mk_calloc(m->n_bb, sizeof(mamba_acts));
+    for (int i = 0; i < m->n_bb; i++) mamba_acts_init(&m->macts[i]);
     int **ix[8] = {&m->ln1_w, &m->ln1_b, &m->ff1_w, &m->ff1_b, &m->ff2_w, &m->ff2_b, &m->ln2_w, &m->ln2_b};
     for (int k = 0; k < 8; k++) *ix[k] = mk_calloc(NL, sizeof(int));
     char nm[MK_NAME_MAX];
@@ -122,12 +136,21 @@ int ts_smamba_declare(ts_smamba *m, mk_params *p, const ts_smamba_cfg *c) {
         mc.d_state = c->d_state;
         mc.d_conv = c->d_conv;
         mc.expand = c->expand;
-        mc.n_dir = 2;
-        mc.merge = MK_MERGE_SUM;
         mc.final_norm = 0;
-        snprintf(nm, sizeof nm, "enc.%d.mamba.", l);
-        if (mamba_backbone_declare(&m->mamba[l], p, nm, &mc)) return -1;
-        mamba_acts_init(&m->macts[l]);
+        if (c->block == TS_BLOCK_PAPER) {
+            /* two complete Mamba modules, no norm before them (x + mamba(x)) */
+            mc.n_dir = 1;
+            mc.norm = MK_NORM_NONE;
+            snprintf(nm, sizeof nm, "enc.%d.mamba_f.", l);
+            if (mamba_backbone_declare(&m->mamba[2 * l], p, nm, &mc)) return -1;
+            snprintf(nm, sizeof nm, "enc.%d.mamba_r.", l);
+            if (mamba_backbone_declare(&m->mamba[2 * l + 1], p, nm, &mc)) return -1;
+        } else {
+            mc.n_dir = 2;
+            mc.merge = MK_MERGE_SUM;
+            snprintf(nm, sizeof nm, "enc.%d.mamba.", l);
+            if (mamba_backbone_declare(&m->mamba[l], p, nm, &mc)) return -1;
+        }
 #define ADD(field, suffix, decay, ...) \
     (snprintf(nm, sizeof nm, "enc.%d.%s", l, suffix), m->field[l] = mk_params_add(p, nm, decay, __VA_ARGS__))
         ADD(ln1_w, "norm1.weight", 0, 1, D);
@@ -155,8 +178,9 @@ void ts_smamba_init(ts_smamba *m, mk_rng *rng) {
     const ts_smamba_cfg *c = &m->cfg;
     mk_params *p = m->p;
     mk_init_linear(mk_param(p, m->emb_w), mk_param(p, m->emb_b), c->D, c->L, rng);
+    const int per = m->n_bb / c->n_layer;
     for (int l = 0; l < c->n_layer; l++) {
-        mamba_backbone_init(&m->mamba[l], rng);
+        for (int k = 0; k < per; k++) mamba_backbone_init(&m->mamba[per * l + k], rng);
         mk_init_const(mk_param(p, m->ln1_w[l]), c->D, 1.f);
         mk_init_const(mk_param(p, m->ln1_b[l]), c->D, 0.f);
         mk_init_linear(mk_param(p, m->ff1_w[l]), mk_param(p, m->ff1_b[l]), c->d_ff, c->D, rng);
@@ -171,9 +195,9 @@ void ts_smamba_init(ts_smamba *m, mk_rng *rng) {
 
 void ts_smamba_free(ts_smamba *m) {
     if (m->mamba)
-        for (int l = 0; l < m->cfg.n_layer; l++) {
-            mamba_backbone_free(&m->mamba[l]);
-            mamba_acts_free(&m->macts[l]);
+        for (int i = 0; i < m->n_bb; i++) {
+            mamba_backbone_free(&m->mamba[i]);
+            mamba_acts_free(&m->macts[i]);
         }
     free(m->mamba);
     free(m->macts);
@@ -211,7 +235,15 @@ void ts_smamba_forward(ts_smamba *m, float *pred, const float *x, const float *m
     const int *const ord[2] = {m->orders[0], m->orders[1]};
     for (int l = 0; l < c->n_layer; l++) {
         sm_layer *y = &ly[l];
-        mamba_backbone_forward(&m->mamba[l], &m->macts[l], y->h, y->in, B, T, ord, 0, NULL);
+        if (c->block == TS_BLOCK_PAPER) {
+            /* h = (in + Mamba_f(in)) + (in + flip(Mamba_r(flip(in)))) - in;
+             * a.d1 (backward scratch) holds the reverse module's output */
+            mamba_backbone_forward(&m->mamba[2 * l], &m->macts[2 * l], y->h, y->in, B, T, NULL, 0, NULL);
+            mamba_backbone_forward(&m->mamba[2 * l + 1], &m->macts[2 * l + 1], a.d1, y->in, B, T, ord + 1, 0, NULL);
+            for (size_t i = 0; i < (size_t)M * D; i++) y->h[i] += a.d1[i] - y->in[i];
+        } else {
+            mamba_backbone_forward(&m->mamba[l], &m->macts[l], y->h, y->in, B, T, ord, 0, NULL);
+        }
         layernorm_forward(y->n1, y->mean1, y->rstd1, y->h, mk_param(p, m->ln1_w[l]), mk_param(p, m->ln1_b[l]), M, D,
                           1e-5f);
         linear_forward(y->a1, y->n1, mk_param(p, m->ff1_w[l]), mk_param(p, m->ff1_b[l]), M, D, Fd);
@@ -293,7 +325,13 @@ void ts_smamba_backward(ts_smamba *m, const float *dpred) {
                            mk_param(p, m->ln1_w[l]), y->mean1, y->rstd1, M, D);
         /* h = backbone(in): d2 = d(in) */
         memset(a.d2, 0, sizeof(float) * (size_t)M * D);
-        mamba_backbone_backward(&m->mamba[l], &m->macts[l], a.d2, a.d3);
+        if (c->block == TS_BLOCK_PAPER) { /* both modules add d(h) through their residual: count it once */
+            mamba_backbone_backward(&m->mamba[2 * l], &m->macts[2 * l], a.d2, a.d3);
+            mamba_backbone_backward(&m->mamba[2 * l + 1], &m->macts[2 * l + 1], a.d2, a.d3);
+            for (size_t i = 0; i < (size_t)M * D; i++) a.d2[i] -= a.d3[i];
+        } else {
+            mamba_backbone_backward(&m->mamba[l], &m->macts[l], a.d2, a.d3);
+        }
     }
     if (m->drop_on)
         for (size_t i = 0; i < (size_t)M * D; i++) a.d2[i] *= a.mask_e[i];

@@ -130,11 +130,23 @@ void ts_revin_denorm(float *y, const float *yn, const float *mean, const float *
 enum { TS_MODEL_NAIVE = 0, TS_MODEL_SNAIVE = 1, TS_MODEL_DLINEAR = 2, TS_MODEL_SMAMBA = 3 };
 const char *ts_model_name(int kind);
 
+/* The bidirectional Mamba block of an encoder layer (stored in model files as
+ * "block"; files without it are TS_BLOCK_SHARED):
+ *   TS_BLOCK_SHARED: h = e + BiMamba(RMSNorm(e)): one core layer, G = 2
+ *                    directions sharing in_proj/out_proj (Vim "v2" shape);
+ *   TS_BLOCK_PAPER:  h = e + Mamba_f(e) + flip(Mamba_r(flip(e))): two complete,
+ *                    independent Mamba modules (own in/out projections, G = 1
+ *                    each, no norm before them), exactly the S-Mamba paper's layer. */
+enum { TS_BLOCK_SHARED = 0, TS_BLOCK_PAPER = 1 };
+
 typedef struct {
     int L, H, C, F;
     int D, n_layer, d_ff, d_state, d_conv, expand;
     float dropout; /* after the embedding, the FFN activation and the FFN output (training only) */
+    int block;     /* TS_BLOCK_SHARED (0) or TS_BLOCK_PAPER */
 } ts_smamba_cfg;
+const char *ts_block_name(int block);
+int ts_block_parse(const char *s); /* "shared"/"paper" -> TS_BLOCK_*, -1 otherwise */
 
 /* S-Mamba (Wang et al. 2024, "Is Mamba Effective for Time Series
  * Forecasting?"), built on the core backbone; see docs/TIMESERIES.md:
@@ -142,14 +154,17 @@ typedef struct {
  *   -> embed Linear(L -> D)
  *   -> n_layer x [ h = e + BiMamba(RMSNorm(e)) (identity + reverse order over
  *                  the tokens, per-direction conv/x_proj/dt_proj/A/D, shared
- *                  in/out projection, sum merge); n = LN1(h);
+ *                  in/out projection, sum merge) -- or, TS_BLOCK_PAPER,
+ *                  h = e + Mamba_f(e) + flip(Mamba_r(flip(e))); n = LN1(h);
  *                  e = LN2(n + W2 gelu(W1 n)) ]
  *   -> LN -> head Linear(D -> H) on the C variate tokens -> de-normalise. */
 typedef struct {
     ts_smamba_cfg cfg;
     mk_params *p;
-    mamba_backbone *mamba; /* n_layer backbones of one layer each */
+    mamba_backbone *mamba; /* n_bb backbones of one layer each: per encoder layer one
+                              (shared) or two, forward then reverse (paper) */
     mamba_acts *macts;
+    int n_bb;
     int emb_w, emb_b;
     int *ln1_w, *ln1_b, *ff1_w, *ff1_b, *ff2_w, *ff2_b, *ln2_w, *ln2_b;
     int lnf_w, lnf_b, head_w, head_b;
