@@ -284,7 +284,8 @@ static int mil_predict_main(int argc, char **argv) {
                    "                      instances, attention (per-instance pooling weights)\n"
                    "  --plot FILE.png     attention heat strip per bag (label, probability, instances); for\n"
                    "                      image bags a mosaic of the patches framed by their attention\n"
-                   "  --threads N         OpenMP threads (default: all)\n" ENCODER_HELP,
+                   "  --threads N         OpenMP threads (default: all)\n"
+                   "  --quiet             no progress line or accuracy summary\n" ENCODER_HELP,
                    thr);
             return 0;
         }
@@ -306,6 +307,8 @@ static int mil_predict_main(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--quiet")) {
+            mk_quiet = 1;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mambakit: mil predict: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -512,7 +515,7 @@ static int mil_synth_main(int argc, char **argv) {
 
 /* Fashion-MNIST image bags as folders of PNG patches (the MNIST-bags protocol
  * of Ilse et al. 2018, written as files so the image-bag path can be run on
- * real images): DIR/<bag>/pNN.png (28x28 grey) and DIR/labels.csv. */
+ * real images): DIR/<bag>/pNN_cK.png (28x28 grey, K its class) and DIR/labels.csv. */
 static int mil_image_bags_main(int argc, char **argv) {
     const char *out = NULL, *ddir = NULL, *split = "train";
     long bags = 40, target = 9, seed = 1;
@@ -521,7 +524,8 @@ static int mil_image_bags_main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (cli_is_help(a)) {
             printf("usage: mambakit mil image-bags -o DIR [options]\n\n"
-                   "Write Fashion-MNIST bags as image-bag folders (DIR/<bag>/pNN.png, 28x28 grey, and\n"
+                   "Write Fashion-MNIST bags as image-bag folders (DIR/<bag>/pNN_cK.png, 28x28 grey, K the\n"
+                   "image's class, for checking attention; the model never reads names) and\n"
                    "DIR/labels.csv): bag sizes ~ round(N(LEN, SD)) >= 1, images drawn at random from the\n"
                    "chosen split, a bag is positive iff it holds an image of class TARGET.\n"
                    "DIR must not exist; it appears complete or not at all.\n\n"
@@ -532,11 +536,14 @@ static int mil_image_bags_main(int argc, char **argv) {
                    "  --target K          positive class 0..9 (default %ld, ankle boot)\n"
                    "  --split S           train | test images (default %s)\n"
                    "  --seed N            random seed (default %ld)\n"
-                   "  --data-dir DIR      where fashion-mnist/ lives (default: search path)\n",
+                   "  --data-dir DIR      where fashion-mnist/ lives (default: search path)\n"
+                   "  --quiet             no summary line\n",
                    bags, mean_len, sd_len, target, split, seed);
             return 0;
         }
-        if (!strcmp(a, "--bags")) {
+        if (!strcmp(a, "--quiet")) {
+            mk_quiet = 1;
+        } else if (!strcmp(a, "--bags")) {
             if (cli_int(a, v, 1, 100000, &bags)) return 2;
             i++;
         } else if (!strcmp(a, "--target")) {
@@ -622,7 +629,7 @@ static int mil_image_bags_main(int argc, char **argv) {
         fprintf(lf, "bag%0*d,%d\n", wd, i + 1, b.label[i]);
         for (long r = b.start[i]; r < b.start[i + 1] && !rc; r++) {
             char f[4500];
-            snprintf(f, sizeof f, "%s/p%02ld.png", p, r - b.start[i] + 1);
+            snprintf(f, sizeof f, "%s/p%02ld_c%d.png", p, r - b.start[i] + 1, lb[src[r]]);
             if (vision_png_write(f, im + (size_t)src[r] * 784, 28, 28, 1)) rc = -1;
         }
     }
@@ -815,13 +822,115 @@ static int bench_fmnist(const mil_opts *base, const int *types, int nt, int repe
     return 0;
 }
 
+/* Fashion-MNIST image bags: the same bags with raw pixels vs the vision
+ * encoder's features as instances. The encoder is slow on a CPU, so bags are
+ * drawn from pools of the first `pool` training and test images (both kinds of
+ * features use the same pools and the same bags). */
+static int bench_fmnist_vision(const mil_opts *base, const int *types, int nt, int repeats, int pool, int json,
+                               const char *ddir) {
+    char ip[4096], lp[4096], tip[4096], tlp[4096], ep[4096];
+    if (!mk_find_data(ddir, "fashion-mnist/train-images-idx3-ubyte.gz", ip, sizeof ip) ||
+        !mk_find_data(ddir, "fashion-mnist/train-labels-idx1-ubyte.gz", lp, sizeof lp) ||
+        !mk_find_data(ddir, "fashion-mnist/t10k-images-idx3-ubyte.gz", tip, sizeof tip) ||
+        !mk_find_data(ddir, "fashion-mnist/t10k-labels-idx1-ubyte.gz", tlp, sizeof tlp)) {
+        fprintf(stderr, "mambakit: bench mil: Fashion-MNIST not found (%s)\n", ip);
+        return 1;
+    }
+    const char *enc = base->encoder;
+    if (!enc) {
+        if (!mk_find_model("vision.mkm", ep, sizeof ep)) {
+            fprintf(stderr, "mambakit: bench mil: no models/vision.mkm (looked in %s)\n", ep);
+            return 1;
+        }
+        enc = ep;
+    }
+    unsigned char *im, *lb, *tim, *tlb;
+    int n, tn, P, rc = 0;
+    if (mil_read_idx_images(ip, lp, &im, &lb, &n, &P)) return cli_fail();
+    if (mil_read_idx_images(tip, tlp, &tim, &tlb, &tn, &P)) {
+        free(im), free(lb);
+        return cli_fail();
+    }
+    const int ntr = pool < n ? pool : n, nte = pool < tn ? pool : tn;
+    int Fv = 0;
+    double t0 = mk_time();
+    float *vtr = mil_embed_gray28(im, ntr, enc, 0, &Fv), *vte = vtr ? mil_embed_gray28(tim, nte, enc, 0, &Fv) : NULL;
+    double t_embed = mk_time() - t0;
+    float *ptr = mk_malloc(sizeof(float) * (size_t)ntr * P), *pte = mk_malloc(sizeof(float) * (size_t)nte * P);
+    for (size_t k = 0; k < (size_t)ntr * P; k++) ptr[k] = im[k] / 255.f;
+    for (size_t k = 0; k < (size_t)nte * P; k++) pte[k] = tim[k] / 255.f;
+    if (!vte) {
+        rc = cli_fail();
+        goto done;
+    }
+    const int target = 9, sizes[] = {50, 100, 150, 200};
+    if (!json) {
+        printf("\nFashion-MNIST image bags, raw pixels vs vision-encoder features (%s, %d per image; %d + %d pool\n"
+               "images embedded in %.0f s), bags from the first %d training / %d test images, 1000 test bags,\n"
+               "%d runs, test AUC and accuracy mean ± std:\n\n",
+               enc, Fv, ntr, nte, t_embed, ntr, nte, repeats);
+        printf("| train bags | features |");
+        for (int k = 0; k < nt; k++) printf(" %s AUC | %s acc |", mil_type_names[types[k]], mil_type_names[types[k]]);
+        printf("\n|---:|---|");
+        for (int k = 0; k < nt; k++) printf("---:|---:|");
+        printf("\n");
+    }
+    for (int s = 0; s < 4; s++)
+        for (int fk = 0; fk < 2; fk++) {
+            const float *tr_pool = fk ? vtr : ptr, *te_pool = fk ? vte : pte;
+            const int F = fk ? Fv : P;
+            if (!json) printf("| %d | %s |", sizes[s], fk ? "vision" : "pixels");
+            for (int k = 0; k < nt; k++) {
+                double acc[64], auc[64];
+                for (int r = 0; r < repeats; r++) {
+                    mil_bags tr, te;
+                    free(mil_bags_from_pool(&tr, tr_pool, F, lb, ntr, sizes[s], 10, 2, target, 1000 + 17 * r + s));
+                    free(mil_bags_from_pool(&te, te_pool, F, tlb, nte, 1000, 10, 2, target, 5000 + r));
+                    mil_opts o = *base;
+                    o.c.type = types[k];
+                    o.c.F = F;
+                    o.t.seed = base->t.seed + r;
+                    o.t.quiet = 1;
+                    mil_model m;
+                    mil_model_create(&m, &o.c, o.t.seed);
+                    mil_model_fit_scaler(&m, &tr);
+                    mil_train(&m, &tr, &o.t, NULL);
+                    float *p = mk_malloc(sizeof(float) * te.n_bags);
+                    mil_predict(&m, &te, p);
+                    int ok = 0;
+                    for (int i = 0; i < te.n_bags; i++) ok += (p[i] >= 0.5f) == (te.label[i] == 1);
+                    acc[r] = (double)ok / te.n_bags;
+                    auc[r] = mil_auc(p, te.label, te.n_bags);
+                    free(p);
+                    mil_model_free(&m);
+                    mil_bags_free(&tr);
+                    mil_bags_free(&te);
+                }
+                if (json)
+                    printf("{\"bench\":\"fmnist_image_bags\",\"features\":\"%s\",\"train_bags\":%d,\"model\":\"%s\","
+                           "\"runs\":%d,\"auc_mean\":%.4f,\"auc_std\":%.4f,\"accuracy_mean\":%.4f,\"accuracy_std\":%.4f}\n",
+                           fk ? "vision" : "pixels", sizes[s], mil_type_names[types[k]], repeats,
+                           mean_of(auc, repeats), std_of(auc, repeats), mean_of(acc, repeats), std_of(acc, repeats));
+                else
+                    printf(" %.3f ± %.3f | %.3f ± %.3f |", mean_of(auc, repeats), std_of(auc, repeats),
+                           mean_of(acc, repeats), std_of(acc, repeats));
+                fflush(stdout);
+            }
+            if (!json) printf("\n");
+        }
+done:
+    free(vtr), free(vte), free(ptr), free(pte);
+    free(im), free(lb), free(tim), free(tlb);
+    return rc;
+}
+
 int cmd_bench_mil(int argc, char **argv) {
     /* bench settings: small enough for 10-fold x 5 CV of every model on 2 CPU cores */
     mil_opts o;
     opts_default(&o);
     o.c.D = 32, o.c.H = 32, o.c.d_state = 8, o.c.dropout = 0.25f;
     o.t.epochs = 20, o.t.lr = 1e-3f;
-    long folds = 10, repeats = 5, fm_runs = 5;
+    long folds = 10, repeats = 5, fm_runs = 5, fm_vision = 0;
     int fm_given = 0;
     int json = 0, do_sets = 1, do_fm = 1, do_long = 1, quick = 0;
     char sets[256] = "musk1,musk2,elephant,fox,tiger", models[256] = "mamba,abmil,gated,mean,max";
@@ -838,6 +947,8 @@ int cmd_bench_mil(int argc, char **argv) {
                    "  --folds K           CV folds (default %ld)\n"
                    "  --repeats N         CV repeats (default %ld)\n"
                    "  --fmnist-runs N     Fashion-MNIST-bags runs per size (default %ld); 0 skips\n"
+                   "  --fmnist-vision N   Fashion-MNIST image bags, pixels vs vision-encoder features,\n"
+                   "                      bags drawn from the first N train / test images (default 0: off)\n"
                    "  --no-long           skip the long-bag stress case\n"
                    "  --quick             2 repeats, 1 Fashion-MNIST run, long bags up to 20k\n"
                    "  --data-dir DIR      where mil/*.csv and fashion-mnist/ live (default: search path)\n"
@@ -865,6 +976,9 @@ int cmd_bench_mil(int argc, char **argv) {
         } else if (!strcmp(a, "--fmnist-runs")) {
             if (cli_int(a, v, 0, 64, &fm_runs)) return 2;
             fm_given = 1;
+            i++;
+        } else if (!strcmp(a, "--fmnist-vision")) {
+            if (cli_int(a, v, 0, 60000, &fm_vision)) return 2;
             i++;
         } else if (!strcmp(a, "--data-dir")) {
             if (!v) {
@@ -954,5 +1068,6 @@ int cmd_bench_mil(int argc, char **argv) {
         }
     }
     if (do_fm && bench_fmnist(&o, types, nt, (int)fm_runs, json, ddir)) return 1;
+    if (fm_vision && fm_runs && bench_fmnist_vision(&o, types, nt, (int)fm_runs, (int)fm_vision, json, ddir)) return 1;
     return 0;
 }

@@ -264,3 +264,38 @@ done:
     sv_free(&bags);
     return rc;
 }
+
+float *mil_embed_gray28(const unsigned char *images, int n, const char *encoder, int progress, int *F) {
+    vision_model vm;
+    if (vision_model_load(&vm, encoder, 0, NULL)) return NULL;
+    const vision_cfg *vc = &vm.cfg;
+    if (vc->img_h != 28 || vc->img_w != 28 || vc->img_c != 1) {
+        mk_error("%s: the encoder takes %dx%dx%d images, not 28x28 grey", encoder, vc->img_h, vc->img_w, vc->img_c);
+        vision_model_free(&vm);
+        return NULL;
+    }
+    const int D = vc->mc.d_model, BATCH = 32, P = 784;
+    float *out = mk_malloc(sizeof(float) * ((size_t)n * D + 1));
+    vision_acts va;
+    vision_acts_init(&va);
+    float *px = mk_malloc(sizeof(float) * P), *img = mk_malloc(sizeof(float) * P * BATCH);
+    mk_progress pr;
+    if (progress) mk_progress_start(&pr, "embed", n);
+    for (int s = 0; s < n; s += BATCH) {
+        int nb = n - s < BATCH ? n - s : BATCH;
+        for (int k = 0; k < nb; k++) {
+            for (int j = 0; j < P; j++) px[j] = images[(size_t)(s + k) * P + j] / 255.f;
+            vision_normalise(&vm, img + (size_t)k * P, px);
+        }
+        vision_forward(&vm, &va, img, nb, 0, NULL);
+        memcpy(out + (size_t)s * D, va.feat, sizeof(float) * (size_t)nb * D);
+        if (progress) mk_progress_update(&pr, s + nb, "images", NULL);
+    }
+    if (progress) mk_progress_end(&pr);
+    free(px);
+    free(img);
+    vision_acts_free(&va);
+    vision_model_free(&vm);
+    *F = D;
+    return out;
+}

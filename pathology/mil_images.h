@@ -44,6 +44,10 @@ int mil_bags_load_images(mil_bags *b, mil_image_list *paths, const char *dir, co
                          int progress);
 void mil_image_list_free(mil_image_list *l);
 
+/* Embed n 28x28 grey images (bytes, (n, 784)) with a 28x28x1 vision encoder:
+ * returns the features (n, *F) malloc'ed (*F = d_model), or NULL with mk_error. */
+float *mil_embed_gray28(const unsigned char *images, int n, const char *encoder, int progress, int *F);
+
 /* Attention mosaic as a PNG: one block per bag: true label (red 1 / grey 0 /
  * white unknown) and predicted probability (darker = higher) boxes, then the
  * bag's patches as tiles, each framed by a heat border coloured by its
