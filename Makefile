@@ -6,6 +6,8 @@
 #   make demo       deps + build + classify a shipped example with the default model
 #   make bench      CPU scan benchmark (docs/PERFORMANCE.md)
 #   CUDA=0|1        override nvcc detection; toggling any option rebuilds cleanly
+#   NODEPS=1        skip the apt step (a non-Debian machine, e.g. the GPU host:
+#                   tests/bench/cuda/device_env.sh)
 
 SHELL := /bin/bash
 CC ?= cc
@@ -20,7 +22,9 @@ HAVE_PNG      := $(call have_pc,libpng)
 HAVE_ZLIB     := $(call have_pc,zlib)
 HAVE_FFTW     := $(call have_pc,fftw3f)
 HAVE_SRC      := $(call have_pc,samplerate)
-HAVE_STB      := $(shell test -f /usr/include/stb/stb_image.h && echo 1 || echo 0)
+# STB_DIR: where stb_image.h lives (a prefix unpacked from .debs on a machine without libstb-dev)
+STB_DIR ?= /usr/include/stb
+HAVE_STB      := $(shell test -f $(STB_DIR)/stb_image.h && echo 1 || echo 0)
 ifeq ($(NVCC),)
 CUDA ?= 0
 else
@@ -56,7 +60,7 @@ DEFS := -DMK_HAVE_SNDFILE=$(HAVE_SNDFILE) -DMK_HAVE_PNG=$(HAVE_PNG) -DMK_HAVE_ZL
 ARCH ?= -march=x86-64-v2 -mtune=generic
 FPFLAGS := -fno-math-errno -fno-trapping-math
 WARN := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
-CFLAGS_BASE := -std=c11 $(FPFLAGS) -D_GNU_SOURCE -fopenmp $(ARCH) $(WARN) $(DEFS) -I. $(PC_CFLAGS) -I/usr/include/stb
+CFLAGS_BASE := -std=c11 $(FPFLAGS) -D_GNU_SOURCE -fopenmp $(ARCH) $(WARN) $(DEFS) -I. $(PC_CFLAGS) -I$(STB_DIR)
 CFLAGS ?= -O2 -g
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS := $(PC_LIBS) -lm -fopenmp
@@ -144,7 +148,8 @@ tests: report $(BIN) $(SBIN) $(TEST_BIN)
 DEB_PKGS := build-essential pkg-config libopenblas-dev libsndfile1-dev libpng-dev zlib1g-dev \
             libstb-dev libfftw3-dev libsamplerate0-dev dataset-fashion-mnist espeak-ng
 deps:
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@if [ -n "$(NODEPS)" ]; then echo "deps: skipped (NODEPS set; using what this machine has)"; exit 0; fi; \
+	missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "make deps: need root to install:$$missing" >&2; exit 1; fi; \
