@@ -802,6 +802,8 @@ int cmd_bench_ts(int argc, char **argv) {
                 char label[64];
                 snprintf(label, sizeof label, "%s H=%d %s", b->name, H, ts_model_name(kinds[k]));
                 const double lr_h = n_lr == 4 ? lrs[hi] : lr;
+                char lr_note[32];
+                snprintf(lr_note, sizeof lr_note, ", lr %g", lr_h);
                 ts_train_cfg tc = {(int)epochs, 32, 3, kinds[k] == TS_MODEL_DLINEAR ? 5e-3f : (float)lr_h,
                                    (int)max_win, seed, 1, label, budget, 1};
                 double t0 = mk_time();
@@ -814,11 +816,11 @@ int cmd_bench_ts(int argc, char **argv) {
                     printf("{\"dataset\": \"%s\", \"horizon\": %d, \"model\": \"%s\", \"mse\": %.6f, \"mae\": %.6f, "
                            "\"val_mse\": %.6f, \"test_windows\": %d, \"seconds\": %.1f, \"lr\": %g}\n",
                            b->name, H, ts_model_name(kinds[k]), mse, mae, vm, ts_split_windows(&sp[2], L, H), secs,
-                           tc.lr);
+                           kinds[k] == TS_MODEL_SMAMBA || kinds[k] == TS_MODEL_DLINEAR ? tc.lr : 0.0);
                 else
-                    printf("%-8s H=%-4d %-8s test MSE %.4f  MAE %.4f   (val MSE %.4f, %d test windows, %.0f s, lr %g)\n",
+                    printf("%-8s H=%-4d %-8s test MSE %.4f  MAE %.4f   (val MSE %.4f, %d test windows, %.0f s%s)\n",
                            b->name, H, ts_model_name(kinds[k]), mse, mae, vm, ts_split_windows(&sp[2], L, H), secs,
-                           tc.lr);
+                           kinds[k] == TS_MODEL_SMAMBA ? lr_note : "");
                 fflush(stdout);
                 ts_model_free(&m);
                 any = 1;
