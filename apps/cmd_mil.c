@@ -63,6 +63,8 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --d-state N         SSM state size (default %d)\n"
             "  --gated-attention   gated attention pooling for the mamba model (default off)\n"
             "  --res-gate 0|1      mamba: h = e + gamma * SR-Mamba(e), gamma learned from 0 (default %d)\n"
+            "  --branch-drop P     with --res-gate: drop the SR-Mamba branch for a training bag with\n"
+            "                      probability P (default %g)\n"
             "  --dropout P         dropout on instance embeddings (default %g)\n"
             "  --epochs N          training epochs (default %d)\n"
             "  --lr X              peak AdamW learning rate, warmup + cosine (default %g)\n"
@@ -70,7 +72,7 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --batch N           bags per optimiser step (default %d)\n"
             "  --seed N            random seed (default %lu)\n"
             "  --threads N         OpenMP threads (default: all)\n" ENCODER_HELP,
-            mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate,
+            mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate, o->c.branch_drop,
             o->c.dropout,
             o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.seed);
 }
@@ -127,6 +129,7 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
     INTOPT("--d-state", 1, 64, o->c.d_state)
     INTOPT("--res-gate", 0, 1, o->c.res_gate)
     FLTOPT("--dropout", 0, 0.95, o->c.dropout)
+    FLTOPT("--branch-drop", 0, 0.95, o->c.branch_drop)
     INTOPT("--epochs", 0, 100000, o->t.epochs)
     FLTOPT("--lr", 1e-7, 10, o->t.lr)
     FLTOPT("--weight-decay", 0, 10, o->t.weight_decay)

@@ -33,7 +33,7 @@ int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
     memset(m, 0, sizeof *m);
     if (c->type < 0 || c->type >= MIL_NTYPES || c->F < 1 || c->F > MIL_MAX_FEATURES || c->D < 1 || c->D > 4096 ||
         c->H < 1 || c->H > 4096 || c->n_layer < 0 || c->n_layer > 32 || c->stride < 0 || c->d_state < 1 ||
-        !(c->dropout >= 0 && c->dropout < 1)) {
+        !(c->dropout >= 0 && c->dropout < 1) || !(c->branch_drop >= 0 && c->branch_drop < 1)) {
         mk_error("invalid MIL model config (type %d, F %d, D %d, H %d, layers %d, stride %d, d_state %d)", c->type,
                  c->F, c->D, c->H, c->n_layer, c->stride, c->d_state);
         return -1;
@@ -178,11 +178,20 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
         if (c->stride > 0) mil_order_interleave(m->ord, L, c->stride);
         const int *orders[2] = {NULL, m->ord};
         if (m->gamma >= 0) {
-            mamba_backbone_forward(&m->bb, &m->acts, m->m_out, m->e, 1, L, orders, training, &m->rng);
-            const float *gm = mk_param(p, m->gamma);
-            for (int i = 0; i < L; i++)
-                for (int d = 0; d < D; d++)
-                    m->h[(size_t)i * D + d] = m->e[(size_t)i * D + d] + gm[d] * m->m_out[(size_t)i * D + d];
+            m->branch_scale = 1.f;
+            if (training && c->branch_drop > 0)
+                m->branch_scale = mk_rng_uniform(&m->rng) < c->branch_drop ? 0.f : 1.f / (1.f - c->branch_drop);
+            if (m->branch_scale == 0.f) {
+                memcpy(m->h, m->e, sizeof(float) * LD);
+            } else {
+                mamba_backbone_forward(&m->bb, &m->acts, m->m_out, m->e, 1, L, orders, training, &m->rng);
+                const float *gm = mk_param(p, m->gamma);
+                const float sc = m->branch_scale;
+                for (int i = 0; i < L; i++)
+                    for (int d = 0; d < D; d++)
+                        m->h[(size_t)i * D + d] =
+                            m->e[(size_t)i * D + d] + sc * gm[d] * m->m_out[(size_t)i * D + d];
+            }
         } else {
             mamba_backbone_forward(&m->bb, &m->acts, m->h, m->e, 1, L, orders, training, &m->rng);
         }
@@ -301,17 +310,20 @@ void mil_backward(mil_model *m, float dlogit) {
     }
     memset(de, 0, sizeof(float) * LD);
     if (m->gamma >= 0) {
-        /* h = e + gamma * m_out: dgamma = sum_i dh_i * m_out_i; dm_out = gamma * dh (in m_out) */
-        const float *gm = mk_param(p, m->gamma);
-        float *gg = mk_grad(p, m->gamma);
-        for (int i = 0; i < L; i++)
-            for (int d = 0; d < D; d++) {
-                float *mo = m->m_out + (size_t)i * D + d, dv = dh[(size_t)i * D + d];
-                gg[d] += dv * *mo;
-                *mo = gm[d] * dv;
-            }
+        /* h = e + s gamma * m_out: dgamma = s sum_i dh_i * m_out_i; dm_out = s gamma * dh (in m_out) */
         memcpy(de, dh, sizeof(float) * LD);
-        mamba_backbone_backward(&m->bb, &m->acts, de, m->m_out);
+        const float sc = m->branch_scale;
+        if (sc != 0.f) {
+            const float *gm = mk_param(p, m->gamma);
+            float *gg = mk_grad(p, m->gamma);
+            for (int i = 0; i < L; i++)
+                for (int d = 0; d < D; d++) {
+                    float *mo = m->m_out + (size_t)i * D + d, dv = sc * dh[(size_t)i * D + d];
+                    gg[d] += dv * *mo;
+                    *mo = gm[d] * dv;
+                }
+            mamba_backbone_backward(&m->bb, &m->acts, de, m->m_out);
+        }
     } else if (m->has_bb) {
         mamba_backbone_backward(&m->bb, &m->acts, de, dh);
     } else {
@@ -525,6 +537,7 @@ int mil_model_save(const mil_model *m, const char *path) {
     mk_config_set_int(&cfg, "d_state", m->c.d_state);
     mk_config_set_int(&cfg, "gated", m->c.gated);
     mk_config_set_int(&cfg, "res_gate", m->c.res_gate);
+    mk_config_set_float(&cfg, "branch_drop", m->c.branch_drop);
     mk_config_set_float(&cfg, "dropout", m->c.dropout);
     return mk_ckpt_save(path, &cfg, &m->p, 0);
 }
@@ -564,6 +577,12 @@ int mil_model_load(mil_model *m, const char *path) {
         return -1;
     }
     c.res_gate = (int)rg;
+    double bd = 0;
+    if (mk_config_get(&cfg, "branch_drop") && (mk_config_get_float(&cfg, "branch_drop", &bd) || !(bd >= 0 && bd < 1))) {
+        mk_error("%s: branch_drop must be in [0, 1)", path);
+        return -1;
+    }
+    c.branch_drop = (float)bd;
     if (mil_model_create(m, &c, 1)) return -1;
     if (mk_ckpt_load(path, "mil", &cfg, &m->p, 0)) {
         mil_model_free(m);

@@ -7,7 +7,9 @@
  *   e   = dropout(relu(xs @ We^T + be))       (L, D)  instance embedding
  *   h   = SRMamba^2(e) + final LayerNorm      (L, D)  MIL_MAMBA only, else h = e
  *   h   = e + gamma * LN(SRMamba^n(e))        (L, D)  with res_gate: gamma (D) learned,
- *         initialised to 0, so training starts as ABMIL on the same embedding
+ *         initialised to 0, so training starts as ABMIL on the same embedding;
+ *         branch_drop p: in training the branch is dropped for a whole bag with
+ *         probability p and scaled by 1/(1-p) otherwise
  *         each layer: h += out_proj( scan(natural) + scan(interleave_R) )
  *         (core/mamba.h backbone: G = 2 orders, LayerNorm pre-norm, sum merge)
  *   a   = softmax_i( w^T tanh(V h_i + bV) )                     plain attention
@@ -40,6 +42,8 @@ typedef struct {
     int d_state;  /* N */
     int gated;    /* gated attention pooling for MIL_MAMBA */
     int res_gate; /* MIL_MAMBA: h = e + gamma * SRMamba(e), gamma (D) learned, zero at init */
+    float branch_drop; /* res_gate: drop the whole SR-Mamba branch for a training bag with this
+                          probability (else scale it by 1/(1-p)): the model must also work as ABMIL */
     float dropout;
 } mil_cfg;
 
@@ -67,6 +71,7 @@ typedef struct {
     int *ord;                     /* (L) interleave order */
     float logit, prob;
     int training;
+    float branch_scale;           /* res_gate: 0 (branch dropped), 1/(1-p) or 1 in the last forward */
     mk_rng rng;
 } mil_model;
 
