@@ -70,11 +70,12 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --lr X              peak AdamW learning rate, warmup + cosine (default %g)\n"
             "  --weight-decay X    AdamW weight decay (default %g)\n"
             "  --batch N           bags per optimiser step (default %d)\n"
+            "  --clip X            global gradient-norm clip, 0 = none (default %g)\n"
             "  --seed N            random seed (default %lu)\n"
             "  --threads N         OpenMP threads (default: all)\n" ENCODER_HELP,
             mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate, o->c.branch_drop,
             o->c.dropout,
-            o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.seed);
+            o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.clip, o->t.seed);
 }
 
 /* Try argv[*i] as a model/training option. Returns 1 if consumed (i advanced
@@ -134,6 +135,7 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
     FLTOPT("--lr", 1e-7, 10, o->t.lr)
     FLTOPT("--weight-decay", 0, 10, o->t.weight_decay)
     INTOPT("--batch", 1, 100000, o->t.batch)
+    FLTOPT("--clip", 0, 1e9, o->t.clip)
     INTOPT("--seed", 0, 1000000000L, o->t.seed)
     if (!strcmp(a, "--threads")) {
         if (cli_int(a, v, 1, 1024, &n)) return -1;
@@ -685,12 +687,13 @@ static const double ILSE_ATT[] = {0.892, 0.858, 0.868, 0.615, 0.839};
 static const double ILSE_GATED[] = {0.900, 0.863, 0.857, 0.603, 0.845};
 
 /* One long-bag run in a child process so its peak RSS is its own. */
-static void long_child(int fd, long len, int F, int D, int dstate) {
+static void long_child(int fd, long len, int F, int D, int dstate, const mil_cfg *base) {
     mil_bags b;
     mil_bags_synth(&b, 2, len, F, 20, 5);
     mil_cfg c;
     mil_cfg_default(&c, MIL_MAMBA, F);
     c.D = D, c.H = D, c.d_state = dstate;
+    c.n_layer = base->n_layer, c.stride = base->stride, c.res_gate = base->res_gate;
     mil_model m;
     mil_model_create(&m, &c, 1);
     mil_model_fit_scaler(&m, &b);
@@ -711,12 +714,13 @@ static void long_child(int fd, long len, int F, int D, int dstate) {
     mil_bags_free(&b);
 }
 
-static int bench_long(const long *lens, int nl, int json) {
+static int bench_long(const long *lens, int nl, int json, const mil_cfg *base) {
     const int F = 32, D = 16, N = 8;
     if (!json) {
-        printf("Long bags (synthetic, F=%d features, MambaMIL d_model=%d d_state=%d, 2 layers, G=2 orders),\n"
-               "per bag: one training step (forward+backward+AdamW) and one prediction; peak RSS of the process:\n\n",
-               F, D, N);
+        printf("Long bags (synthetic, F=%d features, MambaMIL d_model=%d d_state=%d, %d layer(s), G=%d orders,\n"
+               "residual gate %d), per bag: one training step (forward+backward+AdamW) and one prediction;\n"
+               "peak RSS of the process:\n\n",
+               F, D, N, base->n_layer, base->stride > 0 ? 2 : 1, base->res_gate);
         printf("| instances | train step (s) | predict (s) | peak RSS (MiB) | RSS / 1k instances (MiB) |\n");
         printf("|---:|---:|---:|---:|---:|\n");
     }
@@ -727,7 +731,7 @@ static int bench_long(const long *lens, int nl, int json) {
         pid_t pid = fork();
         if (pid == 0) {
             close(fds[0]);
-            long_child(fds[1], lens[k], F, D, N);
+            long_child(fds[1], lens[k], F, D, N, base);
             _exit(0);
         }
         close(fds[1]);
@@ -933,6 +937,7 @@ int cmd_bench_mil(int argc, char **argv) {
     opts_default(&o);
     o.c.D = 32, o.c.H = 32, o.c.d_state = 8, o.c.dropout = 0.25f;
     o.t.epochs = 20, o.t.lr = 1e-3f;
+    o.t.clip = 0; /* a global-norm clip penalises the model with more parameters: none in the comparison */
     long folds = 10, repeats = 5, fm_runs = 5, fm_vision = 0;
     int fm_given = 0;
     int json = 0, do_sets = 1, do_fm = 1, do_long = 1, quick = 0;
@@ -1016,13 +1021,13 @@ int cmd_bench_mil(int argc, char **argv) {
     mk_quiet = 1;
     if (do_long) { /* first: the forked children must not inherit loaded data sets in their RSS */
         static const long full[] = {10000, 25000, 50000, 100000}, q[] = {5000, 10000, 20000};
-        if (bench_long(quick ? q : full, quick ? 3 : 4, json)) return 1;
+        if (bench_long(quick ? q : full, quick ? 3 : 4, json, &o.c)) return 1;
     }
     if (!json)
-        printf("\nMIL benchmark: d_model %d, attention hidden %d, SR-Mamba %d layers stride %d d_state %d, %d epochs,\n"
-               "AdamW lr %g wd %g, batch %d bag(s), seed %lu, %d thread(s)\n",
-               o.c.D, o.c.H, o.c.n_layer, o.c.stride, o.c.d_state, o.t.epochs, o.t.lr, o.t.weight_decay, o.t.batch,
-               o.t.seed, mk_num_threads());
+        printf("\nMIL benchmark: d_model %d, attention hidden %d, SR-Mamba %d layers stride %d d_state %d, residual gate %d,\n"
+               "branch drop %g, dropout %g, %d epochs, AdamW lr %g wd %g, clip %g, batch %d bag(s), seed %lu, %d thread(s)\n",
+               o.c.D, o.c.H, o.c.n_layer, o.c.stride, o.c.d_state, o.c.res_gate, o.c.branch_drop, o.c.dropout,
+               o.t.epochs, o.t.lr, o.t.weight_decay, o.t.clip, o.t.batch, o.t.seed, mk_num_threads());
     if (do_sets) {
         if (!json) {
             printf("\n%ld-fold stratified CV x %ld repeats, out-of-fold accuracy and AUC per repeat, mean ± std over "

@@ -22,10 +22,12 @@ void mil_cfg_default(mil_cfg *c, int type, int F) {
     c->F = F;
     c->D = 64;
     c->H = 64;
-    c->n_layer = 2;
+    c->n_layer = 1; /* the MambaMIL has 2; 1 with the residual gate was better (docs/MIL.md) */
     c->stride = 10; /* MambaMIL's default rate */
     c->d_state = 16;
     c->gated = 0;
+    c->res_gate = 1; /* starts as ABMIL, learns how much sequence mixing to add */
+    c->branch_drop = 0.f;
     c->dropout = 0.f;
 }
 
@@ -343,6 +345,7 @@ void mil_train_opts_default(mil_train_opts *o) {
     o->lr = 5e-4f;
     o->weight_decay = 1e-4f;
     o->batch = 1;
+    o->clip = 5.f;
     o->seed = 1;
     o->quiet = 0;
 }
@@ -352,7 +355,7 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
     long steps_per_epoch = (n + batch - 1) / batch, total = steps_per_epoch * o->epochs;
     mk_adamw_cfg ac = mk_adamw_defaults(o->lr, total > 0 ? total : 1);
     ac.weight_decay = o->weight_decay;
-    ac.clip = 5.f;
+    ac.clip = o->clip;
     mk_params_alloc_optim(&m->p);
     mk_params_zero_grad(&m->p);
     mk_rng rng;

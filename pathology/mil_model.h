@@ -95,6 +95,7 @@ typedef struct {
     int epochs;
     float lr, weight_decay;
     int batch; /* bags per optimiser step */
+    float clip; /* global gradient-norm clip, 0 = none */
     unsigned long seed;
     int quiet;
 } mil_train_opts;
