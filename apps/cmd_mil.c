@@ -431,7 +431,8 @@ static int mil_convert_main(int argc, char **argv) {
                    "Convert a bag file: OUT ending in .csv is written as CSV, anything else as the\n"
                    "binary bag format (docs/MIL.md). Validates the input like train does. BAGS may be a\n"
                    "directory of image bags: their embedded features are written (embed once, train often).\n\n"
-                   "  -o, --output OUT    output file (required)\n" ENCODER_HELP);
+                   "  -o, --output OUT    output file (required)\n"
+                   "  --quiet             no progress or summary line\n" ENCODER_HELP);
             return 0;
         }
         if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--encoder")) {
@@ -440,6 +441,8 @@ static int mil_convert_main(int argc, char **argv) {
                 return 2;
             }
             *(!strcmp(a, "--encoder") ? &encoder : &out) = argv[++i];
+        } else if (!strcmp(a, "--quiet")) {
+            mk_quiet = 1;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "mambakit: mil convert: unknown option '%s' (see --help)\n", a);
             return 2;

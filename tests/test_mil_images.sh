@@ -57,6 +57,12 @@ sig=$(od -An -tx1 -N8 "$tmp/att.png" 2>/dev/null | tr -d ' \n')
 w=$(od -An -tu1 -j16 -N4 "$tmp/att.png" 2>/dev/null | awk '{print $1*16777216+$2*65536+$3*256+$4}')
 h=$(od -An -tu1 -j20 -N4 "$tmp/att.png" 2>/dev/null | awk '{print $1*16777216+$2*65536+$3*256+$4}')
 [ "$sig" = 89504e470d0a1a0a ] && [ "$w" = 706 ] && [ "$h" -gt 800 ]; ok $? plot_png "sig=$sig ${w}x${h}"
+# embed once: convert the folder to a binary bag file; predictions on it are identical
+$MK mil convert "$tmp/te" -o "$tmp/te.bin" --quiet 2>"$tmp/err"; rc=$?
+$MK mil predict "$tmp/te.bin" --model "$tmp/m.mkm" --quiet 2>/dev/null | cut -f1-3 >"$tmp/pb.txt"
+$MK mil predict "$tmp/te" --model "$tmp/m.mkm" --quiet 2>/dev/null | cut -f1-3 >"$tmp/pd.txt"
+[ $rc = 0 ] && [ -s "$tmp/pb.txt" ] && cmp -s "$tmp/pb.txt" "$tmp/pd.txt"
+ok $? convert_dir_same_predictions "rc=$rc $(head -c 200 "$tmp/err")"
 # predict without labels.csv: labels unknown
 cp -r "$tmp/te" "$tmp/nolab"; rm "$tmp/nolab/labels.csv"
 $MK mil predict "$tmp/nolab" --model "$tmp/m.mkm" --quiet >"$tmp/p2.txt" 2>&1; rc=$?
