@@ -799,8 +799,28 @@ static const int bench_snrs[3] = {0, 5, 10};
 
 typedef struct {
     acc2 cell[AUDIO_NOISE_COUNT][3][M_COUNT];
+    acc2 oracle[AUDIO_NOISE_COUNT][3]; /* ideal bounded magnitude mask, noisy phase (needs the clean signal) */
     double rtf[M_COUNT];
 } bench_res;
+
+/* Upper bound of the model family: the ideal mask |S|/|X| on the model's STFT,
+ * bounded as the model's (beta^(1/power) in linear magnitude), noisy phase kept.
+ * y (n) from noisy and clean (n). */
+static void oracle_mask(audio_enhancer *m, float *y, const float *noisy, const float *clean, size_t n) {
+    audio_stft *st = &m->stft;
+    const size_t T = audio_stft_frames(st, n), TF = T * m->F;
+    float *xr = mk_malloc(sizeof(float) * 4 * TF), *xi = xr + TF, *cr = xi + TF, *ci = cr + TF;
+    audio_stft_forward(st, xr, xi, noisy, n);
+    audio_stft_forward(st, cr, ci, clean, n);
+    const float gmax = powf(m->cfg.beta, 1.f / m->cfg.power);
+    for (size_t i = 0; i < TF; i++) {
+        float a = hypotf(xr[i], xi[i]), g = a > 0 ? hypotf(cr[i], ci[i]) / a : 0.f;
+        if (g > gmax) g = gmax;
+        xr[i] *= g, xi[i] *= g;
+    }
+    audio_stft_inverse(st, y, n, xr, xi, T);
+    free(xr);
+}
 
 /* Synthetic held-out test: per noise type and SNR, K mixtures of `seconds`. */
 static int bench_mixtures(bench_res *R, audio_enhancer *off, audio_enhancer *str, const char *data_dir,
@@ -827,6 +847,10 @@ static int bench_mixtures(bench_res *R, audio_enhancer *off, audio_enhancer *str
                         break;
                     }
                     acc_add(&R->cell[t][si][mth], y, clean, n, sr);
+                }
+                if (off) {
+                    oracle_mask(off, y, noisy, clean, n);
+                    acc_add(&R->oracle[t][si], y, clean, n, sr);
                 }
                 mk_progress_update(&pr, ++done, "mixtures", NULL);
             }
@@ -968,12 +992,14 @@ int cmd_bench_audio(int argc, char **argv) {
     const double lat_ms = 1000.0 * audio_enhancer_latency(&str) / str.cfg.sr;
     /* goals: SI-SDR improvement over noisy, averaged over everything, offline vs best classical;
      * and offline improvement at 0 dB on stationary noise */
-    double imp[M_COUNT] = {0}, imp0stat = 0, imp0stat_s = 0;
+    double imp[M_COUNT] = {0}, imp0stat = 0, imp0stat_s = 0, imp_or = 0, imp0stat_or = 0;
     int cnt = 0, cnt0 = 0;
     for (int t = 0; t < AUDIO_NOISE_COUNT; t++)
         for (int si = 0; si < 3; si++) {
             double base = acc_sisdr(&R->cell[t][si][M_NOISY]);
             for (int mth = 1; mth < M_COUNT; mth++) imp[mth] += acc_sisdr(&R->cell[t][si][mth]) - base;
+            imp_or += acc_sisdr(&R->oracle[t][si]) - base;
+            if (si == 0 && audio_noise_stationary(t)) imp0stat_or += acc_sisdr(&R->oracle[t][si]) - base;
             cnt++;
             if (si == 0 && audio_noise_stationary(t)) {
                 imp0stat += acc_sisdr(&R->cell[t][si][M_OFFLINE]) - base;
@@ -983,6 +1009,7 @@ int cmd_bench_audio(int argc, char **argv) {
         }
     for (int mth = 1; mth < M_COUNT; mth++) imp[mth] /= cnt;
     imp0stat /= cnt0, imp0stat_s /= cnt0;
+    imp_or /= cnt, imp0stat_or /= cnt0;
     double best_classical = fmax(imp[M_SS], imp[M_WIENER]);
 
     FILE *mf = NULL;
@@ -1016,6 +1043,9 @@ int cmd_bench_audio(int argc, char **argv) {
         fprintf(f, "\nOffline improvement / best classical improvement: %.2fx (goal >= 2x)\n", imp[M_OFFLINE] / best_classical);
         fprintf(f, "Improvement at 0 dB on stationary noise (white, pink, brown): offline %+.2f dB, streaming %+.2f dB (goal >= 8 dB)\n",
                 imp0stat, imp0stat_s);
+        fprintf(f, "Upper bound of a noisy-phase mask (ideal |S|/|X| bounded at %.2f, not a method): mean %+.2f dB, "
+                   "0 dB stationary %+.2f dB\n",
+                powf(off.cfg.beta, 1.f / off.cfg.power), imp_or, imp0stat_or);
         fprintf(f, "Real-time factor on one core (30 s of audio at %d Hz):", off.cfg.sr);
         for (int mth = 1; mth < M_COUNT; mth++) fprintf(f, " %s %.4f;", method_titles[mth], R->rtf[mth]);
         fprintf(f, "\nStreaming algorithmic latency: %.1f ms (one %d-sample window at %d Hz; hop %.2f ms)\n\n", lat_ms,
@@ -1056,8 +1086,9 @@ int cmd_bench_audio(int argc, char **argv) {
         printf("]},\"sisdr_improvement_db\":{");
         for (int mth = 1; mth < M_COUNT; mth++) printf("%s\"%s\":%.3f", mth > 1 ? "," : "", method_names[mth], imp[mth]);
         printf("},\"offline_over_best_classical\":%.3f,\"offline_improvement_0db_stationary\":%.3f,"
-               "\"stream_improvement_0db_stationary\":%.3f,\"rtf_one_core\":{",
-               imp[M_OFFLINE] / best_classical, imp0stat, imp0stat_s);
+               "\"stream_improvement_0db_stationary\":%.3f,\"ideal_mask_improvement_db\":%.3f,"
+               "\"ideal_mask_improvement_0db_stationary\":%.3f,\"rtf_one_core\":{",
+               imp[M_OFFLINE] / best_classical, imp0stat, imp0stat_s, imp_or, imp0stat_or);
         for (int mth = 1; mth < M_COUNT; mth++) printf("%s\"%s\":%.5f", mth > 1 ? "," : "", method_names[mth], R->rtf[mth]);
         printf("},\"stream_latency_ms\":%.2f}\n", lat_ms);
     }
