@@ -132,7 +132,9 @@ static int read_labels(const char *dir, const strvec *bags, int *label, int flag
             }
             y = -1;
         } else {
-            if (is_first) continue; /* header line, e.g. "bag,label" */
+            int is_bag = 0;
+            for (int i = 0; i < bags->n; i++) is_bag |= !strcmp(bags->v[i], name);
+            if (is_first && !is_bag) continue; /* header line, e.g. "bag,label" */
             mk_error("%s: line %d: label '%s' is not 0 or 1", path, lineno, lab);
             rc = -1;
             break;
