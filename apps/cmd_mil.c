@@ -26,8 +26,10 @@ typedef struct {
 } mil_opts;
 
 /* A bag file (CSV / binary), or a directory of image-bag folders embedded by
- * the vision encoder (imgs then receives the patch files; may be NULL). */
-static int load_bags(mil_bags *b, mil_image_list *imgs, const char *in, int flags, const char *encoder) {
+ * the vision encoder (imgs then receives the patch files; may be NULL).
+ * expect_F > 0: refuse an encoder of another width before embedding anything. */
+static int load_bags(mil_bags *b, mil_image_list *imgs, const char *in, int flags, const char *encoder,
+                     int expect_F) {
     if (imgs) memset(imgs, 0, sizeof *imgs);
     if (!mil_is_image_dir(in)) return mil_bags_load(b, in, flags);
     char ep[4096];
@@ -38,6 +40,14 @@ static int load_bags(mil_bags *b, mil_image_list *imgs, const char *in, int flag
             return -1;
         }
         encoder = ep;
+    }
+    mk_config vc;
+    long d;
+    if (expect_F > 0 && !mk_ckpt_read_config(encoder, "vision", &vc) && !mk_config_get_int(&vc, "d_model", &d) &&
+        d != expect_F) {
+        mk_error("%s: the encoder %s gives %ld features per instance, but the model expects %d", in, encoder, d,
+                 expect_F);
+        return -1;
     }
     return mil_bags_load_images(b, imgs, in, encoder, flags, !mk_quiet);
 }
@@ -222,7 +232,7 @@ static int mil_train_main(int argc, char **argv) {
         return 2;
     }
     mil_bags b;
-    if (load_bags(&b, NULL, in, 0, o.encoder)) return cli_fail();
+    if (load_bags(&b, NULL, in, 0, o.encoder, 0)) return cli_fail();
     o.c.F = b.F;
     int rc = 0;
     if (folds) {
@@ -340,7 +350,7 @@ static int mil_predict_main(int argc, char **argv) {
     if (mil_model_load(&m, model)) return cli_fail();
     mil_bags b;
     mil_image_list imgs;
-    if (load_bags(&b, &imgs, in, MIL_LOAD_UNLABELED, encoder)) {
+    if (load_bags(&b, &imgs, in, MIL_LOAD_UNLABELED, encoder, m.c.F)) {
         mil_model_free(&m);
         return cli_fail();
     }
@@ -462,7 +472,7 @@ static int mil_convert_main(int argc, char **argv) {
         return 2;
     }
     mil_bags b;
-    if (load_bags(&b, NULL, in, MIL_LOAD_UNLABELED, encoder)) return cli_fail();
+    if (load_bags(&b, NULL, in, MIL_LOAD_UNLABELED, encoder, 0)) return cli_fail();
     int rc = ends_with(out, ".csv") ? mil_bags_save_csv(&b, out) : mil_bags_save_bin(&b, out);
     if (!rc && !mk_quiet)
         fprintf(stderr, "mambakit: wrote %s: %d bags, %ld instances x %d features\n", out, b.n_bags, b.n_inst, b.F);

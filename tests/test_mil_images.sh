@@ -80,6 +80,10 @@ out=$($MK mil train "$tmp/cv" --folds 2 --json $small 2>&1); rc=$?
 msg=$($MK mil predict "$tmp/te.bin" --model models/mil.mkm --quiet 2>&1); rc=$?
 [ $rc = 1 ] && grep -q "80 features per instance, but the model models/mil.mkm expects 166" <<<"$msg"
 ok $? model_feature_mismatch "rc=$rc $msg"
+# ... and on a folder it says so before embedding anything
+msg=$($MK mil predict "$tmp/te" --model models/mil.mkm --quiet 2>&1); rc=$?
+[ $rc = 1 ] && grep -q "gives 80 features per instance, but the model expects 166" <<<"$msg"
+ok $? model_feature_mismatch_dir "rc=$rc $msg"
 
 # bad input: exit 1, one line naming the file, no model written
 mkbags() { rm -rf "$tmp/b"; mkdir -p "$tmp/b/x" "$tmp/b/y"; cp "$tmp/tr/bag001/p01_c"*.png "$tmp/b/x/"
