@@ -66,8 +66,11 @@ ok $? convert_dir_same_predictions "rc=$rc $(head -c 200 "$tmp/err")"
 # (embedding is the slow part under the sanitizers: the checks below use small folders)
 # predict without labels.csv: labels unknown
 mkdir "$tmp/nolab"; cp -r "$tmp/te/bag001" "$tmp/te/bag002" "$tmp/te/bag003" "$tmp/nolab/"
+# a patch of another size and colour format (the 706-px RGB mosaic): converted and resized
+cp "$tmp/att.png" "$tmp/nolab/bag002/z_mosaic.png"
 $MK mil predict "$tmp/nolab" --model "$tmp/m.mkm" --quiet >"$tmp/p2.txt" 2>&1; rc=$?
-[ $rc = 0 ] && [ "$(wc -l <"$tmp/p2.txt")" = 3 ] && ! grep -q true "$tmp/p2.txt"; ok $? predict_unlabeled "rc=$rc"
+[ $rc = 0 ] && [ "$(wc -l <"$tmp/p2.txt")" = 3 ] && ! grep -q true "$tmp/p2.txt"
+ok $? predict_unlabeled_mixed_sizes "rc=$rc $(head -c 200 "$tmp/p2.txt")"
 # cross-validation straight on a folder: 4 positive and 4 negative training bags
 mkdir "$tmp/cv"; echo "bag,label" >"$tmp/cv/labels.csv"
 for y in 0 1; do
