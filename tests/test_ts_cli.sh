@@ -65,7 +65,7 @@ grep -v validation "$tmp/a.json" > "$tmp/a2"; grep -v validation "$tmp/b.json" >
 [ $rc = 0 ] && cmp -s "$tmp/a2" "$tmp/b2"; ok $? saved_model_same_forecast "rc=$rc $(diff "$tmp/a2" "$tmp/b2" | head -5)"
 # S-Mamba (2 columns + date covariates): the reloaded model's JSON forecast (9 significant
 # digits, so every float round-trips) must be bit-identical to the fitted model's
-$MK forecast "$tmp/daily.csv" --horizon 4 --target sales --target temp --model smamba --d-model 16 --layers 1 \
+$MK forecast "$tmp/daily.csv" --horizon 4 --target sales --target temp --model smamba --block shared --d-model 16 --layers 1 \
   --epochs 2 --time-budget 0 --json -q --save-model "$tmp/sm.mkm" > "$tmp/sa.json"; rc=$?
 $MK forecast "$tmp/daily.csv" --target sales --target temp --model "$tmp/sm.mkm" --json -q > "$tmp/sb.json"; rc2=$?
 grep -v validation "$tmp/sa.json" > "$tmp/sa2"; grep -v validation "$tmp/sb.json" > "$tmp/sb2"
@@ -88,6 +88,7 @@ grep -v validation "$tmp/pa.json" > "$tmp/pa2"; grep -v validation "$tmp/pb.json
   cmp -s "$tmp/pa2" "$tmp/pb2" && ! cmp -s "$tmp/pa2" "$tmp/sa2"
 ok $? paper_block_saved_model_bit_identical "rc=$rc/$rc2 $(diff "$tmp/pa2" "$tmp/pb2" | head -5 | tr '\n' '|')"
 $MK forecast "$tmp/daily.csv" --block both >/dev/null 2>&1; [ $? = 2 ]; ok $? bad_block_exit2
+$MK forecast --help | grep -A2 -- "--block" | grep -q "default paper"; ok $? forecast_default_block_paper
 $MK bench ts --lr 1e-4,2e-4 >/dev/null 2>&1; [ $? = 2 ]; ok $? bench_bad_lr_list_exit2
 msg=$($MK forecast "$tmp/daily.csv" --model "$tmp/d.mkm" -q 2>&1); rc=$?
 [ $rc = 1 ] && grep -q "forecasts 1 columns" <<<"$msg"; ok $? saved_model_column_mismatch "rc=$rc msg=$msg"
