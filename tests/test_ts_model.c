@@ -187,6 +187,15 @@ static void test_gradients(void) {
         grad_check(&m, "smamba_paper_dropout_grad_fd", 2, 4);
         ts_model_free(&m);
     }
+    /* an invalid config is refused with a message, nothing leaked (ASan checks at exit) */
+    c.block = 7;
+    int rc = ts_model_create(&m, TS_MODEL_SMAMBA, &c, 8, 4, 3, 2, 0, 7);
+    test_report(rc == -1 && strstr(mk_last_error(), "block"), "smamba_bad_block_refused", "rc %d: %s", rc,
+                mk_last_error());
+    c.block = TS_BLOCK_PAPER, c.d_state = 0;
+    rc = ts_model_create(&m, TS_MODEL_SMAMBA, &c, 8, 4, 3, 2, 0, 7);
+    test_report(rc == -1 && strstr(mk_last_error(), "d_state"), "smamba_bad_backbone_refused", "rc %d: %s", rc,
+                mk_last_error());
     if (ts_model_create(&m, TS_MODEL_DLINEAR, NULL, 30, 5, 2, 0, 0, 7) == 0) {
         grad_check(&m, "dlinear_grad_fd", 3, 6);
         ts_model_free(&m);

@@ -202,7 +202,10 @@ int ts_model_create(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H
         ts_smamba_cfg c = *sm;
         c.L = L, c.H = H, c.C = C, c.F = F;
         m->sm = c;
-        if (ts_smamba_declare(&m->smamba, &m->p, &c)) return -1;
+        if (ts_smamba_declare(&m->smamba, &m->p, &c)) {
+            ts_model_free(m); /* what the declaration allocated before it failed */
+            return -1;
+        }
         mk_params_alloc(&m->p);
         ts_smamba_init(&m->smamba, &rng);
         mk_rng_seed(&m->smamba.rng, seed ^ 0xd50b0a7ULL);
