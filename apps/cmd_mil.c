@@ -771,6 +771,28 @@ static int bench_long(const long *lens, int nl, int json, const mil_cfg *base) {
 
 /* Fashion-MNIST bags: train bags from the training images, 1000 test bags
  * from the test images, `repeats` runs with different bags and seeds. */
+/* One Fashion-MNIST-bags run: train a model of `type` on tr, score it on te. */
+static void fit_and_score(const mil_opts *base, int type, int F, unsigned long seed, const mil_bags *tr,
+                          const mil_bags *te, double *acc, double *auc) {
+    mil_opts o = *base;
+    o.c.type = type;
+    o.c.F = F;
+    o.t.seed = seed;
+    o.t.quiet = 1;
+    mil_model m;
+    mil_model_create(&m, &o.c, o.t.seed);
+    mil_model_fit_scaler(&m, tr);
+    mil_train(&m, tr, &o.t, NULL);
+    float *p = mk_malloc(sizeof(float) * te->n_bags);
+    mil_predict(&m, te, p);
+    int ok = 0;
+    for (int i = 0; i < te->n_bags; i++) ok += (p[i] >= 0.5f) == (te->label[i] == 1);
+    *acc = (double)ok / te->n_bags;
+    *auc = mil_auc(p, te->label, te->n_bags);
+    free(p);
+    mil_model_free(&m);
+}
+
 static int bench_fmnist(const mil_opts *base, const int *types, int nt, int repeats, int json, const char *ddir) {
     char ip[4096], lp[4096], tip[4096], tlp[4096];
     if (!mk_find_data(ddir, "fashion-mnist/train-images-idx3-ubyte.gz", ip, sizeof ip) ||
@@ -806,23 +828,7 @@ static int bench_fmnist(const mil_opts *base, const int *types, int nt, int repe
                 mil_bags tr, te;
                 mil_bags_from_images(&tr, im, lb, n, sizes[s], 10, 2, target, 1000 + 17 * r + s);
                 mil_bags_from_images(&te, tim, tlb, tn, 1000, 10, 2, target, 5000 + r);
-                mil_opts o = *base;
-                o.c.type = types[k];
-                o.c.F = P;
-                o.t.seed = base->t.seed + r;
-                o.t.quiet = 1;
-                mil_model m;
-                mil_model_create(&m, &o.c, o.t.seed);
-                mil_model_fit_scaler(&m, &tr);
-                mil_train(&m, &tr, &o.t, NULL);
-                float *p = mk_malloc(sizeof(float) * te.n_bags);
-                mil_predict(&m, &te, p);
-                int ok = 0;
-                for (int i = 0; i < te.n_bags; i++) ok += (p[i] >= 0.5f) == (te.label[i] == 1);
-                acc[r] = (double)ok / te.n_bags;
-                auc[r] = mil_auc(p, te.label, te.n_bags);
-                free(p);
-                mil_model_free(&m);
+                fit_and_score(base, types[k], P, base->t.seed + r, &tr, &te, &acc[r], &auc[r]);
                 mil_bags_free(&tr);
                 mil_bags_free(&te);
             }
@@ -906,23 +912,7 @@ static int bench_fmnist_vision(const mil_opts *base, const int *types, int nt, i
                     mil_bags tr, te;
                     free(mil_bags_from_pool(&tr, tr_pool, F, lb, ntr, sizes[s], 10, 2, target, 1000 + 17 * r + s));
                     free(mil_bags_from_pool(&te, te_pool, F, tlb, nte, 1000, 10, 2, target, 5000 + r));
-                    mil_opts o = *base;
-                    o.c.type = types[k];
-                    o.c.F = F;
-                    o.t.seed = base->t.seed + r;
-                    o.t.quiet = 1;
-                    mil_model m;
-                    mil_model_create(&m, &o.c, o.t.seed);
-                    mil_model_fit_scaler(&m, &tr);
-                    mil_train(&m, &tr, &o.t, NULL);
-                    float *p = mk_malloc(sizeof(float) * te.n_bags);
-                    mil_predict(&m, &te, p);
-                    int ok = 0;
-                    for (int i = 0; i < te.n_bags; i++) ok += (p[i] >= 0.5f) == (te.label[i] == 1);
-                    acc[r] = (double)ok / te.n_bags;
-                    auc[r] = mil_auc(p, te.label, te.n_bags);
-                    free(p);
-                    mil_model_free(&m);
+                    fit_and_score(base, types[k], F, base->t.seed + r, &tr, &te, &acc[r], &auc[r]);
                     mil_bags_free(&tr);
                     mil_bags_free(&te);
                 }
