@@ -542,15 +542,21 @@ void mil_bags_synth(mil_bags *b, int n_bags, long len, int F, int n_key, unsigne
 
 /* --------------------------------------------------------- image bags */
 
+/* Bag sizes round(N(mean, sd)), at least 1: the first draws of both bag builders. */
+static long *draw_bag_lengths(mk_rng *rng, int n_bags, double mean_len, double sd_len) {
+    long *lens = mk_malloc(sizeof(long) * n_bags);
+    for (int i = 0; i < n_bags; i++) {
+        long l = lround(mean_len + sd_len * mk_rng_normal(rng));
+        lens[i] = l < 1 ? 1 : l;
+    }
+    return lens;
+}
+
 int mil_bags_from_images(mil_bags *b, const unsigned char *images, const unsigned char *labels, int n_images,
                          int n_bags, double mean_len, double sd_len, int target, unsigned long seed) {
     mk_rng rng;
     mk_rng_seed(&rng, seed);
-    long *lens = mk_malloc(sizeof(long) * n_bags);
-    for (int i = 0; i < n_bags; i++) {
-        long l = lround(mean_len + sd_len * mk_rng_normal(&rng));
-        lens[i] = l < 1 ? 1 : l;
-    }
+    long *lens = draw_bag_lengths(&rng, n_bags, mean_len, sd_len);
     const int P = 784;
     mil_bags_alloc(b, n_bags, P, lens);
     free(lens);
@@ -573,11 +579,7 @@ int *mil_bags_from_pool(mil_bags *b, const float *pool, int F, const unsigned ch
     /* the same random draws as mil_bags_from_images, so equal seeds give the same bags */
     mk_rng rng;
     mk_rng_seed(&rng, seed);
-    long *lens = mk_malloc(sizeof(long) * n_bags);
-    for (int i = 0; i < n_bags; i++) {
-        long l = lround(mean_len + sd_len * mk_rng_normal(&rng));
-        lens[i] = l < 1 ? 1 : l;
-    }
+    long *lens = draw_bag_lengths(&rng, n_bags, mean_len, sd_len);
     if (!pool) F = 1;
     mil_bags_alloc(b, n_bags, F, lens);
     free(lens);
