@@ -26,6 +26,62 @@ void mamba_cfg_default(mamba_cfg *c, int d_model, int n_layer) {
     c->eps = 1e-5f;
 }
 
+static const char *const norm_name[] = {"rmsnorm", "layernorm", "none"};
+
+void mamba_cfg_to_config(const mamba_cfg *c, mk_config *out) {
+    mk_config_set_int(out, "d_model", c->d_model);
+    mk_config_set_int(out, "n_layer", c->n_layer);
+    mk_config_set_int(out, "d_state", c->d_state);
+    mk_config_set_int(out, "d_conv", c->d_conv);
+    mk_config_set_int(out, "expand", c->expand);
+    mk_config_set_int(out, "dt_rank", c->dt_rank);
+    mk_config_set_int(out, "n_dir", c->n_dir);
+    mk_config_set(out, "norm", "%s", norm_name[c->norm >= MK_NORM_RMS && c->norm <= MK_NORM_NONE ? c->norm : 0]);
+    mk_config_set_float(out, "drop_path", c->drop_path);
+    mk_config_set_float(out, "shuffle_p", c->shuffle_p);
+}
+
+int mamba_cfg_from_config(mamba_cfg *c, const mk_config *in) {
+    /* Upper bounds keep a hostile header from sizing a huge allocation; the real limits of
+     * each field are mamba_backbone_declare's. */
+    static const char *const key[] = {"d_model", "n_layer", "d_state", "d_conv", "expand", "dt_rank", "n_dir"};
+    static const long lo[] = {1, 0, 1, 1, 1, 1, 1}, hi[] = {65536, 1024, MK_SCAN_MAXN, 8, 64, 65536, MK_MAX_DIR};
+    long v[7] = {0, 0, 0, 0, 0, 0, 1};
+    for (int i = 0; i < 7; i++) {
+        if (i == 6 && !mk_config_get(in, key[i])) break;
+        if (mk_config_get_int(in, key[i], &v[i])) return -1;
+        if (v[i] < lo[i] || v[i] > hi[i]) {
+            mk_error("model config: %s = %ld is out of range (%ld..%ld)", key[i], v[i], lo[i], hi[i]);
+            return -1;
+        }
+    }
+    mamba_cfg_default(c, (int)v[0], (int)v[1]);
+    c->d_state = (int)v[2], c->d_conv = (int)v[3], c->expand = (int)v[4], c->dt_rank = (int)v[5], c->n_dir = (int)v[6];
+    const char *s = mk_config_get(in, "norm");
+    if (s) {
+        c->norm = -1;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(s, norm_name[i])) c->norm = MK_NORM_RMS + i;
+        if (c->norm < 0) {
+            mk_error("model config: unknown norm '%s'", s);
+            return -1;
+        }
+    }
+    static const char *const fkey[] = {"drop_path", "shuffle_p"};
+    float *f[] = {&c->drop_path, &c->shuffle_p};
+    for (int i = 0; i < 2; i++) {
+        double d;
+        if (!mk_config_get(in, fkey[i])) continue;
+        if (mk_config_get_float(in, fkey[i], &d)) return -1;
+        if (!(d >= 0 && d <= 1)) {
+            mk_error("model config: %s = %g is out of range (0..1)", fkey[i], d);
+            return -1;
+        }
+        *f[i] = (float)d;
+    }
+    return 0;
+}
+
 int mamba_backbone_declare(mamba_backbone *m, mk_params *p, const char *prefix, const mamba_cfg *c) {
     memset(m, 0, sizeof *m);
     if (c->d_model < 1 || c->n_layer < 0 || c->d_state < 1 || c->d_state > MK_SCAN_MAXN || c->d_conv < 1 ||

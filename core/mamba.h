@@ -29,6 +29,7 @@
 #ifndef MK_MAMBA_H
 #define MK_MAMBA_H
 
+#include "ckpt.h"
 #include "params.h"
 
 #define MK_MAX_DIR 8
@@ -56,6 +57,14 @@ typedef struct {
 } mamba_cfg;
 
 void mamba_cfg_default(mamba_cfg *c, int d_model, int n_layer);
+
+/* The backbone's keys in a model file's config, written and checked the same way by every
+ * task that stores a whole mamba_cfg: d_model n_layer d_state d_conv expand dt_rank (required,
+ * range-checked before anything is sized from them) and n_dir norm drop_path shuffle_p
+ * (optional: files written before they were stored keep mamba_cfg_default's values).
+ * from_config starts from mamba_cfg_default; returns 0, or -1 with mk_error naming the key. */
+void mamba_cfg_to_config(const mamba_cfg *c, mk_config *out);
+int mamba_cfg_from_config(mamba_cfg *c, const mk_config *in);
 
 typedef struct {
     int norm_w, norm_b; /* norm_b = -1 for RMSNorm; both -1 for MK_NORM_NONE */

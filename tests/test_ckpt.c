@@ -129,12 +129,45 @@ static int count_files(const char *d) {
 /* A real model: Mamba backbone (prefix "bb.") + a head tensor in one table,
  * saved with its config, rebuilt from the config alone, loaded: the forward
  * output is bit-identical. */
+/* mamba_cfg_from_config refuses what would size a bad model, naming the key; absent optional
+ * keys keep the defaults (files from before they were stored). */
+static void test_mamba_cfg_config(void) {
+    mamba_cfg c, r;
+    mamba_cfg_default(&c, 16, 2);
+    static const struct { const char *key, *val; } bad[] = {
+        {"d_model", "0"}, {"d_model", "100000000"}, {"n_layer", "-1"}, {"d_state", "100000"}, {"d_conv", "9"},
+        {"expand", "0"},  {"dt_rank", "x"},         {"n_dir", "99"},   {"norm", "batchnorm"}, {"drop_path", "2"},
+        {"shuffle_p", "nan"}};
+    int refused = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mk_config k;
+        mk_config_init(&k, "t");
+        mamba_cfg_to_config(&c, &k);
+        mk_config_set(&k, bad[i].key, "%s", bad[i].val);
+        refused += mamba_cfg_from_config(&r, &k) == -1 && strstr(mk_last_error(), bad[i].key) != NULL;
+    }
+    mk_config old;
+    mk_config_init(&old, "t");
+    static const struct { const char *key; long v; } req[] = {{"d_model", 16}, {"n_layer", 2}, {"d_state", 16},
+                                                              {"d_conv", 4},   {"expand", 2},  {"dt_rank", 1}};
+    for (int i = 0; i < 6; i++) mk_config_set_int(&old, req[i].key, req[i].v);
+    int ok_old = mamba_cfg_from_config(&r, &old) == 0 && !memcmp(&r, &c, sizeof c);
+    mk_config missing;
+    mk_config_init(&missing, "t");
+    mk_config_set(&missing, "d_model", "16");
+    int miss = mamba_cfg_from_config(&r, &missing) == -1 && strstr(mk_last_error(), "n_layer") != NULL;
+    test_report(refused == (int)(sizeof bad / sizeof bad[0]) && ok_old && miss, "ckpt_mamba_cfg_checks",
+                "%d/%zu bad keys refused by name, old file without optional keys %s, missing key %s", refused,
+                sizeof bad / sizeof bad[0], ok_old ? "reads as default" : "WRONG", miss ? "named" : "NOT named");
+}
+
 static void test_model_roundtrip(void) {
     char path[600];
     snprintf(path, sizeof path, "%s/mamba.mkm", dir);
     mamba_cfg c;
     mamba_cfg_default(&c, 8, 2);
     c.d_state = 4, c.n_dir = 2, c.norm = MK_NORM_LN;
+    c.d_conv = 3, c.dt_rank = 2, c.drop_path = 0.25f, c.shuffle_p = 0.5f; /* every stored key off its default */
     mk_params p;
     mamba_backbone m;
     mk_params_init(&p);
@@ -145,22 +178,14 @@ static void test_model_roundtrip(void) {
     ref_fill(mk_param(&p, head), 24, 0, 1, &rng);
     mk_config cfg;
     mk_config_init(&cfg, "copy");
-    mk_config_set_int(&cfg, "d_model", c.d_model);
-    mk_config_set_int(&cfg, "n_layer", c.n_layer);
-    mk_config_set_int(&cfg, "d_state", c.d_state);
-    mk_config_set_int(&cfg, "n_dir", c.n_dir);
-    mk_config_set_int(&cfg, "norm", c.norm);
+    mamba_cfg_to_config(&c, &cfg);
     int rc = mk_ckpt_save(path, &cfg, &p, 0);
 
     mk_config rd;
-    long v[5] = {0};
-    rc |= mk_ckpt_read_config(path, "copy", &rd);
-    rc |= mk_config_get_int(&rd, "d_model", &v[0]) | mk_config_get_int(&rd, "n_layer", &v[1]) |
-          mk_config_get_int(&rd, "d_state", &v[2]) | mk_config_get_int(&rd, "n_dir", &v[3]) |
-          mk_config_get_int(&rd, "norm", &v[4]);
     mamba_cfg c2;
-    mamba_cfg_default(&c2, (int)v[0], (int)v[1]);
-    c2.d_state = (int)v[2], c2.n_dir = (int)v[3], c2.norm = (int)v[4];
+    rc |= mk_ckpt_read_config(path, "copy", &rd);
+    rc |= mamba_cfg_from_config(&c2, &rd);
+    rc |= memcmp(&c, &c2, sizeof c) != 0;
     mk_params q;
     mamba_backbone m2;
     mk_params_init(&q);
@@ -415,6 +440,7 @@ int main(void) {
     free(good);
     unlink(path);
     test_model_roundtrip();
+    test_mamba_cfg_config();
     int left = count_files(dir);
     test_report(left == 0, "ckpt_tmp_cleanup", "%d stray files left in %s", left, dir);
     rmdir(dir);

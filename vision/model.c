@@ -65,15 +65,7 @@ void vision_cfg_to_config(const vision_cfg *c, mk_config *out) {
     mk_config_set_int(out, "n_class", c->n_class);
     mk_config_set(out, "order", "%s", vision_order_name(c->order));
     mk_config_set(out, "head", "%s", c->head == VISION_HEAD_CLS ? "cls" : "mean");
-    mk_config_set_int(out, "d_model", c->mc.d_model);
-    mk_config_set_int(out, "n_layer", c->mc.n_layer);
-    mk_config_set_int(out, "d_state", c->mc.d_state);
-    mk_config_set_int(out, "d_conv", c->mc.d_conv);
-    mk_config_set_int(out, "expand", c->mc.expand);
-    mk_config_set_int(out, "dt_rank", c->mc.dt_rank);
-    mk_config_set(out, "norm", "%s", c->mc.norm == MK_NORM_LN ? "layernorm" : "rmsnorm");
-    mk_config_set_float(out, "drop_path", c->mc.drop_path);
-    mk_config_set_float(out, "shuffle_p", c->mc.shuffle_p);
+    mamba_cfg_to_config(&c->mc, out);
     char k[32];
     for (int i = 0; i < c->img_c; i++) {
         snprintf(k, sizeof k, "mean%d", i);
@@ -89,12 +81,11 @@ void vision_cfg_to_config(const vision_cfg *c, mk_config *out) {
 
 int vision_cfg_from_config(vision_cfg *c, const mk_config *in) {
     memset(c, 0, sizeof *c);
-    long v[14];
-    static const char *ik[] = {"img_h",   "img_w",   "img_c",  "patch",  "kernel",  "n_class", "d_model",
-                               "n_layer", "d_state", "d_conv", "expand", "dt_rank"};
-    for (int i = 0; i < 12; i++)
+    long v[6];
+    static const char *ik[] = {"img_h", "img_w", "img_c", "patch", "kernel", "n_class"};
+    for (int i = 0; i < 6; i++)
         if (mk_config_get_int(in, ik[i], &v[i])) return -1;
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < 6; i++)
         if (v[i] < 0 || v[i] > 100000) {
             mk_error("vision config: %s = %ld is out of range", ik[i], v[i]);
             return -1;
@@ -108,8 +99,7 @@ int vision_cfg_from_config(vision_cfg *c, const mk_config *in) {
         return -1;
     }
     c->stem = (int)st;
-    mamba_cfg_default(&c->mc, (int)v[6], (int)v[7]);
-    c->mc.d_state = (int)v[8], c->mc.d_conv = (int)v[9], c->mc.expand = (int)v[10], c->mc.dt_rank = (int)v[11];
+    if (mamba_cfg_from_config(&c->mc, in)) return -1;
     const char *s = mk_config_get(in, "order");
     c->order = s ? vision_order_parse(s) : -1;
     if (c->order < 0) {
@@ -122,11 +112,7 @@ int vision_cfg_from_config(vision_cfg *c, const mk_config *in) {
         return -1;
     }
     c->head = !strcmp(s, "cls") ? VISION_HEAD_CLS : VISION_HEAD_MEAN;
-    s = mk_config_get(in, "norm");
-    c->mc.norm = s && !strcmp(s, "layernorm") ? MK_NORM_LN : MK_NORM_RMS;
     double d;
-    if (mk_config_get(in, "drop_path") && !mk_config_get_float(in, "drop_path", &d)) c->mc.drop_path = (float)d;
-    if (mk_config_get(in, "shuffle_p") && !mk_config_get_float(in, "shuffle_p", &d)) c->mc.shuffle_p = (float)d;
     if (c->img_c < 1 || c->img_c > 4 || c->n_class < 2 || c->n_class > VISION_MAX_CLASS) {
         mk_error("vision config: %d channels / %d classes out of range", c->img_c, c->n_class);
         return -1;

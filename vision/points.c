@@ -39,13 +39,7 @@ void points_cfg_to_config(const points_cfg *c, mk_config *out) {
     mk_config_set_int(out, "knn", c->knn);
     mk_config_set_int(out, "hidden", c->hidden);
     mk_config_set_int(out, "n_class", c->n_class);
-    mk_config_set_int(out, "n_order", c->mc.n_dir);
-    mk_config_set_int(out, "d_model", c->mc.d_model);
-    mk_config_set_int(out, "n_layer", c->mc.n_layer);
-    mk_config_set_int(out, "d_state", c->mc.d_state);
-    mk_config_set_int(out, "d_conv", c->mc.d_conv);
-    mk_config_set_int(out, "expand", c->mc.expand);
-    mk_config_set_int(out, "dt_rank", c->mc.dt_rank);
+    mamba_cfg_to_config(&c->mc, out);
     for (int i = 0; i < c->n_class; i++) {
         char k[32];
         snprintf(k, sizeof k, "class%d", i);
@@ -55,20 +49,23 @@ void points_cfg_to_config(const points_cfg *c, mk_config *out) {
 
 int points_cfg_from_config(points_cfg *c, const mk_config *in) {
     points_cfg_default(c);
-    static const char *const key[] = {"npts", "ntok", "knn", "hidden", "n_class", "n_order",
-                                      "d_model", "n_layer", "d_state", "d_conv", "expand", "dt_rank"};
-    long v[12];
-    for (int i = 0; i < 12; i++)
+    static const char *const key[] = {"npts", "ntok", "knn", "hidden", "n_class"};
+    long v[5];
+    for (int i = 0; i < 5; i++)
         if (mk_config_get_int(in, key[i], &v[i])) return -1;
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < 5; i++)
         if (v[i] < 0 || v[i] > 65536) {
             mk_error("checkpoint config %s = %ld out of range", key[i], v[i]);
             return -1;
         }
     c->npts = (int)v[0], c->ntok = (int)v[1], c->knn = (int)v[2], c->hidden = (int)v[3], c->n_class = (int)v[4];
-    mamba_cfg_default(&c->mc, (int)v[6], (int)v[7]);
-    c->mc.n_dir = (int)v[5];
-    c->mc.d_state = (int)v[8], c->mc.d_conv = (int)v[9], c->mc.expand = (int)v[10], c->mc.dt_rank = (int)v[11];
+    if (mamba_cfg_from_config(&c->mc, in)) return -1;
+    /* files from before the core stored n_dir call it n_order */
+    long nord;
+    if (mk_config_get(in, "n_order")) {
+        if (mk_config_get_int(in, "n_order", &nord)) return -1;
+        c->mc.n_dir = nord >= 1 && nord <= 3 ? (int)nord : 0; /* 0: rejected by points_cfg_check */
+    }
     if (points_cfg_check(c)) return -1;
     for (int i = 0; i < c->n_class; i++) {
         char k[32];
