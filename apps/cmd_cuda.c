@@ -143,26 +143,30 @@ int cmd_bench_cuda(int argc, char **argv) {
         const int SB = 8, SE = 1536, SN = 16, Ls[3] = {512, 2048, 8192};
         if (json) printf(", \"scan\": [");
         else
-            printf("\nselective scan, fp32, B=%d E=%d N=%d (CUDA events, L2 flushed, median of %ld)\n"
-                   "%-5s %-4s %10s %9s %10s %8s\n",
+            printf("\nselective scan, B=%d E=%d N=%d (CUDA events, L2 flushed, median of %ld; fwd/bwd fp32, "
+                   "fwd16 bf16 activations with fp32 state)\n"
+                   "%-5s %-5s %10s %9s %10s %8s\n",
                    SB, SE, SN, reps, "L", "pass", "time_us", "GB/s", "floor_us", "%floor");
         for (int li = 0; li < 3; li++) {
-            double res[3];
+            double res[4];
             int Lx = Ls[li];
             if (mk_cuda_bench_scan(SB, Lx, SE, SN, (int)reps, res)) return cli_fail();
             double BLE = (double)SB * Lx * SE, BLN = (double)SB * Lx * SN, EN = (double)SE * SN;
             /* bytes that must move (fp32): inputs read once, outputs written once */
             double fb = 4.0 * (4 * BLE + 2 * BLN + 2 * EN + 2 * SE), bb = 4.0 * (7 * BLE + 4 * BLN + 2 * EN + 4 * SE);
-            double tb[2] = {res[0], res[1]}, by[2] = {fb, bb};
-            for (int k = 0; k < 2; k++) {
+            /* bf16 forward: the activations at 2 bytes, A / D / delta_bias still fp32 */
+            double fb16 = 2.0 * (4 * BLE + 2 * BLN) + 4.0 * (2 * EN + 2 * SE);
+            double tb[3] = {res[0], res[1], res[3]}, by[3] = {fb, bb, fb16};
+            static const char *const pass[3] = {"fwd", "bwd", "fwd16"};
+            for (int k = 0; k < 3; k++) {
                 double floor_us = by[k] / res[2] * 1e6;
                 if (json)
                     printf("%s{\"L\": %d, \"pass\": \"%s\", \"time_us\": %.1f, \"GBps\": %.0f, \"floor_us\": %.1f, "
                            "\"pct_floor\": %.1f}",
-                           li || k ? ", " : "", Lx, k ? "bwd" : "fwd", tb[k], by[k] / tb[k] / 1e3, floor_us,
+                           li || k ? ", " : "", Lx, pass[k], tb[k], by[k] / tb[k] / 1e3, floor_us,
                            100 * floor_us / tb[k]);
                 else
-                    printf("%-5d %-4s %10.1f %9.0f %10.1f %7.1f%%\n", Lx, k ? "bwd" : "fwd", tb[k], by[k] / tb[k] / 1e3,
+                    printf("%-5d %-5s %10.1f %9.0f %10.1f %7.1f%%\n", Lx, pass[k], tb[k], by[k] / tb[k] / 1e3,
                            floor_us, 100 * floor_us / tb[k]);
             }
             if (li == 2 && !json) printf("measured copy bandwidth %.0f GB/s (read + write)\n", res[2] / 1e9);

@@ -97,7 +97,7 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
     return NAN;
 }
 int mamba_backbone_cuda_sync_host(mamba_backbone *m) { return 0; }
-int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[3]) {
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[4]) {
     mk_error("this build has no CUDA support");
     return -1;
 }
@@ -627,10 +627,17 @@ fail:
 typedef struct {
     int B, L, E, N;
     float *u, *dl, *A, *Bm, *Cm, *D, *z, *db, *out, *dout, *g[8];
+    uint16_t *h16[5]; /* bf16 u, delta, Bm, Cm, z */
+    uint16_t *out16;
 } scan_bench;
 static void bench_fwd(void *p) {
     scan_bench *s = p;
     mkc_scan_forward(s->out, NULL, s->u, s->dl, s->A, s->Bm, s->Cm, s->D, s->z, s->db, NULL, s->B, s->L, s->E, s->N, 1);
+}
+static void bench_fwd16(void *p) {
+    scan_bench *s = p;
+    mkc_scan_forward_bf16(s->out16, NULL, s->h16[0], s->h16[1], s->A, s->h16[2], s->h16[3], s->D, s->h16[4], s->db,
+                          NULL, s->B, s->L, s->E, s->N, 1);
 }
 static void bench_bwd(void *p) {
     scan_bench *s = p;
@@ -638,7 +645,7 @@ static void bench_bwd(void *p) {
                       s->u, s->dl, s->A, s->Bm, s->Cm, s->D, s->z, s->db, NULL, s->B, s->L, s->E, s->N, 1);
 }
 
-int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[3]) {
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[4]) {
     if (!mk_cuda_available() || mkc_init()) {
         mk_error("no CUDA device available (%s)", mk_cuda_device_name());
         return -1;
@@ -666,7 +673,16 @@ int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[3]) {
             for (int e = 0; e < E; e++) h[e] = -4.f; /* dt ~ softplus(-4 + delta) */
         *dst[k] = mkc_malloc(sizeof(float) * sz[k]);
         rc = !*dst[k] || mkc_upload(*dst[k], h, sizeof(float) * sz[k]);
+        int k16 = k == 0 ? 0 : k == 1 ? 1 : k == 3 ? 2 : k == 4 ? 3 : k == 6 ? 4 : -1; /* u, delta, Bm, Cm, z */
+        if (k16 >= 0 && !rc) {
+            uint16_t *b16 = mk_malloc(sizeof(uint16_t) * sz[k]);
+            for (size_t i = 0; i < sz[k]; i++) b16[i] = mkc_bf16(h[i]);
+            s.h16[k16] = mkc_malloc(sizeof(uint16_t) * sz[k]);
+            rc = !s.h16[k16] || mkc_upload(s.h16[k16], b16, sizeof(uint16_t) * sz[k]);
+            free(b16);
+        }
     }
+    if (!rc) rc = !(s.out16 = mkc_malloc(sizeof(uint16_t) * BLE));
     for (int k = 0; k < 8 && !rc; k++) {
         s.g[k] = mkc_malloc(sizeof(float) * gn[k]);
         rc = !s.g[k] || mkc_memset0(s.g[k], sizeof(float) * gn[k]);
@@ -676,9 +692,12 @@ int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[3]) {
         res[0] = mkc_time_us(bench_fwd, &s, reps, 1);
         res[1] = mkc_time_us(bench_bwd, &s, reps, 1);
         res[2] = mkc_copy_bandwidth();
+        res[3] = mkc_time_us(bench_fwd16, &s, reps, 1);
         rc = mkc_sync();
     }
     for (int k = 0; k < 10; k++) mkc_free(*dst[k]);
+    for (int k = 0; k < 5; k++) mkc_free(s.h16[k]);
+    mkc_free(s.out16);
     for (int k = 0; k < 8; k++) mkc_free(s.g[k]);
     if (rc) mk_error("CUDA scan benchmark: %s", mkc_last_error());
     return rc ? -1 : 0;

@@ -134,6 +134,83 @@ static void check_scan(int B, int L, int E, int N, int opts, const char *tag) {
     for (size_t i = 0; i < sizeof df / sizeof *df; i++) mkc_free(df[i]);
 }
 
+/* bf16 activations, fp32 state. The reference is the CPU scan run on the same bf16-rounded
+ * inputs, so h_last (fp32 on both sides) must match as tightly as the fp32 scan does; out
+ * differs by its own rounding to bf16 (relative 2^-9) and no more. */
+static uint16_t *to_bf16(float *x, size_t n) { /* rounds x in place, returns the bits */
+    uint16_t *h = mk_malloc(sizeof(uint16_t) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) x[i] = mkc_f32(h[i] = mkc_bf16(x[i]));
+    return h;
+}
+static uint16_t *up16(float *x, size_t n) {
+    if (!x) return NULL;
+    uint16_t *h = to_bf16(x, n), *d = mkc_malloc(sizeof(uint16_t) * (n ? n : 1));
+    MK_ASSERT(d && mkc_upload(d, h, sizeof(uint16_t) * n) == 0);
+    free(h);
+    return d;
+}
+static void check_scan_bf16(int B, int L, int E, int N, int opts, const char *tag) {
+    const int hasD = opts & 1, hasz = opts & 2, sp = (opts & 4) ? 1 : 0, hs = opts & 8;
+    size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N, EN = (size_t)E * N, BEN = (size_t)B * E * N;
+    float *u = rnd(BLE, -1, 1), *delta = rnd(BLE, sp ? -4.f : 0.001f, sp ? 0.f : 0.1f), *Bm = rnd(BLN, -1, 1),
+          *Cm = rnd(BLN, -1, 1), *A = rnd(EN, -2.f, -0.05f), *D = hasD ? rnd(E, -1, 1) : NULL,
+          *z = hasz ? rnd(BLE, -2, 2) : NULL, *db = sp ? rnd(E, -1, 0.5f) : NULL, *h0 = hs ? rnd(BEN, -1, 1) : NULL;
+    uint16_t *du_ = up16(u, BLE), *ddl = up16(delta, BLE), *dBm_ = up16(Bm, BLN), *dCm_ = up16(Cm, BLN),
+             *dz_ = up16(z, BLE); /* the host arrays now hold the rounded values */
+    float *dA_ = up(A, EN), *dD_ = up(D, E), *ddb = up(db, E), *dh0_ = up(h0, BEN);
+    ssm_scan_dims sd = {B, L, E, N, sp};
+    float *out = zeros(BLE), *hl = zeros(BEN);
+    ssm_scan_forward_scalar(out, hs ? hl : NULL, u, delta, A, Bm, Cm, D, z, db, h0, sd);
+    uint16_t *gout = mkc_malloc(sizeof(uint16_t) * BLE), *hout = mk_malloc(sizeof(uint16_t) * BLE);
+    float *ghl = mkc_malloc(sizeof(float) * BEN), *o32 = mk_malloc(sizeof(float) * BLE);
+    mkc_scan_forward_bf16(gout, hs ? ghl : NULL, du_, ddl, dA_, dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, sp);
+    MK_ASSERT(mkc_sync() == 0 && mkc_download(hout, gout, sizeof(uint16_t) * BLE) == 0);
+    for (size_t i = 0; i < BLE; i++) o32[i] = mkc_f32(hout[i]);
+    char nm[128];
+    double err = test_rel_err_f(o32, out, BLE, 1e-6);
+    snprintf(nm, sizeof nm, "scan_fwd_bf16_%s", tag);
+    test_report(err <= 4e-3, nm, "n %zu  normalised err %.2e  (limit 4e-3: bf16 output rounding)", BLE, err);
+    if (hs) {
+        snprintf(nm, sizeof nm, "scan_fwd_bf16_hlast_%s", tag);
+        cmp(nm, ghl, hl, BEN, 2e-5);
+    }
+    mkc_free(du_), mkc_free(ddl), mkc_free(dBm_), mkc_free(dCm_), mkc_free(dz_), mkc_free(gout), mkc_free(ghl);
+    mkc_free(dA_), mkc_free(dD_), mkc_free(ddb), mkc_free(dh0_);
+    free(u), free(delta), free(Bm), free(Cm), free(A), free(D), free(z), free(db), free(h0);
+    free(out), free(hl), free(hout), free(o32);
+}
+
+/* Host fp32 -> bf16 rounding against an independent rule: of the two bf16 neighbours
+ * (truncation and one unit up in magnitude), the nearer in double; ties to the even one.
+ * Runs without a device. */
+static void check_bf16_rounding(void) {
+    int bad = 0, n = 0;
+    uint32_t special[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7f7fffffu, 0x00000001u, 0x3f808000u,
+                          0x3f818000u, 0x3f807fffu, 0x3f808001u, 0x7f7f8000u};
+    for (int k = 0; k < 200011; k++) {
+        uint32_t x = k < 11 ? special[k] : mk_rng_u32(&rng);
+        if ((x & 0x7f800000u) == 0x7f800000u && (x & 0x7fffffu)) continue; /* NaN: below */
+        float f;
+        memcpy(&f, &x, 4);
+        uint32_t lo = x & 0xffff0000u, hi = lo + 0x10000u; /* hi may step into inf: that is the rounding */
+        float flo, fhi;
+        memcpy(&flo, &lo, 4), memcpy(&fhi, &hi, 4);
+        /* one unit above the largest finite bf16 is 2^128 in value: what decides overflow to inf */
+        double vhi = (hi & 0x7fffffffu) == 0x7f800000u ? copysign(ldexp(1, 128), f) : fhi;
+        double dlo = fabs((double)f - flo), dhi = fabs(vhi - f);
+        uint16_t want = (uint16_t)((dlo < dhi || (dlo == dhi && !((lo >> 16) & 1))) ? lo >> 16 : hi >> 16);
+        if ((x & 0x7fffffffu) == 0x7f800000u) want = (uint16_t)(x >> 16); /* inf stays inf */
+        uint16_t got = mkc_bf16(f);
+        bad += got != want;
+        bad += mkc_bf16(mkc_f32(got)) != got; /* a bf16 value converts back to itself */
+        n++;
+    }
+    float qnan = NAN;
+    int nan_ok = mkc_f32(mkc_bf16(qnan)) != mkc_f32(mkc_bf16(qnan));
+    test_report(!bad && nan_ok, "bf16_rounding", "%d values (random bits, ties, max, denormals, inf): %d wrong; NaN %s", n,
+                bad, nan_ok ? "stays NaN" : "LOST");
+}
+
 /* Mamba-shaped scan (S4D-real A, dt from softplus of a small bias) at a long
  * length, against the optimised CPU scan. */
 static void check_scan_long(void) {
@@ -439,6 +516,8 @@ static void check_training(void) {
 }
 
 int main(void) {
+    mk_rng_seed(&rng, 99);
+    check_bf16_rounding();
     if (!mk_cuda_available() || mkc_init() != 0) {
         test_skip("cuda", "no CUDA device");
         return test_exit();
@@ -453,6 +532,10 @@ int main(void) {
     check_scan(1, 150, 40, 32, 15, "N32");
     check_scan(2, 65, 19, 64, 15, "N64");
     check_scan_long();
+    check_scan_bf16(2, 137, 70, 16, 15, "N16_all");
+    check_scan_bf16(3, 200, 37, 16, 0, "N16_plain");
+    check_scan_bf16(2, 129, 45, 4, 15, "N4");
+    check_scan_bf16(1, 150, 40, 32, 15, "N32");
     check_linear(257, 96, 130);
     check_norms(300, 192);
     check_norms(17, 1000);

@@ -18,6 +18,8 @@
 #define MK_CUDA_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,6 +52,26 @@ void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *d
                        const float *Bm, const float *Cm, const float *D, const float *z,
                        const float *delta_bias, const float *h0, int B, int L, int E, int N,
                        int softplus);
+
+/* bf16 activations, fp32 state: u, delta, Bm, Cm, z and out are bf16 (raw bits in uint16_t, so
+ * C callers need no CUDA header; mkc_bf16 / mkc_f32 below convert on the host); A, D,
+ * delta_bias, h0 and h_last stay fp32, and every step's arithmetic is fp32. */
+void mkc_scan_forward_bf16(uint16_t *out, float *h_last, const uint16_t *u, const uint16_t *delta, const float *A,
+                           const uint16_t *Bm, const uint16_t *Cm, const float *D, const uint16_t *z,
+                           const float *delta_bias, const float *h0, int B, int L, int E, int N, int softplus);
+/* fp32 -> bf16 rounding to nearest even (NaN stays NaN), and back (exact). */
+static inline uint16_t mkc_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+static inline float mkc_f32(uint16_t h) {
+    uint32_t x = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
 
 /* ---- linear through cuBLAS (fp32; TF32 if mkc_set_tf32(1)) ---- */
 void mkc_set_tf32(int on);

@@ -19,6 +19,8 @@
 // block -> a second kernel sums the blocks in order; dA, dD, ddelta_bias
 // (sums over batch) go through per-batch partials summed in order. Results are
 // bitwise identical run to run.
+#include <cuda_bf16.h>
+
 #include "core/cuda/common.cuh"
 
 namespace {
@@ -46,12 +48,25 @@ __device__ __forceinline__ float sum_lanes(float v) {
     return v;
 }
 
-template <int P>
-__global__ void __launch_bounds__(TPB) scan_fwd_k(float *__restrict__ out, float *__restrict__ h_last,
-                                                  float *__restrict__ ckpt, const float *__restrict__ u,
-                                                  const float *__restrict__ delta, const float *__restrict__ A,
-                                                  const float *__restrict__ Bm, const float *__restrict__ Cm,
-                                                  const float *__restrict__ D, const float *__restrict__ z,
+// Activation loads/stores for fp32 and bf16 (state, A, D, biases stay fp32).
+__device__ __forceinline__ float ldf(const float *p) { return *p; }
+__device__ __forceinline__ float ldf(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float4 ld4(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
+__device__ __forceinline__ float4 ld4(const __nv_bfloat16 *p) {
+    // 4 bf16 in 8 bytes (element 0 in the low half); a bf16 is the top 16 bits of its fp32
+    uint2 r = __ldg(reinterpret_cast<const uint2 *>(p));
+    return make_float4(__uint_as_float(r.x << 16), __uint_as_float(r.x & 0xffff0000u), __uint_as_float(r.y << 16),
+                       __uint_as_float(r.y & 0xffff0000u));
+}
+__device__ __forceinline__ void stf(float *p, float v) { *p = v; }
+__device__ __forceinline__ void stf(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+template <int P, typename T>
+__global__ void __launch_bounds__(TPB) scan_fwd_k(T *__restrict__ out, float *__restrict__ h_last,
+                                                  float *__restrict__ ckpt, const T *__restrict__ u,
+                                                  const T *__restrict__ delta, const float *__restrict__ A,
+                                                  const T *__restrict__ Bm, const T *__restrict__ Cm,
+                                                  const float *__restrict__ D, const T *__restrict__ z,
                                                   const float *__restrict__ delta_bias,
                                                   const float *__restrict__ h0, int L, int E, int softplus) {
     constexpr int N = 4 * P, CPB = TPB / P;
@@ -78,8 +93,8 @@ __global__ void __launch_bounds__(TPB) scan_fwd_k(float *__restrict__ out, float
         for (int j = 0; j < TF; j++) {
             int t = t0 + j;
             size_t i = (row0 + (t < L ? t : L - 1)) * E + ec;
-            uu[j] = (t < L && ok) ? u[i] : 0.f;
-            dd[j] = delta[i] + bias;
+            uu[j] = (t < L && ok) ? ldf(u + i) : 0.f;
+            dd[j] = ldf(delta + i) + bias;
         }
         // softplus once per (step, channel): lane p does steps j0+p, then broadcast
 #pragma unroll
@@ -94,13 +109,13 @@ __global__ void __launch_bounds__(TPB) scan_fwd_k(float *__restrict__ out, float
             int t = t0 + j;
             if (t >= L) dt[j] = 0.f; // padded step: h unchanged
             int tc = t < L ? t : L - 1;
-            float4 Bv = __ldg(reinterpret_cast<const float4 *>(Bm + (row0 + tc) * N + 4 * p));
+            float4 Bv = ld4(Bm + (row0 + tc) * N + 4 * p);
             float dtu = dt[j] * uu[j];
             float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w};
 #pragma unroll
             for (int k = 0; k < 4; k++) h[k] = mkc_ex2(dt[j] * A2[k]) * h[k] + dtu * Bk[k];
             if (out) {
-                float4 Cv = __ldg(reinterpret_cast<const float4 *>(Cm + (row0 + tc) * N + 4 * p));
+                float4 Cv = ld4(Cm + (row0 + tc) * N + 4 * p);
                 float ys = Cv.x * h[0] + Cv.y * h[1] + Cv.z * h[2] + Cv.w * h[3];
                 y[j] = sum_lanes<P>(ys);
             }
@@ -115,10 +130,10 @@ __global__ void __launch_bounds__(TPB) scan_fwd_k(float *__restrict__ out, float
                     size_t i = (row0 + t) * E + ec;
                     float o = ys + Dv * us;
                     if (z) {
-                        float zv = z[i];
+                        float zv = ldf(z + i);
                         o *= zv * mkc_sigmoid(zv);
                     }
-                    out[i] = o;
+                    stf(out + i, o);
                 }
             }
         }
@@ -310,13 +325,13 @@ __global__ void sum_parts_k(float *__restrict__ out, const float *__restrict__ p
     out[i] += s;
 }
 
-template <int P>
-void launch_fwd(float *out, float *h_last, float *ckpt, const float *u, const float *delta, const float *A,
-                const float *Bm, const float *Cm, const float *D, const float *z, const float *delta_bias,
-                const float *h0, int B, int L, int E, int softplus) {
+template <int P, typename T = float>
+void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, const float *A, const T *Bm,
+                const T *Cm, const float *D, const T *z, const float *delta_bias, const float *h0, int B, int L, int E,
+                int softplus) {
     dim3 grid(mkc_blocks(E, TPB / P), B);
-    scan_fwd_k<P><<<grid, TPB, 0, mkc_s()>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E,
-                                             softplus);
+    scan_fwd_k<P, T><<<grid, TPB, 0, mkc_s()>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E,
+                                                softplus);
     MKC_CHECK_LAUNCH("scan_fwd");
 }
 
@@ -333,7 +348,7 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
     if (!ws) return;
     float *ckpt = ws, *dApart = ckpt + n_ck, *dDpart = dApart + n_dA, *dbpart = dDpart + n_e, *dBpart = dbpart + n_e,
           *dCpart = dBpart + n_bc;
-    launch_fwd<P>(NULL, NULL, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
+    launch_fwd<P, float>(NULL, NULL, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
     dim3 grid(neb, B);
     scan_bwd_k<P><<<grid, TPB, 0, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart, dout,
                                              dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt, L, E, softplus);
@@ -384,4 +399,24 @@ extern "C" void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dB
     default: mkc_note_error("scan_backward: unsupported N", cudaErrorInvalidValue);
     }
 #undef MKC_BWD
+}
+
+extern "C" void mkc_scan_forward_bf16(uint16_t *out, float *h_last, const uint16_t *u, const uint16_t *delta,
+                                      const float *A, const uint16_t *Bm, const uint16_t *Cm, const float *D,
+                                      const uint16_t *z, const float *delta_bias, const float *h0, int B, int L, int E,
+                                      int N, int softplus) {
+    if (B <= 0 || L <= 0 || E <= 0) return;
+    typedef __nv_bfloat16 bf;
+#define MKC_FWD16(P)                                                                                                 \
+    launch_fwd<P, bf>((bf *)out, h_last, NULL, (const bf *)u, (const bf *)delta, A, (const bf *)Bm, (const bf *)Cm, D, \
+                      (const bf *)z, delta_bias, h0, B, L, E, softplus)
+    switch (N) {
+    case 4: MKC_FWD16(1); break;
+    case 8: MKC_FWD16(2); break;
+    case 16: MKC_FWD16(4); break;
+    case 32: MKC_FWD16(8); break;
+    case 64: MKC_FWD16(16); break;
+    default: mkc_note_error("scan_forward_bf16: unsupported N", cudaErrorInvalidValue);
+    }
+#undef MKC_FWD16
 }
