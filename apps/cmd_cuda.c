@@ -144,21 +144,22 @@ int cmd_bench_cuda(int argc, char **argv) {
         if (json) printf(", \"scan\": [");
         else
             printf("\nselective scan, B=%d E=%d N=%d (CUDA events, L2 flushed, median of %ld; fwd/bwd fp32, "
-                   "fwd16 bf16 activations with fp32 state)\n"
+                   "fwd16/bwd16 bf16 inputs with fp32 state)\n"
                    "%-5s %-5s %10s %9s %10s %8s\n",
                    SB, SE, SN, reps, "L", "pass", "time_us", "GB/s", "floor_us", "%floor");
         for (int li = 0; li < 3; li++) {
-            double res[4];
+            double res[5];
             int Lx = Ls[li];
             if (mk_cuda_bench_scan(SB, Lx, SE, SN, (int)reps, res)) return cli_fail();
             double BLE = (double)SB * Lx * SE, BLN = (double)SB * Lx * SN, EN = (double)SE * SN;
             /* bytes that must move (fp32): inputs read once, outputs written once */
             double fb = 4.0 * (4 * BLE + 2 * BLN + 2 * EN + 2 * SE), bb = 4.0 * (7 * BLE + 4 * BLN + 2 * EN + 4 * SE);
-            /* bf16 forward: the activations at 2 bytes, A / D / delta_bias still fp32 */
-            double fb16 = 2.0 * (4 * BLE + 2 * BLN) + 4.0 * (2 * EN + 2 * SE);
-            double tb[3] = {res[0], res[1], res[3]}, by[3] = {fb, bb, fb16};
-            static const char *const pass[3] = {"fwd", "bwd", "fwd16"};
-            for (int k = 0; k < 3; k++) {
+            /* bf16: the activations (and bwd's incoming dout) at 2 bytes; parameters and gradients fp32 */
+            double fb16 = 2.0 * (4 * BLE + 2 * BLN) + 4.0 * (2 * EN + 2 * SE),
+                   bb16 = 2.0 * (4 * BLE + 2 * BLN) + 4.0 * (3 * BLE + 2 * BLN + 2 * EN + 4 * SE);
+            double tb[4] = {res[0], res[1], res[3], res[4]}, by[4] = {fb, bb, fb16, bb16};
+            static const char *const pass[4] = {"fwd", "bwd", "fwd16", "bwd16"};
+            for (int k = 0; k < 4; k++) {
                 double floor_us = by[k] / res[2] * 1e6;
                 if (json)
                     printf("%s{\"L\": %d, \"pass\": \"%s\", \"time_us\": %.1f, \"GBps\": %.0f, \"floor_us\": %.1f, "

@@ -97,7 +97,7 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
     return NAN;
 }
 int mamba_backbone_cuda_sync_host(mamba_backbone *m) { return 0; }
-int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[4]) {
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[5]) {
     mk_error("this build has no CUDA support");
     return -1;
 }
@@ -639,13 +639,19 @@ static void bench_fwd16(void *p) {
     mkc_scan_forward_bf16(s->out16, NULL, s->h16[0], s->h16[1], s->A, s->h16[2], s->h16[3], s->D, s->h16[4], s->db,
                           NULL, s->B, s->L, s->E, s->N, 1);
 }
+static void bench_bwd16(void *p) {
+    scan_bench *s = p;
+    mkc_scan_backward_bf16(s->g[0], s->g[1], s->g[2], s->g[3], s->g[4], s->g[5], s->g[6], s->g[7], NULL, s->out16, NULL,
+                           s->h16[0], s->h16[1], s->A, s->h16[2], s->h16[3], s->D, s->h16[4], s->db, NULL, s->B, s->L,
+                           s->E, s->N, 1);
+}
 static void bench_bwd(void *p) {
     scan_bench *s = p;
     mkc_scan_backward(s->g[0], s->g[1], s->g[2], s->g[3], s->g[4], s->g[5], s->g[6], s->g[7], NULL, s->dout, NULL,
                       s->u, s->dl, s->A, s->Bm, s->Cm, s->D, s->z, s->db, NULL, s->B, s->L, s->E, s->N, 1);
 }
 
-int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[4]) {
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[5]) {
     if (!mk_cuda_available() || mkc_init()) {
         mk_error("no CUDA device available (%s)", mk_cuda_device_name());
         return -1;
@@ -693,6 +699,7 @@ int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[4]) {
         res[1] = mkc_time_us(bench_bwd, &s, reps, 1);
         res[2] = mkc_copy_bandwidth();
         res[3] = mkc_time_us(bench_fwd16, &s, reps, 1);
+        res[4] = mkc_time_us(bench_bwd16, &s, reps, 1); /* dout: the bf16 output buffer */
         rc = mkc_sync();
     }
     for (int k = 0; k < 10; k++) mkc_free(*dst[k]);

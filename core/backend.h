@@ -61,8 +61,9 @@ int mamba_backbone_cuda_sync_host(mamba_backbone *m);
 /* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us
  * (median of reps, CUDA events, L2 flushed), res[2] the device's measured
- * copy bandwidth in bytes/s, res[3] forward us with bf16 activations (same
- * values rounded). 0, or -1 with mk_error. */
-int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[4]);
+ * copy bandwidth in bytes/s, res[3] / res[4] forward / backward us with bf16
+ * activations (same values rounded; fp32 state and gradients). 0, or -1 with
+ * mk_error. */
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[5]);
 
 #endif

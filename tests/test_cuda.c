@@ -135,8 +135,8 @@ static void check_scan(int B, int L, int E, int N, int opts, const char *tag) {
 }
 
 /* bf16 activations, fp32 state. The reference is the CPU scan run on the same bf16-rounded
- * inputs, so h_last (fp32 on both sides) must match as tightly as the fp32 scan does; out
- * differs by its own rounding to bf16 (relative 2^-9) and no more. */
+ * inputs, so h_last and every gradient (fp32 on both sides) must match as tightly as the fp32
+ * scan's do; out differs by its own rounding to bf16 (relative 2^-9) and no more. */
 static uint16_t *to_bf16(float *x, size_t n) { /* rounds x in place, returns the bits */
     uint16_t *h = mk_malloc(sizeof(uint16_t) * (n ? n : 1));
     for (size_t i = 0; i < n; i++) x[i] = mkc_f32(h[i] = mkc_bf16(x[i]));
@@ -174,6 +174,33 @@ static void check_scan_bf16(int B, int L, int E, int N, int opts, const char *ta
         snprintf(nm, sizeof nm, "scan_fwd_bf16_hlast_%s", tag);
         cmp(nm, ghl, hl, BEN, 2e-5);
     }
+
+    /* backward with bf16 inputs (dout too): the gradients are fp32, so the fp32 limits hold */
+    float *dout = rnd(BLE, -1, 1), *dhl = hs ? rnd(BEN, -1, 1) : NULL;
+    uint16_t *ddout = up16(dout, BLE); /* dout now holds the rounded values */
+    float *ddhl = up(dhl, BEN), *g[9], *gd[9];
+    size_t gn[9] = {BLE, BLE, EN, BLN, BLN, (size_t)E, BLE, (size_t)E, BEN};
+    const char *gname[9] = {"du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias", "dh0"};
+    int use[9] = {1, 1, 1, 1, 1, hasD, hasz, sp, hs};
+    for (int k = 0; k < 9; k++) {
+        g[k] = rnd(gn[k], -0.5f, 0.5f);
+        gd[k] = use[k] ? up(g[k], gn[k]) : NULL;
+    }
+    ssm_scan_backward_scalar(g[0], g[1], g[2], g[3], g[4], use[5] ? g[5] : NULL, use[6] ? g[6] : NULL,
+                             use[7] ? g[7] : NULL, use[8] ? g[8] : NULL, dout, dhl, u, delta, A, Bm, Cm, D, z, db, h0, sd);
+    mkc_scan_backward_bf16(gd[0], gd[1], gd[2], gd[3], gd[4], gd[5], gd[6], gd[7], gd[8], ddout, ddhl, du_, ddl, dA_,
+                           dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, sp);
+    const double thr[9] = {5e-5, 5e-5, 2e-4, 5e-5, 5e-5, 2e-4, 5e-5, 2e-4, 5e-5};
+    for (int k = 0; k < 9; k++) {
+        if (use[k]) {
+            snprintf(nm, sizeof nm, "scan_bwd_bf16_%s_%s", gname[k], tag);
+            cmp(nm, gd[k], g[k], gn[k], thr[k]);
+        }
+        free(g[k]);
+        mkc_free(gd[k]);
+    }
+    free(dout), free(dhl);
+    mkc_free(ddout), mkc_free(ddhl);
     mkc_free(du_), mkc_free(ddl), mkc_free(dBm_), mkc_free(dCm_), mkc_free(dz_), mkc_free(gout), mkc_free(ghl);
     mkc_free(dA_), mkc_free(dD_), mkc_free(ddb), mkc_free(dh0_);
     free(u), free(delta), free(Bm), free(Cm), free(A), free(D), free(z), free(db), free(h0);

@@ -59,6 +59,13 @@ void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *d
 void mkc_scan_forward_bf16(uint16_t *out, float *h_last, const uint16_t *u, const uint16_t *delta, const float *A,
                            const uint16_t *Bm, const uint16_t *Cm, const float *D, const uint16_t *z,
                            const float *delta_bias, const float *h0, int B, int L, int E, int N, int softplus);
+/* bf16 inputs (u, delta, Bm, Cm, z, dout), fp32 state; the gradients are fp32 and accumulate
+ * (+=) exactly as mkc_scan_backward's. */
+void mkc_scan_backward_bf16(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dz,
+                            float *ddelta_bias, float *dh0, const uint16_t *dout, const float *dh_last,
+                            const uint16_t *u, const uint16_t *delta, const float *A, const uint16_t *Bm,
+                            const uint16_t *Cm, const float *D, const uint16_t *z, const float *delta_bias,
+                            const float *h0, int B, int L, int E, int N, int softplus);
 /* fp32 -> bf16 rounding to nearest even (NaN stays NaN), and back (exact). */
 static inline uint16_t mkc_bf16(float f) {
     uint32_t x;

@@ -142,14 +142,14 @@ __global__ void __launch_bounds__(TPB) scan_fwd_k(T *__restrict__ out, float *__
         *reinterpret_cast<float4 *>(h_last + ((size_t)b * E + ec) * N + 4 * p) = make_float4(h[0], h[1], h[2], h[3]);
 }
 
-template <int P>
+template <int P, typename T>
 __global__ void __launch_bounds__(TPB) scan_bwd_k(
     float *__restrict__ du, float *__restrict__ ddelta, float *__restrict__ dz, float *__restrict__ dh0,
     float *__restrict__ dApart, float *__restrict__ dDpart, float *__restrict__ dbpart, float *__restrict__ dBpart,
-    float *__restrict__ dCpart, const float *__restrict__ dout, const float *__restrict__ dh_last,
-    const float *__restrict__ u, const float *__restrict__ delta, const float *__restrict__ A,
-    const float *__restrict__ Bm, const float *__restrict__ Cm, const float *__restrict__ D,
-    const float *__restrict__ z, const float *__restrict__ delta_bias, const float *__restrict__ ckpt, int L,
+    float *__restrict__ dCpart, const T *__restrict__ dout, const float *__restrict__ dh_last,
+    const T *__restrict__ u, const T *__restrict__ delta, const float *__restrict__ A,
+    const T *__restrict__ Bm, const T *__restrict__ Cm, const float *__restrict__ D,
+    const T *__restrict__ z, const float *__restrict__ delta_bias, const float *__restrict__ ckpt, int L,
     int E, int softplus) {
     constexpr int N = 4 * P, CPB = TPB / P, NW = TPB / 32;
     __shared__ float4 sub[CK / TS][TPB];  // sub-checkpoints of the current CK chunk
@@ -187,10 +187,10 @@ __global__ void __launch_bounds__(TPB) scan_bwd_k(
             for (int j = 0; j < TS; j++) {
                 int t = ts0 + j;
                 size_t i = (row0 + t) * E + ec;
-                float r = delta[i] + bias;
+                float r = ldf(delta + i) + bias;
                 float dt = softplus ? mkc_softplus(r) : r;
-                float dtu = ok ? dt * u[i] : 0.f;
-                float4 Bv = __ldg(reinterpret_cast<const float4 *>(Bm + (row0 + t) * N + 4 * p));
+                float dtu = ok ? dt * ldf(u + i) : 0.f;
+                float4 Bv = ld4(Bm + (row0 + t) * N + 4 * p);
                 float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w};
 #pragma unroll
                 for (int k = 0; k < 4; k++) h[k] = mkc_ex2(dt * A2[k]) * h[k] + dtu * Bk[k];
@@ -205,11 +205,11 @@ __global__ void __launch_bounds__(TPB) scan_bwd_k(
                 int t = ts0 + j;
                 bool v = t < tc1;
                 size_t i = (row0 + (v ? t : tc1 - 1)) * E + ec;
-                uu[j] = (v && ok) ? u[i] : 0.f;
-                raw[j] = delta[i] + bias;
+                uu[j] = (v && ok) ? ldf(u + i) : 0.f;
+                raw[j] = ldf(delta + i) + bias;
                 dt[j] = v ? (softplus ? mkc_softplus(raw[j]) : raw[j]) : 0.f;
-                zz[j] = z ? z[i] : 0.f;
-                gg[j] = (v && ok) ? dout[i] : 0.f;
+                zz[j] = z ? ldf(z + i) : 0.f;
+                gg[j] = (v && ok) ? ldf(dout + i) : 0.f;
             }
             const float4 hsv = sub[s][threadIdx.x];
             const float hst[4] = {hsv.x, hsv.y, hsv.z, hsv.w};
@@ -218,8 +218,8 @@ __global__ void __launch_bounds__(TPB) scan_bwd_k(
 #pragma unroll
                 for (int j = 0; j < TS; j++) {
                     int tc = min(ts0 + j, tc1 - 1);
-                    float4 Bv = __ldg(reinterpret_cast<const float4 *>(Bm + (row0 + tc) * N + 4 * p));
-                    float4 Cv = __ldg(reinterpret_cast<const float4 *>(Cm + (row0 + tc) * N + 4 * p));
+                    float4 Bv = ld4(Bm + (row0 + tc) * N + 4 * p);
+                    float4 Cv = ld4(Cm + (row0 + tc) * N + 4 * p);
                     float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w}, Ck[4] = {Cv.x, Cv.y, Cv.z, Cv.w};
                     float dtu = dt[j] * uu[j], ys = 0.f;
 #pragma unroll
@@ -244,8 +244,8 @@ __global__ void __launch_bounds__(TPB) scan_bwd_k(
                         dy = g * zz[j] * sg;
                     }
                     dDacc += dy * uu[j];
-                    float4 Bv = __ldg(reinterpret_cast<const float4 *>(Bm + (row0 + t) * N + 4 * p));
-                    float4 Cv = __ldg(reinterpret_cast<const float4 *>(Cm + (row0 + t) * N + 4 * p));
+                    float4 Bv = ld4(Bm + (row0 + t) * N + 4 * p);
+                    float4 Cv = ld4(Cm + (row0 + t) * N + 4 * p);
                     float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w}, Ck[4] = {Cv.x, Cv.y, Cv.z, Cv.w};
                     float ddt_p = 0.f, du_p = 0.f;
 #pragma unroll
@@ -335,11 +335,11 @@ void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, 
     MKC_CHECK_LAUNCH("scan_fwd");
 }
 
-template <int P>
+template <int P, typename T = float>
 void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dz,
-                float *ddelta_bias, float *dh0, const float *dout, const float *dh_last, const float *u,
-                const float *delta, const float *A, const float *Bm, const float *Cm, const float *D, const float *z,
-                const float *delta_bias, const float *h0, int B, int L, int E, int softplus) {
+                float *ddelta_bias, float *dh0, const T *dout, const float *dh_last, const T *u, const T *delta,
+                const float *A, const T *Bm, const T *Cm, const float *D, const T *z, const float *delta_bias,
+                const float *h0, int B, int L, int E, int softplus) {
     constexpr int N = 4 * P;
     const int nck = (L + CK - 1) / CK, neb = (int)mkc_blocks(E, TPB / P);
     const size_t n_ck = (size_t)B * nck * E * N, n_dA = (size_t)B * E * N, n_e = (size_t)B * E,
@@ -348,17 +348,17 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
     if (!ws) return;
     float *ckpt = ws, *dApart = ckpt + n_ck, *dDpart = dApart + n_dA, *dbpart = dDpart + n_e, *dBpart = dbpart + n_e,
           *dCpart = dBpart + n_bc;
-    launch_fwd<P, float>(NULL, NULL, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
+    launch_fwd<P, T>(NULL, NULL, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
     dim3 grid(neb, B);
-    scan_bwd_k<P><<<grid, TPB, 0, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart, dout,
-                                             dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt, L, E, softplus);
+    scan_bwd_k<P, T><<<grid, TPB, 0, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart, dout,
+                                                dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt, L, E, softplus);
     MKC_CHECK_LAUNCH("scan_bwd");
-    const unsigned T = 256;
-    if (dA) sum_parts_k<<<mkc_blocks((size_t)E * N, T), T, 0, mkc_s()>>>(dA, dApart, B, (size_t)E * N);
-    if (dD && D) sum_parts_k<<<mkc_blocks(E, T), T, 0, mkc_s()>>>(dD, dDpart, B, E); // no D: no dD (as on the CPU)
-    if (ddelta_bias) sum_parts_k<<<mkc_blocks(E, T), T, 0, mkc_s()>>>(ddelta_bias, dbpart, B, E);
-    if (dBm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, T), T, 0, mkc_s()>>>(dBm, dBpart, neb, (size_t)B * L * N);
-    if (dCm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, T), T, 0, mkc_s()>>>(dCm, dCpart, neb, (size_t)B * L * N);
+    const unsigned TR = 256;
+    if (dA) sum_parts_k<<<mkc_blocks((size_t)E * N, TR), TR, 0, mkc_s()>>>(dA, dApart, B, (size_t)E * N);
+    if (dD && D) sum_parts_k<<<mkc_blocks(E, TR), TR, 0, mkc_s()>>>(dD, dDpart, B, E); // no D: no dD (as on the CPU)
+    if (ddelta_bias) sum_parts_k<<<mkc_blocks(E, TR), TR, 0, mkc_s()>>>(ddelta_bias, dbpart, B, E);
+    if (dBm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, TR), TR, 0, mkc_s()>>>(dBm, dBpart, neb, (size_t)B * L * N);
+    if (dCm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, TR), TR, 0, mkc_s()>>>(dCm, dCpart, neb, (size_t)B * L * N);
     MKC_CHECK_LAUNCH("scan_bwd_reduce");
 }
 
@@ -419,4 +419,29 @@ extern "C" void mkc_scan_forward_bf16(uint16_t *out, float *h_last, const uint16
     default: mkc_note_error("scan_forward_bf16: unsupported N", cudaErrorInvalidValue);
     }
 #undef MKC_FWD16
+}
+
+// bf16 inputs (u, delta, Bm, Cm, z and the incoming gradient dout), fp32 state, fp32 gradients
+// accumulated with += as in the fp32 contract.
+extern "C" void mkc_scan_backward_bf16(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD,
+                                       float *dz, float *ddelta_bias, float *dh0, const uint16_t *dout,
+                                       const float *dh_last, const uint16_t *u, const uint16_t *delta, const float *A,
+                                       const uint16_t *Bm, const uint16_t *Cm, const float *D, const uint16_t *z,
+                                       const float *delta_bias, const float *h0, int B, int L, int E, int N,
+                                       int softplus) {
+    if (B <= 0 || L <= 0 || E <= 0) return;
+    typedef __nv_bfloat16 bf;
+#define MKC_BWD16(P)                                                                                                 \
+    launch_bwd<P, bf>(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, (const bf *)dout, dh_last, (const bf *)u,   \
+                      (const bf *)delta, A, (const bf *)Bm, (const bf *)Cm, D, (const bf *)z, delta_bias, h0, B, L, E, \
+                      softplus)
+    switch (N) {
+    case 4: MKC_BWD16(1); break;
+    case 8: MKC_BWD16(2); break;
+    case 16: MKC_BWD16(4); break;
+    case 32: MKC_BWD16(8); break;
+    case 64: MKC_BWD16(16); break;
+    default: mkc_note_error("scan_backward_bf16: unsupported N", cudaErrorInvalidValue);
+    }
+#undef MKC_BWD16
 }
