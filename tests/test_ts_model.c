@@ -254,11 +254,30 @@ static void test_etth1(void) {
 
 void openblas_set_num_threads(int num_threads); /* small GEMMs: threads only spin */
 
+/* The lr schedule against the reference procedure replayed step by step: start at lr, and
+ * after each finished epoch k (1-based) set lr0 * 0.5^((k-1) // 1). */
+static void test_type1(void) {
+    const float lr0 = 7e-5f;
+    float lr = lr0;
+    int bad = 0;
+    char got[160] = "", *p = got;
+    for (int ep = 0; ep < 10; ep++) {
+        float ours = ts_type1_lr(lr0, ep);
+        bad += fabsf(ours - lr) > 1e-6f * lr0;
+        if (ep < 4) p += snprintf(p, sizeof got - (size_t)(p - got), "%s%.3g", ep ? ", " : "", (double)ours);
+        int k = ep + 1; /* the reference's adjust_learning_rate(optimizer, epoch + 1) after this epoch */
+        lr = lr0 * powf(0.5f, (float)((k - 1) / 1));
+    }
+    test_report(bad == 0, "ts.type1_schedule", "epochs 1-4 at %s (the halving starts at epoch 3); %d of 10 differ",
+                got, bad);
+}
+
 int main(void) {
     openblas_set_num_threads(1);
 #ifdef _OPENMP
     omp_set_num_threads(1); /* deterministic and immune to a crowded machine; speed is not tested here */
 #endif
+    test_type1();
     test_baselines();
     test_dlinear_hand();
     test_revin();

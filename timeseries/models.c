@@ -271,6 +271,11 @@ void ts_model_eval(ts_model *m, const ts_series *s, const ts_split *sp, double *
     eval_stride(m, s, sp, 1, mse, mae);
 }
 
+/* type1 sets lr·0.5^(k-1) after epoch k (1-based; utils/tools.py adjust_learning_rate, called
+ * with epoch + 1), so epochs 1 and 2 both run at the full lr and the halving starts at the
+ * third: lr·0.5^max(0, ep-1) for 0-based ep. */
+float ts_type1_lr(float lr, int ep) { return lr * powf(0.5f, (float)(ep > 0 ? ep - 1 : 0)); }
+
 double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const ts_split *va, const ts_train_cfg *tc) {
     double vmse, vmae;
     const int vs = tc->val_stride > 1 ? tc->val_stride : 1;
@@ -291,8 +296,8 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
     float *mk = F ? mk_malloc(sizeof(float) * (size_t)BS * L * F) : NULL;
     float *best = mk_malloc(sizeof(float) * m->p.total);
     memcpy(best, m->p.data, sizeof(float) * m->p.total);
-    /* ref: Autoformer/iTransformer/S-Mamba recipe: Adam, MSE, lr halved every
-     * epoch ("type1"), early stopping on the validation MSE (patience 3). */
+    /* ref: Autoformer/iTransformer/S-Mamba recipe: Adam, MSE, "type1" lr schedule, early
+     * stopping on the validation MSE (patience 3). */
     mk_adamw_cfg oc = mk_adamw_defaults(tc->lr, 0);
     oc.weight_decay = 0;
     oc.warmup = 0;
@@ -307,7 +312,7 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
     long done = 0;
     int out_of_time = 0;
     for (int ep = 0; ep < tc->epochs && nw > 0 && !out_of_time; ep++) {
-        oc.lr = tc->lr * powf(0.5f, (float)ep);
+        oc.lr = ts_type1_lr(tc->lr, ep);
         mk_rng_shuffle(&rng, perm, nw);
         double tl = 0;
         int nb = 0;

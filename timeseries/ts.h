@@ -239,6 +239,8 @@ void ts_model_free(ts_model *m);
 void ts_model_relink(ts_model *m);
 /* Predict B windows. */
 void ts_model_predict(ts_model *m, float *pred, const float *x, const float *mark, int B);
+/* Learning rate of 0-based epoch ep under the reference recipe's "type1" schedule. */
+float ts_type1_lr(float lr, int ep);
 /* Train on tr with early stopping on va (keeps the best weights). Returns
  * the best validation MSE (or the baseline's MSE for parameter-free models). */
 double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const ts_split *va, const ts_train_cfg *tc);
