@@ -64,7 +64,11 @@ int points_cfg_from_config(points_cfg *c, const mk_config *in) {
     long nord;
     if (mk_config_get(in, "n_order")) {
         if (mk_config_get_int(in, "n_order", &nord)) return -1;
-        c->mc.n_dir = nord >= 1 && nord <= 3 ? (int)nord : 0; /* 0: rejected by points_cfg_check */
+        if (nord < 1 || nord > 3) {
+            mk_error("checkpoint config n_order = %ld out of range (1..3)", nord);
+            return -1;
+        }
+        c->mc.n_dir = (int)nord;
     }
     if (points_cfg_check(c)) return -1;
     for (int i = 0; i < c->n_class; i++) {
