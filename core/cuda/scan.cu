@@ -1,4 +1,4 @@
-// scan.cu — selective scan S6 forward and backward on the GPU, fp32.
+// scan.cu — selective scan S6 forward and backward on the GPU: fp32, and bf16 inputs with fp32 state.
 // Math and layout: core/scan.h (the CPU path is the reference).
 //
 // Work split (the kernel lab, tests/bench/cuda/scan_lab.cu, has the history):
