@@ -286,7 +286,9 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
     const int L = m->L, H = m->H, C = m->C, F = s->F, BS = tc->batch > 0 ? tc->batch : 32;
     const int nw = ts_split_windows(tr, L, H);
     int per_epoch = tc->max_train_windows > 0 && tc->max_train_windows < nw ? tc->max_train_windows : nw;
-    int steps = (per_epoch + BS - 1) / BS;
+    /* the reference's train loader drops the last partial batch (drop_last=True): a batch of a
+     * few windows would get a full Adam step; keep one batch when there are fewer windows */
+    int steps = per_epoch >= BS ? per_epoch / BS : 1;
     mk_rng rng;
     mk_rng_seed(&rng, tc->seed ^ 0x5eedULL);
     int *perm = mk_malloc(sizeof(int) * (nw ? nw : 1));
