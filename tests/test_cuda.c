@@ -65,73 +65,107 @@ static int cmp(const char *name, const float *d, const float *ref, size_t n, dou
 
 /* ------------------------------------------------------------------ scan */
 
-static void check_scan(int B, int L, int E, int N, int opts, const char *tag) {
-    /* opts bits: 1 D, 2 z, 4 delta_bias+softplus, 8 h0/h_last and dh_last/dh0 */
+/* One scan test case: random inputs on the host, drawn in a fixed order, plus the incoming
+ * gradients and the starting values the backward accumulates onto. The fp32 and bf16 checks
+ * share it. */
+enum { NG = 9 }; /* du ddelta dA dB dC dD dz ddelta_bias dh0 */
+static const char *const grad_name[NG] = {"du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias", "dh0"};
+/* per-gradient limits: per-token ones are short sums; dA, dD, ddelta_bias sum over B*L terms, dB/dC over E */
+static const double grad_thr[NG] = {5e-5, 5e-5, 2e-4, 5e-5, 5e-5, 2e-4, 5e-5, 2e-4, 5e-5};
+typedef struct {
+    int B, L, E, N, sp, hs;
+    size_t BLE, BLN, EN, BEN, gn[NG];
+    int use[NG];
+    float *u, *delta, *Bm, *Cm, *A, *D, *z, *db, *h0; /* forward inputs */
+    float *dout, *dhl, *g[NG];                        /* backward: incoming gradients, starting values */
+    ssm_scan_dims sd;
+} scan_case;
+
+/* opts bits: 1 D, 2 z, 4 delta_bias+softplus, 8 h0/h_last and dh_last/dh0 */
+static void scan_case_make(scan_case *c, int B, int L, int E, int N, int opts) {
     const int hasD = opts & 1, hasz = opts & 2, sp = (opts & 4) ? 1 : 0, hs = opts & 8;
-    size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N, EN = (size_t)E * N, BEN = (size_t)B * E * N;
-    float *u = rnd(BLE, -1, 1), *delta = rnd(BLE, sp ? -4.f : 0.001f, sp ? 0.f : 0.1f), *Bm = rnd(BLN, -1, 1),
-          *Cm = rnd(BLN, -1, 1), *A = rnd(EN, -2.f, -0.05f), *D = hasD ? rnd(E, -1, 1) : NULL,
-          *z = hasz ? rnd(BLE, -2, 2) : NULL, *db = sp ? rnd(E, -1, 0.5f) : NULL, *h0 = hs ? rnd(BEN, -1, 1) : NULL;
-    ssm_scan_dims sd = {B, L, E, N, sp};
+    memset(c, 0, sizeof *c);
+    c->B = B, c->L = L, c->E = E, c->N = N, c->sp = sp, c->hs = hs;
+    c->BLE = (size_t)B * L * E, c->BLN = (size_t)B * L * N, c->EN = (size_t)E * N, c->BEN = (size_t)B * E * N;
+    c->u = rnd(c->BLE, -1, 1), c->delta = rnd(c->BLE, sp ? -4.f : 0.001f, sp ? 0.f : 0.1f);
+    c->Bm = rnd(c->BLN, -1, 1), c->Cm = rnd(c->BLN, -1, 1), c->A = rnd(c->EN, -2.f, -0.05f);
+    c->D = hasD ? rnd(E, -1, 1) : NULL, c->z = hasz ? rnd(c->BLE, -2, 2) : NULL;
+    c->db = sp ? rnd(E, -1, 0.5f) : NULL, c->h0 = hs ? rnd(c->BEN, -1, 1) : NULL;
+    c->dout = rnd(c->BLE, -1, 1), c->dhl = hs ? rnd(c->BEN, -1, 1) : NULL;
+    const size_t gn[NG] = {c->BLE, c->BLE, c->EN, c->BLN, c->BLN, (size_t)E, c->BLE, (size_t)E, c->BEN};
+    const int use[NG] = {1, 1, 1, 1, 1, hasD, hasz, sp, hs};
+    for (int k = 0; k < NG; k++) {
+        c->gn[k] = gn[k], c->use[k] = use[k];
+        c->g[k] = rnd(gn[k], -0.5f, 0.5f);
+    }
+    c->sd = (ssm_scan_dims){B, L, E, N, sp};
+}
+static void scan_case_free(scan_case *c) {
+    float *hf[] = {c->u, c->delta, c->Bm, c->Cm, c->A, c->D, c->z, c->db, c->h0, c->dout, c->dhl};
+    for (size_t i = 0; i < sizeof hf / sizeof *hf; i++) free(hf[i]);
+    for (int k = 0; k < NG; k++) free(c->g[k]);
+}
+/* the CPU reference forward (out, h_last) and backward (into c->g) on the case's current inputs */
+static void scan_case_reference(scan_case *c, float *out, float *hl) {
+    ssm_scan_forward_scalar(out, c->hs ? hl : NULL, c->u, c->delta, c->A, c->Bm, c->Cm, c->D, c->z, c->db, c->h0,
+                            c->sd);
+    float *g[NG];
+    for (int k = 0; k < NG; k++) g[k] = c->use[k] ? c->g[k] : NULL;
+    ssm_scan_backward_scalar(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], c->dout, c->dhl, c->u, c->delta,
+                             c->A, c->Bm, c->Cm, c->D, c->z, c->db, c->h0, c->sd);
+}
+/* device copies of the starting values the backward accumulates onto (NULL where unused) */
+static void scan_case_grads_up(const scan_case *c, float *gd[NG]) {
+    for (int k = 0; k < NG; k++) gd[k] = c->use[k] ? up(c->g[k], c->gn[k]) : NULL;
+}
+
+static void check_scan(int B, int L, int E, int N, int opts, const char *tag) {
+    scan_case c;
+    scan_case_make(&c, B, L, E, N, opts);
+    const size_t BLE = c.BLE, BEN = c.BEN;
+    float *du_ = up(c.u, BLE), *ddl = up(c.delta, BLE), *dBm_ = up(c.Bm, c.BLN), *dCm_ = up(c.Cm, c.BLN),
+          *dA_ = up(c.A, c.EN), *dD_ = up(c.D, E), *dz_ = up(c.z, BLE), *ddb = up(c.db, E), *dh0_ = up(c.h0, BEN);
+    float *gd[NG], *gd2[NG];
+    scan_case_grads_up(&c, gd), scan_case_grads_up(&c, gd2); /* before the reference overwrites c.g */
     float *out = zeros(BLE), *hl = zeros(BEN);
-    ssm_scan_forward_scalar(out, hs ? hl : NULL, u, delta, A, Bm, Cm, D, z, db, h0, sd);
-    float *du_ = up(u, BLE), *ddl = up(delta, BLE), *dBm_ = up(Bm, BLN), *dCm_ = up(Cm, BLN), *dA_ = up(A, EN),
-          *dD_ = up(D, E), *dz_ = up(z, BLE), *ddb = up(db, E), *dh0_ = up(h0, BEN);
+    scan_case_reference(&c, out, hl);
+
     float *gout = mkc_malloc(sizeof(float) * BLE), *ghl = mkc_malloc(sizeof(float) * BEN);
-    mkc_scan_forward(gout, hs ? ghl : NULL, du_, ddl, dA_, dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, sp);
+    mkc_scan_forward(gout, c.hs ? ghl : NULL, du_, ddl, dA_, dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, c.sp);
     char nm[128];
     snprintf(nm, sizeof nm, "scan_fwd_%s", tag);
     cmp(nm, gout, out, BLE, 2e-5);
-    if (hs) {
+    if (c.hs) {
         snprintf(nm, sizeof nm, "scan_fwd_hlast_%s", tag);
         cmp(nm, ghl, hl, BEN, 2e-5);
     }
 
     /* backward: grads accumulate onto non-zero starting values */
-    float *dout = rnd(BLE, -1, 1), *dhl = hs ? rnd(BEN, -1, 1) : NULL;
-    float *g[9];
-    size_t gn[9] = {BLE, BLE, EN, BLN, BLN, (size_t)E, BLE, (size_t)E, BEN};
-    const char *gname[9] = {"du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias", "dh0"};
-    int use[9] = {1, 1, 1, 1, 1, hasD, hasz, sp, hs};
-    for (int k = 0; k < 9; k++) g[k] = rnd(gn[k], -0.5f, 0.5f);
-    float *gd[9], *gd2[9];
-    for (int k = 0; k < 9; k++) {
-        gd[k] = use[k] ? up(g[k], gn[k]) : NULL;
-        gd2[k] = use[k] ? up(g[k], gn[k]) : NULL;
-    }
-    ssm_scan_backward_scalar(g[0], g[1], g[2], g[3], g[4], use[5] ? g[5] : NULL, use[6] ? g[6] : NULL,
-                             use[7] ? g[7] : NULL, use[8] ? g[8] : NULL, dout, dhl, u, delta, A, Bm, Cm, D, z, db, h0, sd);
-    float *ddout = up(dout, BLE), *ddhl = up(dhl, BEN);
+    float *ddout = up(c.dout, BLE), *ddhl = up(c.dhl, BEN);
     for (int rep = 0; rep < 2; rep++) {
         float **o = rep ? gd2 : gd;
         mkc_scan_backward(o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], ddout, ddhl, du_, ddl, dA_, dBm_, dCm_,
-                          dD_, dz_, ddb, dh0_, B, L, E, N, sp);
+                          dD_, dz_, ddb, dh0_, B, L, E, N, c.sp);
     }
-    /* per-gradient limits: per-token ones are short sums; dA, dD, ddelta_bias sum over B*L terms, dB/dC over E */
-    const double thr[9] = {5e-5, 5e-5, 2e-4, 5e-5, 5e-5, 2e-4, 5e-5, 2e-4, 5e-5};
     int same = 1;
-    for (int k = 0; k < 9; k++) {
-        if (!use[k]) continue;
-        snprintf(nm, sizeof nm, "scan_bwd_%s_%s", gname[k], tag);
-        cmp(nm, gd[k], g[k], gn[k], thr[k]);
-        float *a = down(gd[k], gn[k]), *b = down(gd2[k], gn[k]);
+    for (int k = 0; k < NG; k++) {
+        if (!c.use[k]) continue;
+        snprintf(nm, sizeof nm, "scan_bwd_%s_%s", grad_name[k], tag);
+        cmp(nm, gd[k], c.g[k], c.gn[k], grad_thr[k]);
+        float *a = down(gd[k], c.gn[k]), *b = down(gd2[k], c.gn[k]);
         /* second run started from the same values: must be bitwise equal */
-        if (memcmp(a, b, sizeof(float) * gn[k])) same = 0;
+        if (memcmp(a, b, sizeof(float) * c.gn[k])) same = 0;
         free(a);
         free(b);
     }
     snprintf(nm, sizeof nm, "scan_bwd_deterministic_%s", tag);
     test_report(same, nm, "two backward runs bitwise %s", same ? "identical" : "DIFFERENT");
 
-    for (int k = 0; k < 9; k++) {
-        free(g[k]);
-        mkc_free(gd[k]);
-        mkc_free(gd2[k]);
-    }
-    float *hf[] = {u, delta, Bm, Cm, A, D, z, db, h0, out, hl, dout, dhl};
-    for (size_t i = 0; i < sizeof hf / sizeof *hf; i++) free(hf[i]);
+    for (int k = 0; k < NG; k++) mkc_free(gd[k]), mkc_free(gd2[k]);
+    free(out), free(hl);
     float *df[] = {du_, ddl, dBm_, dCm_, dA_, dD_, dz_, ddb, dh0_, gout, ghl, ddout, ddhl};
     for (size_t i = 0; i < sizeof df / sizeof *df; i++) mkc_free(df[i]);
+    scan_case_free(&c);
 }
 
 /* bf16 activations, fp32 state. The reference is the CPU scan run on the same bf16-rounded
@@ -150,61 +184,46 @@ static uint16_t *up16(float *x, size_t n) {
     return d;
 }
 static void check_scan_bf16(int B, int L, int E, int N, int opts, const char *tag) {
-    const int hasD = opts & 1, hasz = opts & 2, sp = (opts & 4) ? 1 : 0, hs = opts & 8;
-    size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N, EN = (size_t)E * N, BEN = (size_t)B * E * N;
-    float *u = rnd(BLE, -1, 1), *delta = rnd(BLE, sp ? -4.f : 0.001f, sp ? 0.f : 0.1f), *Bm = rnd(BLN, -1, 1),
-          *Cm = rnd(BLN, -1, 1), *A = rnd(EN, -2.f, -0.05f), *D = hasD ? rnd(E, -1, 1) : NULL,
-          *z = hasz ? rnd(BLE, -2, 2) : NULL, *db = sp ? rnd(E, -1, 0.5f) : NULL, *h0 = hs ? rnd(BEN, -1, 1) : NULL;
-    uint16_t *du_ = up16(u, BLE), *ddl = up16(delta, BLE), *dBm_ = up16(Bm, BLN), *dCm_ = up16(Cm, BLN),
-             *dz_ = up16(z, BLE); /* the host arrays now hold the rounded values */
-    float *dA_ = up(A, EN), *dD_ = up(D, E), *ddb = up(db, E), *dh0_ = up(h0, BEN);
-    ssm_scan_dims sd = {B, L, E, N, sp};
+    scan_case c;
+    scan_case_make(&c, B, L, E, N, opts);
+    const size_t BLE = c.BLE, BEN = c.BEN;
+    /* up16 rounds the host arrays in place, so the reference below sees the bf16 values */
+    uint16_t *du_ = up16(c.u, BLE), *ddl = up16(c.delta, BLE), *dBm_ = up16(c.Bm, c.BLN), *dCm_ = up16(c.Cm, c.BLN),
+             *dz_ = up16(c.z, BLE), *ddout = up16(c.dout, BLE);
+    float *dA_ = up(c.A, c.EN), *dD_ = up(c.D, E), *ddb = up(c.db, E), *dh0_ = up(c.h0, BEN), *ddhl = up(c.dhl, BEN);
+    float *gd[NG];
+    scan_case_grads_up(&c, gd);
     float *out = zeros(BLE), *hl = zeros(BEN);
-    ssm_scan_forward_scalar(out, hs ? hl : NULL, u, delta, A, Bm, Cm, D, z, db, h0, sd);
+    scan_case_reference(&c, out, hl);
+
     uint16_t *gout = mkc_malloc(sizeof(uint16_t) * BLE), *hout = mk_malloc(sizeof(uint16_t) * BLE);
     float *ghl = mkc_malloc(sizeof(float) * BEN), *o32 = mk_malloc(sizeof(float) * BLE);
-    mkc_scan_forward_bf16(gout, hs ? ghl : NULL, du_, ddl, dA_, dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, sp);
+    mkc_scan_forward_bf16(gout, c.hs ? ghl : NULL, du_, ddl, dA_, dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, c.sp);
     MK_ASSERT(mkc_sync() == 0 && mkc_download(hout, gout, sizeof(uint16_t) * BLE) == 0);
     for (size_t i = 0; i < BLE; i++) o32[i] = mkc_f32(hout[i]);
     char nm[128];
     double err = test_rel_err_f(o32, out, BLE, 1e-6);
     snprintf(nm, sizeof nm, "scan_fwd_bf16_%s", tag);
     test_report(err <= 4e-3, nm, "n %zu  normalised err %.2e  (limit 4e-3: bf16 output rounding)", BLE, err);
-    if (hs) {
+    if (c.hs) {
         snprintf(nm, sizeof nm, "scan_fwd_bf16_hlast_%s", tag);
         cmp(nm, ghl, hl, BEN, 2e-5);
     }
 
     /* backward with bf16 inputs (dout too): the gradients are fp32, so the fp32 limits hold */
-    float *dout = rnd(BLE, -1, 1), *dhl = hs ? rnd(BEN, -1, 1) : NULL;
-    uint16_t *ddout = up16(dout, BLE); /* dout now holds the rounded values */
-    float *ddhl = up(dhl, BEN), *g[9], *gd[9];
-    size_t gn[9] = {BLE, BLE, EN, BLN, BLN, (size_t)E, BLE, (size_t)E, BEN};
-    const char *gname[9] = {"du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias", "dh0"};
-    int use[9] = {1, 1, 1, 1, 1, hasD, hasz, sp, hs};
-    for (int k = 0; k < 9; k++) {
-        g[k] = rnd(gn[k], -0.5f, 0.5f);
-        gd[k] = use[k] ? up(g[k], gn[k]) : NULL;
-    }
-    ssm_scan_backward_scalar(g[0], g[1], g[2], g[3], g[4], use[5] ? g[5] : NULL, use[6] ? g[6] : NULL,
-                             use[7] ? g[7] : NULL, use[8] ? g[8] : NULL, dout, dhl, u, delta, A, Bm, Cm, D, z, db, h0, sd);
     mkc_scan_backward_bf16(gd[0], gd[1], gd[2], gd[3], gd[4], gd[5], gd[6], gd[7], gd[8], ddout, ddhl, du_, ddl, dA_,
-                           dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, sp);
-    const double thr[9] = {5e-5, 5e-5, 2e-4, 5e-5, 5e-5, 2e-4, 5e-5, 2e-4, 5e-5};
-    for (int k = 0; k < 9; k++) {
-        if (use[k]) {
-            snprintf(nm, sizeof nm, "scan_bwd_bf16_%s_%s", gname[k], tag);
-            cmp(nm, gd[k], g[k], gn[k], thr[k]);
+                           dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, c.sp);
+    for (int k = 0; k < NG; k++) {
+        if (c.use[k]) {
+            snprintf(nm, sizeof nm, "scan_bwd_bf16_%s_%s", grad_name[k], tag);
+            cmp(nm, gd[k], c.g[k], c.gn[k], grad_thr[k]);
         }
-        free(g[k]);
         mkc_free(gd[k]);
     }
-    free(dout), free(dhl);
-    mkc_free(ddout), mkc_free(ddhl);
-    mkc_free(du_), mkc_free(ddl), mkc_free(dBm_), mkc_free(dCm_), mkc_free(dz_), mkc_free(gout), mkc_free(ghl);
-    mkc_free(dA_), mkc_free(dD_), mkc_free(ddb), mkc_free(dh0_);
-    free(u), free(delta), free(Bm), free(Cm), free(A), free(D), free(z), free(db), free(h0);
+    mkc_free(du_), mkc_free(ddl), mkc_free(dBm_), mkc_free(dCm_), mkc_free(dz_), mkc_free(ddout), mkc_free(gout);
+    mkc_free(dA_), mkc_free(dD_), mkc_free(ddb), mkc_free(dh0_), mkc_free(ddhl), mkc_free(ghl);
     free(out), free(hl), free(hout), free(o32);
+    scan_case_free(&c);
 }
 
 /* Host fp32 -> bf16 rounding against an independent rule: of the two bf16 neighbours
