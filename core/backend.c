@@ -656,7 +656,7 @@ int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[5]) {
         mk_error("no CUDA device available (%s)", mk_cuda_device_name());
         return -1;
     }
-    if (!(N == 4 || N == 8 || N == 16 || N == 32 || N == 64)) {
+    if (!mkc_scan_supported(N)) {
         mk_error("the CUDA scan does not take d_state %d", N);
         return -1;
     }

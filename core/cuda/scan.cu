@@ -21,6 +21,8 @@
 // bitwise identical run to run.
 #include <cuda_bf16.h>
 
+#include <type_traits>
+
 #include "core/cuda/common.cuh"
 
 namespace {
@@ -362,23 +364,33 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
     MKC_CHECK_LAUNCH("scan_bwd_reduce");
 }
 
+// The supported N, declared once: calls f(std::integral_constant<int, N / 4>) (the lanes per
+// channel, the kernels' template argument) and returns true, or returns false for any other N.
+template <class F>
+bool with_lanes(int N, F &&f) {
+    switch (N) {
+    case 4: f(std::integral_constant<int, 1>{}); return true;
+    case 8: f(std::integral_constant<int, 2>{}); return true;
+    case 16: f(std::integral_constant<int, 4>{}); return true;
+    case 32: f(std::integral_constant<int, 8>{}); return true;
+    case 64: f(std::integral_constant<int, 16>{}); return true;
+    default: return false;
+    }
+}
+
 } // namespace
 
-extern "C" int mkc_scan_supported(int N) { return N == 4 || N == 8 || N == 16 || N == 32 || N == 64; }
+extern "C" int mkc_scan_supported(int N) { return with_lanes(N, [](auto) {}); }
 
-// The dispatch below is the declaration of supported N: keep it in step with mkc_scan_supported.
 extern "C" void mkc_scan_forward(float *out, float *h_last, const float *u, const float *delta, const float *A,
                                  const float *Bm, const float *Cm, const float *D, const float *z,
                                  const float *delta_bias, const float *h0, int B, int L, int E, int N, int softplus) {
     if (B <= 0 || L <= 0 || E <= 0) return;
-    switch (N) {
-    case 4: launch_fwd<1>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
-    case 8: launch_fwd<2>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
-    case 16: launch_fwd<4>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
-    case 32: launch_fwd<8>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
-    case 64: launch_fwd<16>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus); break;
-    default: mkc_note_error("scan_forward: unsupported N", cudaErrorInvalidValue);
-    }
+    if (!with_lanes(N, [&](auto P) {
+            launch_fwd<decltype(P)::value>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E,
+                                           softplus);
+        }))
+        mkc_note_error("scan_forward: unsupported N", cudaErrorInvalidValue);
 }
 
 extern "C" void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dz,
@@ -387,18 +399,11 @@ extern "C" void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dB
                                   const float *Cm, const float *D, const float *z, const float *delta_bias,
                                   const float *h0, int B, int L, int E, int N, int softplus) {
     if (B <= 0 || L <= 0 || E <= 0) return;
-#define MKC_BWD(P)                                                                                                   \
-    launch_bwd<P>(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, dout, dh_last, u, delta, A, Bm, Cm, D, z,      \
-                  delta_bias, h0, B, L, E, softplus)
-    switch (N) {
-    case 4: MKC_BWD(1); break;
-    case 8: MKC_BWD(2); break;
-    case 16: MKC_BWD(4); break;
-    case 32: MKC_BWD(8); break;
-    case 64: MKC_BWD(16); break;
-    default: mkc_note_error("scan_backward: unsupported N", cudaErrorInvalidValue);
-    }
-#undef MKC_BWD
+    if (!with_lanes(N, [&](auto P) {
+            launch_bwd<decltype(P)::value>(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, dout, dh_last, u, delta,
+                                           A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
+        }))
+        mkc_note_error("scan_backward: unsupported N", cudaErrorInvalidValue);
 }
 
 extern "C" void mkc_scan_forward_bf16(uint16_t *out, float *h_last, const uint16_t *u, const uint16_t *delta,
@@ -407,18 +412,12 @@ extern "C" void mkc_scan_forward_bf16(uint16_t *out, float *h_last, const uint16
                                       int N, int softplus) {
     if (B <= 0 || L <= 0 || E <= 0) return;
     typedef __nv_bfloat16 bf;
-#define MKC_FWD16(P)                                                                                                 \
-    launch_fwd<P, bf>((bf *)out, h_last, NULL, (const bf *)u, (const bf *)delta, A, (const bf *)Bm, (const bf *)Cm, D, \
-                      (const bf *)z, delta_bias, h0, B, L, E, softplus)
-    switch (N) {
-    case 4: MKC_FWD16(1); break;
-    case 8: MKC_FWD16(2); break;
-    case 16: MKC_FWD16(4); break;
-    case 32: MKC_FWD16(8); break;
-    case 64: MKC_FWD16(16); break;
-    default: mkc_note_error("scan_forward_bf16: unsupported N", cudaErrorInvalidValue);
-    }
-#undef MKC_FWD16
+    if (!with_lanes(N, [&](auto P) {
+            launch_fwd<decltype(P)::value, bf>((bf *)out, h_last, NULL, (const bf *)u, (const bf *)delta, A,
+                                               (const bf *)Bm, (const bf *)Cm, D, (const bf *)z, delta_bias, h0, B, L,
+                                               E, softplus);
+        }))
+        mkc_note_error("scan_forward_bf16: unsupported N", cudaErrorInvalidValue);
 }
 
 // bf16 inputs (u, delta, Bm, Cm, z and the incoming gradient dout), fp32 state, fp32 gradients
@@ -431,17 +430,10 @@ extern "C" void mkc_scan_backward_bf16(float *du, float *ddelta, float *dA, floa
                                        int softplus) {
     if (B <= 0 || L <= 0 || E <= 0) return;
     typedef __nv_bfloat16 bf;
-#define MKC_BWD16(P)                                                                                                 \
-    launch_bwd<P, bf>(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, (const bf *)dout, dh_last, (const bf *)u,   \
-                      (const bf *)delta, A, (const bf *)Bm, (const bf *)Cm, D, (const bf *)z, delta_bias, h0, B, L, E, \
-                      softplus)
-    switch (N) {
-    case 4: MKC_BWD16(1); break;
-    case 8: MKC_BWD16(2); break;
-    case 16: MKC_BWD16(4); break;
-    case 32: MKC_BWD16(8); break;
-    case 64: MKC_BWD16(16); break;
-    default: mkc_note_error("scan_backward_bf16: unsupported N", cudaErrorInvalidValue);
-    }
-#undef MKC_BWD16
+    if (!with_lanes(N, [&](auto P) {
+            launch_bwd<decltype(P)::value, bf>(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, (const bf *)dout,
+                                               dh_last, (const bf *)u, (const bf *)delta, A, (const bf *)Bm,
+                                               (const bf *)Cm, D, (const bf *)z, delta_bias, h0, B, L, E, softplus);
+        }))
+        mkc_note_error("scan_backward_bf16: unsupported N", cudaErrorInvalidValue);
 }
