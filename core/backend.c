@@ -679,7 +679,8 @@ int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[5]) {
             for (int e = 0; e < E; e++) h[e] = -4.f; /* dt ~ softplus(-4 + delta) */
         *dst[k] = mkc_malloc(sizeof(float) * sz[k]);
         rc = !*dst[k] || mkc_upload(*dst[k], h, sizeof(float) * sz[k]);
-        int k16 = k == 0 ? 0 : k == 1 ? 1 : k == 3 ? 2 : k == 4 ? 3 : k == 6 ? 4 : -1; /* u, delta, Bm, Cm, z */
+        static const int slot16[10] = {0, 1, -1, 2, 3, -1, 4, -1, -1, -1}; /* u, delta, Bm, Cm, z: their h16 slot */
+        int k16 = slot16[k];
         if (k16 >= 0 && !rc) {
             uint16_t *b16 = mk_malloc(sizeof(uint16_t) * sz[k]);
             for (size_t i = 0; i < sz[k]; i++) b16[i] = mkc_bf16(h[i]);
