@@ -142,7 +142,17 @@ $(BUILD)/tests/%: tests/%.c $(SOBJ_DOMAIN) $(SOBJ_TESTLIB) $(SLIB) $(CONFIG_STAM
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) $(CFLAGS_BASE) -MMD -MP -o $@ $< $(SOBJ_DOMAIN) $(SOBJ_TESTLIB) $(SLIB) $(LDLIBS)
 
-tests: report $(BIN) $(SBIN) $(TEST_BIN)
+# The scan kernel lab (tests/bench/cuda/scan_lab.cu): built with CUDA so CI compiles it; run on a GPU.
+ifeq ($(CUDA),1)
+LAB := $(BUILD)/lab/scan_lab
+$(BUILD)/lab/scan_lab.o: tests/bench/cuda/scan_lab.cu $(CONFIG_STAMP) $(wildcard core/*.h core/cuda/*.h core/cuda/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+$(LAB): $(BUILD)/lab/scan_lab.o $(LIB)
+	$(CC) $(CFLAGS) $(CFLAGS_BASE) -o $@ $< $(LIB) $(LDLIBS)
+endif
+
+tests: report $(BIN) $(SBIN) $(TEST_BIN) $(LAB)
 
 # ---------------------------------------------------------------- set-up
 DEB_PKGS := build-essential pkg-config libopenblas-dev libsndfile1-dev libpng-dev zlib1g-dev \

@@ -148,7 +148,7 @@ int cmd_bench_cuda(int argc, char **argv) {
                    "%-5s %-5s %10s %9s %10s %8s\n",
                    SB, SE, SN, reps, "L", "pass", "time_us", "GB/s", "floor_us", "%floor");
         for (int li = 0; li < 3; li++) {
-            double res[5];
+            double res[6];
             int Lx = Ls[li];
             if (mk_cuda_bench_scan(SB, Lx, SE, SN, (int)reps, res)) return cli_fail();
             double BLE = (double)SB * Lx * SE, BLN = (double)SB * Lx * SN, EN = (double)SE * SN;
@@ -157,9 +157,10 @@ int cmd_bench_cuda(int argc, char **argv) {
             /* bf16: the activations (and bwd's incoming dout) at 2 bytes; parameters and gradients fp32 */
             double fb16 = 2.0 * (4 * BLE + 2 * BLN) + 4.0 * (2 * EN + 2 * SE),
                    bb16 = 2.0 * (4 * BLE + 2 * BLN) + 4.0 * (3 * BLE + 2 * BLN + 2 * EN + 4 * SE);
-            double tb[4] = {res[0], res[1], res[3], res[4]}, by[4] = {fb, bb, fb16, bb16};
-            static const char *const pass[4] = {"fwd", "bwd", "fwd16", "bwd16"};
-            for (int k = 0; k < 4; k++) {
+            /* fwd_reg: the register-only forward kernel, the staged one's predecessor */
+            double tb[5] = {res[0], res[1], res[3], res[4], res[5]}, by[5] = {fb, bb, fb16, bb16, fb};
+            static const char *const pass[5] = {"fwd", "bwd", "fwd16", "bwd16", "fwd_reg"};
+            for (int k = 0; k < 5; k++) {
                 double floor_us = by[k] / res[2] * 1e6;
                 if (json)
                     printf("%s{\"L\": %d, \"pass\": \"%s\", \"time_us\": %.1f, \"GBps\": %.0f, \"floor_us\": %.1f, "

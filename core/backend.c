@@ -97,7 +97,7 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
     return NAN;
 }
 int mamba_backbone_cuda_sync_host(mamba_backbone *m) { return 0; }
-int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[5]) {
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
     mk_error("this build has no CUDA support");
     return -1;
 }
@@ -651,7 +651,7 @@ static void bench_bwd(void *p) {
                       s->u, s->dl, s->A, s->Bm, s->Cm, s->D, s->z, s->db, NULL, s->B, s->L, s->E, s->N, 1);
 }
 
-int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[5]) {
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
     if (!mk_cuda_available() || mkc_init()) {
         mk_error("no CUDA device available (%s)", mk_cuda_device_name());
         return -1;
@@ -701,6 +701,9 @@ int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[5]) {
         res[2] = mkc_copy_bandwidth();
         res[3] = mkc_time_us(bench_fwd16, &s, reps, 1);
         res[4] = mkc_time_us(bench_bwd16, &s, reps, 1); /* dout: the bf16 output buffer */
+        int was = mkc_scan_set_tiled(0); /* the register kernel, for comparison in the same run */
+        res[5] = mkc_time_us(bench_fwd, &s, reps, 1);
+        mkc_scan_set_tiled(was);
         rc = mkc_sync();
     }
     for (int k = 0; k < 10; k++) mkc_free(*dst[k]);

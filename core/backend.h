@@ -62,8 +62,9 @@ int mamba_backbone_cuda_sync_host(mamba_backbone *m);
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us
  * (median of reps, CUDA events, L2 flushed), res[2] the device's measured
  * copy bandwidth in bytes/s, res[3] / res[4] forward / backward us with bf16
- * activations (same values rounded; fp32 state and gradients). 0, or -1 with
- * mk_error. */
-int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[5]);
+ * activations (same values rounded; fp32 state and gradients), res[5] forward us
+ * with the register kernel forced (the staged kernel's predecessor). 0, or -1
+ * with mk_error. */
+int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]);
 
 #endif

@@ -257,6 +257,29 @@ static void check_bf16_rounding(void) {
                 bad, nan_ok ? "stays NaN" : "LOST");
 }
 
+/* Inputs that are not 16-byte aligned (an offset into an arena) must take the register
+ * kernel and give the same result as the staged one does on aligned copies. */
+static void check_scan_misaligned(void) {
+    scan_case c;
+    const int B = 2, L = 77, E = 64, N = 16;
+    scan_case_make(&c, B, L, E, N, 15);
+    float *out = zeros(c.BLE), *hl = zeros(c.BEN);
+    scan_case_reference(&c, out, hl);
+    float *base = mkc_malloc(sizeof(float) * (c.BLE + 1)), *du_ = base + 1; /* 4 bytes off */
+    MK_ASSERT(base && mkc_upload(du_, c.u, sizeof(float) * c.BLE) == 0);
+    float *ua = up(c.u, c.BLE), *ddl = up(c.delta, c.BLE), *dBm_ = up(c.Bm, c.BLN), *dCm_ = up(c.Cm, c.BLN),
+          *dA_ = up(c.A, c.EN), *dD_ = up(c.D, E), *dz_ = up(c.z, c.BLE), *ddb = up(c.db, E), *dh0_ = up(c.h0, c.BEN);
+    float *g1 = mkc_malloc(sizeof(float) * c.BLE), *g2 = mkc_malloc(sizeof(float) * c.BLE);
+    mkc_scan_forward(g1, NULL, du_, ddl, dA_, dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, c.sp);
+    mkc_scan_forward(g2, NULL, ua, ddl, dA_, dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, c.sp);
+    cmp("scan_fwd_unaligned_input", g1, out, c.BLE, 2e-5);
+    cmp("scan_fwd_aligned_input", g2, out, c.BLE, 2e-5);
+    float *df[] = {base, ua, ddl, dBm_, dCm_, dA_, dD_, dz_, ddb, dh0_, g1, g2};
+    for (size_t i = 0; i < sizeof df / sizeof *df; i++) mkc_free(df[i]);
+    free(out), free(hl);
+    scan_case_free(&c);
+}
+
 /* Mamba-shaped scan (S4D-real A, dt from softplus of a small bias) at a long
  * length, against the optimised CPU scan. */
 static void check_scan_long(void) {
@@ -577,11 +600,24 @@ int main(void) {
     check_scan(2, 77, 33, 8, 7, "N8");
     check_scan(1, 150, 40, 32, 15, "N32");
     check_scan(2, 65, 19, 64, 15, "N64");
+    /* E * 4 a multiple of 16: the staged kernel (scan_tile.cuh) with a part-filled last channel
+     * block and a part-filled last tile; the shapes above (E * 4 not a multiple of 16) run the
+     * register kernel */
+    check_scan(2, 137, 72, 16, 15, "N16_tile");
+    check_scan(3, 200, 36, 16, 0, "N16_tile_plain");
+    check_scan(2, 100, 36, 4, 7, "N4_tile");
+    check_scan(1, 90, 24, 8, 15, "N8_tile");
+    check_scan(1, 150, 40, 32, 15, "N32_tile");
+    check_scan(2, 70, 16, 64, 15, "N64_tile");
+    check_scan_misaligned();
     check_scan_long();
     check_scan_bf16(2, 137, 70, 16, 15, "N16_all");
     check_scan_bf16(3, 200, 37, 16, 0, "N16_plain");
     check_scan_bf16(2, 129, 45, 4, 15, "N4");
     check_scan_bf16(1, 150, 40, 32, 15, "N32");
+    check_scan_bf16(2, 137, 72, 16, 15, "N16_tile");
+    check_scan_bf16(2, 100, 40, 4, 7, "N4_tile");
+    check_scan_bf16(2, 70, 16, 64, 15, "N64_tile");
     check_linear(257, 96, 130);
     check_norms(300, 192);
     check_norms(17, 1000);

@@ -24,14 +24,18 @@
 #include <type_traits>
 
 #include "core/cuda/common.cuh"
+#include "core/cuda/scan_tile.cuh"
 
 namespace {
 
 constexpr int TPB = 128;  // threads per block
 constexpr int TF = 8;     // forward: steps loaded ahead
-constexpr int CK = 64;    // backward: global checkpoint spacing
+constexpr int CK = scan_tile::CK; // backward: global checkpoint spacing
 constexpr int TS = 8;     // backward: sub-chunk replayed in registers
 constexpr float LOG2E = 1.4426950408889634f;
+constexpr int FWD_NST = 3; // forward: tiles in flight (scan_tile.cuh)
+constexpr int FWD_XF = 0;  // forward: of every 4 decays, how many on the FMA pipe
+int g_tiled = 1;           // mkc_scan_set_tiled: 0 forces the register kernel (benchmarks, the lab)
 
 // Steps j0 .. j0+P-1 of a register array: lane p gets element j0+p (compile-time indices only).
 template <int P, int T>
@@ -331,6 +335,16 @@ template <int P, typename T = float>
 void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, const float *A, const T *Bm,
                 const T *Cm, const float *D, const T *z, const float *delta_bias, const float *h0, int B, int L, int E,
                 int softplus) {
+    constexpr int N = 4 * P;
+    if (g_tiled && scan_tile::usable<N>(u, delta, out ? z : (const T *)NULL, Bm, out ? Cm : (const T *)NULL, E)) {
+        // the staged kernel (scan_tile.cuh): 4 states per lane, 128 threads, 3 tiles in flight,
+        // tiles of about 1024 elements per tensor (TT steps x 128/P channels)
+        constexpr int TT = N <= 4 ? 8 : N <= 8 ? 16 : 32;
+        scan_tile::launch<N, 4, TPB, TT, FWD_NST, FWD_XF, T>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias,
+                                                             h0, B, L, E, softplus, mkc_s());
+        MKC_CHECK_LAUNCH("scan_fwd_tile");
+        return;
+    }
     dim3 grid(mkc_blocks(E, TPB / P), B);
     scan_fwd_k<P, T><<<grid, TPB, 0, mkc_s()>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E,
                                                 softplus);
@@ -381,6 +395,12 @@ bool with_lanes(int N, F &&f) {
 } // namespace
 
 extern "C" int mkc_scan_supported(int N) { return with_lanes(N, [](auto) {}); }
+
+extern "C" int mkc_scan_set_tiled(int on) {
+    int was = g_tiled;
+    g_tiled = on != 0;
+    return was;
+}
 
 extern "C" void mkc_scan_forward(float *out, float *h_last, const float *u, const float *delta, const float *A,
                                  const float *Bm, const float *Cm, const float *D, const float *z,

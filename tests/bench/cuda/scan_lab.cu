@@ -11,6 +11,11 @@
 //       silu / store spread over the lanes. 128 threads.
 //   v3  v2 + B/C of each 8-step chunk staged in shared memory, the next
 //       chunk's loads in flight during the current one's compute (below).
+//   v4  core/cuda/scan_tile.cuh: tiles of TT steps x CPB channels of u, delta, z and the
+//       rows of B, C copied into shared memory with cp.async, NST tiles in flight; dt
+//       computed once per channel-step; y reduce-scattered over the lanes. Swept over
+//       states per lane S, threads TPB, TT, NST and XF (decays on the FMA pipe, of 4).
+//       The library runs the row marked "lib".
 // Backward: the library kernel (checkpoint sweep + chunked recomputation).
 //
 // usage: scan_lab [--quick] [--csv FILE]
@@ -28,6 +33,7 @@ extern "C" {
 #include "core/util.h"
 }
 #include "core/cuda/kernels.h"
+#include "core/cuda/scan_tile.cuh"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -260,7 +266,7 @@ int main(int argc, char **argv) {
 
     FILE *cf = csv ? fopen(csv, "w") : NULL;
     if (cf) fprintf(cf, "device,kernel,B,E,L,N,block,time_us,GBps,floor_us,pct_floor,err\n");
-    printf("%-10s %5s %5s %5s %3s %5s %10s %8s %9s %7s %9s\n", "kernel", "B", "E", "L", "N", "block", "time_us",
+    printf("%-18s %5s %5s %5s %3s %5s %10s %8s %9s %7s %9s\n", "kernel", "B", "E", "L", "N", "block", "time_us",
            "GB/s", "floor_us", "%floor", "err");
 
     const int B = 8, E = 1536, N = 16;
@@ -297,7 +303,7 @@ int main(int argc, char **argv) {
         const double bwd_bytes = 4.0 * (7.0 * BLE + 4.0 * BLN + 2.0 * EN + 4.0 * E); // + dout, du, ddelta, dz; dB, dC
         auto row = [&](const char *k, int blk, double us, double bytes, double err) {
             double fl = bytes / bw * 1e6;
-            printf("%-10s %5d %5d %5d %3d %5d %10.1f %8.0f %9.1f %6.1f%% %9.1e\n", k, B, E, L, N, blk, us,
+            printf("%-18s %5d %5d %5d %3d %5d %10.1f %8.0f %9.1f %6.1f%% %9.1e\n", k, B, E, L, N, blk, us,
                    bytes / (us * 1e-6) / 1e9, fl, 100.0 * fl / us, err);
             if (cf)
                 fprintf(cf, "%s,%s,%d,%d,%d,%d,%d,%.2f,%.1f,%.2f,%.2f,%.2e\n", prop.name, k, B, E, L, N, blk, us,
@@ -320,8 +326,9 @@ int main(int argc, char **argv) {
             double us = time_us(run, reps);
             row(err < 1e-4 ? "fwd_v1" : "fwd_v1!BAD", blk, us, fwd_bytes, err);
         }
-        // v2 = library
-        {
+        // v2 = the library's register kernel (forced), then the library as it runs (staged kernel)
+        for (int tiled = 0; tiled < 2; tiled++) {
+            mkc_scan_set_tiled(tiled);
             auto run = [&] { mkc_scan_forward(out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, N, 1); };
             CK(cudaMemset(out, 0, BLE * 4));
             run();
@@ -332,8 +339,10 @@ int main(int argc, char **argv) {
             CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
             double err = rel_err(got.data(), ref.data(), BLE);
             double us = time_us(run, reps);
-            row(err < 1e-4 ? "fwd_v2" : "fwd_v2!BAD", 128, us, fwd_bytes, err);
+            row(err < 1e-4 ? (tiled ? "fwd_lib" : "fwd_v2") : (tiled ? "fwd_lib!BAD" : "fwd_v2!BAD"), 128, us,
+                fwd_bytes, err);
         }
+        mkc_scan_set_tiled(1);
         // v3 (lab only, N = 16: P = 4)
         {
             dim3 grid((E + 31) / 32, B);
@@ -348,6 +357,45 @@ int main(int argc, char **argv) {
             double err = rel_err(got.data(), ref.data(), BLE);
             double us = time_us(run, reps);
             row(err < 1e-4 ? "fwd_v3" : "fwd_v3!BAD", 128, us, fwd_bytes, err);
+        }
+        // v4: the staged kernel, configurations side by side (the library's is v4 S4/128/32/3/0)
+        {
+            auto v4 = [&](const char *name, auto launch) {
+                auto run = [&] { launch(); };
+                CK(cudaMemset(out, 0, BLE * 4));
+                run();
+                cudaError_t le = cudaStreamSynchronize((cudaStream_t)mkc_stream());
+                if (le == cudaSuccess) le = cudaGetLastError();
+                if (le != cudaSuccess) { // a configuration the device refuses: say so, go on
+                    printf("%-18s launch failed: %s\n", name, cudaGetErrorString(le));
+                    return;
+                }
+                CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
+                double err = rel_err(got.data(), ref.data(), BLE);
+                double us = time_us(run, reps);
+                char nm[64];
+                snprintf(nm, sizeof nm, "%s%s", name, err < 1e-4 ? "" : "!BAD");
+                row(nm, 0, us, fwd_bytes, err);
+            };
+            cudaStream_t st = (cudaStream_t)mkc_stream();
+#define V4(S_, TPB_, TT_, NST_, XF_)                                                                         \
+    v4("v4_" #S_ "/" #TPB_ "/" #TT_ "/" #NST_ "/" #XF_, [&] {                                               \
+        scan_tile::launch<16, S_, TPB_, TT_, NST_, XF_, float>(out, NULL, NULL, u, dl, A, Bm, Cm, Dd, z, db, \
+                                                               NULL, B, L, E, 1, st);                        \
+    })
+            V4(4, 128, 32, 3, 0);
+            V4(4, 128, 32, 2, 0);
+            V4(4, 128, 16, 3, 0);
+            V4(4, 128, 16, 4, 0);
+            V4(4, 128, 64, 2, 0);
+            V4(4, 128, 32, 3, 1);
+            V4(4, 128, 32, 3, 2);
+            V4(4, 64, 32, 3, 0);
+            V4(4, 256, 32, 2, 0);
+            V4(8, 64, 32, 3, 0);
+            V4(8, 64, 32, 3, 1);
+            V4(16, 32, 32, 3, 0);
+#undef V4
         }
         // backward (library); validated against the CPU backward on du at L <= 2048
         {
