@@ -603,21 +603,30 @@ int main(void) {
     /* E * 4 a multiple of 16: the staged kernel (scan_tile.cuh) with a part-filled last channel
      * block and a part-filled last tile; the shapes above (E * 4 not a multiple of 16) run the
      * register kernel */
-    check_scan(2, 137, 72, 16, 15, "N16_tile");
-    check_scan(3, 200, 36, 16, 0, "N16_tile_plain");
-    check_scan(2, 100, 36, 4, 7, "N4_tile");
-    check_scan(1, 90, 24, 8, 15, "N8_tile");
-    check_scan(1, 150, 40, 32, 15, "N32_tile");
-    check_scan(2, 70, 16, 64, 15, "N64_tile");
+    for (int s = 4; s >= 2; s -= 2) { /* with 4 and with 2 states per lane */
+        int was = mkc_scan_set_tiled(s);
+        char tg[64];
+        static const struct { int B, L, E, N, opts; const char *tag; } tc[] = {
+            {2, 137, 72, 16, 15, "N16_tile"}, {3, 200, 36, 16, 0, "N16_tile_plain"}, {2, 100, 36, 4, 7, "N4_tile"},
+            {1, 90, 24, 8, 15, "N8_tile"},    {1, 150, 40, 32, 15, "N32_tile"},      {2, 70, 16, 64, 15, "N64_tile"}};
+        for (size_t i = 0; i < sizeof tc / sizeof *tc; i++) {
+            snprintf(tg, sizeof tg, "%s_S%d", tc[i].tag, s);
+            check_scan(tc[i].B, tc[i].L, tc[i].E, tc[i].N, tc[i].opts, tg);
+        }
+        static const struct { int B, L, E, N, opts; const char *tag; } tb[] = {
+            {2, 137, 72, 16, 15, "N16_tile"}, {2, 100, 40, 4, 7, "N4_tile"}, {2, 70, 16, 64, 15, "N64_tile"}};
+        for (size_t i = 0; i < sizeof tb / sizeof *tb; i++) {
+            snprintf(tg, sizeof tg, "%s_S%d", tb[i].tag, s);
+            check_scan_bf16(tb[i].B, tb[i].L, tb[i].E, tb[i].N, tb[i].opts, tg);
+        }
+        mkc_scan_set_tiled(was);
+    }
     check_scan_misaligned();
     check_scan_long();
     check_scan_bf16(2, 137, 70, 16, 15, "N16_all");
     check_scan_bf16(3, 200, 37, 16, 0, "N16_plain");
     check_scan_bf16(2, 129, 45, 4, 15, "N4");
     check_scan_bf16(1, 150, 40, 32, 15, "N32");
-    check_scan_bf16(2, 137, 72, 16, 15, "N16_tile");
-    check_scan_bf16(2, 100, 40, 4, 7, "N4_tile");
-    check_scan_bf16(2, 70, 16, 64, 15, "N64_tile");
     check_linear(257, 96, 130);
     check_norms(300, 192);
     check_norms(17, 1000);

@@ -44,9 +44,10 @@ void *mkc_scratch(size_t bytes);
 /* ---- selective scan (core/scan.h semantics) ---- */
 int mkc_scan_supported(int N);
 /* The forward (and the backward's checkpoint sweep) use the shared-memory staged kernel
- * (scan_tile.cuh) when the inputs allow it; 0 forces the register kernel everywhere. Returns
- * the previous setting. For benchmarks and the kernel lab. */
-int mkc_scan_set_tiled(int on);
+ * (scan_tile.cuh) when the inputs allow it, with 2 or 4 states per lane (s = 2 or 4; any
+ * other value: the default); s = 0 forces the register kernel everywhere. Returns the previous
+ * setting. For tests, benchmarks and the kernel lab. */
+int mkc_scan_set_tiled(int s);
 void mkc_scan_forward(float *out, float *h_last, const float *u, const float *delta, const float *A,
                       const float *Bm, const float *Cm, const float *D, const float *z,
                       const float *delta_bias, const float *h0, int B, int L, int E, int N, int softplus);

@@ -35,7 +35,8 @@ constexpr int TS = 8;     // backward: sub-chunk replayed in registers
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr int FWD_NST = 3; // forward: tiles in flight (scan_tile.cuh)
 constexpr int FWD_XF = 0;  // forward: of every 4 decays, how many on the FMA pipe
-int g_tiled = 1;           // mkc_scan_set_tiled: 0 forces the register kernel (benchmarks, the lab)
+constexpr int FWD_S = 4;   // forward: states per lane of the staged kernel (2 or 4)
+int g_tile_s = FWD_S;      // mkc_scan_set_tiled: the same, or 0 = the register kernel
 
 // Steps j0 .. j0+P-1 of a register array: lane p gets element j0+p (compile-time indices only).
 template <int P, int T>
@@ -336,12 +337,21 @@ void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, 
                 const T *Cm, const float *D, const T *z, const float *delta_bias, const float *h0, int B, int L, int E,
                 int softplus) {
     constexpr int N = 4 * P;
-    if (g_tiled && scan_tile::usable<N>(u, delta, out ? z : (const T *)NULL, Bm, out ? Cm : (const T *)NULL, E)) {
-        // the staged kernel (scan_tile.cuh): 4 states per lane, 128 threads, 3 tiles in flight,
-        // tiles of about 1024 elements per tensor (TT steps x 128/P channels)
-        constexpr int TT = N <= 4 ? 8 : N <= 8 ? 16 : 32;
-        scan_tile::launch<N, 4, TPB, TT, FWD_NST, FWD_XF, T>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias,
-                                                             h0, B, L, E, softplus, mkc_s());
+    if (g_tile_s && scan_tile::usable<N>(u, delta, out ? z : (const T *)NULL, Bm, out ? Cm : (const T *)NULL, E)) {
+        // the staged kernel (scan_tile.cuh): S states per lane (2 or 4; 4 from N = 64 on, where 2
+        // would leave too few channels per block for whole 16-byte copies), 128 threads, FWD_NST
+        // tiles in flight, TT steps per tile (short for the wide blocks of small N)
+        auto go = [&](auto S_) {
+            constexpr int S = decltype(S_)::value, PL = N / S, TT = PL <= 1 ? 8 : PL <= 2 ? 16 : 32;
+            scan_tile::launch<N, S, TPB, TT, FWD_NST, FWD_XF, T>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z,
+                                                                 delta_bias, h0, B, L, E, softplus, mkc_s());
+        };
+        if constexpr (N <= 32) {
+            if (g_tile_s == 2) go(std::integral_constant<int, 2>{});
+            else go(std::integral_constant<int, 4>{});
+        } else {
+            go(std::integral_constant<int, 4>{});
+        }
         MKC_CHECK_LAUNCH("scan_fwd_tile");
         return;
     }
@@ -396,9 +406,9 @@ bool with_lanes(int N, F &&f) {
 
 extern "C" int mkc_scan_supported(int N) { return with_lanes(N, [](auto) {}); }
 
-extern "C" int mkc_scan_set_tiled(int on) {
-    int was = g_tiled;
-    g_tiled = on != 0;
+extern "C" int mkc_scan_set_tiled(int s) {
+    int was = g_tile_s;
+    g_tile_s = (s == 0 || s == 2 || s == 4) ? s : FWD_S;
     return was;
 }
 

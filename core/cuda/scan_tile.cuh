@@ -32,12 +32,12 @@ constexpr int CK = 64; // checkpoint spacing for the backward (scan.cu uses the 
 __device__ __forceinline__ void cp_async(void *smem, const void *gmem, int bytes_valid,
                                          std::integral_constant<int, 16>) {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes_valid));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes_valid) : "memory");
 }
 __device__ __forceinline__ void cp_async(void *smem, const void *gmem, int bytes_valid,
                                          std::integral_constant<int, 8>) {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes_valid));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes_valid) : "memory");
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int n>
@@ -50,22 +50,44 @@ __device__ __forceinline__ float tof(__nv_bfloat16 x) { return __bfloat162float(
 __device__ __forceinline__ void tstore(float *p, float v) { *p = v; }
 __device__ __forceinline__ void tstore(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
 
-// S consecutive values from shared memory as floats (S a multiple of 4)
+// S consecutive values from shared memory as floats (S = 2 or a multiple of 4)
 template <int S>
 __device__ __forceinline__ void lds(float (&v)[S], const float *p) {
+    if constexpr (S == 2) {
+        float2 q = *reinterpret_cast<const float2 *>(p);
+        v[0] = q.x, v[1] = q.y;
+    } else {
 #pragma unroll
-    for (int k = 0; k < S; k += 4) {
-        float4 q = *reinterpret_cast<const float4 *>(p + k);
-        v[k] = q.x, v[k + 1] = q.y, v[k + 2] = q.z, v[k + 3] = q.w;
+        for (int k = 0; k < S; k += 4) {
+            float4 q = *reinterpret_cast<const float4 *>(p + k);
+            v[k] = q.x, v[k + 1] = q.y, v[k + 2] = q.z, v[k + 3] = q.w;
+        }
     }
 }
 template <int S>
 __device__ __forceinline__ void lds(float (&v)[S], const __nv_bfloat16 *p) {
+    if constexpr (S == 2) {
+        unsigned r = *reinterpret_cast<const unsigned *>(p);
+        v[0] = __uint_as_float(r << 16), v[1] = __uint_as_float(r & 0xffff0000u);
+    } else {
 #pragma unroll
-    for (int k = 0; k < S; k += 4) {
-        uint2 r = *reinterpret_cast<const uint2 *>(p + k);
-        v[k] = __uint_as_float(r.x << 16), v[k + 1] = __uint_as_float(r.x & 0xffff0000u);
-        v[k + 2] = __uint_as_float(r.y << 16), v[k + 3] = __uint_as_float(r.y & 0xffff0000u);
+        for (int k = 0; k < S; k += 4) {
+            uint2 r = *reinterpret_cast<const uint2 *>(p + k);
+            v[k] = __uint_as_float(r.x << 16), v[k + 1] = __uint_as_float(r.x & 0xffff0000u);
+            v[k + 2] = __uint_as_float(r.y << 16), v[k + 3] = __uint_as_float(r.y & 0xffff0000u);
+        }
+    }
+}
+
+// S states to global memory (16- or 8-byte stores)
+template <int S>
+__device__ __forceinline__ void sts(float *dst, const float (&h)[S]) {
+    if constexpr (S == 2) {
+        *reinterpret_cast<float2 *>(dst) = make_float2(h[0], h[1]);
+    } else {
+#pragma unroll
+        for (int q = 0; q < S; q += 4)
+            *reinterpret_cast<float4 *>(dst + q) = make_float4(h[q], h[q + 1], h[q + 2], h[q + 3]);
     }
 }
 
@@ -100,8 +122,8 @@ struct cfg {
     static constexpr int BCE = BCB / (int)sizeof(T), BCH = N / BCE;
     static constexpr int TILE = TT * CPB;                      // elements of one u / delta / z tile
     static constexpr int STAGE = 3 * TILE + 2 * TT * N;       // elements of one stage
-    static constexpr size_t SMEM = (size_t)NST * STAGE * sizeof(T) + (size_t)TILE * sizeof(float);
-    static_assert(S % 4 == 0 && N % S == 0 && TPB % P == 0 && 32 % P == 0, "lane split");
+    static constexpr size_t SMEM = (size_t)NST * STAGE * sizeof(T) + (size_t)TILE * sizeof(float2);
+    static_assert((S == 2 || S % 4 == 0) && N % S == 0 && TPB % P == 0 && 32 % P == 0, "lane split");
     static_assert(CPB % EPC == 0, "a tile row must be whole 16-byte copies");
     static_assert(TT % P == 0 && CK % TT == 0, "tile length");
     static_assert(XF >= 0 && XF <= 4, "XF of 4");
@@ -118,7 +140,7 @@ __global__ void __launch_bounds__(TPB)
     constexpr int P = C::P, CPB = C::CPB, EPC = C::EPC, RCH = C::RCH, TILE = C::TILE;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *const sm = reinterpret_cast<T *>(smem_raw);
-    float *const sdt = reinterpret_cast<float *>(sm + NST * C::STAGE);
+    float2 *const sdt = reinterpret_cast<float2 *>(sm + NST * C::STAGE); // (dt, dt u) per channel-step
 
     const int tid = threadIdx.x, c = tid / P, p = tid % P;
     const int e0 = blockIdx.x * CPB, e = e0 + c, b = blockIdx.y;
@@ -174,17 +196,16 @@ __global__ void __launch_bounds__(TPB)
         const T *su = st, *sd = st + TILE, *sz = st + 2 * TILE, *sB = st + 3 * TILE, *sC = sB + TT * N;
         const int t0 = k * TT;
         if (ckpt && t0 % CK == 0 && ok) {
-            float *dst = ckpt + (((size_t)b * nck + t0 / CK) * E + ec) * N + S * p;
-#pragma unroll
-            for (int q = 0; q < S; q += 4) *reinterpret_cast<float4 *>(dst + q) = make_float4(h[q], h[q + 1], h[q + 2], h[q + 3]);
+            sts<S>(ckpt + (((size_t)b * nck + t0 / CK) * E + ec) * N + S * p, h);
         }
-        // dt for the steps this lane finishes; read by the channel's P lanes (same warp)
+        // dt and dt u for the steps this lane finishes; read by the channel's P lanes (same warp)
 #pragma unroll
         for (int g = 0; g < TT / P; g++) {
             const int j = g * P + p;
             float r = tof(sd[j * CPB + c]) + bias;
             float d = softplus ? mkc_softplus(r) : r;
-            sdt[j * CPB + c] = t0 + j < L ? d : 0.f; // padded steps leave h unchanged
+            d = t0 + j < L ? d : 0.f; // padded steps leave h unchanged
+            sdt[j * CPB + c] = make_float2(d, d * tof(su[j * CPB + c]));
         }
         __syncwarp();
 #pragma unroll 2
@@ -193,7 +214,8 @@ __global__ void __launch_bounds__(TPB)
 #pragma unroll
             for (int q = 0; q < P; q++) {
                 const int j = j0 + q;
-                const float d = sdt[j * CPB + c], dtu = d * tof(su[j * CPB + c]);
+                const float2 dd = sdt[j * CPB + c];
+                const float d = dd.x, dtu = dd.y;
                 float Bk[S];
                 lds<S>(Bk, sB + j * N + S * p);
 #pragma unroll
@@ -236,11 +258,7 @@ __global__ void __launch_bounds__(TPB)
         }
         __syncthreads(); // tile k's buffer and sdt are free
     }
-    if (h_last && ok) {
-        float *dst = h_last + ((size_t)b * E + ec) * N + S * p;
-#pragma unroll
-        for (int q = 0; q < S; q += 4) *reinterpret_cast<float4 *>(dst + q) = make_float4(h[q], h[q + 1], h[q + 2], h[q + 3]);
-    }
+    if (h_last && ok) sts<S>(h_last + ((size_t)b * E + ec) * N + S * p, h);
 }
 
 // Whether the tile kernel can take these pointers and E (else the caller uses another kernel).
@@ -260,13 +278,13 @@ void launch(T *out, float *h_last, float *ckpt, const T *u, const T *delta, cons
     dim3 grid(mkc_blocks(E, C::CPB), B);
     if (out) {
         auto k = fwd_k<N, S, TPB, TT, NST, XF, T, true>;
-        static bool set = false; // one attribute call per instantiation
-        if (!set) set = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM) == cudaSuccess;
+        // every launch: a once-only flag would be shared by the translation units that
+        // instantiate this launcher, each of which has its own copy of the kernel
+        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
         k<<<grid, TPB, C::SMEM, stream>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E, softplus);
     } else {
         auto k = fwd_k<N, S, TPB, TT, NST, XF, T, false>;
-        static bool set = false;
-        if (!set) set = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM) == cudaSuccess;
+        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
         k<<<grid, TPB, C::SMEM, stream>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E, softplus);
     }
 }

@@ -327,8 +327,9 @@ int main(int argc, char **argv) {
             row(err < 1e-4 ? "fwd_v1" : "fwd_v1!BAD", blk, us, fwd_bytes, err);
         }
         // v2 = the library's register kernel (forced), then the library as it runs (staged kernel)
-        for (int tiled = 0; tiled < 2; tiled++) {
-            mkc_scan_set_tiled(tiled);
+        for (int mode = 0; mode < 3; mode++) {
+            const int tiled = mode; // 0: register kernel; 1, 2: staged with 4, 2 states per lane
+            mkc_scan_set_tiled(mode == 0 ? 0 : mode == 1 ? 4 : 2);
             auto run = [&] { mkc_scan_forward(out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, N, 1); };
             CK(cudaMemset(out, 0, BLE * 4));
             run();
@@ -339,10 +340,12 @@ int main(int argc, char **argv) {
             CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
             double err = rel_err(got.data(), ref.data(), BLE);
             double us = time_us(run, reps);
-            row(err < 1e-4 ? (tiled ? "fwd_lib" : "fwd_v2") : (tiled ? "fwd_lib!BAD" : "fwd_v2!BAD"), 128, us,
-                fwd_bytes, err);
+            static const char *const nm[3] = {"fwd_v2", "fwd_lib_S4", "fwd_lib_S2"};
+            char lb[32];
+            snprintf(lb, sizeof lb, "%s%s", nm[tiled], err < 1e-4 ? "" : "!BAD");
+            row(lb, 128, us, fwd_bytes, err);
         }
-        mkc_scan_set_tiled(1);
+        mkc_scan_set_tiled(-1); // the library's default
         // v3 (lab only, N = 16: P = 4)
         {
             dim3 grid((E + 31) / 32, B);
@@ -384,6 +387,13 @@ int main(int argc, char **argv) {
                                                                NULL, B, L, E, 1, st);                        \
     })
             V4(4, 128, 32, 3, 0);
+            V4(2, 128, 32, 3, 0);
+            V4(2, 128, 32, 2, 0);
+            V4(2, 128, 16, 3, 0);
+            V4(2, 128, 64, 2, 0);
+            V4(2, 256, 32, 3, 0);
+            V4(2, 64, 32, 3, 0);
+            V4(2, 128, 32, 3, 1);
             V4(4, 128, 32, 2, 0);
             V4(4, 128, 16, 3, 0);
             V4(4, 128, 16, 4, 0);
