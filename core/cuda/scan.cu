@@ -1,7 +1,11 @@
 // scan.cu — selective scan S6 forward and backward on the GPU: fp32, and bf16 inputs with fp32 state.
 // Math and layout: core/scan.h (the CPU path is the reference).
 //
-// Work split (the kernel lab, tests/bench/cuda/scan_lab.cu, has the history):
+// Forward: the staged kernel of scan_tile.cuh (inputs copied into shared memory in tiles,
+// 5x the kernel below on an H200) wherever the pointers are aligned for its copies; the
+// register kernel below otherwise. The kernel lab, tests/bench/cuda/scan_lab.cu, has the history.
+//
+// Register kernel:
 //   one thread block = (batch b, CPB channels); P = N/4 adjacent lanes share a
 //   channel, each lane owns 4 of its N states in registers. y = C.h is summed
 //   over the P lanes with xor shuffles (every lane gets the sum). Tokens are
