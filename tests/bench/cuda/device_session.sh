@@ -6,7 +6,7 @@
 #      libsndfile, stb, FFTW, ... and Fashion-MNIST)
 #   2. test_cuda: every CUDA op against the CPU path (staged and register scans, bf16 too)
 #   3. bench cuda --scan-only: fp32 / bf16 scan against the DRAM floor, register kernel beside
-#   4. scan_lab: the staged kernel's configurations side by side
+#   4. scan_lab: the staged kernel's configurations side by side; one launch under ncu
 #   5. bench cuda --train-only: backbone training step, CPU vs GPU
 #   6. make test CUDA=1 (the whole suite with sanitizers), time-boxed
 #   7. vision: continue the shipped model on the GPU (issue 3) with whatever time is left
@@ -57,6 +57,21 @@ step "scan_lab"
 timeout 150 ./build/lab/scan_lab --csv "$LOGS/scan_lab.csv" > "$LOGS/scan_lab.log" 2>&1
 echo "rc=$?"
 cat "$LOGS/scan_lab.log"
+
+# Where the staged forward's time goes (issue-bound or stalled, and on what): one launch
+# under Nsight Compute, if the host has it. docs/CUDA.md's reading is otherwise inferred.
+NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+if [ -n "$NCU" ] && [ "$(left)" -gt 300 ]; then
+    step "ncu: one launch of the staged forward"
+    timeout 120 "$NCU" -k regex:'^fwd_k$' -c 1 --section SpeedOfLight --section Occupancy \
+        --section LaunchStats --section SchedulerStats --section WarpStateStats --section InstructionStats \
+        --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+        ./build/mambakit bench cuda --scan-only > "$LOGS/ncu.txt" 2>&1
+    echo "rc=$?"
+    grep -E "Duration|Throughput|Issue Slots|Issued Ipc|No Eligible|Stall|Warp Cycles|Achieved Occupancy|Registers" "$LOGS/ncu.txt" | head -40
+else
+    echo "no ncu on this host (or too little time): skipped the profile"
+fi
 
 step "bench cuda --train-only"
 OMP_NUM_THREADS=$(nproc) timeout 90 ./build/mambakit bench cuda --train-only --cpu-steps 1 --steps 10 > "$LOGS/bench_train.txt" 2>&1
