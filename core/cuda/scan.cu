@@ -38,7 +38,7 @@ constexpr int CK = scan_tile::CK; // backward: global checkpoint spacing
 constexpr int TS = 8;     // backward: sub-chunk replayed in registers
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr int FWD_NST = 3; // forward: tiles in flight (scan_tile.cuh)
-constexpr int FWD_XF = 0;  // forward: of every 4 decays, how many on the FMA pipe
+constexpr int FWD_OPT = 0; // forward: scan_tile options (decays on the FMA pipe, fast softplus, unrolling)
 constexpr int FWD_S = 4;   // forward: states per lane of the staged kernel (2 or 4)
 int g_tile_s = FWD_S;      // mkc_scan_set_tiled: the same, or 0 = the register kernel
 
@@ -347,7 +347,7 @@ void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, 
         // tiles in flight, TT steps per tile (short for the wide blocks of small N)
         auto go = [&](auto S_) {
             constexpr int S = decltype(S_)::value, PL = N / S, TT = PL <= 1 ? 8 : PL <= 2 ? 16 : 32;
-            scan_tile::launch<N, S, TPB, TT, FWD_NST, FWD_XF, T>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z,
+            scan_tile::launch<N, S, TPB, TT, FWD_NST, FWD_OPT, T>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z,
                                                                  delta_bias, h0, B, L, E, softplus, mkc_s());
         };
         if constexpr (N <= 32) {

@@ -112,8 +112,12 @@ __device__ __forceinline__ float ex2_fma(float x) {
 
 // Shared-memory layout and launch facts of one configuration.
 //   N states, S per lane, TPB threads, TT steps per tile, NST tiles in flight,
-//   XF of every 4 states' decays on the FMA pipe, T the activation type.
-template <int N, int S, int TPB, int TT, int NST, int XF, typename T>
+//   OPT options (bits 0-2: XF, how many of every 4 states' decays go to the FMA pipe;
+//   FAST_SP: softplus as log(1 + exp) with the hardware units, absolute error < 1e-7;
+//   UNROLL_ALL: the step-group loop fully unrolled), T the activation type.
+enum { FAST_SP = 8, UNROLL_ALL = 16 };
+
+template <int N, int S, int TPB, int TT, int NST, int OPT, typename T>
 struct cfg {
     static constexpr int P = N / S, CPB = TPB / P;
     static constexpr int EPC = 16 / (int)sizeof(T);                                // elements per 16-byte copy
@@ -126,17 +130,19 @@ struct cfg {
     static_assert((S == 2 || S % 4 == 0) && N % S == 0 && TPB % P == 0 && 32 % P == 0, "lane split");
     static_assert(CPB % EPC == 0, "a tile row must be whole 16-byte copies");
     static_assert(TT % P == 0 && CK % TT == 0, "tile length");
-    static_assert(XF >= 0 && XF <= 4, "XF of 4");
+    static constexpr int XF = OPT & 7, UNR = (OPT & UNROLL_ALL) ? TT / P : 2;
+    static constexpr bool FSP = OPT & FAST_SP;
+    static_assert(XF <= 4, "XF of 4");
 };
 
 // out == NULL: checkpoint mode for the backward (h at every CK-th step into ckpt, no output).
-template <int N, int S, int TPB, int TT, int NST, int XF, typename T, bool OUT>
+template <int N, int S, int TPB, int TT, int NST, int OPT, typename T, bool OUT>
 __global__ void __launch_bounds__(TPB)
     fwd_k(T *__restrict__ out, float *__restrict__ h_last, float *__restrict__ ckpt, const T *__restrict__ u,
           const T *__restrict__ delta, const float *__restrict__ A, const T *__restrict__ Bm,
           const T *__restrict__ Cm, const float *__restrict__ D, const T *__restrict__ z,
           const float *__restrict__ delta_bias, const float *__restrict__ h0, int L, int E, int softplus) {
-    typedef cfg<N, S, TPB, TT, NST, XF, T> C;
+    typedef cfg<N, S, TPB, TT, NST, OPT, T> C;
     constexpr int P = C::P, CPB = C::CPB, EPC = C::EPC, RCH = C::RCH, TILE = C::TILE;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *const sm = reinterpret_cast<T *>(smem_raw);
@@ -203,12 +209,12 @@ __global__ void __launch_bounds__(TPB)
         for (int g = 0; g < TT / P; g++) {
             const int j = g * P + p;
             float r = tof(sd[j * CPB + c]) + bias;
-            float d = softplus ? mkc_softplus(r) : r;
+            float d = !softplus ? r : C::FSP ? (r > 20.f ? r : __logf(1.f + __expf(r))) : mkc_softplus(r);
             d = t0 + j < L ? d : 0.f; // padded steps leave h unchanged
             sdt[j * CPB + c] = make_float2(d, d * tof(su[j * CPB + c]));
         }
         __syncwarp();
-#pragma unroll 2
+#pragma unroll(C::UNR)
         for (int j0 = 0; j0 < TT; j0 += P) {
             float ys[P];
 #pragma unroll
@@ -221,7 +227,7 @@ __global__ void __launch_bounds__(TPB)
 #pragma unroll
                 for (int k = 0; k < S; k++) {
                     const float x = d * A2[k];
-                    const float a = (k % 4) < XF ? ex2_fma(x) : mkc_ex2(x);
+                    const float a = (k % 4) < C::XF ? ex2_fma(x) : mkc_ex2(x);
                     h[k] = fmaf(a, h[k], dtu * Bk[k]);
                 }
                 if (OUT) {
@@ -270,20 +276,20 @@ inline bool usable(const T *u, const T *delta, const T *z, const T *Bm, const T 
            (!Cm || al(Cm, bcb));
 }
 
-template <int N, int S, int TPB, int TT, int NST, int XF, typename T>
+template <int N, int S, int TPB, int TT, int NST, int OPT, typename T>
 void launch(T *out, float *h_last, float *ckpt, const T *u, const T *delta, const float *A, const T *Bm, const T *Cm,
             const float *D, const T *z, const float *delta_bias, const float *h0, int B, int L, int E, int softplus,
             cudaStream_t stream) {
-    typedef cfg<N, S, TPB, TT, NST, XF, T> C;
+    typedef cfg<N, S, TPB, TT, NST, OPT, T> C;
     dim3 grid(mkc_blocks(E, C::CPB), B);
     if (out) {
-        auto k = fwd_k<N, S, TPB, TT, NST, XF, T, true>;
+        auto k = fwd_k<N, S, TPB, TT, NST, OPT, T, true>;
         // every launch: a once-only flag would be shared by the translation units that
         // instantiate this launcher, each of which has its own copy of the kernel
         cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
         k<<<grid, TPB, C::SMEM, stream>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E, softplus);
     } else {
-        auto k = fwd_k<N, S, TPB, TT, NST, XF, T, false>;
+        auto k = fwd_k<N, S, TPB, TT, NST, OPT, T, false>;
         cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
         k<<<grid, TPB, C::SMEM, stream>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E, softplus);
     }

@@ -14,7 +14,8 @@
 //   v4  core/cuda/scan_tile.cuh: tiles of TT steps x CPB channels of u, delta, z and the
 //       rows of B, C copied into shared memory with cp.async, NST tiles in flight; dt
 //       computed once per channel-step; y reduce-scattered over the lanes. Swept over
-//       states per lane S, threads TPB, TT, NST and XF (decays on the FMA pipe, of 4).
+//       states per lane S, threads TPB, TT, NST and OPT (1-4: decays on the FMA pipe, of 4;
+//       8: fast softplus; 16: step-group loop fully unrolled).
 //       The library runs v4 4/128/32/3/0 (rows fwd_lib_S4, and fwd_lib_S2 with 2 states per lane).
 // Backward: the library kernel (checkpoint sweep + chunked recomputation).
 //
@@ -380,10 +381,10 @@ int main(int argc, char **argv) {
                 row(nm, 0, us, fwd_bytes, err);
             };
             cudaStream_t st = (cudaStream_t)mkc_stream();
-#define V4(S_, TPB_, TT_, NST_, XF_)                                                                         \
-    v4("v4_" #S_ "/" #TPB_ "/" #TT_ "/" #NST_ "/" #XF_, [&] {                                               \
-        scan_tile::launch<16, S_, TPB_, TT_, NST_, XF_, float>(out, NULL, NULL, u, dl, A, Bm, Cm, Dd, z, db, \
-                                                               NULL, B, L, E, 1, st);                        \
+#define V4(S_, TPB_, TT_, NST_, OPT_)                                                                        \
+    v4("v4_" #S_ "/" #TPB_ "/" #TT_ "/" #NST_ "/" #OPT_, [&] {                                              \
+        scan_tile::launch<16, S_, TPB_, TT_, NST_, OPT_, float>(out, NULL, NULL, u, dl, A, Bm, Cm, Dd, z, db, \
+                                                                NULL, B, L, E, 1, st);                        \
     })
             V4(4, 128, 32, 3, 0);
             V4(2, 128, 32, 3, 0);
@@ -404,6 +405,12 @@ int main(int argc, char **argv) {
             V4(8, 64, 32, 3, 0);
             V4(8, 64, 32, 3, 1);
             V4(16, 32, 32, 3, 0);
+            // options (scan_tile::cfg): 8 fast softplus, 16 step-group loop fully unrolled
+            V4(4, 128, 32, 3, 8);
+            V4(4, 128, 32, 3, 16);
+            V4(4, 128, 32, 3, 24);
+            V4(4, 128, 32, 2, 24);
+            V4(2, 128, 32, 3, 24);
 #undef V4
         }
         // backward (library); validated against the CPU backward on du at L <= 2048
