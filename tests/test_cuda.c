@@ -606,14 +606,15 @@ int main(void) {
     for (int s = 4; s >= 2; s -= 2) { /* with 4 and with 2 states per lane */
         int was = mkc_scan_set_tiled(s);
         char tg[64];
-        static const struct { int B, L, E, N, opts; const char *tag; } tc[] = {
+        typedef struct { int B, L, E, N, opts; const char *tag; } shape;
+        static const shape tc[] = {
             {2, 137, 72, 16, 15, "N16_tile"}, {3, 200, 36, 16, 0, "N16_tile_plain"}, {2, 100, 36, 4, 7, "N4_tile"},
             {1, 90, 24, 8, 15, "N8_tile"},    {1, 150, 40, 32, 15, "N32_tile"},      {2, 70, 16, 64, 15, "N64_tile"}};
         for (size_t i = 0; i < sizeof tc / sizeof *tc; i++) {
             snprintf(tg, sizeof tg, "%s_S%d", tc[i].tag, s);
             check_scan(tc[i].B, tc[i].L, tc[i].E, tc[i].N, tc[i].opts, tg);
         }
-        static const struct { int B, L, E, N, opts; const char *tag; } tb[] = {
+        static const shape tb[] = {
             {2, 137, 72, 16, 15, "N16_tile"}, {2, 100, 40, 4, 7, "N4_tile"}, {2, 70, 16, 64, 15, "N64_tile"}};
         for (size_t i = 0; i < sizeof tb / sizeof *tb; i++) {
             snprintf(tg, sizeof tg, "%s_S%d", tb[i].tag, s);
