@@ -59,18 +59,13 @@ __device__ __forceinline__ float sum_lanes(float v) {
     return v;
 }
 
-// Activation loads/stores for fp32 and bf16 (state, A, D, biases stay fp32).
-__device__ __forceinline__ float ldf(const float *p) { return *p; }
-__device__ __forceinline__ float ldf(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+// Activation loads/stores for fp32 and bf16 (scan_tile.cuh); 4 values through the read-only cache.
+using scan_tile::ldf;
+using scan_tile::stf;
 __device__ __forceinline__ float4 ld4(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
 __device__ __forceinline__ float4 ld4(const __nv_bfloat16 *p) {
-    // 4 bf16 in 8 bytes (element 0 in the low half); a bf16 is the top 16 bits of its fp32
-    uint2 r = __ldg(reinterpret_cast<const uint2 *>(p));
-    return make_float4(__uint_as_float(r.x << 16), __uint_as_float(r.x & 0xffff0000u), __uint_as_float(r.y << 16),
-                       __uint_as_float(r.y & 0xffff0000u));
+    return scan_tile::bf16x4(__ldg(reinterpret_cast<const uint2 *>(p)));
 }
-__device__ __forceinline__ void stf(float *p, float v) { *p = v; }
-__device__ __forceinline__ void stf(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
 
 template <int P, typename T>
 __global__ void __launch_bounds__(TPB) scan_fwd_k(T *__restrict__ out, float *__restrict__ h_last,

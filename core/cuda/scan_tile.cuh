@@ -45,10 +45,17 @@ __device__ __forceinline__ void cp_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory");
 }
 
-__device__ __forceinline__ float tof(float x) { return x; }
-__device__ __forceinline__ float tof(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ void tstore(float *p, float v) { *p = v; }
-__device__ __forceinline__ void tstore(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+// Activation loads/stores for fp32 and bf16 (state, A, D, biases stay fp32); scan.cu's
+// register kernels use them too.
+__device__ __forceinline__ float ldf(const float *p) { return *p; }
+__device__ __forceinline__ float ldf(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void stf(float *p, float v) { *p = v; }
+__device__ __forceinline__ void stf(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+// 4 bf16 in 8 bytes (element 0 in the low half) as floats: a bf16 is the top 16 bits of its fp32
+__device__ __forceinline__ float4 bf16x4(uint2 r) {
+    return make_float4(__uint_as_float(r.x << 16), __uint_as_float(r.x & 0xffff0000u), __uint_as_float(r.y << 16),
+                       __uint_as_float(r.y & 0xffff0000u));
+}
 
 // S consecutive values from shared memory as floats (S = 2 or a multiple of 4)
 template <int S>
@@ -72,9 +79,8 @@ __device__ __forceinline__ void lds(float (&v)[S], const __nv_bfloat16 *p) {
     } else {
 #pragma unroll
         for (int k = 0; k < S; k += 4) {
-            uint2 r = *reinterpret_cast<const uint2 *>(p + k);
-            v[k] = __uint_as_float(r.x << 16), v[k + 1] = __uint_as_float(r.x & 0xffff0000u);
-            v[k + 2] = __uint_as_float(r.y << 16), v[k + 3] = __uint_as_float(r.y & 0xffff0000u);
+            float4 q = bf16x4(*reinterpret_cast<const uint2 *>(p + k));
+            v[k] = q.x, v[k + 1] = q.y, v[k + 2] = q.z, v[k + 3] = q.w;
         }
     }
 }
@@ -208,10 +214,10 @@ __global__ void __launch_bounds__(TPB)
 #pragma unroll
         for (int g = 0; g < TT / P; g++) {
             const int j = g * P + p;
-            float r = tof(sd[j * CPB + c]) + bias;
+            float r = ldf(sd + j * CPB + c) + bias;
             float d = !softplus ? r : C::FSP ? (r > 20.f ? r : __logf(1.f + __expf(r))) : mkc_softplus(r);
             d = t0 + j < L ? d : 0.f; // padded steps leave h unchanged
-            sdt[j * CPB + c] = make_float2(d, d * tof(su[j * CPB + c]));
+            sdt[j * CPB + c] = make_float2(d, d * ldf(su + j * CPB + c));
         }
         __syncwarp();
 #pragma unroll(C::UNR)
@@ -253,12 +259,12 @@ __global__ void __launch_bounds__(TPB)
                 }
                 const int j = j0 + p, t = t0 + j;
                 if (ok && t < L) {
-                    float o = ys[0] + Dv * tof(su[j * CPB + c]);
+                    float o = ys[0] + Dv * ldf(su + j * CPB + c);
                     if (hasz) {
-                        const float zv = tof(sz[j * CPB + c]);
+                        const float zv = ldf(sz + j * CPB + c);
                         o *= zv * mkc_sigmoid(zv);
                     }
-                    tstore(out + (row0 + t) * E + e, o);
+                    stf(out + (row0 + t) * E + e, o);
                 }
             }
         }
@@ -282,17 +288,14 @@ void launch(T *out, float *h_last, float *ckpt, const T *u, const T *delta, cons
             cudaStream_t stream) {
     typedef cfg<N, S, TPB, TT, NST, OPT, T> C;
     dim3 grid(mkc_blocks(E, C::CPB), B);
-    if (out) {
-        auto k = fwd_k<N, S, TPB, TT, NST, OPT, T, true>;
+    auto run = [&](auto k) {
         // every launch: a once-only flag would be shared by the translation units that
         // instantiate this launcher, each of which has its own copy of the kernel
         cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
         k<<<grid, TPB, C::SMEM, stream>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E, softplus);
-    } else {
-        auto k = fwd_k<N, S, TPB, TT, NST, OPT, T, false>;
-        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
-        k<<<grid, TPB, C::SMEM, stream>>>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, L, E, softplus);
-    }
+    };
+    if (out) run(fwd_k<N, S, TPB, TT, NST, OPT, T, true>);
+    else run(fwd_k<N, S, TPB, TT, NST, OPT, T, false>);
 }
 
 } // namespace scan_tile

@@ -41,7 +41,7 @@ step "build (CUDA=1)"
 timeout 240 make -j"$(nproc)" CUDA=1 NODEPS=1 build/mambakit build/tests/test_cuda build/lab/scan_lab > "$LOGS/build.log" 2>&1
 rc=$?
 echo "build rc=$rc"
-[ $rc = 0 ] || { tail -30 "$LOGS/build.log"; exit 1; }
+[ $rc = 0 ] || { tail -30 "$LOGS/build.log"; pack; exit 1; }
 
 step "test_cuda"
 timeout 150 ./build/tests/test_cuda > "$LOGS/test_cuda.log" 2>&1
