@@ -63,7 +63,16 @@ WARN := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 CFLAGS_BASE := -std=c11 $(FPFLAGS) -D_GNU_SOURCE -fopenmp $(ARCH) $(WARN) $(DEFS) -I. $(PC_CFLAGS) -I$(STB_DIR)
 CFLAGS ?= -O2 -g
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDLIBS := $(PC_LIBS) -lm -fopenmp
+# OpenBLAS's OpenMP build shares our OpenMP thread pool; Debian's default pthread
+# build keeps a second pool whose idle threads fight ours for the cores (vision
+# training 1.6x slower on 2 cores, docs/PERFORMANCE.md). Link the OpenMP build
+# when it is installed (make deps installs it); core/linear.c copes with either.
+OPENBLAS_OMP_DIR ?= /usr/lib/$(shell $(CC) -dumpmachine 2>/dev/null)/openblas-openmp
+ifneq ($(wildcard $(OPENBLAS_OMP_DIR)/libopenblas.so.0),)
+BLAS_LIBS := -L$(OPENBLAS_OMP_DIR) -Wl,-rpath,$(OPENBLAS_OMP_DIR) -l:libopenblas.so.0
+PC_LIBS := $(filter-out -lopenblas,$(PC_LIBS))
+endif
+LDLIBS := $(BLAS_LIBS) $(PC_LIBS) -lm -fopenmp
 
 ifeq ($(CUDA),1)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
@@ -109,7 +118,7 @@ all: report $(BIN)
 
 yn = $(if $(filter 1,$(1)),✓,✗)
 report:
-	@echo "mambakit build: $(call yn,$(HAVE_OPENBLAS)) OpenBLAS  $(call yn,$(HAVE_SNDFILE)) libsndfile  $(call yn,$(HAVE_PNG)) libpng  $(call yn,$(HAVE_STB)) stb  $(call yn,$(HAVE_ZLIB)) zlib  $(call yn,$(HAVE_FFTW)) FFTW  $(call yn,$(HAVE_SRC)) libsamplerate  $(call yn,$(CUDA)) CUDA$(if $(NVCC), ($(NVCC)),)"
+	@echo "mambakit build: $(call yn,$(HAVE_OPENBLAS)) OpenBLAS$(if $(BLAS_LIBS), (OpenMP build),)  $(call yn,$(HAVE_SNDFILE)) libsndfile  $(call yn,$(HAVE_PNG)) libpng  $(call yn,$(HAVE_STB)) stb  $(call yn,$(HAVE_ZLIB)) zlib  $(call yn,$(HAVE_FFTW)) FFTW  $(call yn,$(HAVE_SRC)) libsamplerate  $(call yn,$(CUDA)) CUDA$(if $(NVCC), ($(NVCC)),)"
 ifneq ($(HAVE_OPENBLAS),1)
 	@echo "OpenBLAS is required: run 'make deps' (as root) first" && false
 endif
@@ -155,7 +164,7 @@ endif
 tests: report $(BIN) $(SBIN) $(TEST_BIN) $(LAB)
 
 # ---------------------------------------------------------------- set-up
-DEB_PKGS := build-essential pkg-config libopenblas-dev libsndfile1-dev libpng-dev zlib1g-dev \
+DEB_PKGS := build-essential pkg-config libopenblas-dev libopenblas0-openmp libsndfile1-dev libpng-dev zlib1g-dev \
             libstb-dev libfftw3-dev libsamplerate0-dev dataset-fashion-mnist espeak-ng
 deps:
 	@if [ -n "$(NODEPS)" ]; then echo "deps: skipped (NODEPS set; using what this machine has)"; exit 0; fi; \

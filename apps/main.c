@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "apps/cli.h"
+#include "core/ops.h"
 #include "core/util.h"
 
 typedef struct {
@@ -50,6 +51,7 @@ int main(int argc, char **argv) {
         printf("mambakit %s\n", MK_VERSION);
         return 0;
     }
+    blas_fit_threads();
     for (int i = 0; i < NCMD; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "mambakit: unknown command '%s' (see mambakit --help)\n", argv[1]);

@@ -15,6 +15,9 @@
 #include "util.h"
 
 /* ---- linear: out (M, OUT) = inp (M, IN) @ W^T + b, W (OUT, IN), b (OUT) or NULL ---- */
+/* Call once at start-up, after OMP_NUM_THREADS is known: gives a pthread-built
+ * OpenBLAS one thread when OpenMP runs several (see linear.c). */
+void blas_fit_threads(void);
 void linear_forward(float *out, const float *inp, const float *W, const float *b, int M, int IN, int OUT);
 /* dinp += dout @ W ; dW += dout^T @ inp ; db += column sums of dout */
 void linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp,
