@@ -156,7 +156,8 @@ static int bench_scan(int argc, char **argv) {
         if (cli_is_help(argv[i])) {
             printf("usage: mambakit bench scan [--json] [--quick]\n"
                    "  times the CPU selective scan (forward, backward) against the plain scalar loop in the same run,\n"
-                   "  at the Mamba paper's shape B=8 E=1536 L=2048 N=16 and a small one B=1 E=256 L=1024 N=16.\n"
+                   "  at the Mamba paper's shape B=8 E=1536 L=2048 N=16, a small one B=1 E=256 L=1024 N=16 and the\n"
+                   "  shipped vision model's training shape B=128 E=160 L=50 N=16 (batch 128, one scan direction).\n"
                    "  --quick   small shape only (for tests)\n  --json    one JSON object per shape\n");
             return 0;
         } else if (!strcmp(argv[i], "--json")) json = 1;
@@ -168,7 +169,10 @@ static int bench_scan(int argc, char **argv) {
     }
     measure_machine();
     bench_shape(1, 256, 1024, 16, 5, 2, json);
-    if (!quick) bench_shape(8, 1536, 2048, 16, 2, 1, json);
+    if (!quick) {
+        bench_shape(128, 160, 50, 16, 5, 1, json);
+        bench_shape(8, 1536, 2048, 16, 2, 1, json);
+    }
     return 0;
 }
 

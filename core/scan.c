@@ -5,11 +5,12 @@
  * rather than across the state. In the token-major layout u, delta, z and out
  * for EB channels at one time step are one contiguous vector, B[t,n] and
  * C[t,n] are broadcast scalars, and y needs no horizontal sum over N. Each
- * OpenMP work item is one (batch, channel block) in forward and one channel
- * block over all batches in backward (so dA, dD and ddelta_bias, which are per
- * channel, have one owner; dB/dC, reduced over channels, go through
- * per-thread partial buffers summed in thread order: deterministic for a
- * given thread count). */
+ * OpenMP work item is one (batch, channel block), forward and backward (a
+ * backward item per channel block alone left threads idle: 5 blocks of the
+ * vision model's 160 channels on 2 threads). Gradients summed over items (dA,
+ * dD, ddelta_bias over batches; dB/dC over channels) go through per-thread
+ * partial buffers summed in thread order: deterministic for a given thread
+ * count. */
 #include "scan.h"
 
 #include <math.h>
@@ -215,17 +216,17 @@ void ssm_scan_forward_ck(float *out, float *h_last, float *ck, const float *u, c
     }
 }
 
-/* Backward for one channel block over all batches. States are recomputed:
+/* Backward for one (batch, channel block). States are recomputed:
  * a first sweep stores h at chunk starts, then each chunk (last to first) is
  * replayed storing its T states, and walked backwards. dBp/dCp: this thread's
  * (B, L, N) partial sums. ws: workspace of ws_floats. */
 MK_CLONES
-static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, float *dCp, float *dD,
-                           float *dz, float *ddelta_bias, float *dh0, const float *dout,
+static void scan_bwd_block(float *du, float *ddelta, float *dAp, float *dBp, float *dCp, float *dDp,
+                           float *dz, float *dbiasp, float *dh0, const float *dout,
                            const float *dh_last, const float *ck_in, const float *u, const float *delta,
                            const float *A, const float *Bm, const float *Cm, const float *D, const float *z,
-                           const float *delta_bias, const float *h0, ssm_scan_dims d, int e0, int ne,
-                           float *ws) {
+                           const float *delta_bias, const float *h0, ssm_scan_dims d, int b, int e0,
+                           int ne, float *ws) {
     const int L = d.L, E = d.E, N = d.N, T = MK_SCAN_CHUNK;
     const int nch = (L + T - 1) / T;
     float At[MK_SCAN_MAXN][EB], h[MK_SCAN_MAXN][EB], dh[MK_SCAN_MAXN][EB], dAacc[MK_SCAN_MAXN][EB];
@@ -250,15 +251,14 @@ static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, floa
         dDacc[j] = 0.f;
         dbias[j] = 0.f;
     }
-    for (int b = 0; b < d.B; b++) {
-        if (ck_in) { /* chunk-start states from the forward */
-            for (int c = 0; c < nch; c++)
-                for (int n = 0; n < N; n++) {
-                    const float *src = ck_in + (((size_t)b * nch + c) * N + n) * E + e0;
-                    float *dst = ck + ((size_t)c * N + n) * EB;
-                    for (int j = 0; j < EB; j++) dst[j] = j < ne ? src[j] : 0.f;
-                }
-        } else {
+    if (ck_in) { /* chunk-start states from the forward */
+        for (int c = 0; c < nch; c++)
+            for (int n = 0; n < N; n++) {
+                const float *src = ck_in + (((size_t)b * nch + c) * N + n) * E + e0;
+                float *dst = ck + ((size_t)c * N + n) * EB;
+                for (int j = 0; j < EB; j++) dst[j] = j < ne ? src[j] : 0.f;
+            }
+    } else {
         /* sweep 1: checkpoints */
         for (int n = 0; n < N; n++)
             for (int j = 0; j < EB; j++) h[n][j] = (h0 && j < ne) ? h0[((size_t)b * E + e0 + j) * N + n] : 0.f;
@@ -279,112 +279,110 @@ static void scan_bwd_block(float *du, float *ddelta, float *dA, float *dBp, floa
                 for (int j = 0; j < EB; j++) h[n][j] = mk_fexp(dt[j] * At[n][j]) * h[n][j] + dut[j] * bn;
             }
         }
-        }
-        /* backward through chunks */
-        for (int n = 0; n < N; n++)
-            for (int j = 0; j < EB; j++) dh[n][j] = (dh_last && j < ne) ? dh_last[((size_t)b * E + e0 + j) * N + n] : 0.f;
-        for (int c = nch - 1; c >= 0; c--) {
-            int t0 = c * T, t1 = t0 + T < L ? t0 + T : L;
-            /* replay: hs[tt] = state after step t0+tt */
-            memcpy(h, ck + (size_t)c * N * EB, sizeof(float) * N * EB);
-            for (int t = t0; t < t1; t++) {
-                size_t row = ((size_t)b * L + t) * E + e0;
-                load_lanes(ut, u + row, ne);
-                load_lanes(dt, delta + row, ne);
-                const float *bt = Bm + ((size_t)b * L + t) * N, *ct = Cm + ((size_t)b * L + t) * N;
-#pragma omp simd
-                for (int j = 0; j < EB; j++) {
-                    dt[j] = d.softplus ? mk_fsoftplus(dt[j] + bias[j]) : dt[j] + bias[j];
-                    dut[j] = dt[j] * ut[j];
-                    y[j] = Dv[j] * ut[j];
-                }
-                float *hst = hs + (size_t)(t - t0) * N * EB, *eat = eas + (size_t)(t - t0) * N * EB;
-                for (int n = 0; n < N; n++) {
-                    const float bn = bt[n], cn = ct[n];
-#pragma omp simd
-                    for (int j = 0; j < EB; j++) {
-                        float ea = mk_fexp(dt[j] * At[n][j]);
-                        h[n][j] = ea * h[n][j] + dut[j] * bn;
-                        hst[n * EB + j] = h[n][j];
-                        eat[n * EB + j] = ea;
-                        y[j] += cn * h[n][j];
-                    }
-                }
-                memcpy(ys + (size_t)(t - t0) * EB, y, sizeof y);
-                memcpy(dts + (size_t)(t - t0) * EB, dt, sizeof dt);
-            }
-            for (int t = t1 - 1; t >= t0; t--) {
-                size_t row = ((size_t)b * L + t) * E + e0;
-                load_lanes(ut, u + row, ne);
-                load_lanes(raw, delta + row, ne);
-                load_lanes(go, dout + row, ne);
-                const float *bt = Bm + ((size_t)b * L + t) * N, *ct = Cm + ((size_t)b * L + t) * N;
-                const float *hc = hs + (size_t)(t - t0) * N * EB;
-                const float *hp = t > t0 ? hs + (size_t)(t - t0 - 1) * N * EB : ck + (size_t)c * N * EB;
-                const float *yt = ys + (size_t)(t - t0) * EB, *eat = eas + (size_t)(t - t0) * N * EB;
-                memcpy(dt, dts + (size_t)(t - t0) * EB, sizeof dt);
-#pragma omp simd
-                for (int j = 0; j < EB; j++) {
-                    raw[j] += bias[j];
-                    dy[j] = go[j];
-                    ddt[j] = 0.f;
-                }
-                if (z) {
-                    load_lanes(zt, z + row, ne);
-                    float dzt[EB];
-#pragma omp simd
-                    for (int j = 0; j < EB; j++) {
-                        float s = mk_fsigmoid(zt[j]);
-                        dzt[j] = go[j] * yt[j] * s * (1.f + zt[j] * (1.f - s));
-                        dy[j] = go[j] * zt[j] * s;
-                    }
-                    if (dz)
-                        for (int j = 0; j < ne; j++) dz[row + j] += dzt[j];
-                }
-#pragma omp simd
-                for (int j = 0; j < EB; j++) {
-                    dDacc[j] += dy[j] * ut[j];
-                    dut[j] = Dv[j] * dy[j];
-                }
-                float *dBt = dBp + ((size_t)b * L + t) * N, *dCt = dCp + ((size_t)b * L + t) * N;
-                for (int n = 0; n < N; n++) {
-                    const float bn = bt[n], cn = ct[n];
-                    float sb = 0.f, sc = 0.f;
-#pragma omp simd reduction(+ : sb, sc)
-                    for (int j = 0; j < EB; j++) {
-                        float ea = eat[n * EB + j];
-                        float hpj = hp[n * EB + j];
-                        sc += dy[j] * hc[n * EB + j];
-                        float g = dh[n][j] + dy[j] * cn;
-                        ddt[j] += g * (At[n][j] * ea * hpj + bn * ut[j]);
-                        dAacc[n][j] += g * dt[j] * ea * hpj;
-                        sb += g * dt[j] * ut[j];
-                        dut[j] += g * dt[j] * bn;
-                        dh[n][j] = g * ea;
-                    }
-                    dBt[n] += sb;
-                    dCt[n] += sc;
-                }
-                if (d.softplus) {
-#pragma omp simd
-                    for (int j = 0; j < EB; j++) ddt[j] *= mk_fsigmoid(raw[j]);
-                }
-                for (int j = 0; j < ne; j++) {
-                    if (du) du[row + j] += dut[j];
-                    if (ddelta) ddelta[row + j] += ddt[j];
-                    dbias[j] += ddt[j];
-                }
-            }
-        }
-        if (dh0)
-            for (int n = 0; n < N; n++)
-                for (int j = 0; j < ne; j++) dh0[((size_t)b * E + e0 + j) * N + n] += dh[n][j];
     }
+    /* backward through chunks */
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < EB; j++) dh[n][j] = (dh_last && j < ne) ? dh_last[((size_t)b * E + e0 + j) * N + n] : 0.f;
+    for (int c = nch - 1; c >= 0; c--) {
+        int t0 = c * T, t1 = t0 + T < L ? t0 + T : L;
+        /* replay: hs[tt] = state after step t0+tt */
+        memcpy(h, ck + (size_t)c * N * EB, sizeof(float) * N * EB);
+        for (int t = t0; t < t1; t++) {
+            size_t row = ((size_t)b * L + t) * E + e0;
+            load_lanes(ut, u + row, ne);
+            load_lanes(dt, delta + row, ne);
+            const float *bt = Bm + ((size_t)b * L + t) * N, *ct = Cm + ((size_t)b * L + t) * N;
+#pragma omp simd
+            for (int j = 0; j < EB; j++) {
+                dt[j] = d.softplus ? mk_fsoftplus(dt[j] + bias[j]) : dt[j] + bias[j];
+                dut[j] = dt[j] * ut[j];
+                y[j] = Dv[j] * ut[j];
+            }
+            float *hst = hs + (size_t)(t - t0) * N * EB, *eat = eas + (size_t)(t - t0) * N * EB;
+            for (int n = 0; n < N; n++) {
+                const float bn = bt[n], cn = ct[n];
+#pragma omp simd
+                for (int j = 0; j < EB; j++) {
+                    float ea = mk_fexp(dt[j] * At[n][j]);
+                    h[n][j] = ea * h[n][j] + dut[j] * bn;
+                    hst[n * EB + j] = h[n][j];
+                    eat[n * EB + j] = ea;
+                    y[j] += cn * h[n][j];
+                }
+            }
+            memcpy(ys + (size_t)(t - t0) * EB, y, sizeof y);
+            memcpy(dts + (size_t)(t - t0) * EB, dt, sizeof dt);
+        }
+        for (int t = t1 - 1; t >= t0; t--) {
+            size_t row = ((size_t)b * L + t) * E + e0;
+            load_lanes(ut, u + row, ne);
+            load_lanes(raw, delta + row, ne);
+            load_lanes(go, dout + row, ne);
+            const float *bt = Bm + ((size_t)b * L + t) * N, *ct = Cm + ((size_t)b * L + t) * N;
+            const float *hc = hs + (size_t)(t - t0) * N * EB;
+            const float *hp = t > t0 ? hs + (size_t)(t - t0 - 1) * N * EB : ck + (size_t)c * N * EB;
+            const float *yt = ys + (size_t)(t - t0) * EB, *eat = eas + (size_t)(t - t0) * N * EB;
+            memcpy(dt, dts + (size_t)(t - t0) * EB, sizeof dt);
+#pragma omp simd
+            for (int j = 0; j < EB; j++) {
+                raw[j] += bias[j];
+                dy[j] = go[j];
+                ddt[j] = 0.f;
+            }
+            if (z) {
+                load_lanes(zt, z + row, ne);
+                float dzt[EB];
+#pragma omp simd
+                for (int j = 0; j < EB; j++) {
+                    float s = mk_fsigmoid(zt[j]);
+                    dzt[j] = go[j] * yt[j] * s * (1.f + zt[j] * (1.f - s));
+                    dy[j] = go[j] * zt[j] * s;
+                }
+                if (dz)
+                    for (int j = 0; j < ne; j++) dz[row + j] += dzt[j];
+            }
+#pragma omp simd
+            for (int j = 0; j < EB; j++) {
+                dDacc[j] += dy[j] * ut[j];
+                dut[j] = Dv[j] * dy[j];
+            }
+            float *dBt = dBp + ((size_t)b * L + t) * N, *dCt = dCp + ((size_t)b * L + t) * N;
+            for (int n = 0; n < N; n++) {
+                const float bn = bt[n], cn = ct[n];
+                float sb = 0.f, sc = 0.f;
+#pragma omp simd reduction(+ : sb, sc)
+                for (int j = 0; j < EB; j++) {
+                    float ea = eat[n * EB + j];
+                    float hpj = hp[n * EB + j];
+                    sc += dy[j] * hc[n * EB + j];
+                    float g = dh[n][j] + dy[j] * cn;
+                    ddt[j] += g * (At[n][j] * ea * hpj + bn * ut[j]);
+                    dAacc[n][j] += g * dt[j] * ea * hpj;
+                    sb += g * dt[j] * ut[j];
+                    dut[j] += g * dt[j] * bn;
+                    dh[n][j] = g * ea;
+                }
+                dBt[n] += sb;
+                dCt[n] += sc;
+            }
+            if (d.softplus) {
+#pragma omp simd
+                for (int j = 0; j < EB; j++) ddt[j] *= mk_fsigmoid(raw[j]);
+            }
+            for (int j = 0; j < ne; j++) {
+                if (du) du[row + j] += dut[j];
+                if (ddelta) ddelta[row + j] += ddt[j];
+                dbias[j] += ddt[j];
+            }
+        }
+    }
+    if (dh0)
+        for (int n = 0; n < N; n++)
+            for (int j = 0; j < ne; j++) dh0[((size_t)b * E + e0 + j) * N + n] += dh[n][j];
     for (int j = 0; j < ne; j++) {
-        if (dA)
-            for (int n = 0; n < N; n++) dA[(size_t)(e0 + j) * N + n] += dAacc[n][j];
-        if (dD) dD[e0 + j] += dDacc[j];
-        if (ddelta_bias) ddelta_bias[e0 + j] += dbias[j];
+        for (int n = 0; n < N; n++) dAp[(size_t)(e0 + j) * N + n] += dAacc[n][j];
+        dDp[e0 + j] += dDacc[j];
+        dbiasp[e0 + j] += dbias[j];
     }
 }
 
@@ -405,15 +403,16 @@ void ssm_scan_backward_ck(float *du, float *ddelta, float *dA, float *dBm, float
     MK_ASSERT(d.N <= MK_SCAN_MAXN);
     const int nblk = (d.E + EB - 1) / EB;
     const int nch = (d.L + MK_SCAN_CHUNK - 1) / MK_SCAN_CHUNK;
-    const size_t bln = (size_t)d.B * d.L * d.N;
+    const long items = (long)d.B * nblk;
+    const size_t bln = (size_t)d.B * d.L * d.N, en = (size_t)d.E * d.N;
     const size_t ws_floats = (size_t)nch * d.N * EB + 2 * (size_t)MK_SCAN_CHUNK * d.N * EB + 2 * (size_t)MK_SCAN_CHUNK * EB;
     int nthr = 1;
 #ifdef _OPENMP
     nthr = omp_get_max_threads();
-    if (nthr > nblk) nthr = nblk;
+    if (nthr > items) nthr = (int)items;
 #endif
-    /* per-thread partials for dB, dC (B, L, N) and workspace */
-    size_t per = 2 * bln + ws_floats;
+    /* per-thread partials: dB, dC (B, L, N), dA (E, N), dD and ddelta_bias (E), workspace */
+    const size_t per = 2 * bln + en + 2 * (size_t)d.E + ws_floats;
     float *part = mk_calloc((size_t)nthr * per, sizeof(float));
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
     {
@@ -422,20 +421,28 @@ void ssm_scan_backward_ck(float *du, float *ddelta, float *dA, float *dBm, float
         tid = omp_get_thread_num();
 #endif
         float *mine = part + (size_t)tid * per;
+        float *pB = mine, *pC = pB + bln, *pA = pC + bln, *pD = pA + en, *pbias = pD + d.E, *ws = pbias + d.E;
 #pragma omp for schedule(static)
-        for (int k = 0; k < nblk; k++) {
-            int e0 = k * EB, ne = d.E - e0 < EB ? d.E - e0 : EB;
-            scan_bwd_block(du, ddelta, dA, mine, mine + bln, dD, dz, ddelta_bias, dh0, dout, dh_last, ck, u,
-                           delta, A, Bm, Cm, D, z, delta_bias, h0, d, e0, ne, mine + 2 * bln);
+        for (long it = 0; it < items; it++) {
+            int b = (int)(it / nblk), e0 = (int)(it % nblk) * EB, ne = d.E - e0 < EB ? d.E - e0 : EB;
+            scan_bwd_block(du, ddelta, pA, pB, pC, pD, dz, pbias, dh0, dout, dh_last, ck, u, delta, A, Bm, Cm, D, z,
+                           delta_bias, h0, d, b, e0, ne, ws);
         }
     }
     /* reduce in thread order */
     for (int t = 0; t < nthr; t++) {
         const float *p = part + (size_t)t * per;
+        const float *pA = p + 2 * bln, *pD = pA + en, *pbias = pD + d.E;
         if (dBm)
             for (size_t i = 0; i < bln; i++) dBm[i] += p[i];
         if (dCm)
             for (size_t i = 0; i < bln; i++) dCm[i] += p[bln + i];
+        if (dA)
+            for (size_t i = 0; i < en; i++) dA[i] += pA[i];
+        if (dD)
+            for (int i = 0; i < d.E; i++) dD[i] += pD[i];
+        if (ddelta_bias)
+            for (int i = 0; i < d.E; i++) ddelta_bias[i] += pbias[i];
     }
     free(part);
 }
