@@ -311,78 +311,52 @@ int main(int argc, char **argv) {
                         bytes / (us * 1e-6) / 1e9, fl, 100.0 * fl / us, err);
         };
         const int reps = quick ? 5 : 10;
+        // one measurement: clear, run once, check against the CPU reference, time; a
+        // configuration the device refuses to launch is reported and skipped
+        auto measure = [&](const char *name, int blk, auto launch) {
+            CK(cudaMemset(out, 0, BLE * 4));
+            launch();
+            cudaError_t le = cudaStreamSynchronize((cudaStream_t)mkc_stream());
+            if (le == cudaSuccess) le = cudaGetLastError();
+            if (le != cudaSuccess) {
+                printf("%-18s launch failed: %s\n", name, cudaGetErrorString(le));
+                return;
+            }
+            CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
+            double err = rel_err(got.data(), ref.data(), BLE);
+            double us = time_us(launch, reps);
+            char nm[64];
+            snprintf(nm, sizeof nm, "%s%s", name, err < 1e-4 ? "" : "!BAD");
+            row(nm, blk, us, fwd_bytes, err);
+        };
         // v1 at several block sizes
         const int blocks[4] = {64, 128, 256, 512};
         for (int bi = 0; bi < 4; bi++) {
             int blk = blocks[bi];
             dim3 grid((E + blk - 1) / blk, B);
-            auto run = [&] {
+            measure("fwd_v1", blk, [&] {
                 scan_fwd_v1<16><<<grid, blk, 0, (cudaStream_t)mkc_stream()>>>(out, u, dl, A, Bm, Cm, Dd, z, db, L, E);
-            };
-            CK(cudaMemset(out, 0, BLE * 4));
-            run();
-            CK(cudaStreamSynchronize((cudaStream_t)mkc_stream()));
-            CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
-            double err = rel_err(got.data(), ref.data(), BLE);
-            double us = time_us(run, reps);
-            row(err < 1e-4 ? "fwd_v1" : "fwd_v1!BAD", blk, us, fwd_bytes, err);
+            });
         }
         // v2 = the library's register kernel (forced), then the library as it runs (staged kernel)
+        static const char *const v2name[3] = {"fwd_v2", "fwd_lib_S4", "fwd_lib_S2"};
         for (int mode = 0; mode < 3; mode++) { // 0: register kernel; 1, 2: staged, 4 or 2 states per lane
             mkc_scan_set_tiled(mode == 0 ? 0 : mode == 1 ? 4 : 2);
-            auto run = [&] { mkc_scan_forward(out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, N, 1); };
-            CK(cudaMemset(out, 0, BLE * 4));
-            run();
-            if (mkc_sync()) {
-                printf("FAIL scan_lab v2: %s\n", mkc_last_error());
-                return 1;
-            }
-            CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
-            double err = rel_err(got.data(), ref.data(), BLE);
-            double us = time_us(run, reps);
-            static const char *const nm[3] = {"fwd_v2", "fwd_lib_S4", "fwd_lib_S2"};
-            char lb[32];
-            snprintf(lb, sizeof lb, "%s%s", nm[mode], err < 1e-4 ? "" : "!BAD");
-            row(lb, 128, us, fwd_bytes, err);
+            measure(v2name[mode], 128, [&] { mkc_scan_forward(out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, N, 1); });
         }
         mkc_scan_set_tiled(-1); // the library's default
         // v3 (lab only, N = 16: P = 4)
         {
             dim3 grid((E + 31) / 32, B);
-            auto run = [&] {
+            measure("fwd_v3", 128, [&] {
                 scan_fwd_v3<4><<<grid, 128, 0, (cudaStream_t)mkc_stream()>>>(out, u, dl, A, Bm, Cm, Dd, z, db, L, E);
-            };
-            CK(cudaMemset(out, 0, BLE * 4));
-            run();
-            CK(cudaStreamSynchronize((cudaStream_t)mkc_stream()));
-            CK(cudaGetLastError());
-            CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
-            double err = rel_err(got.data(), ref.data(), BLE);
-            double us = time_us(run, reps);
-            row(err < 1e-4 ? "fwd_v3" : "fwd_v3!BAD", 128, us, fwd_bytes, err);
+            });
         }
         // v4: the staged kernel, configurations side by side (the library's is v4 S4/128/32/3/0)
         {
-            auto v4 = [&](const char *name, auto launch) {
-                auto run = [&] { launch(); };
-                CK(cudaMemset(out, 0, BLE * 4));
-                run();
-                cudaError_t le = cudaStreamSynchronize((cudaStream_t)mkc_stream());
-                if (le == cudaSuccess) le = cudaGetLastError();
-                if (le != cudaSuccess) { // a configuration the device refuses: say so, go on
-                    printf("%-18s launch failed: %s\n", name, cudaGetErrorString(le));
-                    return;
-                }
-                CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
-                double err = rel_err(got.data(), ref.data(), BLE);
-                double us = time_us(run, reps);
-                char nm[64];
-                snprintf(nm, sizeof nm, "%s%s", name, err < 1e-4 ? "" : "!BAD");
-                row(nm, 0, us, fwd_bytes, err);
-            };
             cudaStream_t st = (cudaStream_t)mkc_stream();
 #define V4(S_, TPB_, TT_, NST_, OPT_)                                                                        \
-    v4("v4_" #S_ "/" #TPB_ "/" #TT_ "/" #NST_ "/" #OPT_, [&] {                                              \
+    measure("v4_" #S_ "/" #TPB_ "/" #TT_ "/" #NST_ "/" #OPT_, 0, [&] {                                           \
         scan_tile::launch<16, S_, TPB_, TT_, NST_, OPT_, float>(out, NULL, NULL, u, dl, A, Bm, Cm, Dd, z, db, \
                                                                 NULL, B, L, E, 1, st);                        \
     })
