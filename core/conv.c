@@ -72,20 +72,34 @@ void conv1d_backward(float *dinp, float *dstate_in, float *dw, float *db, const 
             }
     }
     if (dw || db) {
-        /* parallel over channels so each thread owns its slice of dw/db */
+        /* parallel over 16-channel slices so each thread owns its part of dw/db;
+         * one pass per tap with contiguous rows and a local sum (dw is (C, K):
+         * strided by K) */
 #pragma omp parallel for schedule(static) if ((size_t)B * L * C > 65536)
         for (int c0 = 0; c0 < C; c0 += 16) {
-            int c1 = c0 + 16 < C ? c0 + 16 : C;
-            for (int bb = 0; bb < B; bb++)
-                for (int t = 0; t < L; t++) {
-                    const float *dy = dout + ((size_t)bb * L + t) * C;
-                    for (int c = c0; c < c1; c++) {
-                        if (db) db[c] += dy[c];
-                        if (dw)
-                            for (int k = 0; k < K; k++)
-                                dw[(size_t)c * K + k] += dy[c] * xin(inp, state_in, bb, t - (K - 1) + k, L, C, K, c);
+            const int nc = c0 + 16 < C ? 16 : C - c0;
+            for (int k = -1; k < K; k++) { /* k = -1: the bias */
+                if (k < 0 ? !db : !dw) continue;
+                float acc[16] = {0};
+                for (int bb = 0; bb < B; bb++)
+                    for (int t = 0; t < L; t++) {
+                        const float *dy = dout + ((size_t)bb * L + t) * C + c0;
+                        if (k < 0) {
+                            for (int c = 0; c < nc; c++) acc[c] += dy[c];
+                            continue;
+                        }
+                        int tt = t - (K - 1) + k; /* the input this tap read; < 0: from the state */
+                        const float *x = tt >= 0 ? inp + ((size_t)bb * L + tt) * C + c0
+                                         : state_in ? state_in + ((size_t)bb * (K - 1) + (K - 1 + tt)) * C + c0
+                                                    : NULL;
+                        if (x)
+                            for (int c = 0; c < nc; c++) acc[c] += dy[c] * x[c];
                     }
+                for (int c = 0; c < nc; c++) {
+                    if (k < 0) db[c0 + c] += acc[c];
+                    else dw[(size_t)(c0 + c) * K + k] += acc[c];
                 }
+            }
         }
     }
 }
