@@ -117,6 +117,8 @@ void mk_progress_start(mk_progress *p, const char *label, long total) {
     p->t0 = mk_time();
     p->last_print = 0;
     p->tty = isatty(2);
+    p->last_done = 0;
+    p->rate = 0;
 }
 static void fmt_dur(char *b, size_t n, double s) {
     if (s < 0 || s != s || s > 1e7) snprintf(b, n, "--");
@@ -129,8 +131,12 @@ void mk_progress_update(mk_progress *p, long done, const char *unit, const char 
     double now = mk_time(), el = now - p->t0;
     int last = p->total > 0 && done >= p->total;
     if (!last && now - p->last_print < (p->tty ? 0.2 : 10.0)) return;
+    double dt = now - (p->last_print > 0 ? p->last_print : p->t0);
+    if (el < 30 || p->rate <= 0) p->rate = el > 0 ? done / el : 0;
+    else if (dt > 0) p->rate += (1.0 - exp(-dt / 60.0)) * ((done - p->last_done) / dt - p->rate);
     p->last_print = now;
-    double rate = el > 0 ? done / el : 0;
+    p->last_done = done;
+    double rate = p->rate;
     char eta[32], elb[32];
     fmt_dur(eta, sizeof eta, rate > 0 && p->total > 0 ? (p->total - done) / rate : -1);
     fmt_dur(elb, sizeof elb, el);

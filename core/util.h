@@ -57,12 +57,16 @@ void mk_rng_shuffle(mk_rng *r, int *a, int n); /* Fisher–Yates */
 double mk_time(void); /* seconds, monotonic */
 
 /* ---- progress line on stderr: "label  step/total  loss  rate  ETA" ----
- * Redraws in place on a terminal, prints every ~10 s otherwise. */
+ * Redraws in place on a terminal, prints every ~10 s otherwise. The rate (and
+ * the ETA from it) is the run's average for its first 30 s, then a moving
+ * average over about the last minute, so it follows a machine whose load changes. */
 typedef struct {
     const char *label;
     long total;
     double t0, last_print;
     int tty;
+    long last_done;
+    double rate;
 } mk_progress;
 void mk_progress_start(mk_progress *p, const char *label, long total);
 /* extra: free-form text after the standard fields, e.g. "acc 91.2%". */
