@@ -3,11 +3,15 @@
 #include <string.h>
 #include "ops.h"
 
-/* Input at time t (may be negative: then it comes from the state). */
+/* The (C) input row at time t (may be negative: then it comes from the state;
+ * NULL when there is none, i.e. zeros). */
+static inline const float *xrow(const float *x, const float *st, int b, int t, int L, int C, int K) {
+    if (t >= 0) return x + ((size_t)b * L + t) * C;
+    return st ? st + ((size_t)b * (K - 1) + (K - 1 + t)) * C : NULL;
+}
 static inline float xin(const float *x, const float *st, int b, int t, int L, int C, int K, int c) {
-    if (t >= 0) return x[((size_t)b * L + t) * C + c];
-    if (!st) return 0.f;
-    return st[((size_t)b * (K - 1) + (K - 1 + t)) * C + c];
+    const float *r = xrow(x, st, b, t, L, C, K);
+    return r ? r[c] : 0.f;
 }
 
 void conv1d_forward(float *out, float *state_out, const float *inp, const float *state_in,
@@ -73,32 +77,27 @@ void conv1d_backward(float *dinp, float *dstate_in, float *dw, float *db, const 
     }
     if (dw || db) {
         /* parallel over 16-channel slices so each thread owns its part of dw/db;
-         * one pass per tap with contiguous rows and a local sum (dw is (C, K):
-         * strided by K) */
+         * contiguous rows into a local sum, one pass for db and one per tap for
+         * dw (dw is (C, K): strided by K) */
 #pragma omp parallel for schedule(static) if ((size_t)B * L * C > 65536)
         for (int c0 = 0; c0 < C; c0 += 16) {
             const int nc = c0 + 16 < C ? 16 : C - c0;
-            for (int k = -1; k < K; k++) { /* k = -1: the bias */
-                if (k < 0 ? !db : !dw) continue;
+            if (db) {
+                float acc[16] = {0};
+                for (size_t r = 0; r < (size_t)B * L; r++)
+                    for (int c = 0; c < nc; c++) acc[c] += dout[r * C + c0 + c];
+                for (int c = 0; c < nc; c++) db[c0 + c] += acc[c];
+            }
+            for (int k = 0; dw && k < K; k++) {
                 float acc[16] = {0};
                 for (int bb = 0; bb < B; bb++)
                     for (int t = 0; t < L; t++) {
                         const float *dy = dout + ((size_t)bb * L + t) * C + c0;
-                        if (k < 0) {
-                            for (int c = 0; c < nc; c++) acc[c] += dy[c];
-                            continue;
-                        }
-                        int tt = t - (K - 1) + k; /* the input this tap read; < 0: from the state */
-                        const float *x = tt >= 0 ? inp + ((size_t)bb * L + tt) * C + c0
-                                         : state_in ? state_in + ((size_t)bb * (K - 1) + (K - 1 + tt)) * C + c0
-                                                    : NULL;
+                        const float *x = xrow(inp, state_in, bb, t - (K - 1) + k, L, C, K); /* what this tap read */
                         if (x)
-                            for (int c = 0; c < nc; c++) acc[c] += dy[c] * x[c];
+                            for (int c = 0; c < nc; c++) acc[c] += dy[c] * x[c0 + c];
                     }
-                for (int c = 0; c < nc; c++) {
-                    if (k < 0) db[c0 + c] += acc[c];
-                    else dw[(size_t)(c0 + c) * K + k] += acc[c];
-                }
+                for (int c = 0; c < nc; c++) dw[(size_t)(c0 + c) * K + k] += acc[c];
             }
         }
     }

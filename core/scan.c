@@ -253,11 +253,8 @@ static void scan_bwd_block(float *du, float *ddelta, float *dAp, float *dBp, flo
     }
     if (ck_in) { /* chunk-start states from the forward */
         for (int c = 0; c < nch; c++)
-            for (int n = 0; n < N; n++) {
-                const float *src = ck_in + (((size_t)b * nch + c) * N + n) * E + e0;
-                float *dst = ck + ((size_t)c * N + n) * EB;
-                for (int j = 0; j < EB; j++) dst[j] = j < ne ? src[j] : 0.f;
-            }
+            for (int n = 0; n < N; n++)
+                load_lanes(ck + ((size_t)c * N + n) * EB, ck_in + (((size_t)b * nch + c) * N + n) * E + e0, ne);
     } else {
         /* sweep 1: checkpoints */
         for (int n = 0; n < N; n++)
