@@ -10,6 +10,9 @@
 #   5. bench cuda --train-only: backbone training step, CPU vs GPU
 #   6. vision: VMIN minutes from the shipped model on the GPU (issue 3), then its test accuracy
 #   7. make test CUDA=1 (the whole suite with sanitizers) with the time left, at most TSEC s
+# VMIN "auto" moves the vision run to right after step 3 and gives it all the time left but
+# RESERVE s (default 120), which steps 5, 4 and 7 then share, in that order: the
+# order for a session whose main job is training, where a lost model costs the most.
 # Usage, from the repository root on the device (carry [".debs"]; fetch them here first with
 # tests/bench/cuda/fetch_debs.sh):
 #   bash tests/bench/cuda/device_session.sh [VISION_MINUTES] [TOTAL_SECONDS] [TEST_SECONDS]
@@ -20,6 +23,7 @@
 # (2026-11-26: a 91.22 % vision model was lost because it was the 9th file.)
 set -u
 VMIN=${1:-0}
+RESERVE=${RESERVE:-120}
 TOTAL=${2:-540}
 TSEC=${3:-200}
 OUT=${OUT:-/tmp/mk_out}
@@ -30,6 +34,29 @@ T0=$(date +%s)
 left() { echo $((TOTAL - ($(date +%s) - T0))); }
 pack() { tar -czf "$OUT/logs.tar.gz.tmp" -C "$LOGS" . && mv "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"; }
 step() { pack; echo "== $1 (t+$(($(date +%s) - T0)) s, $(left) s left)"; }
+
+# vision MIN: MIN minutes of training from models/vision.mkm, then its test accuracy
+vision() {
+    local min=$1
+    step "vision: $min more minutes from models/vision.mkm on the GPU"
+    # Same split (seed 1), augmentation and selection rule as the CPU stages (docs/VISION.md);
+    # the best validation epoch is what lands in $OUT/vision.mkm.
+    # all host cores: the stem, patch embedding, head and AdamW run there, and at 3,500 images/s
+    # with 8 threads (2026-11-26) they, not the GPU, set the pace
+    OMP_NUM_THREADS=$(nproc) timeout "$(awk -v m="$min" 'BEGIN { printf "%d", m * 60 + 90 }')" \
+        ./build/mambakit train vision --device cuda \
+        --init models/vision.mkm --budget "$min" --batch 128 --lr "${VLR:-7e-4}" --warmup "${VWARM:-0.1}" \
+        --val 5000 --seed 1 --out "$LOGS/vision.mkm" > "$LOGS/vision_train.log" 2>&1
+    echo "rc=$?"
+    [ -f "$LOGS/vision.mkm" ] && mv "$LOGS/vision.mkm" "$OUT/vision.mkm"
+    rm -f "$LOGS/vision.mkm.ckpt"
+    tr '\r' '\n' < "$LOGS/vision_train.log" | grep -v '^train .*ETA' | tail -25
+    if [ -f "$OUT/vision.mkm" ]; then
+        timeout 60 ./build/mambakit eval vision --device cuda --model "$OUT/vision.mkm" > "$LOGS/vision_eval.txt" 2>&1
+        head -3 "$LOGS/vision_eval.txt"
+    fi
+    pack
+}
 
 step "device"
 nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version,clocks.max.sm --format=csv,noheader
@@ -44,26 +71,41 @@ echo "build rc=$rc"
 [ $rc = 0 ] || { tail -30 "$LOGS/build.log"; pack; exit 1; }
 
 step "test_cuda"
-timeout 150 ./build/tests/test_cuda > "$LOGS/test_cuda.log" 2>&1
+timeout 120 ./build/tests/test_cuda > "$LOGS/test_cuda.log" 2>&1
 echo "rc=$? passed $(grep -c '^PASS' "$LOGS/test_cuda.log"), failed $(grep -c '^FAIL' "$LOGS/test_cuda.log")"
 grep -E '^(FAIL|SKIP)' "$LOGS/test_cuda.log" | head -30
 
+# a step's timeout: its own cap, or the time left less a margin, whichever is smaller
+cap() { local t=$(( $(left) - 15 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 1 ] && t=1; echo "$t"; }
+
 step "bench cuda --scan-only"
-timeout 90 ./build/mambakit bench cuda --scan-only > "$LOGS/bench_scan.txt" 2>&1
+timeout "$(cap 90)" ./build/mambakit bench cuda --scan-only > "$LOGS/bench_scan.txt" 2>&1
 echo "rc=$?"
 cat "$LOGS/bench_scan.txt"
 
-step "scan_lab"
-timeout 150 ./build/lab/scan_lab --csv "$LOGS/scan_lab.csv" > "$LOGS/scan_lab.log" 2>&1
+if [ "$VMIN" = auto ]; then
+    vision "$(awk -v s="$(left)" -v r="$RESERVE" 'BEGIN { m = (s - r - 60) / 60; printf "%.1f", m < 1 ? 1 : m }')"
+    VMIN=0
+fi
+
+step "bench cuda --train-only"
+OMP_NUM_THREADS=$(nproc) timeout "$(cap 90)" ./build/mambakit bench cuda --train-only --cpu-steps 1 --steps 10 > "$LOGS/bench_train.txt" 2>&1
 echo "rc=$?"
-cat "$LOGS/scan_lab.log"
+cat "$LOGS/bench_train.txt"
+
+if [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then
+    step "scan_lab"
+    timeout "$(cap 150)" ./build/lab/scan_lab --csv "$LOGS/scan_lab.csv" > "$LOGS/scan_lab.log" 2>&1
+    echo "rc=$?"
+    cat "$LOGS/scan_lab.log"
+fi
 
 # Where the staged forward's time goes (issue-bound or stalled, and on what): one launch
 # under Nsight Compute, if the host has it. docs/CUDA.md's reading is otherwise inferred.
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-if [ -n "$NCU" ] && [ "$(left)" -gt $((VMIN * 60 + 300)) ]; then
+if [ -n "$NCU" ] && [ "$(left)" -gt $((VMIN * 60 + 200)) ]; then
     step "ncu: one launch of the staged forward"
-    timeout 120 "$NCU" -k regex:'^fwd_k$' -c 1 --section SpeedOfLight --section Occupancy \
+    timeout "$(cap 120)" "$NCU" -k regex:'^fwd_k$' -c 1 --section SpeedOfLight --section Occupancy \
         --section LaunchStats --section SchedulerStats --section WarpStateStats --section InstructionStats \
         --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
         ./build/mambakit bench cuda --scan-only > "$LOGS/ncu.txt" 2>&1
@@ -73,29 +115,7 @@ else
     echo "no ncu on this host (or too little time): skipped the profile"
 fi
 
-step "bench cuda --train-only"
-OMP_NUM_THREADS=$(nproc) timeout 90 ./build/mambakit bench cuda --train-only --cpu-steps 1 --steps 10 > "$LOGS/bench_train.txt" 2>&1
-echo "rc=$?"
-cat "$LOGS/bench_train.txt"
-
-if [ "$VMIN" -gt 0 ] && [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then
-    step "vision: $VMIN more minutes from models/vision.mkm on the GPU"
-    # Same split (seed 1), augmentation and selection rule as the CPU stages (docs/VISION.md);
-    # the best validation epoch is what lands in $OUT/vision.mkm.
-    # all host cores: the stem, patch embedding, head and AdamW run there, and at 3,500 images/s
-    # with 8 threads (2026-11-26) they, not the GPU, set the pace
-    OMP_NUM_THREADS=$(nproc) timeout $((VMIN * 60 + 90)) ./build/mambakit train vision --device cuda \
-        --init models/vision.mkm --budget "$VMIN" --batch 128 --lr 7e-4 --warmup 0.1 --val 5000 --seed 1 \
-        --out "$LOGS/vision.mkm" > "$LOGS/vision_train.log" 2>&1
-    echo "rc=$?"
-    [ -f "$LOGS/vision.mkm" ] && mv "$LOGS/vision.mkm" "$OUT/vision.mkm"
-    rm -f "$LOGS/vision.mkm.ckpt"
-    tr '\r' '\n' < "$LOGS/vision_train.log" | grep -v '^train vision .*ETA' | tail -15
-    if [ -f "$OUT/vision.mkm" ]; then
-        timeout 60 ./build/mambakit eval vision --device cuda --model "$OUT/vision.mkm" > "$LOGS/vision_eval.txt" 2>&1
-        head -3 "$LOGS/vision_eval.txt"
-    fi
-fi
+if [ "$VMIN" != 0 ] && [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then vision "$VMIN"; fi
 if [ "$TSEC" -gt 0 ] && [ "$(left)" -gt 100 ]; then
     t=$(( $(left) - 20 )); [ "$t" -gt "$TSEC" ] && t=$TSEC
     step "make test CUDA=1 (at most $t s)"
