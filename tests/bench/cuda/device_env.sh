@@ -24,6 +24,9 @@ if ls .debs/*.deb >/dev/null 2>&1; then
     export STB_DIR="$_mk_root/usr/include/stb"
     # Fashion-MNIST from the carried dataset package: the data search path's last entry
     [ -d "$_mk_root/usr/share/datasets" ] && export MAMBAKIT_DATA="$_mk_root/usr/share/datasets"
+    # OpenBLAS's OpenMP build: the Makefile links it (with a run path) instead of the host's pthread one
+    [ -f "$_mk_root/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0" ] &&
+        export OPENBLAS_OMP_DIR="$_mk_root/usr/lib/x86_64-linux-gnu/openblas-openmp"
     echo "device_env: packages from .debs unpacked in $_mk_root"
 else
     echo "device_env: no .debs/*.deb here (run tests/bench/cuda/fetch_debs.sh and carry .debs); using the host's libraries" >&2

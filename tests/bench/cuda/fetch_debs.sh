@@ -2,7 +2,7 @@
 # fetch_debs.sh — run on the Debian development machine, before a GPU session.
 # The GPU host (Ubuntu 24.04, no network) lacks libsndfile, FFTW, libsamplerate,
 # stb and the Fashion-MNIST package. This downloads the Debian packages into
-# .debs/ (git-ignored, ~36 MB) so that a device call can carry them:
+# .debs/ (git-ignored, ~42 MB) so that a device call can carry them:
 #   run(command="source tests/bench/cuda/device_env.sh && make -j16 CUDA=1 NODEPS=1 test",
 #       carry=[".debs"])
 # device_env.sh unpacks them into .debs/root and points the build there.
@@ -10,9 +10,12 @@ set -eu
 cd "$(dirname "$0")/../../.."
 mkdir -p .debs
 cd .debs
-# headers + pkg-config files, the runtime libraries they link, and what libsndfile needs
+# headers + pkg-config files, the runtime libraries they link, and what libsndfile needs;
+# OpenBLAS's OpenMP build, because the host has only the pthread one, whose thread pool
+# fights ours (docs/PERFORMANCE.md, "Two thread pools")
 PKGS="libsndfile1-dev libsndfile1 libflac12 libmp3lame0 libmpg123-0 libogg0 libopus0 libvorbis0a libvorbisenc2
-      libfftw3-dev libfftw3-single3 libsamplerate0-dev libsamplerate0 libstb-dev dataset-fashion-mnist"
+      libfftw3-dev libfftw3-single3 libsamplerate0-dev libsamplerate0 libstb-dev dataset-fashion-mnist
+      libopenblas0-openmp"
 rm -f ./*.deb
 apt-get download $PKGS 2>&1 | grep -v "unsandboxed" || true
 n=$(ls ./*.deb 2>/dev/null | wc -l)

@@ -304,8 +304,11 @@ int main(int argc, char **argv) {
         const double bwd_bytes = 4.0 * (7.0 * BLE + 4.0 * BLN + 2.0 * EN + 4.0 * E); // + dout, du, ddelta, dz; dB, dC
         auto row = [&](const char *k, int blk, double us, double bytes, double err) {
             double fl = bytes / bw * 1e6;
-            printf("%-18s %5d %5d %5d %3d %5d %10.1f %8.0f %9.1f %6.1f%% %9.1e\n", k, B, E, L, N, blk, us,
-                   bytes / (us * 1e-6) / 1e9, fl, 100.0 * fl / us, err);
+            // err < 0: not checked (the backward is compared with the CPU only up to L = 2048)
+            char es[16] = "unchecked";
+            if (err >= 0) snprintf(es, sizeof es, "%.1e", err);
+            printf("%-18s %5d %5d %5d %3d %5d %10.1f %8.0f %9.1f %6.1f%% %9s\n", k, B, E, L, N, blk, us,
+                   bytes / (us * 1e-6) / 1e9, fl, 100.0 * fl / us, es);
             if (cf)
                 fprintf(cf, "%s,%s,%d,%d,%d,%d,%d,%.2f,%.1f,%.2f,%.2f,%.2e\n", prop.name, k, B, E, L, N, blk, us,
                         bytes / (us * 1e-6) / 1e9, fl, 100.0 * fl / us, err);
