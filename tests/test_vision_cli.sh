@@ -43,6 +43,17 @@ sum=$(grep -o '"prob": [0-9.]*' <<<"$js" | awk '{s+=$2} END {printf "%.2f", s}')
 grep -q '^{"file": ' <<<"$js" && [ "$(grep -o '"label"' <<<"$js" | wc -l)" = 10 ] && [ "$sum" = "1.00" ]
 ok $? json "sum=$sum out=$js"
 
+# --tta averages an image with its mirror image, so an image and its mirror get the same
+# probabilities (which they do not without it)
+pgm="$ex/dress_13.pgm"
+perl -e 'local $/; my $d = <STDIN>; my ($h, $p) = $d =~ /^(P5\s+28\s+28\s+255\s)(.*)$/s or exit 1;
+         print $h; print scalar reverse substr($p, 28 * $_, 28) for 0 .. 27' < "$pgm" > "$tmp/mirror.pgm"
+probs() { $MK classify --model "$model" --json --top 10 "$@" 2>/dev/null | grep -o '"prob": [0-9.]*' | tr '\n' ' '; }
+a=$(probs "$pgm"); b=$(probs "$tmp/mirror.pgm"); ta=$(probs --tta "$pgm"); tb=$(probs --tta "$tmp/mirror.pgm")
+[ -n "$a" ] && [ "$a" != "$b" ] && [ -n "$ta" ] && [ "$ta" = "$tb" ] && [ "$ta" != "$a" ]
+ok $? tta_mirror_invariant "plain: $a / $b; tta: $ta / $tb"
+$MK eval vision --split train >/dev/null 2>&1; [ $? = 2 ]; ok $? eval_bad_split
+
 # bad inputs, all in one call together with a good file
 mkdir "$tmp/noimages"; echo hi > "$tmp/noimages/readme.txt"
 : > "$tmp/empty.png"
@@ -66,4 +77,9 @@ if $MK eval vision --help >/dev/null 2>&1 && [ -f /usr/share/datasets/fashion-mn
   [ $rc = 0 ] && awk "BEGIN{exit !($acc >= 85)}" && [ "$(head -c 8 "$tmp/cm.png" | od -An -c | tr -d ' ')" = "211PNG\r\n032\n" ]
   ok $? eval_png "rc=$rc acc=$acc"
   [ "$(grep -c '^[0-9] ' <<<"$out")" = 10 ]; ok $? eval_confusion_rows
+  # the validation split the model was selected on, recorded in the model file; with --tta
+  out=$($MK eval vision --model "$model" --split val --tta --limit 200 --json 2>/dev/null); rc=$?
+  acc=$(grep -o '"accuracy": [0-9.]*' <<<"$out" | awk '{print $2}')
+  [ $rc = 0 ] && grep -q '"split": "val", "tta": true, "images": 200' <<<"$out" && awk "BEGIN{exit !($acc >= 0.85)}"
+  ok $? eval_val_tta "rc=$rc out=${out:0:120}"
 fi
