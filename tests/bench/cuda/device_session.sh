@@ -13,6 +13,7 @@
 # VMIN "auto" moves the vision run to right after step 3 and gives it all the time left but
 # RESERVE s (default 120), which steps 5, 4 and 7 then share, in that order: the
 # order for a session whose main job is training, where a lost model costs the most.
+# ONLY_VISION=1: build and vision only, with all the time left (a second call; see vision()).
 # Usage, from the repository root on the device (carry [".debs"]; fetch them here first with
 # tests/bench/cuda/fetch_debs.sh):
 #   bash tests/bench/cuda/device_session.sh [VISION_MINUTES] [TOTAL_SECONDS] [TEST_SECONDS]
@@ -35,21 +36,35 @@ left() { echo $((TOTAL - ($(date +%s) - T0))); }
 pack() { tar -czf "$OUT/logs.tar.gz.tmp" -C "$LOGS" . && mv "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"; }
 step() { pack; echo "== $1 (t+$(($(date +%s) - T0)) s, $(left) s left)"; }
 
-# vision MIN: MIN minutes of training from models/vision.mkm, then its test accuracy
+# vision MIN: MIN minutes of training from models/vision.mkm, then its test accuracy.
+# One cosine cycle can span two device calls (a warm machine keeps the build): the first
+# with VBUDGET=total minutes sizes the schedule to that and stops after MIN with a
+# checkpoint ($OUT/vision.ckpt); the second, with VRESUME=that file carried back
+# (e.g. as .debs/vision.ckpt), continues the same schedule for MIN more minutes.
 vision() {
-    local min=$1
-    step "vision: $min more minutes from models/vision.mkm on the GPU"
+    local min=$1 src
+    local -a how
+    if [ -n "${VRESUME:-}" ]; then
+        src="resuming $VRESUME"
+        how=(--resume "$VRESUME" --time-limit "$min")
+    else
+        src="from models/vision.mkm"
+        how=(--init models/vision.mkm --batch 128 --lr "${VLR:-7e-4}" --warmup "${VWARM:-0.1}" --val 5000 --seed 1)
+        if [ -n "${VBUDGET:-}" ]; then how+=(--budget "$VBUDGET" --time-limit "$min"); else how+=(--budget "$min"); fi
+    fi
+    step "vision: $min minutes $src on the GPU"
     # Same split (seed 1), augmentation and selection rule as the CPU stages (docs/VISION.md);
     # the best validation epoch is what lands in $OUT/vision.mkm.
     # all host cores: the stem, patch embedding, head and AdamW run there, and at 3,500 images/s
     # with 8 threads (2026-11-26) they, not the GPU, set the pace
     OMP_NUM_THREADS=$(nproc) timeout "$(awk -v m="$min" 'BEGIN { printf "%d", m * 60 + 90 }')" \
-        ./build/mambakit train vision --device cuda \
-        --init models/vision.mkm --budget "$min" --batch 128 --lr "${VLR:-7e-4}" --warmup "${VWARM:-0.1}" \
-        --val 5000 --seed 1 --out "$LOGS/vision.mkm" > "$LOGS/vision_train.log" 2>&1
+        ./build/mambakit train vision --device cuda "${how[@]}" \
+        --out "$LOGS/vision.mkm" --ckpt "$LOGS/vision.ckpt" > "$LOGS/vision_train.log" 2>&1
     echo "rc=$?"
     [ -f "$LOGS/vision.mkm" ] && mv "$LOGS/vision.mkm" "$OUT/vision.mkm"
-    rm -f "$LOGS/vision.mkm.ckpt"
+    # the checkpoint comes back only when the cycle is unfinished (4.8 MB)
+    if grep -q 'time limit reached' "$LOGS/vision_train.log"; then mv "$LOGS/vision.ckpt" "$OUT/vision.ckpt"; fi
+    rm -f "$LOGS/vision.ckpt"
     tr '\r' '\n' < "$LOGS/vision_train.log" | grep -v '^train .*ETA' | tail -25
     if [ -f "$OUT/vision.mkm" ]; then
         timeout 60 ./build/mambakit eval vision --device cuda --model "$OUT/vision.mkm" > "$LOGS/vision_eval.txt" 2>&1
@@ -69,6 +84,12 @@ timeout 240 make -j"$(nproc)" CUDA=1 NODEPS=1 build/mambakit build/tests/test_cu
 rc=$?
 echo "build rc=$rc"
 [ $rc = 0 ] || { tail -30 "$LOGS/build.log"; pack; exit 1; }
+
+if [ -n "${ONLY_VISION:-}" ]; then # a second call on the warm machine: the checks ran in the first
+    vision "$(awk -v s="$(left)" 'BEGIN { m = (s - 45) / 60; printf "%.1f", m < 1 ? 1 : m }')"
+    step "done"
+    exit 0
+fi
 
 step "test_cuda"
 timeout 120 ./build/tests/test_cuda > "$LOGS/test_cuda.log" 2>&1
