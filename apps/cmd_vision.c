@@ -864,8 +864,12 @@ int cmd_eval_vision(int argc, char **argv) {
                    DEFAULT_MODEL);
             return 0;
         }
-        if (!strcmp(a, "--json") || !strcmp(a, "--tta")) {
-            *(a[2] == 'j' ? &json : &tta) = 1;
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--tta")) {
+            tta = 1;
             continue;
         }
         if (strcmp(a, "--model") && strcmp(a, "--data-dir") && strcmp(a, "--png") && strcmp(a, "--limit") &&
@@ -929,6 +933,7 @@ int cmd_eval_vision(int argc, char **argv) {
     if (m.cfg.img_h != te.rows || m.cfg.img_w != te.cols || m.cfg.img_c != 1 || K != 10) {
         fprintf(stderr, "mambakit: %s: model input %dx%dx%d / %d classes does not match Fashion-MNIST\n", mpath,
                 m.cfg.img_h, m.cfg.img_w, m.cfg.img_c, K);
+        free(perm);
         fmnist_free(&te);
         vision_model_free(&m);
         return 1;
