@@ -6,12 +6,12 @@
 #      libsndfile, stb, FFTW, ... and Fashion-MNIST)
 #   2. test_cuda: every CUDA op against the CPU path (staged and register scans, bf16 too)
 #   3. bench cuda --scan-only: fp32 / bf16 scan against the DRAM floor, register kernel beside
-#   4. scan_lab: the staged kernel's configurations side by side; one launch under ncu
-#   5. bench cuda --train-only: backbone training step, CPU vs GPU
+#   4. bench cuda --train-only: backbone training step, CPU vs GPU
+#   5. scan_lab: the staged kernel's configurations side by side; one launch under ncu
 #   6. vision: VMIN minutes from the shipped model on the GPU (issue 3), then its test accuracy
 #   7. make test CUDA=1 (the whole suite with sanitizers) with the time left, at most TSEC s
 # VMIN "auto" moves the vision run to right after step 3 and gives it all the time left but
-# RESERVE s (default 120), which steps 5, 4 and 7 then share, in that order: the
+# RESERVE s (default 120), which steps 4, 5 and 7 then share, in that order: the
 # order for a session whose main job is training, where a lost model costs the most.
 # ONLY_VISION=1: build and vision only, with all the time left (a second call; see vision()).
 # Usage, from the repository root on the device (carry [".debs"]; fetch them here first with
@@ -55,8 +55,8 @@ vision() {
     step "vision: $min minutes $src on the GPU"
     # Same split (seed 1), augmentation and selection rule as the CPU stages (docs/VISION.md);
     # the best validation epoch is what lands in $OUT/vision.mkm.
-    # all host cores: the stem, patch embedding, head and AdamW run there, and at 3,500 images/s
-    # with 8 threads (2026-11-26) they, not the GPU, set the pace
+    # all host cores: the stem, patch embedding, head and AdamW run there, and they, not the
+    # GPU, set the pace (3,500 images/s with 8 threads on an H200, 2,703 with 16 on an H100)
     OMP_NUM_THREADS=$(nproc) timeout "$(awk -v m="$min" 'BEGIN { printf "%d", m * 60 + 90 }')" \
         ./build/mambakit train vision --device cuda "${how[@]}" \
         --out "$LOGS/vision.mkm" --ckpt "$LOGS/vision.ckpt" > "$LOGS/vision_train.log" 2>&1
