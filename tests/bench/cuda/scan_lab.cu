@@ -17,7 +17,9 @@
 //       states per lane S, threads TPB, TT, NST and OPT (1-4: decays on the FMA pipe, of 4;
 //       8: fast softplus; 16: step-group loop fully unrolled).
 //       The library runs v4 4/128/32/3/0 (rows fwd_lib_S4, and fwd_lib_S2 with 2 states per lane).
-// Backward: the library kernel (checkpoint sweep + chunked recomputation).
+// Backward: the library kernel (checkpoint sweep + chunked recomputation), then its kernel
+// alone and with parts left out (scan_bwd.cuh OPT: -bc the dB/dC reduction, -out the du /
+// ddelta / dz updates, -replay the chunk replay, -all3 all three), to see what each costs.
 //
 // usage: scan_lab [--quick] [--csv FILE]
 //   shapes: B=8 E=1536 N=16 at L = 512, 2048, 8192 (Mamba paper's shape at 2048).
@@ -34,6 +36,7 @@ extern "C" {
 #include "core/util.h"
 }
 #include "core/cuda/kernels.h"
+#include "core/cuda/scan_bwd.cuh"
 #include "core/cuda/scan_tile.cuh"
 
 #define CK(x)                                                                                   \
@@ -424,6 +427,44 @@ int main(int argc, char **argv) {
             }
             double us = time_us(run, reps);
             row(err < 1e-3 ? "bwd_v1" : "bwd_v1!BAD", 128, us, bwd_bytes, err);
+            // Where the backward's time goes: its kernel alone (no checkpoint sweep before it, no
+            // sums of the partials after), then copies of it with parts left out (scan_bwd.cuh
+            // OPT). Those give wrong results, so only their times are printed ("unchecked").
+            {
+                constexpr int P = 4, CPB = scan_bwd::TPB / P;
+                const int nck = (L + scan_bwd::CK - 1) / scan_bwd::CK, neb = (E + CPB - 1) / CPB;
+                float *ck, *pA, *pD, *pb, *pB, *pC;
+                CK(cudaMalloc(&ck, (size_t)B * nck * E * N * 4));
+                CK(cudaMalloc(&pA, EN * B * 4));
+                CK(cudaMalloc(&pD, (size_t)B * E * 4));
+                CK(cudaMalloc(&pb, (size_t)B * E * 4));
+                CK(cudaMalloc(&pB, (size_t)neb * BLN * 4));
+                CK(cudaMalloc(&pC, (size_t)neb * BLN * 4));
+                cudaStream_t st = (cudaStream_t)mkc_stream();
+                // the library's checkpoint sweep for N = 16: the staged forward with no output
+                scan_tile::launch<16, 4, 128, 32, 3, 0, float>(NULL, NULL, ck, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L,
+                                                               E, 1, st);
+                auto bwd = [&](const char *name, auto kern) {
+                    auto go = [&] {
+                        kern<<<dim3(neb, B), scan_bwd::TPB, 0, st>>>(g[0], g[1], g[6], NULL, pA, pD, pb, pB, pC, dout,
+                                                                     NULL, u, dl, A, Bm, Cm, Dd, z, db, ck, L, E, 1);
+                    };
+                    go();
+                    cudaError_t le = cudaStreamSynchronize(st);
+                    if (le == cudaSuccess) le = cudaGetLastError();
+                    if (le != cudaSuccess) {
+                        printf("%-18s launch failed: %s\n", name, cudaGetErrorString(le));
+                        return;
+                    }
+                    row(name, 128, time_us(go, reps), bwd_bytes, -1);
+                };
+                bwd("bwd_kernel", scan_bwd::kernel<P, float, 0>);
+                bwd("bwd_k-bc", scan_bwd::kernel<P, float, scan_bwd::NO_BC>);
+                bwd("bwd_k-out", scan_bwd::kernel<P, float, scan_bwd::NO_OUT>);
+                bwd("bwd_k-replay", scan_bwd::kernel<P, float, scan_bwd::NO_REPLAY>);
+                bwd("bwd_k-all3", scan_bwd::kernel<P, float, 7>);
+                for (float *q : {ck, pA, pD, pb, pB, pC}) CK(cudaFree(q));
+            }
             for (int k = 0; k < 8; k++) CK(cudaFree(g[k]));
         }
         float *fr[] = {u, dl, Bm, Cm, Dd, z, db, dout, A, out};
