@@ -13,16 +13,8 @@
 //   those steps are spread over the P lanes (lane p takes steps j = p mod P),
 //   so the special-function unit does each once per channel, not P times.
 //
-// Backward (scan_bwd.cuh) recomputes instead of storing per-step states:
-//   1. the forward kernel (no output) writes h at every CK-th step (ckpt);
-//   2. per CK chunk, last to first: replay from ckpt keeping sub-checkpoints
-//      every TS steps in shared memory; per TS sub-chunk, last to first,
-//      replay the TS states into registers and walk them backwards.
-// Gradient reductions without atomics: dBm/dCm (sums over channels) go
-// warp shuffle -> shared memory (fixed warp order) -> one partial per channel
-// block -> a second kernel sums the blocks in order; dA, dD, ddelta_bias
-// (sums over batch) go through per-batch partials summed in order. Results are
-// bitwise identical run to run.
+// Backward: the checkpoint sweep (the forward with no output), the kernel of scan_bwd.cuh
+// (chunked recomputation, deterministic partial sums), then the partials summed in order.
 #include <cuda_bf16.h>
 
 #include <type_traits>
