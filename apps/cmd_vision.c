@@ -87,30 +87,43 @@ static int *split_perm(int n, long seed) {
     return perm;
 }
 
-/* Accuracy of m over items idx[0..n) of s; confusion (K*K, true-major) may be NULL.
- * tta: the prediction is the mean of the softmax over the image and its mirror image
- * (for models trained with random flips, which is what makes the two views agree). */
+/* Class probabilities (B, K) of B prepared images (img: B*H*W*C, HWC, with room for B more).
+ * tta: averaged with those of their mirror images, which are written into img's second half
+ * (for models trained with random flips, which is what makes the two views agree); prob then
+ * needs 2*B*K floats. The CLI's one place for test-time augmentation. */
+static void predict(vision_model *m, vision_acts *a, float *img, int B, int tta, float *prob) {
+    const vision_cfg *c = &m->cfg;
+    const int K = c->n_class, W = c->img_w, C = c->img_c;
+    const size_t per = (size_t)c->img_h * W * C, n = (size_t)B * K;
+    vision_forward(m, a, img, B, 0, NULL);
+    softmax_rows(prob, a->logits, B, K);
+    if (!tta) return;
+    float *mir = img + (size_t)B * per;
+    for (size_t r = 0; r < (size_t)B * c->img_h; r++) /* each row's pixels reversed, channels kept in order */
+        for (int x = 0; x < W; x++)
+            memcpy(mir + (r * W + x) * C, img + (r * W + (W - 1 - x)) * C, sizeof(float) * C);
+    vision_forward(m, a, mir, B, 0, NULL);
+    softmax_rows(prob + n, a->logits, B, K);
+    for (size_t i = 0; i < n; i++) prob[i] = 0.5f * (prob[i] + prob[n + i]);
+}
+
+/* Accuracy of m over items idx[0..n) of s; confusion (K*K, true-major) may be NULL;
+ * tta: see predict(). */
 static double evaluate(vision_model *m, vision_acts *a, const fmnist_set *s, const int *idx, int n, int bs,
                        long *confusion, int show_progress, int tta) {
     const vision_cfg *c = &m->cfg;
     const int K = c->n_class, HW = s->rows * s->cols;
-    float *img = mk_malloc(sizeof(float) * (size_t)bs * HW);
-    float *prob = mk_malloc(sizeof(float) * (size_t)bs * K), *p2 = mk_malloc(sizeof(float) * (size_t)bs * K);
+    float *img = mk_malloc(sizeof(float) * 2 * (size_t)bs * HW), *prob = mk_malloc(sizeof(float) * 2 * (size_t)bs * K);
     long hit = 0;
     mk_progress pr;
     if (show_progress) mk_progress_start(&pr, "eval", n);
     for (int i0 = 0; i0 < n; i0 += bs) {
         int B = n - i0 < bs ? n - i0 : bs;
-        for (int view = 0; view <= (tta ? 1 : 0); view++) {
-            for (int b = 0; b < B; b++) {
-                int id = idx ? idx[i0 + b] : i0 + b;
-                fm_item(img + (size_t)b * HW, s, id, 0, 0, view, c->mean[0], c->std[0]);
-            }
-            vision_forward(m, a, img, B, 0, NULL);
-            softmax_rows(view ? p2 : prob, a->logits, B, K);
+        for (int b = 0; b < B; b++) {
+            int id = idx ? idx[i0 + b] : i0 + b;
+            fm_item(img + (size_t)b * HW, s, id, 0, 0, 0, c->mean[0], c->std[0]);
         }
-        if (tta)
-            for (size_t i = 0; i < (size_t)B * K; i++) prob[i] += p2[i];
+        predict(m, a, img, B, tta, prob);
         for (int b = 0; b < B; b++) {
             const float *z = prob + (size_t)b * K;
             int am = 0;
@@ -125,7 +138,6 @@ static double evaluate(vision_model *m, vision_acts *a, const fmnist_set *s, con
     if (show_progress) mk_progress_end(&pr);
     free(img);
     free(prob);
-    free(p2);
     return n ? (double)hit / n : 0;
 }
 
@@ -308,15 +320,7 @@ int cmd_classify(int argc, char **argv) {
             failed++;
             continue;
         }
-        if (tta) /* HWC layout: mirror each row's pixels, keeping their channels in order */
-            for (int y = 0; y < c->img_h; y++)
-                for (int x = 0; x < c->img_w; x++)
-                    memcpy(img + per + ((size_t)y * c->img_w + x) * c->img_c,
-                           img + ((size_t)y * c->img_w + (c->img_w - 1 - x)) * c->img_c, sizeof(float) * c->img_c);
-        vision_forward(&m, &acts, img, tta ? 2 : 1, 0, NULL);
-        softmax_rows(prob, acts.logits, tta ? 2 : 1, K);
-        if (tta)
-            for (int k = 0; k < K; k++) prob[k] = 0.5f * (prob[k] + prob[K + k]);
+        predict(&m, &acts, img, 1, tta, prob);
         for (int k = 0; k < K; k++) rank[k] = k;
         for (int k = 0; k < K; k++) /* selection sort: K is small */
             for (int j = k + 1; j < K; j++)
