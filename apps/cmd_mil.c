@@ -81,6 +81,8 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --weight-decay X    AdamW weight decay (default %g)\n"
             "  --batch N           bags per optimiser step (default %d)\n"
             "  --clip X            global gradient-norm clip, 0 = none (default %g)\n"
+            "  --shuffle-instances present each training bag in a new random instance order (for\n"
+            "                      bags whose order means nothing; default off)\n"
             "  --seed N            random seed (default %lu)\n"
             "  --threads N         OpenMP threads (default: all)\n" ENCODER_HELP,
             mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate, o->c.branch_drop,
@@ -122,6 +124,10 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
     }
     if (!strcmp(a, "--gated-attention")) {
         o->c.gated = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--shuffle-instances")) {
+        o->t.shuffle_inst = 1;
         return 1;
     }
     if (!strcmp(a, "--encoder")) {
@@ -168,6 +174,44 @@ static double std_of(const double *v, int n) {
     double m = mean_of(v, n), s = 0;
     for (int i = 0; i < n; i++) s += (v[i] - m) * (v[i] - m);
     return sqrt(s / (n - 1));
+}
+
+/* With two or more models, every model sees the same folds / bags and the same seeds, and
+ * the shared layers start from the same draw (pathology/mil_model.c), so the per-repeat
+ * difference of the first two is the comparison that matters: its mean ± std, and in how
+ * many repeats the first model was at least as good. */
+typedef struct {
+    double acc[64], auc[64];
+} paired_runs;
+static void paired_diff(const paired_runs *a, const paired_runs *b, int n, double *dacc, double *dauc, int *wins_acc,
+                        int *wins_auc) {
+    *wins_acc = *wins_auc = 0;
+    for (int r = 0; r < n; r++) {
+        dacc[r] = a->acc[r] - b->acc[r];
+        dauc[r] = a->auc[r] - b->auc[r];
+        *wins_acc += dacc[r] >= 0;
+        *wins_auc += dauc[r] >= 0;
+    }
+}
+static void paired_print(const paired_runs *pr, int nt, int repeats, int json, const char *bench, const char *key,
+                         const char *val, const int *types) {
+    if (nt < 2) return;
+    double da[64] = {0}, du[64] = {0};
+    int wa, wu;
+    paired_diff(&pr[0], &pr[1], repeats, da, du, &wa, &wu);
+    if (json)
+        printf("{\"bench\":\"%s_paired\",\"%s\":%s,\"model\":\"%s\",\"minus\":\"%s\",\"runs\":%d,"
+               "\"accuracy_diff_mean\":%.4f,\"accuracy_diff_std\":%.4f,\"accuracy_not_worse\":%d,"
+               "\"auc_diff_mean\":%.4f,\"auc_diff_std\":%.4f,\"auc_not_worse\":%d}\n",
+               bench, key, val, mil_type_names[types[0]], mil_type_names[types[1]], repeats, mean_of(da, repeats),
+               std_of(da, repeats), wa, mean_of(du, repeats), std_of(du, repeats), wu);
+    else {
+        double ma = mean_of(da, repeats), mu = mean_of(du, repeats);
+        if (fabs(ma) < 5e-4) ma = 0; /* no "-0.000" */
+        if (fabs(mu) < 5e-4) mu = 0;
+        printf(" %+.3f ± %.3f (%d/%d) | %+.3f ± %.3f (%d/%d) |", ma, std_of(da, repeats), wa, repeats, mu,
+               std_of(du, repeats), wu, repeats);
+    }
 }
 
 /* ------------------------------------------------------------------ train */
@@ -816,14 +860,20 @@ static int bench_fmnist(const mil_opts *base, const int *types, int nt, int repe
                target, repeats);
         printf("| train bags |");
         for (int k = 0; k < nt; k++) printf(" %s AUC | %s acc |", mil_type_names[types[k]], mil_type_names[types[k]]);
+        if (nt >= 2)
+            printf(" acc %s − %s, paired (runs not worse) | AUC, paired |", mil_type_names[types[0]],
+                   mil_type_names[types[1]]);
         printf("\n|---:|");
         for (int k = 0; k < nt; k++) printf("---:|---:|");
+        if (nt >= 2) printf("---:|---:|");
         printf("\n");
     }
     for (int s = 0; s < 4; s++) {
         if (!json) printf("| %d |", sizes[s]);
+        paired_runs pr[2];
         for (int k = 0; k < nt; k++) {
-            double acc[64], auc[64];
+            double xacc[64], xauc[64]; /* models after the first two: not paired */
+            double *acc = k < 2 ? pr[k].acc : xacc, *auc = k < 2 ? pr[k].auc : xauc;
             for (int r = 0; r < repeats; r++) {
                 mil_bags tr, te;
                 mil_bags_from_images(&tr, im, lb, n, sizes[s], 10, 2, target, 1000 + 17 * r + s);
@@ -842,6 +892,9 @@ static int bench_fmnist(const mil_opts *base, const int *types, int nt, int repe
                        mean_of(acc, repeats), std_of(acc, repeats));
             fflush(stdout);
         }
+        char sz[16];
+        snprintf(sz, sizeof sz, "%d", sizes[s]);
+        paired_print(pr, nt, repeats, json, "fmnist_bags", "train_bags", sz, types);
         if (!json) printf("\n");
     }
     free(im), free(lb), free(tim), free(tlb);
@@ -1028,16 +1081,21 @@ int cmd_bench_mil(int argc, char **argv) {
     }
     if (!json)
         printf("\nMIL benchmark: d_model %d, attention hidden %d, SR-Mamba %d layers stride %d d_state %d, residual gate %d,\n"
-               "branch drop %g, dropout %g, %d epochs, AdamW lr %g wd %g, clip %g, batch %d bag(s), seed %lu, %d thread(s)\n",
+               "branch drop %g, dropout %g, %d epochs, AdamW lr %g wd %g, clip %g, batch %d bag(s), seed %lu, %d thread(s)%s\n",
                o.c.D, o.c.H, o.c.n_layer, o.c.stride, o.c.d_state, o.c.res_gate, o.c.branch_drop, o.c.dropout,
-               o.t.epochs, o.t.lr, o.t.weight_decay, o.t.clip, o.t.batch, o.t.seed, mk_num_threads());
+               o.t.epochs, o.t.lr, o.t.weight_decay, o.t.clip, o.t.batch, o.t.seed, mk_num_threads(),
+               o.t.shuffle_inst ? ",\ntraining bags in a new random instance order each time (--shuffle-instances)" : "");
     if (do_sets) {
         if (!json) {
             printf("\n%ld-fold stratified CV x %ld repeats, out-of-fold accuracy and AUC per repeat, mean ± std over "
                    "repeats:\n\n| set |", folds, repeats);
             for (int k = 0; k < nt; k++) printf(" %s acc | %s AUC |", mil_type_names[types[k]], mil_type_names[types[k]]);
+            if (nt >= 2)
+                printf(" acc %s − %s, paired (repeats not worse) | AUC, paired |", mil_type_names[types[0]],
+                       mil_type_names[types[1]]);
             printf(" ABMIL (paper) | gated ABMIL (paper) |\n|---|");
             for (int k = 0; k < nt; k++) printf("---:|---:|");
+            if (nt >= 2) printf("---:|---:|");
             printf("---:|---:|\n");
         }
         for (char *tok = strtok(sets, ","); tok; tok = strtok(NULL, ",")) {
@@ -1053,11 +1111,13 @@ int cmd_bench_mil(int argc, char **argv) {
             mil_bags b;
             if (mil_bags_load(&b, path, 0)) return cli_fail();
             if (!json) printf("| %s |", tok);
+            paired_runs pr[2];
             for (int k = 0; k < nt; k++) {
                 mil_opts oo = o;
                 oo.c.type = types[k];
                 oo.c.F = b.F;
-                double acc[64], auc[64], fa[64 * 100];
+                double xacc[64], xauc[64], fa[64 * 100];
+                double *acc = k < 2 ? pr[k].acc : xacc, *auc = k < 2 ? pr[k].auc : xauc;
                 double t0 = mk_time();
                 if (mil_cross_validate(&b, &oo.c, &oo.t, (int)folds, (int)repeats, acc, auc, fa, 0)) {
                     mil_bags_free(&b);
@@ -1074,6 +1134,9 @@ int cmd_bench_mil(int argc, char **argv) {
                            mean_of(auc, repeats), std_of(auc, repeats));
                 fflush(stdout);
             }
+            char q[80];
+            snprintf(q, sizeof q, "\"%s\"", tok);
+            paired_print(pr, nt, (int)repeats, json, "cv", "set", q, types);
             if (!json) printf(" %.3f | %.3f |\n", ILSE_ATT[si], ILSE_GATED[si]);
             mil_bags_free(&b);
         }

@@ -363,7 +363,7 @@ usage:
 typedef struct {
     const char *data_dir, *out, *ckpt, *resume, *init, *device;
     long epochs, batch, d_model, layers, d_state, expand, patch, kernel, val, limit, seed, shift, threads_unused;
-    long ckpt_every, stem, total_steps, steps;
+    long ckpt_every, stem, total_steps, steps, data_seed;
     double budget;
     double lr, wd, warmup, smooth, drop_path, shuffle_p, time_limit, min_lr;
     int order, head, flip;
@@ -385,6 +385,7 @@ static void train_defaults(train_opts *o) {
     o->val = 5000;
     o->limit = 0;
     o->seed = 1;
+    o->data_seed = -1;
     o->shift = 2;
     o->ckpt_every = 300;
     o->lr = 2e-3;
@@ -439,7 +440,9 @@ static void train_help(void) {
            "  --wd X             weight decay (default %g)\n"
            "  --warmup E         warmup epochs (default %g)\n"
            "  --smooth X         label smoothing (default %g)\n"
-           "  --seed N           (default %ld)\n"
+           "  --seed N           initialisation and validation split (default %ld)\n"
+           "  --data-seed N      order, augmentation and drop-path of the training batches (default:\n"
+           "                     --seed); give each fine-tune cycle its own to see new samples\n"
            "  --device D         cpu | cuda: where the Mamba backbone runs (default cpu)\n"
            "files:\n"
            "  --out FILE         best model, without optimiser state (default %s)\n"
@@ -475,6 +478,7 @@ static int parse_train(train_opts *o, int argc, char **argv) {
             {"--patch", &o->patch, 0, 1, 28, 0, 0},           {"--kernel", &o->kernel, 0, 1, 28, 0, 0},
             {"--val", &o->val, 0, 0, 30000, 0, 0},            {"--limit", &o->limit, 0, 0, 60000, 0, 0},
             {"--seed", &o->seed, 0, 0, 1L << 40, 0, 0},       {"--shift", &o->shift, 0, 0, 8, 0, 0},
+            {"--data-seed", &o->data_seed, 0, 0, 1L << 40, 0, 0},
             {"--ckpt-every", &o->ckpt_every, 0, 1, 1L << 30, 0, 0},
             {"--stem", &o->stem, 0, 0, 256, 0, 0},            {"--steps", &o->steps, 0, 1, 1L << 40, 0, 0},            {"--budget", 0, &o->budget, 0, 0, 0, 1e6},
             {"--lr", 0, &o->lr, 0, 0, 1e-7, 1},               {"--wd", 0, &o->wd, 0, 0, 0, 10},
@@ -537,6 +541,7 @@ static void opts_to_config(const train_opts *o, mk_config *c) {
     mk_config_set_int(c, "train_val", o->val);
     mk_config_set_int(c, "train_limit", o->limit);
     mk_config_set_int(c, "train_seed", o->seed);
+    mk_config_set_int(c, "train_data_seed", o->data_seed);
     mk_config_set_int(c, "train_shift", o->shift);
     mk_config_set_int(c, "train_flip", o->flip);
     mk_config_set_float(c, "train_lr", o->lr);
@@ -554,6 +559,9 @@ static int opts_from_config(train_opts *o, const mk_config *c) {
     if (mk_config_get_int(c, "train_total", &o->total_steps)) return -1;
     if (mk_config_get_int(c, "train_flip", &f)) return -1;
     o->flip = (int)f;
+    /* checkpoints written before --data-seed existed used --seed for the batches too */
+    if (!mk_config_get(c, "train_data_seed") || mk_config_get_int(c, "train_data_seed", &o->data_seed))
+        o->data_seed = o->seed;
     double *dp[] = {&o->lr, &o->min_lr, &o->wd, &o->warmup, &o->smooth};
     const char *dk[] = {"train_lr", "train_min_lr", "train_wd", "train_warmup", "train_smooth"};
     for (int i = 0; i < 5; i++)
@@ -665,6 +673,7 @@ int cmd_train_vision(int argc, char **argv) {
         goto fail;
     }
     use_device(&m, dev);
+    if (o.data_seed < 0) o.data_seed = o.seed;
     const int B = (int)o.batch;
     const long spe = (n_train + B - 1) / B; /* steps per epoch, last batch partial */
     if (!o.resume) o.total_steps = o.steps > 0 ? o.steps : spe * o.epochs;
@@ -704,11 +713,11 @@ int cmd_train_vision(int argc, char **argv) {
             epoch = e;
             for (int i = 0; i < n_train; i++) order[i] = perm[i];
             mk_rng er;
-            mk_rng_seed(&er, (uint64_t)o.seed * 1000003u + (uint64_t)e);
+            mk_rng_seed(&er, (uint64_t)o.data_seed * 1000003u + (uint64_t)e);
             mk_rng_shuffle(&er, order, n_train);
         }
         /* per-step rng: a resumed run draws the same augmentation as an uninterrupted one */
-        mk_rng_seed(&rng, ((uint64_t)o.seed << 32) ^ (uint64_t)step * 0x9E3779B97F4A7C15ull);
+        mk_rng_seed(&rng, ((uint64_t)o.data_seed << 32) ^ (uint64_t)step * 0x9E3779B97F4A7C15ull);
         int i0 = (int)(bi * B), nb = n_train - i0 < B ? n_train - i0 : B;
         for (int b = 0; b < nb; b++) {
             int id = order[i0 + b];

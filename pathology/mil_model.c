@@ -78,11 +78,16 @@ int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
     m->gamma = m->has_bb && c->res_gate ? mk_params_add(p, "res_gate.gamma", 0, 1, D) : -1;
     mk_params_alloc(p);
 
+    /* The backbone draws from a stream of its own, so that the embedding, attention and
+     * classifier start from the same weights and see the same dropout masks in every model
+     * type with the same seed: MambaMIL with the gate at 0 then *is* that seed's ABMIL, and
+     * the benchmark compares the two on common random numbers (docs/MIL.md). */
     mk_rng_seed(&m->rng, seed);
+    mk_rng_seed(&m->bb_rng, seed ^ 0x6a09e667f3bcc909ull);
     mk_init_const(mk_param(p, m->fmean), F, 0.f);
     mk_init_const(mk_param(p, m->fstd), F, 1.f);
     mk_init_linear(mk_param(p, m->emb_w), mk_param(p, m->emb_b), D, F, &m->rng);
-    if (m->has_bb) mamba_backbone_init(&m->bb, &m->rng);
+    if (m->has_bb) mamba_backbone_init(&m->bb, &m->bb_rng);
     if (m->att_V >= 0) {
         mk_init_linear(mk_param(p, m->att_V), mk_param(p, m->att_Vb), H, D, &m->rng);
         if (m->att_U >= 0) mk_init_linear(mk_param(p, m->att_U), mk_param(p, m->att_Ub), H, D, &m->rng);
@@ -182,11 +187,11 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
         if (m->gamma >= 0) {
             m->branch_scale = 1.f;
             if (training && c->branch_drop > 0)
-                m->branch_scale = mk_rng_uniform(&m->rng) < c->branch_drop ? 0.f : 1.f / (1.f - c->branch_drop);
+                m->branch_scale = mk_rng_uniform(&m->bb_rng) < c->branch_drop ? 0.f : 1.f / (1.f - c->branch_drop);
             if (m->branch_scale == 0.f) {
                 memcpy(m->h, m->e, sizeof(float) * LD);
             } else {
-                mamba_backbone_forward(&m->bb, &m->acts, m->m_out, m->e, 1, L, orders, training, &m->rng);
+                mamba_backbone_forward(&m->bb, &m->acts, m->m_out, m->e, 1, L, orders, training, &m->bb_rng);
                 const float *gm = mk_param(p, m->gamma);
                 const float sc = m->branch_scale;
                 for (int i = 0; i < L; i++)
@@ -195,7 +200,7 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
                             m->e[(size_t)i * D + d] + sc * gm[d] * m->m_out[(size_t)i * D + d];
             }
         } else {
-            mamba_backbone_forward(&m->bb, &m->acts, m->h, m->e, 1, L, orders, training, &m->rng);
+            mamba_backbone_forward(&m->bb, &m->acts, m->h, m->e, 1, L, orders, training, &m->bb_rng);
         }
     } else {
         memcpy(m->h, m->e, sizeof(float) * LD);
@@ -347,6 +352,7 @@ void mil_train_opts_default(mil_train_opts *o) {
     o->batch = 1;
     o->clip = 5.f;
     o->seed = 1;
+    o->shuffle_inst = 0;
     o->quiet = 0;
 }
 
@@ -362,6 +368,19 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
     mk_rng_seed(&rng, o->seed * 7919 + 17);
     int *perm = mk_malloc(sizeof(int) * n);
     for (int i = 0; i < n; i++) perm[i] = i;
+    /* --shuffle-instances: when a bag is a set (Musk conformations, image segments, random
+     * draws) its file order means nothing, yet the scans read it; a fresh order every time
+     * teaches the sequence branch not to rely on it. Drawn from the loop's own stream, so
+     * every model type with the same seed sees the same orders. */
+    int *iperm = NULL;
+    float *xperm = NULL;
+    long maxL = 0;
+    if (o->shuffle_inst) {
+        for (int i = 0; i < n; i++)
+            if (mil_bag_len(b, i) > maxL) maxL = mil_bag_len(b, i);
+        iperm = mk_malloc(sizeof(int) * (size_t)maxL);
+        xperm = mk_malloc(sizeof(float) * (size_t)maxL * b->F);
+    }
     mk_progress pr;
     int show = progress_label && !o->quiet;
     if (show) mk_progress_start(&pr, progress_label, o->epochs);
@@ -371,8 +390,16 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
         double loss = 0;
         int correct = 0;
         for (int k = 0; k < n; k++) {
-            int i = perm[k];
-            float pr1 = mil_forward(m, mil_bag_x(b, i), (int)mil_bag_len(b, i), 1);
+            int i = perm[k], L = (int)mil_bag_len(b, i);
+            const float *x = mil_bag_x(b, i);
+            if (iperm) {
+                for (int j = 0; j < L; j++) iperm[j] = j;
+                mk_rng_shuffle(&rng, iperm, L);
+                for (int j = 0; j < L; j++)
+                    memcpy(xperm + (size_t)j * b->F, x + (size_t)iperm[j] * b->F, sizeof(float) * b->F);
+                x = xperm;
+            }
+            float pr1 = mil_forward(m, x, L, 1);
             float y = (float)b->label[i];
             /* BCE on the logit: softplus(l) - y l */
             loss += mk_softplusf(m->logit) - y * m->logit;
@@ -392,6 +419,8 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
     }
     if (show) mk_progress_end(&pr);
     free(perm);
+    free(iperm);
+    free(xperm);
     return last;
 }
 

@@ -72,7 +72,8 @@ typedef struct {
     float logit, prob;
     int training;
     float branch_scale;           /* res_gate: 0 (branch dropped), 1/(1-p) or 1 in the last forward */
-    mk_rng rng;
+    mk_rng rng;                   /* init of the shared parts, dropout masks */
+    mk_rng bb_rng;                /* the backbone's own init, drop-path and branch drop */
 } mil_model;
 
 /* Declare + allocate + initialise (weights from seed). 0 or -1 with mk_error. */
@@ -97,6 +98,7 @@ typedef struct {
     int batch; /* bags per optimiser step */
     float clip; /* global gradient-norm clip, 0 = none */
     unsigned long seed;
+    int shuffle_inst; /* present each training bag in a fresh random instance order */
     int quiet;
 } mil_train_opts;
 void mil_train_opts_default(mil_train_opts *o);

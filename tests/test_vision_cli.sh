@@ -15,6 +15,30 @@ $MK train vision --help >/dev/null 2>&1; ok $? train_help
 $MK eval vision --help >/dev/null 2>&1; ok $? eval_help
 $MK train vision --epochs 0 >/dev/null 2>&1; [ $? = 2 ]; ok $? train_bad_value
 
+# training end to end on a tiny slice of Fashion-MNIST: deterministic for a seed, --data-seed
+# changes only the batches, and a run stopped by --time-limit and resumed from its checkpoint
+# ends bit for bit where the uninterrupted run ends (same steps, batches and augmentation)
+tiny="--limit 256 --val 128 --batch 32 --d-model 8 --layers 1 --d-state 4 --ckpt-every 100"
+msg=$($MK train vision $tiny --steps 6 --out "$tmp/a.mkm" 2>&1); rc=$?
+if [ $rc != 0 ] && grep -qi "not found\|no such" <<<"$msg"; then
+  echo "SKIP vision_cli.train: skipped: no data at ($(tail -1 <<<"$msg"))"
+else
+  [ $rc = 0 ] && [ -s "$tmp/a.mkm" ] && [ -s "$tmp/a.mkm.ckpt" ]; ok $? train_tiny "rc=$rc $(tail -c 300 <<<"$msg")"
+  $MK train vision $tiny --steps 6 --out "$tmp/b.mkm" >/dev/null 2>&1
+  cmp -s "$tmp/a.mkm" "$tmp/b.mkm"; ok $? train_deterministic
+  $MK train vision $tiny --steps 6 --data-seed 2 --out "$tmp/c.mkm" >/dev/null 2>&1
+  ! cmp -s "$tmp/a.mkm" "$tmp/c.mkm" && tr '\0' ' ' <"$tmp/c.mkm.ckpt" | grep -aq "train_data_seed  *2 "; ok $? train_data_seed
+  $MK train vision $tiny --steps 16 --data-seed 3 --out "$tmp/full.mkm" >/dev/null 2>&1
+  $MK train vision $tiny --steps 16 --data-seed 3 --out "$tmp/part.mkm" --time-limit 0.00001 2>"$tmp/err"
+  grep -q "time limit reached at step" "$tmp/err"; ok $? train_time_limit "$(tail -c 200 "$tmp/err")"
+  $MK train vision --resume "$tmp/part.mkm.ckpt" --out "$tmp/part.mkm" >/dev/null 2>&1; rc=$?
+  [ $rc = 0 ] && cmp -s "$tmp/full.mkm" "$tmp/part.mkm"; ok $? train_resume_bitwise "rc=$rc"
+  # fine-tune from a model: its architecture wins over the options given
+  $MK train vision --init "$tmp/a.mkm" --limit 256 --val 128 --batch 32 --steps 4 --d-model 16 \
+    --out "$tmp/ft.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && grep -q "d_model 8" "$tmp/err"; ok $? train_init_keeps_arch "rc=$rc $(head -c 300 "$tmp/err")"
+fi
+
 model="$here/models/vision.mkm"
 if [ ! -f "$model" ]; then
   echo "SKIP vision_cli.classify: skipped: no data at $model"
