@@ -193,17 +193,17 @@ static void paired_diff(const paired_runs *a, const paired_runs *b, int n, doubl
         *wins_auc += dauc[r] >= 0;
     }
 }
-static void paired_print(const paired_runs *pr, int nt, int repeats, int json, const char *bench, const char *key,
-                         const char *val, const int *types) {
+static void paired_print(const paired_runs *pr, int nt, int repeats, int json, const char *bench, const char *extra,
+                         const char *key, const char *val, const int *types) {
     if (nt < 2) return;
     double da[64] = {0}, du[64] = {0};
     int wa, wu;
     paired_diff(&pr[0], &pr[1], repeats, da, du, &wa, &wu);
     if (json)
-        printf("{\"bench\":\"%s_paired\",\"%s\":%s,\"model\":\"%s\",\"minus\":\"%s\",\"runs\":%d,"
+        printf("{\"bench\":\"%s_paired\",%s\"%s\":%s,\"model\":\"%s\",\"minus\":\"%s\",\"runs\":%d,"
                "\"accuracy_diff_mean\":%.4f,\"accuracy_diff_std\":%.4f,\"accuracy_not_worse\":%d,"
                "\"auc_diff_mean\":%.4f,\"auc_diff_std\":%.4f,\"auc_not_worse\":%d}\n",
-               bench, key, val, mil_type_names[types[0]], mil_type_names[types[1]], repeats, mean_of(da, repeats),
+               bench, extra, key, val, mil_type_names[types[0]], mil_type_names[types[1]], repeats, mean_of(da, repeats),
                std_of(da, repeats), wa, mean_of(du, repeats), std_of(du, repeats), wu);
     else {
         double ma = mean_of(da, repeats), mu = mean_of(du, repeats);
@@ -894,7 +894,7 @@ static int bench_fmnist(const mil_opts *base, const int *types, int nt, int repe
         }
         char sz[16];
         snprintf(sz, sizeof sz, "%d", sizes[s]);
-        paired_print(pr, nt, repeats, json, "fmnist_bags", "train_bags", sz, types);
+        paired_print(pr, nt, repeats, json, "fmnist_bags", "", "train_bags", sz, types);
         if (!json) printf("\n");
     }
     free(im), free(lb), free(tim), free(tlb);
@@ -950,8 +950,12 @@ static int bench_fmnist_vision(const mil_opts *base, const int *types, int nt, i
                enc, Fv, ntr, nte, t_embed, ntr, nte, repeats);
         printf("| train bags | features |");
         for (int k = 0; k < nt; k++) printf(" %s AUC | %s acc |", mil_type_names[types[k]], mil_type_names[types[k]]);
+        if (nt >= 2)
+            printf(" acc %s − %s, paired (runs not worse) | AUC, paired |", mil_type_names[types[0]],
+                   mil_type_names[types[1]]);
         printf("\n|---:|---|");
         for (int k = 0; k < nt; k++) printf("---:|---:|");
+        if (nt >= 2) printf("---:|---:|");
         printf("\n");
     }
     for (int s = 0; s < 4; s++)
@@ -959,8 +963,10 @@ static int bench_fmnist_vision(const mil_opts *base, const int *types, int nt, i
             const float *tr_pool = fk ? vtr : ptr, *te_pool = fk ? vte : pte;
             const int F = fk ? Fv : P;
             if (!json) printf("| %d | %s |", sizes[s], fk ? "vision" : "pixels");
+            paired_runs pr[2];
             for (int k = 0; k < nt; k++) {
-                double acc[64], auc[64];
+                double xacc[64], xauc[64];
+                double *acc = k < 2 ? pr[k].acc : xacc, *auc = k < 2 ? pr[k].auc : xauc;
                 for (int r = 0; r < repeats; r++) {
                     mil_bags tr, te;
                     free(mil_bags_from_pool(&tr, tr_pool, F, lb, ntr, sizes[s], 10, 2, target, 1000 + 17 * r + s));
@@ -979,6 +985,10 @@ static int bench_fmnist_vision(const mil_opts *base, const int *types, int nt, i
                            mean_of(acc, repeats), std_of(acc, repeats));
                 fflush(stdout);
             }
+            char sz[16];
+            snprintf(sz, sizeof sz, "%d", sizes[s]);
+            paired_print(pr, nt, repeats, json, "fmnist_image_bags", fk ? "\"features\":\"vision\"," : "\"features\":\"pixels\",",
+                         "train_bags", sz, types);
             if (!json) printf("\n");
         }
 done:
@@ -1136,7 +1146,7 @@ int cmd_bench_mil(int argc, char **argv) {
             }
             char q[80];
             snprintf(q, sizeof q, "\"%s\"", tok);
-            paired_print(pr, nt, (int)repeats, json, "cv", "set", q, types);
+            paired_print(pr, nt, (int)repeats, json, "cv", "", "set", q, types);
             if (!json) printf(" %.3f | %.3f |\n", ILSE_ATT[si], ILSE_GATED[si]);
             mil_bags_free(&b);
         }

@@ -76,3 +76,16 @@ for t in abmil mean max; do
     $MK mil train "$tmp/tr.csv" --folds 2 --model-type $t $small --epochs 2 --json 2>/dev/null | grep -q '"auc_mean"'
     ok $? "cv_$t"
 done
+$MK mil train "$tmp/tr.csv" --folds 2 $small --epochs 2 --shuffle-instances --json 2>/dev/null | grep -q '"auc_mean"'
+ok $? cv_shuffle_instances
+# bench mil: the first two models are compared repeat by repeat (same folds, seeds, shared init)
+out=$($MK bench mil --sets musk1 --folds 2 --repeats 2 --no-long --fmnist-runs 0 --models mamba,abmil,mean \
+      --d-model 16 --attn-hidden 16 --d-state 4 --epochs 2 --json 2>&1); rc=$?
+if grep -q "skipping musk1: not found" <<<"$out"; then
+    echo "SKIP mil_cli.bench_paired: skipped: no data at mil/musk1.csv on the data search path"
+else
+    [ $rc = 0 ] && [ "$(grep -c '"bench":"cv"' <<<"$out")" = 3 ] &&
+        grep -q '"bench":"cv_paired","set":"musk1","model":"mamba","minus":"abmil","runs":2,' <<<"$out"
+    ok $? bench_paired "rc=$rc $(head -c 400 <<<"$out")"
+fi
+
