@@ -181,9 +181,17 @@ static double std_of(const double *v, int n) {
  * difference of the first two is the comparison that matters: its mean ± std, and in how
  * many repeats the first model was at least as good. */
 typedef struct {
-    double acc[64], auc[64];
-} paired_runs;
-static void paired_diff(const paired_runs *a, const paired_runs *b, int n, double *dacc, double *dauc, int *wins_acc,
+    double acc[64], auc[64]; /* per repeat (run) */
+} model_runs;
+static void paired_header(int nt, const int *types, const char *unit) {
+    if (nt >= 2)
+        printf(" acc %s − %s, paired (%s not worse) | AUC, paired |", mil_type_names[types[0]], mil_type_names[types[1]],
+               unit);
+}
+static void paired_rule(int nt) {
+    if (nt >= 2) printf("---:|---:|");
+}
+static void paired_diff(const model_runs *a, const model_runs *b, int n, double *dacc, double *dauc, int *wins_acc,
                         int *wins_auc) {
     *wins_acc = *wins_auc = 0;
     for (int r = 0; r < n; r++) {
@@ -193,7 +201,7 @@ static void paired_diff(const paired_runs *a, const paired_runs *b, int n, doubl
         *wins_auc += dauc[r] >= 0;
     }
 }
-static void paired_print(const paired_runs *pr, int nt, int repeats, int json, const char *bench, const char *extra,
+static void paired_print(const model_runs *pr, int nt, int repeats, int json, const char *bench, const char *extra,
                          const char *key, const char *val, const int *types) {
     if (nt < 2) return;
     double da[64] = {0}, du[64] = {0};
@@ -860,20 +868,17 @@ static int bench_fmnist(const mil_opts *base, const int *types, int nt, int repe
                target, repeats);
         printf("| train bags |");
         for (int k = 0; k < nt; k++) printf(" %s AUC | %s acc |", mil_type_names[types[k]], mil_type_names[types[k]]);
-        if (nt >= 2)
-            printf(" acc %s − %s, paired (runs not worse) | AUC, paired |", mil_type_names[types[0]],
-                   mil_type_names[types[1]]);
+        paired_header(nt, types, "runs");
         printf("\n|---:|");
         for (int k = 0; k < nt; k++) printf("---:|---:|");
-        if (nt >= 2) printf("---:|---:|");
+        paired_rule(nt);
         printf("\n");
     }
     for (int s = 0; s < 4; s++) {
         if (!json) printf("| %d |", sizes[s]);
-        paired_runs pr[2];
+        model_runs pr[MIL_NTYPES];
         for (int k = 0; k < nt; k++) {
-            double xacc[64], xauc[64]; /* models after the first two: not paired */
-            double *acc = k < 2 ? pr[k].acc : xacc, *auc = k < 2 ? pr[k].auc : xauc;
+            double *acc = pr[k].acc, *auc = pr[k].auc;
             for (int r = 0; r < repeats; r++) {
                 mil_bags tr, te;
                 mil_bags_from_images(&tr, im, lb, n, sizes[s], 10, 2, target, 1000 + 17 * r + s);
@@ -950,12 +955,10 @@ static int bench_fmnist_vision(const mil_opts *base, const int *types, int nt, i
                enc, Fv, ntr, nte, t_embed, ntr, nte, repeats);
         printf("| train bags | features |");
         for (int k = 0; k < nt; k++) printf(" %s AUC | %s acc |", mil_type_names[types[k]], mil_type_names[types[k]]);
-        if (nt >= 2)
-            printf(" acc %s − %s, paired (runs not worse) | AUC, paired |", mil_type_names[types[0]],
-                   mil_type_names[types[1]]);
+        paired_header(nt, types, "runs");
         printf("\n|---:|---|");
         for (int k = 0; k < nt; k++) printf("---:|---:|");
-        if (nt >= 2) printf("---:|---:|");
+        paired_rule(nt);
         printf("\n");
     }
     for (int s = 0; s < 4; s++)
@@ -963,10 +966,9 @@ static int bench_fmnist_vision(const mil_opts *base, const int *types, int nt, i
             const float *tr_pool = fk ? vtr : ptr, *te_pool = fk ? vte : pte;
             const int F = fk ? Fv : P;
             if (!json) printf("| %d | %s |", sizes[s], fk ? "vision" : "pixels");
-            paired_runs pr[2];
+            model_runs pr[MIL_NTYPES];
             for (int k = 0; k < nt; k++) {
-                double xacc[64], xauc[64];
-                double *acc = k < 2 ? pr[k].acc : xacc, *auc = k < 2 ? pr[k].auc : xauc;
+                double *acc = pr[k].acc, *auc = pr[k].auc;
                 for (int r = 0; r < repeats; r++) {
                     mil_bags tr, te;
                     free(mil_bags_from_pool(&tr, tr_pool, F, lb, ntr, sizes[s], 10, 2, target, 1000 + 17 * r + s));
@@ -1100,12 +1102,10 @@ int cmd_bench_mil(int argc, char **argv) {
             printf("\n%ld-fold stratified CV x %ld repeats, out-of-fold accuracy and AUC per repeat, mean ± std over "
                    "repeats:\n\n| set |", folds, repeats);
             for (int k = 0; k < nt; k++) printf(" %s acc | %s AUC |", mil_type_names[types[k]], mil_type_names[types[k]]);
-            if (nt >= 2)
-                printf(" acc %s − %s, paired (repeats not worse) | AUC, paired |", mil_type_names[types[0]],
-                       mil_type_names[types[1]]);
+            paired_header(nt, types, "repeats");
             printf(" ABMIL (paper) | gated ABMIL (paper) |\n|---|");
             for (int k = 0; k < nt; k++) printf("---:|---:|");
-            if (nt >= 2) printf("---:|---:|");
+            paired_rule(nt);
             printf("---:|---:|\n");
         }
         for (char *tok = strtok(sets, ","); tok; tok = strtok(NULL, ",")) {
@@ -1121,13 +1121,12 @@ int cmd_bench_mil(int argc, char **argv) {
             mil_bags b;
             if (mil_bags_load(&b, path, 0)) return cli_fail();
             if (!json) printf("| %s |", tok);
-            paired_runs pr[2];
+            model_runs pr[MIL_NTYPES];
             for (int k = 0; k < nt; k++) {
                 mil_opts oo = o;
                 oo.c.type = types[k];
                 oo.c.F = b.F;
-                double xacc[64], xauc[64], fa[64 * 100];
-                double *acc = k < 2 ? pr[k].acc : xacc, *auc = k < 2 ? pr[k].auc : xauc;
+                double *acc = pr[k].acc, *auc = pr[k].auc, fa[64 * 100];
                 double t0 = mk_time();
                 if (mil_cross_validate(&b, &oo.c, &oo.t, (int)folds, (int)repeats, acc, auc, fa, 0)) {
                     mil_bags_free(&b);
