@@ -16,6 +16,7 @@ int cmd_train(int argc, char **argv);      /* apps/cmd_train.c: dispatches to th
 int cmd_eval(int argc, char **argv);       /* apps/cmd_train.c: dispatches to the cmd_eval_* below */
 int cmd_bench(int argc, char **argv);      /* apps/cmd_bench.c */
 int cmd_info(int argc, char **argv);       /* apps/cmd_info.c */
+int cmd_average(int argc, char **argv);    /* apps/cmd_average.c */
 
 int cmd_train_vision(int argc, char **argv);   /* apps/cmd_vision.c */
 int cmd_eval_vision(int argc, char **argv);    /* apps/cmd_vision.c */

@@ -22,6 +22,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "evaluate a model on its test set: vision | enhance"},
     {"bench", cmd_bench, "benchmarks: scan | vision | audio | ts | mil | cuda"},
     {"info", cmd_info, "print a model file's task, config and tensors"},
+    {"average", cmd_average, "average the weights of models of one architecture (SWA)"},
 };
 #define NCMD (int)(sizeof commands / sizeof commands[0])
 

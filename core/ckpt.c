@@ -328,3 +328,32 @@ fail:
     fclose(f);
     return -1;
 }
+
+int mk_ckpt_load_table(const char *path, const char *expect_task, mk_config *cfg, mk_params *p) {
+    MK_ASSERT(p->n == 0 && !p->data);
+    long long fsize;
+    FILE *f = open_sized(path, &fsize);
+    if (!f) return -1;
+    unsigned char *tab = NULL;
+    uint32_t nt, flags;
+    uint64_t step, total;
+    long long ds;
+    if (read_meta(f, path, fsize, expect_task, cfg, &tab, &nt, &step, &flags, &ds, &total)) {
+        fclose(f);
+        return -1;
+    }
+    /* read_meta checked every shape (1..4 dims, 1..2^30 each) and that the
+     * tensors tile the data in order, so declaring them in file order
+     * reproduces the file's offsets */
+    for (uint32_t i = 0; i < nt; i++) {
+        const unsigned char *r = tab + (size_t)i * TEN_BYTES;
+        int s[4] = {1, 1, 1, 1}, nd = (int)get_u32(r + MK_NAME_MAX);
+        for (int k = 0; k < nd; k++) s[k] = (int)get_u32(r + MK_NAME_MAX + 4 + 4 * k);
+        mk_params_add(p, (const char *)r, 0, nd, s[0], s[1], s[2], s[3]);
+    }
+    free(tab);
+    fclose(f);
+    MK_ASSERT(p->total == total);
+    mk_params_alloc(p);
+    return mk_ckpt_load(path, expect_task, cfg, p, 0);
+}

@@ -52,4 +52,10 @@ int mk_ckpt_read_config(const char *path, const char *expect_task, mk_config *cf
 int mk_ckpt_load(const char *path, const char *expect_task, mk_config *cfg, mk_params *p,
                  int want_optim);
 
+/* Load a model file whatever it holds: declare its tensors (names and shapes
+ * from the file's table, no weight-decay flags) into p, which must be freshly
+ * initialised, allocate and read the values. Optimiser state is not read.
+ * For tools that treat every model alike (averaging). 0 on success. */
+int mk_ckpt_load_table(const char *path, const char *expect_task, mk_config *cfg, mk_params *p);
+
 #endif

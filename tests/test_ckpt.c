@@ -270,6 +270,33 @@ int main(void) {
                 "rc %d, moments not allocated", rc);
     mk_params_free(&q);
 
+    /* the table declared from the file itself (mambakit average): names, shapes, offsets and
+     * values as saved, no moments; a truncated copy is refused before anything is declared
+     * beyond the empty table */
+    mk_params_init(&q);
+    rc = mk_ckpt_load_table(path, "copy", &c3, &q);
+    int tok = rc == 0 && q.n == 3 && q.total == p.total && q.m == NULL &&
+              !memcmp(p.data, q.data, sizeof(float) * p.total) && c3.n == 3;
+    for (int i = 0; tok && i < 3; i++) {
+        tok = !strcmp(q.t[i].name, p.t[i].name) && q.t[i].ndim == p.t[i].ndim && q.t[i].offset == p.t[i].offset;
+        for (int k = 0; tok && k < p.t[i].ndim; k++) tok = q.t[i].shape[k] == p.t[i].shape[k];
+    }
+    test_report(tok, "ckpt_load_table", "rc %d: %d tensors, %zu values, shapes and values as saved", rc, q.n, q.total);
+    mk_params_free(&q);
+    {
+        size_t nb;
+        unsigned char *b = read_all(path, &nb);
+        snprintf(path2, sizeof path2, "%s/table_trunc.mkm", dir);
+        write_all(path2, b, nb - 5);
+        free(b);
+        mk_params_init(&q);
+        rc = mk_ckpt_load_table(path2, NULL, &c3, &q);
+        test_report(rc != 0 && q.data == NULL && strstr(mk_last_error(), path2) == mk_last_error(), "ckpt_load_table_truncated",
+                    "rc %d, \"%s\"", rc, mk_last_error());
+        mk_params_free(&q);
+        unlink(path2);
+    }
+
     /* a file without optimiser state cannot resume */
     snprintf(path2, sizeof path2, "%s/noopt.mkm", dir);
     rc = mk_ckpt_save(path2, &cfg, &p, 0);
