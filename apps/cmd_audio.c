@@ -58,7 +58,7 @@ typedef struct {
     int steps, batch, d_model, n_layer, causal, n_espeak, ckpt_every;
     float seconds, lr, sisdr_w;
     unsigned long long seed;
-    const char *out, *resume, *data_dir, *cache;
+    const char *out, *resume, *init, *data_dir, *cache;
     double time_limit; /* minutes, 0 = none */
     double stop_after; /* minutes, 0 = none: stop (checkpointed) without refitting the schedule */
 } train_opts;
@@ -66,12 +66,13 @@ typedef struct {
 int cmd_train_enhance(int argc, char **argv) {
     train_opts o = {.steps = 3000, .batch = 16, .d_model = 64, .n_layer = 3, .causal = 0, .n_espeak = 200,
                     .ckpt_every = 200, .seconds = 1.0f, .lr = 2e-3f, .sisdr_w = 0.005f, .seed = 1, .out = NULL, .resume = NULL,
-                    .data_dir = NULL, .cache = "build/espeak_cache", .time_limit = 0, .stop_after = 0};
-    int json = 0;
+                    .init = NULL, .data_dir = NULL, .cache = "build/espeak_cache", .time_limit = 0, .stop_after = 0};
+    int json = 0, layers_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
         double f;
+        if (!strcmp(a, "--layers")) layers_given = 1;
         if (cli_is_help(a)) {
             printf("usage: mambakit train enhance [options]\n"
                    "  Trains the Mamba speech enhancer on noisy/clean pairs made on the fly: FSDD speech\n"
@@ -91,6 +92,9 @@ int cmd_train_enhance(int argc, char **argv) {
                    "  --data-dir DIR    data root (default: the data search path)\n"
                    "  --ckpt-every N    checkpoint every N steps (default %d)\n"
                    "  --resume FILE     continue from a checkpoint (model, optimiser and step)\n"
+                   "  --init FILE       start from a model's weights with a new optimiser and schedule (its architecture\n"
+                   "                    wins over --d-model); --layers N above its depth appends N - depth layers with a\n"
+                   "                    zero output projection, so training starts from exactly the old model's function\n"
                    "  --sisdr-weight X  weight of the waveform -SI-SDR (dB) term added to the spectral loss (default %g)\n"
                    "  --time-limit MIN  fit the schedule to MIN minutes (rate re-measured every 20 steps) and stop then\n"
                    "  --stop-after MIN  stop after MIN minutes (checkpoint + model saved) keeping the --steps schedule,\n"
@@ -145,6 +149,7 @@ int cmd_train_enhance(int argc, char **argv) {
             i++;
         }
         else if (!strcmp(a, "--resume")) { NEED_VALUE(a, v); o.resume = v; i++; }
+        else if (!strcmp(a, "--init")) { NEED_VALUE(a, v); o.init = v; i++; }
         else if (!strcmp(a, "--data-dir")) { NEED_VALUE(a, v); o.data_dir = v; i++; }
         else if (!strcmp(a, "--cache")) { NEED_VALUE(a, v); o.cache = v; i++; }
         else if (!strcmp(a, "--stream")) o.causal = 1;
@@ -156,14 +161,38 @@ int cmd_train_enhance(int argc, char **argv) {
     }
     if (!o.out) o.out = o.causal ? "models/enhance_stream.mkm" : "models/enhance.mkm";
 
+    if (o.resume && o.init) {
+        fprintf(stderr, "mambakit: train enhance: --resume and --init exclude each other\n");
+        return 2;
+    }
     audio_enhancer m;
-    if (o.resume) {
-        if (audio_enhancer_load_ex(&m, o.resume, 1, 1)) return cli_fail();
+    if (o.resume || o.init) {
+        const char *from = o.resume ? o.resume : o.init;
+        if (audio_enhancer_load_ex(&m, from, o.resume != NULL, 1)) return cli_fail();
         if (m.cfg.causal != o.causal) {
-            fprintf(stderr, "mambakit: %s: checkpoint is %s but --stream was%s given\n", o.resume,
+            fprintf(stderr, "mambakit: %s: checkpoint is %s but --stream was%s given\n", from,
                     m.cfg.causal ? "causal" : "bidirectional", o.causal ? "" : " not");
             audio_enhancer_free(&m);
             return 2;
+        }
+        if (o.init) {
+            if (layers_given && o.n_layer < m.cfg.n_layer) {
+                fprintf(stderr, "mambakit: %s: has %d layers; --layers %d cannot remove layers\n", o.init, m.cfg.n_layer,
+                        o.n_layer);
+                audio_enhancer_free(&m);
+                return 2;
+            }
+            int n0 = m.cfg.n_layer;
+            if (layers_given && audio_enhancer_grow(&m, o.n_layer, o.seed)) {
+                audio_enhancer_free(&m);
+                return cli_fail();
+            }
+            m.p.step = 0;
+            fprintf(stderr, "train enhance: from %s (d_model %d, %d layers%s)\n", o.init, m.cfg.d_model, n0,
+                    m.cfg.n_layer > n0 ? ", grown" : "");
+            if (m.cfg.n_layer > n0)
+                fprintf(stderr, "train enhance: %d new layer(s) with zero output projection: same function to start\n",
+                        m.cfg.n_layer - n0);
         }
     } else {
         audio_enhancer_cfg c;

@@ -165,6 +165,35 @@ int audio_enhancer_load_ex(audio_enhancer *m, const char *path, int want_optim, 
     return 0;
 }
 
+int audio_enhancer_grow(audio_enhancer *m, int n_layer, unsigned long long seed) {
+    MK_ASSERT(n_layer >= m->cfg.n_layer);
+    if (n_layer == m->cfg.n_layer) return 0;
+    audio_enhancer_cfg c = m->cfg;
+    const int n_old = c.n_layer;
+    c.n_layer = n_layer;
+    audio_enhancer old = *m;
+    if (audio_enhancer_create(m, &c, seed)) {
+        *m = old;
+        return -1;
+    }
+    /* Layers are named by index and the new ones come last, before the final
+     * norm, so every old tensor has its namesake. A new layer with a zero
+     * output projection adds nothing to the residual stream: the grown model
+     * computes what the old one did, yet its out_proj gets a gradient (the
+     * layer's inner activations are not zero), so training can use it. */
+    for (int i = 0; i < old.p.n; i++) {
+        int j = mk_params_find(&m->p, old.p.t[i].name);
+        MK_ASSERT(j >= 0 && m->p.t[j].numel == old.p.t[i].numel);
+        memcpy(mk_param(&m->p, j), mk_param(&old.p, i), sizeof(float) * old.p.t[i].numel);
+    }
+    for (int l = n_old; l < n_layer; l++) {
+        int o = m->bb.layer[l].out_proj;
+        mk_init_const(mk_param(&m->p, o), m->p.t[o].numel, 0.0f);
+    }
+    audio_enhancer_free(&old);
+    return 0;
+}
+
 int audio_enhancer_latency(const audio_enhancer *m) { return m->cfg.n_fft; }
 
 /* ---------------------------------------------------------------- features */

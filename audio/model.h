@@ -66,6 +66,12 @@ void audio_enhancer_free(audio_enhancer *m);
  * (u = 0: the same function), so training can continue with it. */
 int audio_enhancer_load_ex(audio_enhancer *m, const char *path, int want_optim, int add_skip);
 int audio_enhancer_load(audio_enhancer *m, const char *path, int want_optim);
+/* Deepen a model to n_layer (>= its own) Mamba layers: the new layers come
+ * after the old ones, initialised from seed but with a zero output
+ * projection, so the grown model computes exactly what the old one did
+ * (training then makes use of them). Optimiser state and step are dropped.
+ * 0, or -1 with mk_error (m unchanged). */
+int audio_enhancer_grow(audio_enhancer *m, int n_layer, unsigned long long seed);
 /* Save (atomically), with optimiser state if with_optim. extra: more config
  * entries to record (e.g. training steps), may be NULL. */
 int audio_enhancer_save(const audio_enhancer *m, const char *path, int with_optim, const mk_config *extra);
