@@ -157,6 +157,16 @@ static void test_errors(void) {
     test_report(bad && strstr(mk_last_error(), "no data rows"), "csv_header_only", "%s", mk_last_error());
     bad = parse(&t, "");
     test_report(bad, "csv_empty", "%s", mk_last_error());
+    /* a number beyond the float range would become inf in the table (found by test_fuzz) */
+    bad = parse(&t, "a,b\n1,2\n3,4e40\n5,6\n");
+    test_report(bad && strstr(mk_last_error(), "mem.csv: line 3: value '4e40' in column 'b' is outside the range"),
+                "csv_value_out_of_float_range", "%s", mk_last_error());
+    bad = parse(&t, "a;b\n1;2\n3;-9,5e99\n");
+    test_report(bad && strstr(mk_last_error(), "line 3: value '-9,5e99'"), "csv_value_out_of_float_range_comma", "%s",
+                mk_last_error());
+    bad = parse(&t, "a,b\n1,2\n3,3.4e38\n");
+    test_report(!bad && t.n_rows == 2 && t.x[3] > 3.3e38f, "csv_value_near_float_max", "%s", bad ? mk_last_error() : "");
+    if (!bad) ts_table_free(&t);
 }
 
 static void test_features(void) {

@@ -4,6 +4,7 @@
 #include "ts.h"
 
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,10 +376,13 @@ static int is_na(const char *s) {
     return 0;
 }
 
+/* 1: a number that fits a float; 0: not a number; -1: a number outside the
+ * float range (or inf), which would otherwise turn into inf in the table. */
+static int num_ok(double v) { return isfinite(v) && fabs(v) <= FLT_MAX ? 1 : -1; }
 static int parse_num(const char *s, char delim, double *v) {
     char *end;
     *v = strtod(s, &end);
-    if (end != s && *end == 0) return isfinite(*v);
+    if (end != s && *end == 0) return num_ok(*v);
     if (delim == ';' && strchr(s, ',') && !strchr(s, '.')) { /* decimal comma */
         char tmp[64];
         size_t n = strlen(s);
@@ -386,7 +390,7 @@ static int parse_num(const char *s, char delim, double *v) {
         memcpy(tmp, s, n + 1);
         *strchr(tmp, ',') = '.';
         *v = strtod(tmp, &end);
-        return end != tmp && *end == 0 && isfinite(*v);
+        return end != tmp && *end == 0 ? num_ok(*v) : 0;
     }
     return 0;
 }
@@ -475,7 +479,14 @@ int ts_csv_parse(ts_table *tb, const char *text, size_t len, const char *name) {
             const char *c = CELL(r, j);
             double v;
             if (is_na(c)) continue;
-            if (!parse_num(c, delim, &v)) ok = 0, first_bad[j] = r + 1;
+            int pn = parse_num(c, delim, &v);
+            if (pn < 0) {
+                mk_error("%s: line %d: value '%s' in column '%s' is outside the range of 32-bit floats", name,
+                         tk.rec_line[r + 1], c, tk.buf + tk.off[j]);
+                free(first_bad);
+                goto done;
+            }
+            if (!pn) ok = 0, first_bad[j] = r + 1;
             else n_ok++;
         }
         if (ok && n_ok > 0) kind[j] = 1, n_num++;
@@ -553,7 +564,7 @@ int ts_csv_parse(ts_table *tb, const char *text, size_t len, const char *name) {
         for (int r = 0; r < nr; r++) {
             const char *c = CELL(r, j);
             double v;
-            if (is_na(c) || !parse_num(c, delim, &v)) {
+            if (is_na(c) || parse_num(c, delim, &v) != 1) {
                 tb->x[(size_t)r * n_num + k] = NAN;
                 tb->n_filled++;
                 continue;

@@ -22,7 +22,14 @@
 #pragma GCC diagnostic ignored "-Wunused-but-set-variable"
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #endif
+/* A PNG may hold a zero-length IDAT chunk (the format allows it); stb_image
+ * then copies 0 bytes into a still-NULL buffer, which is harmless but
+ * undefined behaviour that UBSan stops on (found by tests/test_fuzz.c). Inside
+ * stb only, memcpy skips empty copies. */
+static inline void *stb_memcpy_(void *d, const void *s, size_t n) { return n ? memcpy(d, s, n) : d; }
+#define memcpy stb_memcpy_
 #include <stb_image.h>
+#undef memcpy
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
