@@ -82,16 +82,17 @@ done
 # steps on real speech; the architecture comes from the model, one layer is appended; the
 # refusals (fewer layers, the other mode, --init with --resume) exit 2 and write nothing
 here=$(cd "$(dirname "$0")/.." && pwd)
-msg=$($MK train enhance --init "$here/models/enhance.mkm" --layers 4 --d-model 32 --steps 2 --batch 2 --espeak 0 \
+depth=$($MK info "$here/models/enhance.mkm" | awk '$1 == "n_layer" { print $2 }')
+msg=$($MK train enhance --init "$here/models/enhance.mkm" --layers $((depth + 1)) --d-model 32 --steps 2 --batch 2 --espeak 0 \
       --cache "$tmp/cache" -o "$tmp/grown.mkm" 2>&1); rc=$?
 if [ $rc != 0 ] && grep -qi "no FSDD speech found\|no data" <<<"$msg"; then
   echo "SKIP audio_cli.train_init_grow: skipped: no data at ($(tail -1 <<<"$msg"))"
 else
-  [ $rc = 0 ] && grep -q "1 new layer" <<<"$msg" && $MK info "$tmp/grown.mkm" | grep -q "n_layer *4" &&
+  [ $rc = 0 ] && grep -q "1 new layer" <<<"$msg" && $MK info "$tmp/grown.mkm" | grep -q "n_layer *$((depth + 1))$" &&
     $MK info "$tmp/grown.mkm" | grep -q "d_model *64" && $MK info "$tmp/grown.mkm" | grep -q "train_steps *2$"
   ok $? train_init_grow "rc=$rc $(tail -c 300 <<<"$msg")"
 fi
-$MK train enhance --init "$here/models/enhance.mkm" --layers 2 --steps 2 -o "$tmp/x.mkm" 2>"$tmp/e"; rc=$?
+$MK train enhance --init "$here/models/enhance.mkm" --layers $((depth - 1)) --steps 2 -o "$tmp/x.mkm" 2>"$tmp/e"; rc=$?
 [ $rc = 2 ] && grep -q "cannot remove layers" "$tmp/e" && [ ! -e "$tmp/x.mkm" ]; ok $? train_init_fewer_layers "rc=$rc $(cat "$tmp/e")"
 $MK train enhance --init "$here/models/enhance.mkm" --stream --steps 2 -o "$tmp/x.mkm" 2>"$tmp/e"; rc=$?
 [ $rc = 2 ] && grep -q "bidirectional but --stream" "$tmp/e" && [ ! -e "$tmp/x.mkm" ]; ok $? train_init_other_mode "rc=$rc $(cat "$tmp/e")"
