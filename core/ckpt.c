@@ -268,7 +268,9 @@ int mk_ckpt_read_config(const char *path, const char *expect_task, mk_config *cf
     return rc;
 }
 
-int mk_ckpt_load(const char *path, const char *expect_task, mk_config *cfg, mk_params *p, int want_optim) {
+/* declare = 1: p is empty and takes its tensors from the file's own table
+ * (mk_ckpt_load_table); otherwise the file must match p's declaration. */
+static int load(const char *path, const char *expect_task, mk_config *cfg, mk_params *p, int want_optim, int declare) {
     long long fsize;
     FILE *f = open_sized(path, &fsize);
     if (!f) return -1;
@@ -279,6 +281,18 @@ int mk_ckpt_load(const char *path, const char *expect_task, mk_config *cfg, mk_p
     mk_config tmpcfg;
     if (!cfg) cfg = &tmpcfg;
     if (read_meta(f, path, fsize, expect_task, cfg, &tab, &nt, &step, &flags, &ds, &total)) goto fail;
+    if (declare) {
+        /* read_meta checked every shape (1..4 dims, 1..2^30 each) and that the
+         * tensors tile the data in order, so declaring them in file order
+         * reproduces the file's offsets */
+        for (uint32_t i = 0; i < nt; i++) {
+            const unsigned char *r = tab + (size_t)i * TEN_BYTES;
+            int sh[4] = {1, 1, 1, 1}, nd = (int)get_u32(r + MK_NAME_MAX);
+            for (int k = 0; k < nd; k++) sh[k] = (int)get_u32(r + MK_NAME_MAX + 4 + 4 * k);
+            mk_params_add(p, (const char *)r, 0, nd, sh[0], sh[1], sh[2], sh[3]);
+        }
+        mk_params_alloc(p);
+    }
     if ((int)nt != p->n || total != p->total) {
         mk_error("%s: model has %u tensors / %llu values, this configuration expects %d / %zu", path, nt,
                  (unsigned long long)total, p->n, p->total);
@@ -329,31 +343,11 @@ fail:
     return -1;
 }
 
+int mk_ckpt_load(const char *path, const char *expect_task, mk_config *cfg, mk_params *p, int want_optim) {
+    return load(path, expect_task, cfg, p, want_optim, 0);
+}
+
 int mk_ckpt_load_table(const char *path, const char *expect_task, mk_config *cfg, mk_params *p) {
     MK_ASSERT(p->n == 0 && !p->data);
-    long long fsize;
-    FILE *f = open_sized(path, &fsize);
-    if (!f) return -1;
-    unsigned char *tab = NULL;
-    uint32_t nt, flags;
-    uint64_t step, total;
-    long long ds;
-    if (read_meta(f, path, fsize, expect_task, cfg, &tab, &nt, &step, &flags, &ds, &total)) {
-        fclose(f);
-        return -1;
-    }
-    /* read_meta checked every shape (1..4 dims, 1..2^30 each) and that the
-     * tensors tile the data in order, so declaring them in file order
-     * reproduces the file's offsets */
-    for (uint32_t i = 0; i < nt; i++) {
-        const unsigned char *r = tab + (size_t)i * TEN_BYTES;
-        int s[4] = {1, 1, 1, 1}, nd = (int)get_u32(r + MK_NAME_MAX);
-        for (int k = 0; k < nd; k++) s[k] = (int)get_u32(r + MK_NAME_MAX + 4 + 4 * k);
-        mk_params_add(p, (const char *)r, 0, nd, s[0], s[1], s[2], s[3]);
-    }
-    free(tab);
-    fclose(f);
-    MK_ASSERT(p->total == total);
-    mk_params_alloc(p);
-    return mk_ckpt_load(path, expect_task, cfg, p, 0);
+    return load(path, expect_task, cfg, p, 0, 1);
 }

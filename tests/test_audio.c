@@ -205,23 +205,36 @@ static void test_mix(void) {
     free(s);
 }
 
+/* A small enhancer (d_model 16, d_state 4) moved off its initialisation by
+ * jitter * N(0, 1) per weight, so tests see a "trained" model; rng is left
+ * seeded for the test's own draws. */
+static void jittered_enhancer(audio_enhancer *m, audio_enhancer_cfg *c, int causal, int n_layer, unsigned long long seed,
+                              unsigned long long rng_seed, float jitter, mk_rng *rng) {
+    audio_enhancer_cfg_default(c, causal);
+    c->d_model = 16, c->n_layer = n_layer, c->d_state = 4;
+    audio_enhancer_create(m, c, seed);
+    mk_rng_seed(rng, rng_seed);
+    for (size_t i = 0; i < m->p.total; i++) m->p.data[i] += jitter * mk_rng_normal(rng);
+}
+
+/* A slowly modulated tone and the same plus white noise (std 0.1). */
+static void tone_pair(float *clean, float *noisy, size_t n, mk_rng *rng) {
+    for (size_t i = 0; i < n; i++) {
+        clean[i] = 0.3f * sinf(0.07f * i) * sinf(0.003f * i);
+        noisy[i] = clean[i] + 0.1f * mk_rng_normal(rng);
+    }
+}
+
 /* d(loss)/d(param) by central differences for a few entries of each tensor. */
 static void test_grad(void) {
     audio_enhancer_cfg c;
-    audio_enhancer_cfg_default(&c, 0);
-    c.d_model = 16, c.n_layer = 1, c.d_state = 4;
     audio_enhancer m;
-    audio_enhancer_create(&m, &c, 5);
     mk_rng rng;
-    mk_rng_seed(&rng, 4);
-    for (size_t i = 0; i < m.p.total; i++) m.p.data[i] += 0.05f * mk_rng_normal(&rng); /* off the init */
+    jittered_enhancer(&m, &c, 0, 1, 5, 4, 0.05f, &rng);
     size_t n = 800;
     int B = 2;
     float *noisy = malloc(sizeof(float) * 2 * B * n), *clean = noisy + B * n;
-    for (size_t i = 0; i < (size_t)B * n; i++) {
-        clean[i] = 0.3f * sinf(0.07f * i) * sinf(0.003f * i);
-        noisy[i] = clean[i] + 0.1f * mk_rng_normal(&rng);
-    }
+    tone_pair(clean, noisy, (size_t)B * n, &rng);
     audio_train_ws w;
     audio_train_ws_init(&w);
     w.sisdr_weight = 0.01f; /* include the waveform SI-SDR term (gradient through the ISTFT) */
@@ -255,13 +268,9 @@ static void test_grad(void) {
 /* A causal model gives the same output offline and frame by frame. */
 static void test_stream_equals_offline(void) {
     audio_enhancer_cfg c;
-    audio_enhancer_cfg_default(&c, 1);
-    c.d_model = 16, c.n_layer = 2, c.d_state = 4;
     audio_enhancer m;
-    audio_enhancer_create(&m, &c, 9);
     mk_rng rng;
-    mk_rng_seed(&rng, 6);
-    for (size_t i = 0; i < m.p.total; i++) m.p.data[i] += 0.1f * mk_rng_normal(&rng);
+    jittered_enhancer(&m, &c, 1, 2, 9, 6, 0.1f, &rng);
     size_t n = 3001;
     float *x = malloc(sizeof(float) * 3 * (n + 400)), *y1 = x + n + 400, *y2 = y1 + n + 400;
     for (size_t i = 0; i < n; i++) x[i] = 0.2f * sinf(0.05f * i) + 0.05f * mk_rng_normal(&rng);
@@ -302,19 +311,12 @@ static void test_stream_equals_offline(void) {
  * gradient, so training can use them. */
 static void test_grow(void) {
     audio_enhancer_cfg c;
-    audio_enhancer_cfg_default(&c, 1);
-    c.d_model = 16, c.n_layer = 2, c.d_state = 4;
     audio_enhancer m;
-    audio_enhancer_create(&m, &c, 21);
     mk_rng rng;
-    mk_rng_seed(&rng, 22);
-    for (size_t i = 0; i < m.p.total; i++) m.p.data[i] += 0.1f * mk_rng_normal(&rng); /* a "trained" model */
+    jittered_enhancer(&m, &c, 1, 2, 21, 22, 0.1f, &rng);
     size_t n = 1600, total0 = m.p.total;
     float *x = malloc(sizeof(float) * 5 * n), *y0 = x + n, *y1 = y0 + n, *clean = y1 + n, *s1 = clean + n;
-    for (size_t i = 0; i < n; i++) {
-        clean[i] = 0.3f * sinf(0.07f * i) * sinf(0.003f * i);
-        x[i] = clean[i] + 0.1f * mk_rng_normal(&rng);
-    }
+    tone_pair(clean, x, n, &rng);
     audio_enhance(&m, y0, x, n);
     int rc = audio_enhancer_grow(&m, 4, 7);
     audio_enhance(&m, y1, x, n);
