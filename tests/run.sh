@@ -6,6 +6,7 @@
 # get $MK (the sanitizer build of the mambakit binary) and $MK_REL (release). Ends with "N passed, N failed, N skipped".
 set -u
 export ASAN_OPTIONS=${ASAN_OPTIONS:-protect_shadow_gap=0:detect_leaks=1:abort_on_error=0}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "$0")" && pwd)/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 pass=0; fail=0; skip=0; failed=()

@@ -1,6 +1,7 @@
 /* test_fuzz.c — mutation fuzzing of every parser that reads user files from
  * memory: the time-series CSV reader, the MIL bag reader (CSV and binary) and
- * the image decoder. Each starts from valid inputs (hand-written ones, and the
+ * the image decoder; and the audio reader, on files (libsndfile parses from a
+ * path). Each starts from valid inputs (hand-written ones, and the
  * first lines of the real data files when the data search path has them, the
  * shipped example images), applies random edits (bytes replaced by ones that
  * matter to the format, inserted, deleted, lines duplicated, files cut), and
@@ -16,6 +17,11 @@
 #include <zlib.h>
 #endif
 
+#if MK_HAVE_SNDFILE
+#include <sndfile.h>
+
+#include "audio/io.h"
+#endif
 #include "core/util.h"
 #include "pathology/mil_bags.h"
 #include "tests/test.h"
@@ -237,6 +243,91 @@ static void fuzz_mil(const char *dir) {
     free(good), free(owned), free(d.b);
 }
 
+/* ---------------------------------------------------------------- audio files */
+/* Seeds: a real FSDD recording (WAV) and the same speech written by the
+ * library as FLAC, Ogg/Vorbis and stereo float AIFF, each mutated on disk and
+ * read back with audio_read. Accepted audio must be within the AUDIO_MAX_*
+ * limits and finite; a refusal must be one line naming the file. */
+static void fuzz_audio(const char *dir) {
+#if !MK_HAVE_SNDFILE
+    (void)dir;
+    test_skip("fuzz_audio", "built without libsndfile");
+#else
+    char path[4096];
+    if (!mk_find_data(NULL, "fsdd/recordings/3_theo_7.wav", path, sizeof path)) {
+        char why[4200];
+        snprintf(why, sizeof why, "no data at %s", path);
+        test_skip("fuzz_audio", why);
+        return;
+    }
+    audio_buf speech;
+    if (audio_read(path, &speech)) {
+        test_report(0, "fuzz_audio", "seed unreadable: %s", mk_last_error());
+        return;
+    }
+    float *stereo = mk_malloc(2 * speech.frames * sizeof(float));
+    for (size_t i = 0; i < speech.frames; i++) stereo[2 * i] = speech.data[i], stereo[2 * i + 1] = -0.5f * speech.data[i];
+    static const struct { const char *name; int format, channels; } kinds[] = {
+        {"seed.wav", 0, 1},
+        {"seed.flac", SF_FORMAT_FLAC | SF_FORMAT_PCM_16, 1},
+        {"seed.ogg", SF_FORMAT_OGG | SF_FORMAT_VORBIS, 1},
+        {"seed.aiff", SF_FORMAT_AIFF | SF_FORMAT_FLOAT, 2},
+    };
+    const int nk = sizeof kinds / sizeof *kinds, iters = 300;
+    int ok = 1, accepted = 0, rejected = 0, seeds = 0;
+    buf d = {0};
+    char fz[4200];
+    for (int k = 0; k < nk && ok; k++) {
+        char seed[4200];
+        snprintf(seed, sizeof seed, "%s/%s", dir, kinds[k].name);
+        const float *x = kinds[k].channels == 2 ? stereo : speech.data;
+        if (audio_write(seed, x, speech.frames, kinds[k].channels, speech.rate, kinds[k].format)) {
+            test_report(0, "fuzz_audio", "cannot write the %s seed: %s", kinds[k].name, mk_last_error());
+            ok = 0;
+            break;
+        }
+        size_t n;
+        unsigned char *good = (unsigned char *)mk_read_file(seed, 16 << 20, &n);
+        unlink(seed);
+        if (!good) continue;
+        seeds++;
+        /* same extension as the seed: libsndfile also looks at it */
+        snprintf(fz, sizeof fz, "%s/fuzz%s", dir, strrchr(kinds[k].name, '.'));
+        for (int it = 0; it < iters && ok; it++) {
+            buf_set(&d, good, n);
+            /* edits land mostly in the header, where the counts and sizes are */
+            size_t keep = d.n;
+            if (it % 4) d.n = d.n < 512 ? d.n : 512;
+            mutate(&d, "\0\1\2\x7f\x80\xff" "RIFFWAVEfmt dataOggSfLaCFORMAIFFCOMMSSND", 44);
+            if (it % 4 && keep > 512) memcpy(d.b + d.n, good + 512, keep - 512), d.n += keep - 512;
+            FILE *f = fopen(fz, "wb");
+            fwrite(d.b, 1, d.n, f);
+            fclose(f);
+            audio_buf a;
+            if (audio_read(fz, &a) == 0) {
+                accepted++;
+                ok = a.frames >= 1 && a.channels >= 1 && a.channels <= AUDIO_MAX_CHANNELS && a.rate >= AUDIO_MIN_RATE &&
+                     a.rate <= AUDIO_MAX_RATE && a.frames * (size_t)a.channels <= AUDIO_MAX_SAMPLES;
+                for (size_t i = 0; ok && i < a.frames * (size_t)a.channels; i++) ok = isfinite(a.data[i]);
+                if (!ok) test_report(0, "fuzz_audio", "%s, iteration %d: accepted inconsistent audio", kinds[k].name, it);
+                audio_free(&a);
+            } else {
+                char where[128];
+                snprintf(where, sizeof where, "%s, ", kinds[k].name);
+                ok = refused_well("fuzz_audio", fz, where, it, &rejected);
+            }
+        }
+        unlink(fz);
+        free(good);
+    }
+    if (ok)
+        test_report(1, "fuzz_audio", "%d mutated audio files from %d seeds (WAV, FLAC, Ogg/Vorbis, AIFF): %d read, %d refused",
+                    seeds * iters, seeds, accepted, rejected);
+    free(d.b), free(stereo);
+    audio_free(&speech);
+#endif
+}
+
 /* ---------------------------------------------------------------- images */
 static void fuzz_images(void) {
 #if !MK_HAVE_STB || !MK_HAVE_ZLIB
@@ -315,6 +406,7 @@ int main(void) {
     fuzz_ts_csv();
     fuzz_mil(dir);
     fuzz_images();
+    fuzz_audio(dir);
     rmdir(dir);
     return test_exit();
 }
