@@ -412,7 +412,7 @@ static int fc_load(fc_state *st, const fc_opts *o) {
         for (int r = 0; r < st->tb.n_rows; r++)
             st->se.x[(size_t)r * sv.C + c] = (float)((st->tb.x[(size_t)r * sv.C + c] - mu) / sd);
     }
-    if (ts_model_create(&st->m, sv.kind, &sv.sm, sv.L, sv.H, sv.C, sv.F, sv.period, 0)) return -1;
+    if (ts_model_create_matching(&st->m, sv.kind, &sv.sm, sv.L, sv.H, sv.C, sv.F, sv.period, o->model)) return -1;
     st->have_model = 1;
     if (mk_ckpt_load(o->model, "forecast", &sv.cfg, &st->m.p, 0)) return -1;
     st->L = sv.L, st->H = sv.H;

@@ -129,21 +129,7 @@ static int load_model(points_model *m, const char *path_opt) {
         mk_error("no --model given and models/points.mkm not found (tried: %s)", path);
         return -1;
     }
-    mk_config cfg;
-    points_cfg pc;
-    if (mk_ckpt_read_config(path, "points", &cfg)) return -1;
-    if (points_cfg_from_config(&pc, &cfg)) {
-        char e[512];
-        snprintf(e, sizeof e, "%s", mk_last_error());
-        mk_error("%s: %s", path, e);
-        return -1;
-    }
-    if (points_model_init(m, &pc, NULL)) return -1;
-    if (mk_ckpt_load(path, "points", &cfg, &m->p, 0)) {
-        points_model_free(m);
-        return -1;
-    }
-    return 0;
+    return points_model_load(m, path);
 }
 
 /* ------------------------------------------------------------ classify */

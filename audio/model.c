@@ -29,7 +29,9 @@ void audio_enhancer_cfg_default(audio_enhancer_cfg *c, int causal) {
     c->skip = 1;
 }
 
-static int declare(audio_enhancer *m, const audio_enhancer_cfg *c) {
+/* match: a model file whose tensor table the declaration must equal before
+ * anything is allocated (loading), or NULL (a new model). */
+static int declare(audio_enhancer *m, const audio_enhancer_cfg *c, const char *match) {
     memset(m, 0, sizeof *m);
     if (c->sr < 4000 || c->sr > 48000 || c->d_model < 4 || c->d_model > 1024 || c->n_layer < 1 || c->n_layer > 32 ||
         !(c->power > 0.05f && c->power <= 1.f) || !(c->beta >= 1.f && c->beta <= 4.f) ||
@@ -57,12 +59,16 @@ static int declare(audio_enhancer *m, const audio_enhancer_cfg *c) {
     m->w_out = mk_params_add(&m->p, "mask.weight", 1, 2, F, D);
     m->b_out = mk_params_add(&m->p, "mask.bias", 0, 1, F);
     m->skip_u = c->skip ? mk_params_add(&m->p, "mask.skip", 0, 1, F) : -1;
+    if (match && mk_ckpt_check_table(match, "enhance", &m->p)) {
+        audio_enhancer_free(m);
+        return -1;
+    }
     mk_params_alloc(&m->p);
     return 0;
 }
 
 int audio_enhancer_create(audio_enhancer *m, const audio_enhancer_cfg *c, unsigned long long seed) {
-    if (declare(m, c)) return -1;
+    if (declare(m, c, NULL)) return -1;
     mk_rng rng;
     mk_rng_seed(&rng, seed);
     mk_init_linear(mk_param(&m->p, m->w_in), mk_param(&m->p, m->b_in), c->d_model, m->F, &rng);
@@ -141,7 +147,7 @@ int audio_enhancer_load_ex(audio_enhancer *m, const char *path, int want_optim, 
     }
 #undef GETI
 #undef GETF
-    if (declare(m, &e)) return -1;
+    if (declare(m, &e, path)) return -1;
     if (mk_ckpt_load(path, "enhance", &c, &m->p, want_optim)) {
         audio_enhancer_free(m);
         return -1;
@@ -150,7 +156,7 @@ int audio_enhancer_load_ex(audio_enhancer *m, const char *path, int want_optim, 
         /* rebuild with the skip tensor and copy every old tensor by name */
         audio_enhancer old = *m;
         e.skip = 1;
-        if (declare(m, &e)) {
+        if (declare(m, &e, NULL)) {
             audio_enhancer_free(&old);
             return -1;
         }

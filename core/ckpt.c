@@ -268,6 +268,45 @@ int mk_ckpt_read_config(const char *path, const char *expect_task, mk_config *cf
     return rc;
 }
 
+/* The file's tensor table (nt entries, total values) against p's declaration:
+ * same count, names, shapes and offsets. Needs only the declaration, so
+ * loaders can call it before allocating anything. */
+static int match_table(const char *path, const unsigned char *tab, uint32_t nt, uint64_t total, const mk_params *p) {
+    if ((int)nt != p->n || total != p->total) {
+        mk_error("%s: model has %u tensors / %llu values, this configuration expects %d / %zu", path, nt,
+                 (unsigned long long)total, p->n, p->total);
+        return -1;
+    }
+    for (int i = 0; i < p->n; i++) {
+        const unsigned char *r = tab + (size_t)i * TEN_BYTES;
+        const mk_tensor *t = &p->t[i];
+        int same = !strcmp((const char *)r, t->name) && (int)get_u32(r + MK_NAME_MAX) == t->ndim &&
+                   get_u64(r + MK_NAME_MAX + 28) == t->offset;
+        for (int k = 0; same && k < t->ndim; k++) same = (int)get_u32(r + MK_NAME_MAX + 4 + 4 * k) == t->shape[k];
+        if (!same) {
+            mk_error("%s: tensor %d is '%s', expected '%s' with this shape", path, i, (const char *)r, t->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int mk_ckpt_check_table(const char *path, const char *expect_task, const mk_params *p) {
+    long long fsize;
+    FILE *f = open_sized(path, &fsize);
+    if (!f) return -1;
+    unsigned char *tab = NULL;
+    uint32_t nt, flags;
+    uint64_t step, total;
+    long long ds;
+    mk_config *cfg = mk_malloc(sizeof *cfg);
+    int rc = read_meta(f, path, fsize, expect_task, cfg, &tab, &nt, &step, &flags, &ds, &total);
+    if (!rc) rc = match_table(path, tab, nt, total, p);
+    free(tab), free(cfg);
+    fclose(f);
+    return rc;
+}
+
 /* declare = 1: p is empty and takes its tensors from the file's own table
  * (mk_ckpt_load_table); otherwise the file must match p's declaration. */
 static int load(const char *path, const char *expect_task, mk_config *cfg, mk_params *p, int want_optim, int declare) {
@@ -293,22 +332,7 @@ static int load(const char *path, const char *expect_task, mk_config *cfg, mk_pa
         }
         mk_params_alloc(p);
     }
-    if ((int)nt != p->n || total != p->total) {
-        mk_error("%s: model has %u tensors / %llu values, this configuration expects %d / %zu", path, nt,
-                 (unsigned long long)total, p->n, p->total);
-        goto fail;
-    }
-    for (int i = 0; i < p->n; i++) {
-        const unsigned char *r = tab + (size_t)i * TEN_BYTES;
-        const mk_tensor *t = &p->t[i];
-        int same = !strcmp((const char *)r, t->name) && (int)get_u32(r + MK_NAME_MAX) == t->ndim &&
-                   get_u64(r + MK_NAME_MAX + 28) == t->offset;
-        for (int k = 0; same && k < t->ndim; k++) same = (int)get_u32(r + MK_NAME_MAX + 4 + 4 * k) == t->shape[k];
-        if (!same) {
-            mk_error("%s: tensor %d is '%s', expected '%s' with this shape", path, i, (const char *)r, t->name);
-            goto fail;
-        }
-    }
+    if (match_table(path, tab, nt, total, p)) goto fail;
     if (fseek(f, ds, SEEK_SET) || (p->total && fread(p->data, sizeof(float), p->total, f) != p->total)) {
         mk_error("%s: truncated tensor data", path);
         goto fail;

@@ -46,6 +46,12 @@ int mk_ckpt_save(const char *path, const mk_config *cfg, const mk_params *p, int
  * the model). expect_task may be NULL. 0 on success, else mk_error set. */
 int mk_ckpt_read_config(const char *path, const char *expect_task, mk_config *cfg);
 
+/* Compare a declared table (allocated or not) with the file's: same tensors,
+ * names, shapes. Loaders call it after declaring a model from the file's
+ * config and *before* allocating, so a config that asks for more than the file
+ * holds (a corrupted or hand-edited header) is refused before any memory is
+ * taken. 0, or -1 with mk_error naming the file. */
+int mk_ckpt_check_table(const char *path, const char *expect_task, const mk_params *p);
 /* Load tensor values into an already-declared-and-allocated params table
  * (matching by name and shape). If the file has optimiser state and p has
  * moments allocated (or want_optim), they are loaded too. 0 on success. */

@@ -31,7 +31,9 @@ void mil_cfg_default(mil_cfg *c, int type, int F) {
     c->dropout = 0.f;
 }
 
-int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
+/* match: a model file whose tensor table the declaration must equal before
+ * anything is allocated (mil_model_load), or NULL (a new model). */
+static int build(mil_model *m, const mil_cfg *c, unsigned long seed, const char *match) {
     memset(m, 0, sizeof *m);
     if (c->type < 0 || c->type >= MIL_NTYPES || c->F < 1 || c->F > MIL_MAX_FEATURES || c->D < 1 || c->D > 4096 ||
         c->H < 1 || c->H > 4096 || c->n_layer < 0 || c->n_layer > 32 || c->stride < 0 || c->d_state < 1 ||
@@ -76,6 +78,10 @@ int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
     m->cls_w = mk_params_add(p, "classifier.weight", 1, 1, D);
     m->cls_b = mk_params_add(p, "classifier.bias", 0, 1, 1);
     m->gamma = m->has_bb && c->res_gate ? mk_params_add(p, "res_gate.gamma", 0, 1, D) : -1;
+    if (match && mk_ckpt_check_table(match, "mil", p)) {
+        mil_model_free(m);
+        return -1;
+    }
     mk_params_alloc(p);
 
     /* The backbone draws from a stream of its own, so that the embedding, attention and
@@ -98,6 +104,8 @@ int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) {
     mamba_acts_init(&m->acts);
     return 0;
 }
+
+int mil_model_create(mil_model *m, const mil_cfg *c, unsigned long seed) { return build(m, c, seed, NULL); }
 
 void mil_model_free(mil_model *m) {
     if (m->has_bb) mamba_backbone_free(&m->bb);
@@ -615,7 +623,7 @@ int mil_model_load(mil_model *m, const char *path) {
         return -1;
     }
     c.branch_drop = (float)bd;
-    if (mil_model_create(m, &c, 1)) return -1;
+    if (build(m, &c, 1, path)) return -1;
     if (mk_ckpt_load(path, "mil", &cfg, &m->p, 0)) {
         mil_model_free(m);
         return -1;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# CLI basics: help, unknown commands, info on bad model files.
+# CLI basics: help, unknown commands, info on bad model files, averaging, model files whose
+# config asks for more than they hold.
 MK=${MK:-build/san/mambakit}
+MK_REL=${MK_REL:-build/mambakit}
 ok() { if [ "$1" = 0 ]; then echo "PASS cli.$2"; else echo "FAIL cli.$2 $3"; fi; }
 $MK --help >/dev/null 2>&1; ok $? help
 $MK nonsense >/dev/null 2>&1; [ $? = 2 ]; ok $? unknown_command
@@ -50,3 +52,44 @@ $MK average "$tmp/a.mkm" -o "$tmp/x.mkm" >/dev/null 2>&1; [ $? = 2 ]; ok $? aver
 msg=$($MK average "$tmp/a.mkm" "$tmp/bad.mk" -o "$tmp/x.mkm" 2>&1); rc=$?
 [ $rc = 1 ] && grep -q "bad.mk" <<<"$msg" && [ ! -e "$tmp/x.mkm" ]; ok $? average_bad_file "rc=$rc msg=$msg"
 $MK average --help >/dev/null 2>&1; ok $? average_help
+
+# A model file whose config asks for a far larger model than its tensors hold (a corrupted
+# or hand-edited header) is refused by comparing the declared tensors with the file's table
+# before anything is allocated: one line naming the file, exit 1, and little memory (run
+# under a 1.5 GB address-space limit, which the old allocate-then-compare order broke).
+setcfg() { # FILE KEY VALUE: rewrite one value in the fixed-width config records (core/ckpt.h)
+    local n i off
+    n=$(( $(od -An -v -tu4 -j 48 -N 4 "$1") ))
+    for (( i = 0; i < n; i++ )); do
+        off=$(( 64 + 128 * i ))
+        if [ "$(dd if="$1" bs=1 skip=$off count=32 status=none | tr -d '\0')" = "$2" ]; then
+            { printf '%s' "$3"; head -c $(( 96 - ${#3} )) /dev/zero; } |
+                dd of="$1" bs=1 seek=$(( off + 32 )) conv=notrunc status=none
+            return 0
+        fi
+    done
+    return 1
+}
+awk 'BEGIN { print "t,v"; for (i = 0; i <= 100000; i++) print i "," (i * 7) % 11 }' > "$tmp/s.csv"
+awk 'BEGIN { srand(5); for (b = 0; b < 3; b++) for (i = 0; i < 4; i++) { printf "b%d,%d", b, b % 2;
+             for (f = 0; f < 166; f++) printf ",%.2f", rand(); print "" } }' > "$tmp/bags.csv"
+# 0.1 s of 16-bit mono silence at 8 kHz: a 44-byte RIFF header and 1600 zero bytes
+{ printf 'RIFF\x64\x06\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data\x40\x06\0\0'
+  head -c 1600 /dev/zero; } > "$tmp/in.wav"
+awk 'BEGIN { srand(3); for (i = 0; i < 300; i++) printf "%.3f %.3f %.3f\n", rand(), rand(), rand() }' > "$tmp/obj.xyz"
+$MK_REL forecast "$tmp/s.csv" --horizon 4 --lookback 8 --model dlinear --epochs 1 -q --save-model "$tmp/forecast.mkm" >/dev/null 2>&1
+for m in vision enhance mil points; do cp "models/$m.mkm" "$tmp/$m.mkm"; chmod u+w "$tmp/$m.mkm"; done
+huge() { # NAME "KEY VALUE ..." COMMAND...
+    local name=$1 kv=($2) f="$tmp/$1.mkm" msg rc
+    shift 2
+    for (( i = 0; i < ${#kv[@]}; i += 2 )); do setcfg "$f" "${kv[i]}" "${kv[i+1]}" || { ok 1 "huge_config_$name" "no key ${kv[i]}"; return; }; done
+    msg=$( (ulimit -v 1500000; "$MK_REL" "$@" 2>&1 >/dev/null) ); rc=$?
+    [ $rc = 1 ] && [ "$(wc -l <<<"$msg")" = 1 ] && grep -q "^mambakit: $f: model has .* this configuration expects" <<<"$msg" &&
+        [ ! -e "$tmp/out.wav" ]
+    ok $? "huge_config_$name" "rc=$rc msg=$msg"
+}
+huge vision "d_model 65536 n_layer 1024 expand 64" classify examples/ankle_boot_0.png --model "$tmp/vision.mkm"
+huge mil "d_model 4096 attn_hidden 4096 n_layer 32" mil predict "$tmp/bags.csv" --model "$tmp/mil.mkm"
+huge enhance "d_model 1024 n_layer 32" enhance "$tmp/in.wav" -o "$tmp/out.wav" --model "$tmp/enhance.mkm"
+huge points "d_model 4096 hidden 4096" points classify "$tmp/obj.xyz" --model "$tmp/points.mkm"
+huge forecast "lookback 100000 horizon 100000" forecast "$tmp/s.csv" --model "$tmp/forecast.mkm"

@@ -1,7 +1,7 @@
 /* test_fuzz.c — mutation fuzzing of every parser that reads user files from
  * memory: the time-series CSV reader, the MIL bag reader (CSV and binary) and
- * the image decoder; and the audio reader, on files (libsndfile parses from a
- * path). Each starts from valid inputs (hand-written ones, and the
+ * the image decoder; and, on files, the audio reader (libsndfile parses from a
+ * path) and the model loaders. Each starts from valid inputs (hand-written ones, and the
  * first lines of the real data files when the data search path has them, the
  * shipped example images), applies random edits (bytes replaced by ones that
  * matter to the format, inserted, deleted, lines duplicated, files cut), and
@@ -21,12 +21,16 @@
 #include <sndfile.h>
 
 #include "audio/io.h"
+#include "audio/model.h"
 #endif
 #include "core/util.h"
 #include "pathology/mil_bags.h"
+#include "pathology/mil_model.h"
 #include "tests/test.h"
 #include "timeseries/ts.h"
 #include "vision/image.h"
+#include "vision/model.h"
+#include "vision/points.h"
 
 static mk_rng rng;
 
@@ -328,6 +332,116 @@ static void fuzz_audio(const char *dir) {
 #endif
 }
 
+/* ---------------------------------------------------------------- model files */
+/* Load, use once, free. 0: loaded and the output is finite; 1: inconsistent;
+ * -1: refused (mk_error set). */
+static int use_mil(const char *path) {
+    mil_model m;
+    if (mil_model_load(&m, path)) return -1;
+    float *x = mk_malloc(sizeof(float) * 5 * (size_t)m.c.F);
+    for (long i = 0; i < 5L * m.c.F; i++) x[i] = (float)mk_rng_normal(&rng);
+    float logit = mil_forward(&m, x, 5, 0);
+    free(x);
+    mil_model_free(&m);
+    return !isfinite(logit);
+}
+static int use_vision(const char *path) {
+    vision_model m;
+    if (vision_model_load(&m, path, 0, NULL)) return -1;
+    vision_model_free(&m);
+    return 0;
+}
+static int use_points(const char *path) {
+    points_model m;
+    if (points_model_load(&m, path)) return -1;
+    points_model_free(&m);
+    return 0;
+}
+#if MK_HAVE_SNDFILE
+static int use_enhancer(const char *path) {
+    audio_enhancer m;
+    if (audio_enhancer_load(&m, path, 0)) return -1;
+    enum { N = 1600 };
+    float x[N], y[N];
+    for (int i = 0; i < N; i++) x[i] = 0.1f * (float)mk_rng_normal(&rng);
+    audio_enhance(&m, y, x, N);
+    audio_enhancer_free(&m);
+    for (int i = 0; i < N; i++)
+        if (!isfinite(y[i])) return 1;
+    return 0;
+}
+#endif
+
+/* The shipped models with edits confined to their header (task, config records,
+ * tensor table; the float data after it is kept), loaded by the domain loaders.
+ * A model that loads is used once and must give finite output; a refusal must be
+ * one line naming the file. A config that asks for a larger model than the file
+ * holds must be refused before the memory is taken (the loaders compare the
+ * declared tensors with the file's table first), or this test runs out of memory. */
+static void fuzz_models(const char *dir) {
+    static const struct { const char *file; int (*use)(const char *); } kinds[] = {
+        {"models/mil.mkm", use_mil},
+        {"models/vision.mkm", use_vision},
+        {"models/points.mkm", use_points},
+#if MK_HAVE_SNDFILE
+        {"models/enhance.mkm", use_enhancer},
+        {"models/enhance_stream.mkm", use_enhancer},
+#endif
+    };
+    const int nk = sizeof kinds / sizeof *kinds, iters = 150;
+    int ok = 1, loaded = 0, rejected = 0, seeds = 0;
+    buf d = {0};
+    char fz[4200];
+    snprintf(fz, sizeof fz, "%s/fuzz.mkm", dir);
+    mk_quiet = 1;
+    for (int k = 0; k < nk && ok; k++) {
+        size_t n;
+        unsigned char *good = (unsigned char *)mk_read_file(kinds[k].file, 8 << 20, &n);
+        if (!good || n < 64) {
+            free(good);
+            continue;
+        }
+        seeds++;
+        uint32_t nc, nt;
+        memcpy(&nc, good + 48, 4), memcpy(&nt, good + 52, 4);
+        size_t head = 64 + 128 * (size_t)nc + 100 * (size_t)nt;
+        MK_ASSERT(head < n);
+        for (int it = 0; it < iters && ok; it++) {
+            buf_set(&d, good, head);
+            mutate(&d, "0123456789.-e\0\1\xff", 16);
+            size_t h = d.n; /* the edited header, then the original data */
+            if (d.cap < h + n - head + 1) {
+                d.cap = h + n - head + 1;
+                d.b = mk_realloc(d.b, d.cap);
+            }
+            memcpy(d.b + h, good + head, n - head);
+            d.n = h + n - head;
+            FILE *f = fopen(fz, "wb");
+            fwrite(d.b, 1, d.n, f);
+            fclose(f);
+            int r = kinds[k].use(fz);
+            if (r == 0) {
+                loaded++;
+            } else if (r > 0) {
+                test_report(0, "fuzz_models", "%s, iteration %d: loaded, but the output is not finite", kinds[k].file, it);
+                ok = 0;
+            } else {
+                char where[128];
+                snprintf(where, sizeof where, "%s, ", kinds[k].file);
+                ok = refused_well("fuzz_models", fz, where, it, &rejected);
+            }
+        }
+        free(good);
+    }
+    mk_quiet = 0;
+    unlink(fz);
+    free(d.b);
+    if (!seeds) test_skip("fuzz_models", "no shipped models at models/ (run from the repository root)");
+    else if (ok)
+        test_report(1, "fuzz_models", "%d model files from %d shipped models, headers mutated: %d loaded and ran, %d refused",
+                    seeds * iters, seeds, loaded, rejected);
+}
+
 /* ---------------------------------------------------------------- images */
 static void fuzz_images(void) {
 #if !MK_HAVE_STB || !MK_HAVE_ZLIB
@@ -407,6 +521,7 @@ int main(void) {
     fuzz_mil(dir);
     fuzz_images();
     fuzz_audio(dir);
+    fuzz_models(dir);
     rmdir(dir);
     return test_exit();
 }

@@ -186,8 +186,8 @@ void ts_window(const ts_series *s, const ts_split *sp, int w, int L, int H, floa
 
 /* ---------------------------------------------------------------- model */
 
-int ts_model_create(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, int C, int F, int period,
-                    uint64_t seed) {
+static int build(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, int C, int F, int period,
+                 uint64_t seed, const char *match) {
     memset(m, 0, sizeof *m);
     m->kind = kind;
     m->L = L, m->H = H, m->C = C, m->F = F, m->period = period;
@@ -206,15 +206,33 @@ int ts_model_create(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H
             ts_model_free(m); /* what the declaration allocated before it failed */
             return -1;
         }
+        if (match && mk_ckpt_check_table(match, "forecast", &m->p)) {
+            ts_model_free(m);
+            return -1;
+        }
         mk_params_alloc(&m->p);
         ts_smamba_init(&m->smamba, &rng);
         mk_rng_seed(&m->smamba.rng, seed ^ 0xd50b0a7ULL);
     } else if (kind == TS_MODEL_DLINEAR) {
         if (ts_dlinear_declare(&m->dlinear, &m->p, L, H, C, L >= 25 ? 25 : (L % 2 ? L : L - 1))) return -1;
+        if (match && mk_ckpt_check_table(match, "forecast", &m->p)) {
+            ts_model_free(m);
+            return -1;
+        }
         mk_params_alloc(&m->p);
         ts_dlinear_init(&m->dlinear, &rng);
     }
     return 0;
+}
+
+int ts_model_create(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, int C, int F, int period,
+                    uint64_t seed) {
+    return build(m, kind, sm, L, H, C, F, period, seed, NULL);
+}
+
+int ts_model_create_matching(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, int C, int F, int period,
+                             const char *match) {
+    return build(m, kind, sm, L, H, C, F, period, 0, match);
 }
 
 void ts_model_relink(ts_model *m) {

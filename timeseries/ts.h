@@ -234,6 +234,11 @@ typedef struct {
 /* Create a model (params allocated and initialised). */
 int ts_model_create(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, int C, int F, int period,
                     uint64_t seed);
+/* The same, for loading: the declared tensors must equal the tensor table of
+ * the model file `match` before anything is allocated (a config that asks for
+ * more than the file holds is refused without taking the memory). */
+int ts_model_create_matching(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, int C, int F, int period,
+                             const char *match);
 void ts_model_free(ts_model *m);
 /* After copying a ts_model struct by value: point its layers at its own params. */
 void ts_model_relink(ts_model *m);

@@ -137,7 +137,9 @@ int vision_cfg_from_config(vision_cfg *c, const mk_config *in) {
 
 /* -------------------------------------------------------------- model */
 
-int vision_model_create(vision_model *m, const vision_cfg *cin) {
+/* match: a model file whose tensor table the declaration must equal before
+ * anything is allocated (vision_model_load), or NULL (a new model). */
+static int build(vision_model *m, const vision_cfg *cin, const char *match) {
     memset(m, 0, sizeof *m);
     m->cfg = *cin;
     vision_cfg *c = &m->cfg;
@@ -159,6 +161,11 @@ int vision_model_create(vision_model *m, const vision_cfg *cin) {
     }
     m->head_w = mk_params_add(&m->p, "head.weight", 1, 2, c->n_class, D);
     m->head_b = mk_params_add(&m->p, "head.bias", 0, 1, c->n_class);
+    if (match && mk_ckpt_check_table(match, "vision", &m->p)) {
+        mamba_backbone_free(&m->bb);
+        mk_params_free(&m->p);
+        return -1;
+    }
     mk_params_alloc(&m->p);
     m->G = vision_order_dirs(c->order);
     m->order_buf = mk_malloc(sizeof(int) * (size_t)m->G * c->L);
@@ -166,6 +173,8 @@ int vision_model_create(vision_model *m, const vision_cfg *cin) {
     for (int g = 0; g < m->G; g++) m->orders[g] = m->order_buf + (size_t)g * c->L;
     return 0;
 }
+
+int vision_model_create(vision_model *m, const vision_cfg *cin) { return build(m, cin, NULL); }
 
 void vision_model_init(vision_model *m, mk_rng *rng) {
     const vision_cfg *c = &m->cfg;
@@ -198,7 +207,7 @@ int vision_model_load(vision_model *m, const char *path, int with_optim, mk_conf
         mk_error("%s: %s", path, msg);
         goto fail;
     }
-    if (vision_model_create(m, &vc)) goto fail;
+    if (build(m, &vc, path)) goto fail;
     if (with_optim) mk_params_alloc_optim(&m->p);
     if (mk_ckpt_load(path, "vision", cf, &m->p, with_optim)) {
         vision_model_free(m);

@@ -2,6 +2,7 @@
 #include "vision/points.h"
 
 #include <float.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,9 @@ int points_cfg_from_config(points_cfg *c, const mk_config *in) {
     return 0;
 }
 
-int points_model_init(points_model *m, const points_cfg *c, mk_rng *rng) {
+/* match: a model file whose tensor table the declaration must equal before
+ * anything is allocated (points_model_load), or NULL (a new model). */
+static int build(points_model *m, const points_cfg *c, mk_rng *rng, const char *match) {
     memset(m, 0, sizeof *m);
     if (points_cfg_check(c)) return -1;
     m->cfg = *c;
@@ -98,6 +101,10 @@ int points_model_init(points_model *m, const points_cfg *c, mk_rng *rng) {
     }
     m->hw = mk_params_add(&m->p, "head.weight", 1, 2, C, D);
     m->hb = mk_params_add(&m->p, "head.bias", 0, 1, C);
+    if (match && mk_ckpt_check_table(match, "points", &m->p)) {
+        points_model_free(m);
+        return -1;
+    }
     mk_params_alloc(&m->p);
     if (rng) {
         mk_init_linear(mk_param(&m->p, m->w1), mk_param(&m->p, m->b1), H, 3, rng);
@@ -105,6 +112,27 @@ int points_model_init(points_model *m, const points_cfg *c, mk_rng *rng) {
         mk_init_linear(mk_param(&m->p, m->pw), mk_param(&m->p, m->pb), D, 3, rng);
         mamba_backbone_init(&m->bb, rng);
         mk_init_linear(mk_param(&m->p, m->hw), mk_param(&m->p, m->hb), C, D, rng);
+    }
+    return 0;
+}
+
+int points_model_init(points_model *m, const points_cfg *c, mk_rng *rng) { return build(m, c, rng, NULL); }
+
+int points_model_load(points_model *m, const char *path) {
+    mk_config cfg;
+    points_cfg pc;
+    memset(m, 0, sizeof *m);
+    if (mk_ckpt_read_config(path, "points", &cfg)) return -1;
+    if (points_cfg_from_config(&pc, &cfg)) {
+        char e[512];
+        snprintf(e, sizeof e, "%s", mk_last_error());
+        mk_error("%s: %s", path, e);
+        return -1;
+    }
+    if (build(m, &pc, NULL, path)) return -1;
+    if (mk_ckpt_load(path, "points", &cfg, &m->p, 0)) {
+        points_model_free(m);
+        return -1;
     }
     return 0;
 }

@@ -51,6 +51,9 @@ typedef struct {
 
 /* Declare + allocate + (if rng) initialise. 0 or -1 with mk_error. */
 int points_model_init(points_model *m, const points_cfg *c, mk_rng *rng);
+/* Build from a .mkm file (task "points"); the file's tensor table is checked
+ * against its config before anything is allocated. 0 or -1 with mk_error. */
+int points_model_load(points_model *m, const char *path);
 void points_model_free(points_model *m);
 
 /* One object's tokens, ready for the network. */
