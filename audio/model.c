@@ -114,6 +114,14 @@ int audio_enhancer_load(audio_enhancer *m, const char *path, int want_optim) {
     return audio_enhancer_load_ex(m, path, want_optim, 0);
 }
 
+/* A missing or unreadable config value: the message names the file. */
+static int config_fail(const char *path) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", mk_last_error());
+    mk_error("%s: %s", path, msg);
+    return -1;
+}
+
 int audio_enhancer_load_ex(audio_enhancer *m, const char *path, int want_optim, int add_skip) {
     mk_config c;
     if (mk_ckpt_read_config(path, "enhance", &c)) return -1;
@@ -122,14 +130,14 @@ int audio_enhancer_load_ex(audio_enhancer *m, const char *path, int want_optim, 
     long v;
     double f;
 #define GETI(key, field, lo, hi)                                                            \
-    if (mk_config_get_int(&c, key, &v)) return -1;                                          \
+    if (mk_config_get_int(&c, key, &v)) return config_fail(path);                           \
     if (v < lo || v > hi) {                                                                 \
         mk_error("%s: config %s = %ld is out of range", path, key, v);                     \
         return -1;                                                                          \
     }                                                                                       \
     e.field = (int)v;
-#define GETF(key, field)                           \
-    if (mk_config_get_float(&c, key, &f)) return -1; \
+#define GETF(key, field)                                         \
+    if (mk_config_get_float(&c, key, &f)) return config_fail(path); \
     e.field = (float)f;
     GETI("sample_rate", sr, 4000, 48000)
     GETI("n_fft", n_fft, 4, 65536)

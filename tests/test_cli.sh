@@ -93,3 +93,10 @@ huge mil "d_model 4096 attn_hidden 4096 n_layer 32" mil predict "$tmp/bags.csv" 
 huge enhance "d_model 1024 n_layer 32" enhance "$tmp/in.wav" -o "$tmp/out.wav" --model "$tmp/enhance.mkm"
 huge points "d_model 4096 hidden 4096" points classify "$tmp/obj.xyz" --model "$tmp/points.mkm"
 huge forecast "lookback 100000 horizon 100000" forecast "$tmp/s.csv" --model "$tmp/forecast.mkm"
+# a config key missing from the enhancer's file (found by fuzz_models): the message names the file
+cp models/enhance_stream.mkm "$tmp/nohop.mkm"; chmod u+w "$tmp/nohop.mkm"
+off=$(grep -abo 'hop' "$tmp/nohop.mkm" | head -1 | cut -d: -f1)
+printf 'xop' | dd of="$tmp/nohop.mkm" bs=1 seek="$off" conv=notrunc status=none
+msg=$($MK enhance "$tmp/in.wav" -o "$tmp/out.wav" --stream --model "$tmp/nohop.mkm" 2>&1 >/dev/null); rc=$?
+[ $rc = 1 ] && [ "$(wc -l <<<"$msg")" = 1 ] && grep -q "^mambakit: $tmp/nohop.mkm: .*'hop'" <<<"$msg" && [ ! -e "$tmp/out.wav" ]
+ok $? enhance_config_key_missing "rc=$rc msg=$msg"
