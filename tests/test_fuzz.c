@@ -303,7 +303,10 @@ static void fuzz_audio(const char *dir) {
             size_t keep = d.n;
             if (it % 4) d.n = d.n < 512 ? d.n : 512;
             mutate(&d, "\0\1\2\x7f\x80\xff" "RIFFWAVEfmt dataOggSfLaCFORMAIFFCOMMSSND", 44);
-            if (it % 4 && keep > 512) memcpy(d.b + d.n, good + 512, keep - 512), d.n += keep - 512;
+            if (it % 4 && keep > 512) { /* the untouched rest of the file after the edited head */
+                if (d.n + keep - 512 > d.cap) d.cap = d.n + keep, d.b = mk_realloc(d.b, d.cap);
+                memcpy(d.b + d.n, good + 512, keep - 512), d.n += keep - 512;
+            }
             FILE *f = fopen(fz, "wb");
             fwrite(d.b, 1, d.n, f);
             fclose(f);
