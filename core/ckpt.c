@@ -269,8 +269,8 @@ int mk_ckpt_read_config(const char *path, const char *expect_task, mk_config *cf
 }
 
 /* The file's tensor table (nt entries, total values) against p's declaration:
- * same count, names, shapes and offsets. Needs only the declaration, so
- * loaders can call it before allocating anything. */
+ * same count, names, shapes and offsets. Needs only the declaration, not
+ * p's values (LOAD_CHECK runs it before the model is allocated). */
 static int match_table(const char *path, const unsigned char *tab, uint32_t nt, uint64_t total, const mk_params *p) {
     if ((int)nt != p->n || total != p->total) {
         mk_error("%s: model has %u tensors / %llu values, this configuration expects %d / %zu", path, nt,
@@ -291,25 +291,12 @@ static int match_table(const char *path, const unsigned char *tab, uint32_t nt, 
     return 0;
 }
 
-int mk_ckpt_check_table(const char *path, const char *expect_task, const mk_params *p) {
-    long long fsize;
-    FILE *f = open_sized(path, &fsize);
-    if (!f) return -1;
-    unsigned char *tab = NULL;
-    uint32_t nt, flags;
-    uint64_t step, total;
-    long long ds;
-    mk_config *cfg = mk_malloc(sizeof *cfg);
-    int rc = read_meta(f, path, fsize, expect_task, cfg, &tab, &nt, &step, &flags, &ds, &total);
-    if (!rc) rc = match_table(path, tab, nt, total, p);
-    free(tab), free(cfg);
-    fclose(f);
-    return rc;
-}
-
-/* declare = 1: p is empty and takes its tensors from the file's own table
- * (mk_ckpt_load_table); otherwise the file must match p's declaration. */
-static int load(const char *path, const char *expect_task, mk_config *cfg, mk_params *p, int want_optim, int declare) {
+/* LOAD_VALUES: the file must match p's declaration, values are read into p.
+ * LOAD_DECLARE: p is empty and takes its tensors from the file's own table
+ * (mk_ckpt_load_table). LOAD_CHECK: only the match with p's declaration,
+ * which need not be allocated (mk_ckpt_check_table); p is not written. */
+enum { LOAD_VALUES, LOAD_DECLARE, LOAD_CHECK };
+static int load(const char *path, const char *expect_task, mk_config *cfg, mk_params *p, int want_optim, int mode) {
     long long fsize;
     FILE *f = open_sized(path, &fsize);
     if (!f) return -1;
@@ -320,7 +307,7 @@ static int load(const char *path, const char *expect_task, mk_config *cfg, mk_pa
     mk_config tmpcfg;
     if (!cfg) cfg = &tmpcfg;
     if (read_meta(f, path, fsize, expect_task, cfg, &tab, &nt, &step, &flags, &ds, &total)) goto fail;
-    if (declare) {
+    if (mode == LOAD_DECLARE) {
         /* read_meta checked every shape (1..4 dims, 1..2^30 each) and that the
          * tensors tile the data in order, so declaring them in file order
          * reproduces the file's offsets */
@@ -333,6 +320,7 @@ static int load(const char *path, const char *expect_task, mk_config *cfg, mk_pa
         mk_params_alloc(p);
     }
     if (match_table(path, tab, nt, total, p)) goto fail;
+    if (mode == LOAD_CHECK) goto done;
     if (fseek(f, ds, SEEK_SET) || (p->total && fread(p->data, sizeof(float), p->total, f) != p->total)) {
         mk_error("%s: truncated tensor data", path);
         goto fail;
@@ -358,6 +346,7 @@ static int load(const char *path, const char *expect_task, mk_config *cfg, mk_pa
         mk_error("%s: has no optimiser state to resume from", path);
         goto fail;
     }
+done:
     free(tab);
     fclose(f);
     return 0;
@@ -368,10 +357,14 @@ fail:
 }
 
 int mk_ckpt_load(const char *path, const char *expect_task, mk_config *cfg, mk_params *p, int want_optim) {
-    return load(path, expect_task, cfg, p, want_optim, 0);
+    return load(path, expect_task, cfg, p, want_optim, LOAD_VALUES);
+}
+
+int mk_ckpt_check_table(const char *path, const char *expect_task, const mk_params *p) {
+    return load(path, expect_task, NULL, (mk_params *)p, 0, LOAD_CHECK); /* LOAD_CHECK only reads p */
 }
 
 int mk_ckpt_load_table(const char *path, const char *expect_task, mk_config *cfg, mk_params *p) {
     MK_ASSERT(p->n == 0 && !p->data);
-    return load(path, expect_task, cfg, p, 0, 1);
+    return load(path, expect_task, cfg, p, 0, LOAD_DECLARE);
 }

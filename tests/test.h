@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <math.h>
 
+#include "core/util.h"
+
 static int test_failures_ = 0;
 
 /* Report one named check with a printf-style detail. Returns ok. */
@@ -28,6 +30,15 @@ static inline int test_report(int ok, const char *name, const char *fmt, ...) {
 static inline void test_skip(const char *name, const char *why) {
     printf("SKIP %s: skipped: %s\n", name, why);
     fflush(stdout);
+}
+/* Find REL on the data search path into path; if it is absent, report the
+ * check as skipped ("no data at ...") and return 0. */
+static inline int test_find_data(const char *name, const char *rel, char *path, size_t len) {
+    if (mk_find_data(NULL, rel, path, len)) return 1;
+    char why[4200];
+    snprintf(why, sizeof why, "no data at %s", path);
+    test_skip(name, why);
+    return 0;
 }
 static inline int test_exit(void) { return test_failures_ ? 1 : 0; }
 

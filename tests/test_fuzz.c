@@ -258,12 +258,7 @@ static void fuzz_audio(const char *dir) {
     test_skip("fuzz_audio", "built without libsndfile");
 #else
     char path[4096];
-    if (!mk_find_data(NULL, "fsdd/recordings/3_theo_7.wav", path, sizeof path)) {
-        char why[4200];
-        snprintf(why, sizeof why, "no data at %s", path);
-        test_skip("fuzz_audio", why);
-        return;
-    }
+    if (!test_find_data("fuzz_audio", "fsdd/recordings/3_theo_7.wav", path, sizeof path)) return;
     audio_buf speech;
     if (audio_read(path, &speech)) {
         test_report(0, "fuzz_audio", "seed unreadable: %s", mk_last_error());

@@ -163,12 +163,7 @@ static void test_gradients(void) {
 static void test_dales_train(void) {
     dales_set d;
     char path[4096];
-    if (!mk_find_data(NULL, "dales_objects/index.csv", path, sizeof path)) {
-        char why[4200];
-        snprintf(why, sizeof why, "no data at %s", path);
-        test_skip("points_dales_train", why);
-        return;
-    }
+    if (!test_find_data("points_dales_train", "dales_objects/index.csv", path, sizeof path)) return;
     if (dales_load(&d, path)) {
         test_report(0, "points_dales_load", "%s", mk_last_error());
         return;
