@@ -587,6 +587,10 @@ static void check_training(void) {
 int main(void) {
     mk_rng_seed(&rng, 99);
     check_bf16_rounding();
+    {
+        int bad = mkc_scan_lane_map_errors();
+        test_report(bad == 0, "scan_lane_maps", "staged forward lane orders (3 maps x P = 1..16): %d violations", bad);
+    }
     if (!mk_cuda_available() || mkc_init() != 0) {
         test_skip("cuda", "no CUDA device");
         return test_exit();

@@ -48,6 +48,9 @@ int mkc_scan_supported(int N);
  * other value: the default); s = 0 forces the register kernel everywhere. Returns the previous
  * setting. For tests, benchmarks and the kernel lab. */
 int mkc_scan_set_tiled(int s);
+/* Host-side check of the staged kernel's lane orders (no device needed): the number of
+ * violations, 0 when every order is a bijection with the shuffle partners it assumes. */
+int mkc_scan_lane_map_errors(void);
 void mkc_scan_forward(float *out, float *h_last, const float *u, const float *delta, const float *A,
                       const float *Bm, const float *Cm, const float *D, const float *z,
                       const float *delta_bias, const float *h0, int B, int L, int E, int N, int softplus);

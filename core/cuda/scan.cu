@@ -30,7 +30,11 @@ constexpr int TF = 8;     // forward: steps loaded ahead
 constexpr int CK = scan_tile::CK; // backward: global checkpoint spacing
 constexpr float LOG2E = scan_bwd::LOG2E;
 constexpr int FWD_NST = 3; // forward: tiles in flight (scan_tile.cuh)
-constexpr int FWD_OPT = 0; // forward: scan_tile options (decays on the FMA pipe, fast softplus, unrolling)
+// forward: scan_tile options. Interleaved lanes and padded rows (2026-11-26, tenth session): the H100/H200 runs
+// found the staged kernel issue-bound with shared memory the likely pipe (one register per
+// lane per cycle: the old lane order loaded 10 per warp-step, 4-way bank conflicts in the
+// pre-pass and epilogue); the interleaved order lets pairs of lanes share B/C and dt returns.
+constexpr int FWD_OPT = scan_tile::MAP_INTERLEAVE | scan_tile::PAD_ROWS;
 constexpr int FWD_S = 4;   // forward: states per lane of the staged kernel (2 or 4)
 int g_tile_s = FWD_S;      // mkc_scan_set_tiled: the same, or 0 = the register kernel
 
@@ -214,6 +218,42 @@ bool with_lanes(int N, F &&f) {
 } // namespace
 
 extern "C" int mkc_scan_supported(int N) { return with_lanes(N, [](auto) {}); }
+
+// The staged forward's lane orders (scan_tile::lane_split), checked on the host: each a
+// bijection lane <-> (channel of the warp, p); MAP 0 the plain lane = channel * P + p; the
+// shuffle partner for bit i of p the same channel with that bit flipped; MAP_INTERLEAVE's
+// lanes n and n^1 at the same p (the shared B/C returns). Returns the number of violations.
+template <int MAP, int P>
+static int lane_map_errors() {
+    int bad = 0, seen[32] = {0};
+    for (int l = 0; l < 32; l++) {
+        int cl, p;
+        scan_tile::lane_split<MAP, P>(l, cl, p);
+        if (cl < 0 || cl >= 32 / P || p < 0 || p >= P) {
+            bad++;
+            continue;
+        }
+        bad += seen[cl * P + p]++ != 0;
+        if (MAP == 0) bad += cl != l / P || p != l % P;
+        for (int i = 0; (1 << i) < P; i++) {
+            int c2, p2;
+            scan_tile::lane_split<MAP, P>(l ^ (1 << scan_tile::lane_pbit(MAP, P, i)), c2, p2);
+            bad += c2 != cl || p2 != (p ^ (1 << i));
+        }
+        if (MAP == 2 && P < 32) {
+            int c3, p3;
+            scan_tile::lane_split<MAP, P>(l ^ 1, c3, p3);
+            bad += p3 != p || c3 == cl;
+        }
+    }
+    return bad;
+}
+template <int MAP>
+static int lane_maps_errors() {
+    return lane_map_errors<MAP, 1>() + lane_map_errors<MAP, 2>() + lane_map_errors<MAP, 4>() +
+           lane_map_errors<MAP, 8>() + lane_map_errors<MAP, 16>();
+}
+extern "C" int mkc_scan_lane_map_errors(void) { return lane_maps_errors<0>() + lane_maps_errors<1>() + lane_maps_errors<2>(); }
 
 extern "C" int mkc_scan_set_tiled(int s) {
     int was = g_tile_s;

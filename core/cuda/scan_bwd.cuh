@@ -37,6 +37,8 @@ __device__ __forceinline__ float4 ld4(const __nv_bfloat16 *p) {
     return scan_tile::bf16x4(__ldg(reinterpret_cast<const uint2 *>(p)));
 }
 
+__host__ __device__ constexpr int ilog2c(int x) { return x > 1 ? 1 + ilog2c(x / 2) : 0; }
+
 // the sum over the P lanes of a channel (every lane gets it)
 template <int P>
 __device__ __forceinline__ float sum_lanes(float v) {
@@ -178,19 +180,33 @@ __global__ void __launch_bounds__(TPB) kernel(
                     for (int k = 0; k < 4; k++) dBv[k] = dCv[k] = 0.f;
                 }
                 if constexpr (!(OPT & NO_BC)) {
-                    // sum dB, dC over the channels of this warp (lanes p, p+P, p+2P, ...)
+                    // sum dB, dC over the channels of this warp (lanes p, p+P, p+2P, ...):
+                    // a reduce-scatter of the lane's 8 values (each round sends half of what
+                    // is left, 4 + 2 + 1 shuffles for P = 4, where an all-reduce of all 8 took
+                    // 24), then an all-reduce over the channel bits left, if any
+                    float v[8];
 #pragma unroll
-                    for (int o = P; o < 32; o <<= 1)
+                    for (int k = 0; k < 4; k++) v[k] = dBv[k], v[4 + k] = dCv[k];
+                    constexpr int R = ilog2c(32 / P), RS_ = R < 3 ? R : 3, CNT = 8 >> RS_;
+                    int base = 0;
 #pragma unroll
-                        for (int k = 0; k < 4; k++) {
-                            dBv[k] += __shfl_xor_sync(MKC_FULL, dBv[k], o);
-                            dCv[k] += __shfl_xor_sync(MKC_FULL, dCv[k], o);
+                    for (int r = 0; r < RS_; r++) {
+                        const int o = P << r, half = 8 >> (r + 1);
+                        const bool up = lane & o;
+#pragma unroll
+                        for (int i = 0; i < half; i++) {
+                            const float send = up ? v[i] : v[i + half], keep = up ? v[i + half] : v[i];
+                            v[i] = keep + __shfl_xor_sync(MKC_FULL, send, o);
                         }
-                    if (lane < P)
+                        base += up ? half : 0;
+                    }
 #pragma unroll
-                        for (int k = 0; k < 4; k++) {
-                            red[warp][j][0][4 * lane + k] = dBv[k];
-                            red[warp][j][1][4 * lane + k] = dCv[k];
+                    for (int r = RS_; r < R; r++) v[0] += __shfl_xor_sync(MKC_FULL, v[0], P << r);
+                    if ((lane & ~((P << RS_) - 1)) == 0) // one lane per value: the all-reduced bits 0
+#pragma unroll
+                        for (int i = 0; i < CNT; i++) {
+                            const int idx = base + i;
+                            red[warp][j][idx >> 2][4 * p + (idx & 3)] = v[i];
                         }
                 }
             }

@@ -121,7 +121,58 @@ __device__ __forceinline__ float ex2_fma(float x) {
 //   OPT options (bits 0-2: XF, how many of every 4 states' decays go to the FMA pipe;
 //   FAST_SP: softplus as log(1 + exp) with the hardware units, absolute error < 1e-7;
 //   UNROLL_ALL: the step-group loop fully unrolled), T the activation type.
-enum { FAST_SP = 8, UNROLL_ALL = 16 };
+//   MAP_*: which lanes of a warp hold which (channel, p) — see lane_map below; PAD_ROWS: tile
+//   rows padded so the pre-pass and epilogue, which read P different steps of one channel,
+//   hit P different banks.
+enum { FAST_SP = 8, UNROLL_ALL = 16, MAP_PMAJOR = 32, MAP_INTERLEAVE = 64, PAD_ROWS = 128 };
+
+// Which lanes of a warp hold which (channel cl of the warp's CW = 32/P, lane-in-channel p).
+// Shared memory returns one 32-bit register per lane per cycle, except that lanes n and n^1
+// (or n and n^2) reading the same address share a return: with MAP_INTERLEAVE the lane bits
+// alternate channel, p, channel, p, ... from bit 0, so lanes n and n^1 are two channels at the
+// same p (B and C rows: half the cycles) and n and n^2 one channel at two p (dt, dt u: half).
+// MAP 0 (the original): lane = cl * P + p; MAP_PMAJOR: lane = p * CW + cl.
+// pbit(MAP, P, i) is the lane-bit position of bit i of p (the shuffle offsets of the y
+// reduce-scatter); the channel bits take the other positions in order.
+__host__ __device__ constexpr int ilog2(int x) { return x > 1 ? 1 + ilog2(x / 2) : 0; }
+__host__ __device__ constexpr int lane_pbit(int map, int P, int i) {
+    if (map == 1) return ilog2(32 / P) + i;
+    if (map == 2) {
+        // alternate c, p, c, p, ... while both have bits left, then the rest
+        int pb = ilog2(P), cb = 5 - pb, q = 0, ci = 0, pi = 0;
+        while (q < 5) {
+            bool takec = ci < cb && (pi >= pb || (q % 2 == 0));
+            if (takec) ci++;
+            else {
+                if (pi == i) return q;
+                pi++;
+            }
+            q++;
+        }
+        return -1;
+    }
+    return i;
+}
+template <int MAP, int P>
+__host__ __device__ __forceinline__ void lane_split(int lane, int &cl, int &p) {
+    int c = 0, pp = 0, ci = 0;
+#pragma unroll
+    for (int q = 0; q < 5; q++) {
+        bool isp = false;
+#pragma unroll
+        for (int i = 0; (1 << i) < P; i++) isp |= lane_pbit(MAP, P, i) == q;
+        const int bit = (lane >> q) & 1;
+        if (isp) {
+#pragma unroll
+            for (int i = 0; (1 << i) < P; i++)
+                if (lane_pbit(MAP, P, i) == q) pp |= bit << i;
+        } else {
+            c |= bit << ci;
+            ci++;
+        }
+    }
+    cl = c, p = pp;
+}
 
 template <int N, int S, int TPB, int TT, int NST, int OPT, typename T>
 struct cfg {
@@ -130,10 +181,15 @@ struct cfg {
     static constexpr int RCH = CPB / EPC;                                          // copies per tile row
     static constexpr int BCB = N * (int)sizeof(T) < 16 ? N * (int)sizeof(T) : 16; // bytes per B/C copy
     static constexpr int BCE = BCB / (int)sizeof(T), BCH = N / BCE;
-    static constexpr int TILE = TT * CPB;                      // elements of one u / delta / z tile
+    static constexpr int MAP = (OPT & MAP_INTERLEAVE) ? 2 : (OPT & MAP_PMAJOR) ? 1 : 0;
+    static constexpr int CW = 32 / P;                          // channels per warp
+    // padded row: CW * odd (with TPB / 32 even), whole 16-byte copies; none for P = 1
+    static constexpr int PADE = (!(OPT & PAD_ROWS) || P == 1) ? 0 : CW > EPC ? CW : EPC;
+    static constexpr int RS = CPB + PADE;                      // elements per tile row
+    static constexpr int TILE = TT * RS;                       // elements of one u / delta / z tile
     static constexpr int STAGE = 3 * TILE + 2 * TT * N;       // elements of one stage
-    static constexpr size_t SMEM = (size_t)NST * STAGE * sizeof(T) + (size_t)TILE * sizeof(float2);
-    static_assert((S == 2 || S % 4 == 0) && N % S == 0 && TPB % P == 0 && 32 % P == 0, "lane split");
+    static constexpr size_t SMEM = (size_t)NST * STAGE * sizeof(T) + (size_t)2 * TT * RS * sizeof(float);
+    static_assert((S == 2 || S % 4 == 0) && N % S == 0 && TPB % 32 == 0 && 32 % P == 0, "lane split");
     static_assert(CPB % EPC == 0, "a tile row must be whole 16-byte copies");
     static_assert(TT % P == 0 && CK % TT == 0, "tile length");
     static constexpr int XF = OPT & 7, UNR = (OPT & UNROLL_ALL) ? TT / P : 2;
@@ -149,12 +205,16 @@ __global__ void __launch_bounds__(TPB)
           const T *__restrict__ Cm, const float *__restrict__ D, const T *__restrict__ z,
           const float *__restrict__ delta_bias, const float *__restrict__ h0, int L, int E, int softplus) {
     typedef cfg<N, S, TPB, TT, NST, OPT, T> C;
-    constexpr int P = C::P, CPB = C::CPB, EPC = C::EPC, RCH = C::RCH, TILE = C::TILE;
+    constexpr int P = C::P, CPB = C::CPB, EPC = C::EPC, RCH = C::RCH, TILE = C::TILE, RS = C::RS;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *const sm = reinterpret_cast<T *>(smem_raw);
-    float2 *const sdt = reinterpret_cast<float2 *>(sm + NST * C::STAGE); // (dt, dt u) per channel-step
+    float *const sdt = reinterpret_cast<float *>(sm + NST * C::STAGE); // dt per channel-step (row RS)
+    float *const sdu = sdt + TT * RS;                                  // dt u
 
-    const int tid = threadIdx.x, c = tid / P, p = tid % P;
+    const int tid = threadIdx.x;
+    int cl, p;
+    lane_split<C::MAP, P>(tid & 31, cl, p);
+    const int c = (tid >> 5) * C::CW + cl;
     const int e0 = blockIdx.x * CPB, e = e0 + c, b = blockIdx.y;
     const bool ok = e < E;
     const int ec = ok ? e : E - 1;
@@ -172,7 +232,7 @@ __global__ void __launch_bounds__(TPB)
             const int t = t0 + j, ee = e0 + ch * EPC;
             const bool v = t < L && ee < E && (w < 2 || hasz);
             const T *g = v ? (w == 0 ? u : w == 1 ? delta : z) + ((row0 + t) * E + ee) : u;
-            cp_async(st + w * TILE + j * CPB + ch * EPC, g, v ? 16 : 0, std::integral_constant<int, 16>{});
+            cp_async(st + w * TILE + j * RS + ch * EPC, g, v ? 16 : 0, std::integral_constant<int, 16>{});
         }
         constexpr int NBC = OUT ? 2 : 1; // nor C
 #pragma unroll
@@ -214,10 +274,11 @@ __global__ void __launch_bounds__(TPB)
 #pragma unroll
         for (int g = 0; g < TT / P; g++) {
             const int j = g * P + p;
-            float r = ldf(sd + j * CPB + c) + bias;
+            float r = ldf(sd + j * RS + c) + bias;
             float d = !softplus ? r : C::FSP ? (r > 20.f ? r : __logf(1.f + __expf(r))) : mkc_softplus(r);
             d = t0 + j < L ? d : 0.f; // padded steps leave h unchanged
-            sdt[j * CPB + c] = make_float2(d, d * ldf(su + j * CPB + c));
+            sdt[j * RS + c] = d;
+            sdu[j * RS + c] = d * ldf(su + j * RS + c);
         }
         __syncwarp();
 #pragma unroll(C::UNR)
@@ -226,8 +287,7 @@ __global__ void __launch_bounds__(TPB)
 #pragma unroll
             for (int q = 0; q < P; q++) {
                 const int j = j0 + q;
-                const float2 dd = sdt[j * CPB + c];
-                const float d = dd.x, dtu = dd.y;
+                const float d = sdt[j * RS + c], dtu = sdu[j * RS + c];
                 float Bk[S];
                 lds<S>(Bk, sB + j * N + S * p);
 #pragma unroll
@@ -254,14 +314,14 @@ __global__ void __launch_bounds__(TPB)
 #pragma unroll
                     for (int i = 0; i < o; i++) {
                         const float send = up ? ys[i] : ys[i + o], keep = up ? ys[i + o] : ys[i];
-                        ys[i] = keep + __shfl_xor_sync(MKC_FULL, send, o);
+                        ys[i] = keep + __shfl_xor_sync(MKC_FULL, send, 1 << lane_pbit(C::MAP, P, ilog2(o)));
                     }
                 }
                 const int j = j0 + p, t = t0 + j;
                 if (ok && t < L) {
-                    float o = ys[0] + Dv * ldf(su + j * CPB + c);
+                    float o = ys[0] + Dv * ldf(su + j * RS + c);
                     if (hasz) {
-                        const float zv = ldf(sz + j * CPB + c);
+                        const float zv = ldf(sz + j * RS + c);
                         o *= zv * mkc_sigmoid(zv);
                     }
                     stf(out + (row0 + t) * E + e, o);

@@ -16,7 +16,11 @@
 //       computed once per channel-step; y reduce-scattered over the lanes. Swept over
 //       states per lane S, threads TPB, TT, NST and OPT (1-4: decays on the FMA pipe, of 4;
 //       8: fast softplus; 16: step-group loop fully unrolled).
-//       The library runs v4 4/128/32/3/0 (rows fwd_lib_S4, and fwd_lib_S2 with 2 states per lane).
+//       The library ran v4 4/128/32/3/0 until 2026-11-26.
+//   v5  the same kernel with OPT 64 (MAP_INTERLEAVE: lane bits alternate channel, p, so lane
+//       pairs share shared-memory returns of B/C rows and of dt) and 128 (PAD_ROWS: tile rows
+//       padded against the pre-pass/epilogue bank conflicts); the library runs v5 4/128/32/3/192
+//       (rows fwd_lib_S4, and fwd_lib_S2 with 2 states per lane).
 // Backward: the library kernel (checkpoint sweep + chunked recomputation), then its kernel
 // alone and with parts left out (scan_bwd.cuh OPT: -bc the dB/dC reduction, -out the du /
 // ddelta / dz updates, -replay the chunk replay, -all3 all three), to see what each costs.
@@ -367,31 +371,31 @@ int main(int argc, char **argv) {
         scan_tile::launch<16, S_, TPB_, TT_, NST_, OPT_, float>(out, NULL, NULL, u, dl, A, Bm, Cm, Dd, z, db, \
                                                                 NULL, B, L, E, 1, st);                        \
     })
+            // the staged kernel as it ran until 2026-11-26 (lane = channel * P + p, unpadded rows)
             V4(4, 128, 32, 3, 0);
-            V4(2, 128, 32, 3, 0);
-            V4(2, 128, 32, 2, 0);
-            V4(2, 128, 16, 3, 0);
-            V4(2, 128, 64, 2, 0);
-            V4(2, 256, 32, 3, 0);
-            V4(2, 64, 32, 3, 0);
-            V4(2, 128, 32, 3, 1);
             V4(4, 128, 32, 2, 0);
-            V4(4, 128, 16, 3, 0);
-            V4(4, 128, 16, 4, 0);
-            V4(4, 128, 64, 2, 0);
-            V4(4, 128, 32, 3, 1);
-            V4(4, 128, 32, 3, 2);
-            V4(4, 64, 32, 3, 0);
-            V4(4, 256, 32, 2, 0);
-            V4(8, 64, 32, 3, 0);
-            V4(8, 64, 32, 3, 1);
-            V4(16, 32, 32, 3, 0);
-            // options (scan_tile::cfg): 8 fast softplus, 16 step-group loop fully unrolled
-            V4(4, 128, 32, 3, 8);
+            V4(2, 128, 32, 3, 0);
             V4(4, 128, 32, 3, 16);
-            V4(4, 128, 32, 3, 24);
-            V4(4, 128, 32, 2, 24);
-            V4(2, 128, 32, 3, 24);
+            // v5 (192 = MAP_INTERLEAVE 64 | PAD_ROWS 128, the library's since the tenth session):
+            // the lane order and row padding that cut shared-memory return cycles, each alone
+            // (64, 128), the channel-minor order (32), then v5 with the other knobs again
+            V4(4, 128, 32, 3, 192);
+            V4(4, 128, 32, 3, 64);
+            V4(4, 128, 32, 3, 128);
+            V4(4, 128, 32, 3, 160);
+            V4(4, 128, 32, 2, 192);
+            V4(4, 128, 32, 4, 192);
+            V4(4, 128, 16, 3, 192);
+            V4(4, 128, 64, 2, 192);
+            V4(4, 64, 32, 3, 192);
+            V4(4, 256, 32, 2, 192);
+            V4(2, 128, 32, 3, 192);
+            V4(8, 64, 32, 3, 192);
+            V4(4, 128, 32, 3, 208); // + unrolled
+            V4(4, 128, 32, 3, 200); // + fast softplus
+            V4(4, 128, 32, 3, 216); // + both
+            V4(4, 128, 32, 3, 193); // + 1 of 4 decays on the FMA pipe
+            V4(4, 128, 32, 3, 194); // + 2 of 4
 #undef V4
         }
         // backward (library); validated against the CPU backward on du at L <= 2048
