@@ -154,7 +154,7 @@ $(BUILD)/tests/%: tests/%.c $(SOBJ_DOMAIN) $(SOBJ_TESTLIB) $(SLIB) $(CONFIG_STAM
 # The scan kernel lab (tests/bench/cuda/scan_lab.cu): built with CUDA so CI compiles it; run on a GPU.
 ifeq ($(CUDA),1)
 LAB := $(BUILD)/lab/scan_lab
-$(BUILD)/lab/scan_lab.o: tests/bench/cuda/scan_lab.cu $(CONFIG_STAMP) $(wildcard core/*.h core/cuda/*.h core/cuda/*.cuh)
+$(BUILD)/lab/scan_lab.o: tests/bench/cuda/scan_lab.cu $(CONFIG_STAMP) $(wildcard core/*.h core/cuda/*.h core/cuda/*.cuh tests/bench/cuda/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 $(LAB): $(BUILD)/lab/scan_lab.o $(LIB)

@@ -48,7 +48,7 @@ __device__ __forceinline__ float sum_lanes(float v) {
 }
 
 template <int P, typename T, int OPT = 0>
-__global__ void __launch_bounds__(TPB) kernel(
+__global__ void __launch_bounds__(TPB, 3) kernel(
     float *__restrict__ du, float *__restrict__ ddelta, float *__restrict__ dz, float *__restrict__ dh0,
     float *__restrict__ dApart, float *__restrict__ dDpart, float *__restrict__ dbpart, float *__restrict__ dBpart,
     float *__restrict__ dCpart, const T *__restrict__ dout, const float *__restrict__ dh_last,
@@ -59,7 +59,12 @@ __global__ void __launch_bounds__(TPB) kernel(
     constexpr int N = 4 * P, CPB = TPB / P, NW = TPB / 32;
     __shared__ float4 sub[CK / TS][TPB];  // sub-checkpoints of the current CK chunk
     __shared__ float red[NW][TS][2][N];   // per-warp dB/dC sums for one sub-chunk
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, p = threadIdx.x % P;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, p = threadIdx.x % P, base = lane & ~(P - 1);
+    // Each step of a sub-chunk has one owner lane among the channel's P, p = j mod P: it
+    // computes the step's softplus and sigmoids once (the others get dt by shuffle) and does
+    // the step's du / ddelta / dz update, whose old values it loads with the sub-chunk's
+    // inputs (a read-modify-write per step had each step wait for its load: half the time)
+    constexpr int NOWN = (TS + P - 1) / P; // steps a lane owns: j = p + P q
     const int e = blockIdx.x * CPB + threadIdx.x / P, b = blockIdx.y;
     const bool ok = e < E;
     const int ec = ok ? e : E - 1;
@@ -89,12 +94,18 @@ __global__ void __launch_bounds__(TPB) kernel(
             if (OPT & NO_REPLAY) continue;
             if (ts0 >= tc1) continue; // uniform
             if (s == CK / TS - 1 || ts0 + TS >= tc1) break; // last sub-chunk's end state is not needed
+            float dto[NOWN];
+#pragma unroll
+            for (int q = 0; q < NOWN; q++) { // every step of this sub-chunk is < tc1 (above)
+                const int j = p + P * q;
+                const float r = j < TS ? ldf(delta + (row0 + ts0 + j) * E + ec) + bias : 0.f;
+                dto[q] = softplus ? mkc_softplus(r) : r;
+            }
 #pragma unroll
             for (int j = 0; j < TS; j++) {
                 int t = ts0 + j;
                 size_t i = (row0 + t) * E + ec;
-                float r = ldf(delta + i) + bias;
-                float dt = softplus ? mkc_softplus(r) : r;
+                float dt = __shfl_sync(MKC_FULL, dto[j / P], base | (j % P));
                 float dtu = ok ? dt * ldf(u + i) : 0.f;
                 float4 Bv = ld4(Bm + (row0 + t) * N + 4 * p);
                 float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w};
@@ -105,15 +116,30 @@ __global__ void __launch_bounds__(TPB) kernel(
         for (int s = CK / TS - 1; s >= 0; s--) {
             const int ts0 = tc0 + s * TS;
             if (ts0 >= tc1) continue; // uniform over the block
-            float uu[TS], raw[TS], dt[TS], zz[TS], gg[TS], y[TS], hs[TS][4];
+            float uu[TS], dt[TS], zz[TS], gg[TS], y[TS], hs[TS][4];
+            // the owned steps: dt, sigmoid(delta + bias), sigmoid(z), and the old du, ddelta, dz
+            float dto[NOWN], sgr[NOWN], sgz[NOWN], odu[NOWN], odd[NOWN], odz[NOWN];
+#pragma unroll
+            for (int q = 0; q < NOWN; q++) {
+                const int j = p + P * q, t = ts0 + j;
+                const bool v = j < TS && t < tc1;
+                const size_t i = (row0 + (v ? t : ts0)) * E + ec;
+                const float r = ldf(delta + i) + bias;
+                dto[q] = v ? (softplus ? mkc_softplus(r) : r) : 0.f;
+                sgr[q] = mkc_sigmoid(r);
+                sgz[q] = z ? mkc_sigmoid(ldf(z + i)) : 0.f;
+                const bool w = v && ok && !(OPT & NO_OUT);
+                odu[q] = w && du ? du[i] : 0.f;
+                odd[q] = w && ddelta ? ddelta[i] : 0.f;
+                odz[q] = w && dz ? dz[i] : 0.f;
+            }
 #pragma unroll
             for (int j = 0; j < TS; j++) {
                 int t = ts0 + j;
                 bool v = t < tc1;
                 size_t i = (row0 + (v ? t : tc1 - 1)) * E + ec;
                 uu[j] = (v && ok) ? ldf(u + i) : 0.f;
-                raw[j] = ldf(delta + i) + bias;
-                dt[j] = v ? (softplus ? mkc_softplus(raw[j]) : raw[j]) : 0.f;
+                dt[j] = __shfl_sync(MKC_FULL, dto[j / P], base | (j % P)); // 0 past tc1 (owner)
                 zz[j] = z ? ldf(z + i) : 0.f;
                 gg[j] = (v && ok) ? ldf(dout + i) : 0.f;
             }
@@ -143,9 +169,11 @@ __global__ void __launch_bounds__(TPB) kernel(
                 float dBv[4], dCv[4];
                 if (t < tc1) { // uniform
                     const size_t i = (row0 + t) * E + ec;
+                    const int q = j / P; // the owner's register of step j (j is unrolled)
+                    const bool own = p == j % P;
                     float g = gg[j], dy = g, dzv = 0.f;
                     if (z) {
-                        float sg = mkc_sigmoid(zz[j]);
+                        float sg = __shfl_sync(MKC_FULL, sgz[q], base | (j % P));
                         dzv = g * y[j] * sg * (1.f + zz[j] * (1.f - sg));
                         dy = g * zz[j] * sg;
                     }
@@ -168,12 +196,14 @@ __global__ void __launch_bounds__(TPB) kernel(
                     }
                     ddt_p = sum_lanes<P>(ddt_p);
                     du_p = sum_lanes<P>(du_p);
-                    float ddt = softplus ? ddt_p * mkc_sigmoid(raw[j]) : ddt_p;
-                    dbacc += ddt;
-                    if (!(OPT & NO_OUT) && ok && p == 0) {
-                        if (du) du[i] += Dv * dy + du_p;
-                        if (ddelta) ddelta[i] += ddt;
-                        if (dz) dz[i] += dzv;
+                    if (own) {
+                        float ddt = softplus ? ddt_p * sgr[q] : ddt_p;
+                        dbacc += ddt; // summed over the lanes at the end
+                        if (!(OPT & NO_OUT) && ok) {
+                            if (du) du[i] = odu[q] + (Dv * dy + du_p);
+                            if (ddelta) ddelta[i] = odd[q] + ddt;
+                            if (dz) dz[i] = odz[q] + dzv;
+                        }
                     }
                 } else {
 #pragma unroll
@@ -227,6 +257,7 @@ __global__ void __launch_bounds__(TPB) kernel(
             }
         }
     }
+    dbacc = sum_lanes<P>(dbacc); // each lane summed the steps it owns
     if (ok) {
 #pragma unroll
         for (int k = 0; k < 4; k++) {

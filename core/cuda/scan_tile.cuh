@@ -124,7 +124,8 @@ __device__ __forceinline__ float ex2_fma(float x) {
 //   MAP_*: which lanes of a warp hold which (channel, p) — see lane_map below; PAD_ROWS: tile
 //   rows padded so the pre-pass and epilogue, which read P different steps of one channel,
 //   hit P different banks.
-enum { FAST_SP = 8, UNROLL_ALL = 16, MAP_PMAJOR = 32, MAP_INTERLEAVE = 64, PAD_ROWS = 128 };
+//   FAST_SIG: the output gate's sigmoid with the hardware reciprocal (__fdividef, 2 ulp).
+enum { FAST_SP = 8, UNROLL_ALL = 16, MAP_PMAJOR = 32, MAP_INTERLEAVE = 64, PAD_ROWS = 128, FAST_SIG = 256 };
 
 // Which lanes of a warp hold which (channel cl of the warp's CW = 32/P, lane-in-channel p).
 // Shared memory returns one 32-bit register per lane per cycle, except that lanes n and n^1
@@ -193,7 +194,7 @@ struct cfg {
     static_assert(CPB % EPC == 0, "a tile row must be whole 16-byte copies");
     static_assert(TT % P == 0 && CK % TT == 0, "tile length");
     static constexpr int XF = OPT & 7, UNR = (OPT & UNROLL_ALL) ? TT / P : 2;
-    static constexpr bool FSP = OPT & FAST_SP;
+    static constexpr bool FSP = OPT & FAST_SP, FSG = OPT & FAST_SIG;
     static_assert(XF <= 4, "XF of 4");
 };
 
@@ -322,7 +323,7 @@ __global__ void __launch_bounds__(TPB)
                     float o = ys[0] + Dv * ldf(su + j * RS + c);
                     if (hasz) {
                         const float zv = ldf(sz + j * RS + c);
-                        o *= zv * mkc_sigmoid(zv);
+                        o *= zv * (C::FSG ? __fdividef(1.f, 1.f + __expf(-zv)) : mkc_sigmoid(zv));
                     }
                     stf(out + (row0 + t) * E + e, o);
                 }

@@ -121,17 +121,29 @@ if [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then
     cat "$LOGS/scan_lab.log"
 fi
 
-# Where the staged forward's time goes (issue-bound or stalled, and on what): one launch
-# under Nsight Compute, if the host has it. docs/CUDA.md's reading is otherwise inferred.
+# Where the scan's time goes (issue-bound or stalled, and on what): the first launch of the
+# staged forward and of the backward kernel under Nsight Compute, if the host has it, with the
+# stall reasons per issued instruction and the pipes' utilisation.
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ] && [ "$(left)" -gt $((VMIN * 60 + 200)) ]; then
-    step "ncu: one launch of the staged forward"
-    timeout "$(cap 120)" "$NCU" -k regex:'^fwd_k$' -c 1 --section SpeedOfLight --section Occupancy \
-        --section LaunchStats --section SchedulerStats --section WarpStateStats --section InstructionStats \
-        --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-        ./build/mambakit bench cuda --scan-only > "$LOGS/ncu.txt" 2>&1
-    echo "rc=$?"
-    grep -E "Duration|Throughput|Issue Slots|Issued Ipc|No Eligible|Stall|Warp Cycles|Achieved Occupancy|Registers" "$LOGS/ncu.txt" | head -40
+    for k in fwd_k kernel; do
+        step "ncu: one launch of $k"
+        SECS=(--section SpeedOfLight --section Occupancy --section LaunchStats --section SchedulerStats
+              --section WarpStateStats --section InstructionStats --section ComputeWorkloadAnalysis
+              --section MemoryWorkloadAnalysis)
+        METS='regex:^smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio$,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__inst_executed_op_shared_ld.sum'
+        timeout "$(cap 90)" "$NCU" -k regex:"^$k\$" -c 1 "${SECS[@]}" --metrics "$METS" \
+            ./build/mambakit bench cuda --scan-only > "$LOGS/ncu_$k.txt" 2>&1
+        rc=$?
+        if [ $rc != 0 ] && [ "$(left)" -gt $((VMIN * 60 + 150)) ]; then # the metric list refused: sections only
+            echo "rc=$rc with the stall metrics; again without them"
+            timeout "$(cap 90)" "$NCU" -k regex:"^$k\$" -c 1 "${SECS[@]}" \
+                ./build/mambakit bench cuda --scan-only >> "$LOGS/ncu_$k.txt" 2>&1
+            rc=$?
+        fi
+        echo "rc=$rc"
+        grep -E "Duration|Issue Slots|No Eligible|Warp Cycles Per Issued|Achieved Occupancy|Registers Per|pipe_|stalled_.*ratio +[0-9.]*[1-9]" "$LOGS/ncu_$k.txt" | head -40
+    done
 else
     echo "no ncu on this host (or too little time): skipped the profile"
 fi

@@ -21,9 +21,11 @@
 //       pairs share shared-memory returns of B/C rows and of dt) and 128 (PAD_ROWS: tile rows
 //       padded against the pre-pass/epilogue bank conflicts); the library runs v5 4/128/32/3/192
 //       (rows fwd_lib_S4, and fwd_lib_S2 with 2 states per lane).
-// Backward: the library kernel (checkpoint sweep + chunked recomputation), then its kernel
-// alone and with parts left out (scan_bwd.cuh OPT: -bc the dB/dC reduction, -out the du /
-// ddelta / dz updates, -replay the chunk replay, -all3 all three), to see what each costs.
+// Backward: the library's (checkpoint sweep + chunked recomputation + partial sums, row
+// bwd_lib), then its kernel alone (bwd_kernel), the kernel as it was until 2026-11-26
+// (bwd_kernel_v1, scan_bwd_v1.cuh: the same run's baseline), and the kernel with parts left
+// out (scan_bwd.cuh OPT: -bc the dB/dC reduction, -out the du / ddelta / dz updates, -replay
+// the chunk replay, -all3 all three), to see what each costs.
 //
 // usage: scan_lab [--quick] [--csv FILE]
 //   shapes: B=8 E=1536 N=16 at L = 512, 2048, 8192 (Mamba paper's shape at 2048).
@@ -42,6 +44,7 @@ extern "C" {
 #include "core/cuda/kernels.h"
 #include "core/cuda/scan_bwd.cuh"
 #include "core/cuda/scan_tile.cuh"
+#include "tests/bench/cuda/scan_bwd_v1.cuh"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -373,29 +376,24 @@ int main(int argc, char **argv) {
     })
             // the staged kernel as it ran until 2026-11-26 (lane = channel * P + p, unpadded rows)
             V4(4, 128, 32, 3, 0);
-            V4(4, 128, 32, 2, 0);
             V4(2, 128, 32, 3, 0);
             V4(4, 128, 32, 3, 16);
-            // v5 (192 = MAP_INTERLEAVE 64 | PAD_ROWS 128, the library's since the tenth session):
-            // the lane order and row padding that cut shared-memory return cycles, each alone
-            // (64, 128), the channel-minor order (32), then v5 with the other knobs again
+            // v5: OPT 64 MAP_INTERLEAVE (lane bits alternate channel, p), 128 PAD_ROWS, 8 FAST_SP,
+            // 16 UNROLL_ALL, 256 FAST_SIG; the library runs 4/128/32/3/216 (S = 2: 2/128/32/2/216)
             V4(4, 128, 32, 3, 192);
-            V4(4, 128, 32, 3, 64);
-            V4(4, 128, 32, 3, 128);
-            V4(4, 128, 32, 3, 160);
-            V4(4, 128, 32, 2, 192);
-            V4(4, 128, 32, 4, 192);
-            V4(4, 128, 16, 3, 192);
-            V4(4, 128, 64, 2, 192);
-            V4(4, 64, 32, 3, 192);
-            V4(4, 256, 32, 2, 192);
-            V4(2, 128, 32, 3, 192);
-            V4(8, 64, 32, 3, 192);
-            V4(4, 128, 32, 3, 208); // + unrolled
-            V4(4, 128, 32, 3, 200); // + fast softplus
-            V4(4, 128, 32, 3, 216); // + both
-            V4(4, 128, 32, 3, 193); // + 1 of 4 decays on the FMA pipe
-            V4(4, 128, 32, 3, 194); // + 2 of 4
+            V4(4, 128, 32, 3, 216);
+            V4(4, 128, 32, 2, 216);
+            V4(4, 128, 32, 3, 472);
+            V4(4, 128, 32, 3, 88); // 216 without the padding
+            V4(4, 128, 16, 3, 216);
+            V4(2, 128, 32, 2, 192);
+            V4(2, 128, 32, 2, 216);
+            V4(2, 128, 32, 2, 472);
+            V4(2, 128, 32, 3, 216);
+            V4(2, 128, 16, 3, 216);
+            V4(2, 128, 32, 2, 88);
+            V4(2, 64, 32, 2, 216);
+            V4(4, 128, 32, 3, 217); // + 1 of 4 decays on the FMA pipe
 #undef V4
         }
         // backward (library); validated against the CPU backward on du at L <= 2048
@@ -431,7 +429,7 @@ int main(int argc, char **argv) {
                 }
             }
             double us = time_us(run, reps);
-            row(err < 1e-3 ? "bwd_v1" : "bwd_v1!BAD", 128, us, bwd_bytes, err);
+            row(err < 1e-3 ? "bwd_lib" : "bwd_lib!BAD", 128, us, bwd_bytes, err);
             // Where the backward's time goes: its kernel alone (no checkpoint sweep before it, no
             // sums of the partials after), then copies of it with parts left out (scan_bwd.cuh
             // OPT). Those give wrong results, so only their times are printed ("unchecked").
@@ -456,6 +454,7 @@ int main(int argc, char **argv) {
                     };
                     if (launched(name, go)) row(name, 128, time_us(go, reps), bwd_bytes, -1);
                 };
+                bwd("bwd_kernel_v1", scan_bwd_v1::kernel<P, float, 0>); // until 2026-11-26
                 bwd("bwd_kernel", scan_bwd::kernel<P, float, 0>);
                 bwd("bwd_k-bc", scan_bwd::kernel<P, float, scan_bwd::NO_BC>);
                 bwd("bwd_k-out", scan_bwd::kernel<P, float, scan_bwd::NO_OUT>);

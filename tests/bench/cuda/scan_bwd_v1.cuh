@@ -1,0 +1,218 @@
+// scan_bwd_v1.cuh — the kernel lab's copy of the backward kernel as it was until 2026-11-26
+// (core/cuda/scan_bwd.cuh at commit 74bf5db): the baseline the library's kernel is timed
+// against in the same run. Lab only; the library does not include it.
+#pragma once
+#include <cuda_bf16.h>
+
+#include "core/cuda/common.cuh"
+#include "core/cuda/scan_tile.cuh"
+
+namespace scan_bwd_v1 {
+
+constexpr int TPB = 128;           // threads per block
+constexpr int CK = scan_tile::CK;  // global checkpoint spacing
+constexpr int TS = 8;              // sub-chunk replayed in registers
+constexpr float LOG2E = 1.4426950408889634f;
+
+// OPT bits, for the lab only: each leaves a part out, so the results are wrong and only the
+// time means something (the time the part costs).
+enum { NO_BC = 1,     // the dB/dC reduction over channels and its partial sums
+       NO_OUT = 2,    // the du, ddelta, dz updates (read-modify-write in global memory)
+       NO_REPLAY = 4  // the chunk replay that makes the sub-checkpoints
+};
+
+using scan_tile::ldf;
+// 4 values through the read-only cache
+__device__ __forceinline__ float4 ld4(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
+__device__ __forceinline__ float4 ld4(const __nv_bfloat16 *p) {
+    return scan_tile::bf16x4(__ldg(reinterpret_cast<const uint2 *>(p)));
+}
+
+// the sum over the P lanes of a channel (every lane gets it)
+template <int P>
+__device__ __forceinline__ float sum_lanes(float v) {
+#pragma unroll
+    for (int o = 1; o < P; o <<= 1) v += __shfl_xor_sync(MKC_FULL, v, o);
+    return v;
+}
+
+template <int P, typename T, int OPT = 0>
+__global__ void __launch_bounds__(TPB) kernel(
+    float *__restrict__ du, float *__restrict__ ddelta, float *__restrict__ dz, float *__restrict__ dh0,
+    float *__restrict__ dApart, float *__restrict__ dDpart, float *__restrict__ dbpart, float *__restrict__ dBpart,
+    float *__restrict__ dCpart, const T *__restrict__ dout, const float *__restrict__ dh_last,
+    const T *__restrict__ u, const T *__restrict__ delta, const float *__restrict__ A,
+    const T *__restrict__ Bm, const T *__restrict__ Cm, const float *__restrict__ D,
+    const T *__restrict__ z, const float *__restrict__ delta_bias, const float *__restrict__ ckpt, int L,
+    int E, int softplus) {
+    constexpr int N = 4 * P, CPB = TPB / P, NW = TPB / 32;
+    __shared__ float4 sub[CK / TS][TPB];  // sub-checkpoints of the current CK chunk
+    __shared__ float red[NW][TS][2][N];   // per-warp dB/dC sums for one sub-chunk
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, p = threadIdx.x % P;
+    const int e = blockIdx.x * CPB + threadIdx.x / P, b = blockIdx.y;
+    const bool ok = e < E;
+    const int ec = ok ? e : E - 1;
+    const int nck = (L + CK - 1) / CK;
+    const int B = gridDim.y;
+    float A2[4], Av[4], dh[4], dA[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        Av[k] = A[(size_t)ec * N + 4 * p + k];
+        A2[k] = Av[k] * LOG2E;
+        dh[k] = (dh_last && ok) ? dh_last[((size_t)b * E + ec) * N + 4 * p + k] : 0.f;
+        dA[k] = 0.f;
+    }
+    const float bias = delta_bias ? delta_bias[ec] : 0.f, Dv = D ? D[ec] : 0.f;
+    float dDacc = 0.f, dbacc = 0.f;
+    const size_t row0 = (size_t)b * L;
+
+    for (int c = nck - 1; c >= 0; c--) {
+        const int tc0 = c * CK, tc1 = min(L, tc0 + CK);
+        // replay the chunk, keeping sub-checkpoints
+        float4 hv = ok ? *reinterpret_cast<const float4 *>(ckpt + (((size_t)b * nck + c) * E + ec) * N + 4 * p)
+                       : make_float4(0.f, 0.f, 0.f, 0.f);
+        float h[4] = {hv.x, hv.y, hv.z, hv.w};
+        for (int s = 0; s < CK / TS; s++) {
+            const int ts0 = tc0 + s * TS;
+            sub[s][threadIdx.x] = make_float4(h[0], h[1], h[2], h[3]);
+            if (OPT & NO_REPLAY) continue;
+            if (ts0 >= tc1) continue; // uniform
+            if (s == CK / TS - 1 || ts0 + TS >= tc1) break; // last sub-chunk's end state is not needed
+#pragma unroll
+            for (int j = 0; j < TS; j++) {
+                int t = ts0 + j;
+                size_t i = (row0 + t) * E + ec;
+                float r = ldf(delta + i) + bias;
+                float dt = softplus ? mkc_softplus(r) : r;
+                float dtu = ok ? dt * ldf(u + i) : 0.f;
+                float4 Bv = ld4(Bm + (row0 + t) * N + 4 * p);
+                float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w};
+#pragma unroll
+                for (int k = 0; k < 4; k++) h[k] = mkc_ex2(dt * A2[k]) * h[k] + dtu * Bk[k];
+            }
+        }
+        for (int s = CK / TS - 1; s >= 0; s--) {
+            const int ts0 = tc0 + s * TS;
+            if (ts0 >= tc1) continue; // uniform over the block
+            float uu[TS], raw[TS], dt[TS], zz[TS], gg[TS], y[TS], hs[TS][4];
+#pragma unroll
+            for (int j = 0; j < TS; j++) {
+                int t = ts0 + j;
+                bool v = t < tc1;
+                size_t i = (row0 + (v ? t : tc1 - 1)) * E + ec;
+                uu[j] = (v && ok) ? ldf(u + i) : 0.f;
+                raw[j] = ldf(delta + i) + bias;
+                dt[j] = v ? (softplus ? mkc_softplus(raw[j]) : raw[j]) : 0.f;
+                zz[j] = z ? ldf(z + i) : 0.f;
+                gg[j] = (v && ok) ? ldf(dout + i) : 0.f;
+            }
+            const float4 hsv = sub[s][threadIdx.x];
+            const float hst[4] = {hsv.x, hsv.y, hsv.z, hsv.w};
+            {
+                float hh[4] = {hst[0], hst[1], hst[2], hst[3]};
+#pragma unroll
+                for (int j = 0; j < TS; j++) {
+                    int tc = min(ts0 + j, tc1 - 1);
+                    float4 Bv = ld4(Bm + (row0 + tc) * N + 4 * p);
+                    float4 Cv = ld4(Cm + (row0 + tc) * N + 4 * p);
+                    float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w}, Ck[4] = {Cv.x, Cv.y, Cv.z, Cv.w};
+                    float dtu = dt[j] * uu[j], ys = 0.f;
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        hh[k] = mkc_ex2(dt[j] * A2[k]) * hh[k] + dtu * Bk[k];
+                        hs[j][k] = hh[k];
+                        ys += Ck[k] * hh[k];
+                    }
+                    y[j] = sum_lanes<P>(ys) + Dv * uu[j];
+                }
+            }
+#pragma unroll
+            for (int j = TS - 1; j >= 0; j--) {
+                const int t = ts0 + j;
+                float dBv[4], dCv[4];
+                if (t < tc1) { // uniform
+                    const size_t i = (row0 + t) * E + ec;
+                    float g = gg[j], dy = g, dzv = 0.f;
+                    if (z) {
+                        float sg = mkc_sigmoid(zz[j]);
+                        dzv = g * y[j] * sg * (1.f + zz[j] * (1.f - sg));
+                        dy = g * zz[j] * sg;
+                    }
+                    dDacc += dy * uu[j];
+                    float4 Bv = ld4(Bm + (row0 + t) * N + 4 * p);
+                    float4 Cv = ld4(Cm + (row0 + t) * N + 4 * p);
+                    float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w}, Ck[4] = {Cv.x, Cv.y, Cv.z, Cv.w};
+                    float ddt_p = 0.f, du_p = 0.f;
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        float hp = j > 0 ? hs[j > 0 ? j - 1 : 0][k] : hst[k];
+                        float ea = mkc_ex2(dt[j] * A2[k]);
+                        dCv[k] = dy * hs[j][k];
+                        dh[k] += dy * Ck[k];
+                        ddt_p += dh[k] * (Av[k] * ea * hp + Bk[k] * uu[j]);
+                        dA[k] += dh[k] * dt[j] * ea * hp;
+                        dBv[k] = dh[k] * dt[j] * uu[j];
+                        du_p += dh[k] * dt[j] * Bk[k];
+                        dh[k] *= ea;
+                    }
+                    ddt_p = sum_lanes<P>(ddt_p);
+                    du_p = sum_lanes<P>(du_p);
+                    float ddt = softplus ? ddt_p * mkc_sigmoid(raw[j]) : ddt_p;
+                    dbacc += ddt;
+                    if (!(OPT & NO_OUT) && ok && p == 0) {
+                        if (du) du[i] += Dv * dy + du_p;
+                        if (ddelta) ddelta[i] += ddt;
+                        if (dz) dz[i] += dzv;
+                    }
+                } else {
+#pragma unroll
+                    for (int k = 0; k < 4; k++) dBv[k] = dCv[k] = 0.f;
+                }
+                if constexpr (!(OPT & NO_BC)) {
+                    // sum dB, dC over the channels of this warp (lanes p, p+P, p+2P, ...)
+#pragma unroll
+                    for (int o = P; o < 32; o <<= 1)
+#pragma unroll
+                        for (int k = 0; k < 4; k++) {
+                            dBv[k] += __shfl_xor_sync(MKC_FULL, dBv[k], o);
+                            dCv[k] += __shfl_xor_sync(MKC_FULL, dCv[k], o);
+                        }
+                    if (lane < P)
+#pragma unroll
+                        for (int k = 0; k < 4; k++) {
+                            red[warp][j][0][4 * lane + k] = dBv[k];
+                            red[warp][j][1][4 * lane + k] = dCv[k];
+                        }
+                }
+            }
+            if constexpr (!(OPT & NO_BC)) {
+                __syncthreads();
+                for (int idx = threadIdx.x; idx < TS * 2 * N; idx += TPB) {
+                    int j = idx / (2 * N), r = idx % (2 * N), which = r / N, n = r % N;
+                    int t = ts0 + j;
+                    if (t < tc1) {
+                        float s = 0.f;
+#pragma unroll
+                        for (int w = 0; w < NW; w++) s += red[w][j][which][n];
+                        float *dst = which ? dCpart : dBpart;
+                        dst[(((size_t)blockIdx.x * B + b) * L + t) * N + n] = s;
+                    }
+                }
+                __syncthreads();
+            }
+        }
+    }
+    if (ok) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            dApart[((size_t)b * E + e) * N + 4 * p + k] = dA[k];
+            if (dh0) dh0[((size_t)b * E + e) * N + 4 * p + k] += dh[k];
+        }
+        if (p == 0) {
+            dDpart[(size_t)b * E + e] = dDacc;
+            dbpart[(size_t)b * E + e] = dbacc;
+        }
+    }
+}
+
+} // namespace scan_bwd_v1
