@@ -35,7 +35,7 @@ constexpr int FWD_NST = 3; // forward: tiles in flight (scan_tile.cuh); 2 with S
 // original order, and with the softplus on the hardware units and the step loop unrolled
 // (FAST_SP | UNROLL_ALL) 11 %; the output stays within 1e-6 of the CPU scan.
 constexpr int FWD_OPT = scan_tile::MAP_INTERLEAVE | scan_tile::PAD_ROWS | scan_tile::FAST_SP | scan_tile::UNROLL_ALL;
-constexpr int FWD_S = 4;   // forward: states per lane of the staged kernel (2 or 4)
+constexpr int FWD_S = 2;   // forward: states per lane of the staged kernel (2 or 4): 2 measured 13 % faster (docs/CUDA.md)
 int g_tile_s = FWD_S;      // mkc_scan_set_tiled: the same, or 0 = the register kernel
 
 // Steps j0 .. j0+P-1 of a register array: lane p gets element j0+p (compile-time indices only).
