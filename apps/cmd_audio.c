@@ -61,12 +61,14 @@ typedef struct {
     const char *out, *resume, *init, *data_dir, *cache;
     double time_limit; /* minutes, 0 = none */
     double stop_after; /* minutes, 0 = none: stop (checkpointed) without refitting the schedule */
+    const char *device;
 } train_opts;
 
 int cmd_train_enhance(int argc, char **argv) {
     train_opts o = {.steps = 3000, .batch = 16, .d_model = 64, .n_layer = 3, .causal = 0, .n_espeak = 200,
                     .ckpt_every = 200, .seconds = 1.0f, .lr = 2e-3f, .sisdr_w = 0.005f, .seed = 1, .out = NULL, .resume = NULL,
-                    .init = NULL, .data_dir = NULL, .cache = "build/espeak_cache", .time_limit = 0, .stop_after = 0};
+                    .init = NULL, .data_dir = NULL, .cache = "build/espeak_cache", .time_limit = 0, .stop_after = 0,
+                    .device = "cpu"};
     int json = 0, layers_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -99,6 +101,8 @@ int cmd_train_enhance(int argc, char **argv) {
                    "  --time-limit MIN  fit the schedule to MIN minutes (rate re-measured every 20 steps) and stop then\n"
                    "  --stop-after MIN  stop after MIN minutes (checkpoint + model saved) keeping the --steps schedule,\n"
                    "                    so a long run can go in chunks: --resume FILE.ckpt with the same --steps continues it\n"
+                   "  --device D        cpu | cuda: where the Mamba backbone trains (default cpu; cuda falls\n"
+                   "                    back to the CPU with a notice)\n"
                    "  --json            print the final summary as JSON\n",
                    o.steps, o.batch, o.seconds, o.lr, o.d_model, o.n_layer, o.seed, o.n_espeak, o.cache,
                    o.ckpt_every, o.sisdr_w);
@@ -152,6 +156,7 @@ int cmd_train_enhance(int argc, char **argv) {
         else if (!strcmp(a, "--init")) { NEED_VALUE(a, v); o.init = v; i++; }
         else if (!strcmp(a, "--data-dir")) { NEED_VALUE(a, v); o.data_dir = v; i++; }
         else if (!strcmp(a, "--cache")) { NEED_VALUE(a, v); o.cache = v; i++; }
+        else if (!strcmp(a, "--device")) { NEED_VALUE(a, v); o.device = v; i++; }
         else if (!strcmp(a, "--stream")) o.causal = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else {
@@ -163,6 +168,11 @@ int cmd_train_enhance(int argc, char **argv) {
 
     if (o.resume && o.init) {
         fprintf(stderr, "mambakit: train enhance: --resume and --init exclude each other\n");
+        return 2;
+    }
+    const int dev = mk_device_parse(o.device);
+    if (dev < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
         return 2;
     }
     audio_enhancer m;
@@ -201,6 +211,7 @@ int cmd_train_enhance(int argc, char **argv) {
         c.n_layer = o.n_layer;
         if (audio_enhancer_create(&m, &c, o.seed)) return cli_fail();
     }
+    audio_enhancer_use_device(&m, dev);
     audio_corpus tr, te;
     if (audio_corpus_load(&tr, o.data_dir, 0, m.cfg.sr, o.cache, o.n_espeak)) {
         audio_enhancer_free(&m);
@@ -641,7 +652,8 @@ int cmd_enhance(int argc, char **argv) {
                    "                      latency, constant memory, any length; INPUT and OUTPUT may be '-' (stdin must\n"
                    "                      be a format libsndfile can read from a pipe, e.g. WAV; a piped stdout gets\n"
                    "                      16-bit WAV with open-ended (0xFFFFFFFF) length fields)\n"
-                   "  --device cpu|cuda   where to run (default cpu; the enhancer runs on the CPU either way)\n"
+                   "  --device cpu|cuda   where the offline model's Mamba backbone runs (default cpu; cuda falls\n"
+                   "                      back to the CPU with a notice; --stream always runs on the CPU)\n"
                    "  --spectrogram FILE  write a before/after spectrogram PNG (not with --stream)\n"
                    "  --reference FILE    clean reference: print SI-SDR, SNR, STOI of input and output\n"
                    "  --json              print the report (and metrics) as JSON\n",
@@ -669,7 +681,11 @@ int cmd_enhance(int argc, char **argv) {
         fprintf(stderr, "mambakit: enhance: need INPUT and -o OUTPUT (mambakit enhance --help)\n");
         return 2;
     }
-    if (mk_device_parse(device) < 0) return cli_fail(); /* the enhancer itself always runs on the CPU */
+    const int dev = mk_device_parse(device);
+    if (dev < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
+        return 2;
+    }
     if (!stream && (!strcmp(in, "-") || !strcmp(out, "-"))) {
         fprintf(stderr, "mambakit: enhance: '-' (stdin/stdout) needs --stream\n");
         return 2;
@@ -689,6 +705,10 @@ int cmd_enhance(int argc, char **argv) {
 #endif
     audio_enhancer m;
     if (load_model(&m, model, stream)) return cli_fail();
+    if (stream && dev == MK_DEV_CUDA) /* frame by frame: the recurrent step has no GPU kernel */
+        fprintf(stderr, "mambakit: enhance --stream: the frame-by-frame step runs on the CPU\n");
+    else
+        audio_enhancer_use_device(&m, dev);
     double t0 = mk_time(), secs = 0;
     int rc = 0;
     if (stream) {

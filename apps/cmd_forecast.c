@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "apps/cli.h"
+#include "core/backend.h"
 #include "core/ckpt.h"
 #include "core/util.h"
 #include "timeseries/ts.h"
@@ -39,7 +40,8 @@ static void fc_smamba_default(ts_smamba_cfg *c) {
 }
 
 typedef struct {
-    const char *csv, *out, *plot, *save, *model;
+    const char *csv, *out, *plot, *save, *model, *device;
+    int dev; /* parsed --device */
     const char *targets[MAX_TARGETS];
     int n_targets;
     long horizon, lookback, epochs, threads;
@@ -84,7 +86,10 @@ static void fc_help(const fc_opts *o, int train) {
            "                     RMSNorm before it) or paper (two independent Mamba modules, the\n"
            "                     S-Mamba paper's layer) (default %s)\n"
            "  --seed N           random seed (default %llu)\n"
-           "  --threads N        OpenMP threads (default %ld; the work is too fine-grained to gain much)\n",
+           "  --threads N        OpenMP threads (default %ld; the work is too fine-grained to gain much)\n"
+           "  --device D         cpu | cuda: where S-Mamba's Mamba layers run (default cpu; cuda falls back\n"
+           "                     to the CPU with a notice, and does so for the default d_state 2 and the\n"
+           "                     paper block, which the CUDA kernels do not cover)\n",
            o->horizon, o->lookback, o->model, o->epochs, o->budget, o->lr, o->sm.D, o->sm.n_layer,
            ts_block_name(o->sm.block), o->seed,
            o->threads);
@@ -125,6 +130,9 @@ static int fc_parse(fc_opts *o, int argc, char **argv, int train) {
         } else if (!strcmp(a, "--threads")) {
             if (cli_int(a, v, 1, 256, &o->threads)) return 2;
             i++;
+        } else if (!strcmp(a, "--device")) {
+            if (!v) return fprintf(stderr, "mambakit: --device needs a value\n"), 2;
+            o->device = v, i++;
         } else if (!strcmp(a, "--d-model")) {
             if (cli_int(a, v, 2, 4096, &x)) return 2;
             o->sm.D = o->sm.d_ff = (int)x, i++;
@@ -185,6 +193,10 @@ static int fc_parse(fc_opts *o, int argc, char **argv, int train) {
     }
     if (train && model_kind(o->model) == -2) {
         fprintf(stderr, "mambakit: train forecast: --model must be auto, smamba, dlinear, snaive or naive\n");
+        return 2;
+    }
+    if ((o->dev = mk_device_parse(o->device ? o->device : "cpu")) < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
         return 2;
     }
     return 0;
@@ -343,6 +355,7 @@ static int fc_fit(fc_state *st, const fc_opts *o) {
     for (int k = 0; k < nc; k++) {
         ts_model m;
         if (ts_model_create(&m, cand[k], &o->sm, L, H, C, F, period, o->seed)) return -1;
+        ts_model_use_device(&m, o->dev);
         tc.lr = cand[k] == TS_MODEL_DLINEAR ? 5e-3f : (float)o->lr;
         tc.label = cand[k] == TS_MODEL_DLINEAR ? "fit DLinear" : "fit S-Mamba";
         tc.max_train_windows = cand[k] == TS_MODEL_SMAMBA ? 4096 : 0;
@@ -415,6 +428,7 @@ static int fc_load(fc_state *st, const fc_opts *o) {
     if (ts_model_create_matching(&st->m, sv.kind, &sv.sm, sv.L, sv.H, sv.C, sv.F, sv.period, o->model)) return -1;
     st->have_model = 1;
     if (mk_ckpt_load(o->model, "forecast", &sv.cfg, &st->m.p, 0)) return -1;
+    ts_model_use_device(&st->m, o->dev);
     st->L = sv.L, st->H = sv.H;
     double vm;
     st->val_mse = mk_config_get_float(&sv.cfg, "val_mse", &vm) ? NAN : vm;

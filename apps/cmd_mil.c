@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "apps/cli.h"
+#include "core/backend.h"
 #include "core/util.h"
 #include "pathology/mil_bags.h"
 #include "pathology/mil_images.h"
@@ -84,7 +85,9 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --shuffle-instances present each training bag in a new random instance order (for\n"
             "                      bags whose order means nothing; default off)\n"
             "  --seed N            random seed (default %lu)\n"
-            "  --threads N         OpenMP threads (default: all)\n" ENCODER_HELP,
+            "  --threads N         OpenMP threads (default: all)\n"
+            "  --device D          cpu | cuda: where the SR-Mamba backbone runs (default cpu; cuda\n"
+            "                      falls back to the CPU with a notice; small bags run faster on the CPU)\n" ENCODER_HELP,
             mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate, o->c.branch_drop,
             o->c.dropout,
             o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.clip, o->t.seed);
@@ -156,6 +159,16 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--threads")) {
         if (cli_int(a, v, 1, 1024, &n)) return -1;
         omp_set_num_threads((int)n);
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--device")) {
+        int d = v ? mk_device_parse(v) : -1;
+        if (d < 0) {
+            fprintf(stderr, "mambakit: %s\n", v ? mk_last_error() : "--device needs a value (cpu or cuda)");
+            return -1;
+        }
+        o->t.device = d;
         (*i)++;
         return 1;
     }
@@ -335,7 +348,7 @@ static int mil_train_main(int argc, char **argv) {
 /* ---------------------------------------------------------------- predict */
 
 static int mil_predict_main(int argc, char **argv) {
-    const char *in = NULL, *model = NULL, *plot = NULL, *encoder = NULL;
+    const char *in = NULL, *model = NULL, *plot = NULL, *encoder = NULL, *device = "cpu";
     int json = 0;
     double thr = 0.5;
     for (int i = 1; i < argc; i++) {
@@ -352,17 +365,18 @@ static int mil_predict_main(int argc, char **argv) {
                    "  --plot FILE.png     attention heat strip per bag (label, probability, instances); for\n"
                    "                      image bags a mosaic of the patches framed by their attention\n"
                    "  --threads N         OpenMP threads (default: all)\n"
+                   "  --device D          cpu | cuda: where the SR-Mamba backbone runs (default cpu)\n"
                    "  --quiet             no progress line or accuracy summary\n" ENCODER_HELP,
                    thr);
             return 0;
         }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--model") || !strcmp(a, "--plot") || !strcmp(a, "--encoder")) {
+        if (!strcmp(a, "--model") || !strcmp(a, "--plot") || !strcmp(a, "--encoder") || !strcmp(a, "--device")) {
             if (!v) {
                 fprintf(stderr, "mambakit: %s needs a value\n", a);
                 return 2;
             }
-            *(!strcmp(a, "--model") ? &model : !strcmp(a, "--plot") ? &plot : &encoder) = v;
+            *(!strcmp(a, "--model") ? &model : !strcmp(a, "--plot") ? &plot : !strcmp(a, "--device") ? &device : &encoder) = v;
             i++;
         } else if (!strcmp(a, "--threshold")) {
             if (cli_float(a, v, 0, 1, &thr)) return 2;
@@ -390,6 +404,11 @@ static int mil_predict_main(int argc, char **argv) {
         fprintf(stderr, "mambakit: mil predict: missing BAGS file (see --help)\n");
         return 2;
     }
+    int dev = mk_device_parse(device);
+    if (dev < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
+        return 2;
+    }
     char mpath[4096];
     if (!model) {
         if (!mk_find_model("mil.mkm", mpath, sizeof mpath)) {
@@ -400,6 +419,7 @@ static int mil_predict_main(int argc, char **argv) {
     }
     mil_model m;
     if (mil_model_load(&m, model)) return cli_fail();
+    mil_model_use_device(&m, dev);
     mil_bags b;
     mil_image_list imgs;
     if (load_bags(&b, &imgs, in, MIL_LOAD_UNLABELED, encoder, m.c.F)) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "apps/cli.h"
+#include "core/backend.h"
 #include "core/ckpt.h"
 #include "core/optim.h"
 #include "core/util.h"
@@ -143,11 +144,12 @@ static void classify_help(FILE *f) {
             "  --model FILE   checkpoint (default: models/points.mkm)\n"
             "  --seed N       point sampling seed (default 0)\n"
             "  --json         one JSON object per file instead of text\n"
+            "  --device D     cpu | cuda: where the Mamba backbone runs (default cpu)\n"
             "  --help         this text\n");
 }
 
 static int points_classify(int argc, char **argv) {
-    const char *model = NULL;
+    const char *model = NULL, *device = "cpu";
     int json = 0;
     long seed = 0;
     const char **files = mk_calloc(argc, sizeof(char *));
@@ -160,13 +162,13 @@ static int points_classify(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (!strcmp(a, "--model")) {
+        } else if (!strcmp(a, "--model") || !strcmp(a, "--device")) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "mambakit: points classify: --model needs a value\n");
+                fprintf(stderr, "mambakit: points classify: %s needs a value\n", a);
                 free(files);
                 return 2;
             }
-            model = argv[++i];
+            *(!strcmp(a, "--model") ? &model : &device) = argv[++i];
         } else if (!strcmp(a, "--seed")) {
             if (cli_int(a, i + 1 < argc ? argv[i + 1] : NULL, 0, 1L << 40, &seed)) {
                 free(files);
@@ -186,6 +188,12 @@ static int points_classify(int argc, char **argv) {
         free(files);
         return 2;
     }
+    const int dev = mk_device_parse(device);
+    if (dev < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
+        free(files);
+        return 2;
+    }
     /* read and validate every input before loading the model or printing anything */
     float **pts = mk_calloc(nf, sizeof(float *));
     int *np = mk_calloc(nf, sizeof(int));
@@ -194,6 +202,7 @@ static int points_classify(int argc, char **argv) {
         if (!(pts[i] = read_points(files[i], &np[i]))) rc = 1;
     points_model m;
     if (!rc && load_model(&m, model)) rc = 1;
+    if (!rc) points_model_use_device(&m, dev);
     if (rc) {
         fprintf(stderr, "mambakit: %s\n", mk_last_error());
     } else {
@@ -259,6 +268,7 @@ static void train_help(FILE *f) {
             "  --orders N     scan orders: 1 = x, 2 = x,y, 3 = x,y,z (default 3)\n"
             "  --seed N       random seed (default 1)\n"
             "  --data-dir DIR where dales_objects/ lives (default: search path)\n"
+            "  --device D     cpu | cuda: where the Mamba backbone trains (default cpu)\n"
             "  -o FILE        output checkpoint (default points.mkm)\n"
             "  --help         this text\n");
 }
@@ -270,6 +280,7 @@ static void eval_help(FILE *f) {
             "  --model FILE   checkpoint (default: models/points.mkm)\n"
             "  --data-dir DIR where dales_objects/ lives (default: search path)\n"
             "  --json         JSON output\n"
+            "  --device D     cpu | cuda: where the Mamba backbone runs (default cpu)\n"
             "  --help         this text\n");
 }
 
@@ -357,6 +368,7 @@ static int points_train(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     points_cfg_default(&o.c);
     o.epochs = 40, o.batch = 16, o.seed = 1, o.lr = 2e-3, o.wd = 0.05, o.out = "points.mkm";
+    const char *device = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
@@ -372,6 +384,9 @@ static int points_train(int argc, char **argv) {
         } else if (!strcmp(a, "--data-dir")) {
             if (need_value("train", a, i, argc)) return 2;
             o.data_dir = argv[++i];
+        } else if (!strcmp(a, "--device")) {
+            if (need_value("train", a, i, argc)) return 2;
+            device = argv[++i];
         } else {
             fprintf(stderr, "mambakit: points train: unknown option %s (see --help)\n", a);
             return 2;
@@ -379,6 +394,11 @@ static int points_train(int argc, char **argv) {
     }
     if (o.c.knn > o.c.npts || o.c.ntok > o.c.npts) {
         fprintf(stderr, "mambakit: points train: --tokens and --knn must not exceed --points\n");
+        return 2;
+    }
+    const int dev = mk_device_parse(device);
+    if (dev < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
         return 2;
     }
     dales_set d;
@@ -390,6 +410,7 @@ static int points_train(int argc, char **argv) {
         dales_free(&d);
         return cli_fail();
     }
+    points_model_use_device(&m, dev);
     int ntr = 0;
     int *tr = mk_malloc(sizeof(int) * d.n);
     for (int i = 0; i < d.n; i++)
@@ -458,7 +479,7 @@ static int points_train(int argc, char **argv) {
 }
 
 static int points_eval(int argc, char **argv) {
-    const char *model = NULL, *data_dir = NULL;
+    const char *model = NULL, *data_dir = NULL, *device = "cpu";
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -467,17 +488,24 @@ static int points_eval(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "--data-dir")) {
+        } else if (!strcmp(a, "--model") || !strcmp(a, "--data-dir") || !strcmp(a, "--device")) {
             if (need_value("eval", a, i, argc)) return 2;
             if (a[2] == 'm') model = argv[++i];
-            else data_dir = argv[++i];
+            else if (a[3] == 'a') data_dir = argv[++i];
+            else device = argv[++i];
         } else {
             fprintf(stderr, "mambakit: points eval: unknown option %s (see --help)\n", a);
             return 2;
         }
     }
+    const int dev = mk_device_parse(device);
+    if (dev < 0) {
+        fprintf(stderr, "mambakit: %s\n", mk_last_error());
+        return 2;
+    }
     points_model m;
     if (load_model(&m, model)) return cli_fail();
+    points_model_use_device(&m, dev);
     dales_set d;
     if (dales_load_default(&d, data_dir)) {
         points_model_free(&m);

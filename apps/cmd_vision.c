@@ -47,9 +47,8 @@ static int find_model(const char *opt, char *path, size_t n) {
 /* Put the model's backbone on the device asked for; on failure say so and
  * stay on the CPU (the CPU path is complete). */
 static void use_device(vision_model *m, int dev) {
-    if (dev != MK_DEV_CUDA) return;
-    if (mamba_backbone_set_device(&m->bb, MK_DEV_CUDA))
-        fprintf(stderr, "mambakit: --device cuda: %s; running on the CPU\n", mk_last_error());
+    mamba_backbone *bb = &m->bb;
+    mamba_backbones_use_device(&bb, 1, dev);
 }
 
 static int opt_val(int argc, char **argv, int *i, const char **val) {

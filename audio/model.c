@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/ops.h"
 #include "core/util.h"
 
@@ -77,6 +78,11 @@ int audio_enhancer_create(audio_enhancer *m, const audio_enhancer_cfg *c, unsign
     /* start near the identity: mask = beta * sigmoid(1) ~ 0.91 */
     mk_init_const(mk_param(&m->p, m->b_out), m->F, 1.0f);
     return 0;
+}
+
+int audio_enhancer_use_device(audio_enhancer *m, int dev) {
+    mamba_backbone *bb = &m->bb;
+    return mamba_backbones_use_device(&bb, 1, dev);
 }
 
 void audio_enhancer_free(audio_enhancer *m) {

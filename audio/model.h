@@ -60,6 +60,10 @@ typedef struct {
 
 /* Declare + allocate + initialise. 0 or -1 with mk_error. */
 int audio_enhancer_create(audio_enhancer *m, const audio_enhancer_cfg *c, unsigned long long seed);
+/* Run the backbone's forward/backward (offline enhancement, training) on dev (MK_DEV_CPU /
+ * MK_DEV_CUDA, from mk_device_parse; falls back to the CPU with a notice); the streaming
+ * step always runs on the CPU. Returns the device. Call after any audio_enhancer_grow. */
+int audio_enhancer_use_device(audio_enhancer *m, int dev);
 void audio_enhancer_free(audio_enhancer *m);
 /* Load a model file (task "enhance"); want_optim also restores AdamW state.
  * A model saved without the skip loads into a skip model when add_skip is 1

@@ -52,6 +52,18 @@ int mk_device_parse(const char *name) {
     return -1;
 }
 
+int mamba_backbones_use_device(mamba_backbone *const *bbs, int n, int dev) {
+    static int said; /* a cross-validation builds one model per fold: one notice is enough */
+    if (dev != MK_DEV_CUDA) return MK_DEV_CPU;
+    for (int k = 0; k < n; k++) {
+        if (mamba_backbone_set_device(bbs[k], MK_DEV_CUDA) == 0) continue;
+        if (!said++) fprintf(stderr, "mambakit: --device cuda: %s; running on the CPU\n", mk_last_error());
+        for (int j = 0; j < k; j++) mamba_backbone_set_device(bbs[j], MK_DEV_CPU);
+        return MK_DEV_CPU;
+    }
+    return MK_DEV_CUDA;
+}
+
 /* The declared shapes the CUDA path supports; must agree with the launchers
  * in core/cuda/scan.cu (mkc_scan_supported) and core/cuda/ops.cu (conv K <= 8). */
 int mamba_backbone_cuda_supported(const mamba_backbone *m, char *why, int len) {

@@ -39,6 +39,12 @@ int mamba_backbone_cuda_supported(const mamba_backbone *m, char *why, int len);
  * mk_error when no GPU / unsupported shapes (m stays on the CPU). MK_DEV_CPU
  * releases the GPU state (after mamba_backbone_cuda_sync_host if resident). */
 int mamba_backbone_set_device(mamba_backbone *m, int device);
+/* A domain model's backbones to the device its command was given (dev from
+ * mk_device_parse). All or none: if one cannot go to the GPU (shapes the kernels do
+ * not cover, no memory), all stay on the CPU and one line on stderr says why, once
+ * per process ("mambakit: --device cuda: REASON; running on the CPU"). Returns the
+ * device they run on. */
+int mamba_backbones_use_device(mamba_backbone *const *bbs, int n, int dev);
 /* Release GPU memory held for m (called by mamba_backbone_free). */
 void mamba_backbone_release_device(mamba_backbone *m);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/ops.h"
 
 const char *const mil_type_names[MIL_NTYPES] = {"mamba", "abmil", "gated", "mean", "max"};
@@ -362,6 +363,13 @@ void mil_train_opts_default(mil_train_opts *o) {
     o->seed = 1;
     o->shuffle_inst = 0;
     o->quiet = 0;
+    o->device = MK_DEV_CPU;
+}
+
+int mil_model_use_device(mil_model *m, int dev) {
+    if (!m->has_bb) return MK_DEV_CPU;
+    mamba_backbone *bb = &m->bb;
+    return mamba_backbones_use_device(&bb, 1, dev);
 }
 
 float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const char *progress_label) {
@@ -370,6 +378,7 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
     mk_adamw_cfg ac = mk_adamw_defaults(o->lr, total > 0 ? total : 1);
     ac.weight_decay = o->weight_decay;
     ac.clip = o->clip;
+    mil_model_use_device(m, o->device);
     mk_params_alloc_optim(&m->p);
     mk_params_zero_grad(&m->p);
     mk_rng rng;

@@ -100,8 +100,13 @@ typedef struct {
     unsigned long seed;
     int shuffle_inst; /* present each training bag in a fresh random instance order */
     int quiet;
+    int device; /* where the SR-Mamba backbone trains: MK_DEV_CPU or MK_DEV_CUDA (core/backend.h) */
 } mil_train_opts;
 void mil_train_opts_default(mil_train_opts *o);
+
+/* Run the model's SR-Mamba backbone (if it has one) on dev (MK_DEV_CPU / MK_DEV_CUDA, from
+ * mk_device_parse); falls back to the CPU with a notice. Returns the device it runs on. */
+int mil_model_use_device(mil_model *m, int dev);
 
 /* Train on every bag of b (labels must be 0/1). Returns the final epoch's mean loss. */
 float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const char *progress_label);

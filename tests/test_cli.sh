@@ -100,3 +100,58 @@ printf 'xop' | dd of="$tmp/nohop.mkm" bs=1 seek="$off" conv=notrunc status=none
 msg=$($MK enhance "$tmp/in.wav" -o "$tmp/out.wav" --stream --model "$tmp/nohop.mkm" 2>&1 >/dev/null); rc=$?
 [ $rc = 1 ] && [ "$(wc -l <<<"$msg")" = 1 ] && grep -q "^mambakit: $tmp/nohop.mkm: .*'hop'" <<<"$msg" && [ ! -e "$tmp/out.wav" ]
 ok $? enhance_config_key_missing "rc=$rc msg=$msg"
+
+# --device cuda on every domain command. Without a usable GPU (CI) each falls back with a
+# notice ("running on the CPU") and must then print exactly what --device cpu prints; on a
+# GPU machine the model's numbers must agree with the CPU's to print precision (forecast's
+# default S-Mamba, d_state 2, is outside the CUDA kernels: it falls back there too). A bad
+# device name is a usage error.
+nums() { grep -oE '[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?' <<<"$1"; }
+same() { # NAME CPU_OUT CUDA_OUT CUDA_ERR
+    local rc
+    if grep -q "running on the CPU" <<<"$4"; then
+        [ "$2" = "$3" ] && [ -n "$2" ]; rc=$?
+    else
+        paste <(nums "$2") <(nums "$3") | awk 'NF != 2 { bad++ } { d = $1 - $2; if (d < 0) d = -d; b = $1 < 0 ? -$1 : $1
+            if (d > 2e-3 + 1e-3 * b) bad++; n++ } END { exit !(n > 0 && !bad) }'; rc=$?
+    fi
+    ok $rc "device_$1" "cpu: $(head -c 300 <<<"$2") | cuda: $(head -c 300 <<<"$3") | $4"
+}
+dev() { # NAME COMMAND... : run with --device cpu, then --device cuda, compare
+    local name=$1 c g e; shift
+    c=$("$MK" "$@" --device cpu 2>/dev/null); g=$("$MK" "$@" --device cuda 2>"$tmp/dev.err"); e=$(cat "$tmp/dev.err")
+    same "$name" "$c" "$g" "$e"
+}
+dev vision classify examples/ankle_boot_0.png --json
+dev mil mil predict "$tmp/bags.csv" --json --quiet
+dev points points classify "$tmp/obj.xyz" --json
+# training: the final loss of a short MambaMIL fit (forward, backward and AdamW through the backbone)
+c=$("$MK" mil train "$tmp/bags.csv" -o "$tmp/m_cpu.mkm" --epochs 3 --device cpu 2>&1 | grep -o 'final train loss [0-9.]*')
+g=$("$MK" mil train "$tmp/bags.csv" -o "$tmp/m_cuda.mkm" --epochs 3 --device cuda 2>"$tmp/dev.err" | grep -o 'final train loss [0-9.]*')
+[ -z "$g" ] && g=$(grep -o 'final train loss [0-9.]*' "$tmp/dev.err")
+same mil_train "$c" "$g" "$(grep -v 'final train loss' "$tmp/dev.err")"
+awk 'BEGIN { print "t,a,b"; for (i = 0; i < 300; i++) print i "," sin(i / 5) "," cos(i / 7) + i / 300 }' > "$tmp/s2.csv"
+dev forecast forecast "$tmp/s2.csv" --horizon 4 --lookback 16 --model smamba --epochs 1 --time-budget 0 -q
+# the offline enhancer, on real speech: the CUDA output scored against the CPU output
+fsdd=""
+for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../shared/data ../../shared/data /usr/share/datasets; do
+    [ -f "$d/fsdd/recordings/0_george_0.wav" ] && { fsdd="$d/fsdd/recordings/0_george_0.wav"; break; }
+done
+if [ -n "$fsdd" ]; then
+    "$MK" enhance "$fsdd" -o "$tmp/e_cpu.wav" --device cpu 2>/dev/null
+    msg=$("$MK" enhance "$fsdd" -o "$tmp/e_cuda.wav" --device cuda --reference "$tmp/e_cpu.wav" --json 2>"$tmp/dev.err"); rc=$?
+    e=$(cat "$tmp/dev.err")
+    if grep -q "running on the CPU" <<<"$e"; then cmp -s "$tmp/e_cpu.wav" "$tmp/e_cuda.wav"
+    else [ $rc = 0 ] && awk -v s="$(grep -oE '"output":\{"sisdr_db":[-0-9.]+' <<<"$msg" | grep -oE '[-0-9.]+$')" 'BEGIN { exit !(s > 40) }'; fi
+    ok $? device_enhance "rc=$rc $msg $e"
+else
+    echo "SKIP cli.device_enhance: skipped: no data at ../shared/data/fsdd/recordings/0_george_0.wav"
+fi
+bad=""
+for c in "classify examples/ankle_boot_0.png" "mil predict $tmp/bags.csv" "points classify $tmp/obj.xyz" \
+         "forecast $tmp/s2.csv" "enhance $tmp/in.wav -o $tmp/x.wav" "mil train $tmp/bags.csv -o $tmp/x.mkm"; do
+    msg=$($MK $c --device tpu 2>&1 >/dev/null); rc=$?
+    [ $rc = 2 ] && [ "$(wc -l <<<"$msg")" = 1 ] && grep -q "unknown device 'tpu'" <<<"$msg" && [ ! -e "$tmp/x.wav" ] ||
+        bad="$bad [$c: rc=$rc msg=$msg]"
+done
+[ -z "$bad" ]; ok $? device_bad_name "$bad"

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/ops.h"
 #include "core/optim.h"
 #include "ts.h"
@@ -240,6 +241,15 @@ void ts_model_relink(ts_model *m) {
     m->smamba.p = &m->p;
     if (m->kind == TS_MODEL_SMAMBA)
         for (int i = 0; i < m->smamba.n_bb; i++) m->smamba.mamba[i].p = &m->p;
+}
+
+int ts_model_use_device(ts_model *m, int dev) {
+    if (m->kind != TS_MODEL_SMAMBA || dev != MK_DEV_CUDA) return MK_DEV_CPU;
+    mamba_backbone **bbs = mk_malloc(sizeof(*bbs) * m->smamba.n_bb);
+    for (int i = 0; i < m->smamba.n_bb; i++) bbs[i] = &m->smamba.mamba[i];
+    int d = mamba_backbones_use_device(bbs, m->smamba.n_bb, dev);
+    free(bbs);
+    return d;
 }
 
 void ts_model_free(ts_model *m) {

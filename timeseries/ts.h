@@ -240,6 +240,11 @@ int ts_model_create(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H
 int ts_model_create_matching(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, int C, int F, int period,
                              const char *match);
 void ts_model_free(ts_model *m);
+/* Run an S-Mamba model's backbones on dev (MK_DEV_CPU / MK_DEV_CUDA from mk_device_parse;
+ * all or none, falling back to the CPU with a notice: the default d_state 2 and the paper
+ * block's norm-free layers are outside the CUDA kernels' shapes). Other models: the CPU.
+ * Returns the device. */
+int ts_model_use_device(ts_model *m, int dev);
 /* After copying a ts_model struct by value: point its layers at its own params. */
 void ts_model_relink(ts_model *m);
 /* Predict B windows. */

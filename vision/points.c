@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
 #include "core/ops.h"
 
 void points_cfg_default(points_cfg *c) {
@@ -135,6 +136,11 @@ int points_model_load(points_model *m, const char *path) {
         return -1;
     }
     return 0;
+}
+
+int points_model_use_device(points_model *m, int dev) {
+    mamba_backbone *bb = &m->bb;
+    return mamba_backbones_use_device(&bb, 1, dev);
 }
 
 void points_model_free(points_model *m) {

@@ -54,6 +54,9 @@ int points_model_init(points_model *m, const points_cfg *c, mk_rng *rng);
 /* Build from a .mkm file (task "points"); the file's tensor table is checked
  * against its config before anything is allocated. 0 or -1 with mk_error. */
 int points_model_load(points_model *m, const char *path);
+/* Run the Mamba backbone on dev (MK_DEV_CPU / MK_DEV_CUDA from mk_device_parse; falls back
+ * to the CPU with a notice). Returns the device. */
+int points_model_use_device(points_model *m, int dev);
 void points_model_free(points_model *m);
 
 /* One object's tokens, ready for the network. */
