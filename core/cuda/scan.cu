@@ -33,7 +33,9 @@ constexpr int FWD_NST = 3; // forward: tiles in flight (scan_tile.cuh); 2 with S
 // forward: scan_tile options. Measured in the kernel lab (docs/CUDA.md, H100, 2026-11-26): the
 // interleaved lane order with padded rows (MAP_INTERLEAVE | PAD_ROWS) 4 % faster than the
 // original order, and with the softplus on the hardware units and the step loop unrolled
-// (FAST_SP | UNROLL_ALL) 11 %; the output stays within 1e-6 of the CPU scan.
+// (FAST_SP | UNROLL_ALL) 11 %; the output stays within 1e-6 of the CPU scan. (The backward
+// recomputes dt with the exact softplus from checkpoints this kernel wrote with FAST_SP: the
+// two differ by < 4e-7 in dt, far inside the gradient tests' limits.)
 constexpr int FWD_OPT = scan_tile::MAP_INTERLEAVE | scan_tile::PAD_ROWS | scan_tile::FAST_SP | scan_tile::UNROLL_ALL;
 constexpr int FWD_S = 2;   // forward: states per lane of the staged kernel (2 or 4): 2 measured 13 % faster (docs/CUDA.md)
 int g_tile_s = FWD_S;      // mkc_scan_set_tiled: the same, or 0 = the register kernel

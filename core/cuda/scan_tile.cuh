@@ -119,9 +119,10 @@ __device__ __forceinline__ float ex2_fma(float x) {
 // Shared-memory layout and launch facts of one configuration.
 //   N states, S per lane, TPB threads, TT steps per tile, NST tiles in flight,
 //   OPT options (bits 0-2: XF, how many of every 4 states' decays go to the FMA pipe;
-//   FAST_SP: softplus as log(1 + exp) with the hardware units, absolute error < 1e-7;
+//   FAST_SP: softplus as log(1 + exp) with the hardware units (__logf, __expf): absolute error
+//   below 4e-7 for arguments <= 0 (__logf's bound on [1, 2]), a few ulp relative above;
 //   UNROLL_ALL: the step-group loop fully unrolled), T the activation type.
-//   MAP_*: which lanes of a warp hold which (channel, p) — see lane_map below; PAD_ROWS: tile
+//   MAP_*: which lanes of a warp hold which (channel, p) — see lane_split below; PAD_ROWS: tile
 //   rows padded so the pre-pass and epilogue, which read P different steps of one channel,
 //   hit P different banks.
 //   FAST_SIG: the output gate's sigmoid with the hardware reciprocal (__fdividef, 2 ulp).
