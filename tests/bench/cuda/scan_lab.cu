@@ -45,6 +45,7 @@ extern "C" {
 #include "core/cuda/scan_bwd.cuh"
 #include "core/cuda/scan_tile.cuh"
 #include "tests/bench/cuda/scan_bwd_v1.cuh"
+#include "tests/bench/cuda/scan_bwd_v3.cuh"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -191,6 +192,15 @@ __global__ void __launch_bounds__(128) scan_fwd_v3(float *__restrict__ out, cons
             if (ok && t < L && j0 + p < TF) out[(row0 + t) * E + ec] = (ys + Dv * us) * zs / (1.f + __expf(-zs));
         }
     }
+}
+
+// out[i] += sum_{s < S} part[s * n + i] in order (scan.cu's sum_parts_k, for the lab's own backward runs)
+__global__ void lab_sum_parts(float *__restrict__ out, const float *__restrict__ part, int S, size_t n) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = 0.f;
+    for (int k = 0; k < S; k++) s += part[(size_t)k * n + i];
+    out[i] += s;
 }
 
 // ---------------------------------------------------------------- harness
@@ -412,21 +422,26 @@ int main(int argc, char **argv) {
                 return 1;
             }
             double err = -1;
+            std::vector<float> rdu, rdl, rdA, rdB, rdC, rdD, rdz, rdb; // the CPU backward, L <= 2048
+            const std::vector<float> *rr[8] = {&rdu, &rdl, &rdA, &rdB, &rdC, &rdD, &rdz, &rdb};
+            // the largest normalised error of the 8 device gradients g[] against the CPU's
+            auto grad_err = [&] {
+                double m = 0;
+                for (int k = 0; k < 8; k++) {
+                    std::vector<float> gh(gn[k]);
+                    CK(cudaMemcpy(gh.data(), g[k], gn[k] * 4, cudaMemcpyDeviceToHost));
+                    m = fmax(m, rel_err(gh.data(), rr[k]->data(), gn[k]));
+                }
+                return m;
+            };
             if (L <= 2048) {
-                std::vector<float> rdu(BLE, 0.f), rdl(BLE, 0.f), rdA(EN, 0.f), rdB(BLN, 0.f), rdC(BLN, 0.f),
-                    rdD(E, 0.f), rdz(BLE, 0.f), rdb(E, 0.f);
+                for (int k = 0; k < 8; k++) const_cast<std::vector<float> *>(rr[k])->assign(gn[k], 0.f);
                 double t0 = mk_time();
                 ssm_scan_backward(rdu.data(), rdl.data(), rdA.data(), rdB.data(), rdC.data(), rdD.data(), rdz.data(),
                                   rdb.data(), NULL, hg.data(), NULL, hu.data(), hd.data(), hA.data(), hB.data(),
                                   hC.data(), hD.data(), hz.data(), hb.data(), NULL, sd);
                 printf("# L %d: CPU reference backward %.1f ms\n", L, (mk_time() - t0) * 1e3);
-                const std::vector<float> *rr[8] = {&rdu, &rdl, &rdA, &rdB, &rdC, &rdD, &rdz, &rdb};
-                err = 0;
-                for (int k = 0; k < 8; k++) {
-                    std::vector<float> gh(gn[k]);
-                    CK(cudaMemcpy(gh.data(), g[k], gn[k] * 4, cudaMemcpyDeviceToHost));
-                    err = fmax(err, rel_err(gh.data(), rr[k]->data(), gn[k]));
-                }
+                err = grad_err();
             }
             double us = time_us(run, reps);
             row(err < 1e-3 ? "bwd_lib" : "bwd_lib!BAD", 128, us, bwd_bytes, err);
@@ -447,10 +462,11 @@ int main(int argc, char **argv) {
                 // the library's checkpoint sweep for N = 16: the staged forward with no output
                 scan_tile::launch<16, 4, 128, 32, 3, 0, float>(NULL, NULL, ck, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L,
                                                                E, 1, st);
-                auto bwd = [&](const char *name, auto kern) {
+                auto bwd = [&](const char *name, auto kern, size_t dyn = 0) {
+                    if (dyn) CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn));
                     auto go = [&] {
-                        kern<<<dim3(neb, B), scan_bwd::TPB, 0, st>>>(g[0], g[1], g[6], NULL, pA, pD, pb, pB, pC, dout,
-                                                                     NULL, u, dl, A, Bm, Cm, Dd, z, db, ck, L, E, 1);
+                        kern<<<dim3(neb, B), scan_bwd::TPB, dyn, st>>>(g[0], g[1], g[6], NULL, pA, pD, pb, pB, pC, dout,
+                                                                       NULL, u, dl, A, Bm, Cm, Dd, z, db, ck, L, E, 1);
                     };
                     if (launched(name, go)) row(name, 128, time_us(go, reps), bwd_bytes, -1);
                 };
@@ -460,6 +476,32 @@ int main(int argc, char **argv) {
                 bwd("bwd_k-out", scan_bwd::kernel<P, float, scan_bwd::NO_OUT>);
                 bwd("bwd_k-replay", scan_bwd::kernel<P, float, scan_bwd::NO_REPLAY>);
                 bwd("bwd_k-all3", scan_bwd::kernel<P, float, scan_bwd::NO_BC | scan_bwd::NO_OUT | scan_bwd::NO_REPLAY>);
+                // scan_bwd_v3.cuh's STAGE_IN (the chunk's inputs staged in shared memory): its kernel
+                // timed like the rows above, then checked end to end (same sweep, its kernel, the
+                // partials summed in order) against the CPU backward at L <= 2048
+                {
+                    constexpr int SO = scan_bwd_v3::STAGE_IN;
+                    const size_t dyn = scan_bwd_v3::dyn_smem<P, float, SO>();
+                    auto kst = scan_bwd_v3::kernel<P, float, SO>;
+                    bwd("bwd_k_stage", kst, dyn);
+                    // the whole backward as bwd_lib runs it: checkpoint sweep, kernel, partial sums
+                    auto run_stage = [&] {
+                        scan_tile::launch<16, 4, 128, 32, 3, 0, float>(NULL, NULL, ck, u, dl, A, Bm, Cm, Dd, z, db,
+                                                                       NULL, B, L, E, 1, st);
+                        kst<<<dim3(neb, B), scan_bwd::TPB, dyn, st>>>(g[0], g[1], g[6], NULL, pA, pD, pb, pB, pC, dout,
+                                                                      NULL, u, dl, A, Bm, Cm, Dd, z, db, ck, L, E, 1);
+                        lab_sum_parts<<<(unsigned)((EN + 255) / 256), 256, 0, st>>>(g[2], pA, B, EN);
+                        lab_sum_parts<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[5], pD, B, (size_t)E);
+                        lab_sum_parts<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[7], pb, B, (size_t)E);
+                        lab_sum_parts<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[3], pB, neb, BLN);
+                        lab_sum_parts<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[4], pC, neb, BLN);
+                    };
+                    for (int k = 0; k < 8; k++) CK(cudaMemset(g[k], 0, gn[k] * 4));
+                    if (launched("bwd_stage", run_stage)) {
+                        double se = L <= 2048 ? grad_err() : -1;
+                        row(se < 1e-3 ? "bwd_stage" : "bwd_stage!BAD", 128, time_us(run_stage, reps), bwd_bytes, se);
+                    }
+                }
                 for (float *q : {ck, pA, pD, pb, pB, pC}) CK(cudaFree(q));
             }
             for (int k = 0; k < 8; k++) CK(cudaFree(g[k]));
