@@ -19,13 +19,15 @@
 //       The library ran v4 4/128/32/3/0 until 2026-11-26.
 //   v5  the same kernel with OPT 64 (MAP_INTERLEAVE: lane bits alternate channel, p, so lane
 //       pairs share shared-memory returns of B/C rows and of dt) and 128 (PAD_ROWS: tile rows
-//       padded against the pre-pass/epilogue bank conflicts); the library runs v5 4/128/32/3/192
-//       (rows fwd_lib_S4, and fwd_lib_S2 with 2 states per lane).
+//       padded against the pre-pass/epilogue bank conflicts); the library runs v5 2/128/32/2/216
+//       (row fwd_lib_S2; fwd_lib_S4 is its 4-states-per-lane setting, 4/128/32/3/216).
 // Backward: the library's (checkpoint sweep + chunked recomputation + partial sums, row
 // bwd_lib), then its kernel alone (bwd_kernel), the kernel as it was until 2026-11-26
 // (bwd_kernel_v1, scan_bwd_v1.cuh: the same run's baseline), and the kernel with parts left
 // out (scan_bwd.cuh OPT: -bc the dB/dC reduction, -out the du / ddelta / dz updates, -replay
-// the chunk replay, -all3 all three), to see what each costs.
+// the chunk replay, -all3 all three), to see what each costs; then scan_bwd_v3.cuh's STAGE_IN
+// variant (the chunk's inputs staged in shared memory): its kernel timed (bwd_k_stage), and the
+// whole backward with it checked against the CPU and timed (bwd_stage, comparable with bwd_lib).
 //
 // usage: scan_lab [--quick] [--csv FILE]
 //   shapes: B=8 E=1536 N=16 at L = 512, 2048, 8192 (Mamba paper's shape at 2048).
