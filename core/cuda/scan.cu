@@ -138,15 +138,6 @@ __global__ void __launch_bounds__(TPB) scan_fwd_k(T *__restrict__ out, float *__
         *reinterpret_cast<float4 *>(h_last + ((size_t)b * E + ec) * N + 4 * p) = make_float4(h[0], h[1], h[2], h[3]);
 }
 
-// out[i] += sum_{s < S} part[s * n + i], in order s = 0, 1, ...
-__global__ void sum_parts_k(float *__restrict__ out, const float *__restrict__ part, int S, size_t n) {
-    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float s = 0.f;
-    for (int k = 0; k < S; k++) s += part[(size_t)k * n + i];
-    out[i] += s;
-}
-
 template <int P, typename T = float>
 void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, const float *A, const T *Bm,
                 const T *Cm, const float *D, const T *z, const float *delta_bias, const float *h0, int B, int L, int E,
@@ -198,11 +189,11 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
                                                 dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt, L, E, softplus);
     MKC_CHECK_LAUNCH("scan_bwd");
     const unsigned TR = 256;
-    if (dA) sum_parts_k<<<mkc_blocks((size_t)E * N, TR), TR, 0, mkc_s()>>>(dA, dApart, B, (size_t)E * N);
-    if (dD && D) sum_parts_k<<<mkc_blocks(E, TR), TR, 0, mkc_s()>>>(dD, dDpart, B, E); // no D: no dD (as on the CPU)
-    if (ddelta_bias) sum_parts_k<<<mkc_blocks(E, TR), TR, 0, mkc_s()>>>(ddelta_bias, dbpart, B, E);
-    if (dBm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, TR), TR, 0, mkc_s()>>>(dBm, dBpart, neb, (size_t)B * L * N);
-    if (dCm) sum_parts_k<<<mkc_blocks((size_t)B * L * N, TR), TR, 0, mkc_s()>>>(dCm, dCpart, neb, (size_t)B * L * N);
+    if (dA) scan_bwd::sum_parts_k<<<mkc_blocks((size_t)E * N, TR), TR, 0, mkc_s()>>>(dA, dApart, B, (size_t)E * N);
+    if (dD && D) scan_bwd::sum_parts_k<<<mkc_blocks(E, TR), TR, 0, mkc_s()>>>(dD, dDpart, B, E); // no D: no dD (as on the CPU)
+    if (ddelta_bias) scan_bwd::sum_parts_k<<<mkc_blocks(E, TR), TR, 0, mkc_s()>>>(ddelta_bias, dbpart, B, E);
+    if (dBm) scan_bwd::sum_parts_k<<<mkc_blocks((size_t)B * L * N, TR), TR, 0, mkc_s()>>>(dBm, dBpart, neb, (size_t)B * L * N);
+    if (dCm) scan_bwd::sum_parts_k<<<mkc_blocks((size_t)B * L * N, TR), TR, 0, mkc_s()>>>(dCm, dCpart, neb, (size_t)B * L * N);
     MKC_CHECK_LAUNCH("scan_bwd_reduce");
 }
 

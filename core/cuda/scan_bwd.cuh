@@ -29,6 +29,20 @@ enum { NO_BC = 1,     // the dB/dC reduction over channels and its partial sums
        NO_OUT = 2,    // the du, ddelta, dz updates (read-modify-write in global memory)
        NO_REPLAY = 4  // the chunk replay that makes the sub-checkpoints
 };
+// STAGE_IN (a variant, not an ablation: same results): each CK-step chunk's u, delta, z, dout
+// tiles and B, C rows are copied into shared memory with cp.async once, and the replay, the
+// sub-chunk loads and the backward walk read them there instead of from global memory one
+// step at a time (the tenth session's profile: the kernel's top stall was the long
+// scoreboard). Written without a GPU: the lab (rows bwd_k_stage, bwd_stage)
+// checks it against the CPU backward; the library runs OPT = 0 until it has. Needs P >= 4 (a tile row of CPB <= 32 channels),
+// u, delta, z, dout 16-byte aligned and E a multiple of 16 / sizeof(T).
+enum { STAGE_IN = 8 };
+
+// Dynamic shared memory the kernel needs (0 unless STAGE_IN).
+template <int P, typename T, int OPT>
+constexpr size_t dyn_smem() {
+    return (OPT & STAGE_IN) ? ((size_t)4 * CK * (TPB / P) + (size_t)2 * CK * 4 * P) * sizeof(T) : 0;
+}
 
 using scan_tile::ldf;
 // 4 values through the read-only cache
@@ -38,6 +52,14 @@ __device__ __forceinline__ float4 ld4(const __nv_bfloat16 *p) {
 }
 
 __host__ __device__ constexpr int ilog2c(int x) { return x > 1 ? 1 + ilog2c(x / 2) : 0; }
+
+// 4 values from shared memory (STAGE_IN's B and C rows)
+template <typename T>
+__device__ __forceinline__ float4 lds4(const T *p) {
+    float v[4];
+    scan_tile::lds<4>(v, p);
+    return make_float4(v[0], v[1], v[2], v[3]);
+}
 
 // the sum over the P lanes of a channel (every lane gets it)
 template <int P>
@@ -57,8 +79,14 @@ __global__ void __launch_bounds__(TPB, 3) kernel(
     const T *__restrict__ z, const float *__restrict__ delta_bias, const float *__restrict__ ckpt, int L,
     int E, int softplus) {
     constexpr int N = 4 * P, CPB = TPB / P, NW = TPB / 32;
+    constexpr bool STG = OPT & STAGE_IN;
+    static_assert(!STG || P >= 4, "STAGE_IN needs P >= 4");
     __shared__ float4 sub[CK / TS][TPB];  // sub-checkpoints of the current CK chunk
     __shared__ float red[NW][TS][2][N];   // per-warp dB/dC sums for one sub-chunk
+    extern __shared__ __align__(16) unsigned char bwd_dyn[]; // STAGE_IN: the chunk's inputs
+    T *const s_u = reinterpret_cast<T *>(bwd_dyn), *const s_dl = s_u + CK * CPB, *const s_z = s_dl + CK * CPB,
+             *const s_g = s_z + CK * CPB, *const s_B = s_g + CK * CPB, *const s_C = s_B + CK * N;
+    const int cb = threadIdx.x / P; // STAGE_IN: the lane's channel within the block (tile column)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, p = threadIdx.x % P, base = lane & ~(P - 1);
     // Each step of a sub-chunk has one owner lane among the channel's P, p = j mod P: it
     // computes the step's softplus and sigmoids once (the others get dt by shuffle) and does
@@ -84,6 +112,32 @@ __global__ void __launch_bounds__(TPB, 3) kernel(
 
     for (int c = nck - 1; c >= 0; c--) {
         const int tc0 = c * CK, tc1 = min(L, tc0 + CK);
+        if constexpr (STG) {
+            // the chunk's tiles: rows t0 .. t0+CK-1, zero past L or past E (cp.async zero-fill)
+            constexpr int EPC = 16 / (int)sizeof(T), RCH = CPB / EPC, BCE = 16 / (int)sizeof(T), BCH = N / BCE;
+            static_assert(CPB % EPC == 0 && N % BCE == 0, "whole 16-byte copies");
+            __syncthreads(); // the previous chunk's readers are done
+            for (int idx = threadIdx.x; idx < 4 * CK * RCH; idx += TPB) {
+                const int w = idx / (CK * RCH), r = idx % (CK * RCH), j = r / RCH, ch = r % RCH;
+                const int t = tc0 + j, ee = blockIdx.x * CPB + ch * EPC;
+                const bool v = t < L && ee < E && (w != 2 || z);
+                const T *src = w == 0 ? u : w == 1 ? delta : w == 2 ? z : dout;
+                const T *gsrc = v ? src + ((row0 + t) * E + ee) : u;
+                scan_tile::cp_async(s_u + w * CK * CPB + j * CPB + ch * EPC, gsrc, v ? 16 : 0,
+                                    std::integral_constant<int, 16>{});
+            }
+            for (int idx = threadIdx.x; idx < 2 * CK * BCH; idx += TPB) {
+                const int w = idx / (CK * BCH), r = idx % (CK * BCH), j = r / BCH, ch = r % BCH;
+                const int t = tc0 + j;
+                const bool v = t < L;
+                const T *gsrc = v ? (w ? Cm : Bm) + (row0 + t) * N + ch * BCE : Bm;
+                scan_tile::cp_async(s_B + w * CK * N + j * N + ch * BCE, gsrc, v ? 16 : 0,
+                                    std::integral_constant<int, 16>{});
+            }
+            scan_tile::cp_commit();
+            scan_tile::cp_wait<0>();
+            __syncthreads();
+        }
         // replay the chunk, keeping sub-checkpoints
         float4 hv = ok ? *reinterpret_cast<const float4 *>(ckpt + (((size_t)b * nck + c) * E + ec) * N + 4 * p)
                        : make_float4(0.f, 0.f, 0.f, 0.f);
@@ -98,7 +152,7 @@ __global__ void __launch_bounds__(TPB, 3) kernel(
 #pragma unroll
             for (int q = 0; q < NOWN; q++) { // every step of this sub-chunk is < tc1 (above)
                 const int j = p + P * q;
-                const float r = j < TS ? ldf(delta + (row0 + ts0 + j) * E + ec) + bias : 0.f;
+                const float r = j < TS ? (STG ? ldf(s_dl + (ts0 + j - tc0) * CPB + cb) : ldf(delta + (row0 + ts0 + j) * E + ec)) + bias : 0.f;
                 dto[q] = softplus ? mkc_softplus(r) : r;
             }
 #pragma unroll
@@ -106,8 +160,8 @@ __global__ void __launch_bounds__(TPB, 3) kernel(
                 int t = ts0 + j;
                 size_t i = (row0 + t) * E + ec;
                 float dt = __shfl_sync(MKC_FULL, dto[j / P], base | (j % P));
-                float dtu = ok ? dt * ldf(u + i) : 0.f;
-                float4 Bv = ld4(Bm + (row0 + t) * N + 4 * p);
+                float dtu = ok ? dt * (STG ? ldf(s_u + (t - tc0) * CPB + cb) : ldf(u + i)) : 0.f;
+                float4 Bv = STG ? lds4(s_B + (t - tc0) * N + 4 * p) : ld4(Bm + (row0 + t) * N + 4 * p);
                 float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w};
 #pragma unroll
                 for (int k = 0; k < 4; k++) h[k] = mkc_ex2(dt * A2[k]) * h[k] + dtu * Bk[k];
@@ -124,10 +178,11 @@ __global__ void __launch_bounds__(TPB, 3) kernel(
                 const int j = p + P * q, t = ts0 + j;
                 const bool v = j < TS && t < tc1;
                 const size_t i = (row0 + (v ? t : ts0)) * E + ec;
-                const float r = ldf(delta + i) + bias;
+                const int ts = (v ? t : ts0) - tc0; // STAGE_IN: tile row
+                const float r = (STG ? ldf(s_dl + ts * CPB + cb) : ldf(delta + i)) + bias;
                 dto[q] = v ? (softplus ? mkc_softplus(r) : r) : 0.f;
                 sgr[q] = mkc_sigmoid(r);
-                sgz[q] = z ? mkc_sigmoid(ldf(z + i)) : 0.f;
+                sgz[q] = z ? mkc_sigmoid(STG ? ldf(s_z + ts * CPB + cb) : ldf(z + i)) : 0.f;
                 const bool w = v && ok && !(OPT & NO_OUT);
                 odu[q] = w && du ? du[i] : 0.f;
                 odd[q] = w && ddelta ? ddelta[i] : 0.f;
@@ -138,10 +193,11 @@ __global__ void __launch_bounds__(TPB, 3) kernel(
                 int t = ts0 + j;
                 bool v = t < tc1;
                 size_t i = (row0 + (v ? t : tc1 - 1)) * E + ec;
-                uu[j] = (v && ok) ? ldf(u + i) : 0.f;
+                const int ts = (v ? t : tc1 - 1) - tc0; // STAGE_IN: tile row
+                uu[j] = (v && ok) ? (STG ? ldf(s_u + ts * CPB + cb) : ldf(u + i)) : 0.f;
                 dt[j] = __shfl_sync(MKC_FULL, dto[j / P], base | (j % P)); // 0 past tc1 (owner)
-                zz[j] = z ? ldf(z + i) : 0.f;
-                gg[j] = (v && ok) ? ldf(dout + i) : 0.f;
+                zz[j] = z ? (STG ? ldf(s_z + ts * CPB + cb) : ldf(z + i)) : 0.f;
+                gg[j] = (v && ok) ? (STG ? ldf(s_g + ts * CPB + cb) : ldf(dout + i)) : 0.f;
             }
             const float4 hsv = sub[s][threadIdx.x];
             const float hst[4] = {hsv.x, hsv.y, hsv.z, hsv.w};
@@ -150,8 +206,8 @@ __global__ void __launch_bounds__(TPB, 3) kernel(
 #pragma unroll
                 for (int j = 0; j < TS; j++) {
                     int tc = min(ts0 + j, tc1 - 1);
-                    float4 Bv = ld4(Bm + (row0 + tc) * N + 4 * p);
-                    float4 Cv = ld4(Cm + (row0 + tc) * N + 4 * p);
+                    float4 Bv = STG ? lds4(s_B + (tc - tc0) * N + 4 * p) : ld4(Bm + (row0 + tc) * N + 4 * p);
+                    float4 Cv = STG ? lds4(s_C + (tc - tc0) * N + 4 * p) : ld4(Cm + (row0 + tc) * N + 4 * p);
                     float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w}, Ck[4] = {Cv.x, Cv.y, Cv.z, Cv.w};
                     float dtu = dt[j] * uu[j], ys = 0.f;
 #pragma unroll
@@ -178,8 +234,8 @@ __global__ void __launch_bounds__(TPB, 3) kernel(
                         dy = g * zz[j] * sg;
                     }
                     dDacc += dy * uu[j];
-                    float4 Bv = ld4(Bm + (row0 + t) * N + 4 * p);
-                    float4 Cv = ld4(Cm + (row0 + t) * N + 4 * p);
+                    float4 Bv = STG ? lds4(s_B + (t - tc0) * N + 4 * p) : ld4(Bm + (row0 + t) * N + 4 * p);
+                    float4 Cv = STG ? lds4(s_C + (t - tc0) * N + 4 * p) : ld4(Cm + (row0 + t) * N + 4 * p);
                     float Bk[4] = {Bv.x, Bv.y, Bv.z, Bv.w}, Ck[4] = {Cv.x, Cv.y, Cv.z, Cv.w};
                     float ddt_p = 0.f, du_p = 0.f;
 #pragma unroll
@@ -269,6 +325,16 @@ __global__ void __launch_bounds__(TPB, 3) kernel(
             dbpart[(size_t)b * E + e] = dbacc;
         }
     }
+}
+
+// the partial sums the kernel leaves (scan.cu's backward and the kernel lab):
+// out[i] += sum_{s < S} part[s * n + i], in order s = 0, 1, ...
+static __global__ void sum_parts_k(float *__restrict__ out, const float *__restrict__ part, int S, size_t n) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = 0.f;
+    for (int k = 0; k < S; k++) s += part[(size_t)k * n + i];
+    out[i] += s;
 }
 
 } // namespace scan_bwd

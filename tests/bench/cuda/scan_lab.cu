@@ -25,7 +25,7 @@
 // bwd_lib), then its kernel alone (bwd_kernel), the kernel as it was until 2026-11-26
 // (bwd_kernel_v1, scan_bwd_v1.cuh: the same run's baseline), and the kernel with parts left
 // out (scan_bwd.cuh OPT: -bc the dB/dC reduction, -out the du / ddelta / dz updates, -replay
-// the chunk replay, -all3 all three), to see what each costs; then scan_bwd_v3.cuh's STAGE_IN
+// the chunk replay, -all3 all three), to see what each costs; then scan_bwd.cuh's STAGE_IN
 // variant (the chunk's inputs staged in shared memory): its kernel timed (bwd_k_stage), and the
 // whole backward with it checked against the CPU and timed (bwd_stage, comparable with bwd_lib).
 //
@@ -47,7 +47,6 @@ extern "C" {
 #include "core/cuda/scan_bwd.cuh"
 #include "core/cuda/scan_tile.cuh"
 #include "tests/bench/cuda/scan_bwd_v1.cuh"
-#include "tests/bench/cuda/scan_bwd_v3.cuh"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -194,15 +193,6 @@ __global__ void __launch_bounds__(128) scan_fwd_v3(float *__restrict__ out, cons
             if (ok && t < L && j0 + p < TF) out[(row0 + t) * E + ec] = (ys + Dv * us) * zs / (1.f + __expf(-zs));
         }
     }
-}
-
-// out[i] += sum_{s < S} part[s * n + i] in order (scan.cu's sum_parts_k, for the lab's own backward runs)
-__global__ void lab_sum_parts(float *__restrict__ out, const float *__restrict__ part, int S, size_t n) {
-    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float s = 0.f;
-    for (int k = 0; k < S; k++) s += part[(size_t)k * n + i];
-    out[i] += s;
 }
 
 // ---------------------------------------------------------------- harness
@@ -478,13 +468,13 @@ int main(int argc, char **argv) {
                 bwd("bwd_k-out", scan_bwd::kernel<P, float, scan_bwd::NO_OUT>);
                 bwd("bwd_k-replay", scan_bwd::kernel<P, float, scan_bwd::NO_REPLAY>);
                 bwd("bwd_k-all3", scan_bwd::kernel<P, float, scan_bwd::NO_BC | scan_bwd::NO_OUT | scan_bwd::NO_REPLAY>);
-                // scan_bwd_v3.cuh's STAGE_IN (the chunk's inputs staged in shared memory): its kernel
+                // scan_bwd.cuh's STAGE_IN (the chunk's inputs staged in shared memory): its kernel
                 // timed like the rows above, then checked end to end (same sweep, its kernel, the
                 // partials summed in order) against the CPU backward at L <= 2048
                 {
-                    constexpr int SO = scan_bwd_v3::STAGE_IN;
-                    const size_t dyn = scan_bwd_v3::dyn_smem<P, float, SO>();
-                    auto kst = scan_bwd_v3::kernel<P, float, SO>;
+                    constexpr int SO = scan_bwd::STAGE_IN;
+                    const size_t dyn = scan_bwd::dyn_smem<P, float, SO>();
+                    auto kst = scan_bwd::kernel<P, float, SO>;
                     bwd("bwd_k_stage", kst, dyn);
                     // the whole backward as bwd_lib runs it: checkpoint sweep, kernel, partial sums
                     auto run_stage = [&] {
@@ -492,11 +482,11 @@ int main(int argc, char **argv) {
                                                                        NULL, B, L, E, 1, st);
                         kst<<<dim3(neb, B), scan_bwd::TPB, dyn, st>>>(g[0], g[1], g[6], NULL, pA, pD, pb, pB, pC, dout,
                                                                       NULL, u, dl, A, Bm, Cm, Dd, z, db, ck, L, E, 1);
-                        lab_sum_parts<<<(unsigned)((EN + 255) / 256), 256, 0, st>>>(g[2], pA, B, EN);
-                        lab_sum_parts<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[5], pD, B, (size_t)E);
-                        lab_sum_parts<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[7], pb, B, (size_t)E);
-                        lab_sum_parts<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[3], pB, neb, BLN);
-                        lab_sum_parts<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[4], pC, neb, BLN);
+                        scan_bwd::sum_parts_k<<<(unsigned)((EN + 255) / 256), 256, 0, st>>>(g[2], pA, B, EN);
+                        scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[5], pD, B, (size_t)E);
+                        scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[7], pb, B, (size_t)E);
+                        scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[3], pB, neb, BLN);
+                        scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[4], pC, neb, BLN);
                     };
                     for (int k = 0; k < 8; k++) CK(cudaMemset(g[k], 0, gn[k] * 4));
                     if (launched("bwd_stage", run_stage)) {
