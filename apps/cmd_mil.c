@@ -77,6 +77,8 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --branch-drop P     with --res-gate: drop the SR-Mamba branch for a training bag with\n"
             "                      probability P (default %g)\n"
             "  --dropout P         dropout on instance embeddings (default %g)\n"
+            "  --order O           mamba: what the scans read: natural (the bag's own order) or score\n"
+            "                      (instances sorted by attention score: for bags that are sets) (default %s)\n"
             "  --epochs N          training epochs (default %d)\n"
             "  --lr X              peak AdamW learning rate, warmup + cosine (default %g)\n"
             "  --weight-decay X    AdamW weight decay (default %g)\n"
@@ -89,7 +91,7 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --device D          cpu | cuda: where the SR-Mamba backbone runs (default cpu; cuda\n"
             "                      falls back to the CPU with a notice; small bags run faster on the CPU)\n" ENCODER_HELP,
             mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate, o->c.branch_drop,
-            o->c.dropout,
+            o->c.dropout, mil_order_names[o->c.order],
             o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.clip, o->t.seed);
 }
 
@@ -131,6 +133,17 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
     }
     if (!strcmp(a, "--shuffle-instances")) {
         o->t.shuffle_inst = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--order")) {
+        int k = 0;
+        while (v && k < MIL_NORDERS && strcmp(v, mil_order_names[k])) k++;
+        if (!v || k == MIL_NORDERS) {
+            fprintf(stderr, "mambakit: --order: '%s' is not one of natural, score\n", v ? v : "");
+            return -1;
+        }
+        o->c.order = k;
+        (*i)++;
         return 1;
     }
     if (!strcmp(a, "--encoder")) {
@@ -778,7 +791,7 @@ static void long_child(int fd, long len, int F, int D, int dstate, const mil_cfg
     mil_cfg c;
     mil_cfg_default(&c, MIL_MAMBA, F);
     c.D = D, c.H = D, c.d_state = dstate;
-    c.n_layer = base->n_layer, c.stride = base->stride, c.res_gate = base->res_gate;
+    c.n_layer = base->n_layer, c.stride = base->stride, c.res_gate = base->res_gate, c.order = base->order;
     mil_model m;
     mil_model_create(&m, &c, 1);
     mil_model_fit_scaler(&m, &b);
@@ -1026,6 +1039,7 @@ int cmd_bench_mil(int argc, char **argv) {
     o.c.D = 32, o.c.H = 32, o.c.d_state = 8, o.c.dropout = 0.25f;
     o.t.epochs = 20, o.t.lr = 1e-3f;
     o.t.clip = 0; /* a global-norm clip penalises the model with more parameters: none in the comparison */
+    o.c.order = MIL_ORDER_SCORE; /* the classic sets and Fashion-MNIST bags are sets: their row order means nothing */
     long folds = 10, repeats = 5, fm_runs = 5, fm_vision = 0;
     int fm_given = 0;
     int json = 0, do_sets = 1, do_fm = 1, do_long = 1, quick = 0;
@@ -1113,8 +1127,9 @@ int cmd_bench_mil(int argc, char **argv) {
     }
     if (!json)
         printf("\nMIL benchmark: d_model %d, attention hidden %d, SR-Mamba %d layers stride %d d_state %d, residual gate %d,\n"
-               "branch drop %g, dropout %g, %d epochs, AdamW lr %g wd %g, clip %g, batch %d bag(s), seed %lu, %d thread(s)%s\n",
-               o.c.D, o.c.H, o.c.n_layer, o.c.stride, o.c.d_state, o.c.res_gate, o.c.branch_drop, o.c.dropout,
+               "%s order, branch drop %g, dropout %g, %d epochs, AdamW lr %g wd %g, clip %g, batch %d bag(s), seed %lu, %d thread(s)%s\n",
+               o.c.D, o.c.H, o.c.n_layer, o.c.stride, o.c.d_state, o.c.res_gate, mil_order_names[o.c.order],
+               o.c.branch_drop, o.c.dropout,
                o.t.epochs, o.t.lr, o.t.weight_decay, o.t.clip, o.t.batch, o.t.seed, mk_num_threads(),
                o.t.shuffle_inst ? ",\ntraining bags in a new random instance order each time (--shuffle-instances)" : "");
     if (do_sets) {

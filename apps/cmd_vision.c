@@ -75,6 +75,25 @@ static void fm_item(float *dst, const fmnist_set *s, int idx, int dy, int dx, in
         }
 }
 
+/* Random erasing (ref: Zhong et al. 2017, "Random Erasing Data Augmentation"): with
+ * probability p, one rectangle of 2-40 % of the image with aspect ratio in [0.3, 3.3]
+ * (log-uniform) is filled with uniform random pixel values (0..255, normalised). Up to 10
+ * draws for a rectangle that fits; none fits: the image is left as it is. Occlusion that
+ * the shift and flip do not give: the model must use more than one part of the garment. */
+static void fm_erase(float *dst, int H, int W, float p, float mean, float std, mk_rng *r) {
+    if (p <= 0 || mk_rng_uniform(r) >= p) return;
+    for (int t = 0; t < 10; t++) {
+        float area = (0.02f + 0.38f * mk_rng_uniform(r)) * H * W;
+        float ar = expf(logf(0.3f) + (logf(3.3f) - logf(0.3f)) * mk_rng_uniform(r));
+        int h = (int)lrintf(sqrtf(area * ar)), w = (int)lrintf(sqrtf(area / ar));
+        if (h < 1 || w < 1 || h > H || w > W) continue;
+        int y0 = mk_rng_int(r, H - h + 1), x0 = mk_rng_int(r, W - w + 1);
+        for (int y = y0; y < y0 + h; y++)
+            for (int x = x0; x < x0 + w; x++) dst[(size_t)y * W + x] = (mk_rng_uniform(r) - mean) / std;
+        return;
+    }
+}
+
 /* The training set's seeded split: a shuffle of 0..n-1 whose last `val` entries are the
  * held-out validation images (train vision and eval vision --split val share it). */
 static int *split_perm(int n, long seed) {
@@ -364,7 +383,7 @@ typedef struct {
     long epochs, batch, d_model, layers, d_state, expand, patch, kernel, val, limit, seed, shift, threads_unused;
     long ckpt_every, stem, total_steps, steps, data_seed;
     double budget;
-    double lr, wd, warmup, smooth, drop_path, shuffle_p, time_limit, min_lr;
+    double lr, wd, warmup, smooth, drop_path, shuffle_p, time_limit, min_lr, erase;
     int order, head, flip;
 } train_opts;
 
@@ -415,6 +434,8 @@ static void train_help(void) {
            "  --limit N          train on the first N of the remaining images (default all)\n"
            "  --shift PX         random shift augmentation, +-PX pixels (default %ld)\n"
            "  --flip 0|1         random horizontal flips (default %d)\n"
+           "  --erase P          random erasing: with probability P a random 2-40%% rectangle of\n"
+           "                     the image is filled with noise (default 0)\n"
            "model:\n"
            "  --order O          scan orders: row | bidir | cross | atrous (default %s)\n"
            "  --head H           cls | mean (default %s)\n"
@@ -484,6 +505,7 @@ static int parse_train(train_opts *o, int argc, char **argv) {
             {"--warmup", 0, &o->warmup, 0, 0, 0, 1000},       {"--smooth", 0, &o->smooth, 0, 0, 0, 0.9},
             {"--drop-path", 0, &o->drop_path, 0, 0, 0, 0.9},  {"--shuffle", 0, &o->shuffle_p, 0, 0, 0, 1},
             {"--time-limit", 0, &o->time_limit, 0, 0, 0, 1e6}, {"--min-lr", 0, &o->min_lr, 0, 0, 0, 1},
+            {"--erase", 0, &o->erase, 0, 0, 0, 1},
         };
         int done = 0;
         for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++)
@@ -548,6 +570,7 @@ static void opts_to_config(const train_opts *o, mk_config *c) {
     mk_config_set_float(c, "train_wd", o->wd);
     mk_config_set_float(c, "train_warmup", o->warmup);
     mk_config_set_float(c, "train_smooth", o->smooth);
+    mk_config_set_float(c, "train_erase", o->erase);
 }
 static int opts_from_config(train_opts *o, const mk_config *c) {
     long *ip[] = {&o->epochs, &o->batch, &o->val, &o->limit, &o->seed, &o->shift};
@@ -565,6 +588,11 @@ static int opts_from_config(train_opts *o, const mk_config *c) {
     const char *dk[] = {"train_lr", "train_min_lr", "train_wd", "train_warmup", "train_smooth"};
     for (int i = 0; i < 5; i++)
         if (mk_config_get_float(c, dk[i], dp[i])) return -1;
+    o->erase = 0; /* absent in checkpoints written before --erase existed */
+    if (mk_config_get(c, "train_erase") && (mk_config_get_float(c, "train_erase", &o->erase) || !(o->erase >= 0 && o->erase <= 1))) {
+        mk_error("train_erase in the checkpoint is not a probability");
+        return -1;
+    }
     if (o->batch < 1 || o->epochs < 1 || o->val < 0 || o->val > 30000 || o->limit < 0) {
         mk_error("training options in the checkpoint are out of range");
         return -1;
@@ -724,6 +752,7 @@ int cmd_train_vision(int argc, char **argv) {
             int dx = o.shift ? mk_rng_int(&rng, 2 * (int)o.shift + 1) - (int)o.shift : 0;
             int fl = o.flip ? mk_rng_int(&rng, 2) : 0;
             fm_item(img + (size_t)b * HW, &tr, id, dy, dx, fl, m.cfg.mean[0], m.cfg.std[0]);
+            fm_erase(img + (size_t)b * HW, tr.rows, tr.cols, (float)o.erase, m.cfg.mean[0], m.cfg.std[0], &rng);
             y[b] = tr.labels[id];
         }
         mk_params_zero_grad(&m.p);

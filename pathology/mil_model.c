@@ -10,6 +10,7 @@
 #include "core/ops.h"
 
 const char *const mil_type_names[MIL_NTYPES] = {"mamba", "abmil", "gated", "mean", "max"};
+const char *const mil_order_names[MIL_NORDERS] = {"natural", "score"};
 
 int mil_type_from_name(const char *s) {
     for (int i = 0; i < MIL_NTYPES; i++)
@@ -38,7 +39,8 @@ static int build(mil_model *m, const mil_cfg *c, unsigned long seed, const char 
     memset(m, 0, sizeof *m);
     if (c->type < 0 || c->type >= MIL_NTYPES || c->F < 1 || c->F > MIL_MAX_FEATURES || c->D < 1 || c->D > 4096 ||
         c->H < 1 || c->H > 4096 || c->n_layer < 0 || c->n_layer > 32 || c->stride < 0 || c->d_state < 1 ||
-        !(c->dropout >= 0 && c->dropout < 1) || !(c->branch_drop >= 0 && c->branch_drop < 1)) {
+        !(c->dropout >= 0 && c->dropout < 1) || !(c->branch_drop >= 0 && c->branch_drop < 1) || c->order < 0 ||
+        c->order >= MIL_NORDERS) {
         mk_error("invalid MIL model config (type %d, F %d, D %d, H %d, layers %d, stride %d, d_state %d)", c->type,
                  c->F, c->D, c->H, c->n_layer, c->stride, c->d_state);
         return -1;
@@ -115,6 +117,8 @@ void mil_model_free(mil_model *m) {
     free(m->buf);
     free(m->amax);
     free(m->ord);
+    free(m->base);
+    free(m->sortbuf);
     memset(m, 0, sizeof *m);
 }
 
@@ -143,6 +147,41 @@ void mil_order_interleave(int *o, int L, int R) {
         for (int j = r; j < L; j += R) o[t++] = j;
 }
 
+typedef struct {
+    float s;
+    int i;
+} score_idx;
+
+/* highest score first; equal scores in bag order, so the sort is total */
+static int by_score(const void *pa, const void *pb) {
+    const score_idx *a = pa, *b = pb;
+    if (a->s != b->s) return a->s > b->s ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+/* attention logits s_i = w^T tanh(V v_i + bV) [* sigm(U v_i + bU)] of rows v (L, D) into s;
+ * t, g (L, H) keep the activations */
+static void att_logits(const mil_model *m, const float *v, int L, float *t, float *g, float *s) {
+    const mk_params *p = &m->p;
+    const int D = m->c.D, H = m->c.H;
+    linear_forward(t, v, mk_param(p, m->att_V), mk_param(p, m->att_Vb), L, D, H);
+    tanh_forward(t, t, (size_t)L * H);
+    if (m->att_U >= 0) {
+        linear_forward(g, v, mk_param(p, m->att_U), mk_param(p, m->att_Ub), L, D, H);
+        sigmoid_forward(g, g, (size_t)L * H);
+    }
+    const float *w = mk_param(p, m->att_w);
+    for (int i = 0; i < L; i++) {
+        const float *ti = t + (size_t)i * H, *gi = g + (size_t)i * H;
+        float si = 0;
+        if (m->att_U >= 0)
+            for (int k = 0; k < H; k++) si += w[k] * ti[k] * gi[k];
+        else
+            for (int k = 0; k < H; k++) si += w[k] * ti[k];
+        s[i] = si;
+    }
+}
+
 /* Buffer per bag: xs (L,F), e_pre, e, dmask, h, m_out (L,D), t, g (L,H), s, a (L), z (D),
  * backward scratch dh, de (L,D), dt, dg (L,H), da (L). */
 static size_t bag_floats(const mil_cfg *c, int L) {
@@ -154,8 +193,12 @@ static void ensure(mil_model *m, int L) {
     if (L > m->cap) {
         free(m->buf);
         free(m->ord);
+        free(m->base);
+        free(m->sortbuf);
         m->buf = mk_malloc(sizeof(float) * bag_floats(c, L));
         m->ord = mk_malloc(sizeof(int) * L);
+        m->base = mk_malloc(sizeof(int) * L);
+        m->sortbuf = mk_malloc(sizeof(score_idx) * L);
         m->cap = L;
     }
     if (!m->amax) m->amax = mk_malloc(sizeof(int) * c->D);
@@ -181,7 +224,7 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
     ensure(m, L);
     const mil_cfg *c = &m->c;
     const mk_params *p = &m->p;
-    const int F = c->F, D = c->D, H = c->H;
+    const int F = c->F, D = c->D;
     const size_t LD = (size_t)L * D;
     m->training = training;
     const float *mu = mk_param(p, m->fmean), *sd = mk_param(p, m->fstd);
@@ -191,8 +234,22 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
     relu_forward(m->e, m->e_pre, LD);
     if (training && c->dropout > 0) dropout_forward(m->e, m->dmask, m->e, LD, c->dropout, &m->rng);
     if (m->has_bb) {
-        if (c->stride > 0) mil_order_interleave(m->ord, L, c->stride);
-        const int *orders[2] = {NULL, m->ord};
+        const int *base = NULL;
+        if (c->order == MIL_ORDER_SCORE && m->att_V >= 0) {
+            /* t, g, s are the pooling's buffers, free until it runs below */
+            att_logits(m, m->e, L, m->t, m->g, m->s);
+            score_idx *si = m->sortbuf;
+            for (int i = 0; i < L; i++) si[i].s = m->s[i], si[i].i = i;
+            qsort(si, (size_t)L, sizeof *si, by_score);
+            for (int i = 0; i < L; i++) m->base[i] = si[i].i;
+            base = m->base;
+        }
+        if (c->stride > 0) {
+            mil_order_interleave(m->ord, L, c->stride);
+            if (base)
+                for (int i = 0; i < L; i++) m->ord[i] = base[m->ord[i]];
+        }
+        const int *orders[2] = {base, m->ord};
         if (m->gamma >= 0) {
             m->branch_scale = 1.f;
             if (training && c->branch_drop > 0)
@@ -216,24 +273,10 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
     }
     float *h = m->h, *z = m->z;
     if (m->att_V >= 0) {
-        linear_forward(m->t, h, mk_param(p, m->att_V), mk_param(p, m->att_Vb), L, D, H);
-        tanh_forward(m->t, m->t, (size_t)L * H);
-        if (m->att_U >= 0) {
-            linear_forward(m->g, h, mk_param(p, m->att_U), mk_param(p, m->att_Ub), L, D, H);
-            sigmoid_forward(m->g, m->g, (size_t)L * H);
-        }
-        const float *w = mk_param(p, m->att_w);
+        att_logits(m, h, L, m->t, m->g, m->s);
         float smax = -INFINITY;
-        for (int i = 0; i < L; i++) {
-            const float *ti = m->t + (size_t)i * H, *gi = m->g + (size_t)i * H;
-            float s = 0;
-            if (m->att_U >= 0)
-                for (int k = 0; k < H; k++) s += w[k] * ti[k] * gi[k];
-            else
-                for (int k = 0; k < H; k++) s += w[k] * ti[k];
-            m->s[i] = s;
-            if (s > smax) smax = s;
-        }
+        for (int i = 0; i < L; i++)
+            if (m->s[i] > smax) smax = m->s[i];
         double sum = 0;
         for (int i = 0; i < L; i++) sum += (m->a[i] = expf(m->s[i] - smax));
         for (int i = 0; i < L; i++) m->a[i] = (float)(m->a[i] / sum);
@@ -588,6 +631,7 @@ int mil_model_save(const mil_model *m, const char *path) {
     mk_config_set_int(&cfg, "res_gate", m->c.res_gate);
     mk_config_set_float(&cfg, "branch_drop", m->c.branch_drop);
     mk_config_set_float(&cfg, "dropout", m->c.dropout);
+    mk_config_set(&cfg, "order", "%s", mil_order_names[m->c.order]);
     return mk_ckpt_save(path, &cfg, &m->p, 0);
 }
 
@@ -632,6 +676,17 @@ int mil_model_load(mil_model *m, const char *path) {
         return -1;
     }
     c.branch_drop = (float)bd;
+    const char *os = mk_config_get(&cfg, "order"); /* absent in files written before it existed */
+    c.order = MIL_ORDER_NATURAL;
+    if (os) {
+        int k = 0;
+        while (k < MIL_NORDERS && strcmp(os, mil_order_names[k])) k++;
+        if (k == MIL_NORDERS) {
+            mk_error("%s: order must be natural or score, not '%s'", path, os);
+            return -1;
+        }
+        c.order = k;
+    }
     if (build(m, &c, 1, path)) return -1;
     if (mk_ckpt_load(path, "mil", &cfg, &m->p, 0)) {
         mil_model_free(m);

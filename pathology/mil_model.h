@@ -11,6 +11,7 @@
  *         branch_drop p: in training the branch is dropped for a whole bag with
  *         probability p and scaled by 1/(1-p) otherwise
  *         each layer: h += out_proj( scan(natural) + scan(interleave_R) )
+ *         (order SCORE: "natural" is the instances sorted by w^T tanh(V e_i + bV), highest first)
  *         (core/mamba.h backbone: G = 2 orders, LayerNorm pre-norm, sum merge)
  *   a   = softmax_i( w^T tanh(V h_i + bV) )                     plain attention
  *   a   = softmax_i( w^T (tanh(V h_i + bV) * sigm(U h_i + bU)) ) gated attention
@@ -31,6 +32,13 @@
 #include "pathology/mil_bags.h"
 
 enum { MIL_MAMBA = 0, MIL_ABMIL, MIL_GATED, MIL_MEAN, MIL_MAX, MIL_NTYPES };
+/* The sequence the SR-Mamba scans read (MIL_MAMBA). NATURAL: the bag's own order (slide
+ * tiles in reading order). SCORE: the instances sorted by their attention score on the
+ * embedding (the pooling's own w, V on e, no gradient through the sort), highest first;
+ * the model then no longer depends on the order of a bag's rows, as a set-valued bag
+ * (molecule conformations, image segments) asks. */
+enum { MIL_ORDER_NATURAL = 0, MIL_ORDER_SCORE, MIL_NORDERS };
+extern const char *const mil_order_names[MIL_NORDERS]; /* "natural" "score" */
 extern const char *const mil_type_names[MIL_NTYPES]; /* "mamba" "abmil" "gated" "mean" "max" */
 int mil_type_from_name(const char *s); /* -1 if unknown */
 
@@ -45,6 +53,7 @@ typedef struct {
     float branch_drop; /* res_gate: drop the whole SR-Mamba branch for a training bag with this
                           probability (else scale it by 1/(1-p)): the model must also work as ABMIL */
     float dropout;
+    int order;    /* MIL_ORDER_*: what the scans read (MIL_MAMBA) */
 } mil_cfg;
 
 void mil_cfg_default(mil_cfg *c, int type, int F);
@@ -68,7 +77,9 @@ typedef struct {
     float *xs, *e_pre, *e, *dmask, *h, *t, *g, *s, *a, *z; /* see mil_model.c */
     float *m_out;                 /* (L, D) backbone output when res_gate */
     int *amax;                    /* (D) argmax rows for max pooling */
-    int *ord;                     /* (L) interleave order */
+    int *ord;                     /* (L) interleave order (of the base order, if any) */
+    int *base;                    /* (L) the base order (MIL_ORDER_SCORE) */
+    void *sortbuf;                /* (L) score/index pairs for the sort */
     float logit, prob;
     int training;
     float branch_scale;           /* res_gate: 0 (branch dropped), 1/(1-p) or 1 in the last forward */

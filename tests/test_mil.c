@@ -125,10 +125,13 @@ typedef struct {
     unsigned char *sign;
     int *amax;
     size_t n;
-    int D;
+    int D, L;
+    int *base;
 } kinks;
 static void kinks_take(kinks *k, const mil_model *m, int L) {
-    k->n = (size_t)L * m->c.D, k->D = m->c.D;
+    k->n = (size_t)L * m->c.D, k->D = m->c.D, k->L = L;
+    k->base = malloc(sizeof(int) * L);
+    if (m->c.order == MIL_ORDER_SCORE) memcpy(k->base, m->base, sizeof(int) * L);
     k->sign = malloc(k->n);
     k->amax = malloc(sizeof(int) * k->D);
     for (size_t i = 0; i < k->n; i++) k->sign[i] = m->e_pre[i] > 0;
@@ -137,13 +140,16 @@ static void kinks_take(kinks *k, const mil_model *m, int L) {
 static int kinks_crossed(const kinks *k, const mil_model *m) {
     for (size_t i = 0; i < k->n; i++)
         if ((m->e_pre[i] > 0) != k->sign[i]) return 1;
+    /* the score order is piecewise constant: a step that reorders the bag jumps */
+    if (m->c.order == MIL_ORDER_SCORE && memcmp(k->base, m->base, sizeof(int) * k->L)) return 1;
     return m->c.type == MIL_MAX && memcmp(k->amax, m->amax, sizeof(int) * k->D);
 }
 
-static void gradcheck_cfg(const char *name, int type, int gated, int L, int stride, int res_gate) {
+static void gradcheck_cfg(const char *name, int type, int gated, int L, int stride, int res_gate, int order) {
     mil_cfg c;
     mil_cfg_default(&c, type, 5);
     c.D = 8, c.H = 6, c.n_layer = 2, c.stride = stride, c.d_state = 4, c.gated = gated, c.res_gate = res_gate;
+    c.order = order;
     mil_model m;
     if (mil_model_create(&m, &c, 42)) {
         test_report(0, name, "%s", mk_last_error());
@@ -199,16 +205,17 @@ static void gradcheck_cfg(const char *name, int type, int gated, int L, int stri
         if (rel > worst) worst = rel, worst_t = T->name;
     }
     test_report(worst < 1e-2 && skipped * 10 < checked, name,
-                "%d entries compared (%d skipped: the step crosses a ReLU/max kink), worst normalised error %.2e (%s)", checked,
+                "%d entries compared (%d skipped: the step crosses a kink: ReLU, max, or a reordering), worst normalised error %.2e (%s)", checked,
                 skipped, worst, worst_t);
     free(kk.sign);
     free(kk.amax);
+    free(kk.base);
     free(x);
     mil_model_free(&m);
 }
 
 static void gradcheck(const char *name, int type, int gated, int L, int stride) {
-    gradcheck_cfg(name, type, gated, L, stride, 0);
+    gradcheck_cfg(name, type, gated, L, stride, 0, MIL_ORDER_NATURAL);
 }
 
 static void test_auc(void) {
@@ -338,6 +345,76 @@ static void test_shuffle_instances(void) {
     free(csv);
 }
 
+/* --order score: the scans read the bag sorted by attention score, so permuting a bag's rows
+ * leaves the probability as it was (up to float summation order); the natural order must
+ * move it (else this test could not fail). The sorted order is checked against an
+ * independent sort of the scores recomputed here in double. The order survives a save/load. */
+static void test_order_score(void) {
+    const int L = 23, F = 5;
+    mk_rng r;
+    mk_rng_seed(&r, 31);
+    float *x = malloc(sizeof(float) * L * F), *xp = malloc(sizeof(float) * L * F);
+    int perm[23];
+    for (int i = 0; i < L * F; i++) x[i] = mk_rng_normal(&r);
+    for (int i = 0; i < L; i++) perm[i] = i;
+    mk_rng_shuffle(&r, perm, L);
+    for (int i = 0; i < L; i++) memcpy(xp + (size_t)i * F, x + (size_t)perm[i] * F, sizeof(float) * F);
+    double moved[2] = {0, 0};
+    int sorted_ok = 1, reload_ok = 0;
+    for (int order = 0; order < 2; order++) {
+        mil_cfg c;
+        mil_cfg_default(&c, MIL_MAMBA, F);
+        c.D = 8, c.H = 6, c.d_state = 4, c.stride = 4, c.order = order;
+        mil_model m;
+        mil_model_create(&m, &c, 5);
+        for (int d = 0; d < c.D; d++) mk_param(&m.p, m.gamma)[d] = 0.5f - 0.1f * d;
+        float p0 = mil_forward(&m, x, L, 0);
+        if (order == MIL_ORDER_SCORE) {
+            /* s_i = w . tanh(V e_i + b) in double, e = relu(W x + b): base must sort it descending */
+            const float *We = mk_param(&m.p, m.emb_w), *be = mk_param(&m.p, m.emb_b);
+            const float *V = mk_param(&m.p, m.att_V), *bV = mk_param(&m.p, m.att_Vb), *w = mk_param(&m.p, m.att_w);
+            double s[23];
+            for (int i = 0; i < L; i++) {
+                double e[8];
+                for (int d = 0; d < c.D; d++) {
+                    double v = be[d];
+                    for (int j = 0; j < F; j++) v += (double)We[d * F + j] * x[i * F + j];
+                    e[d] = v > 0 ? v : 0;
+                }
+                s[i] = 0;
+                for (int k = 0; k < c.H; k++) {
+                    double v = bV[k];
+                    for (int d = 0; d < c.D; d++) v += (double)V[k * c.D + d] * e[d];
+                    s[i] += w[k] * tanh(v);
+                }
+            }
+            for (int i = 0; i + 1 < L; i++)
+                if (s[m.base[i]] < s[m.base[i + 1]] - 1e-6) sorted_ok = 0;
+            char path[] = "/tmp/mk_mil_order_XXXXXX";
+            int fd = mkstemp(path);
+            if (fd >= 0) {
+                close(fd);
+                mil_model m2;
+                if (!mil_model_save(&m, path) && !mil_model_load(&m2, path)) {
+                    reload_ok = m2.c.order == MIL_ORDER_SCORE && fabsf(mil_forward(&m2, x, L, 0) - p0) < 1e-7f;
+                    mil_model_free(&m2);
+                }
+                unlink(path);
+            }
+        }
+        float p1 = mil_forward(&m, xp, L, 0);
+        moved[order] = fabs((double)p1 - p0);
+        mil_model_free(&m);
+    }
+    test_report(moved[MIL_ORDER_SCORE] < 1e-5 && moved[MIL_ORDER_NATURAL] > 1e-4 && sorted_ok && reload_ok,
+                "order_score_invariant",
+                "bag rows permuted: probability moves %.2e with --order score (must be < 1e-5), %.2e with natural "
+                "(must be > 1e-4); scan order sorted by score: %s; kept by save/load: %s",
+                moved[1], moved[0], sorted_ok ? "yes" : "NO", reload_ok ? "yes" : "NO");
+    free(x);
+    free(xp);
+}
+
 static void test_musk1(void) {
     char path[4096];
     if (!test_find_data("musk1_cv_mamba", "mil/musk1.csv", path, sizeof path)) return;
@@ -383,7 +460,10 @@ int main(void) {
     gradcheck("grad_max", MIL_MAX, 0, 5, 3);
     gradcheck("grad_mamba_len1", MIL_MAMBA, 0, 1, 3);
     gradcheck("grad_mamba_no_sr", MIL_MAMBA, 0, 9, 0);
-    gradcheck_cfg("grad_mamba_res_gate", MIL_MAMBA, 0, 13, 3, 1);
+    gradcheck_cfg("grad_mamba_res_gate", MIL_MAMBA, 0, 13, 3, 1, MIL_ORDER_NATURAL);
+    gradcheck_cfg("grad_mamba_order_score", MIL_MAMBA, 0, 13, 3, 1, MIL_ORDER_SCORE);
+    gradcheck_cfg("grad_mamba_order_score_gated", MIL_MAMBA, 1, 10, 4, 1, MIL_ORDER_SCORE);
+    test_order_score();
     test_paired();
     test_shuffle_instances();
     test_musk1();
