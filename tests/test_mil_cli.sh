@@ -78,6 +78,19 @@ for t in abmil mean max; do
 done
 $MK mil train "$tmp/tr.csv" --folds 2 $small --epochs 2 --shuffle-instances --json 2>/dev/null | grep -q '"auc_mean"'
 ok $? cv_shuffle_instances
+# --order score: the model reads each bag as a set, so a file with every bag's rows reversed
+# gives the same probabilities (printed to 4 digits); with the natural order they move
+$MK mil train x.csv --order sideways -o "$tmp/o.mkm" >/dev/null 2>&1; [ $? = 2 ]; ok $? bad_order
+(head -1 "$tmp/tr.csv"; tail -n +2 "$tmp/tr.csv" | tac) > "$tmp/tr_rev.csv"
+same=()
+for o in score natural; do
+    $MK mil train "$tmp/tr.csv" -o "$tmp/o_$o.mkm" $small --epochs 8 --lr 2e-3 --stride 4 --order $o 2>/dev/null
+    $MK mil predict "$tmp/tr.csv" --model "$tmp/o_$o.mkm" 2>/dev/null | sort > "$tmp/p1"
+    $MK mil predict "$tmp/tr_rev.csv" --model "$tmp/o_$o.mkm" 2>/dev/null | sort > "$tmp/p2"
+    [ -s "$tmp/p1" ] && cmp -s "$tmp/p1" "$tmp/p2"; same+=($?)
+done
+[ "${same[0]}" = 0 ] && [ "${same[1]}" != 0 ] && $MK info "$tmp/o_score.mkm" | grep -q "order  *score"
+ok $? order_score_set "score order: rows reversed give the same output (${same[0]} = 0), natural: they move (${same[1]} != 0)"
 # bench mil: the first two models are compared repeat by repeat (same folds, seeds, shared init)
 out=$($MK bench mil --sets musk1 --folds 2 --repeats 2 --no-long --fmnist-runs 0 --models mamba,abmil,mean \
       --d-model 16 --attn-hidden 16 --d-state 4 --epochs 2 --json 2>&1); rc=$?

@@ -33,6 +33,14 @@ else
   grep -q "time limit reached at step" "$tmp/err"; ok $? train_time_limit "$(tail -c 200 "$tmp/err")"
   $MK train vision --resume "$tmp/part.mkm.ckpt" --out "$tmp/part.mkm" >/dev/null 2>&1; rc=$?
   [ $rc = 0 ] && cmp -s "$tmp/full.mkm" "$tmp/part.mkm"; ok $? train_resume_bitwise "rc=$rc"
+  # random erasing: changes the training, is recorded in the checkpoint and replayed by --resume
+  $MK train vision $tiny --steps 16 --data-seed 3 --erase 0.5 --out "$tmp/efull.mkm" >/dev/null 2>&1
+  $MK train vision $tiny --steps 16 --data-seed 3 --erase 0.5 --out "$tmp/epart.mkm" --time-limit 0.00001 2>/dev/null
+  $MK train vision --resume "$tmp/epart.mkm.ckpt" --out "$tmp/epart.mkm" >/dev/null 2>&1; rc=$?
+  [ $rc = 0 ] && ! cmp -s "$tmp/full.mkm" "$tmp/efull.mkm" && cmp -s "$tmp/efull.mkm" "$tmp/epart.mkm" &&
+    tr '\0' ' ' <"$tmp/efull.mkm.ckpt" | grep -aq "train_erase  *0.5"
+  ok $? train_erase_resume "rc=$rc"
+  $MK train vision $tiny --steps 2 --erase 1.5 >/dev/null 2>&1; [ $? = 2 ]; ok $? train_erase_bad
   # fine-tune from a model: its architecture wins over the options given
   $MK train vision --init "$tmp/a.mkm" --limit 256 --val 128 --batch 32 --steps 4 --d-model 16 \
     --out "$tmp/ft.mkm" >/dev/null 2>"$tmp/err"; rc=$?
