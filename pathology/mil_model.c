@@ -237,7 +237,14 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
         const int *base = NULL;
         if (c->order == MIL_ORDER_SCORE && m->att_V >= 0) {
             /* t, g, s are the pooling's buffers, free until it runs below */
-            att_logits(m, m->e, L, m->t, m->g, m->s);
+            /* scored on the embedding without dropout: the order is a function of the bag, the
+             * same in training as in prediction, not of the dropout mask */
+            const float *src = m->e;
+            if (training && c->dropout > 0) {
+                relu_forward(m->h, m->e_pre, LD); /* h: free until the branch runs */
+                src = m->h;
+            }
+            att_logits(m, src, L, m->t, m->g, m->s);
             score_idx *si = m->sortbuf;
             for (int i = 0; i < L; i++) si[i].s = m->s[i], si[i].i = i;
             qsort(si, (size_t)L, sizeof *si, by_score);

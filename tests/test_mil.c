@@ -406,6 +406,23 @@ static void test_order_score(void) {
         moved[order] = fabs((double)p1 - p0);
         mil_model_free(&m);
     }
+    /* with dropout, training reads the bag in the order prediction does (scored without the mask) */
+    int train_same = 0;
+    {
+        mil_cfg c;
+        mil_cfg_default(&c, MIL_MAMBA, F);
+        c.D = 8, c.H = 6, c.d_state = 4, c.stride = 4, c.order = MIL_ORDER_SCORE, c.dropout = 0.5f;
+        mil_model m;
+        mil_model_create(&m, &c, 6);
+        int b0[23];
+        mil_forward(&m, x, L, 0);
+        memcpy(b0, m.base, sizeof b0);
+        mil_forward(&m, x, L, 1);
+        train_same = !memcmp(b0, m.base, sizeof b0);
+        mil_model_free(&m);
+    }
+    test_report(train_same, "order_score_train_no_mask", "the training forward (dropout 0.5) reads the prediction's order: %s",
+                train_same ? "yes" : "NO");
     test_report(moved[MIL_ORDER_SCORE] < 1e-5 && moved[MIL_ORDER_NATURAL] > 1e-4 && sorted_ok && reload_ok,
                 "order_score_invariant",
                 "bag rows permuted: probability moves %.2e with --order score (must be < 1e-5), %.2e with natural "
