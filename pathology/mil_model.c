@@ -152,10 +152,13 @@ typedef struct {
     int i;
 } score_idx;
 
-/* highest score first; equal scores in bag order, so the sort is total */
+/* highest score first; equal scores in bag order, NaN (diverged weights) last, so the
+ * comparison is a total order whatever the scores */
 static int by_score(const void *pa, const void *pb) {
     const score_idx *a = pa, *b = pb;
-    if (a->s != b->s) return a->s > b->s ? -1 : 1;
+    const int an = isnan(a->s), bn = isnan(b->s);
+    if (an != bn) return an - bn;
+    if (!an && a->s != b->s) return a->s > b->s ? -1 : 1;
     return (a->i > b->i) - (a->i < b->i);
 }
 
@@ -236,9 +239,9 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
     if (m->has_bb) {
         const int *base = NULL;
         if (c->order == MIL_ORDER_SCORE && m->att_V >= 0) {
-            /* t, g, s are the pooling's buffers, free until it runs below */
-            /* scored on the embedding without dropout: the order is a function of the bag, the
-             * same in training as in prediction, not of the dropout mask */
+            /* scored on the embedding without dropout, so the order is a function of the bag (the
+             * same in training as in prediction), not of the mask; t, g, s are the pooling's
+             * buffers, free until it runs below */
             const float *src = m->e;
             if (training && c->dropout > 0) {
                 relu_forward(m->h, m->e_pre, LD); /* h: free until the branch runs */
