@@ -11,7 +11,8 @@
  *         branch_drop p: in training the branch is dropped for a whole bag with
  *         probability p and scaled by 1/(1-p) otherwise
  *         each layer: h += out_proj( scan(natural) + scan(interleave_R) )
- *         (order SCORE: "natural" is the instances sorted by w^T tanh(V e_i + bV), highest first)
+ *         (order SCORE: "natural" is the instances sorted by w^T tanh(V e_i + bV), e without
+ *         dropout, highest first)
  *         (core/mamba.h backbone: G = 2 orders, LayerNorm pre-norm, sum merge)
  *   a   = softmax_i( w^T tanh(V h_i + bV) )                     plain attention
  *   a   = softmax_i( w^T (tanh(V h_i + bV) * sigm(U h_i + bU)) ) gated attention
