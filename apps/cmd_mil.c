@@ -136,9 +136,8 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
         return 1;
     }
     if (!strcmp(a, "--order")) {
-        int k = 0;
-        while (v && k < MIL_NORDERS && strcmp(v, mil_order_names[k])) k++;
-        if (!v || k == MIL_NORDERS) {
+        int k = v ? mil_order_from_name(v) : -1;
+        if (k < 0) {
             fprintf(stderr, "mambakit: --order: '%s' is not one of natural, score\n", v ? v : "");
             return -1;
         }

@@ -18,6 +18,12 @@ int mil_type_from_name(const char *s) {
     return -1;
 }
 
+int mil_order_from_name(const char *s) {
+    for (int i = 0; i < MIL_NORDERS; i++)
+        if (!strcmp(s, mil_order_names[i])) return i;
+    return -1;
+}
+
 void mil_cfg_default(mil_cfg *c, int type, int F) {
     memset(c, 0, sizeof *c);
     c->type = type;
@@ -185,6 +191,17 @@ static void att_logits(const mil_model *m, const float *v, int L, float *t, floa
     }
 }
 
+/* m->base = the bag's instances by attention logit on m->e, highest first; t, g, s are the
+ * pooling's buffers, free until it runs */
+static const int *order_by_score(mil_model *m, int L) {
+    att_logits(m, m->e, L, m->t, m->g, m->s);
+    score_idx *si = m->sortbuf;
+    for (int i = 0; i < L; i++) si[i].s = m->s[i], si[i].i = i;
+    qsort(si, (size_t)L, sizeof *si, by_score);
+    for (int i = 0; i < L; i++) m->base[i] = si[i].i;
+    return m->base;
+}
+
 /* Buffer per bag: xs (L,F), e_pre, e, dmask, h, m_out (L,D), t, g (L,H), s, a (L), z (D),
  * backward scratch dh, de (L,D), dt, dg (L,H), da (L). */
 static size_t bag_floats(const mil_cfg *c, int L) {
@@ -235,25 +252,11 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
         for (int j = 0; j < F; j++) m->xs[(size_t)i * F + j] = (x[(size_t)i * F + j] - mu[j]) / sd[j];
     linear_forward(m->e_pre, m->xs, mk_param(p, m->emb_w), mk_param(p, m->emb_b), L, F, D);
     relu_forward(m->e, m->e_pre, LD);
+    /* the score order is taken before dropout, so it is a function of the bag (the same in
+     * training as in prediction), not of the mask */
+    const int *base = m->has_bb && c->order == MIL_ORDER_SCORE && m->att_V >= 0 ? order_by_score(m, L) : NULL;
     if (training && c->dropout > 0) dropout_forward(m->e, m->dmask, m->e, LD, c->dropout, &m->rng);
     if (m->has_bb) {
-        const int *base = NULL;
-        if (c->order == MIL_ORDER_SCORE && m->att_V >= 0) {
-            /* scored on the embedding without dropout, so the order is a function of the bag (the
-             * same in training as in prediction), not of the mask; t, g, s are the pooling's
-             * buffers, free until it runs below */
-            const float *src = m->e;
-            if (training && c->dropout > 0) {
-                relu_forward(m->h, m->e_pre, LD); /* h: free until the branch runs */
-                src = m->h;
-            }
-            att_logits(m, src, L, m->t, m->g, m->s);
-            score_idx *si = m->sortbuf;
-            for (int i = 0; i < L; i++) si[i].s = m->s[i], si[i].i = i;
-            qsort(si, (size_t)L, sizeof *si, by_score);
-            for (int i = 0; i < L; i++) m->base[i] = si[i].i;
-            base = m->base;
-        }
         if (c->stride > 0) {
             mil_order_interleave(m->ord, L, c->stride);
             if (base)
@@ -687,15 +690,10 @@ int mil_model_load(mil_model *m, const char *path) {
     }
     c.branch_drop = (float)bd;
     const char *os = mk_config_get(&cfg, "order"); /* absent in files written before it existed */
-    c.order = MIL_ORDER_NATURAL;
-    if (os) {
-        int k = 0;
-        while (k < MIL_NORDERS && strcmp(os, mil_order_names[k])) k++;
-        if (k == MIL_NORDERS) {
-            mk_error("%s: order must be natural or score, not '%s'", path, os);
-            return -1;
-        }
-        c.order = k;
+    c.order = os ? mil_order_from_name(os) : MIL_ORDER_NATURAL;
+    if (c.order < 0) {
+        mk_error("%s: order must be natural or score, not '%s'", path, os);
+        return -1;
     }
     if (build(m, &c, 1, path)) return -1;
     if (mk_ckpt_load(path, "mil", &cfg, &m->p, 0)) {

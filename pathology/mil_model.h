@@ -40,6 +40,7 @@ enum { MIL_MAMBA = 0, MIL_ABMIL, MIL_GATED, MIL_MEAN, MIL_MAX, MIL_NTYPES };
  * (molecule conformations, image segments) asks. */
 enum { MIL_ORDER_NATURAL = 0, MIL_ORDER_SCORE, MIL_NORDERS };
 extern const char *const mil_order_names[MIL_NORDERS]; /* "natural" "score" */
+int mil_order_from_name(const char *s); /* -1 if unknown */
 extern const char *const mil_type_names[MIL_NTYPES]; /* "mamba" "abmil" "gated" "mean" "max" */
 int mil_type_from_name(const char *s); /* -1 if unknown */
 
