@@ -56,6 +56,7 @@ static int model_kind(const char *s) {
     if (!strcmp(s, "dlinear")) return TS_MODEL_DLINEAR;
     if (!strcmp(s, "snaive") || !strcmp(s, "seasonal-naive")) return TS_MODEL_SNAIVE;
     if (!strcmp(s, "naive") || !strcmp(s, "last")) return TS_MODEL_NAIVE;
+    if (!strcmp(s, "ensemble")) return TS_MODEL_ENSEMBLE;
     if (!strcmp(s, "auto")) return -1;
     return -2; /* a file */
 }
@@ -73,9 +74,11 @@ static void fc_help(const fc_opts *o, int train) {
     printf("  --horizon H        steps to forecast (default %ld)\n"
            "  --lookback L       input window (default %ld; shortened with a warning on short series)\n"
            "  --target COL       column to forecast, repeatable (default: all numeric columns)\n"
-           "  --model M          auto | smamba | dlinear | snaive | naive | FILE.mkm (default %s):\n"
-           "                     auto fits S-Mamba and DLinear and picks, with seasonal naive and\n"
-           "                     last value, the lowest validation MSE\n"
+           "  --model M          auto | smamba | dlinear | ensemble | snaive | naive | FILE.mkm\n"
+           "                     (default %s): ensemble is the mean of the S-Mamba and DLinear\n"
+           "                     forecasts, each fitted on its own; auto fits S-Mamba and DLinear\n"
+           "                     and picks, among them, their ensemble, seasonal naive and last\n"
+           "                     value, the lowest validation MSE\n"
            "  --epochs N         max training epochs, early stopping patience 3 (default %ld)\n"
            "  --time-budget S    wall-clock cap on the whole fit in seconds; training stops\n"
            "                     early (best weights kept) when it runs out (default %g; 0 = none)\n"
@@ -192,7 +195,7 @@ static int fc_parse(fc_opts *o, int argc, char **argv, int train) {
         return 2;
     }
     if (train && model_kind(o->model) == -2) {
-        fprintf(stderr, "mambakit: train forecast: --model must be auto, smamba, dlinear, snaive or naive\n");
+        fprintf(stderr, "mambakit: train forecast: --model must be auto, smamba, dlinear, ensemble, snaive or naive\n");
         return 2;
     }
     if ((o->dev = mk_device_parse(o->device ? o->device : "cpu")) < 0) {
@@ -339,8 +342,12 @@ static int fc_fit(fc_state *st, const fc_opts *o) {
     int nvw = ts_split_windows(&va, L, H);
     if (nvw > 1024) tc.val_stride = nvw / 1024; /* early stopping on ~1000 validation windows */
     int cand[4], nc = 0;
-    if (kind >= 0) cand[nc++] = kind;
-    else {
+    if (kind == TS_MODEL_ENSEMBLE) {
+        cand[nc++] = TS_MODEL_DLINEAR;
+        cand[nc++] = TS_MODEL_SMAMBA;
+    } else if (kind >= 0) {
+        cand[nc++] = kind;
+    } else {
         cand[nc++] = TS_MODEL_NAIVE;
         if (period >= 2) cand[nc++] = TS_MODEL_SNAIVE;
         cand[nc++] = TS_MODEL_DLINEAR;
@@ -351,32 +358,53 @@ static int fc_fit(fc_state *st, const fc_opts *o) {
                  L);
         return -1;
     }
-    double best = INFINITY, t_start = mk_time();
+    /* every candidate is kept until the choice: the ensemble is built from the fitted members */
+    ts_model fit[5];
+    double vm[5];
+    int n_fit = 0, i_dl = -1, i_sm = -1;
+    double t_start = mk_time();
     for (int k = 0; k < nc; k++) {
-        ts_model m;
-        if (ts_model_create(&m, cand[k], &o->sm, L, H, C, F, period, o->seed)) return -1;
-        ts_model_use_device(&m, o->dev);
+        ts_model *m = &fit[n_fit];
+        if (ts_model_create(m, cand[k], &o->sm, L, H, C, F, period, o->seed)) goto fail;
+        n_fit++;
+        ts_model_use_device(m, o->dev);
         tc.lr = cand[k] == TS_MODEL_DLINEAR ? 5e-3f : (float)o->lr;
         tc.label = cand[k] == TS_MODEL_DLINEAR ? "fit DLinear" : "fit S-Mamba";
         tc.max_train_windows = cand[k] == TS_MODEL_SMAMBA ? 4096 : 0;
         /* --time-budget covers the whole fit: S-Mamba (fitted last) gets what is left */
         double left = o->budget - (mk_time() - t_start);
         tc.time_budget = o->budget <= 0 ? 0 : left > 5 ? left : 5;
-        double vm = ts_model_fit(&m, &st->se, &tr, &va, &tc);
-        if (!o->quiet && nc > 1) fprintf(stderr, "mambakit: %-8s validation MSE %.4f\n", ts_model_name(cand[k]), vm);
-        if (vm < best || !st->have_model) {
-            if (st->have_model) ts_model_free(&st->m);
-            st->m = m;
-            ts_model_relink(&st->m);
-            st->have_model = 1;
-            best = vm;
-        } else {
-            ts_model_free(&m);
-        }
+        vm[n_fit - 1] = ts_model_fit(m, &st->se, &tr, &va, &tc);
+        if (cand[k] == TS_MODEL_DLINEAR) i_dl = n_fit - 1;
+        if (cand[k] == TS_MODEL_SMAMBA) i_sm = n_fit - 1;
+        if (!o->quiet && nc > 1)
+            fprintf(stderr, "mambakit: %-8s validation MSE %.4f\n", ts_model_name(cand[k]), vm[n_fit - 1]);
     }
-    st->val_mse = best;
-    if (!o->quiet) fprintf(stderr, "mambakit: model %s, validation MSE %.4f (standardised)\n", ts_model_name(st->m.kind), best);
+    if (i_dl >= 0 && i_sm >= 0) {
+        if (ts_model_ensemble(&fit[n_fit], &fit[i_sm], &fit[i_dl])) goto fail;
+        n_fit++;
+        ts_model_use_device(&fit[n_fit - 1], o->dev);
+        vm[n_fit - 1] = ts_model_fit(&fit[n_fit - 1], &st->se, &tr, &va, &tc); /* scores it on va */
+        if (!o->quiet)
+            fprintf(stderr, "mambakit: %-8s validation MSE %.4f\n", "ensemble", vm[n_fit - 1]);
+    }
+    int pick = kind == TS_MODEL_ENSEMBLE ? n_fit - 1 : 0;
+    if (kind < 0)
+        for (int k = 1; k < n_fit; k++)
+            if (vm[k] < vm[pick]) pick = k;
+    st->m = fit[pick];
+    ts_model_relink(&st->m);
+    st->have_model = 1;
+    st->val_mse = vm[pick];
+    for (int k = 0; k < n_fit; k++)
+        if (k != pick) ts_model_free(&fit[k]);
+    if (!o->quiet)
+        fprintf(stderr, "mambakit: model %s, validation MSE %.4f (standardised)\n", ts_model_name(st->m.kind),
+                st->val_mse);
     return 0;
+fail:
+    for (int k = 0; k < n_fit; k++) ts_model_free(&fit[k]);
+    return -1;
 }
 
 static int fc_load(fc_state *st, const fc_opts *o) {
@@ -653,7 +681,7 @@ static int in_list(const char *list, const char *name) {
 }
 
 int cmd_bench_ts(int argc, char **argv) {
-    const char *sets = NULL, *hz = NULL, *models = "smamba,dlinear,snaive,naive", *data_dir = NULL;
+    const char *sets = NULL, *hz = NULL, *models = "smamba,dlinear,snaive,naive,ensemble", *data_dir = NULL;
     long epochs = 10, max_win = 0, threads = 1;
     double lr = 5e-4, budget = 0, lrs[4] = {0};
     int n_lr = 1;
@@ -674,7 +702,8 @@ int cmd_bench_ts(int argc, char **argv) {
                    "  --datasets LIST     comma list of ETTh1,ETTh2,ETTm1,ETTm2,Weather,Exchange,ILI\n"
                    "                      (default: all found in the data path)\n"
                    "  --horizons LIST     comma list of horizons (default: the data set's four)\n"
-                   "  --models LIST       smamba,dlinear,snaive,naive (default all)\n"
+                   "  --models LIST       smamba,dlinear,snaive,naive,ensemble (default all); ensemble is\n"
+                   "                      the mean of the S-Mamba and DLinear forecasts (needs both)\n"
                    "  --epochs N          max epochs, early stopping patience 3 (default %ld)\n"
                    "  --lr X[,X,X,X]      S-Mamba learning rate, or one per horizon of the data set's\n"
                    "                      four (the paper scripts' style) (default %g; DLinear uses 5e-3)\n"
@@ -761,6 +790,11 @@ int cmd_bench_ts(int argc, char **argv) {
     }
     ts_threads(threads);
     int kinds[4] = {TS_MODEL_SMAMBA, TS_MODEL_DLINEAR, TS_MODEL_SNAIVE, TS_MODEL_NAIVE}, any = 0;
+    const int ens = in_list(models, "ensemble");
+    if (ens && !(in_list(models, "smamba") && in_list(models, "dlinear"))) {
+        fprintf(stderr, "mambakit: bench ts: --models ensemble needs smamba and dlinear in the list too\n");
+        return 2;
+    }
     if (!json)
         printf("# bench ts: %d threads, S-Mamba block=%s D=%d layers=%d d_state=%d dropout=%g lr=%g%s epochs<=%ld "
                "seed=%llu\n",
@@ -798,7 +832,7 @@ int cmd_bench_ts(int argc, char **argv) {
         ts_series se;
         ts_series_build(&se, &tb, n_fit, spc.freq);
         int period = spc.season >= 2 && spc.season <= L ? spc.season : ts_autocorr_period(se.x, n_fit, se.C, L);
-        double sum[4][2] = {{0}};
+        double sum[5][2] = {{0}};
         int nh = 0;
         for (int hi = 0; hi < 4; hi++) {
             int H = b->horizons[hi];
@@ -806,11 +840,15 @@ int cmd_bench_ts(int argc, char **argv) {
             snprintf(hs, sizeof hs, "%d", H);
             if (hz && !in_list(hz, hs)) continue;
             nh++;
+            ts_model mods[4];
+            int live[4] = {0};
             for (int k = 0; k < 4; k++) {
                 if (!in_list(models, ts_model_name(kinds[k]))) continue;
                 if (kinds[k] == TS_MODEL_SNAIVE && period < 2) continue;
-                ts_model m;
-                if (ts_model_create(&m, kinds[k], &sm, L, H, se.C, se.F, period, seed)) {
+                ts_model *m = &mods[k];
+                if (ts_model_create(m, kinds[k], &sm, L, H, se.C, se.F, period, seed)) {
+                    for (int j = 0; j < k; j++)
+                        if (live[j]) ts_model_free(&mods[j]);
                     ts_series_free(&se);
                     ts_table_free(&tb);
                     return cli_fail();
@@ -823,9 +861,9 @@ int cmd_bench_ts(int argc, char **argv) {
                 ts_train_cfg tc = {(int)epochs, 32, 3, kinds[k] == TS_MODEL_DLINEAR ? 5e-3f : (float)lr_h,
                                    (int)max_win, seed, 1, label, budget, 1};
                 double t0 = mk_time();
-                double vm = ts_model_fit(&m, &se, &sp[0], &sp[1], &tc);
+                double vm = ts_model_fit(m, &se, &sp[0], &sp[1], &tc);
                 double mse, mae;
-                ts_model_eval(&m, &se, &sp[2], &mse, &mae);
+                ts_model_eval(m, &se, &sp[2], &mse, &mae);
                 double secs = mk_time() - t0;
                 sum[k][0] += mse, sum[k][1] += mae;
                 if (json)
@@ -838,9 +876,34 @@ int cmd_bench_ts(int argc, char **argv) {
                            b->name, H, ts_model_name(kinds[k]), mse, mae, vm, ts_split_windows(&sp[2], L, H), secs,
                            kinds[k] == TS_MODEL_SMAMBA ? lr_note : "");
                 fflush(stdout);
-                ts_model_free(&m);
+                live[k] = 1;
                 any = 1;
             }
+            if (ens && live[0] && live[1]) {
+                /* equal weights: nothing is fitted to the validation (or test) months */
+                ts_model en;
+                double mse, mae;
+                if (ts_model_ensemble(&en, &mods[0], &mods[1])) {
+                    for (int k = 0; k < 4; k++)
+                        if (live[k]) ts_model_free(&mods[k]);
+                    ts_series_free(&se);
+                    ts_table_free(&tb);
+                    return cli_fail();
+                }
+                ts_model_eval(&en, &se, &sp[2], &mse, &mae);
+                ts_model_free(&en);
+                sum[4][0] += mse, sum[4][1] += mae;
+                if (json)
+                    printf("{\"dataset\": \"%s\", \"horizon\": %d, \"model\": \"ensemble\", \"members\": "
+                           "\"smamba+dlinear\", \"mse\": %.6f, \"mae\": %.6f, \"test_windows\": %d}\n",
+                           b->name, H, mse, mae, ts_split_windows(&sp[2], L, H));
+                else
+                    printf("%-8s H=%-4d %-8s test MSE %.4f  MAE %.4f   (mean of the S-Mamba and DLinear forecasts)\n",
+                           b->name, H, "ensemble", mse, mae);
+                fflush(stdout);
+            }
+            for (int k = 0; k < 4; k++)
+                if (live[k]) ts_model_free(&mods[k]);
         }
         if (nh && !json) {
             for (int k = 0; k < 4; k++) {
@@ -848,6 +911,9 @@ int cmd_bench_ts(int argc, char **argv) {
                 printf("%-8s avg over %d horizon%s  %-8s MSE %.4f  MAE %.4f\n", b->name, nh, nh == 1 ? "" : "s",
                        ts_model_name(kinds[k]), sum[k][0] / nh, sum[k][1] / nh);
             }
+            if (ens)
+                printf("%-8s avg over %d horizon%s  %-8s MSE %.4f  MAE %.4f\n", b->name, nh, nh == 1 ? "" : "s",
+                       "ensemble", sum[4][0] / nh, sum[4][1] / nh);
             if (b->pub_smamba[0] > 0 && nh == 4)
                 printf("%-8s published avg: S-Mamba %.3f/%.3f  iTransformer 0.454/0.447  PatchTST 0.469/0.454  "
                        "DLinear 0.456/0.452\n",

@@ -88,8 +88,36 @@ grep -v validation "$tmp/pa.json" > "$tmp/pa2"; grep -v validation "$tmp/pb.json
   cmp -s "$tmp/pa2" "$tmp/pb2" && ! cmp -s "$tmp/pa2" "$tmp/sa2"
 ok $? paper_block_saved_model_bit_identical "rc=$rc/$rc2 $(diff "$tmp/pa2" "$tmp/pb2" | head -5 | tr '\n' '|')"
 $MK forecast "$tmp/daily.csv" --block both >/dev/null 2>&1; [ $? = 2 ]; ok $? bad_block_exit2
+# the ensemble (mean of S-Mamba and DLinear): one file holds both members, reloaded bit-identical,
+# and its forecast is neither member's
+$MK forecast "$tmp/daily.csv" --horizon 4 --target sales --target temp --model ensemble --block paper --d-model 16 \
+  --layers 1 --epochs 2 --time-budget 0 --json -q --save-model "$tmp/en.mkm" > "$tmp/ea.json"; rc=$?
+$MK forecast "$tmp/daily.csv" --target sales --target temp --model "$tmp/en.mkm" --json -q > "$tmp/eb.json"; rc2=$?
+$MK forecast "$tmp/daily.csv" --horizon 4 --target sales --target temp --model dlinear --epochs 2 --time-budget 0 \
+  --json -q > "$tmp/ed.json"
+grep -v validation "$tmp/ea.json" > "$tmp/ea2"; grep -v validation "$tmp/eb.json" > "$tmp/eb2"
+grep -v validation "$tmp/ed.json" | sed 's/dlinear/ensemble/' > "$tmp/ed2"
+[ $rc = 0 ] && [ $rc2 = 0 ] && grep -q '"model": "ensemble"' "$tmp/ea.json" && cmp -s "$tmp/ea2" "$tmp/eb2" &&
+  ! cmp -s "$tmp/ea2" "$tmp/ed2" && ! cmp -s "$tmp/ea2" "$tmp/pa2" && grep -aq "seasonal.weight" "$tmp/en.mkm" &&
+  grep -aq "mamba_f" "$tmp/en.mkm"
+ok $? ensemble_saved_model_bit_identical "rc=$rc/$rc2 $(diff "$tmp/ea2" "$tmp/eb2" | head -5 | tr '\n' '|')"
 $MK forecast --help | grep -A2 -- "--block" | grep -q "default paper"; ok $? forecast_default_block_paper
 $MK bench ts --lr 1e-4,2e-4 >/dev/null 2>&1; [ $? = 2 ]; ok $? bench_bad_lr_list_exit2
+$MK bench ts --models dlinear,ensemble >/dev/null 2>&1; [ $? = 2 ]; ok $? bench_ensemble_needs_both_exit2
+# the ensemble row (mean of the S-Mamba and DLinear forecasts) on real ILI data, one short epoch:
+# the MSE of a mean of two forecasts is at most the mean of their MSEs (convexity)
+out=$($MK bench ts --datasets ILI --horizons 24 --models smamba,dlinear,ensemble --epochs 1 --d-model 16 \
+      --layers 1 --json 2>&1); rc=$?
+if grep -q "not found" <<<"$out"; then
+    echo "SKIP ts_cli.bench_ensemble: skipped: no data at illness/national_illness.csv on the data search path"
+else
+    ms=$(grep -o '"model": "smamba".*"mse": [0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
+    md=$(grep -o '"model": "dlinear".*"mse": [0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
+    me=$(grep -o '"model": "ensemble".*"mse": [0-9.]*' <<<"$out" | grep -o '[0-9.]*$')
+    [ $rc = 0 ] && [ -n "$ms" ] && [ -n "$md" ] && [ -n "$me" ] &&
+        awk -v s="$ms" -v d="$md" -v e="$me" 'BEGIN{exit !(e > 0 && e <= (s + d) / 2 + 1e-6 && e != s && e != d)}'
+    ok $? bench_ensemble "rc=$rc smamba $ms dlinear $md ensemble $me $(head -c 300 <<<"$out")"
+fi
 msg=$($MK forecast "$tmp/daily.csv" --model "$tmp/d.mkm" -q 2>&1); rc=$?
 [ $rc = 1 ] && grep -q "forecasts 1 columns" <<<"$msg"; ok $? saved_model_column_mismatch "rc=$rc msg=$msg"
 out=$($MK train forecast "$tmp/daily.csv" --horizon 7 --model snaive -o "$tmp/s.mkm" -q); rc=$?

@@ -247,6 +247,63 @@ static void test_etth1(void) {
     ts_table_free(&t);
 }
 
+/* The ensemble model (ts_model_ensemble) against its two members: its forecast is their mean,
+ * recomputed in double here, and its test MSE/MAE the same mean scored window by window. */
+static void test_ensemble(void) {
+    char csv[8192], *q = csv;
+    q += sprintf(q, "a,b\n");
+    mk_rng r;
+    mk_rng_seed(&r, 7);
+    for (int i = 0; i < 160; i++)
+        q += sprintf(q, "%.5f,%.5f\n", sinf(0.3f * i) + 0.3f * mk_rng_normal(&r), 0.02f * i + mk_rng_normal(&r));
+    ts_table t;
+    if (ts_csv_parse(&t, csv, strlen(csv), "ens.csv")) {
+        test_report(0, "ts.ensemble_mean", "%s", mk_last_error());
+        return;
+    }
+    const int L = 12, H = 5, C = 2;
+    ts_series s;
+    ts_series_build(&s, &t, 100, '?');
+    ts_split te = {100 - L, 160};
+    ts_smamba_cfg c = {0};
+    c.D = 8, c.n_layer = 1, c.d_ff = 8, c.d_state = 2, c.d_conv = 2, c.expand = 1, c.block = TS_BLOCK_PAPER;
+    ts_model sm, dl, en;
+    ts_model_create(&sm, TS_MODEL_SMAMBA, &c, L, H, C, s.F, 0, 5); /* random weights, not zero */
+    ts_model_create(&dl, TS_MODEL_DLINEAR, NULL, L, H, C, s.F, 0, 3);
+    float *b = mk_param(&dl.p, dl.dlinear.bs); /* DLinear starts as an average: move it off that */
+    for (int h = 0; h < H; h++) b[h] += 0.5f * mk_rng_normal(&r);
+    ts_model_ensemble(&en, &sm, &dl);
+    ts_model_free(&sm); /* the ensemble holds copies: the members may go */
+    ts_model_create(&sm, TS_MODEL_SMAMBA, &c, L, H, C, s.F, 0, 5);
+    double mse, mae, se = 0, ae = 0, worst = 0, ms, ma, md, mda;
+    ts_model_eval(&en, &s, &te, &mse, &mae);
+    ts_model_eval(&sm, &s, &te, &ms, &ma);
+    ts_model_eval(&dl, &s, &te, &md, &mda);
+    const int nw = ts_split_windows(&te, L, H);
+    float x[12 * 2], y[5 * 2], p[3][5 * 2];
+    for (int w = 0; w < nw; w++) {
+        ts_window(&s, &te, w, L, H, x, y, NULL);
+        ts_model_predict(&sm, p[0], x, NULL, 1);
+        ts_model_predict(&dl, p[1], x, NULL, 1);
+        ts_model_predict(&en, p[2], x, NULL, 1);
+        for (int i = 0; i < H * C; i++) {
+            double m = ((double)p[0][i] + p[1][i]) / 2, d = m - y[i];
+            worst = fmax(worst, fabs(p[2][i] - m));
+            se += d * d, ae += fabs(d);
+        }
+    }
+    const double n = (double)nw * H * C, rm = se / n, ra = ae / n;
+    test_report(nw == 56 && worst < 1e-5 && fabs(mse - rm) < 1e-5 * rm && fabs(mae - ra) < 1e-5 * ra &&
+                    mse != ms && mse != md && mse <= (ms + md) / 2,
+                "ts.ensemble_mean",
+                "%d windows: forecast vs mean of the members in double max |diff| %.2g; MSE %.6f vs %.6f, MAE %.6f vs "
+                "%.6f; members %.4f / %.4f",
+                nw, worst, mse, rm, mae, ra, ms, md);
+    ts_model_free(&en), ts_model_free(&sm), ts_model_free(&dl);
+    ts_series_free(&s);
+    ts_table_free(&t);
+}
+
 void openblas_set_num_threads(int num_threads); /* small GEMMs: threads only spin */
 
 /* The lr schedule against the reference procedure replayed step by step: start at lr, and
@@ -275,6 +332,7 @@ int main(void) {
     test_type1();
     test_baselines();
     test_dlinear_hand();
+    test_ensemble();
     test_revin();
     test_gradients();
     test_etth1();

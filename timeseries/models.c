@@ -16,6 +16,7 @@ const char *ts_model_name(int kind) {
     case TS_MODEL_SNAIVE: return "snaive";
     case TS_MODEL_DLINEAR: return "dlinear";
     case TS_MODEL_SMAMBA: return "smamba";
+    case TS_MODEL_ENSEMBLE: return "ensemble";
     default: return "?";
     }
 }
@@ -199,7 +200,11 @@ static int build(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, i
         mk_error("seasonal naive: period %d is not in [1, lookback %d]", period, L);
         return -1;
     }
-    if (kind == TS_MODEL_SMAMBA) {
+    const int has_sm = kind == TS_MODEL_SMAMBA || kind == TS_MODEL_ENSEMBLE;
+    const int has_dl = kind == TS_MODEL_DLINEAR || kind == TS_MODEL_ENSEMBLE;
+    if (!has_sm && !has_dl) return 0;
+    /* an ensemble declares S-Mamba's tensors, then DLinear's, into the one table */
+    if (has_sm) {
         ts_smamba_cfg c = *sm;
         c.L = L, c.H = H, c.C = C, c.F = F;
         m->sm = c;
@@ -207,22 +212,21 @@ static int build(ts_model *m, int kind, const ts_smamba_cfg *sm, int L, int H, i
             ts_model_free(m); /* what the declaration allocated before it failed */
             return -1;
         }
-        if (match && mk_ckpt_check_table(match, "forecast", &m->p)) {
-            ts_model_free(m);
-            return -1;
-        }
-        mk_params_alloc(&m->p);
+    }
+    if (has_dl && ts_dlinear_declare(&m->dlinear, &m->p, L, H, C, L >= 25 ? 25 : (L % 2 ? L : L - 1))) {
+        ts_model_free(m);
+        return -1;
+    }
+    if (match && mk_ckpt_check_table(match, "forecast", &m->p)) {
+        ts_model_free(m);
+        return -1;
+    }
+    mk_params_alloc(&m->p);
+    if (has_sm) {
         ts_smamba_init(&m->smamba, &rng);
         mk_rng_seed(&m->smamba.rng, seed ^ 0xd50b0a7ULL);
-    } else if (kind == TS_MODEL_DLINEAR) {
-        if (ts_dlinear_declare(&m->dlinear, &m->p, L, H, C, L >= 25 ? 25 : (L % 2 ? L : L - 1))) return -1;
-        if (match && mk_ckpt_check_table(match, "forecast", &m->p)) {
-            ts_model_free(m);
-            return -1;
-        }
-        mk_params_alloc(&m->p);
-        ts_dlinear_init(&m->dlinear, &rng);
     }
+    if (has_dl) ts_dlinear_init(&m->dlinear, &rng);
     return 0;
 }
 
@@ -239,12 +243,12 @@ int ts_model_create_matching(ts_model *m, int kind, const ts_smamba_cfg *sm, int
 void ts_model_relink(ts_model *m) {
     m->dlinear.p = &m->p;
     m->smamba.p = &m->p;
-    if (m->kind == TS_MODEL_SMAMBA)
+    if (m->kind == TS_MODEL_SMAMBA || m->kind == TS_MODEL_ENSEMBLE)
         for (int i = 0; i < m->smamba.n_bb; i++) m->smamba.mamba[i].p = &m->p;
 }
 
 int ts_model_use_device(ts_model *m, int dev) {
-    if (m->kind != TS_MODEL_SMAMBA || dev != MK_DEV_CUDA) return MK_DEV_CPU;
+    if ((m->kind != TS_MODEL_SMAMBA && m->kind != TS_MODEL_ENSEMBLE) || dev != MK_DEV_CUDA) return MK_DEV_CPU;
     mamba_backbone **bbs = mk_malloc(sizeof(*bbs) * m->smamba.n_bb);
     for (int i = 0; i < m->smamba.n_bb; i++) bbs[i] = &m->smamba.mamba[i];
     int d = mamba_backbones_use_device(bbs, m->smamba.n_bb, dev);
@@ -253,8 +257,8 @@ int ts_model_use_device(ts_model *m, int dev) {
 }
 
 void ts_model_free(ts_model *m) {
-    if (m->kind == TS_MODEL_SMAMBA) ts_smamba_free(&m->smamba);
-    if (m->kind == TS_MODEL_DLINEAR) ts_dlinear_free(&m->dlinear);
+    if (m->kind == TS_MODEL_SMAMBA || m->kind == TS_MODEL_ENSEMBLE) ts_smamba_free(&m->smamba);
+    if (m->kind == TS_MODEL_DLINEAR || m->kind == TS_MODEL_ENSEMBLE) ts_dlinear_free(&m->dlinear);
     mk_params_free(&m->p);
     memset(m, 0, sizeof *m);
 }
@@ -265,8 +269,36 @@ void ts_model_predict(ts_model *m, float *pred, const float *x, const float *mar
     case TS_MODEL_SNAIVE: ts_snaive_forward(pred, x, B, m->L, m->H, m->C, m->period); break;
     case TS_MODEL_DLINEAR: ts_dlinear_forward(&m->dlinear, pred, x, B); break;
     case TS_MODEL_SMAMBA: ts_smamba_forward(&m->smamba, pred, x, mark, B); break;
+    case TS_MODEL_ENSEMBLE: {
+        const size_t n = (size_t)B * m->H * m->C;
+        float *dl = mk_malloc(sizeof(float) * n);
+        ts_smamba_forward(&m->smamba, pred, x, mark, B);
+        ts_dlinear_forward(&m->dlinear, dl, x, B);
+        for (size_t i = 0; i < n; i++) pred[i] = 0.5f * (pred[i] + dl[i]);
+        free(dl);
+        break;
+    }
     default: MK_ASSERT(0);
     }
+}
+
+int ts_model_ensemble(ts_model *e, const ts_model *smamba, const ts_model *dlinear) {
+    MK_ASSERT(smamba->kind == TS_MODEL_SMAMBA && dlinear->kind == TS_MODEL_DLINEAR);
+    MK_ASSERT(smamba->L == dlinear->L && smamba->H == dlinear->H && smamba->C == dlinear->C);
+    if (ts_model_create(e, TS_MODEL_ENSEMBLE, &smamba->sm, smamba->L, smamba->H, smamba->C, smamba->F, 0, 0))
+        return -1;
+    /* the table is S-Mamba's tensors then DLinear's, in the members' own order */
+    const ts_model *mem[2] = {smamba, dlinear};
+    int copied = 0;
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < mem[k]->p.n; i++, copied++) {
+            MK_ASSERT(copied < e->p.n);
+            const mk_tensor *a = &e->p.t[copied], *b = &mem[k]->p.t[i];
+            MK_ASSERT(!strcmp(a->name, b->name) && a->numel == b->numel);
+            memcpy(mk_param(&e->p, copied), mk_param(&mem[k]->p, i), sizeof(float) * a->numel);
+        }
+    MK_ASSERT(copied == e->p.n);
+    return 0;
 }
 
 static void eval_stride(ts_model *m, const ts_series *s, const ts_split *sp, int stride, double *mse,
@@ -307,7 +339,8 @@ float ts_type1_lr(float lr, int ep) { return lr * powf(0.5f, (float)(ep > 0 ? ep
 double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const ts_split *va, const ts_train_cfg *tc) {
     double vmse, vmae;
     const int vs = tc->val_stride > 1 ? tc->val_stride : 1;
-    if (m->kind == TS_MODEL_NAIVE || m->kind == TS_MODEL_SNAIVE) {
+    if (m->kind == TS_MODEL_NAIVE || m->kind == TS_MODEL_SNAIVE || m->kind == TS_MODEL_ENSEMBLE) {
+        /* nothing to train here: an ensemble's members were fitted on their own (ts_model_ensemble) */
         eval_stride(m, s, va, vs, &vmse, &vmae);
         return vmse;
     }

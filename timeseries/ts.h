@@ -127,7 +127,9 @@ void ts_revin_denorm(float *y, const float *yn, const float *mean, const float *
 
 /* ------------------------------------------------------------- models */
 
-enum { TS_MODEL_NAIVE = 0, TS_MODEL_SNAIVE = 1, TS_MODEL_DLINEAR = 2, TS_MODEL_SMAMBA = 3 };
+/* TS_MODEL_ENSEMBLE: the mean of an S-Mamba and a DLinear forecast, each member fitted on its
+ * own (equal weights: nothing is fitted to the validation split); one model file holds both. */
+enum { TS_MODEL_NAIVE = 0, TS_MODEL_SNAIVE = 1, TS_MODEL_DLINEAR = 2, TS_MODEL_SMAMBA = 3, TS_MODEL_ENSEMBLE = 4 };
 const char *ts_model_name(int kind);
 
 /* The bidirectional Mamba block of an encoder layer (stored in model files as
@@ -216,8 +218,8 @@ typedef struct {
     ts_smamba_cfg sm;      /* for S-Mamba (L, H, C, F set) */
     int L, H, C, F, period;
     mk_params p;
-    ts_smamba smamba;
-    ts_dlinear dlinear;
+    ts_smamba smamba;   /* SMAMBA, ENSEMBLE */
+    ts_dlinear dlinear; /* DLINEAR, ENSEMBLE */
 } ts_model;
 
 typedef struct {
@@ -245,6 +247,8 @@ void ts_model_free(ts_model *m);
  * block's norm-free layers are outside the CUDA kernels' shapes). Other models: the CPU.
  * Returns the device. */
 int ts_model_use_device(ts_model *m, int dev);
+/* The ensemble of two fitted models (same L, H, C): a new model e holding copies of both. */
+int ts_model_ensemble(ts_model *e, const ts_model *smamba, const ts_model *dlinear);
 /* After copying a ts_model struct by value: point its layers at its own params. */
 void ts_model_relink(ts_model *m);
 /* Predict B windows. */
@@ -252,7 +256,8 @@ void ts_model_predict(ts_model *m, float *pred, const float *x, const float *mar
 /* Learning rate of 0-based epoch ep under the reference recipe's "type1" schedule. */
 float ts_type1_lr(float lr, int ep);
 /* Train on tr with early stopping on va (keeps the best weights). Returns
- * the best validation MSE (or the baseline's MSE for parameter-free models). */
+ * the best validation MSE (or the baseline's MSE for parameter-free models and
+ * for an ensemble, whose members are fitted on their own). */
 double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const ts_split *va, const ts_train_cfg *tc);
 /* MSE and MAE over every window (stride 1) of a split, standardised scale. */
 void ts_model_eval(ts_model *m, const ts_series *s, const ts_split *sp, double *mse, double *mae);
