@@ -197,7 +197,11 @@ static int read_meta(FILE *f, const char *path, long long fsize, const char *exp
     uint64_t off = 0;
     for (uint32_t i = 0; i < *ntens; i++) {
         const unsigned char *r = *tab + (size_t)i * TEN_BYTES;
-        if (!memchr(r, 0, MK_NAME_MAX)) {
+        /* the name is printed in the errors below: it must end inside its field and be
+         * printable text (a flipped byte could be a newline or a terminal escape) */
+        const unsigned char *nul = memchr(r, 0, MK_NAME_MAX), *c = r;
+        while (nul && c < nul && *c >= 0x20 && *c < 0x7f) c++;
+        if (!nul || c != nul || nul == r) {
             mk_error("%s: corrupted tensor table (entry %u name)", path, i);
             goto fail;
         }
