@@ -680,6 +680,12 @@ static int in_list(const char *list, const char *name) {
     return 0;
 }
 
+/* The models of one horizon that were created (live[k]) */
+static void free_live(ts_model *mods, const int *live, int n) {
+    for (int k = 0; k < n; k++)
+        if (live[k]) ts_model_free(&mods[k]);
+}
+
 int cmd_bench_ts(int argc, char **argv) {
     const char *sets = NULL, *hz = NULL, *models = "smamba,dlinear,snaive,naive,ensemble", *data_dir = NULL;
     long epochs = 10, max_win = 0, threads = 1;
@@ -847,8 +853,7 @@ int cmd_bench_ts(int argc, char **argv) {
                 if (kinds[k] == TS_MODEL_SNAIVE && period < 2) continue;
                 ts_model *m = &mods[k];
                 if (ts_model_create(m, kinds[k], &sm, L, H, se.C, se.F, period, seed)) {
-                    for (int j = 0; j < k; j++)
-                        if (live[j]) ts_model_free(&mods[j]);
+                    free_live(mods, live, 4);
                     ts_series_free(&se);
                     ts_table_free(&tb);
                     return cli_fail();
@@ -884,8 +889,7 @@ int cmd_bench_ts(int argc, char **argv) {
                 ts_model en;
                 double mse, mae;
                 if (ts_model_ensemble(&en, &mods[0], &mods[1])) {
-                    for (int k = 0; k < 4; k++)
-                        if (live[k]) ts_model_free(&mods[k]);
+                    free_live(mods, live, 4);
                     ts_series_free(&se);
                     ts_table_free(&tb);
                     return cli_fail();
@@ -902,8 +906,7 @@ int cmd_bench_ts(int argc, char **argv) {
                            b->name, H, "ensemble", mse, mae);
                 fflush(stdout);
             }
-            for (int k = 0; k < 4; k++)
-                if (live[k]) ts_model_free(&mods[k]);
+            free_live(mods, live, 4);
         }
         if (nh && !json) {
             for (int k = 0; k < 4; k++) {
