@@ -13,6 +13,9 @@
 # VMIN "auto" moves the vision run to right after step 3 and gives it all the time left but
 # RESERVE s (default 120), which steps 4, 5 and 7 then share, in that order: the
 # order for a session whose main job is training, where a lost model costs the most.
+# LAB_ONLY=PREFIXES: the lab's rows to run (scan_lab --only, e.g. fwd_lib,v6); NCU_K: the kernels
+# to profile (default "fwd_k kernel"; par_k, the time-parallel forward, runs in the lab);
+# NO_TRAIN_BENCH=1: skip step 4.
 # ONLY_VISION=1: build and vision only, with all the time left (a second call; see vision()).
 # Usage, from the repository root on the device (carry [".debs"]; fetch them here first with
 # tests/bench/cuda/fetch_debs.sh):
@@ -109,14 +112,16 @@ if [ "$VMIN" = auto ]; then
     VMIN=0
 fi
 
+[ -n "${NO_TRAIN_BENCH:-}" ] || {
 step "bench cuda --train-only"
 OMP_NUM_THREADS=$(nproc) timeout "$(cap 90)" ./build/mambakit bench cuda --train-only --cpu-steps 1 --steps 10 > "$LOGS/bench_train.txt" 2>&1
 echo "rc=$?"
 cat "$LOGS/bench_train.txt"
+}
 
 if [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then
     step "scan_lab"
-    timeout "$(cap 150)" ./build/lab/scan_lab --csv "$LOGS/scan_lab.csv" > "$LOGS/scan_lab.log" 2>&1
+    timeout "$(cap 150)" ./build/lab/scan_lab --csv "$LOGS/scan_lab.csv" ${LAB_ONLY:+--only "$LAB_ONLY"} > "$LOGS/scan_lab.log" 2>&1
     echo "rc=$?"
     cat "$LOGS/scan_lab.log"
 fi
@@ -126,19 +131,22 @@ fi
 # stall reasons per issued instruction and the pipes' utilisation.
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ] && [ "$(left)" -gt $((VMIN * 60 + 200)) ]; then
-    for k in fwd_k kernel; do
+    for k in ${NCU_K:-fwd_k kernel}; do
         step "ncu: one launch of $k"
         SECS=(--section SpeedOfLight --section Occupancy --section LaunchStats --section SchedulerStats
               --section WarpStateStats --section InstructionStats --section ComputeWorkloadAnalysis
               --section MemoryWorkloadAnalysis)
         METS='regex:^smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio$,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__inst_executed_op_shared_ld.sum'
+        # par_k (the time-parallel forward) runs in the lab, in the library's trial mode 6
+        PROG=(./build/mambakit bench cuda --scan-only)
+        [ "$k" = par_k ] && PROG=(./build/lab/scan_lab --quick --only fwd_lib_m6)
         timeout "$(cap 90)" "$NCU" -k regex:"^$k\$" -c 1 "${SECS[@]}" --metrics "$METS" \
-            ./build/mambakit bench cuda --scan-only > "$LOGS/ncu_$k.txt" 2>&1
+            "${PROG[@]}" > "$LOGS/ncu_$k.txt" 2>&1
         rc=$?
         if [ $rc != 0 ] && [ "$(left)" -gt $((VMIN * 60 + 150)) ]; then # the metric list refused: sections only
             echo "rc=$rc with the stall metrics; again without them"
             timeout "$(cap 90)" "$NCU" -k regex:"^$k\$" -c 1 "${SECS[@]}" \
-                ./build/mambakit bench cuda --scan-only >> "$LOGS/ncu_$k.txt" 2>&1
+                "${PROG[@]}" >> "$LOGS/ncu_$k.txt" 2>&1
             rc=$?
         fi
         echo "rc=$rc"

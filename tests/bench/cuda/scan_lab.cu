@@ -21,6 +21,11 @@
 //       pairs share shared-memory returns of B/C rows and of dt) and 128 (PAD_ROWS: tile rows
 //       padded against the pre-pass/epilogue bank conflicts); the library runs v5 2/128/32/2/216
 //       (row fwd_lib_S2; fwd_lib_S4 is its 4-states-per-lane setting, 4/128/32/3/216).
+//   v6  core/cuda/scan_par.cuh: parallel over time inside a channel (LPC lanes of I consecutive
+//       steps each, a shuffle scan of the lanes' composites per state, states looped), B/C
+//       transposed into shared memory a chunk ahead. Swept over I/LPC/WPB/OPT (OPT 1-4: decays
+//       on the FMA pipe; 8 fast softplus; 256 fast sigmoid; 512 u/delta prefetch; 1024 state
+//       loop unrolled by 2). Rows fwd_lib_m6 .. m9: the library's trial modes 6-9.
 // Backward: the library's (checkpoint sweep + chunked recomputation + partial sums, row
 // bwd_lib), then its kernel alone (bwd_kernel), the kernel as it was until 2026-11-26
 // (bwd_kernel_v1, scan_bwd_v1.cuh: the same run's baseline), and the kernel with parts left
@@ -29,7 +34,8 @@
 // variant (the chunk's inputs staged in shared memory): its kernel timed (bwd_k_stage), and the
 // whole backward with it checked against the CPU and timed (bwd_stage, comparable with bwd_lib).
 //
-// usage: scan_lab [--quick] [--csv FILE]
+// usage: scan_lab [--quick] [--csv FILE] [--only PREFIX[,PREFIX...]]
+//   --only: measure only the rows whose names start with one of the prefixes (e.g. fwd_lib,v6)
 //   shapes: B=8 E=1536 N=16 at L = 512, 2048, 8192 (Mamba paper's shape at 2048).
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -45,6 +51,7 @@ extern "C" {
 }
 #include "core/cuda/kernels.h"
 #include "core/cuda/scan_bwd.cuh"
+#include "core/cuda/scan_par.cuh"
 #include "core/cuda/scan_tile.cuh"
 #include "tests/bench/cuda/scan_bwd_v1.cuh"
 
@@ -245,12 +252,13 @@ static double time_us(F fn, int reps) {
 
 int main(int argc, char **argv) {
     int quick = 0;
-    const char *csv = NULL;
+    const char *csv = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: scan_lab [--quick] [--csv FILE]\n");
+            fprintf(stderr, "usage: scan_lab [--quick] [--csv FILE] [--only PREFIX[,PREFIX...]]\n");
             return 2;
         }
     }
@@ -282,6 +290,18 @@ int main(int argc, char **argv) {
     printf("%-18s %5s %5s %5s %3s %5s %10s %8s %9s %7s %9s\n", "kernel", "B", "E", "L", "N", "block", "time_us",
            "GB/s", "floor_us", "%floor", "err");
 
+    // --only: a row runs when its name starts with one of the comma-separated prefixes
+    auto wanted = [&](const char *name) {
+        if (!only) return true;
+        for (const char *p = only; *p;) {
+            const char *q = strchr(p, ',');
+            size_t n = q ? (size_t)(q - p) : strlen(p);
+            if (n && !strncmp(name, p, n)) return true;
+            if (!q) break;
+            p = q + 1;
+        }
+        return false;
+    };
     const int B = 8, E = 1536, N = 16;
     const int Ls[3] = {512, 2048, 8192};
     mk_rng r;
@@ -336,6 +356,7 @@ int main(int argc, char **argv) {
         };
         // one measurement: clear, run once, check against the CPU reference, time
         auto measure = [&](const char *name, int blk, auto launch) {
+            if (!wanted(name)) return;
             CK(cudaMemset(out, 0, BLE * 4));
             if (!launched(name, launch)) return;
             CK(cudaMemcpy(got.data(), out, BLE * 4, cudaMemcpyDeviceToHost));
@@ -398,8 +419,42 @@ int main(int argc, char **argv) {
             V4(4, 128, 32, 3, 217); // + 1 of 4 decays on the FMA pipe
 #undef V4
         }
-        // backward (library); validated against the CPU backward on du at L <= 2048
+        // v6: time-parallel (scan_par.cuh); first the library's trial modes, then the sweep
+        for (int mode = 6; mode <= 9; mode++) {
+            char nm[32];
+            snprintf(nm, sizeof nm, "fwd_lib_m%d", mode);
+            mkc_scan_set_tiled(mode);
+            measure(nm, 0, [&] { mkc_scan_forward(out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, N, 1); });
+        }
+        mkc_scan_set_tiled(-1);
         {
+            cudaStream_t st = (cudaStream_t)mkc_stream();
+#define V6(I_, LPC_, WPB_, OPT_)                                                                          \
+    measure("v6_" #I_ "/" #LPC_ "/" #WPB_ "/" #OPT_, 0, [&] {                                                  \
+        scan_par::launch<16, I_, LPC_, WPB_, OPT_>(out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, 1, st); \
+    })
+            V6(16, 8, 4, 0);
+            V6(16, 8, 4, 264);  // + fast sigmoid
+            V6(16, 8, 4, 1032); // + state loop unrolled by 2
+            V6(16, 8, 4, 10);   // 2 of 4 decays on the FMA pipe
+            V6(16, 8, 2, 8);
+            V6(16, 8, 8, 8);
+            V6(16, 4, 4, 8);
+            V6(16, 4, 8, 8);
+            V6(16, 16, 4, 8);
+            V6(8, 8, 4, 8);
+            V6(8, 8, 4, 9);
+            V6(8, 16, 4, 8);
+            V6(8, 16, 8, 8);
+            V6(8, 4, 4, 8);
+            V6(8, 4, 8, 8);
+            V6(8, 8, 8, 520);
+            V6(4, 8, 4, 8);
+            V6(4, 16, 4, 8);
+#undef V6
+        }
+        // backward (library); validated against the CPU backward on du at L <= 2048
+        if (wanted("bwd")) {
             float *g[8];
             size_t gn[8] = {BLE, BLE, EN, BLN, BLN, (size_t)E, BLE, (size_t)E};
             for (int k = 0; k < 8; k++) CK(cudaMalloc(&g[k], gn[k] * 4));
