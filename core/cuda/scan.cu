@@ -37,7 +37,10 @@ constexpr int FWD_NST = 3; // forward: tiles in flight (scan_tile.cuh); 2 with S
 // (FAST_SP | UNROLL_ALL) 11 %; the output stays within 1e-6 of the CPU scan. (The backward
 // recomputes dt with the exact softplus from checkpoints this kernel wrote with FAST_SP: the
 // two differ by < 4e-7 in dt, far inside the gradient tests' limits.)
-constexpr int FWD_OPT = scan_tile::MAP_INTERLEAVE | scan_tile::PAD_ROWS | scan_tile::FAST_SP | scan_tile::UNROLL_ALL;
+// FAST_SIG (the gate's sigmoid with the hardware reciprocal): 2.4 % more in the lab on 2026-11-27
+// (297.6 -> 290.4 us at L = 2048, same error to the CPU scan, 9.2e-7).
+constexpr int FWD_OPT = scan_tile::MAP_INTERLEAVE | scan_tile::PAD_ROWS | scan_tile::FAST_SP | scan_tile::UNROLL_ALL |
+                        scan_tile::FAST_SIG;
 constexpr int FWD_S = 2;   // forward: states per lane of the staged kernel (2 or 4): 2 measured 13 % faster (docs/CUDA.md)
 int g_tile_s = FWD_S;      // mkc_scan_set_tiled: the same, or 0 = the register kernel
 
@@ -209,8 +212,22 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
           *dCpart = dBpart + n_bc;
     launch_fwd<P, T>(NULL, NULL, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
     dim3 grid(neb, B);
-    scan_bwd::kernel<P, T><<<grid, TPB, 0, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart, dout,
-                                                dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt, L, E, softplus);
+    // STAGE_IN (each checkpoint chunk's inputs copied into shared memory once): 1.36x the
+    // plain kernel for the whole backward on an H100 (docs/CUDA.md, 2026-11-27); it needs
+    // N >= 16 and 16-byte copies (aligned u, delta, z, dout, B, C; E * sizeof(T) % 16 == 0)
+    auto al = [](const void *ptr) { return ((uintptr_t)ptr % 16) == 0; };
+    if (P >= 4 && (E * sizeof(T)) % 16 == 0 && al(u) && al(delta) && (!z || al(z)) && al(dout) && al(Bm) && al(Cm)) {
+        constexpr int SO = P >= 4 ? scan_bwd::STAGE_IN : 0; // (P < 4 never gets here)
+        auto k = scan_bwd::kernel<P, T, SO>;
+        const size_t dyn = scan_bwd::dyn_smem<P, T, SO>();
+        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn);
+        k<<<grid, TPB, dyn, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart, dout, dh_last, u,
+                                       delta, A, Bm, Cm, D, z, delta_bias, ckpt, L, E, softplus);
+    } else {
+        scan_bwd::kernel<P, T><<<grid, TPB, 0, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart,
+                                                          dout, dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt,
+                                                          L, E, softplus);
+    }
     MKC_CHECK_LAUNCH("scan_bwd");
     const unsigned TR = 256;
     if (dA) scan_bwd::sum_parts_k<<<mkc_blocks((size_t)E * N, TR), TR, 0, mkc_s()>>>(dA, dApart, B, (size_t)E * N);
