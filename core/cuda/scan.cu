@@ -21,7 +21,6 @@
 
 #include "core/cuda/common.cuh"
 #include "core/cuda/scan_bwd.cuh"
-#include "core/cuda/scan_par.cuh"
 #include "core/cuda/scan_tile.cuh"
 
 namespace {
@@ -142,34 +141,11 @@ __global__ void __launch_bounds__(TPB) scan_fwd_k(T *__restrict__ out, float *__
         *reinterpret_cast<float4 *>(h_last + ((size_t)b * E + ec) * N + 4 * p) = make_float4(h[0], h[1], h[2], h[3]);
 }
 
-// The time-parallel forward (scan_par.cuh) in the configurations under trial: mode 6 .. 9 of
-// mkc_scan_set_tiled (steps per lane I, lanes per channel, warps per block, options). Only for
-// the forward with an output (the backward's checkpoint sweep keeps the staged kernel).
-template <int N>
-void launch_par(int mode, float *out, float *h_last, const float *u, const float *delta, const float *A,
-                const float *Bm, const float *Cm, const float *D, const float *z, const float *delta_bias,
-                const float *h0, int B, int L, int E, int softplus) {
-    using namespace scan_par;
-    switch (mode) {
-    case 6: launch<N, 16, 8, 4, FAST_SP>(out, h_last, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus, mkc_s()); break;
-    case 7: launch<N, 8, 8, 4, FAST_SP | PREF>(out, h_last, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus, mkc_s()); break;
-    case 8: launch<N, 16, 8, 4, FAST_SP | 1>(out, h_last, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus, mkc_s()); break;
-    default: launch<N, 8, 8, 8, FAST_SP>(out, h_last, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus, mkc_s()); break;
-    }
-}
-
 template <int P, typename T = float>
 void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, const float *A, const T *Bm,
                 const T *Cm, const float *D, const T *z, const float *delta_bias, const float *h0, int B, int L, int E,
                 int softplus) {
     constexpr int N = 4 * P;
-    if constexpr (std::is_same<T, float>::value) {
-        if (g_tile_s >= 6 && out && !ckpt) {
-            launch_par<N>(g_tile_s, out, h_last, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
-            MKC_CHECK_LAUNCH("scan_fwd_par");
-            return;
-        }
-    }
     if (g_tile_s && scan_tile::usable<N>(u, delta, out ? z : (const T *)NULL, Bm, out ? Cm : (const T *)NULL, E)) {
         // the staged kernel (scan_tile.cuh): S states per lane (2 or 4; 4 from N = 64 on, where 2
         // would leave too few channels per block for whole 16-byte copies), 128 threads, FWD_NST
@@ -183,7 +159,7 @@ void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, 
                                                                  delta_bias, h0, B, L, E, softplus, mkc_s());
         };
         if constexpr (N <= 32) {
-            if (g_tile_s == 2 || g_tile_s >= 6) go(std::integral_constant<int, 2>{});
+            if (g_tile_s == 2) go(std::integral_constant<int, 2>{});
             else go(std::integral_constant<int, 4>{});
         } else {
             go(std::integral_constant<int, 4>{});
@@ -212,8 +188,9 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
           *dCpart = dBpart + n_bc;
     launch_fwd<P, T>(NULL, NULL, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
     dim3 grid(neb, B);
-    // STAGE_IN (each checkpoint chunk's inputs copied into shared memory once): 1.36x the
-    // plain kernel for the whole backward on an H100 (docs/CUDA.md, 2026-11-27); it needs
+    // STAGE_IN (each checkpoint chunk's inputs copied into shared memory once): the whole
+    // backward 1.40x faster on an H100 (bench cuda, L = 2048: 2345 -> 1674 us; docs/CUDA.md,
+    // 2026-11-27); it needs
     // N >= 16 and 16-byte copies (aligned u, delta, z, dout, B, C; E * sizeof(T) % 16 == 0)
     auto al = [](const void *ptr) { return ((uintptr_t)ptr % 16) == 0; };
     if (P >= 4 && (E * sizeof(T)) % 16 == 0 && al(u) && al(delta) && (!z || al(z)) && al(dout) && al(Bm) && al(Cm)) {
@@ -294,7 +271,7 @@ extern "C" int mkc_scan_lane_map_errors(void) { return lane_maps_errors<0>() + l
 
 extern "C" int mkc_scan_set_tiled(int s) {
     int was = g_tile_s;
-    g_tile_s = (s == 0 || s == 2 || s == 4 || (s >= 6 && s <= 9)) ? s : FWD_S;
+    g_tile_s = (s == 0 || s == 2 || s == 4) ? s : FWD_S;
     return was;
 }
 

@@ -25,7 +25,8 @@
 //       steps each, a shuffle scan of the lanes' composites per state, states looped), B/C
 //       transposed into shared memory a chunk ahead. Swept over I/LPC/WPB/OPT (OPT 1-4: decays
 //       on the FMA pipe; 8 fast softplus; 256 fast sigmoid; 512 u/delta prefetch; 1024 state
-//       loop unrolled by 2). Rows fwd_lib_m6 .. m9: the library's trial modes 6-9.
+//       loop unrolled by 2). Lab only: on an H100 (2026-11-27) its best configuration,
+//       8/8/4/8, took 490 us at L = 2048 where v5 took 299 (docs/CUDA.md has why).
 // Backward: the library's (checkpoint sweep + chunked recomputation + partial sums, row
 // bwd_lib), then its kernel alone (bwd_kernel), the kernel as it was until 2026-11-26
 // (bwd_kernel_v1, scan_bwd_v1.cuh: the same run's baseline), and the kernel with parts left
@@ -51,9 +52,9 @@ extern "C" {
 }
 #include "core/cuda/kernels.h"
 #include "core/cuda/scan_bwd.cuh"
-#include "core/cuda/scan_par.cuh"
 #include "core/cuda/scan_tile.cuh"
 #include "tests/bench/cuda/scan_bwd_v1.cuh"
+#include "tests/bench/cuda/scan_par.cuh"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -419,14 +420,7 @@ int main(int argc, char **argv) {
             V4(4, 128, 32, 3, 217); // + 1 of 4 decays on the FMA pipe
 #undef V4
         }
-        // v6: time-parallel (scan_par.cuh); first the library's trial modes, then the sweep
-        for (int mode = 6; mode <= 9; mode++) {
-            char nm[32];
-            snprintf(nm, sizeof nm, "fwd_lib_m%d", mode);
-            mkc_scan_set_tiled(mode);
-            measure(nm, 0, [&] { mkc_scan_forward(out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, N, 1); });
-        }
-        mkc_scan_set_tiled(-1);
+        // v6: time-parallel (scan_par.cuh), lab only: slower than v5 (docs/CUDA.md, 2026-11-27)
         {
             cudaStream_t st = (cudaStream_t)mkc_stream();
 #define V6(I_, LPC_, WPB_, OPT_)                                                                          \
