@@ -144,20 +144,27 @@ typedef struct {
     dir_d dir[MK_MAX_DIR];
 } layer_d;
 
+/* The activation layout counts tokens in Tp = T rounded up to a multiple of 4, so that every
+ * sub-buffer starts 16-byte aligned whatever B * L is: the scan kernels copy their inputs 16
+ * bytes at a time (an odd T once put B and C 8 bytes off, and the register kernel's 16-byte
+ * loads failed: "misaligned address", on enhance's input of 2 s of speech). */
+static size_t pad4(size_t T) { return (T + 3) & ~(size_t)3; }
 static size_t dir_floats(const mamba_backbone *m, size_t T) {
+    T = pad4(T);
     return T * (5 * (size_t)m->E + (m->R + 2 * m->N) + m->R + 2 * m->N);
 }
 static size_t layer_floats(const mamba_backbone *m, size_t T) {
-    return T * (2 * (size_t)m->D + 2 + 3 * (size_t)m->E) + m->G * dir_floats(m, T);
+    return pad4(T) * (2 * (size_t)m->D + 2 + 3 * (size_t)m->E) + m->G * dir_floats(m, T);
 }
 /* scratch: the larger of forward (yg (T,E), branch (T,D), A (E,N)) and backward
  * (dres, dnormed (T,D); 9 x (T,E); ddbc (T,XD); dBm, dCm (T,N); A, dA (E,N)) */
 static size_t scratch_floats(const mamba_backbone *m, size_t T) {
+    T = pad4(T);
     return T * (2 * (size_t)m->D + 9 * (size_t)m->E + (m->R + 2 * m->N) + 2 * m->N) + 2 * (size_t)m->E * m->N +
            T * (size_t)m->E;
 }
 static layer_d get_layer_d(const mamba_backbone *m, const cuda_bb *c, int l) {
-    size_t T = (size_t)c->B * c->L;
+    size_t T = pad4((size_t)c->B * c->L);
     layer_d la;
     float *p = c->acts + (size_t)l * layer_floats(m, T);
     la.h = p, p += T * m->D;
@@ -185,7 +192,7 @@ static float *final_d(const mamba_backbone *m, const cuda_bb *c) {
     return c->acts + (size_t)m->cfg.n_layer * layer_floats(m, (size_t)c->B * c->L);
 }
 static float *scratch_d(const mamba_backbone *m, const cuda_bb *c) {
-    size_t T = (size_t)c->B * c->L;
+    size_t T = pad4((size_t)c->B * c->L);
     return final_d(m, c) + T * (m->D + 2);
 }
 
@@ -265,7 +272,7 @@ int mamba_backbone_set_device(mamba_backbone *m, int device) {
 /* Grow activations for (B, L). */
 static int bb_ensure(const mamba_backbone *m, cuda_bb *c, int B, int L) {
     size_t T = (size_t)B * L;
-    size_t need = (size_t)m->cfg.n_layer * layer_floats(m, T) + T * (m->D + 2) + scratch_floats(m, T);
+    size_t need = (size_t)m->cfg.n_layer * layer_floats(m, T) + pad4(T) * (m->D + 2) + scratch_floats(m, T);
     if (need > c->acts_n) {
         mkc_free(c->acts);
         mkc_free(c->io);
@@ -364,7 +371,8 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
     const mk_params *p = m->p;
     const int B = c->B, L = c->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
     const int T = B * L, XD = R + 2 * N;
-    float *yg = scratch_d(m, c), *branch = yg + (size_t)T * E, *A = branch + (size_t)T * D;
+    const size_t Tp = pad4((size_t)T); /* layout stride (pad4) */
+    float *yg = scratch_d(m, c), *branch = yg + Tp * E, *A = branch + Tp * D;
     const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
 
     float *h = NL > 0 ? get_layer_d(m, c, 0).h : final_d(m, c);
@@ -406,7 +414,7 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
         mkc_residual(hn, la.h, branch, c->dpm_d + (size_t)l * B, B, (size_t)L * D);
     }
     float *hL = final_d(m, c);
-    float *meanf = hL + (size_t)T * D, *rstdf = meanf + T;
+    float *meanf = hL + pad4((size_t)T) * D, *rstdf = meanf + pad4((size_t)T);
     if (m->normf_w >= 0) norm_fwd_d(m, c, out_d, meanf, rstdf, hL, m->normf_w, m->normf_b, T);
     else mkc_copy(out_d, hL, sizeof(float) * (size_t)T * D);
 }
@@ -417,24 +425,24 @@ static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d
     const mk_params *p = m->p;
     const int B = c->B, L = c->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
     const int T = B * L, XD = R + 2 * N;
-    const size_t TE = (size_t)T * E;
+    const size_t TE = (size_t)T * E, Tp = pad4((size_t)T), TEp = Tp * E; /* counts; layout strides */
     const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
     float *s = scratch_d(m, c);
     float *dres = s;
-    s += (size_t)T * D;
+    s += Tp * D;
     float *dnormed = s;
-    s += (size_t)T * D;
-    float *dxin = s, *dzin = s + TE, *dy = s + 2 * TE, *dyg = s + 3 * TE, *dxc = s + 4 * TE, *dconvo = s + 5 * TE,
-          *ddelta = s + 6 * TE, *dzg = s + 7 * TE, *dxg = s + 8 * TE;
-    s += 9 * TE;
+    s += Tp * D;
+    float *dxin = s, *dzin = s + TEp, *dy = s + 2 * TEp, *dyg = s + 3 * TEp, *dxc = s + 4 * TEp,
+          *dconvo = s + 5 * TEp, *ddelta = s + 6 * TEp, *dzg = s + 7 * TEp, *dxg = s + 8 * TEp;
+    s += 9 * TEp;
     float *ddbc = s;
-    s += (size_t)T * XD;
-    float *dBm = s, *dCm = s + (size_t)T * N;
-    s += 2 * (size_t)T * N;
+    s += Tp * XD;
+    float *dBm = s, *dCm = s + Tp * N;
+    s += 2 * Tp * N;
     float *A = s, *dA = s + (size_t)E * N;
 
     float *hL = final_d(m, c);
-    float *meanf = hL + (size_t)T * D, *rstdf = meanf + T;
+    float *meanf = hL + pad4((size_t)T) * D, *rstdf = meanf + pad4((size_t)T);
     mkc_memset0(dres, sizeof(float) * (size_t)T * D);
     if (m->normf_w >= 0) norm_bwd_d(m, c, dres, dout_d, hL, meanf, rstdf, m->normf_w, m->normf_b, T);
     else mkc_copy(dres, dout_d, sizeof(float) * (size_t)T * D);
@@ -447,7 +455,7 @@ static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d
         mkc_rowscale(dbranch, dres, c->dpm_d + (size_t)l * B, B, (size_t)L * D);
         mkc_memset0(dy, sizeof(float) * TE);
         mkc_linear_backward(dy, DG(Li->out_proj), NULL, dbranch, la.y, DP(Li->out_proj), T, E, D);
-        mkc_memset0(dxin, sizeof(float) * 2 * TE);
+        mkc_memset0(dxin, sizeof(float) * 2 * TEp); /* dxin and dzin */
         for (int g = 0; g < G; g++) {
             dir_d *d = &la.dir[g];
             const int *o = eff + (size_t)g * L;
@@ -456,7 +464,7 @@ static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d
             mkc_memset0(dxc, sizeof(float) * TE);
             mkc_memset0(ddelta, sizeof(float) * TE);
             mkc_memset0(dzg, sizeof(float) * TE);
-            mkc_memset0(dBm, sizeof(float) * 2 * (size_t)T * N);
+            mkc_memset0(dBm, sizeof(float) * 2 * Tp * N); /* dBm and dCm */
             mkc_memset0(dA, sizeof(float) * (size_t)E * N);
             mkc_neg_exp(A, DP(Li->A_log[g]), (size_t)E * N);
             mkc_scan_backward(dxc, ddelta, dA, dBm, dCm, DG(Li->Dp[g]), dzg, DG(Li->dt_b[g]), NULL, dyg, NULL, d->xc,

@@ -263,7 +263,8 @@ static void check_scan_misaligned(void) {
     scan_case c;
     const int B = 2, L = 77, E = 64, N = 16;
     scan_case_make(&c, B, L, E, N, 15);
-    float *out = zeros(c.BLE), *hl = zeros(c.BEN);
+    float *out = zeros(c.BLE), *hl = zeros(c.BEN), *gd[NG];
+    scan_case_grads_up(&c, gd); /* before the reference overwrites c.g */
     scan_case_reference(&c, out, hl);
     float *base = mkc_malloc(sizeof(float) * (c.BLE + 1)), *du_ = base + 1; /* 4 bytes off */
     MK_ASSERT(base && mkc_upload(du_, c.u, sizeof(float) * c.BLE) == 0);
@@ -274,7 +275,27 @@ static void check_scan_misaligned(void) {
     mkc_scan_forward(g2, NULL, ua, ddl, dA_, dBm_, dCm_, dD_, dz_, ddb, dh0_, B, L, E, N, c.sp);
     cmp("scan_fwd_unaligned_input", g1, out, c.BLE, 2e-5);
     cmp("scan_fwd_aligned_input", g2, out, c.BLE, 2e-5);
-    float *df[] = {base, ua, ddl, dBm_, dCm_, dA_, dD_, dz_, ddb, dh0_, g1, g2};
+    /* B, C and h_last 4 bytes off too (a sub-buffer at an odd float offset: the backbone's layout
+     * once put them there, and the kernels' 16-byte B/C loads failed with "misaligned address"),
+     * forward and backward */
+    float *bB = mkc_malloc(sizeof(float) * (c.BLN + 1)), *bC = mkc_malloc(sizeof(float) * (c.BLN + 1)),
+          *bH = mkc_malloc(sizeof(float) * (c.BEN + 1));
+    MK_ASSERT(bB && bC && bH && mkc_upload(bB + 1, c.Bm, sizeof(float) * c.BLN) == 0 &&
+              mkc_upload(bC + 1, c.Cm, sizeof(float) * c.BLN) == 0);
+    mkc_scan_forward(g1, bH + 1, du_, ddl, dA_, bB + 1, bC + 1, dD_, dz_, ddb, dh0_, B, L, E, N, c.sp);
+    cmp("scan_fwd_unaligned_bc", g1, out, c.BLE, 2e-5);
+    cmp("scan_fwd_unaligned_hlast", bH + 1, hl, c.BEN, 2e-5);
+    float *ddout = up(c.dout, c.BLE), *ddhl = up(c.dhl, c.BEN);
+    mkc_scan_backward(gd[0], gd[1], gd[2], gd[3], gd[4], gd[5], gd[6], gd[7], gd[8], ddout, ddhl, du_, ddl, dA_, bB + 1,
+                      bC + 1, dD_, dz_, ddb, dh0_, B, L, E, N, c.sp);
+    for (int k = 0; k < NG; k++) {
+        if (!c.use[k]) continue;
+        char nm[64];
+        snprintf(nm, sizeof nm, "scan_bwd_unaligned_%s", grad_name[k]);
+        cmp(nm, gd[k], c.g[k], c.gn[k], grad_thr[k]);
+        mkc_free(gd[k]);
+    }
+    float *df[] = {base, ua, ddl, dBm_, dCm_, dA_, dD_, dz_, ddb, dh0_, g1, g2, bB, bC, bH, ddout, ddhl};
     for (size_t i = 0; i < sizeof df / sizeof *df; i++) mkc_free(df[i]);
     free(out), free(hl);
     scan_case_free(&c);
@@ -646,6 +667,9 @@ int main(void) {
     c.drop_path = 0.2f;
     c.shuffle_p = 0.5f;
     check_backbone(&c, 3, 50, "vim_rms_g2");
+    /* B * L odd: every activation sub-buffer must still start 16-byte aligned (an odd T once put
+     * B and C 8 bytes off: "misaligned address" in enhance --device cuda) */
+    check_backbone(&c, 1, 47, "vim_rms_g2_oddT");
     mamba_cfg_default(&c, 32, 3); /* LayerNorm, no selection, 3 directions, sum merge */
     c.norm = MK_NORM_LN;
     c.selective = 0;

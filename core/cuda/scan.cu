@@ -275,15 +275,55 @@ extern "C" int mkc_scan_set_tiled(int s) {
     return was;
 }
 
+// The kernels read B and C rows and write h_last 8 or 16 bytes at a time, which needs those
+// pointers 16-byte aligned. A caller's sub-buffer can sit at any float offset, so misaligned
+// ones go through aligned copies here (B, C: B*L*N each, small beside the B*L*E activations).
+struct stage_bc {
+    void *buf = nullptr;
+    size_t n = 0;
+};
+static stage_bc g_stage;
+static bool al16(const void *ptr) { return ((uintptr_t)ptr % 16) == 0; }
+// On return Bm, Cm (and h_last, whose caller's pointer goes to *h_dst for the copy back with
+// finish_h) are aligned; false (error noted) when the copies cannot be allocated.
+template <typename T>
+static bool align_inputs(const T *&Bm, const T *&Cm, float *&h_last, float **h_dst, size_t nbc, size_t nh) {
+    *h_dst = nullptr;
+    const bool mb = !al16(Bm), mc = Cm && !al16(Cm), mh = h_last && !al16(h_last);
+    if (!mb && !mc && !mh) return true;
+    const size_t bcb = (nbc * sizeof(T) + 15) & ~(size_t)15, need = 2 * bcb + nh * sizeof(float);
+    if (need > g_stage.n) {
+        mkc_free(g_stage.buf); // waits for the kernels that used it (cudaFree synchronises)
+        g_stage.buf = mkc_malloc(need);
+        g_stage.n = g_stage.buf ? need : 0;
+        if (!g_stage.buf) {
+            mkc_note_error("scan: aligned copies of B/C", cudaErrorMemoryAllocation);
+            return false;
+        }
+    }
+    char *p = (char *)g_stage.buf;
+    if (mb) mkc_copy(p, Bm, nbc * sizeof(T)), Bm = (const T *)p;
+    if (mc) mkc_copy(p + bcb, Cm, nbc * sizeof(T)), Cm = (const T *)(p + bcb);
+    if (mh) *h_dst = h_last, h_last = (float *)(p + 2 * bcb);
+    return true;
+}
+static void finish_h(float *h_dst, const float *h_tmp, size_t nh) {
+    if (h_dst) mkc_copy(h_dst, h_tmp, nh * sizeof(float));
+}
+
 extern "C" void mkc_scan_forward(float *out, float *h_last, const float *u, const float *delta, const float *A,
                                  const float *Bm, const float *Cm, const float *D, const float *z,
                                  const float *delta_bias, const float *h0, int B, int L, int E, int N, int softplus) {
     if (B <= 0 || L <= 0 || E <= 0) return;
+    float *h_dst;
+    const size_t nh = (size_t)B * E * N;
+    if (!align_inputs(Bm, Cm, h_last, &h_dst, (size_t)B * L * N, nh)) return;
     if (!with_lanes(N, [&](auto P) {
             launch_fwd<decltype(P)::value>(out, h_last, NULL, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E,
                                            softplus);
         }))
         mkc_note_error("scan_forward: unsupported N", cudaErrorInvalidValue);
+    finish_h(h_dst, h_last, nh);
 }
 
 extern "C" void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dz,
@@ -292,6 +332,8 @@ extern "C" void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dB
                                   const float *Cm, const float *D, const float *z, const float *delta_bias,
                                   const float *h0, int B, int L, int E, int N, int softplus) {
     if (B <= 0 || L <= 0 || E <= 0) return;
+    float *no_h = nullptr, *h_dst;
+    if (!align_inputs(Bm, Cm, no_h, &h_dst, (size_t)B * L * N, 0)) return;
     if (!with_lanes(N, [&](auto P) {
             launch_bwd<decltype(P)::value>(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, dout, dh_last, u, delta,
                                            A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
@@ -305,12 +347,16 @@ extern "C" void mkc_scan_forward_bf16(uint16_t *out, float *h_last, const uint16
                                       int N, int softplus) {
     if (B <= 0 || L <= 0 || E <= 0) return;
     typedef __nv_bfloat16 bf;
+    const bf *Bb = (const bf *)Bm, *Cb = (const bf *)Cm;
+    float *h_dst;
+    const size_t nh = (size_t)B * E * N;
+    if (!align_inputs(Bb, Cb, h_last, &h_dst, (size_t)B * L * N, nh)) return;
     if (!with_lanes(N, [&](auto P) {
-            launch_fwd<decltype(P)::value, bf>((bf *)out, h_last, NULL, (const bf *)u, (const bf *)delta, A,
-                                               (const bf *)Bm, (const bf *)Cm, D, (const bf *)z, delta_bias, h0, B, L,
-                                               E, softplus);
+            launch_fwd<decltype(P)::value, bf>((bf *)out, h_last, NULL, (const bf *)u, (const bf *)delta, A, Bb, Cb,
+                                               D, (const bf *)z, delta_bias, h0, B, L, E, softplus);
         }))
         mkc_note_error("scan_forward_bf16: unsupported N", cudaErrorInvalidValue);
+    finish_h(h_dst, h_last, nh);
 }
 
 // bf16 inputs (u, delta, Bm, Cm, z and the incoming gradient dout), fp32 state, fp32 gradients
@@ -323,10 +369,13 @@ extern "C" void mkc_scan_backward_bf16(float *du, float *ddelta, float *dA, floa
                                        int softplus) {
     if (B <= 0 || L <= 0 || E <= 0) return;
     typedef __nv_bfloat16 bf;
+    const bf *Bb = (const bf *)Bm, *Cb = (const bf *)Cm;
+    float *no_h = nullptr, *h_dst;
+    if (!align_inputs(Bb, Cb, no_h, &h_dst, (size_t)B * L * N, 0)) return;
     if (!with_lanes(N, [&](auto P) {
             launch_bwd<decltype(P)::value, bf>(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, (const bf *)dout,
-                                               dh_last, (const bf *)u, (const bf *)delta, A, (const bf *)Bm,
-                                               (const bf *)Cm, D, (const bf *)z, delta_bias, h0, B, L, E, softplus);
+                                               dh_last, (const bf *)u, (const bf *)delta, A, Bb, Cb, D, (const bf *)z,
+                                               delta_bias, h0, B, L, E, softplus);
         }))
         mkc_note_error("scan_backward_bf16: unsupported N", cudaErrorInvalidValue);
 }

@@ -102,6 +102,17 @@ grep -E '^(FAIL|SKIP)' "$LOGS/test_cuda.log" | head -30
 # a step's timeout: its own cap, or the time left less a margin, whichever is smaller
 cap() { local t=$(( $(left) - 15 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 1 ] && t=1; echo "$t"; }
 
+# the offline enhancer on the GPU against the CPU, on the FSDD recordings fetch_debs.sh carries
+# (one of them aborted with "misaligned address" on 2026-11-27 before the layout fix)
+for f in .debs/data/fsdd/recordings/*.wav; do
+    [ -f "$f" ] || continue
+    step "enhance --device cuda vs cpu: $f"
+    timeout 60 ./build/mambakit enhance "$f" -o "$LOGS/e_cpu.wav" --device cpu > /dev/null 2>&1
+    timeout 60 ./build/mambakit enhance "$f" -o "$LOGS/e_cuda.wav" --device cuda --reference "$LOGS/e_cpu.wav" --json 2>&1
+    echo "rc=$? (the output's SI-SDR against the CPU's output should be > 40 dB)"
+    rm -f "$LOGS"/e_*.wav
+done
+
 step "bench cuda --scan-only"
 timeout "$(cap 90)" ./build/mambakit bench cuda --scan-only > "$LOGS/bench_scan.txt" 2>&1
 echo "rc=$?"

@@ -21,4 +21,16 @@ apt-get download $PKGS 2>&1 | grep -v "unsandboxed" || true
 n=$(ls ./*.deb 2>/dev/null | wc -l)
 want=$(echo $PKGS | wc -w)
 [ "$n" = "$want" ] || { echo "fetch_debs: got $n of $want packages (apt-get update first?)" >&2; exit 1; }
+# two FSDD recordings (../shared/data does not travel to the GPU host) for device_session.sh's
+# enhance check: --device cuda against --device cpu; the first found an alignment bug on
+# 2026-11-27 (docs/CUDA.md), the second worked. Kept off the data search path (.debs/data, not
+# .debs/root/usr/share/datasets): tests that find FSDD there expect all of it.
+for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../../shared/data ../../../shared/data /usr/share/datasets; do
+    if [ -f "$d/fsdd/recordings/0_george_0.wav" ]; then
+        mkdir -p data/fsdd/recordings
+        cp "$d/fsdd/recordings/0_george_0.wav" "$d/fsdd/recordings/3_theo_7.wav" data/fsdd/recordings/
+        chmod u+w data/fsdd/recordings/*.wav
+        break
+    fi
+done
 du -sh . | sed 's/\t.*/ in .debs/'
