@@ -190,8 +190,8 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
     dim3 grid(neb, B);
     // STAGE_IN (each checkpoint chunk's inputs copied into shared memory once): the whole
     // backward 1.40x faster on an H100 (bench cuda, L = 2048: 2345 -> 1674 us; docs/CUDA.md,
-    // 2026-11-27); it needs
-    // N >= 16 and 16-byte copies (aligned u, delta, z, dout, B, C; E * sizeof(T) % 16 == 0)
+    // 2026-11-27). It needs N >= 16 and 16-byte copies: u, delta, z, dout, B, C aligned and
+    // E * sizeof(T) a multiple of 16.
     auto al = [](const void *ptr) { return ((uintptr_t)ptr % 16) == 0; };
     if (P >= 4 && (E * sizeof(T)) % 16 == 0 && al(u) && al(delta) && (!z || al(z)) && al(dout) && al(Bm) && al(Cm)) {
         constexpr int SO = P >= 4 ? scan_bwd::STAGE_IN : 0; // (P < 4 never gets here)
