@@ -150,7 +150,7 @@ if [ -n "$NCU" ] && [ "$(left)" -gt $((VMIN * 60 + 200)) ]; then
         METS='regex:^smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio$,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_fma.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__inst_executed_op_shared_ld.sum'
         # par_k (the time-parallel forward) runs only in the lab: its best configuration there
         PROG=(./build/mambakit bench cuda --scan-only)
-        [ "$k" = par_k ] && PROG=(./build/lab/scan_lab --quick --only v6_8/8/4/8)
+        [ "$k" = par_k ] && PROG=(./build/lab/scan_lab --quick --only v6_8/8/8/8)
         timeout "$(cap 90)" "$NCU" -k regex:"^$k\$" -c 1 "${SECS[@]}" --metrics "$METS" \
             "${PROG[@]}" > "$LOGS/ncu_$k.txt" 2>&1
         rc=$?

@@ -26,7 +26,8 @@
 //       transposed into shared memory a chunk ahead. Swept over I/LPC/WPB/OPT (OPT 1-4: decays
 //       on the FMA pipe; 8 fast softplus; 256 fast sigmoid; 512 u/delta prefetch; 1024 state
 //       loop unrolled by 2). Lab only: on an H100 (2026-11-27) its best configuration,
-//       8/8/4/8, took 490 us at L = 2048 where v5 took 299 (docs/CUDA.md has why).
+//       8/8/8/8 (then a library trial mode), took 465 us at L = 2048 where v5 took 299
+//       (docs/CUDA.md has why); 8/8/8/8 is now among the rows.
 // Backward: the library's (checkpoint sweep + chunked recomputation + partial sums, row
 // bwd_lib), then its kernel alone (bwd_kernel), the kernel as it was until 2026-11-26
 // (bwd_kernel_v1, scan_bwd_v1.cuh: the same run's baseline), and the kernel with parts left
@@ -440,6 +441,7 @@ int main(int argc, char **argv) {
             V6(8, 8, 4, 9);
             V6(8, 16, 4, 8);
             V6(8, 16, 8, 8);
+            V6(8, 8, 8, 8);
             V6(8, 4, 4, 8);
             V6(8, 4, 8, 8);
             V6(8, 8, 8, 520);

@@ -1,6 +1,6 @@
 // scan_par.cuh — the selective-scan forward parallel over time inside each channel (fp32).
 // Lab only (tests/bench/cuda/scan_lab.cu sweeps it): on an H100 it lost to the staged kernel
-// (scan_tile.cuh), 490 us against 299 us at B 8, E 1536, L 2048, N 16; docs/CUDA.md has why.
+// (scan_tile.cuh), 465 us at best against 299 us at B 8, E 1536, L 2048, N 16; docs/CUDA.md has why.
 //
 // The idea: the staged kernel (scan_tile.cuh) splits a channel's N states over P lanes and walks
 // time one step after another. Profiled on an H100 it issues ~14.5 instructions per
