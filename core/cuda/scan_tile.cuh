@@ -126,7 +126,10 @@ __device__ __forceinline__ float ex2_fma(float x) {
 //   rows padded so the pre-pass and epilogue, which read P different steps of one channel,
 //   hit P different banks.
 //   FAST_SIG: the output gate's sigmoid with the hardware reciprocal (__fdividef, 2 ulp).
-enum { FAST_SP = 8, UNROLL_ALL = 16, MAP_PMAJOR = 32, MAP_INTERLEAVE = 64, PAD_ROWS = 128, FAST_SIG = 256 };
+//   DT_PAIR: dt and dt*u of a channel-step side by side (one 8-byte shared load per step where
+//   there were two 4-byte ones: the SASS of 2026-11-27 has 2 of the step's ~7 instructions per
+//   state-step in loads at S = 2). Lab only until measured.
+enum { FAST_SP = 8, UNROLL_ALL = 16, MAP_PMAJOR = 32, MAP_INTERLEAVE = 64, PAD_ROWS = 128, FAST_SIG = 256, DT_PAIR = 512 };
 
 // Which lanes of a warp hold which (channel cl of the warp's CW = 32/P, lane-in-channel p).
 // Shared memory returns one 32-bit register per lane per cycle, except that lanes n and n^1
@@ -195,7 +198,8 @@ struct cfg {
     static_assert(CPB % EPC == 0, "a tile row must be whole 16-byte copies");
     static_assert(TT % P == 0 && CK % TT == 0, "tile length");
     static constexpr int XF = OPT & 7, UNR = (OPT & UNROLL_ALL) ? TT / P : 2;
-    static constexpr bool FSP = OPT & FAST_SP, FSG = OPT & FAST_SIG;
+    static constexpr bool FSP = OPT & FAST_SP, FSG = OPT & FAST_SIG, DTP = OPT & DT_PAIR;
+    static_assert(!DTP || (NST * STAGE * sizeof(T)) % 8 == 0, "DT_PAIR: 8-byte aligned pairs");
     static_assert(XF <= 4, "XF of 4");
 };
 
@@ -212,6 +216,7 @@ __global__ void __launch_bounds__(TPB)
     T *const sm = reinterpret_cast<T *>(smem_raw);
     float *const sdt = reinterpret_cast<float *>(sm + NST * C::STAGE); // dt per channel-step (row RS)
     float *const sdu = sdt + TT * RS;                                  // dt u
+    float2 *const sdd = reinterpret_cast<float2 *>(sdt);               // DT_PAIR: (dt, dt u), same bytes
 
     const int tid = threadIdx.x;
     int cl, p;
@@ -279,8 +284,12 @@ __global__ void __launch_bounds__(TPB)
             float r = ldf(sd + j * RS + c) + bias;
             float d = !softplus ? r : C::FSP ? (r > 20.f ? r : __logf(1.f + __expf(r))) : mkc_softplus(r);
             d = t0 + j < L ? d : 0.f; // padded steps leave h unchanged
-            sdt[j * RS + c] = d;
-            sdu[j * RS + c] = d * ldf(su + j * RS + c);
+            if constexpr (C::DTP) {
+                sdd[j * RS + c] = make_float2(d, d * ldf(su + j * RS + c));
+            } else {
+                sdt[j * RS + c] = d;
+                sdu[j * RS + c] = d * ldf(su + j * RS + c);
+            }
         }
         __syncwarp();
 #pragma unroll(C::UNR)
@@ -289,7 +298,13 @@ __global__ void __launch_bounds__(TPB)
 #pragma unroll
             for (int q = 0; q < P; q++) {
                 const int j = j0 + q;
-                const float d = sdt[j * RS + c], dtu = sdu[j * RS + c];
+                float d, dtu;
+                if constexpr (C::DTP) {
+                    const float2 q = sdd[j * RS + c];
+                    d = q.x, dtu = q.y;
+                } else {
+                    d = sdt[j * RS + c], dtu = sdu[j * RS + c];
+                }
                 float Bk[S];
                 lds<S>(Bk, sB + j * N + S * p);
 #pragma unroll

@@ -20,7 +20,9 @@
 //   v5  the same kernel with OPT 64 (MAP_INTERLEAVE: lane bits alternate channel, p, so lane
 //       pairs share shared-memory returns of B/C rows and of dt) and 128 (PAD_ROWS: tile rows
 //       padded against the pre-pass/epilogue bank conflicts); the library runs v5 2/128/32/2/216
-//       (row fwd_lib_S2; fwd_lib_S4 is its 4-states-per-lane setting, 4/128/32/3/216).
+//       (row fwd_lib_S2; fwd_lib_S4 is its 4-states-per-lane setting, 4/128/32/3/216); from
+//       2026-11-27 with FAST_SIG (256) too, 2/128/32/2/472. OPT 512 DT_PAIR: dt and dt u in one
+//       8-byte shared load per step (not yet run on a GPU).
 //   v6  core/cuda/scan_par.cuh: parallel over time inside a channel (LPC lanes of I consecutive
 //       steps each, a shuffle scan of the lanes' composites per state, states looped), B/C
 //       transposed into shared memory a chunk ahead. Swept over I/LPC/WPB/OPT (OPT 1-4: decays
@@ -419,6 +421,10 @@ int main(int argc, char **argv) {
             V4(2, 128, 32, 2, 88);
             V4(2, 64, 32, 2, 216);
             V4(4, 128, 32, 3, 217); // + 1 of 4 decays on the FMA pipe
+            // DT_PAIR (512): dt and dt u in one 8-byte load per step; the library's and with FAST_SIG
+            V4(2, 128, 32, 2, 728);
+            V4(2, 128, 32, 2, 984);
+            V4(4, 128, 32, 3, 728);
 #undef V4
         }
         // v6: time-parallel (scan_par.cuh), lab only: slower than v5 (docs/CUDA.md, 2026-11-27)
