@@ -43,6 +43,9 @@ constexpr int FWD_OPT = scan_tile::MAP_INTERLEAVE | scan_tile::PAD_ROWS | scan_t
 constexpr int FWD_S = 2;   // forward: states per lane of the staged kernel (2 or 4): 2 measured 13 % faster (docs/CUDA.md)
 int g_tile_s = FWD_S;      // mkc_scan_set_tiled: the same, or 0 = the register kernel
 
+// 16-byte alignment: what the kernels' vector copies and loads need
+bool al16(const void *ptr) { return ((uintptr_t)ptr % 16) == 0; }
+
 // Steps j0 .. j0+P-1 of a register array: lane p gets element j0+p (compile-time indices only).
 template <int P, int T>
 __device__ __forceinline__ float pick(const float (&a)[T], int j0, int p) {
@@ -192,8 +195,8 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
     // backward 1.40x faster on an H100 (bench cuda, L = 2048: 2345 -> 1674 us; docs/CUDA.md,
     // 2026-11-27). It needs N >= 16 and 16-byte copies: u, delta, z, dout, B, C aligned and
     // E * sizeof(T) a multiple of 16.
-    auto al = [](const void *ptr) { return ((uintptr_t)ptr % 16) == 0; };
-    if (P >= 4 && (E * sizeof(T)) % 16 == 0 && al(u) && al(delta) && (!z || al(z)) && al(dout) && al(Bm) && al(Cm)) {
+    if (P >= 4 && (E * sizeof(T)) % 16 == 0 && al16(u) && al16(delta) && (!z || al16(z)) && al16(dout) && al16(Bm) &&
+        al16(Cm)) {
         constexpr int SO = P >= 4 ? scan_bwd::STAGE_IN : 0; // (P < 4 never gets here)
         auto k = scan_bwd::kernel<P, T, SO>;
         const size_t dyn = scan_bwd::dyn_smem<P, T, SO>();
@@ -283,7 +286,6 @@ struct stage_bc {
     size_t n = 0;
 };
 static stage_bc g_stage;
-static bool al16(const void *ptr) { return ((uintptr_t)ptr % 16) == 0; }
 // On return Bm, Cm (and h_last, whose caller's pointer goes to *h_dst for the copy back with
 // finish_h) are aligned; false (error noted) when the copies cannot be allocated.
 template <typename T>

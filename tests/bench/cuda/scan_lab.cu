@@ -23,7 +23,7 @@
 //       (row fwd_lib_S2; fwd_lib_S4 is its 4-states-per-lane setting, 4/128/32/3/216); from
 //       2026-11-27 with FAST_SIG (256) too, 2/128/32/2/472. OPT 512 DT_PAIR: dt and dt u in one
 //       8-byte shared load per step (not yet run on a GPU).
-//   v6  core/cuda/scan_par.cuh: parallel over time inside a channel (LPC lanes of I consecutive
+//   v6  tests/bench/cuda/scan_par.cuh: parallel over time inside a channel (LPC lanes of I consecutive
 //       steps each, a shuffle scan of the lanes' composites per state, states looped), B/C
 //       transposed into shared memory a chunk ahead. Swept over I/LPC/WPB/OPT (OPT 1-4: decays
 //       on the FMA pipe; 8 fast softplus; 256 fast sigmoid; 512 u/delta prefetch; 1024 state

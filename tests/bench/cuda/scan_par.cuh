@@ -18,10 +18,10 @@
 // of the chunk. The chunk's B and C rows are copied into shared memory with 4-byte cp.async,
 // transposed to [n][step] and swizzled so that a warp's 16-byte reads of one state hit 32
 // banks (lanes of different channels read the same words: broadcast), one chunk ahead.
-// u and delta are read straight into registers (a sector of them serves 32/LPC... channels
-// through L1); the epilogue reads u and z again (L1/L2 hits) instead of holding them.
+// u and delta are read straight from global memory into registers (the block's channels share
+// each sector through L1); the epilogue reads u and z again (L1/L2 hits) instead of holding them.
 // The carried state h (one per channel and state) and A*log2e live in shared memory.
-// Requirements (the launcher checks, else another kernel runs): N a multiple of 4, fp32.
+// Requirements (static_assert in cfg): N a multiple of 4; fp32 only.
 #pragma once
 #include <stdint.h>
 
@@ -139,12 +139,16 @@ __global__ void __launch_bounds__(WPB * 32)
         __syncthreads();         // everyone's have
         const float *sB = sm + (k & 1) * C::STAGE, *sC = sB + N * RN;
 
+        // this lane's steps 4q .. 4q+3 of state n in a transposed B or C stage
+        auto quad = [&](const float *s, int n, int q) {
+            return *reinterpret_cast<const float4 *>(s + n * RN + slot<I>(l, 4 * q));
+        };
         auto state = [&](int n) {
             const float A2 = sA[c * N + n];
             float a[I], bb[I];
 #pragma unroll
             for (int q = 0; q < I / 4; q++) {
-                const float4 v = *reinterpret_cast<const float4 *>(sB + n * RN + slot<I>(l, 4 * q));
+                const float4 v = quad(sB, n, q);
                 const float bq[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
@@ -175,7 +179,7 @@ __global__ void __launch_bounds__(WPB * 32)
             float h = l ? fmaf(Px, hc, Qx) : hc; // the state entering this lane's first step
 #pragma unroll
             for (int q = 0; q < I / 4; q++) {
-                const float4 v = *reinterpret_cast<const float4 *>(sC + n * RN + slot<I>(l, 4 * q));
+                const float4 v = quad(sC, n, q);
                 const float cq[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
