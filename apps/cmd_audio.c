@@ -1159,7 +1159,7 @@ out:
 
 int cmd_eval_enhance(int argc, char **argv) {
     const char *model = NULL, *data_dir = NULL, *cache = "build/espeak_cache";
-    long K = 6;
+    long K = 6, seed = 2024;
     int json = 0, stream = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1170,16 +1170,19 @@ int cmd_eval_enhance(int argc, char **argv) {
                    "  --model FILE     model (default models/enhance.mkm; with --stream models/enhance_stream.mkm)\n"
                    "  --stream         evaluate through the streaming path (causal model)\n"
                    "  --n N            mixtures per noise type and SNR (default %ld)\n"
+                   "  --seed N         which mixtures (default %ld: those of bench audio; another seed draws\n"
+                   "                   other utterances, noise excerpts and gains from the same held-out split)\n"
                    "  --data-dir DIR   data root (default: the data search path)\n"
                    "  --cache DIR      espeak-ng speech cache (default %s)\n"
                    "  --json           print results as JSON\n",
-                   K, cache);
+                   K, seed, cache);
             return 0;
         }
         else if (!strcmp(a, "--model")) { NEED_VALUE(a, v); model = v; i++; }
         else if (!strcmp(a, "--data-dir")) { NEED_VALUE(a, v); data_dir = v; i++; }
         else if (!strcmp(a, "--cache")) { NEED_VALUE(a, v); cache = v; i++; }
         else if (!strcmp(a, "--n")) { if (cli_int(a, v, 1, 100000, &K)) return 2; i++; }
+        else if (!strcmp(a, "--seed")) { if (cli_int(a, v, 0, 1000000000L, &seed)) return 2; i++; }
         else if (!strcmp(a, "--stream")) stream = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else {
@@ -1191,8 +1194,8 @@ int cmd_eval_enhance(int argc, char **argv) {
     if (load_model(&m, model, stream)) return cli_fail();
     bench_res *R = mk_calloc(1, sizeof *R);
     int mth = stream ? M_STREAM : M_OFFLINE, rc = 0;
-    if (bench_mixtures(R, stream ? NULL : &m, stream ? &m : NULL, data_dir, cache, (int)K, 2.5f, 2024,
-                       1 << M_NOISY | 1 << mth)) {
+    if (bench_mixtures(R, stream ? NULL : &m, stream ? &m : NULL, data_dir, cache, (int)K, 2.5f,
+                       (unsigned long long)seed, 1 << M_NOISY | 1 << mth)) {
         rc = cli_fail();
     } else {
         acc2 in = {0}, outm = {0};

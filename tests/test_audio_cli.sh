@@ -98,3 +98,16 @@ $MK train enhance --init "$here/models/enhance.mkm" --stream --steps 2 -o "$tmp/
 [ $rc = 2 ] && grep -q "bidirectional but --stream" "$tmp/e" && [ ! -e "$tmp/x.mkm" ]; ok $? train_init_other_mode "rc=$rc $(cat "$tmp/e")"
 $MK train enhance --init "$here/models/enhance.mkm" --resume "$tmp/grown.mkm" -o "$tmp/x.mkm" 2>"$tmp/e"; rc=$?
 [ $rc = 2 ] && grep -q "exclude each other" "$tmp/e" && [ ! -e "$tmp/x.mkm" ]; ok $? train_init_and_resume "rc=$rc $(cat "$tmp/e")"
+
+# eval enhance --seed: the default draws bench audio's mixtures; another seed draws other
+# mixtures from the same held-out split (an independent check of a model chosen on the bench)
+j1=$($MK eval enhance --n 1 --json 2>"$tmp/e"); rc=$?
+if [ $rc != 0 ] && grep -qi "no FSDD speech found\|no data" "$tmp/e"; then
+  echo "SKIP audio_cli.eval_seed: skipped: no data at ($(tail -1 "$tmp/e"))"
+else
+  j2=$($MK eval enhance --n 1 --json --seed 1 2>>"$tmp/e"); rc2=$?
+  in1=$(grep -o '"sisdr_in_db":[-0-9.]*' <<<"$j1"); in2=$(grep -o '"sisdr_in_db":[-0-9.]*' <<<"$j2")
+  [ $rc = 0 ] && [ $rc2 = 0 ] && [ -n "$in1" ] && [ -n "$in2" ] && [ "$in1" != "$in2" ] && grep -q '"mixtures":24' <<<"$j2"
+  ok $? eval_seed "rc=$rc/$rc2 $in1 $in2 $(tail -c 200 "$tmp/e")"
+fi
+$MK eval enhance --seed -1 >/dev/null 2>"$tmp/e"; [ $? = 2 ] && grep -q -- "--seed" "$tmp/e"; ok $? eval_bad_seed "$(cat "$tmp/e")"
