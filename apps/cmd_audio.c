@@ -978,7 +978,7 @@ static void bench_rtf(double *rtf, audio_enhancer *off, audio_enhancer *str, flo
 
 int cmd_bench_audio(int argc, char **argv) {
     const char *model = NULL, *smodel = NULL, *data_dir = NULL, *cache = "build/espeak_cache", *md = NULL;
-    long K = 12, KN = 10;
+    long K = 12, KN = 10, seed = 2024;
     double seconds = 2.5;
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -995,11 +995,13 @@ int cmd_bench_audio(int argc, char **argv) {
                    "  --n N                mixtures per noise type and SNR (default %ld)\n"
                    "  --noizeus N          NOIZEUS sentences per noise and SNR, 0 to skip (default %ld)\n"
                    "  --seconds X          mixture length (default %g)\n"
+                   "  --seed N             which mixtures (default %ld, the published tables; eval enhance\n"
+                   "                       takes the same seeds)\n"
                    "  --data-dir DIR       data root (default: the data search path)\n"
                    "  --cache DIR          espeak-ng speech cache (default %s)\n"
                    "  --markdown FILE      also write the tables as Markdown\n"
                    "  --json               print results as JSON\n",
-                   K, KN, seconds, cache);
+                   K, KN, seconds, seed, cache);
             return 0;
         }
         else if (!strcmp(a, "--model")) { NEED_VALUE(a, v); model = v; i++; }
@@ -1010,6 +1012,7 @@ int cmd_bench_audio(int argc, char **argv) {
         else if (!strcmp(a, "--n")) { if (cli_int(a, v, 1, 100000, &K)) return 2; i++; }
         else if (!strcmp(a, "--noizeus")) { if (cli_int(a, v, 0, 30, &KN)) return 2; i++; }
         else if (!strcmp(a, "--seconds")) { if (cli_float(a, v, 0.5, 60, &f)) return 2; seconds = f; i++; }
+        else if (!strcmp(a, "--seed")) { if (cli_int(a, v, 0, 1000000000L, &seed)) return 2; i++; }
         else if (!strcmp(a, "--json")) json = 1;
         else {
             fprintf(stderr, "mambakit: bench audio: unknown option '%s'\n", a);
@@ -1032,7 +1035,8 @@ int cmd_bench_audio(int argc, char **argv) {
     acc2 (*NZ)[3][M_COUNT] = mk_calloc(8, sizeof *NZ);
     int have_nz = 0, rc = 0;
     const int all = (1 << M_COUNT) - 1;
-    if (bench_mixtures(R, &off, &str, data_dir, cache, (int)K, (float)seconds, 2024, all) ||
+    if (bench_mixtures(R, &off, &str, data_dir, cache, (int)K, (float)seconds,
+                       (unsigned long long)seed, all) ||
         (KN > 0 && bench_noizeus(NZ, &have_nz, &off, &str, data_dir, (int)KN, all))) {
         rc = cli_fail();
         goto out;
