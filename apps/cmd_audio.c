@@ -55,7 +55,7 @@ static int load_model(audio_enhancer *m, const char *path, int stream) {
 /* ====================================================================== train */
 
 typedef struct {
-    int steps, batch, d_model, n_layer, causal, n_espeak, ckpt_every;
+    int steps, batch, d_model, n_layer, causal, n_espeak, ckpt_every, rate;
     float seconds, lr, sisdr_w;
     unsigned long long seed;
     const char *out, *resume, *init, *data_dir, *cache;
@@ -88,6 +88,8 @@ int cmd_train_enhance(int argc, char **argv) {
                    "  --lr X            peak learning rate (default %g)\n"
                    "  --d-model N       model width (default %d)\n"
                    "  --layers N        Mamba layers (default %d)\n"
+                   "  --rate HZ         model sample rate of a new model: 8000 (default; n_fft 200, hop 50) or\n"
+                   "                    16000 (SEMamba's n_fft 400, hop 100); both a 25 ms window, 6.25 ms hop\n"
                    "  --seed N          random seed (default %llu)\n"
                    "  --espeak N        synthetic utterances to add (default %d; 0: none)\n"
                    "  --cache DIR       where synthesised speech is cached (default %s)\n"
@@ -118,6 +120,7 @@ int cmd_train_enhance(int argc, char **argv) {
         INTOPT("--batch", batch, 1, 1024)
         INTOPT("--d-model", d_model, 8, 1024)
         INTOPT("--layers", n_layer, 1, 32)
+        INTOPT("--rate", rate, 8000, 16000)
         INTOPT("--espeak", n_espeak, 0, 100000)
         INTOPT("--ckpt-every", ckpt_every, 1, 100000000)
 #undef INTOPT
@@ -165,6 +168,10 @@ int cmd_train_enhance(int argc, char **argv) {
         }
     }
     if (!o.out) o.out = o.causal ? "models/enhance_stream.mkm" : "models/enhance.mkm";
+    if (o.rate && o.rate != 8000 && o.rate != 16000) {
+        fprintf(stderr, "mambakit: train enhance: --rate %d: the model rates are 8000 and 16000 Hz\n", o.rate);
+        return 2;
+    }
 
     if (o.resume && o.init) {
         fprintf(stderr, "mambakit: train enhance: --resume and --init exclude each other\n");
@@ -179,6 +186,12 @@ int cmd_train_enhance(int argc, char **argv) {
     if (o.resume || o.init) {
         const char *from = o.resume ? o.resume : o.init;
         if (audio_enhancer_load_ex(&m, from, o.resume != NULL, 1)) return cli_fail();
+        if (o.rate && o.rate != m.cfg.sr) {
+            fprintf(stderr, "mambakit: %s: the model runs at %d Hz; --rate %d applies to a new model only\n", from,
+                    m.cfg.sr, o.rate);
+            audio_enhancer_free(&m);
+            return 2;
+        }
         if (m.cfg.causal != o.causal) {
             fprintf(stderr, "mambakit: %s: checkpoint is %s but --stream was%s given\n", from,
                     m.cfg.causal ? "causal" : "bidirectional", o.causal ? "" : " not");
@@ -209,6 +222,7 @@ int cmd_train_enhance(int argc, char **argv) {
         audio_enhancer_cfg_default(&c, o.causal);
         c.d_model = o.d_model;
         c.n_layer = o.n_layer;
+        if (o.rate == 16000) c.sr = 16000, c.n_fft = 400, c.hop = 100; /* same 25 ms / 6.25 ms in time */
         if (audio_enhancer_create(&m, &c, o.seed)) return cli_fail();
     }
     audio_enhancer_use_device(&m, dev);

@@ -111,3 +111,20 @@ else
   ok $? eval_seed "rc=$rc/$rc2 $in1 $in2 $(tail -c 200 "$tmp/e")"
 fi
 $MK eval enhance --seed -1 >/dev/null 2>"$tmp/e"; [ $? = 2 ] && grep -q -- "--seed" "$tmp/e"; ok $? eval_bad_seed "$(cat "$tmp/e")"
+
+# train enhance --rate 16000: SEMamba's n_fft 400 / hop 100 at 16 kHz (a new model only); the
+# model enhances an 8 kHz file (resampled both ways); other rates and a rate change on --init exit 2
+msg=$($MK train enhance --rate 16000 --d-model 16 --layers 1 --steps 2 --batch 2 --espeak 0 -o "$tmp/r16.mkm" 2>&1); rc=$?
+if [ $rc != 0 ] && grep -qi "no FSDD speech found\|no data" <<<"$msg"; then
+  echo "SKIP audio_cli.train_rate_16k: skipped: no data at ($(tail -1 <<<"$msg"))"
+else
+  $MK info "$tmp/r16.mkm" > "$tmp/i16" 2>&1
+  [ $rc = 0 ] && grep -q "sample_rate *16000$" "$tmp/i16" && grep -q "n_fft *400$" "$tmp/i16" && grep -q "hop *100$" "$tmp/i16" &&
+    $MK enhance "$tmp/in.wav" -o "$tmp/o16.wav" --model "$tmp/r16.mkm" >/dev/null 2>&1 &&
+    [ "$(wav_rate "$tmp/o16.wav")" = 16000 ] && [ "$(stat -c %s "$tmp/o16.wav")" = "$(stat -c %s "$tmp/in.wav")" ]
+  ok $? train_rate_16k "rc=$rc $(tail -c 200 <<<"$msg")"
+  $MK train enhance --init "$tmp/r16.mkm" --rate 8000 --steps 2 -o "$tmp/x.mkm" 2>"$tmp/e"; rc=$?
+  [ $rc = 2 ] && grep -q "runs at 16000 Hz" "$tmp/e" && [ ! -e "$tmp/x.mkm" ]; ok $? train_rate_init_mismatch "rc=$rc $(cat "$tmp/e")"
+fi
+$MK train enhance --rate 12000 --steps 2 -o "$tmp/x.mkm" 2>"$tmp/e"; rc=$?
+[ $rc = 2 ] && grep -q "8000 and 16000" "$tmp/e" && [ ! -e "$tmp/x.mkm" ]; ok $? train_bad_rate "rc=$rc $(cat "$tmp/e")"
