@@ -113,7 +113,8 @@ fi
 $MK eval enhance --seed -1 >/dev/null 2>"$tmp/e"; [ $? = 2 ] && grep -q -- "--seed" "$tmp/e"; ok $? eval_bad_seed "$(cat "$tmp/e")"
 
 # train enhance --rate 16000: SEMamba's n_fft 400 / hop 100 at 16 kHz (a new model only); the
-# model enhances an 8 kHz file (resampled both ways); other rates and a rate change on --init exit 2
+# model enhances the stereo 16 kHz test file at its own rate; other rates and a rate change on
+# --init exit 2
 msg=$($MK train enhance --rate 16000 --d-model 16 --layers 1 --steps 2 --batch 2 --espeak 0 -o "$tmp/r16.mkm" 2>&1); rc=$?
 if [ $rc != 0 ] && grep -qi "no FSDD speech found\|no data" <<<"$msg"; then
   echo "SKIP audio_cli.train_rate_16k: skipped: no data at ($(tail -1 <<<"$msg"))"
