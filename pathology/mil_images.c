@@ -233,7 +233,7 @@ int mil_bags_load_images(mil_bags *b, mil_image_list *paths, const char *dir, co
     for (long s = 0; s < files.n; s += BATCH) {
         int nb = files.n - s < BATCH ? (int)(files.n - s) : BATCH;
         for (int k = 0; k < nb; k++)
-            if (vision_prepare_file(&vm, files.v[s + k], img + npx * k)) {
+            if (vision_prepare_file(&vm, files.v[s + k], VISION_FIT_STRETCH, img + npx * k, NULL)) {
                 if (progress) mk_progress_end(&pr);
                 mil_bags_free(b);
                 goto done;

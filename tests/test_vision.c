@@ -296,6 +296,123 @@ static void test_shipped_model(void) {
     fmnist_free(&s);
 }
 
+/* ---------------------------------------------------------- product photos */
+static void test_fit(void) {
+    /* 20x10 light picture (0.9) with a dark 4x6 object (0.2) at x 12..15, y 2..7 */
+    vision_image in = {20, 10, 1, NULL}, out;
+    in.px = malloc(sizeof(float) * 200);
+    for (int y = 0; y < 10; y++)
+        for (int x = 0; x < 20; x++) in.px[y * 20 + x] = (x >= 12 && x < 16 && y >= 2 && y < 8) ? 0.2f : 0.9f;
+    float bm = vision_image_border_mean(&in);
+    test_report(fabsf(bm - 0.9f) < 1e-6f, "vision.fit.border_mean", "%.6f", bm);
+    /* trimmed to 4x6, enlarged x2 to 8x12 (height fills 12), centred at x 2..9, inverted */
+    vision_image_fit(&out, &in, 12, 12, 0.1f, 1);
+    double err = 0;
+    for (int y = 0; y < 12; y++)
+        for (int x = 0; x < 12; x++) err = fmax(err, fabs(out.px[y * 12 + x] - (x >= 2 && x < 10 ? 0.8 : 0.1)));
+    vision_image_free(&out);
+    test_report(err < 1e-6, "vision.fit.trim_centre_negate", "max err %.2g", err);
+    /* wide target: the height still limits (scale 2 of 6 rows = 12), centred at x 10..17 */
+    vision_image_fit(&out, &in, 12, 28, 0.1f, 0);
+    err = 0;
+    for (int y = 0; y < 12; y++)
+        for (int x = 0; x < 28; x++) err = fmax(err, fabs(out.px[y * 28 + x] - (x >= 10 && x < 18 ? 0.2 : 0.9)));
+    vision_image_free(&out);
+    test_report(err < 1e-6, "vision.fit.aspect_kept", "max err %.2g", err);
+    /* all background: fitted whole (20x10 -> 12x6 centred at rows 3..8), inverted */
+    for (int i = 0; i < 200; i++) in.px[i] = 0.9f;
+    vision_image_fit(&out, &in, 12, 12, 0.1f, 1);
+    err = 0;
+    for (int i = 0; i < 144; i++) err = fmax(err, fabs(out.px[i] - 0.1));
+    vision_image_free(&out);
+    test_report(err < 1e-6, "vision.fit.all_background", "max err %.2g", err);
+    vision_image_free(&in);
+    /* grey+alpha: alpha is neither a background test nor inverted */
+    vision_image ga = {3, 3, 2, NULL};
+    ga.px = malloc(sizeof(float) * 18);
+    for (int i = 0; i < 9; i++) ga.px[2 * i] = i == 4 ? 0.0f : 1.0f, ga.px[2 * i + 1] = 0.5f;
+    vision_image_fit(&out, &ga, 3, 3, 0.1f, 1);
+    int ok = out.c == 2;
+    for (int i = 0; i < 9; i++) ok &= fabsf(out.px[2 * i] - 1.0f) < 1e-6f && out.px[2 * i + 1] == 0.5f;
+    vision_image_free(&out);
+    vision_image_free(&ga);
+    test_report(ok, "vision.fit.alpha", "one dark pixel fills the 3x3 target, alpha kept");
+}
+
+/* The shipped model on real test images turned into product photos the way
+ * Fashion-MNIST made them the other way round: inverted (dark garment on
+ * white), enlarged x4, placed off-centre on a larger white RGB canvas. With
+ * --fit auto the model must recognise them about as well as the originals;
+ * stretched, it must not (else the test could not fail). */
+static void test_photo_real(void) {
+    char mpath[4096];
+    if (!mk_find_model("vision.mkm", mpath, sizeof mpath)) {
+        test_skip("vision.photo_real", "no models/vision.mkm");
+        return;
+    }
+    fmnist_set s;
+    if (fmnist_load_split(&s, NULL, "test")) {
+        test_skip("vision.photo_real", mk_last_error());
+        return;
+    }
+    vision_model m;
+    if (vision_model_load(&m, mpath, 0, NULL)) {
+        test_report(0, "vision.photo_real", "load: %s", mk_last_error());
+        fmnist_free(&s);
+        return;
+    }
+    const int N = 300, HW = 28 * 28, CW = 170, CH = 140;
+    float *img = malloc(sizeof(float) * 100 * HW);
+    vision_acts a;
+    vision_acts_init(&a);
+    int hit[2] = {0, 0}, flagged = 0, same = 1;
+    vision_image small = {28, 28, 1, NULL}, big, photo = {CW, CH, 3, NULL};
+    small.px = malloc(sizeof(float) * HW);
+    photo.px = malloc(sizeof(float) * CW * CH * 3);
+    for (int mode = 0; mode < 2; mode++)
+        for (int i0 = 0; i0 < N; i0 += 100) {
+            for (int b = 0; b < 100; b++) {
+                const unsigned char *src = s.images + (size_t)(i0 + b) * HW;
+                for (int i = 0; i < HW; i++) small.px[i] = src[i] / 255.f;
+                if (mode == 0) { /* the original: auto leaves it alone */
+                    int ph = 1;
+                    vision_prepare_image(&m, &small, VISION_FIT_AUTO, img + (size_t)b * HW, &ph);
+                    for (int i = 0; i < HW; i++)
+                        same &= img[(size_t)b * HW + i] == (small.px[i] - m.cfg.mean[0]) / m.cfg.std[0];
+                    same &= ph == 0;
+                }
+                for (int i = 0; i < HW; i++) small.px[i] = 1.f - small.px[i];
+                vision_image_resize(&big, &small, 112, 112);
+                for (int i = 0; i < CW * CH * 3; i++) photo.px[i] = 1.f;
+                for (int y = 0; y < 112; y++)
+                    for (int x = 0; x < 112; x++)
+                        for (int c = 0; c < 3; c++) photo.px[((size_t)(11 + y) * CW + 37 + x) * 3 + c] = big.px[y * 112 + x];
+                vision_image_free(&big);
+                int ph = 0;
+                vision_prepare_image(&m, &photo, mode ? VISION_FIT_AUTO : VISION_FIT_STRETCH, img + (size_t)b * HW, &ph);
+                flagged += mode == 1 && ph;
+            }
+            vision_forward(&m, &a, img, 100, 0, NULL);
+            for (int b = 0; b < 100; b++) {
+                const float *z = a.logits + b * 10;
+                int am = 0;
+                for (int k = 1; k < 10; k++)
+                    if (z[k] > z[am]) am = k;
+                hit[mode] += am == s.labels[i0 + b];
+            }
+        }
+    test_report(same, "vision.photo_real.auto_keeps_originals", "dark-background originals pass unchanged");
+    test_report(flagged == N && hit[1] >= (int)(0.85 * N) && hit[1] >= hit[0] + N / 5, "vision.photo_real",
+                "%d/%d photos right with --fit auto (need 85%%; %d flagged), %d/%d stretched", hit[1], N, flagged,
+                hit[0], N);
+    free(small.px);
+    free(photo.px);
+    free(img);
+    vision_acts_free(&a);
+    vision_model_free(&m);
+    fmnist_free(&s);
+}
+
 int main(void) {
     test_orders();
     test_resize();
@@ -306,5 +423,7 @@ int main(void) {
     test_gradients(VISION_ORDER_ATROUS, 4, VISION_HEAD_CLS);
     test_fmnist();
     test_shipped_model();
+    test_fit();
+    test_photo_real();
     return test_exit();
 }

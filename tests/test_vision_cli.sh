@@ -69,6 +69,19 @@ while IFS= read -r line; do
 done < <($MK classify --model "$model" "$ex" 2>/dev/null)
 [ "$n" -ge 3 ] && [ $((right * 5)) -ge $((n * 4)) ]; ok $? examples_labels "$right/$n right"
 
+# product photos (dark garment on a light background, off-centre, colour): --fit auto trims,
+# fits and inverts them as Fashion-MNIST did, and says so in --json; --fit stretch does not
+for f in "$ex"/coat_6_photo.png "$ex"/t_shirt_19_photo.png; do
+  want=$(basename "$f" | sed 's/_[0-9].*//; s/_/ /g')
+  js=$($MK classify --model "$model" --json --top 1 "$f" 2>&1); rc=$?
+  lab=$(sed 's/.*"label": "\([^"]*\)".*/\1/' <<<"$js" | tr 'A-Z/-' 'a-z  ' | sed 's/ top//')
+  [ $rc = 0 ] && grep -q '"fit": "photo"' <<<"$js" && [ "$lab" = "$want" ]; ok $? "photo_auto.${want// /_}" "rc=$rc $js"
+  $MK classify --model "$model" --json --fit stretch "$f" 2>/dev/null | grep -q '"fit": "stretch"'
+  ok $? "photo_stretch.${want// /_}"
+done
+$MK classify --model "$model" --json "$good" 2>/dev/null | grep -q '"fit": "stretch"'; ok $? fit_auto_keeps_dataset_images
+$MK classify --model "$model" --fit sideways "$good" >/dev/null 2>&1; [ $? = 2 ]; ok $? fit_bad
+
 # --json: one object per file, probabilities of --top 10 sum to ~1
 js=$($MK classify --model "$model" --json --top 10 "$good" 2>/dev/null)
 sum=$(grep -o '"prob": [0-9.]*' <<<"$js" | awk '{s+=$2} END {printf "%.2f", s}')

@@ -284,3 +284,80 @@ fail:
     return -1;
 #endif
 }
+
+/* ------------------------------------------------------- product photos */
+
+/* colour channels: grey+alpha and RGBA keep their alpha last */
+static int colour_channels(int c) { return c == 2 || c == 4 ? c - 1 : c; }
+
+float vision_image_border_mean(const vision_image *im) {
+    const int W = im->w, H = im->h, C = im->c, cc = colour_channels(C);
+    double s = 0;
+    long n = 0;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            if (y != 0 && y != H - 1 && x != 0 && x != W - 1) {
+                x = W - 2; /* jump to the right edge */
+                continue;
+            }
+            const float *p = im->px + ((size_t)y * W + x) * C;
+            for (int c = 0; c < cc; c++) s += p[c];
+            n += cc;
+        }
+    return n ? (float)(s / n) : 0.f;
+}
+
+/* 1 if every pixel of the span is within tol of bg (all colour channels) */
+static int span_is_bg(const vision_image *im, int x0, int y0, int dx, int dy, int n, const float *bg, float tol) {
+    const int cc = colour_channels(im->c);
+    for (int k = 0; k < n; k++) {
+        const float *p = im->px + ((size_t)(y0 + k * dy) * im->w + x0 + k * dx) * im->c;
+        for (int c = 0; c < cc; c++)
+            if (fabsf(p[c] - bg[c]) > tol) return 0;
+    }
+    return 1;
+}
+
+void vision_image_fit(vision_image *out, const vision_image *in, int h, int w, float tol, int negate) {
+    MK_ASSERT(h > 0 && w > 0 && in->w > 0 && in->h > 0);
+    const int W = in->w, H = in->h, C = in->c, cc = colour_channels(C);
+    float bg[4] = {0};
+    const size_t corner[4] = {0, (size_t)W - 1, (size_t)(H - 1) * W, (size_t)(H - 1) * W + W - 1};
+    for (int c = 0; c < C; c++) {
+        for (int k = 0; k < 4; k++) bg[c] += in->px[corner[k] * C + c];
+        bg[c] *= 0.25f;
+    }
+    int top = 0, bot = H - 1, left = 0, right = W - 1;
+    while (top <= bot && span_is_bg(in, 0, top, 1, 0, W, bg, tol)) top++;
+    if (top > bot) { /* all background: keep the whole picture */
+        top = 0, bot = H - 1;
+    } else {
+        while (span_is_bg(in, 0, bot, 1, 0, W, bg, tol)) bot--;
+        while (span_is_bg(in, left, top, 0, 1, bot - top + 1, bg, tol)) left++;
+        while (span_is_bg(in, right, top, 0, 1, bot - top + 1, bg, tol)) right--;
+    }
+    vision_image crop = {right - left + 1, bot - top + 1, C, NULL};
+    crop.px = mk_malloc(sizeof(float) * (size_t)crop.w * crop.h * C);
+    for (int y = 0; y < crop.h; y++)
+        memcpy(crop.px + (size_t)y * crop.w * C, in->px + ((size_t)(top + y) * W + left) * C,
+               sizeof(float) * (size_t)crop.w * C);
+    /* the longer side (relative to the target's) fills the target */
+    double s = fmin((double)h / crop.h, (double)w / crop.w);
+    int nh = (int)lround(crop.h * s), nw = (int)lround(crop.w * s);
+    nh = nh < 1 ? 1 : nh > h ? h : nh;
+    nw = nw < 1 ? 1 : nw > w ? w : nw;
+    vision_image rs;
+    vision_image_resize(&rs, &crop, nh, nw);
+    vision_image_free(&crop);
+    out->w = w, out->h = h, out->c = C;
+    out->px = mk_malloc(sizeof(float) * (size_t)w * h * C);
+    for (size_t i = 0; i < (size_t)w * h; i++)
+        for (int c = 0; c < C; c++) out->px[i * C + c] = bg[c];
+    const int oy = (h - nh) / 2, ox = (w - nw) / 2;
+    for (int y = 0; y < nh; y++)
+        memcpy(out->px + ((size_t)(oy + y) * w + ox) * C, rs.px + (size_t)y * nw * C, sizeof(float) * (size_t)nw * C);
+    vision_image_free(&rs);
+    if (negate)
+        for (size_t i = 0; i < (size_t)w * h; i++)
+            for (int c = 0; c < cc; c++) out->px[i * C + c] = 1.f - out->px[i * C + c];
+}

@@ -32,6 +32,17 @@ void vision_image_convert(vision_image *out, const vision_image *in, int c);
  * (half-pixel centres) when enlarging. */
 void vision_image_resize(vision_image *out, const vision_image *in, int h, int w);
 
+/* Mean brightness of the image's outermost ring of pixels (colour channels
+ * averaged; alpha ignored): the background of a product photo. */
+float vision_image_border_mean(const vision_image *im);
+/* Fashion-MNIST's own conversion of a product photo (Xiao et al. 2017, sec. 2),
+ * without its sharpening: trim the rows and columns whose every pixel is within
+ * tol of the corners' colour, shrink or enlarge the rest so that its longer side
+ * fills (h, w) with the aspect ratio kept, centre it on a canvas of the corners'
+ * colour, and with negate != 0 invert the colour channels (x -> 1 - x). An image
+ * that is all background is fitted whole. */
+void vision_image_fit(vision_image *out, const vision_image *in, int h, int w, float tol, int negate);
+
 /* Write an 8-bit PNG (c = 1, 3 or 4) from bytes (h, w, c), atomically.
  * Returns 0 or -1 with mk_error. */
 int vision_png_write(const char *path, const uint8_t *px, int w, int h, int c);

@@ -430,15 +430,34 @@ void vision_normalise(const vision_model *m, float *dst, const float *px01) {
             dst[i * c->img_c + ch] = (px01[i * c->img_c + ch] - c->mean[ch]) / c->std[ch];
 }
 
-int vision_prepare_file(const vision_model *m, const char *path, float *dst) {
+/* The tolerance of the background trim: JPEG noise and anti-aliasing stay
+ * inside it, the faint edge of a light garment on white does not. */
+#define PHOTO_TRIM_TOL 0.1f
+
+void vision_prepare_image(const vision_model *m, const vision_image *im, int fit, float *dst, int *photo) {
     const vision_cfg *c = &m->cfg;
-    vision_image im, cv, rs;
-    if (vision_image_load(&im, path)) return -1;
-    vision_image_convert(&cv, &im, c->img_c);
-    vision_image_free(&im);
-    vision_image_resize(&rs, &cv, c->img_h, c->img_w);
+    vision_image cv, rs;
+    vision_image_convert(&cv, im, c->img_c);
+    int use = 0, negate = 0;
+    if (fit != VISION_FIT_STRETCH) {
+        int cc = c->img_c == 2 || c->img_c == 4 ? c->img_c - 1 : c->img_c;
+        float mm = 0;
+        for (int ch = 0; ch < cc; ch++) mm += c->mean[ch] / cc;
+        negate = (vision_image_border_mean(&cv) > 0.5f) != (mm > 0.5f);
+        use = fit == VISION_FIT_PHOTO || negate;
+    }
+    if (use) vision_image_fit(&rs, &cv, c->img_h, c->img_w, PHOTO_TRIM_TOL, negate);
+    else vision_image_resize(&rs, &cv, c->img_h, c->img_w);
     vision_image_free(&cv);
     vision_normalise(m, dst, rs.px);
     vision_image_free(&rs);
+    if (photo) *photo = use;
+}
+
+int vision_prepare_file(const vision_model *m, const char *path, int fit, float *dst, int *photo) {
+    vision_image im;
+    if (vision_image_load(&im, path)) return -1;
+    vision_prepare_image(m, &im, fit, dst, photo);
+    vision_image_free(&im);
     return 0;
 }

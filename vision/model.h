@@ -19,6 +19,7 @@
 
 #include "core/ckpt.h"
 #include "core/mamba.h"
+#include "vision/image.h"
 
 #define VISION_MAX_CLASS 64
 
@@ -106,8 +107,18 @@ float vision_xent_smooth(float *dlogits, int *correct, const float *logits, cons
 
 /* Normalise an image (already at the model's size and channels) into dst (H*W*C). */
 void vision_normalise(const vision_model *m, float *dst, const float *px01);
-/* Decode + convert + resize + normalise one file into dst (img_h*img_w*img_c).
- * 0 or -1 with mk_error naming the file. */
-int vision_prepare_file(const vision_model *m, const char *path, float *dst);
+/* How a picture is brought to the model's input size:
+ * STRETCH resizes the whole picture to (img_h, img_w) (aspect ratio not kept);
+ * PHOTO trims the background, fits the object with its aspect ratio kept and
+ *   inverts the picture when its background's brightness is on the other side
+ *   of 0.5 from the model's training mean (vision_image_fit: Fashion-MNIST's own
+ *   conversion of product photos, dark garments on white becoming light on black);
+ * AUTO is PHOTO for such a picture and STRETCH for any other. */
+enum { VISION_FIT_STRETCH = 0, VISION_FIT_PHOTO = 1, VISION_FIT_AUTO = 2 };
+/* Convert + fit + normalise a decoded picture into dst (img_h*img_w*img_c);
+ * *photo (may be NULL) tells whether the photo conversion was applied. */
+void vision_prepare_image(const vision_model *m, const vision_image *im, int fit, float *dst, int *photo);
+/* Decode a file, then vision_prepare_image. 0 or -1 with mk_error naming the file. */
+int vision_prepare_file(const vision_model *m, const char *path, int fit, float *dst, int *photo);
 
 #endif
