@@ -431,7 +431,7 @@ void vision_normalise(const vision_model *m, float *dst, const float *px01) {
 }
 
 /* The tolerance of the background trim: JPEG noise and anti-aliasing stay
- * inside it, the faint edge of a light garment on white does not. */
+ * inside it (a garment edge that close to the background is trimmed with it). */
 #define PHOTO_TRIM_TOL 0.1f
 
 void vision_prepare_image(const vision_model *m, const vision_image *im, int fit, float *dst, int *photo) {
