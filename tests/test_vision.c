@@ -253,25 +253,39 @@ static void test_fmnist(void) {
     unlink(path);
 }
 
+/* The shipped model and the real test set, or a skip / failure reported under
+ * `name` (returns -1 then, with nothing left allocated). */
+static int load_shipped(const char *name, vision_model *m, fmnist_set *s) {
+    char mpath[4096];
+    if (!mk_find_model("vision.mkm", mpath, sizeof mpath)) {
+        test_skip(name, "no models/vision.mkm");
+        return -1;
+    }
+    if (fmnist_load_split(s, NULL, "test")) {
+        test_skip(name, mk_last_error());
+        return -1;
+    }
+    if (vision_model_load(m, mpath, 0, NULL)) {
+        test_report(0, name, "load: %s", mk_last_error());
+        fmnist_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+static int argmax(const float *z, int K) {
+    int am = 0;
+    for (int k = 1; k < K; k++)
+        if (z[k] > z[am]) am = k;
+    return am;
+}
+
 /* The shipped model on the first N real test images: it must classify them
  * (this is what the model card's accuracy claims, on a sample). */
 static void test_shipped_model(void) {
-    char mpath[4096];
-    if (!mk_find_model("vision.mkm", mpath, sizeof mpath)) {
-        test_skip("vision.shipped_model", "no models/vision.mkm");
-        return;
-    }
-    fmnist_set s;
-    if (fmnist_load_split(&s, NULL, "test")) {
-        test_skip("vision.shipped_model", mk_last_error());
-        return;
-    }
     vision_model m;
-    if (vision_model_load(&m, mpath, 0, NULL)) {
-        test_report(0, "vision.shipped_model", "load: %s", mk_last_error());
-        fmnist_free(&s);
-        return;
-    }
+    fmnist_set s;
+    if (load_shipped("vision.shipped_model", &m, &s)) return;
     const int N = 300, HW = 28 * 28;
     float *img = malloc(sizeof(float) * (size_t)N * HW);
     for (int i = 0; i < N * HW; i++) img[i] = (s.images[i] / 255.f - m.cfg.mean[0]) / m.cfg.std[0];
@@ -281,11 +295,7 @@ static void test_shipped_model(void) {
     for (int i0 = 0; i0 < N; i0 += 100) {
         vision_forward(&m, &a, img + (size_t)i0 * HW, 100, 0, NULL);
         for (int b = 0; b < 100; b++) {
-            const float *z = a.logits + b * 10;
-            int am = 0;
-            for (int k = 1; k < 10; k++)
-                if (z[k] > z[am]) am = k;
-            hit += am == s.labels[i0 + b];
+            hit += argmax(a.logits + b * 10, 10) == s.labels[i0 + b];
         }
     }
     test_report(hit >= (int)(0.88 * N), "vision.shipped_model", "%d/%d of the first test images right (need 88%%)",
@@ -345,22 +355,9 @@ static void test_fit(void) {
  * --fit auto the model must recognise them about as well as the originals;
  * stretched, it must not (else the test could not fail). */
 static void test_photo_real(void) {
-    char mpath[4096];
-    if (!mk_find_model("vision.mkm", mpath, sizeof mpath)) {
-        test_skip("vision.photo_real", "no models/vision.mkm");
-        return;
-    }
-    fmnist_set s;
-    if (fmnist_load_split(&s, NULL, "test")) {
-        test_skip("vision.photo_real", mk_last_error());
-        return;
-    }
     vision_model m;
-    if (vision_model_load(&m, mpath, 0, NULL)) {
-        test_report(0, "vision.photo_real", "load: %s", mk_last_error());
-        fmnist_free(&s);
-        return;
-    }
+    fmnist_set s;
+    if (load_shipped("vision.photo_real", &m, &s)) return;
     const int N = 300, HW = 28 * 28, CW = 170, CH = 140;
     float *img = malloc(sizeof(float) * 100 * HW);
     vision_acts a;
@@ -394,11 +391,7 @@ static void test_photo_real(void) {
             }
             vision_forward(&m, &a, img, 100, 0, NULL);
             for (int b = 0; b < 100; b++) {
-                const float *z = a.logits + b * 10;
-                int am = 0;
-                for (int k = 1; k < 10; k++)
-                    if (z[k] > z[am]) am = k;
-                hit[mode] += am == s.labels[i0 + b];
+                hit[mode] += argmax(a.logits + b * 10, 10) == s.labels[i0 + b];
             }
         }
     test_report(same, "vision.photo_real.auto_keeps_originals", "dark-background originals pass unchanged");
