@@ -52,6 +52,26 @@ $MK average "$tmp/a.mkm" -o "$tmp/x.mkm" >/dev/null 2>&1; [ $? = 2 ]; ok $? aver
 msg=$($MK average "$tmp/a.mkm" "$tmp/bad.mk" -o "$tmp/x.mkm" 2>&1); rc=$?
 [ $rc = 1 ] && grep -q "bad.mk" <<<"$msg" && [ ! -e "$tmp/x.mkm" ]; ok $? average_bad_file "rc=$rc msg=$msg"
 $MK average --help >/dev/null 2>&1; ok $? average_help
+# --weights: an affine combination, here an extrapolation 1.5 a - 0.5 b, checked value by
+# value against awk's; then a soup combined with one of its own inputs, which its averaged_models
+# record used to refuse (2 avg(a,b) - a gives b back); refusals: weights that do not sum to 1, a count
+# other than the models', a list that is not numbers
+msg=$($MK average "$tmp/a.mkm" "$tmp/b.mkm" --weights 1.5,-0.5 -o "$tmp/ex.mkm" 2>&1); rc=$?
+[ $rc = 0 ] && grep -q "weighted average of 2 selcopy models" <<<"$msg"; ok $? average_weights_runs "rc=$rc msg=$msg"
+paste <(flt "$tmp/a.mkm") <(flt "$tmp/b.mkm") <(flt "$tmp/ex.mkm") | awk '
+  { m = 1.5 * $1 - 0.5 * $2; d = $3 - m; if (d < 0) d = -d; s = ($1 < 0 ? -$1 : $1) + ($2 < 0 ? -$2 : $2);
+    if (d > 2e-6 * s + 1e-9) bad++; if ($1 != $2) diff++; n++ }
+  END { printf "%d values, %d differ between a and b, %d wrong\n", n, diff, bad; exit !(n > 250 && diff > n / 2 && bad == 0) }' >"$tmp/ex.txt"
+ok $? average_weights_values "$(cat "$tmp/ex.txt")"
+$MK info "$tmp/ex.mkm" | grep -q "average_weights *1.5,-0.5"; ok $? average_weights_config "$($MK info "$tmp/ex.mkm" | tr '\n' ' ')"
+msg=$($MK average "$tmp/a.mkm" "$tmp/avg.mkm" --weights -1,2 -o "$tmp/back.mkm" 2>&1); rc=$?
+[ $rc = 0 ] && $MK info "$tmp/back.mkm" | grep -q "average_weights *-1,2" && paste <(flt "$tmp/b.mkm") <(flt "$tmp/back.mkm") | awk '
+  { d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * (($1 < 0 ? -$1 : $1) + 1e-3)) bad++; n++ } END { exit !(n > 250 && bad == 0) }'
+ok $? average_weights_soup_and_parent "rc=$rc msg=$msg (2 avg(a,b) - a must give b back)"
+for bad in "0.5,0.6" "1" "0.5,x" "0.5,,0.5" "nan,1"; do
+  msg=$($MK average "$tmp/a.mkm" "$tmp/b.mkm" --weights "$bad" -o "$tmp/x.mkm" 2>&1); rc=$?
+  [ $rc = 2 ] && grep -q "weights" <<<"$msg" && [ ! -e "$tmp/x.mkm" ]; ok $? "average_weights_bad.$bad" "rc=$rc msg=$msg"
+done
 
 # A model file whose config asks for a far larger model than its tensors hold (a corrupted
 # or hand-edited header) is refused by comparing the declared tensors with the file's table
