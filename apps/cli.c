@@ -45,3 +45,11 @@ int cli_fail(void) {
     fprintf(stderr, "mambakit: %s\n", mk_last_error());
     return 1;
 }
+
+const char *cli_out_from_ckpt(const char *ckpt, char *buf, size_t n) {
+    size_t len = ckpt ? strlen(ckpt) : 0;
+    if (len <= 5 || strcmp(ckpt + len - 5, ".ckpt") || len - 5 >= n) return NULL;
+    memcpy(buf, ckpt, len - 5);
+    buf[len - 5] = 0;
+    return buf;
+}

@@ -5,6 +5,8 @@
 #ifndef MK_CLI_H
 #define MK_CLI_H
 
+#include <stddef.h>
+
 #define MK_VERSION "0.1.0"
 
 int cmd_classify(int argc, char **argv);   /* apps/cmd_vision.c */
@@ -38,5 +40,10 @@ int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *val, double lo, double hi, double *out);
 /* Print "mambakit: <msg>" from mk_last_error() and return 1. */
 int cli_fail(void);
+/* The trainers checkpoint to OUT.ckpt, so a run resumed from CKPT with no output
+ * named writes CKPT without ".ckpt" (never the shipped default model, which a
+ * resumed fine-tune of it would overwrite): that path in buf, or NULL when CKPT
+ * does not end in ".ckpt" (or buf is too small). */
+const char *cli_out_from_ckpt(const char *ckpt, char *buf, size_t n);
 
 #endif

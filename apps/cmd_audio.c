@@ -81,7 +81,8 @@ int cmd_train_enhance(int argc, char **argv) {
                    "  (speakers theo, yweweler held out) + espeak-ng speech, real + generated noise,\n"
                    "  SNR uniform in [-5, 15] dB. Saves checkpoints with optimiser state (resumable).\n"
                    "  --stream          train the causal (streaming) model instead of the bidirectional one\n"
-                   "  -o FILE           output model (default models/enhance.mkm or models/enhance_stream.mkm)\n"
+                   "  -o FILE           output model (default models/enhance.mkm or models/enhance_stream.mkm;\n"
+                   "                    with --resume X.ckpt: X)\n"
                    "  --steps N         optimiser steps (default %d)\n"
                    "  --batch N         segments per step (default %d)\n"
                    "  --seconds X       segment length in seconds (default %g)\n"
@@ -166,6 +167,11 @@ int cmd_train_enhance(int argc, char **argv) {
             fprintf(stderr, "mambakit: train enhance: unknown option '%s'\n", a);
             return 2;
         }
+    }
+    char out_buf[4096];
+    if (!o.out && o.resume && cli_out_from_ckpt(o.resume, out_buf, sizeof out_buf)) {
+        o.out = out_buf;
+        fprintf(stderr, "train enhance: resuming %s; the model goes to %s (-o to change)\n", o.resume, o.out);
     }
     if (!o.out) o.out = o.causal ? "models/enhance_stream.mkm" : "models/enhance.mkm";
     if (o.rate && o.rate != 8000 && o.rate != 16000) {

@@ -30,7 +30,7 @@ static int is_training_record(const char *key) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: mambakit average MODEL MODEL [MODEL...] -o OUT\n"
+            "usage: mambakit average MODEL MODEL [MODEL...] [--weights W1,W2,...] -o OUT\n"
             "  Writes the uniform average of the models' weights (stochastic weight averaging of\n"
             "  the models ending successive fine-tune cycles; they must share the architecture and\n"
             "  should descend from one model, or the average is meaningless). The inputs must have\n"

@@ -402,7 +402,7 @@ typedef struct {
     long ckpt_every, stem, total_steps, steps, data_seed;
     double budget;
     double lr, wd, warmup, smooth, drop_path, shuffle_p, time_limit, min_lr, erase;
-    int order, head, flip;
+    int order, head, flip, out_given;
 } train_opts;
 
 static void train_defaults(train_opts *o) {
@@ -483,7 +483,7 @@ static void train_help(void) {
            "                     --seed); give each fine-tune cycle its own to see new samples\n"
            "  --device D         cpu | cuda: where the Mamba backbone runs (default cpu)\n"
            "files:\n"
-           "  --out FILE         best model, without optimiser state (default %s)\n"
+           "  --out FILE         best model, without optimiser state (default %s; with --resume X.ckpt: X)\n"
            "  --ckpt FILE        training checkpoint (default OUT.ckpt)\n"
            "  --ckpt-every N     steps between checkpoints (default %ld)\n"
            "  --resume FILE      continue from a checkpoint (its model and training options win)\n"
@@ -544,7 +544,7 @@ static int parse_train(train_opts *o, int argc, char **argv) {
             !strcmp(a, "--order") || !strcmp(a, "--head") || !strcmp(a, "--flip")) {
             if (opt_val(argc, argv, &i, &v)) return -1;
             if (!strcmp(a, "--data-dir")) o->data_dir = v;
-            else if (!strcmp(a, "--out")) o->out = v;
+            else if (!strcmp(a, "--out")) o->out = v, o->out_given = 1;
             else if (!strcmp(a, "--ckpt")) o->ckpt = v;
             else if (!strcmp(a, "--resume")) o->resume = v;
             else if (!strcmp(a, "--init")) o->init = v;
@@ -628,7 +628,11 @@ int cmd_train_vision(int argc, char **argv) {
         fprintf(stderr, "mambakit: %s\n", mk_last_error());
         return 2;
     }
-    char ckpt_path[4096];
+    char ckpt_path[4096], out_buf[4096];
+    if (o.resume && !o.out_given && cli_out_from_ckpt(o.resume, out_buf, sizeof out_buf)) {
+        o.out = out_buf;
+        fprintf(stderr, "train vision: resuming %s; the best model goes to %s (--out to change)\n", o.resume, o.out);
+    }
     int rc = 1;
     fmnist_set tr = {0}, te = {0};
     vision_model m;
@@ -828,8 +832,11 @@ int cmd_train_vision(int argc, char **argv) {
             t_ckpt = mk_time();
         }
         if (over_time && m.p.step < total) {
-            fprintf(stderr, "\ntrain vision: time limit reached at step %ld/%ld; resume with --resume %s\n",
-                    m.p.step, total, ckpt_path);
+            char again[4096];
+            const char *same = cli_out_from_ckpt(ckpt_path, again, sizeof again);
+            fprintf(stderr, "\ntrain vision: time limit reached at step %ld/%ld; resume with --resume %s%s%s\n",
+                    m.p.step, total, ckpt_path, same && !strcmp(same, o.out) ? "" : " --out ",
+                    same && !strcmp(same, o.out) ? "" : o.out);
             stopped = 1;
             break;
         }

@@ -124,6 +124,14 @@ else
     $MK enhance "$tmp/in.wav" -o "$tmp/o16.wav" --model "$tmp/r16.mkm" >/dev/null 2>&1 &&
     [ "$(wav_rate "$tmp/o16.wav")" = 16000 ] && [ "$(stat -c %s "$tmp/o16.wav")" = "$(stat -c %s "$tmp/in.wav")" ]
   ok $? train_rate_16k "rc=$rc $(tail -c 200 <<<"$msg")"
+  # resumed with no -o, the model goes next to its checkpoint, not to the default
+  # models/enhance.mkm (run from $tmp, so a regression cannot touch the repository's model)
+  mk_abs=$(realpath "$MK"); data_abs=${MAMBAKIT_DATA:-$(realpath -q ../shared/data || echo /nonexistent)}
+  (cd "$tmp" && MAMBAKIT_DATA="$data_abs" "$mk_abs" train enhance --resume "$tmp/r16.mkm.ckpt" --steps 3 --batch 2 \
+     --espeak 0 >/dev/null 2>"$tmp/e"); rc=$?
+  [ $rc = 0 ] && grep -q "the model goes to $tmp/r16.mkm " "$tmp/e" && [ ! -e "$tmp/models" ] &&
+    $MK info "$tmp/r16.mkm" | grep -q "train_steps *3$"
+  ok $? train_resume_out_from_ckpt "rc=$rc $(tail -c 300 "$tmp/e") $($MK info "$tmp/r16.mkm" | grep train_steps)"
   $MK train enhance --init "$tmp/r16.mkm" --rate 8000 --steps 2 -o "$tmp/x.mkm" 2>"$tmp/e"; rc=$?
   [ $rc = 2 ] && grep -q "runs at 16000 Hz" "$tmp/e" && [ ! -e "$tmp/x.mkm" ]; ok $? train_rate_init_mismatch "rc=$rc $(cat "$tmp/e")"
 fi

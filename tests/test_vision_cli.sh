@@ -35,8 +35,14 @@ else
   [ $rc = 0 ] && cmp -s "$tmp/full.mkm" "$tmp/part.mkm"; ok $? train_resume_bitwise "rc=$rc"
   # random erasing: changes the training, is recorded in the checkpoint and replayed by --resume
   $MK train vision $tiny --steps 16 --data-seed 3 --erase 0.5 --out "$tmp/efull.mkm" >/dev/null 2>&1
-  $MK train vision $tiny --steps 16 --data-seed 3 --erase 0.5 --out "$tmp/epart.mkm" --time-limit 0.00001 2>/dev/null
-  $MK train vision --resume "$tmp/epart.mkm.ckpt" --out "$tmp/epart.mkm" >/dev/null 2>&1; rc=$?
+  # (resumed as the time-limit message says, with no --out: the model goes next to its checkpoint,
+  # not to the default models/vision.mkm, which a resumed fine-tune of the shipped model would
+  # overwrite; run from $tmp so that a regression cannot touch the repository's model)
+  $MK train vision $tiny --steps 16 --data-seed 3 --erase 0.5 --out "$tmp/epart.mkm" --time-limit 0.00001 2>"$tmp/err"
+  grep -q "resume with --resume $tmp/epart.mkm.ckpt\$" "$tmp/err"; ok $? train_time_limit_message "$(tail -c 200 "$tmp/err")"
+  mk_abs=$(realpath "$MK")
+  (cd "$tmp" && "$mk_abs" train vision --resume "$tmp/epart.mkm.ckpt" >/dev/null 2>"$tmp/err"); rc=$?
+  grep -q "best model goes to $tmp/epart.mkm " "$tmp/err" && [ ! -e "$tmp/models" ]; ok $? train_resume_out_from_ckpt "$(tail -c 300 "$tmp/err")"
   [ $rc = 0 ] && ! cmp -s "$tmp/full.mkm" "$tmp/efull.mkm" && cmp -s "$tmp/efull.mkm" "$tmp/epart.mkm" &&
     tr '\0' ' ' <"$tmp/efull.mkm.ckpt" | grep -aq "train_erase  *0.5"
   ok $? train_erase_resume "rc=$rc"
