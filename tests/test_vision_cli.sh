@@ -40,8 +40,8 @@ else
   # overwrite; run from $tmp so that a regression cannot touch the repository's model)
   $MK train vision $tiny --steps 16 --data-seed 3 --erase 0.5 --out "$tmp/epart.mkm" --time-limit 0.00001 2>"$tmp/err"
   grep -q "resume with --resume $tmp/epart.mkm.ckpt\$" "$tmp/err"; ok $? train_time_limit_message "$(tail -c 200 "$tmp/err")"
-  mk_abs=$(realpath "$MK")
-  (cd "$tmp" && "$mk_abs" train vision --resume "$tmp/epart.mkm.ckpt" >/dev/null 2>"$tmp/err"); rc=$?
+  mk_abs=$(realpath "$MK"); data_abs=${MAMBAKIT_DATA:-$(realpath -q ../shared/data || echo /nonexistent)}
+  (cd "$tmp" && MAMBAKIT_DATA="$data_abs" "$mk_abs" train vision --resume "$tmp/epart.mkm.ckpt" >/dev/null 2>"$tmp/err"); rc=$?
   grep -q "best model goes to $tmp/epart.mkm " "$tmp/err" && [ ! -e "$tmp/models" ]; ok $? train_resume_out_from_ckpt "$(tail -c 300 "$tmp/err")"
   [ $rc = 0 ] && ! cmp -s "$tmp/full.mkm" "$tmp/efull.mkm" && cmp -s "$tmp/efull.mkm" "$tmp/epart.mkm" &&
     tr '\0' ' ' <"$tmp/efull.mkm.ckpt" | grep -aq "train_erase  *0.5"
