@@ -43,7 +43,8 @@ int cli_fail(void);
 /* The trainers checkpoint to OUT.ckpt, so a run resumed from CKPT with no output
  * named writes CKPT without ".ckpt" (never the shipped default model, which a
  * resumed fine-tune of it would overwrite): that path in buf, or NULL when CKPT
- * does not end in ".ckpt" (or buf is too small). */
+ * does not end in ".ckpt" (or buf is too small), where the trainers ask for the
+ * output to be named. */
 const char *cli_out_from_ckpt(const char *ckpt, char *buf, size_t n);
 
 #endif

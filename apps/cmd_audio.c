@@ -169,7 +169,12 @@ int cmd_train_enhance(int argc, char **argv) {
         }
     }
     char out_buf[4096];
-    if (!o.out && o.resume && cli_out_from_ckpt(o.resume, out_buf, sizeof out_buf)) {
+    if (!o.out && o.resume) {
+        if (!cli_out_from_ckpt(o.resume, out_buf, sizeof out_buf)) {
+            fprintf(stderr, "mambakit: train enhance: --resume %s: name the model file with -o (the checkpoint's "
+                            "name does not end in .ckpt)\n", o.resume);
+            return 2;
+        }
         o.out = out_buf;
         fprintf(stderr, "train enhance: resuming %s; the model goes to %s (-o to change)\n", o.resume, o.out);
     }

@@ -483,7 +483,8 @@ static void train_help(void) {
            "                     --seed); give each fine-tune cycle its own to see new samples\n"
            "  --device D         cpu | cuda: where the Mamba backbone runs (default cpu)\n"
            "files:\n"
-           "  --out FILE         best model, without optimiser state (default %s; with --resume X.ckpt: X)\n"
+           "  --out FILE         best model, without optimiser state (default %s;\n"
+           "                     with --resume X.ckpt: X; a checkpoint named otherwise needs --out)\n"
            "  --ckpt FILE        training checkpoint (default OUT.ckpt)\n"
            "  --ckpt-every N     steps between checkpoints (default %ld)\n"
            "  --resume FILE      continue from a checkpoint (its model and training options win)\n"
@@ -629,7 +630,12 @@ int cmd_train_vision(int argc, char **argv) {
         return 2;
     }
     char ckpt_path[4096], out_buf[4096];
-    if (o.resume && !o.out_given && cli_out_from_ckpt(o.resume, out_buf, sizeof out_buf)) {
+    if (o.resume && !o.out_given) {
+        if (!cli_out_from_ckpt(o.resume, out_buf, sizeof out_buf)) {
+            fprintf(stderr, "mambakit: train vision: --resume %s: name the model file with --out (the checkpoint's "
+                            "name does not end in .ckpt)\n", o.resume);
+            return 2;
+        }
         o.out = out_buf;
         fprintf(stderr, "train vision: resuming %s; the best model goes to %s (--out to change)\n", o.resume, o.out);
     }

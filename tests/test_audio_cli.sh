@@ -132,6 +132,10 @@ else
   [ $rc = 0 ] && grep -q "the model goes to $tmp/r16.mkm " "$tmp/e" && [ ! -e "$tmp/models" ] &&
     $MK info "$tmp/r16.mkm" | grep -q "train_steps *3$"
   ok $? train_resume_out_from_ckpt "rc=$rc $(tail -c 300 "$tmp/e") $($MK info "$tmp/r16.mkm" | grep train_steps)"
+  cp "$tmp/r16.mkm.ckpt" "$tmp/r16.state"   # a checkpoint not named OUT.ckpt: the output must be named
+  (cd "$tmp" && "$mk_abs" train enhance --resume "$tmp/r16.state" --steps 4 >/dev/null 2>"$tmp/e"); rc=$?
+  [ $rc = 2 ] && grep -q "r16.state: name the model file with -o" "$tmp/e" && [ ! -e "$tmp/models" ]
+  ok $? train_resume_unnamed_refused "rc=$rc $(cat "$tmp/e")"
   $MK train enhance --init "$tmp/r16.mkm" --rate 8000 --steps 2 -o "$tmp/x.mkm" 2>"$tmp/e"; rc=$?
   [ $rc = 2 ] && grep -q "runs at 16000 Hz" "$tmp/e" && [ ! -e "$tmp/x.mkm" ]; ok $? train_rate_init_mismatch "rc=$rc $(cat "$tmp/e")"
 fi

@@ -43,6 +43,10 @@ else
   mk_abs=$(realpath "$MK"); data_abs=${MAMBAKIT_DATA:-$(realpath -q ../shared/data || echo /nonexistent)}
   (cd "$tmp" && MAMBAKIT_DATA="$data_abs" "$mk_abs" train vision --resume "$tmp/epart.mkm.ckpt" >/dev/null 2>"$tmp/err"); rc=$?
   grep -q "best model goes to $tmp/epart.mkm " "$tmp/err" && [ ! -e "$tmp/models" ]; ok $? train_resume_out_from_ckpt "$(tail -c 300 "$tmp/err")"
+  cp "$tmp/epart.mkm.ckpt" "$tmp/epart.state"   # a checkpoint not named OUT.ckpt: the output must be named
+  (cd "$tmp" && "$mk_abs" train vision --resume "$tmp/epart.state" >/dev/null 2>"$tmp/err"); rc2=$?
+  [ $rc2 = 2 ] && grep -q "epart.state: name the model file with --out" "$tmp/err" && [ ! -e "$tmp/models" ]
+  ok $? train_resume_unnamed_refused "rc=$rc2 $(tail -c 300 "$tmp/err")"
   [ $rc = 0 ] && ! cmp -s "$tmp/full.mkm" "$tmp/efull.mkm" && cmp -s "$tmp/efull.mkm" "$tmp/epart.mkm" &&
     tr '\0' ' ' <"$tmp/efull.mkm.ckpt" | grep -aq "train_erase  *0.5"
   ok $? train_erase_resume "rc=$rc"
