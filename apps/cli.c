@@ -53,3 +53,14 @@ const char *cli_out_from_ckpt(const char *ckpt, char *buf, size_t n) {
     buf[len - 5] = 0;
     return buf;
 }
+
+const char *cli_resume_out(const char *cmd, const char *opt, const char *what, const char *resume, char *buf,
+                           size_t n) {
+    if (!cli_out_from_ckpt(resume, buf, n)) {
+        fprintf(stderr, "mambakit: %s: --resume %s: name the model file with %s (the checkpoint's name does not end in .ckpt)\n",
+                cmd, resume, opt);
+        return NULL;
+    }
+    fprintf(stderr, "%s: resuming %s; the %s goes to %s (%s to change)\n", cmd, resume, what, buf, opt);
+    return buf;
+}

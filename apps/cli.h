@@ -46,5 +46,10 @@ int cli_fail(void);
  * does not end in ".ckpt" (or buf is too small), where the trainers ask for the
  * output to be named. */
 const char *cli_out_from_ckpt(const char *ckpt, char *buf, size_t n);
+/* The output of `CMD --resume RESUME` run with no output option OPT: the path
+ * above, announced on stderr as where WHAT goes; NULL after a one-line error
+ * asking for OPT (the caller exits 2) where it cannot be derived. */
+const char *cli_resume_out(const char *cmd, const char *opt, const char *what, const char *resume, char *buf,
+                           size_t n);
 
 #endif

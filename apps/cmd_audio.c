@@ -169,15 +169,8 @@ int cmd_train_enhance(int argc, char **argv) {
         }
     }
     char out_buf[4096];
-    if (!o.out && o.resume) {
-        if (!cli_out_from_ckpt(o.resume, out_buf, sizeof out_buf)) {
-            fprintf(stderr, "mambakit: train enhance: --resume %s: name the model file with -o (the checkpoint's "
-                            "name does not end in .ckpt)\n", o.resume);
-            return 2;
-        }
-        o.out = out_buf;
-        fprintf(stderr, "train enhance: resuming %s; the model goes to %s (-o to change)\n", o.resume, o.out);
-    }
+    if (!o.out && o.resume && !(o.out = cli_resume_out("train enhance", "-o", "model", o.resume, out_buf, sizeof out_buf)))
+        return 2;
     if (!o.out) o.out = o.causal ? "models/enhance_stream.mkm" : "models/enhance.mkm";
     if (o.rate && o.rate != 8000 && o.rate != 16000) {
         fprintf(stderr, "mambakit: train enhance: --rate %d: the model rates are 8000 and 16000 Hz\n", o.rate);

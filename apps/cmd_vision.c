@@ -630,15 +630,9 @@ int cmd_train_vision(int argc, char **argv) {
         return 2;
     }
     char ckpt_path[4096], out_buf[4096];
-    if (o.resume && !o.out_given) {
-        if (!cli_out_from_ckpt(o.resume, out_buf, sizeof out_buf)) {
-            fprintf(stderr, "mambakit: train vision: --resume %s: name the model file with --out (the checkpoint's "
-                            "name does not end in .ckpt)\n", o.resume);
-            return 2;
-        }
-        o.out = out_buf;
-        fprintf(stderr, "train vision: resuming %s; the best model goes to %s (--out to change)\n", o.resume, o.out);
-    }
+    if (o.resume && !o.out_given &&
+        !(o.out = cli_resume_out("train vision", "--out", "best model", o.resume, out_buf, sizeof out_buf)))
+        return 2;
     int rc = 1;
     fmnist_set tr = {0}, te = {0};
     vision_model m;
