@@ -79,6 +79,9 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --dropout P         dropout on instance embeddings (default %g)\n"
             "  --order O           mamba: what the scans read: natural (the bag's own order) or score\n"
             "                      (instances sorted by attention score: for bags that are sets) (default %s)\n"
+            "  --aux W             mamba: train the same pooling and classifier on the embedding alone\n"
+            "                      as well, loss + W x its loss (deep supervision; default %g = off)\n"
+            "  --aux-mix           with --aux: predict from the mean of the two exits' logits\n"
             "  --epochs N          training epochs (default %d)\n"
             "  --lr X              peak AdamW learning rate, warmup + cosine (default %g)\n"
             "  --weight-decay X    AdamW weight decay (default %g)\n"
@@ -91,7 +94,7 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --device D          cpu | cuda: where the SR-Mamba backbone runs (default cpu; cuda\n"
             "                      falls back to the CPU with a notice; small bags run faster on the CPU)\n" ENCODER_HELP,
             mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate, o->c.branch_drop,
-            o->c.dropout, mil_order_names[o->c.order],
+            o->c.dropout, mil_order_names[o->c.order], o->c.aux,
             o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.clip, o->t.seed);
 }
 
@@ -131,6 +134,10 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
         o->c.gated = 1;
         return 1;
     }
+    if (!strcmp(a, "--aux-mix")) {
+        o->c.aux_mix = 1;
+        return 1;
+    }
     if (!strcmp(a, "--shuffle-instances")) {
         o->t.shuffle_inst = 1;
         return 1;
@@ -162,6 +169,7 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
     INTOPT("--res-gate", 0, 1, o->c.res_gate)
     FLTOPT("--dropout", 0, 0.95, o->c.dropout)
     FLTOPT("--branch-drop", 0, 0.95, o->c.branch_drop)
+    FLTOPT("--aux", 0, 100, o->c.aux)
     INTOPT("--epochs", 0, 100000, o->t.epochs)
     FLTOPT("--lr", 1e-7, 10, o->t.lr)
     FLTOPT("--weight-decay", 0, 10, o->t.weight_decay)
@@ -1126,9 +1134,9 @@ int cmd_bench_mil(int argc, char **argv) {
     }
     if (!json)
         printf("\nMIL benchmark: d_model %d, attention hidden %d, SR-Mamba %d layers stride %d d_state %d, residual gate %d,\n"
-               "%s order, branch drop %g, dropout %g, %d epochs, AdamW lr %g wd %g, clip %g, batch %d bag(s), seed %lu, %d thread(s)%s\n",
+               "%s order, branch drop %g, dropout %g, auxiliary exit %g%s, %d epochs, AdamW lr %g wd %g, clip %g, batch %d bag(s), seed %lu, %d thread(s)%s\n",
                o.c.D, o.c.H, o.c.n_layer, o.c.stride, o.c.d_state, o.c.res_gate, mil_order_names[o.c.order],
-               o.c.branch_drop, o.c.dropout,
+               o.c.branch_drop, o.c.dropout, o.c.aux, o.c.aux_mix ? " (mixed into the prediction)" : "",
                o.t.epochs, o.t.lr, o.t.weight_decay, o.t.clip, o.t.batch, o.t.seed, mk_num_threads(),
                o.t.shuffle_inst ? ",\ntraining bags in a new random instance order each time (--shuffle-instances)" : "");
     if (do_sets) {

@@ -46,9 +46,13 @@ static int build(mil_model *m, const mil_cfg *c, unsigned long seed, const char 
     if (c->type < 0 || c->type >= MIL_NTYPES || c->F < 1 || c->F > MIL_MAX_FEATURES || c->D < 1 || c->D > 4096 ||
         c->H < 1 || c->H > 4096 || c->n_layer < 0 || c->n_layer > 32 || c->stride < 0 || c->d_state < 1 ||
         !(c->dropout >= 0 && c->dropout < 1) || !(c->branch_drop >= 0 && c->branch_drop < 1) || c->order < 0 ||
-        c->order >= MIL_NORDERS) {
+        c->order >= MIL_NORDERS || !(c->aux >= 0 && c->aux <= 100) || c->aux_mix < 0 || c->aux_mix > 1) {
         mk_error("invalid MIL model config (type %d, F %d, D %d, H %d, layers %d, stride %d, d_state %d)", c->type,
                  c->F, c->D, c->H, c->n_layer, c->stride, c->d_state);
+        return -1;
+    }
+    if (c->aux_mix && !(c->aux > 0)) {
+        mk_error("aux_mix needs an auxiliary exit (aux > 0)");
         return -1;
     }
     m->c = *c;
@@ -202,11 +206,14 @@ static const int *order_by_score(mil_model *m, int L) {
     return m->base;
 }
 
-/* Buffer per bag: xs (L,F), e_pre, e, dmask, h, m_out (L,D), t, g (L,H), s, a (L), z (D),
- * backward scratch dh, de (L,D), dt, dg (L,H), da (L). */
+/* Buffer per bag: xs (L,F), e_pre, e, dmask, h, m_out (L,D), t, g, t2, g2 (L,H), s, a, s2, a2
+ * (L), z, z2 (D), backward scratch dh, de (L,D), dt, dg (L,H), da (L). */
 static size_t bag_floats(const mil_cfg *c, int L) {
-    return (size_t)L * (c->F + 7 * (size_t)c->D + 4 * (size_t)c->H + 3) + c->D;
+    return (size_t)L * (c->F + 7 * (size_t)c->D + 6 * (size_t)c->H + 5) + 2 * (size_t)c->D;
 }
+
+/* the auxiliary exit exists where h differs from e */
+static int aux_on(const mil_model *m) { return m->has_bb && m->c.aux > 0 && m->att_V >= 0; }
 
 static void ensure(mil_model *m, int L) {
     const mil_cfg *c = &m->c;
@@ -233,11 +240,117 @@ static void ensure(mil_model *m, int L) {
     m->m_out = q, q += LD;
     m->t = q, q += LH;
     m->g = q, q += LH;
+    m->t2 = q, q += LH;
+    m->g2 = q, q += LH;
     m->s = q, q += L;
     m->a = q, q += L;
+    m->s2 = q, q += L;
+    m->a2 = q, q += L;
     m->z = q, q += c->D;
+    m->z2 = q, q += c->D;
 }
-static float *scratch(mil_model *m) { return m->z + m->c.D; }
+static float *scratch(mil_model *m) { return m->z2 + m->c.D; }
+
+/* attention / mean / max pooling of rows v (L, D) and the classifier: returns the logit.
+ * t, g (L, H), s, a (L) and z (D) keep what pool_backward needs; a is the attention
+ * (mean: 1/L; max: the share of the D channels an instance wins, argmaxes in m->amax). */
+static float pool_forward(mil_model *m, const float *v, int L, float *t, float *g, float *s, float *a, float *z) {
+    const mil_cfg *c = &m->c;
+    const mk_params *p = &m->p;
+    const int D = c->D;
+    if (m->att_V >= 0) {
+        att_logits(m, v, L, t, g, s);
+        float smax = -INFINITY;
+        for (int i = 0; i < L; i++)
+            if (s[i] > smax) smax = s[i];
+        double sum = 0;
+        for (int i = 0; i < L; i++) sum += (a[i] = expf(s[i] - smax));
+        for (int i = 0; i < L; i++) a[i] = (float)(a[i] / sum);
+        memset(z, 0, sizeof(float) * D);
+        for (int i = 0; i < L; i++)
+            for (int d = 0; d < D; d++) z[d] += a[i] * v[(size_t)i * D + d];
+    } else if (c->type == MIL_MEAN) {
+        memset(z, 0, sizeof(float) * D);
+        for (int i = 0; i < L; i++)
+            for (int d = 0; d < D; d++) z[d] += v[(size_t)i * D + d];
+        for (int d = 0; d < D; d++) z[d] /= L;
+        for (int i = 0; i < L; i++) a[i] = 1.f / L;
+    } else { /* max */
+        for (int d = 0; d < D; d++) {
+            int best = 0;
+            for (int i = 1; i < L; i++)
+                if (v[(size_t)i * D + d] > v[(size_t)best * D + d]) best = i;
+            m->amax[d] = best;
+            z[d] = v[(size_t)best * D + d];
+        }
+        for (int i = 0; i < L; i++) a[i] = 0;
+        for (int d = 0; d < D; d++) a[m->amax[d]] += 1.f / D;
+    }
+    const float *wc = mk_param(p, m->cls_w);
+    float lg = mk_param(p, m->cls_b)[0];
+    for (int d = 0; d < D; d++) lg += wc[d] * z[d];
+    return lg;
+}
+
+/* backward of pool_forward for d loss / d logit: parameter grads +=, dv (L, D) +=;
+ * dt, dg (L, H) and da (L) are scratch */
+static void pool_backward(mil_model *m, const float *v, int L, const float *t, const float *g, const float *a,
+                          const float *z, float dlogit, float *dv, float *dt, float *dg, float *da) {
+    const mil_cfg *c = &m->c;
+    const mk_params *p = &m->p;
+    const int D = c->D, H = c->H;
+    const size_t LH = (size_t)L * H;
+    /* classifier: logit = wc . z + bc */
+    float *gwc = mk_grad(p, m->cls_w);
+    const float *wc = mk_param(p, m->cls_w);
+    mk_grad(p, m->cls_b)[0] += dlogit;
+    for (int d = 0; d < D; d++) gwc[d] += dlogit * z[d];
+    if (m->att_V >= 0) {
+        /* z = sum a_i v_i: dv_i += a_i dz; da_i = dz . v_i */
+        double adot = 0;
+        for (int i = 0; i < L; i++) {
+            float s = 0;
+            for (int d = 0; d < D; d++) {
+                float dz = dlogit * wc[d];
+                dv[(size_t)i * D + d] += a[i] * dz;
+                s += dz * v[(size_t)i * D + d];
+            }
+            da[i] = s;
+            adot += (double)a[i] * s;
+        }
+        /* softmax: ds_i = a_i (da_i - sum_j a_j da_j), stored back in da */
+        for (int i = 0; i < L; i++) da[i] = a[i] * (da[i] - (float)adot);
+        const float *w = mk_param(p, m->att_w);
+        float *gw = mk_grad(p, m->att_w);
+        for (int i = 0; i < L; i++) {
+            const float *ti = t + (size_t)i * H, *gi = g + (size_t)i * H;
+            float *dti = dt + (size_t)i * H, *dgi = dg + (size_t)i * H;
+            float ds = da[i];
+            for (int k = 0; k < H; k++) {
+                if (m->att_U >= 0) {
+                    gw[k] += ds * ti[k] * gi[k];
+                    dti[k] = ds * w[k] * gi[k];
+                    dgi[k] = ds * w[k] * ti[k];
+                } else {
+                    gw[k] += ds * ti[k];
+                    dti[k] = ds * w[k];
+                }
+            }
+        }
+        /* through tanh / sigmoid (they use their outputs) in place */
+        for (size_t k = 0; k < LH; k++) dt[k] *= 1.f - t[k] * t[k];
+        linear_backward(dv, mk_grad(p, m->att_V), mk_grad(p, m->att_Vb), dt, v, mk_param(p, m->att_V), L, D, H);
+        if (m->att_U >= 0) {
+            for (size_t k = 0; k < LH; k++) dg[k] *= g[k] * (1.f - g[k]);
+            linear_backward(dv, mk_grad(p, m->att_U), mk_grad(p, m->att_Ub), dg, v, mk_param(p, m->att_U), L, D, H);
+        }
+    } else if (c->type == MIL_MEAN) {
+        for (int i = 0; i < L; i++)
+            for (int d = 0; d < D; d++) dv[(size_t)i * D + d] += dlogit * wc[d] / L;
+    } else {
+        for (int d = 0; d < D; d++) dv[(size_t)m->amax[d] * D + d] += dlogit * wc[d];
+    }
+}
 
 float mil_forward(mil_model *m, const float *x, int L, int training) {
     MK_ASSERT(L >= 1);
@@ -284,102 +397,27 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
     } else {
         memcpy(m->h, m->e, sizeof(float) * LD);
     }
-    float *h = m->h, *z = m->z;
-    if (m->att_V >= 0) {
-        att_logits(m, h, L, m->t, m->g, m->s);
-        float smax = -INFINITY;
-        for (int i = 0; i < L; i++)
-            if (m->s[i] > smax) smax = m->s[i];
-        double sum = 0;
-        for (int i = 0; i < L; i++) sum += (m->a[i] = expf(m->s[i] - smax));
-        for (int i = 0; i < L; i++) m->a[i] = (float)(m->a[i] / sum);
-        memset(z, 0, sizeof(float) * D);
-        for (int i = 0; i < L; i++)
-            for (int d = 0; d < D; d++) z[d] += m->a[i] * h[(size_t)i * D + d];
-    } else if (c->type == MIL_MEAN) {
-        memset(z, 0, sizeof(float) * D);
-        for (int i = 0; i < L; i++)
-            for (int d = 0; d < D; d++) z[d] += h[(size_t)i * D + d];
-        for (int d = 0; d < D; d++) z[d] /= L;
-        for (int i = 0; i < L; i++) m->a[i] = 1.f / L;
-    } else { /* max */
-        for (int d = 0; d < D; d++) {
-            int best = 0;
-            for (int i = 1; i < L; i++)
-                if (h[(size_t)i * D + d] > h[(size_t)best * D + d]) best = i;
-            m->amax[d] = best;
-            z[d] = h[(size_t)best * D + d];
-        }
-        for (int i = 0; i < L; i++) m->a[i] = 0;
-        for (int d = 0; d < D; d++) m->a[m->amax[d]] += 1.f / D;
+    m->logit = pool_forward(m, m->h, L, m->t, m->g, m->s, m->a, m->z);
+    /* the auxiliary exit: the same pooling and classifier on the embedding alone (what ABMIL
+     * would see), trained beside the main exit so that the sequence branch only refines a
+     * model that already works without it */
+    m->aux_logit = 0.f;
+    if (aux_on(m)) {
+        m->aux_logit = pool_forward(m, m->e, L, m->t2, m->g2, m->s2, m->a2, m->z2);
+        if (!training && c->aux_mix) m->logit = 0.5f * (m->logit + m->aux_logit);
     }
-    const float *wc = mk_param(p, m->cls_w);
-    float lg = mk_param(p, m->cls_b)[0];
-    for (int d = 0; d < D; d++) lg += wc[d] * z[d];
-    m->logit = lg;
-    m->prob = mk_sigmoidf(lg);
+    m->prob = mk_sigmoidf(m->logit);
     return m->prob;
 }
 
-void mil_backward(mil_model *m, float dlogit) {
+void mil_backward(mil_model *m, float dlogit, float dlogit_aux) {
     const mil_cfg *c = &m->c;
     const mk_params *p = &m->p;
     const int L = m->L, F = c->F, D = c->D, H = c->H;
     const size_t LD = (size_t)L * D, LH = (size_t)L * H;
     float *dh = scratch(m), *de = dh + LD, *dt = de + LD, *dg = dt + LH, *da = dg + LH;
-    const float *h = m->h, *z = m->z;
-    /* classifier: logit = wc . z + bc */
-    float *gwc = mk_grad(p, m->cls_w);
-    const float *wc = mk_param(p, m->cls_w);
-    mk_grad(p, m->cls_b)[0] += dlogit;
-    for (int d = 0; d < D; d++) gwc[d] += dlogit * z[d];
-    /* dz = dlogit * wc, kept in da's tail is not needed: use it inline */
     memset(dh, 0, sizeof(float) * LD);
-    if (m->att_V >= 0) {
-        /* z = sum a_i h_i: dh_i += a_i dz; da_i = dz . h_i */
-        double adot = 0;
-        for (int i = 0; i < L; i++) {
-            float s = 0;
-            for (int d = 0; d < D; d++) {
-                float dz = dlogit * wc[d];
-                dh[(size_t)i * D + d] += m->a[i] * dz;
-                s += dz * h[(size_t)i * D + d];
-            }
-            da[i] = s;
-            adot += (double)m->a[i] * s;
-        }
-        /* softmax: ds_i = a_i (da_i - sum_j a_j da_j), stored back in da */
-        for (int i = 0; i < L; i++) da[i] = m->a[i] * (da[i] - (float)adot);
-        const float *w = mk_param(p, m->att_w);
-        float *gw = mk_grad(p, m->att_w);
-        for (int i = 0; i < L; i++) {
-            const float *ti = m->t + (size_t)i * H, *gi = m->g + (size_t)i * H;
-            float *dti = dt + (size_t)i * H, *dgi = dg + (size_t)i * H;
-            float ds = da[i];
-            for (int k = 0; k < H; k++) {
-                if (m->att_U >= 0) {
-                    gw[k] += ds * ti[k] * gi[k];
-                    dti[k] = ds * w[k] * gi[k];
-                    dgi[k] = ds * w[k] * ti[k];
-                } else {
-                    gw[k] += ds * ti[k];
-                    dti[k] = ds * w[k];
-                }
-            }
-        }
-        /* through tanh / sigmoid (they use their outputs) in place */
-        for (size_t k = 0; k < LH; k++) dt[k] *= 1.f - m->t[k] * m->t[k];
-        linear_backward(dh, mk_grad(p, m->att_V), mk_grad(p, m->att_Vb), dt, h, mk_param(p, m->att_V), L, D, H);
-        if (m->att_U >= 0) {
-            for (size_t k = 0; k < LH; k++) dg[k] *= m->g[k] * (1.f - m->g[k]);
-            linear_backward(dh, mk_grad(p, m->att_U), mk_grad(p, m->att_Ub), dg, h, mk_param(p, m->att_U), L, D, H);
-        }
-    } else if (c->type == MIL_MEAN) {
-        for (int i = 0; i < L; i++)
-            for (int d = 0; d < D; d++) dh[(size_t)i * D + d] += dlogit * wc[d] / L;
-    } else {
-        for (int d = 0; d < D; d++) dh[(size_t)m->amax[d] * D + d] += dlogit * wc[d];
-    }
+    pool_backward(m, m->h, L, m->t, m->g, m->a, m->z, dlogit, dh, dt, dg, da);
     memset(de, 0, sizeof(float) * LD);
     if (m->gamma >= 0) {
         /* h = e + s gamma * m_out: dgamma = s sum_i dh_i * m_out_i; dm_out = s gamma * dh (in m_out) */
@@ -401,6 +439,7 @@ void mil_backward(mil_model *m, float dlogit) {
     } else {
         memcpy(de, dh, sizeof(float) * LD);
     }
+    if (aux_on(m) && dlogit_aux != 0.f) pool_backward(m, m->e, L, m->t2, m->g2, m->a2, m->z2, dlogit_aux, de, dt, dg, da);
     /* dropout (in place on e), relu, embedding */
     if (m->training && c->dropout > 0)
         for (size_t k = 0; k < LD; k++) de[k] *= m->dmask[k];
@@ -474,10 +513,15 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
             }
             float pr1 = mil_forward(m, x, L, 1);
             float y = (float)b->label[i];
-            /* BCE on the logit: softplus(l) - y l */
+            /* BCE on the logit: softplus(l) - y l; plus aux x the same on the auxiliary exit */
             loss += mk_softplusf(m->logit) - y * m->logit;
+            float daux = 0.f;
+            if (aux_on(m)) {
+                loss += m->c.aux * (mk_softplusf(m->aux_logit) - y * m->aux_logit);
+                daux = m->c.aux * (mk_sigmoidf(m->aux_logit) - y) / batch;
+            }
             correct += (pr1 >= 0.5f) == (b->label[i] == 1);
-            mil_backward(m, (pr1 - y) / batch);
+            mil_backward(m, (pr1 - y) / batch, daux);
             if ((k + 1) % batch == 0 || k + 1 == n) {
                 mk_adamw_step(&m->p, &ac);
                 mk_params_zero_grad(&m->p);
@@ -645,6 +689,10 @@ int mil_model_save(const mil_model *m, const char *path) {
     mk_config_set_float(&cfg, "branch_drop", m->c.branch_drop);
     mk_config_set_float(&cfg, "dropout", m->c.dropout);
     mk_config_set(&cfg, "order", "%s", mil_order_names[m->c.order]);
+    if (m->c.aux > 0) { /* older readers then refuse nothing they could read before */
+        mk_config_set_float(&cfg, "aux", m->c.aux);
+        mk_config_set_int(&cfg, "aux_mix", m->c.aux_mix);
+    }
     return mk_ckpt_save(path, &cfg, &m->p, 0);
 }
 
@@ -695,6 +743,17 @@ int mil_model_load(mil_model *m, const char *path) {
         mk_error("%s: order must be natural or score, not '%s'", path, os);
         return -1;
     }
+    double ax = 0; /* absent: no auxiliary exit (files before it existed, or aux 0) */
+    long mx = 0;
+    if (mk_config_get(&cfg, "aux") && (mk_config_get_float(&cfg, "aux", &ax) || !(ax >= 0 && ax <= 100))) {
+        mk_error("%s: aux must be in [0, 100]", path);
+        return -1;
+    }
+    if (mk_config_get(&cfg, "aux_mix") && (mk_config_get_int(&cfg, "aux_mix", &mx) || mx < 0 || mx > 1)) {
+        mk_error("%s: aux_mix must be 0 or 1", path);
+        return -1;
+    }
+    c.aux = (float)ax, c.aux_mix = (int)mx;
     if (build(m, &c, 1, path)) return -1;
     if (mk_ckpt_load(path, "mil", &cfg, &m->p, 0)) {
         mil_model_free(m);

@@ -18,6 +18,9 @@
  *   a   = softmax_i( w^T (tanh(V h_i + bV) * sigm(U h_i + bU)) ) gated attention
  *   z   = sum_i a_i h_i   (or the mean / element-wise max of h for those baselines)
  *   p   = sigmoid(wc . z + bc)
+ *   aux > 0 (MIL_MAMBA): the same pooling and classifier on e give a second logit l_e;
+ *         loss = BCE(l_h) + aux * BCE(l_e) (deep supervision of the order-free path);
+ *         aux_mix: the prediction is sigmoid((l_h + l_e) / 2)
  * ref: Ilse, Tomczak & Welling 2018 (ABMIL, Eq. 9-10); Yang et al. 2024
  * (MambaMIL: Sequence Reordering in computational pathology, SR-Mamba).
  *
@@ -56,6 +59,9 @@ typedef struct {
                           probability (else scale it by 1/(1-p)): the model must also work as ABMIL */
     float dropout;
     int order;    /* MIL_ORDER_*: what the scans read (MIL_MAMBA) */
+    float aux;    /* MIL_MAMBA: weight of an auxiliary loss on the embedding's own exit, the same
+                     pooling and classifier applied to e instead of h (0 = none) */
+    int aux_mix;  /* with aux: predict from the mean of the two exits' logits (else h's alone) */
 } mil_cfg;
 
 void mil_cfg_default(mil_cfg *c, int type, int F);
@@ -77,12 +83,14 @@ typedef struct {
     int L, cap;
     float *buf;
     float *xs, *e_pre, *e, *dmask, *h, *t, *g, *s, *a, *z; /* see mil_model.c */
+    float *t2, *g2, *s2, *a2, *z2; /* the auxiliary exit's pooling of e (aux > 0) */
     float *m_out;                 /* (L, D) backbone output when res_gate */
     int *amax;                    /* (D) argmax rows for max pooling */
     int *ord;                     /* (L) interleave order (of the base order, if any) */
     int *base;                    /* (L) the base order (MIL_ORDER_SCORE) */
     void *sortbuf;                /* (L) score/index pairs for the sort */
     float logit, prob;
+    float aux_logit;              /* the auxiliary exit's logit in the last forward (aux > 0) */
     int training;
     float branch_scale;           /* res_gate: 0 (branch dropped), 1/(1-p) or 1 in the last forward */
     mk_rng rng;                   /* init of the shared parts, dropout masks */
@@ -99,8 +107,9 @@ void mil_model_fit_scaler(mil_model *m, const mil_bags *b);
  * Attention per instance is then in m->a (L) (mean: 1/L; max: share of the D
  * channels the instance wins). */
 float mil_forward(mil_model *m, const float *x, int L, int training);
-/* Backward of the last forward given dlogit (d loss / d logit). Grads += . */
-void mil_backward(mil_model *m, float dlogit);
+/* Backward of the last forward given dlogit (d loss / d logit) and dlogit_aux (d loss / d
+ * aux_logit; ignored without an auxiliary exit). Grads += . */
+void mil_backward(mil_model *m, float dlogit, float dlogit_aux);
 
 /* The interleave order (padding dropped). o (L). */
 void mil_order_interleave(int *o, int L, int R);

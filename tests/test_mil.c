@@ -111,10 +111,14 @@ static void test_order(void) {
     test_report(ok, "interleave_is_perm", "L 1..59, R 1..12");
 }
 
-/* Gradient check: loss = BCE(logit, y=1) for one bag. */
+/* Gradient check: loss = BCE(logit, y=1) for one bag, + aux x BCE(aux_logit, 1) with an
+ * auxiliary exit that does not mix into the prediction (training's loss). */
+static int aux_loss(const mil_model *m) { return m->has_bb && m->c.aux > 0 && !m->c.aux_mix; }
 static double bag_loss(mil_model *m, const float *x, int L) {
     mil_forward(m, x, L, 0);
-    return mk_softplusf(m->logit) - m->logit;
+    double l = mk_softplusf(m->logit) - m->logit;
+    if (aux_loss(m)) l += m->c.aux * (mk_softplusf(m->aux_logit) - m->aux_logit);
+    return l;
 }
 
 /* The embedding's ReLU and max pooling are not differentiable everywhere: a central
@@ -145,11 +149,12 @@ static int kinks_crossed(const kinks *k, const mil_model *m) {
     return m->c.type == MIL_MAX && memcmp(k->amax, m->amax, sizeof(int) * k->D);
 }
 
-static void gradcheck_cfg(const char *name, int type, int gated, int L, int stride, int res_gate, int order) {
+static void gradcheck_aux(const char *name, int type, int gated, int L, int stride, int res_gate, int order, float aux,
+                          int aux_mix) {
     mil_cfg c;
     mil_cfg_default(&c, type, 5);
     c.D = 8, c.H = 6, c.n_layer = 2, c.stride = stride, c.d_state = 4, c.gated = gated, c.res_gate = res_gate;
-    c.order = order;
+    c.order = order, c.aux = aux, c.aux_mix = aux_mix;
     mil_model m;
     if (mil_model_create(&m, &c, 42)) {
         test_report(0, name, "%s", mk_last_error());
@@ -171,7 +176,9 @@ static void gradcheck_cfg(const char *name, int type, int gated, int L, int stri
     float pr = mil_forward(&m, x, L, 0);
     kinks kk;
     kinks_take(&kk, &m, L);
-    mil_backward(&m, pr - 1.f);
+    /* the mixed prediction sigmoid((l_h + l_e) / 2): each exit gets half of d loss / d logit */
+    if (m.c.aux_mix) mil_backward(&m, 0.5f * (pr - 1.f), 0.5f * (pr - 1.f));
+    else mil_backward(&m, pr - 1.f, aux_loss(&m) ? m.c.aux * (mk_sigmoidf(m.aux_logit) - 1.f) : 0.f);
     double worst = 0;
     const char *worst_t = "";
     int checked = 0, skipped = 0;
@@ -212,6 +219,10 @@ static void gradcheck_cfg(const char *name, int type, int gated, int L, int stri
     free(kk.base);
     free(x);
     mil_model_free(&m);
+}
+
+static void gradcheck_cfg(const char *name, int type, int gated, int L, int stride, int res_gate, int order) {
+    gradcheck_aux(name, type, gated, L, stride, res_gate, order, 0.f, 0);
 }
 
 static void gradcheck(const char *name, int type, int gated, int L, int stride) {
@@ -274,8 +285,8 @@ static void test_paired(void) {
     mk_params_zero_grad(&m.p);
     mk_params_zero_grad(&a.p);
     float pm = mil_forward(&m, x, L, 1), pa = mil_forward(&a, x, L, 1); /* training: dropout on */
-    mil_backward(&m, pm - 1.f);
-    mil_backward(&a, pa - 1.f);
+    mil_backward(&m, pm - 1.f, 0.f);
+    mil_backward(&a, pa - 1.f, 0.f);
     mk_adamw_step(&m.p, &oc);
     mk_adamw_step(&a.p, &oc);
     double dmax = 0;
@@ -463,6 +474,47 @@ static void test_musk1(void) {
     mil_bags_free(&b);
 }
 
+/* The auxiliary exit: a model file keeps aux / aux_mix and gives the same prediction back;
+ * with aux_mix the prediction is sigmoid of the mean of the two exits' logits (checked
+ * against the same weights run without the mix); aux_mix without aux is refused. */
+static void test_aux(void) {
+    mil_cfg c;
+    mil_cfg_default(&c, MIL_MAMBA, 4);
+    c.D = 8, c.H = 6, c.d_state = 4, c.stride = 3, c.order = MIL_ORDER_SCORE, c.aux = 0.5f, c.aux_mix = 1;
+    mil_model m, m2;
+    if (mil_model_create(&m, &c, 9)) {
+        test_report(0, "aux_mix", "%s", mk_last_error());
+        return;
+    }
+    for (int d = 0; d < c.D; d++) mk_param(&m.p, m.gamma)[d] = 0.5f - 0.1f * d;
+    mk_rng r;
+    mk_rng_seed(&r, 21);
+    enum { L = 12 };
+    float x[L * 4];
+    for (int i = 0; i < L * 4; i++) x[i] = mk_rng_normal(&r);
+    float pmix = mil_forward(&m, x, L, 0);
+    m.c.aux_mix = 0;
+    float ph = mil_forward(&m, x, L, 0);
+    double lh = m.logit, le = m.aux_logit, want = 1.0 / (1.0 + exp(-(lh + le) / 2));
+    m.c.aux_mix = 1;
+    test_report(fabs(pmix - want) < 1e-6 && fabs(lh - le) > 1e-3 && ph != pmix, "aux_mix",
+                "p %.7f, sigmoid((%.5f + %.5f) / 2) = %.7f, h's exit alone %.7f", pmix, lh, le, want, ph);
+    char path[] = "/tmp/mk_test_mil_aux_XXXXXX";
+    int fd = mkstemp(path);
+    int ok = fd >= 0 && !mil_model_save(&m, path) && !mil_model_load(&m2, path);
+    if (fd >= 0) close(fd);
+    float p2 = ok ? mil_forward(&m2, x, L, 0) : -1.f;
+    test_report(ok && m2.c.aux == 0.5f && m2.c.aux_mix == 1 && p2 == pmix, "aux_save_load", "aux %g mix %d, p %.7f vs %.7f",
+                ok ? m2.c.aux : -1.f, ok ? m2.c.aux_mix : -1, p2, pmix);
+    if (ok) mil_model_free(&m2);
+    unlink(path);
+    mil_model_free(&m);
+    c.aux = 0;
+    int refused = mil_model_create(&m, &c, 9) != 0;
+    test_report(refused && strstr(mk_last_error(), "aux_mix"), "aux_mix_needs_aux", "%s", refused ? mk_last_error() : "accepted");
+    if (!refused) mil_model_free(&m);
+}
+
 int main(void) {
     mk_quiet = 1;
     omp_set_num_threads(1); /* tiny bags: threads only add contention */
@@ -480,7 +532,11 @@ int main(void) {
     gradcheck_cfg("grad_mamba_res_gate", MIL_MAMBA, 0, 13, 3, 1, MIL_ORDER_NATURAL);
     gradcheck_cfg("grad_mamba_order_score", MIL_MAMBA, 0, 13, 3, 1, MIL_ORDER_SCORE);
     gradcheck_cfg("grad_mamba_order_score_gated", MIL_MAMBA, 1, 10, 4, 1, MIL_ORDER_SCORE);
+    gradcheck_aux("grad_mamba_aux", MIL_MAMBA, 0, 13, 3, 1, MIL_ORDER_SCORE, 0.7f, 0);
+    gradcheck_aux("grad_mamba_aux_gated_nogate", MIL_MAMBA, 1, 9, 4, 0, MIL_ORDER_NATURAL, 1.5f, 0);
+    gradcheck_aux("grad_mamba_aux_mix", MIL_MAMBA, 0, 11, 3, 1, MIL_ORDER_SCORE, 1.f, 1);
     test_order_score();
+    test_aux();
     test_paired();
     test_shuffle_instances();
     test_musk1();
