@@ -55,6 +55,15 @@ ok $? attention_sums_to_1
 acc=$(awk -F'"label":|,"true_label":|,"instances"' '{ if ($2 == $3) c++ } END { printf "%.3f", c / NR }' "$tmp/p.jsonl")
 awk -v a="$acc" 'BEGIN { exit !(a >= 0.8) }'; ok $? learns_synthetic "held-out accuracy $acc (need >= 0.8, chance 0.5)"
 [ "$(head -c 8 "$tmp/att.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; ok $? plot_png
+# the auxiliary exit: --aux-mix alone is refused before training; with --aux the model file
+# keeps it, and predict gives the mixed probability (it differs from h's exit alone)
+msg=$($MK mil train "$tmp/tr.csv" -o "$tmp/x.mkm" $small --epochs 1 --aux-mix 2>&1); rc=$?
+[ $rc != 0 ] && [ ! -e "$tmp/x.mkm" ] && grep -q "aux_mix needs an auxiliary exit" <<<"$msg"
+ok $? aux_mix_needs_aux "rc=$rc msg=$msg"
+$MK mil train "$tmp/tr.csv" -o "$tmp/ax.mkm" $small --epochs 3 --lr 2e-3 --stride 4 --aux 1 --aux-mix 2>/dev/null &&
+  $MK info "$tmp/ax.mkm" 2>&1 | grep -q "aux_mix.*1" &&
+  $MK mil predict "$tmp/te.csv" --model "$tmp/ax.mkm" --json 2>/dev/null | grep -c '"probability"' | grep -q '^40$'
+ok $? aux_train_predict
 
 # conversion: binary and CSV give the same predictions; unlabeled bags predict
 $MK mil convert "$tmp/te.csv" -o "$tmp/te.bin" 2>/dev/null && $MK mil convert "$tmp/te.bin" -o "$tmp/te2.csv" 2>/dev/null
