@@ -396,12 +396,17 @@ usage:
 
 /* ------------------------------------------------------------------ train */
 
+#define MAX_TEACHERS 8
+
 typedef struct {
     const char *data_dir, *out, *ckpt, *resume, *init, *device;
     long epochs, batch, d_model, layers, d_state, expand, patch, kernel, val, limit, seed, shift, threads_unused;
     long ckpt_every, stem, total_steps, steps, data_seed;
     double budget;
     double lr, wd, warmup, smooth, drop_path, shuffle_p, time_limit, min_lr, erase;
+    double kd_alpha, kd_temp;
+    const char *teacher; /* comma-separated model files, or NULL */
+    char teacher_buf[4096];
     int order, head, flip, out_given;
 } train_opts;
 
@@ -435,6 +440,8 @@ static void train_defaults(train_opts *o) {
     o->order = VISION_ORDER_BIDIR;
     o->head = VISION_HEAD_CLS;
     o->flip = 1;
+    o->kd_alpha = 0.5;
+    o->kd_temp = 2;
 }
 
 static void train_help(void) {
@@ -482,6 +489,11 @@ static void train_help(void) {
            "  --data-seed N      order, augmentation and drop-path of the training batches (default:\n"
            "                     --seed); give each fine-tune cycle its own to see new samples\n"
            "  --device D         cpu | cuda: where the Mamba backbone runs (default cpu)\n"
+           "distillation:\n"
+           "  --teacher A[,B..]  train towards these models' averaged softened predictions on the same\n"
+           "                     augmented batches as well as the labels (up to %d models; default none)\n"
+           "  --kd-alpha A       weight of the teacher term: (1-A) x label loss + A x T^2 KL (default %g)\n"
+           "  --kd-temp T        softmax temperature of both sides of the teacher term (default %g)\n"
            "files:\n"
            "  --out FILE         best model, without optimiser state (default %s;\n"
            "                     with --resume X.ckpt: X; a checkpoint named otherwise needs --out)\n"
@@ -494,7 +506,7 @@ static void train_help(void) {
            "  -h, --help         this help\n",
            d.val, d.shift, d.flip, vision_order_name(d.order), d.head == VISION_HEAD_CLS ? "cls" : "mean", d.d_model,
            d.layers, d.d_state, d.expand, d.patch, d.kernel, d.stem, d.drop_path, d.shuffle_p, d.epochs, d.batch, d.lr,
-           d.min_lr, d.wd, d.warmup, d.smooth, d.seed, d.out, d.ckpt_every);
+           d.min_lr, d.wd, d.warmup, d.smooth, d.seed, MAX_TEACHERS, d.kd_alpha, d.kd_temp, d.out, d.ckpt_every);
 }
 
 static int parse_train(train_opts *o, int argc, char **argv) {
@@ -525,6 +537,7 @@ static int parse_train(train_opts *o, int argc, char **argv) {
             {"--drop-path", 0, &o->drop_path, 0, 0, 0, 0.9},  {"--shuffle", 0, &o->shuffle_p, 0, 0, 0, 1},
             {"--time-limit", 0, &o->time_limit, 0, 0, 0, 1e6}, {"--min-lr", 0, &o->min_lr, 0, 0, 0, 1},
             {"--erase", 0, &o->erase, 0, 0, 0, 1},
+            {"--kd-alpha", 0, &o->kd_alpha, 0, 0, 0, 1},      {"--kd-temp", 0, &o->kd_temp, 0, 0, 0.05, 100},
         };
         int done = 0;
         for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++)
@@ -539,6 +552,11 @@ static int parse_train(train_opts *o, int argc, char **argv) {
         if (!strcmp(a, "--device")) {
             if (opt_val(argc, argv, &i, &v)) return -1;
             o->device = v;
+            continue;
+        }
+        if (!strcmp(a, "--teacher")) {
+            if (opt_val(argc, argv, &i, &v)) return -1;
+            o->teacher = v;
             continue;
         }
         if (!strcmp(a, "--data-dir") || !strcmp(a, "--out") || !strcmp(a, "--ckpt") || !strcmp(a, "--resume") || !strcmp(a, "--init") ||
@@ -590,6 +608,11 @@ static void opts_to_config(const train_opts *o, mk_config *c) {
     mk_config_set_float(c, "train_warmup", o->warmup);
     mk_config_set_float(c, "train_smooth", o->smooth);
     mk_config_set_float(c, "train_erase", o->erase);
+    if (o->teacher) {
+        mk_config_set(c, "train_teacher", "%s", o->teacher);
+        mk_config_set_float(c, "train_kd_alpha", o->kd_alpha);
+        mk_config_set_float(c, "train_kd_temp", o->kd_temp);
+    }
 }
 static int opts_from_config(train_opts *o, const mk_config *c) {
     long *ip[] = {&o->epochs, &o->batch, &o->val, &o->limit, &o->seed, &o->shift};
@@ -611,6 +634,16 @@ static int opts_from_config(train_opts *o, const mk_config *c) {
     if (mk_config_get(c, "train_erase") && (mk_config_get_float(c, "train_erase", &o->erase) || !(o->erase >= 0 && o->erase <= 1))) {
         mk_error("train_erase in the checkpoint is not a probability");
         return -1;
+    }
+    o->teacher = NULL; /* a resumed distillation run reloads its teachers */
+    if (mk_config_get(c, "train_teacher")) {
+        snprintf(o->teacher_buf, sizeof o->teacher_buf, "%s", mk_config_get(c, "train_teacher"));
+        o->teacher = o->teacher_buf;
+        if (mk_config_get_float(c, "train_kd_alpha", &o->kd_alpha) || mk_config_get_float(c, "train_kd_temp", &o->kd_temp) ||
+            !(o->kd_alpha >= 0 && o->kd_alpha <= 1) || !(o->kd_temp >= 0.05 && o->kd_temp <= 100)) {
+            mk_error("train_kd_alpha / train_kd_temp in the checkpoint are missing or out of range");
+            return -1;
+        }
     }
     if (o->batch < 1 || o->epochs < 1 || o->val < 0 || o->val > 30000 || o->limit < 0) {
         mk_error("training options in the checkpoint are out of range");
@@ -635,8 +668,10 @@ int cmd_train_vision(int argc, char **argv) {
         return 2;
     int rc = 1;
     fmnist_set tr = {0}, te = {0};
-    vision_model m;
-    int have_model = 0;
+    vision_model m, teach[MAX_TEACHERS];
+    vision_acts tacts[MAX_TEACHERS];
+    int have_model = 0, n_teach = 0;
+    float *timg = NULL, *tprob = NULL, *tsm = NULL;
     mk_config *cf = mk_calloc(1, sizeof *cf);
     vision_acts acts;
     vision_acts_init(&acts);
@@ -717,11 +752,36 @@ int cmd_train_vision(int argc, char **argv) {
         mk_params_alloc_optim(&m.p);
     }
     if (m.cfg.img_h != H || m.cfg.img_w != W || m.cfg.img_c != 1 || m.cfg.n_class != 10) {
-        mk_error("%s: model input %dx%dx%d / %d classes does not match Fashion-MNIST", o.resume, m.cfg.img_h,
-                 m.cfg.img_w, m.cfg.img_c, m.cfg.n_class);
+        mk_error("%s: model input %dx%dx%d / %d classes does not match Fashion-MNIST", o.resume ? o.resume : o.init,
+                 m.cfg.img_h, m.cfg.img_w, m.cfg.img_c, m.cfg.n_class);
         goto fail;
     }
     use_device(&m, dev);
+    if (o.teacher) {
+        /* the teachers see the student's augmented batch, renormalised with their own statistics */
+        char list[4096], *save = NULL;
+        snprintf(list, sizeof list, "%s", o.teacher);
+        for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (n_teach == MAX_TEACHERS) {
+                mk_error("--teacher: at most %d models", MAX_TEACHERS);
+                goto fail;
+            }
+            if (vision_model_load(&teach[n_teach], tok, 0, NULL)) goto fail;
+            vision_acts_init(&tacts[n_teach]);
+            n_teach++;
+            const vision_cfg *tc = &teach[n_teach - 1].cfg;
+            if (tc->img_h != H || tc->img_w != W || tc->img_c != 1 || tc->n_class != 10) {
+                mk_error("%s: teacher input %dx%dx%d / %d classes does not match Fashion-MNIST", tok, tc->img_h, tc->img_w,
+                         tc->img_c, tc->n_class);
+                goto fail;
+            }
+            use_device(&teach[n_teach - 1], dev);
+        }
+        if (!n_teach) {
+            mk_error("--teacher: no model file named");
+            goto fail;
+        }
+    }
     if (o.data_seed < 0) o.data_seed = o.seed;
     const int B = (int)o.batch;
     const long spe = (n_train + B - 1) / B; /* steps per epoch, last batch partial */
@@ -742,12 +802,20 @@ int cmd_train_vision(int argc, char **argv) {
             "%d tokens, batch %d, %ld epochs (%ld steps), %d threads\n",
             n_train, n_val, vision_model_num_params(&m), vision_order_name(m.cfg.order), m.G, m.cfg.mc.d_model,
             m.cfg.mc.n_layer, m.cfg.L, B, o.epochs, total, mk_num_threads());
+    if (n_teach)
+        fprintf(stderr, "train vision: distilling from %d teacher(s) (%s), alpha %g, temperature %g\n", n_teach,
+                o.teacher, o.kd_alpha, o.kd_temp);
     if (m.p.step >= total) fprintf(stderr, "train vision: checkpoint already at step %ld of %ld\n", m.p.step, total);
 
     order = mk_malloc(sizeof(int) * n_train);
     y = mk_malloc(sizeof(int) * B);
     img = mk_malloc(sizeof(float) * (size_t)B * HW);
     dlog = mk_malloc(sizeof(float) * (size_t)B * 10);
+    if (n_teach) {
+        timg = mk_malloc(sizeof(float) * (size_t)B * HW);
+        tprob = mk_malloc(sizeof(float) * (size_t)B * 10);
+        tsm = mk_malloc(sizeof(float) * (size_t)B * 10);
+    }
     mk_rng rng;
     mk_progress prog;
     const long start_step = m.p.step;
@@ -777,10 +845,23 @@ int cmd_train_vision(int argc, char **argv) {
             fm_erase(img + (size_t)b * HW, tr.rows, tr.cols, (float)o.erase, m.cfg.mean[0], m.cfg.std[0], &rng);
             y[b] = tr.labels[id];
         }
+        if (n_teach) { /* the teachers' mean distribution at temperature T, without dropout or drop-path */
+            memset(tprob, 0, sizeof(float) * (size_t)nb * 10);
+            for (int j = 0; j < n_teach; j++) {
+                const float a = m.cfg.std[0] / teach[j].cfg.std[0], c = (m.cfg.mean[0] - teach[j].cfg.mean[0]) / teach[j].cfg.std[0];
+                for (size_t k = 0; k < (size_t)nb * HW; k++) timg[k] = img[k] * a + c;
+                vision_forward(&teach[j], &tacts[j], timg, nb, 0, NULL);
+                for (size_t k = 0; k < (size_t)nb * 10; k++) tsm[k] = tacts[j].logits[k] / (float)o.kd_temp;
+                softmax_rows(tsm, tsm, nb, 10);
+                for (size_t k = 0; k < (size_t)nb * 10; k++) tprob[k] += tsm[k] / n_teach;
+            }
+        }
         mk_params_zero_grad(&m.p);
         vision_forward(&m, &acts, img, nb, 1, &rng);
         int hit;
-        float loss = vision_xent_smooth(dlog, &hit, acts.logits, y, nb, 10, (float)o.smooth);
+        float loss = n_teach ? vision_xent_kd(dlog, &hit, acts.logits, tprob, y, nb, 10, (float)o.smooth, (float)o.kd_alpha,
+                                              (float)o.kd_temp)
+                             : vision_xent_smooth(dlog, &hit, acts.logits, y, nb, 10, (float)o.smooth);
         vision_backward(&m, &acts, dlog);
         mk_adamw_step(&m.p, &oc);
         if (!isfinite(loss)) {
@@ -865,6 +946,13 @@ int cmd_train_vision(int argc, char **argv) {
 fail:
     if (rc) fprintf(stderr, "mambakit: %s\n", mk_last_error());
     if (have_model) vision_model_free(&m);
+    for (int j = 0; j < n_teach; j++) {
+        vision_model_free(&teach[j]);
+        vision_acts_free(&tacts[j]);
+    }
+    free(timg);
+    free(tprob);
+    free(tsm);
     vision_acts_free(&acts);
     fmnist_free(&tr);
     fmnist_free(&te);

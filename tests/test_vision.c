@@ -406,11 +406,73 @@ static void test_photo_real(void) {
     fmnist_free(&s);
 }
 
+/* The distillation loss against an independent double-precision formula and central
+ * differences; alpha 0 must be the plain loss, a teacher equal to the student's own soft
+ * distribution must leave only the hard term. */
+static double kd_ref(const double *z, const double *q, int y, int K, double eps, double alpha, double T) {
+    double mx = z[0], s1 = 0, sT = 0, hard = 0, soft = 0;
+    for (int k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+    for (int k = 0; k < K; k++) s1 += exp(z[k] - mx), sT += exp((z[k] - mx) / T);
+    for (int k = 0; k < K; k++) {
+        double t = (k == y ? 1 - eps : 0) + eps / K;
+        hard -= t * (z[k] - mx - log(s1));
+        soft += q[k] * (log(q[k]) - ((z[k] - mx) / T - log(sT)));
+    }
+    return (1 - alpha) * hard + alpha * T * T * soft;
+}
+static void test_kd_loss(void) {
+    enum { B = 3, K = 7 };
+    mk_rng r;
+    mk_rng_seed(&r, 17);
+    float z[B * K], q[B * K], d[B * K], d0[B * K];
+    int y[B] = {2, 0, 6};
+    for (int i = 0; i < B * K; i++) z[i] = 2.f * mk_rng_normal(&r);
+    for (int b = 0; b < B; b++) { /* a teacher distribution: softmax of other random logits */
+        double s = 0;
+        for (int k = 0; k < K; k++) s += (q[b * K + k] = expf(1.5f * mk_rng_normal(&r)));
+        for (int k = 0; k < K; k++) q[b * K + k] /= (float)s;
+    }
+    const float eps = 0.1f, alpha = 0.6f, T = 2.5f;
+    float loss = vision_xent_kd(d, NULL, z, q, y, B, K, eps, alpha, T);
+    double ref = 0, worst = 0, gmax = 0;
+    for (int b = 0; b < B; b++) {
+        double zd[K], qd[K];
+        for (int k = 0; k < K; k++) zd[k] = z[b * K + k], qd[k] = q[b * K + k];
+        ref += kd_ref(zd, qd, y[b], K, eps, alpha, T) / B;
+        for (int k = 0; k < K; k++) {
+            const double h = 1e-4;
+            zd[k] += h;
+            double lp = kd_ref(zd, qd, y[b], K, eps, alpha, T) / B;
+            zd[k] -= 2 * h;
+            double lm = kd_ref(zd, qd, y[b], K, eps, alpha, T) / B;
+            zd[k] += h;
+            double fd = (lp - lm) / (2 * h);
+            worst = fmax(worst, fabs(fd - d[b * K + k]));
+            gmax = fmax(gmax, fabs(fd));
+        }
+    }
+    test_report(fabs(loss - ref) < 1e-5 * fmax(1, fabs(ref)) && worst < 1e-5 * fmax(1, gmax), "vision.kd_loss",
+                "loss %.7f vs double %.7f; gradient worst error %.2e (largest %.3f)", loss, ref, worst, gmax);
+    float l0 = vision_xent_kd(d, NULL, z, q, y, B, K, eps, 0.f, T), lh = vision_xent_smooth(d0, NULL, z, y, B, K, eps);
+    test_report(l0 == lh && !memcmp(d, d0, sizeof d), "vision.kd_alpha0", "alpha 0: %.7f vs plain %.7f", l0, lh);
+    for (int b = 0; b < B; b++) { /* the student's own distribution at T as the teacher: KL 0, no soft gradient */
+        double s = 0;
+        for (int k = 0; k < K; k++) s += exp(z[b * K + k] / T);
+        for (int k = 0; k < K; k++) q[b * K + k] = (float)(exp(z[b * K + k] / T) / s);
+    }
+    float l1 = vision_xent_kd(d, NULL, z, q, y, B, K, eps, alpha, T);
+    double dd = 0;
+    for (int i = 0; i < B * K; i++) dd = fmax(dd, fabs(d[i] - (1 - alpha) * d0[i]));
+    test_report(fabs(l1 - (1 - alpha) * lh) < 1e-5 && dd < 1e-6, "vision.kd_self_teacher",
+                "loss %.7f vs (1 - alpha) x plain %.7f, gradient off by %.2e", l1, (1 - alpha) * lh, dd);
+}
+
 int main(void) {
     test_orders();
     test_resize();
     test_png_roundtrip();
     test_bad_images();
+    test_kd_loss();
     test_gradients(VISION_ORDER_BIDIR, 0, VISION_HEAD_CLS);
     test_gradients(VISION_ORDER_BIDIR, 4, VISION_HEAD_MEAN);
     test_gradients(VISION_ORDER_ATROUS, 4, VISION_HEAD_CLS);

@@ -55,6 +55,20 @@ else
   $MK train vision --init "$tmp/a.mkm" --limit 256 --val 128 --batch 32 --steps 4 --d-model 16 \
     --out "$tmp/ft.mkm" >/dev/null 2>"$tmp/err"; rc=$?
   [ $rc = 0 ] && grep -q "d_model 8" "$tmp/err"; ok $? train_init_keeps_arch "rc=$rc $(head -c 300 "$tmp/err")"
+  # distillation: two teachers change the training, the checkpoint carries them and a resumed
+  # run reloads them (bit for bit with the uninterrupted run); a bad teacher fails before training
+  $MK train vision $tiny --steps 16 --data-seed 3 --teacher "$tmp/a.mkm,$tmp/c.mkm" --kd-alpha 0.7 --kd-temp 3 \
+    --out "$tmp/kd.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && grep -q "distilling from 2 teacher(s)" "$tmp/err" && ! cmp -s "$tmp/full.mkm" "$tmp/kd.mkm" &&
+    tr '\0' ' ' <"$tmp/kd.mkm.ckpt" | grep -aq "train_teacher  *$tmp/a.mkm,$tmp/c.mkm"
+  ok $? train_kd "rc=$rc $(tail -c 300 "$tmp/err")"
+  $MK train vision $tiny --steps 16 --data-seed 3 --teacher "$tmp/a.mkm,$tmp/c.mkm" --kd-alpha 0.7 --kd-temp 3 \
+    --out "$tmp/kdp.mkm" --time-limit 0.00001 >/dev/null 2>&1
+  $MK train vision --resume "$tmp/kdp.mkm.ckpt" >/dev/null 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && grep -q "distilling from 2 teacher(s)" "$tmp/err" && cmp -s "$tmp/kd.mkm" "$tmp/kdp.mkm"
+  ok $? train_kd_resume_bitwise "rc=$rc $(tail -c 300 "$tmp/err")"
+  msg=$($MK train vision $tiny --steps 2 --teacher "$tmp/nonexistent.mkm" --out "$tmp/kdbad.mkm" 2>&1); rc=$?
+  [ $rc = 1 ] && grep -q "nonexistent.mkm" <<<"$msg" && [ ! -e "$tmp/kdbad.mkm" ]; ok $? train_kd_bad_teacher "rc=$rc $msg"
 fi
 
 model="$here/models/vision.mkm"

@@ -420,6 +420,30 @@ float vision_xent_smooth(float *dlogits, int *correct, const float *logits, cons
     return (float)(loss / B);
 }
 
+float vision_xent_kd(float *dlogits, int *correct, const float *logits, const float *tprob, const int *y, int B, int K,
+                     float eps, float alpha, float T) {
+    float hard = vision_xent_smooth(dlogits, correct, logits, y, B, K, eps);
+    double soft = 0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * K, *q = tprob + (size_t)b * K;
+        double mx = z[0];
+        for (int k = 1; k < K; k++)
+            if (z[k] > mx) mx = z[k];
+        double s = 0;
+        for (int k = 0; k < K; k++) s += exp((z[k] - mx) / T);
+        double lse = log(s);
+        for (int k = 0; k < K; k++) {
+            double lp = (z[k] - mx) / T - lse; /* log softmax(z / T) */
+            if (q[k] > 0) soft += q[k] * (log(q[k]) - lp);
+            /* d/dz of T^2 KL = T (softmax(z / T) - q) */
+            if (dlogits)
+                dlogits[(size_t)b * K + k] =
+                    (float)((1.0 - alpha) * dlogits[(size_t)b * K + k] + alpha * T * (exp(lp) - q[k]) / B);
+        }
+    }
+    return (float)((1.0 - alpha) * hard + alpha * T * T * soft / B);
+}
+
 /* --------------------------------------------------------------- input */
 
 void vision_normalise(const vision_model *m, float *dst, const float *px01) {

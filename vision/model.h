@@ -104,6 +104,12 @@ void vision_backward(vision_model *m, vision_acts *a, const float *dlogits);
  * sets dlogits = d(mean loss)/d(logits); returns the mean loss; *correct
  * counts argmax hits. */
 float vision_xent_smooth(float *dlogits, int *correct, const float *logits, const int *y, int B, int K, float eps);
+/* Knowledge distillation (ref: Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a
+ * Neural Network"): (1 - alpha) x the loss above + alpha T^2 KL(tprob || softmax(logits / T)),
+ * tprob (B, K) the teacher's distribution at temperature T (rows summing to 1); the T^2 keeps
+ * the soft term's gradient on the scale of the hard one. dlogits, return and *correct as above. */
+float vision_xent_kd(float *dlogits, int *correct, const float *logits, const float *tprob, const int *y, int B, int K,
+                     float eps, float alpha, float T);
 
 /* Normalise an image (already at the model's size and channels) into dst (H*W*C). */
 void vision_normalise(const vision_model *m, float *dst, const float *px01);
