@@ -407,7 +407,7 @@ typedef struct {
     double kd_alpha, kd_temp;
     const char *teacher; /* comma-separated model files, or NULL */
     char teacher_buf[4096];
-    int order, head, flip, out_given;
+    int order, head, flip, out_given, kd_given;
 } train_opts;
 
 static void train_defaults(train_opts *o) {
@@ -547,6 +547,7 @@ static int parse_train(train_opts *o, int argc, char **argv) {
                                : cli_float(a, v, nums[k].dlo, nums[k].dhi, nums[k].dp))
                     return -1;
                 done = 1;
+                o->kd_given |= !strncmp(a, "--kd-", 5);
             }
         if (done) continue;
         if (!strcmp(a, "--device")) {
@@ -660,6 +661,10 @@ int cmd_train_vision(int argc, char **argv) {
     int dev = mk_device_parse(o.device);
     if (dev < 0) {
         fprintf(stderr, "mambakit: %s\n", mk_last_error());
+        return 2;
+    }
+    if (o.kd_given && !o.teacher && !o.resume) {
+        fprintf(stderr, "mambakit: train vision: --kd-alpha / --kd-temp need --teacher\n");
         return 2;
     }
     char ckpt_path[4096], out_buf[4096];

@@ -689,7 +689,7 @@ int mil_model_save(const mil_model *m, const char *path) {
     mk_config_set_float(&cfg, "branch_drop", m->c.branch_drop);
     mk_config_set_float(&cfg, "dropout", m->c.dropout);
     mk_config_set(&cfg, "order", "%s", mil_order_names[m->c.order]);
-    if (m->c.aux > 0) { /* older readers then refuse nothing they could read before */
+    if (m->c.aux > 0) { /* written only when used: a model without the exit saves as it did before */
         mk_config_set_float(&cfg, "aux", m->c.aux);
         mk_config_set_int(&cfg, "aux_mix", m->c.aux_mix);
     }

@@ -69,6 +69,8 @@ else
   ok $? train_kd_resume_bitwise "rc=$rc $(tail -c 300 "$tmp/err")"
   msg=$($MK train vision $tiny --steps 2 --teacher "$tmp/nonexistent.mkm" --out "$tmp/kdbad.mkm" 2>&1); rc=$?
   [ $rc = 1 ] && grep -q "nonexistent.mkm" <<<"$msg" && [ ! -e "$tmp/kdbad.mkm" ]; ok $? train_kd_bad_teacher "rc=$rc $msg"
+  msg=$($MK train vision $tiny --steps 2 --kd-temp 3 --out "$tmp/kdbad.mkm" 2>&1); rc=$?
+  [ $rc = 2 ] && grep -q "need --teacher" <<<"$msg" && [ ! -e "$tmp/kdbad.mkm" ]; ok $? train_kd_needs_teacher "rc=$rc $msg"
 fi
 
 model="$here/models/vision.mkm"
