@@ -771,16 +771,16 @@ int cmd_train_vision(int argc, char **argv) {
                 mk_error("--teacher: at most %d models", MAX_TEACHERS);
                 goto fail;
             }
-            if (vision_model_load(&teach[n_teach], tok, 0, NULL)) goto fail;
-            vision_acts_init(&tacts[n_teach]);
-            n_teach++;
-            const vision_cfg *tc = &teach[n_teach - 1].cfg;
+            vision_model *t = &teach[n_teach];
+            if (vision_model_load(t, tok, 0, NULL)) goto fail;
+            vision_acts_init(&tacts[n_teach++]);
+            const vision_cfg *tc = &t->cfg;
             if (tc->img_h != H || tc->img_w != W || tc->img_c != 1 || tc->n_class != 10) {
                 mk_error("%s: teacher input %dx%dx%d / %d classes does not match Fashion-MNIST", tok, tc->img_h, tc->img_w,
                          tc->img_c, tc->n_class);
                 goto fail;
             }
-            use_device(&teach[n_teach - 1], dev);
+            use_device(t, dev);
         }
         if (!n_teach) {
             mk_error("--teacher: no model file named");
@@ -854,8 +854,12 @@ int cmd_train_vision(int argc, char **argv) {
             memset(tprob, 0, sizeof(float) * (size_t)nb * 10);
             for (int j = 0; j < n_teach; j++) {
                 const float a = m.cfg.std[0] / teach[j].cfg.std[0], c = (m.cfg.mean[0] - teach[j].cfg.mean[0]) / teach[j].cfg.std[0];
-                for (size_t k = 0; k < (size_t)nb * HW; k++) timg[k] = img[k] * a + c;
-                vision_forward(&teach[j], &tacts[j], timg, nb, 0, NULL);
+                const float *tin = img; /* a teacher trained on the same statistics takes the batch as it is */
+                if (a != 1.f || c != 0.f) {
+                    for (size_t k = 0; k < (size_t)nb * HW; k++) timg[k] = img[k] * a + c;
+                    tin = timg;
+                }
+                vision_forward(&teach[j], &tacts[j], tin, nb, 0, NULL);
                 for (size_t k = 0; k < (size_t)nb * 10; k++) tsm[k] = tacts[j].logits[k] / (float)o.kd_temp;
                 softmax_rows(tsm, tsm, nb, 10);
                 for (size_t k = 0; k < (size_t)nb * 10; k++) tprob[k] += tsm[k] / n_teach;
