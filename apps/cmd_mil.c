@@ -82,6 +82,9 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --aux W             mamba: train the same pooling and classifier on the embedding alone\n"
             "                      as well, loss + W x its loss (deep supervision; default %g = off)\n"
             "  --aux-mix           with --aux: predict from the mean of the two exits' logits\n"
+            "  --attend e|h        mamba: compute the attention weights on the embedding e (the\n"
+            "                      order-free path) or on the SR-Mamba output h; h is pooled either way\n"
+            "                      (default %s)\n"
             "  --epochs N          training epochs (default %d)\n"
             "  --lr X              peak AdamW learning rate, warmup + cosine (default %g)\n"
             "  --weight-decay X    AdamW weight decay (default %g)\n"
@@ -94,7 +97,7 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --device D          cpu | cuda: where the SR-Mamba backbone runs (default cpu; cuda\n"
             "                      falls back to the CPU with a notice; small bags run faster on the CPU)\n" ENCODER_HELP,
             mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate, o->c.branch_drop,
-            o->c.dropout, mil_order_names[o->c.order], o->c.aux,
+            o->c.dropout, mil_order_names[o->c.order], o->c.aux, o->c.attend_e ? "e" : "h",
             o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.clip, o->t.seed);
 }
 
@@ -149,6 +152,15 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
             return -1;
         }
         o->c.order = k;
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--attend")) {
+        if (!v || (strcmp(v, "e") && strcmp(v, "h"))) {
+            fprintf(stderr, "mambakit: --attend: '%s' is not one of e, h\n", v ? v : "");
+            return -1;
+        }
+        o->c.attend_e = !strcmp(v, "e");
         (*i)++;
         return 1;
     }
@@ -242,8 +254,8 @@ static void paired_print(const model_runs *pr, int nt, int repeats, int json, co
     paired_diff(&pr[0], &pr[1], repeats, da, du, &wa, &wu);
     if (json)
         printf("{\"bench\":\"%s_paired\",%s\"%s\":%s,\"model\":\"%s\",\"minus\":\"%s\",\"runs\":%d,"
-               "\"accuracy_diff_mean\":%.4f,\"accuracy_diff_std\":%.4f,\"accuracy_not_worse\":%d,"
-               "\"auc_diff_mean\":%.4f,\"auc_diff_std\":%.4f,\"auc_not_worse\":%d}\n",
+               "\"accuracy_diff_mean\":%.6f,\"accuracy_diff_std\":%.6f,\"accuracy_not_worse\":%d,"
+               "\"auc_diff_mean\":%.6f,\"auc_diff_std\":%.6f,\"auc_not_worse\":%d}\n",
                bench, extra, key, val, mil_type_names[types[0]], mil_type_names[types[1]], repeats, mean_of(da, repeats),
                std_of(da, repeats), wa, mean_of(du, repeats), std_of(du, repeats), wu);
     else {
@@ -1134,9 +1146,9 @@ int cmd_bench_mil(int argc, char **argv) {
     }
     if (!json)
         printf("\nMIL benchmark: d_model %d, attention hidden %d, SR-Mamba %d layers stride %d d_state %d, residual gate %d,\n"
-               "%s order, branch drop %g, dropout %g, auxiliary exit %g%s, %d epochs, AdamW lr %g wd %g, clip %g, batch %d bag(s), seed %lu, %d thread(s)%s\n",
+               "%s order, attention on %s, branch drop %g, dropout %g, auxiliary exit %g%s, %d epochs, AdamW lr %g wd %g, clip %g, batch %d bag(s), seed %lu, %d thread(s)%s\n",
                o.c.D, o.c.H, o.c.n_layer, o.c.stride, o.c.d_state, o.c.res_gate, mil_order_names[o.c.order],
-               o.c.branch_drop, o.c.dropout, o.c.aux, o.c.aux_mix ? " (mixed into the prediction)" : "",
+               o.c.attend_e ? "e" : "h", o.c.branch_drop, o.c.dropout, o.c.aux, o.c.aux_mix ? " (mixed into the prediction)" : "",
                o.t.epochs, o.t.lr, o.t.weight_decay, o.t.clip, o.t.batch, o.t.seed, mk_num_threads(),
                o.t.shuffle_inst ? ",\ntraining bags in a new random instance order each time (--shuffle-instances)" : "");
     if (do_sets) {

@@ -46,7 +46,8 @@ static int build(mil_model *m, const mil_cfg *c, unsigned long seed, const char 
     if (c->type < 0 || c->type >= MIL_NTYPES || c->F < 1 || c->F > MIL_MAX_FEATURES || c->D < 1 || c->D > 4096 ||
         c->H < 1 || c->H > 4096 || c->n_layer < 0 || c->n_layer > 32 || c->stride < 0 || c->d_state < 1 ||
         !(c->dropout >= 0 && c->dropout < 1) || !(c->branch_drop >= 0 && c->branch_drop < 1) || c->order < 0 ||
-        c->order >= MIL_NORDERS || !(c->aux >= 0 && c->aux <= 100) || c->aux_mix < 0 || c->aux_mix > 1) {
+        c->order >= MIL_NORDERS || !(c->aux >= 0 && c->aux <= 100) || c->aux_mix < 0 || c->aux_mix > 1 ||
+        c->attend_e < 0 || c->attend_e > 1) {
         mk_error("invalid MIL model config (type %d, F %d, D %d, H %d, layers %d, stride %d, d_state %d)", c->type,
                  c->F, c->D, c->H, c->n_layer, c->stride, c->d_state);
         return -1;
@@ -214,6 +215,8 @@ static size_t bag_floats(const mil_cfg *c, int L) {
 
 /* the auxiliary exit exists where h differs from e */
 static int aux_on(const mil_model *m) { return m->has_bb && m->c.aux > 0 && m->att_V >= 0; }
+/* attention computed on e rather than h (--attend e), where the two differ */
+static int attend_e(const mil_model *m) { return m->has_bb && m->c.attend_e && m->att_V >= 0; }
 
 static void ensure(mil_model *m, int L) {
     const mil_cfg *c = &m->c;
@@ -252,14 +255,17 @@ static void ensure(mil_model *m, int L) {
 static float *scratch(mil_model *m) { return m->z2 + m->c.D; }
 
 /* attention / mean / max pooling of rows v (L, D) and the classifier: returns the logit.
- * t, g (L, H), s, a (L) and z (D) keep what pool_backward needs; a is the attention
- * (mean: 1/L; max: the share of the D channels an instance wins, argmaxes in m->amax). */
-static float pool_forward(mil_model *m, const float *v, int L, float *t, float *g, float *s, float *a, float *z) {
+ * The attention weights are computed on the rows k (L, D): v itself, or the embedding e
+ * with --attend e. t, g (L, H), s, a (L) and z (D) keep what pool_backward needs; a is the
+ * attention (mean: 1/L; max: the share of the D channels an instance wins, argmaxes in
+ * m->amax). */
+static float pool_forward(mil_model *m, const float *k, const float *v, int L, float *t, float *g, float *s, float *a,
+                          float *z) {
     const mil_cfg *c = &m->c;
     const mk_params *p = &m->p;
     const int D = c->D;
     if (m->att_V >= 0) {
-        att_logits(m, v, L, t, g, s);
+        att_logits(m, k, L, t, g, s);
         float smax = -INFINITY;
         for (int i = 0; i < L; i++)
             if (s[i] > smax) smax = s[i];
@@ -292,10 +298,11 @@ static float pool_forward(mil_model *m, const float *v, int L, float *t, float *
     return lg;
 }
 
-/* backward of pool_forward for d loss / d logit: parameter grads +=, dv (L, D) +=;
- * dt, dg (L, H) and da (L) are scratch */
-static void pool_backward(mil_model *m, const float *v, int L, const float *t, const float *g, const float *a,
-                          const float *z, float dlogit, float *dv, float *dt, float *dg, float *da) {
+/* backward of pool_forward for d loss / d logit: parameter grads +=, dk and dv (L, D) +=
+ * (the same buffer when k == v); dt, dg (L, H) and da (L) are scratch */
+static void pool_backward(mil_model *m, const float *k, const float *v, int L, const float *t, const float *g,
+                          const float *a, const float *z, float dlogit, float *dk, float *dv, float *dt, float *dg,
+                          float *da) {
     const mil_cfg *c = &m->c;
     const mk_params *p = &m->p;
     const int D = c->D, H = c->H;
@@ -338,11 +345,11 @@ static void pool_backward(mil_model *m, const float *v, int L, const float *t, c
             }
         }
         /* through tanh / sigmoid (they use their outputs) in place */
-        for (size_t k = 0; k < LH; k++) dt[k] *= 1.f - t[k] * t[k];
-        linear_backward(dv, mk_grad(p, m->att_V), mk_grad(p, m->att_Vb), dt, v, mk_param(p, m->att_V), L, D, H);
+        for (size_t q = 0; q < LH; q++) dt[q] *= 1.f - t[q] * t[q];
+        linear_backward(dk, mk_grad(p, m->att_V), mk_grad(p, m->att_Vb), dt, k, mk_param(p, m->att_V), L, D, H);
         if (m->att_U >= 0) {
-            for (size_t k = 0; k < LH; k++) dg[k] *= g[k] * (1.f - g[k]);
-            linear_backward(dv, mk_grad(p, m->att_U), mk_grad(p, m->att_Ub), dg, v, mk_param(p, m->att_U), L, D, H);
+            for (size_t q = 0; q < LH; q++) dg[q] *= g[q] * (1.f - g[q]);
+            linear_backward(dk, mk_grad(p, m->att_U), mk_grad(p, m->att_Ub), dg, k, mk_param(p, m->att_U), L, D, H);
         }
     } else if (c->type == MIL_MEAN) {
         for (int i = 0; i < L; i++)
@@ -397,13 +404,15 @@ float mil_forward(mil_model *m, const float *x, int L, int training) {
     } else {
         memcpy(m->h, m->e, sizeof(float) * LD);
     }
-    m->logit = pool_forward(m, m->h, L, m->t, m->g, m->s, m->a, m->z);
+    /* --attend e: which instances matter is learned on the order-free embedding (the same
+     * logits, without dropout, chose the score order); the branch only changes what is pooled */
+    m->logit = pool_forward(m, attend_e(m) ? m->e : m->h, m->h, L, m->t, m->g, m->s, m->a, m->z);
     /* the auxiliary exit: the same pooling and classifier on the embedding alone (what ABMIL
      * would see), trained beside the main exit so that the sequence branch only refines a
      * model that already works without it */
     m->aux_logit = 0.f;
     if (aux_on(m)) {
-        m->aux_logit = pool_forward(m, m->e, L, m->t2, m->g2, m->s2, m->a2, m->z2);
+        m->aux_logit = pool_forward(m, m->e, m->e, L, m->t2, m->g2, m->s2, m->a2, m->z2);
         if (!training && c->aux_mix) m->logit = 0.5f * (m->logit + m->aux_logit);
     }
     m->prob = mk_sigmoidf(m->logit);
@@ -417,11 +426,12 @@ void mil_backward(mil_model *m, float dlogit, float dlogit_aux) {
     const size_t LD = (size_t)L * D, LH = (size_t)L * H;
     float *dh = scratch(m), *de = dh + LD, *dt = de + LD, *dg = dt + LH, *da = dg + LH;
     memset(dh, 0, sizeof(float) * LD);
-    pool_backward(m, m->h, L, m->t, m->g, m->a, m->z, dlogit, dh, dt, dg, da);
     memset(de, 0, sizeof(float) * LD);
+    const int ae = attend_e(m);
+    pool_backward(m, ae ? m->e : m->h, m->h, L, m->t, m->g, m->a, m->z, dlogit, ae ? de : dh, dh, dt, dg, da);
     if (m->gamma >= 0) {
         /* h = e + s gamma * m_out: dgamma = s sum_i dh_i * m_out_i; dm_out = s gamma * dh (in m_out) */
-        memcpy(de, dh, sizeof(float) * LD);
+        for (size_t q = 0; q < LD; q++) de[q] += dh[q];
         const float sc = m->branch_scale;
         if (sc != 0.f) {
             const float *gm = mk_param(p, m->gamma);
@@ -437,9 +447,10 @@ void mil_backward(mil_model *m, float dlogit, float dlogit_aux) {
     } else if (m->has_bb) {
         mamba_backbone_backward(&m->bb, &m->acts, de, dh);
     } else {
-        memcpy(de, dh, sizeof(float) * LD);
+        for (size_t q = 0; q < LD; q++) de[q] += dh[q];
     }
-    if (aux_on(m) && dlogit_aux != 0.f) pool_backward(m, m->e, L, m->t2, m->g2, m->a2, m->z2, dlogit_aux, de, dt, dg, da);
+    if (aux_on(m) && dlogit_aux != 0.f)
+        pool_backward(m, m->e, m->e, L, m->t2, m->g2, m->a2, m->z2, dlogit_aux, de, de, dt, dg, da);
     /* dropout (in place on e), relu, embedding */
     if (m->training && c->dropout > 0)
         for (size_t k = 0; k < LD; k++) de[k] *= m->dmask[k];
@@ -693,6 +704,7 @@ int mil_model_save(const mil_model *m, const char *path) {
         mk_config_set_float(&cfg, "aux", m->c.aux);
         mk_config_set_int(&cfg, "aux_mix", m->c.aux_mix);
     }
+    if (m->c.attend_e) mk_config_set(&cfg, "attend", "e"); /* likewise */
     return mk_ckpt_save(path, &cfg, &m->p, 0);
 }
 
@@ -754,6 +766,12 @@ int mil_model_load(mil_model *m, const char *path) {
         return -1;
     }
     c.aux = (float)ax, c.aux_mix = (int)mx;
+    const char *at = mk_config_get(&cfg, "attend"); /* absent: attention on h */
+    if (at && strcmp(at, "e") && strcmp(at, "h")) {
+        mk_error("%s: attend must be e or h, not '%s'", path, at);
+        return -1;
+    }
+    c.attend_e = at && !strcmp(at, "e");
     if (build(m, &c, 1, path)) return -1;
     if (mk_ckpt_load(path, "mil", &cfg, &m->p, 0)) {
         mil_model_free(m);

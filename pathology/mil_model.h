@@ -16,6 +16,7 @@
  *         (core/mamba.h backbone: G = 2 orders, LayerNorm pre-norm, sum merge)
  *   a   = softmax_i( w^T tanh(V h_i + bV) )                     plain attention
  *   a   = softmax_i( w^T (tanh(V h_i + bV) * sigm(U h_i + bU)) ) gated attention
+ *         attend_e (MIL_MAMBA): the same with e_i in place of h_i; z still pools h
  *   z   = sum_i a_i h_i   (or the mean / element-wise max of h for those baselines)
  *   p   = sigmoid(wc . z + bc)
  *   aux > 0 (MIL_MAMBA): the same pooling and classifier on e give a second logit l_e;
@@ -62,6 +63,7 @@ typedef struct {
     float aux;    /* MIL_MAMBA: weight of an auxiliary loss on the embedding's own exit, the same
                      pooling and classifier applied to e instead of h (0 = none) */
     int aux_mix;  /* with aux: predict from the mean of the two exits' logits (else h's alone) */
+    int attend_e; /* MIL_MAMBA: the pooling's attention weights from e, pooling h (else from h) */
 } mil_cfg;
 
 void mil_cfg_default(mil_cfg *c, int type, int F);

@@ -149,12 +149,12 @@ static int kinks_crossed(const kinks *k, const mil_model *m) {
     return m->c.type == MIL_MAX && memcmp(k->amax, m->amax, sizeof(int) * k->D);
 }
 
-static void gradcheck_aux(const char *name, int type, int gated, int L, int stride, int res_gate, int order, float aux,
-                          int aux_mix) {
+static void gradcheck_full(const char *name, int type, int gated, int L, int stride, int res_gate, int order, float aux,
+                           int aux_mix, int attend_e) {
     mil_cfg c;
     mil_cfg_default(&c, type, 5);
     c.D = 8, c.H = 6, c.n_layer = 2, c.stride = stride, c.d_state = 4, c.gated = gated, c.res_gate = res_gate;
-    c.order = order, c.aux = aux, c.aux_mix = aux_mix;
+    c.order = order, c.aux = aux, c.aux_mix = aux_mix, c.attend_e = attend_e;
     mil_model m;
     if (mil_model_create(&m, &c, 42)) {
         test_report(0, name, "%s", mk_last_error());
@@ -219,6 +219,11 @@ static void gradcheck_aux(const char *name, int type, int gated, int L, int stri
     free(kk.base);
     free(x);
     mil_model_free(&m);
+}
+
+static void gradcheck_aux(const char *name, int type, int gated, int L, int stride, int res_gate, int order, float aux,
+                          int aux_mix) {
+    gradcheck_full(name, type, gated, L, stride, res_gate, order, aux, aux_mix, 0);
 }
 
 static void gradcheck_cfg(const char *name, int type, int gated, int L, int stride, int res_gate, int order) {
@@ -515,6 +520,69 @@ static void test_aux(void) {
     if (!refused) mil_model_free(&m);
 }
 
+/* --attend e: the pooling's weights are the attention of the embedding e (checked against
+ * an independent double-precision softmax of w^T tanh(V e_i + b)), they differ from the
+ * weights on h, the pooled vector is sum a_i h_i, and a model file keeps the choice. */
+static void test_attend_e(void) {
+    mil_cfg c;
+    mil_cfg_default(&c, MIL_MAMBA, 4);
+    c.D = 8, c.H = 6, c.d_state = 4, c.stride = 3, c.order = MIL_ORDER_SCORE, c.attend_e = 1;
+    mil_model m;
+    if (mil_model_create(&m, &c, 5)) {
+        test_report(0, "attend_e", "%s", mk_last_error());
+        return;
+    }
+    for (int d = 0; d < c.D; d++) mk_param(&m.p, m.gamma)[d] = 0.5f - 0.1f * d;
+    enum { L = 9 };
+    mk_rng r;
+    mk_rng_seed(&r, 3);
+    float x[L * 4];
+    for (int i = 0; i < L * 4; i++) x[i] = mk_rng_normal(&r);
+    float pe = mil_forward(&m, x, L, 0);
+    const float *V = mk_param(&m.p, m.att_V), *Vb = mk_param(&m.p, m.att_Vb), *w = mk_param(&m.p, m.att_w);
+    double s[L], se[L], sh[L], tot = 0, toth = 0, zerr = 0, aerr = 0, hdiff = 0;
+    for (int i = 0; i < L; i++) {
+        double ae = 0, ah = 0;
+        for (int k = 0; k < c.H; k++) {
+            double te = Vb[k], th = Vb[k];
+            for (int d = 0; d < c.D; d++) {
+                te += (double)V[k * c.D + d] * m.e[i * c.D + d];
+                th += (double)V[k * c.D + d] * m.h[i * c.D + d];
+            }
+            ae += w[k] * tanh(te);
+            ah += w[k] * tanh(th);
+        }
+        s[i] = ae, sh[i] = ah;
+    }
+    for (int i = 0; i < L; i++) tot += (se[i] = exp(s[i])), toth += exp(sh[i]);
+    for (int i = 0; i < L; i++) {
+        aerr = fmax(aerr, fabs(se[i] / tot - m.a[i]));
+        hdiff = fmax(hdiff, fabs(exp(sh[i]) / toth - m.a[i]));
+    }
+    for (int d = 0; d < c.D; d++) {
+        double zd = 0;
+        for (int i = 0; i < L; i++) zd += se[i] / tot * m.h[i * c.D + d];
+        zerr = fmax(zerr, fabs(zd - m.z[d]));
+    }
+    m.c.attend_e = 0;
+    float ph = mil_forward(&m, x, L, 0);
+    m.c.attend_e = 1;
+    test_report(aerr < 1e-6 && zerr < 1e-5 && hdiff > 1e-4 && pe != ph, "attend_e",
+                "attention vs double softmax on e %.1e, pooled h %.1e; differs from attention on h by %.1e; p %.6f vs %.6f",
+                aerr, zerr, hdiff, pe, ph);
+    char path[] = "/tmp/mk_test_mil_att_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    mil_model m2;
+    int ok = fd >= 0 && !mil_model_save(&m, path) && !mil_model_load(&m2, path);
+    float p2 = ok ? mil_forward(&m2, x, L, 0) : -1.f;
+    test_report(ok && m2.c.attend_e == 1 && p2 == pe, "attend_e_save_load", "attend_e %d, p %.7f vs %.7f",
+                ok ? m2.c.attend_e : -1, p2, pe);
+    if (ok) mil_model_free(&m2);
+    unlink(path);
+    mil_model_free(&m);
+}
+
 int main(void) {
     mk_quiet = 1;
     omp_set_num_threads(1); /* tiny bags: threads only add contention */
@@ -535,8 +603,12 @@ int main(void) {
     gradcheck_aux("grad_mamba_aux", MIL_MAMBA, 0, 13, 3, 1, MIL_ORDER_SCORE, 0.7f, 0);
     gradcheck_aux("grad_mamba_aux_gated_nogate", MIL_MAMBA, 1, 9, 4, 0, MIL_ORDER_NATURAL, 1.5f, 0);
     gradcheck_aux("grad_mamba_aux_mix", MIL_MAMBA, 0, 11, 3, 1, MIL_ORDER_SCORE, 1.f, 1);
+    gradcheck_full("grad_mamba_attend_e", MIL_MAMBA, 0, 13, 3, 1, MIL_ORDER_SCORE, 0.f, 0, 1);
+    gradcheck_full("grad_mamba_attend_e_gated_nogate", MIL_MAMBA, 1, 9, 4, 0, MIL_ORDER_NATURAL, 0.f, 0, 1);
+    gradcheck_full("grad_mamba_attend_e_aux", MIL_MAMBA, 0, 11, 3, 1, MIL_ORDER_SCORE, 0.7f, 0, 1);
     test_order_score();
     test_aux();
+    test_attend_e();
     test_paired();
     test_shuffle_instances();
     test_musk1();

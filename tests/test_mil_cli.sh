@@ -64,6 +64,16 @@ $MK mil train "$tmp/tr.csv" -o "$tmp/ax.mkm" $small --epochs 3 --lr 2e-3 --strid
   $MK info "$tmp/ax.mkm" 2>&1 | grep -q "aux_mix.*1" &&
   $MK mil predict "$tmp/te.csv" --model "$tmp/ax.mkm" --json 2>/dev/null | grep -c '"probability"' | grep -q '^40$'
 ok $? aux_train_predict
+# --attend e: the model file keeps it, predict's attention still sums to 1; a bad value is refused
+$MK mil train "$tmp/tr.csv" -o "$tmp/ae.mkm" $small --epochs 3 --lr 2e-3 --stride 4 --attend e 2>/dev/null &&
+  $MK info "$tmp/ae.mkm" 2>&1 | grep -qE "^ *attend +e$" &&
+  $MK mil predict "$tmp/te.csv" --model "$tmp/ae.mkm" --json 2>/dev/null > "$tmp/pae.jsonl" &&
+  awk -F'"attention":\\[' '{ sub(/\]\}$/, "", $2); n = split($2, a, ","); s = 0; for (i = 1; i <= n; i++) s += a[i];
+     if (n != 30 || s < 0.999 || s > 1.001) bad++ } END { exit bad > 0 || NR != 40 }' "$tmp/pae.jsonl"
+ok $? attend_e_train_predict
+msg=$($MK mil train "$tmp/tr.csv" -o "$tmp/ax2.mkm" --attend x 2>&1); rc=$?
+[ $rc = 2 ] && [ ! -e "$tmp/ax2.mkm" ] && grep -q -- "--attend: 'x'" <<<"$msg"
+ok $? attend_bad_value "rc=$rc msg=$msg"
 
 # conversion: binary and CSV give the same predictions; unlabeled bags predict
 $MK mil convert "$tmp/te.csv" -o "$tmp/te.bin" 2>/dev/null && $MK mil convert "$tmp/te.bin" -o "$tmp/te2.csv" 2>/dev/null
