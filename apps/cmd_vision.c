@@ -408,6 +408,7 @@ typedef struct {
     const char *teacher; /* comma-separated model files, or NULL */
     char teacher_buf[4096];
     int order, head, flip, out_given, kd_given;
+    int gpu_backbone_only; /* --gpu-step backbone */
 } train_opts;
 
 static void train_defaults(train_opts *o) {
@@ -488,7 +489,10 @@ static void train_help(void) {
            "  --seed N           initialisation and validation split (default %ld)\n"
            "  --data-seed N      order, augmentation and drop-path of the training batches (default:\n"
            "                     --seed); give each fine-tune cycle its own to see new samples\n"
-           "  --device D         cpu | cuda: where the Mamba backbone runs (default cpu)\n"
+           "  --device D         cpu | cuda: where the model trains (default cpu)\n"
+           "  --gpu-step S       full | backbone: with cuda, the whole step on the GPU (parameters\n"
+           "                     resident there), or the backbone alone with the patch embedding,\n"
+           "                     head and AdamW on the CPU (default full; distillation: backbone)\n"
            "distillation:\n"
            "  --teacher A[,B..]  train towards these models' averaged softened predictions on the same\n"
            "                     augmented batches as well as the labels (up to %d models; default none)\n"
@@ -553,6 +557,15 @@ static int parse_train(train_opts *o, int argc, char **argv) {
         if (!strcmp(a, "--device")) {
             if (opt_val(argc, argv, &i, &v)) return -1;
             o->device = v;
+            continue;
+        }
+        if (!strcmp(a, "--gpu-step")) {
+            if (opt_val(argc, argv, &i, &v)) return -1;
+            if (strcmp(v, "full") && strcmp(v, "backbone")) {
+                fprintf(stderr, "mambakit: train vision: --gpu-step: '%s' is not full or backbone\n", v);
+                return -1;
+            }
+            o->gpu_backbone_only = !strcmp(v, "backbone");
             continue;
         }
         if (!strcmp(a, "--teacher")) {
@@ -812,6 +825,17 @@ int cmd_train_vision(int argc, char **argv) {
                 o.teacher, o.kd_alpha, o.kd_temp);
     if (m.p.step >= total) fprintf(stderr, "train vision: checkpoint already at step %ld of %ld\n", m.p.step, total);
 
+    /* on a GPU the whole step (front end, loss, AdamW) stays on the device where the backend
+     * covers the model: no teachers (they run on the host), the class-token head */
+    mk_cls_frontend fe;
+    const int on_gpu = dev == MK_DEV_CUDA && m.bb.device == MK_DEV_CUDA;
+    const int resident = on_gpu && !o.gpu_backbone_only && !n_teach && !vision_model_frontend(&m, (float)o.smooth, &fe);
+    if (on_gpu)
+        fprintf(stderr, "train vision: %s\n",
+                resident ? "every op of the training step on the GPU (parameters resident; copied back for validation and checkpoints)"
+                : o.gpu_backbone_only ? "backbone on the GPU; patch embedding, head and AdamW on the CPU (--gpu-step backbone)"
+                : n_teach ? "backbone on the GPU; patch embedding, head, teachers and AdamW on the CPU (distillation)"
+                          : "backbone on the GPU; patch embedding, head and AdamW on the CPU (mean head)");
     order = mk_malloc(sizeof(int) * n_train);
     y = mk_malloc(sizeof(int) * B);
     img = mk_malloc(sizeof(float) * (size_t)B * HW);
@@ -865,14 +889,19 @@ int cmd_train_vision(int argc, char **argv) {
                 for (size_t k = 0; k < (size_t)nb * 10; k++) tprob[k] += tsm[k] / n_teach;
             }
         }
-        mk_params_zero_grad(&m.p);
-        vision_forward(&m, &acts, img, nb, 1, &rng);
         int hit;
-        float loss = n_teach ? vision_xent_kd(dlog, &hit, acts.logits, tprob, y, nb, 10, (float)o.smooth, (float)o.kd_alpha,
-                                              (float)o.kd_temp)
-                             : vision_xent_smooth(dlog, &hit, acts.logits, y, nb, 10, (float)o.smooth);
-        vision_backward(&m, &acts, dlog);
-        mk_adamw_step(&m.p, &oc);
+        float loss;
+        if (resident) {
+            if (mk_cuda_cls_train_step(&m.bb, &acts.ma, &fe, img, y, nb, m.orders, &oc, &rng, &loss, &hit)) goto fail;
+        } else {
+            mk_params_zero_grad(&m.p);
+            vision_forward(&m, &acts, img, nb, 1, &rng);
+            loss = n_teach ? vision_xent_kd(dlog, &hit, acts.logits, tprob, y, nb, 10, (float)o.smooth, (float)o.kd_alpha,
+                                            (float)o.kd_temp)
+                           : vision_xent_smooth(dlog, &hit, acts.logits, y, nb, 10, (float)o.smooth);
+            vision_backward(&m, &acts, dlog);
+            mk_adamw_step(&m.p, &oc);
+        }
         if (!isfinite(loss)) {
             mk_error("training diverged at step %ld (loss %g); lower --lr", step, loss);
             goto fail;
@@ -901,6 +930,9 @@ int cmd_train_vision(int argc, char **argv) {
         }
         int epoch_end = m.p.step % spe == 0 || m.p.step == total;
         int over_time = o.time_limit > 0 && mk_time() - t_start > o.time_limit * 60;
+        const int save_ckpt = epoch_end || over_time || m.p.step % o.ckpt_every == 0 || mk_time() - t_ckpt > 600;
+        /* the host's copy of the weights and moments, for validation and checkpoints */
+        if (resident && save_ckpt && mamba_backbone_cuda_sync_host(&m.bb)) goto fail;
         if (epoch_end) {
             double va = n_val ? evaluate(&m, &acts, &tr, val_idx, n_val, 256, NULL, 0, 0) : 0;
             int best = n_val ? va > best_val : 1;
@@ -917,7 +949,7 @@ int cmd_train_vision(int argc, char **argv) {
             fprintf(stderr, "epoch %ld/%ld: val acc %.2f%%%s  (%.1f min)\n", e + 1, o.epochs, 100 * va,
                     best ? ", best so far: saved" : "", (mk_time() - t_start) / 60);
         }
-        if (epoch_end || over_time || m.p.step % o.ckpt_every == 0 || mk_time() - t_ckpt > 600) {
+        if (save_ckpt) {
             if (mk_ckpt_save(ckpt_path, cf, &m.p, 1)) goto fail;
             t_ckpt = mk_time();
         }

@@ -109,6 +109,11 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
     return NAN;
 }
 int mamba_backbone_cuda_sync_host(mamba_backbone *m) { return 0; }
+int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, const int *y,
+                           int B, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng, float *loss, int *correct) {
+    mk_error("this build has no CUDA support");
+    return -1;
+}
 int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
     mk_error("this build has no CUDA support");
     return -1;
@@ -134,6 +139,10 @@ typedef struct {
     size_t orders_n, dpm_n;
     float *io;       /* (T, D) x/out/dout/dx staging */
     float *tgt;      /* (T, D) */
+    float *fe;       /* a classifier's front-end and head activations (mk_cuda_cls_train_step) */
+    size_t fe_n;
+    int *yd;         /* (B) labels */
+    int yd_n;
 } cuda_bb;
 
 typedef struct {
@@ -208,6 +217,8 @@ static void bb_free(cuda_bb *c) {
     mkc_free(c->dpm_d);
     mkc_free(c->io);
     mkc_free(c->tgt);
+    mkc_free(c->fe);
+    mkc_free(c->yd);
     free(c->orders_h);
     free(c->dpm_h);
     free(c);
@@ -576,29 +587,56 @@ fail:
     abort();
 }
 
+/* AdamW moments on the device, from the host's if it has any; 0 or -1 with mk_error */
+static int bb_moments(const mamba_backbone *m, cuda_bb *c) {
+    if (c->Mo) return 0;
+    const mk_params *p = m->p;
+    c->Mo = mkc_malloc(sizeof(float) * c->total);
+    c->Vo = mkc_malloc(sizeof(float) * c->total);
+    if (!c->Mo || !c->Vo) {
+        mkc_free(c->Mo);
+        mkc_free(c->Vo);
+        c->Mo = c->Vo = NULL;
+        mk_error("CUDA: out of device memory for AdamW moments");
+        return -1;
+    }
+    /* continue from the host's moments if it has any */
+    if (p->m && p->v) {
+        if (mkc_upload(c->Mo, p->m, sizeof(float) * c->total) || mkc_upload(c->Vo, p->v, sizeof(float) * c->total)) {
+            mk_error("CUDA: %s", mkc_last_error());
+            return -1;
+        }
+    } else {
+        mkc_memset0(c->Mo, sizeof(float) * c->total);
+        mkc_memset0(c->Vo, sizeof(float) * c->total);
+    }
+    return 0;
+}
+
+/* Global-norm clip + AdamW over the whole table on the device (mk_adamw_step's math: a
+ * non-finite norm skips the update, weights, moments and step unchanged) */
+static void bb_adamw(mamba_backbone *m, cuda_bb *c, const mk_adamw_cfg *cfg) {
+    mk_params *p = m->p;
+    double ss = mkc_sumsq(c->G, c->total);
+    float norm = (float)sqrt(ss);
+    if (!isfinite(norm)) return;
+    float gscale = 1.f;
+    if (cfg->clip > 0 && norm > cfg->clip) gscale = cfg->clip / (norm + 1e-6f);
+    float lr = mk_lr_at(cfg, p->step);
+    long t = p->step + 1;
+    float bc1 = 1.f - powf(cfg->beta1, (float)t), bc2 = 1.f - powf(cfg->beta2, (float)t);
+    mkc_adamw(c->P, c->G, c->Mo, c->Vo, c->decay, c->total, lr, cfg->beta1, cfg->beta2, cfg->eps,
+              cfg->weight_decay, gscale, bc1, bc2);
+    p->step++;
+}
+
 float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const float *x, const float *target, int B,
                                      int L, const int *const *orders, const mk_adamw_cfg *cfg, mk_rng *rng) {
     if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return NAN;
     cuda_bb *c = bb_get(m);
     if (!c) return NAN;
-    mk_params *p = m->p;
     size_t TD = (size_t)B * L * m->D;
-    if (!c->Mo) {
-        c->Mo = mkc_malloc(sizeof(float) * c->total);
-        c->Vo = mkc_malloc(sizeof(float) * c->total);
-        if (!c->Mo || !c->Vo) {
-            mk_error("CUDA: out of device memory for AdamW moments");
-            return NAN;
-        }
-        /* continue from the host's moments if it has any */
-        if (p->m && p->v) {
-            if (mkc_upload(c->Mo, p->m, sizeof(float) * c->total) || mkc_upload(c->Vo, p->v, sizeof(float) * c->total))
-                return NAN;
-        } else {
-            mkc_memset0(c->Mo, sizeof(float) * c->total);
-            mkc_memset0(c->Vo, sizeof(float) * c->total);
-        }
-    }
+    if (bb_moments(m, c)) return NAN;
     if (bb_prepare(m, c, a, B, L, orders, 1, rng)) return NAN;
     c->resident = 1;
     if (mkc_upload(c->io, x, sizeof(float) * TD) || mkc_upload(c->tgt, target, sizeof(float) * TD)) return NAN;
@@ -608,23 +646,146 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
     mkc_memset0(c->G, sizeof(float) * c->total);
     c->fwd_ok = 1;
     bb_backward_dev(m, c, c->tgt);
-    /* clip + AdamW (mk_adamw_step's math) */
-    double ss = mkc_sumsq(c->G, c->total);
-    float norm = (float)sqrt(ss);
-    float gscale = 1.f;
-    if (cfg->clip > 0 && norm > cfg->clip) gscale = cfg->clip / (norm + 1e-6f);
-    if (!isfinite(norm)) gscale = 0.f;
-    float lr = mk_lr_at(cfg, p->step);
-    long t = p->step + 1;
-    float bc1 = 1.f - powf(cfg->beta1, (float)t), bc2 = 1.f - powf(cfg->beta2, (float)t);
-    mkc_adamw(c->P, c->G, c->Mo, c->Vo, c->decay, c->total, lr, cfg->beta1, cfg->beta2, cfg->eps,
-              cfg->weight_decay, gscale, bc1, bc2);
-    p->step++;
+    bb_adamw(m, c, cfg);
     if (mkc_sync()) {
         mk_error("CUDA train step: %s", mkc_last_error());
         return NAN;
     }
     return loss;
+}
+
+/* Device buffers of a classifier step, carved from one allocation (each start a multiple of
+ * 4 floats); with base NULL only the size is computed. Returns the floats needed. */
+typedef struct {
+    float *img, *cols1, *pre1, *act1, *dact1, *cols, *dcols, *tmp, *x, *out, *feat, *logits, *dlogits, *dfeat, *dout,
+        *loss, *hit;
+} cls_bufs;
+static size_t cls_layout(const mk_cls_frontend *f, int D, int B, float *base, cls_bufs *o) {
+    const size_t S1 = (size_t)f->in_h * f->in_w, P = (size_t)f->gh * f->gw, L = P + 1;
+    const size_t F = (size_t)f->in_c * f->kernel * f->kernel, st = f->stem ? 1 : 0, Bz = (size_t)B;
+    const size_t n[] = {Bz * f->img_h * f->img_w * f->img_c, /* img */
+                        st * Bz * S1 * f->img_c * 16,        /* cols1 */
+                        st * Bz * S1 * f->stem,              /* pre1 */
+                        st * Bz * S1 * f->stem,              /* act1 */
+                        st * Bz * S1 * f->stem,              /* dact1 */
+                        Bz * P * F,                          /* cols */
+                        st * Bz * P * F,                     /* dcols */
+                        Bz * P * D,                          /* tmp */
+                        Bz * L * D,                          /* x */
+                        Bz * L * D,                          /* out */
+                        Bz * D,                              /* feat */
+                        Bz * f->n_class,                     /* logits */
+                        Bz * f->n_class,                     /* dlogits */
+                        Bz * D,                              /* dfeat */
+                        Bz * L * D,                          /* dout */
+                        Bz,                                  /* loss */
+                        Bz};                                 /* hit */
+    float **dst[] = {&o->img, &o->cols1, &o->pre1, &o->act1, &o->dact1, &o->cols, &o->dcols, &o->tmp, &o->x,
+                     &o->out, &o->feat, &o->logits, &o->dlogits, &o->dfeat, &o->dout, &o->loss, &o->hit};
+    size_t at = 0;
+    for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
+        *dst[k] = base ? base + at : NULL;
+        at += pad4(n[k]);
+    }
+    return at;
+}
+
+int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, const int *y,
+                           int B, const int *const *orders, const mk_adamw_cfg *cfg, mk_rng *rng, float *loss_out,
+                           int *correct) {
+    if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    const mk_params *p = m->p;
+    const int D = m->D, P = f->gh * f->gw, L = P + 1, K = f->n_class, F = f->in_c * f->kernel * f->kernel;
+    const int S1 = f->in_h * f->in_w;
+    if (B < 1 || f->patch_w < 0 || f->pos < 0 || f->cls < 0 || f->head_w < 0 || (f->stem && f->stem_w < 0)) {
+        mk_error("CUDA classifier step: incomplete front end");
+        return -1;
+    }
+    cls_bufs o;
+    size_t need = cls_layout(f, D, B, NULL, &o);
+    if (need > c->fe_n) {
+        mkc_free(c->fe);
+        c->fe = mkc_malloc(sizeof(float) * need);
+        c->fe_n = c->fe ? need : 0;
+    }
+    if (B > c->yd_n) {
+        mkc_free(c->yd);
+        c->yd = mkc_malloc(sizeof(int) * B);
+        c->yd_n = c->yd ? B : 0;
+    }
+    if (!c->fe || !c->yd) {
+        mk_error("CUDA: out of device memory for the classifier's activations (batch %d)", B);
+        return -1;
+    }
+    cls_layout(f, D, B, c->fe, &o);
+    if (bb_moments(m, c)) return -1;
+    /* the same draws as vision_forward: orders and drop-path masks, in mamba.c's order */
+    if (bb_prepare(m, c, a, B, L, orders, 1, rng)) return -1;
+    c->resident = 1;
+    if (mkc_upload(o.img, img, sizeof(float) * (size_t)B * f->img_h * f->img_w * f->img_c) ||
+        mkc_upload(c->yd, y, sizeof(int) * B)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+
+    /* forward: vision_forward op for op */
+    const float *map = o.img;
+    if (f->stem) {
+        mkc_im2col(o.cols1, o.img, B, f->img_h, f->img_w, f->img_c, 4, 2, f->in_h, f->in_w);
+        mkc_linear_forward(o.pre1, o.cols1, DP(f->stem_w), DP(f->stem_b), B * S1, f->img_c * 16, f->stem);
+        mkc_gelu_forward(o.act1, o.pre1, (size_t)B * S1 * f->stem);
+        map = o.act1;
+    }
+    mkc_im2col(o.cols, map, B, f->in_h, f->in_w, f->in_c, f->kernel, f->patch, f->gh, f->gw);
+    mkc_linear_forward(o.tmp, o.cols, DP(f->patch_w), DP(f->patch_b), B * P, F, D);
+    mkc_tokens(o.x, o.tmp, DP(f->pos), DP(f->cls), B, P, D);
+    bb_forward_dev(m, c, o.out, o.x);
+    mkc_split_cols(o.feat, o.out, B, L * D, P * D, D); /* the class token's row */
+    mkc_linear_forward(o.logits, o.feat, DP(f->head_w), DP(f->head_b), B, D, K);
+    mkc_xent_smooth(o.dlogits, o.loss, o.hit, o.logits, c->yd, B, K, f->smooth);
+
+    /* backward: vision_backward op for op */
+    mkc_memset0(c->G, sizeof(float) * c->total);
+    mkc_memset0(o.dfeat, sizeof(float) * (size_t)B * D);
+    mkc_linear_backward(o.dfeat, DG(f->head_w), DG(f->head_b), o.dlogits, o.feat, DP(f->head_w), B, D, K);
+    mkc_memset0(o.dout, sizeof(float) * (size_t)B * L * D);
+    mkc_merge_cols(o.dout, o.dfeat, B, L * D, P * D, D);
+    c->fwd_ok = 1;
+    const float *dx = bb_backward_dev(m, c, o.dout); /* d tokens (B, L, D), in the backbone's scratch */
+    mkc_colsum(DG(f->pos), dx, B, L * D);
+    mkc_split_cols(o.dfeat, dx, B, L * D, P * D, D);
+    mkc_colsum(DG(f->cls), o.dfeat, B, D);
+    mkc_split_cols(o.tmp, dx, B, L * D, 0, P * D); /* d patch embedding outputs (B * P, D) */
+    if (f->stem) mkc_memset0(o.dcols, sizeof(float) * (size_t)B * P * F);
+    mkc_linear_backward(f->stem ? o.dcols : NULL, DG(f->patch_w), DG(f->patch_b), o.tmp, o.cols, DP(f->patch_w), B * P,
+                        F, D);
+    if (f->stem) {
+        const size_t n1 = (size_t)B * S1 * f->stem;
+        mkc_memset0(o.dact1, sizeof(float) * n1);
+        mkc_col2im_add(o.dact1, o.dcols, B, f->in_h, f->in_w, f->in_c, f->kernel, f->patch, f->gh, f->gw);
+        float *dpre1 = o.act1; /* the GELU output is not needed any more */
+        mkc_memset0(dpre1, sizeof(float) * n1);
+        mkc_gelu_backward(dpre1, o.dact1, o.pre1, n1);
+        mkc_linear_backward(NULL, DG(f->stem_w), DG(f->stem_b), dpre1, o.cols1, DP(f->stem_w), B * S1, f->img_c * 16,
+                            f->stem);
+    }
+    bb_adamw(m, c, cfg);
+
+    float *h = mk_malloc(sizeof(float) * 2 * (size_t)B);
+    int rc = mkc_download(h, o.loss, sizeof(float) * B) || mkc_download(h + B, o.hit, sizeof(float) * B) || mkc_sync();
+    double loss = 0;
+    int hits = 0;
+    for (int b = 0; b < B; b++) loss += h[b], hits += h[B + b] > 0.5f;
+    free(h);
+    if (rc) {
+        mk_error("CUDA classifier step: %s", mkc_last_error());
+        return -1;
+    }
+    if (loss_out) *loss_out = (float)(loss / B);
+    if (correct) *correct = hits;
+    return 0;
 }
 
 int mamba_backbone_cuda_sync_host(mamba_backbone *m) {

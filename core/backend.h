@@ -64,6 +64,34 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
                                      int L, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng);
 int mamba_backbone_cuda_sync_host(mamba_backbone *m);
 
+/* A patch classifier around a backbone (vision/model.h describes one), for the resident
+ * GPU step below: shapes, and indices of its tensors in the backbone's parameter table
+ * (the model's whole table; -1 where absent). Input images (B, img_h, img_w, img_c),
+ * already normalised; an optional stem (conv 4x4 stride 2 pad 1 with `stem` channels, then
+ * GELU) makes the (in_h, in_w, in_c) map that the patch convolution (window kernel, stride
+ * patch, zero padding (kernel - patch) / 2) cuts into gh x gw = P tokens; token P is the
+ * class token; the head is linear on the class token's backbone output. */
+typedef struct {
+    int img_h, img_w, img_c;
+    int stem, stem_w, stem_b;
+    int in_h, in_w, in_c;
+    int kernel, patch, gh, gw;
+    int patch_w, patch_b, pos, cls;
+    int n_class, head_w, head_b;
+    float smooth; /* label smoothing of the softmax cross-entropy */
+} mk_cls_frontend;
+
+/* One resident training step of such a classifier on the GPU: patch embedding, backbone,
+ * head, cross-entropy with label smoothing, backward, global-norm clip and AdamW over the
+ * whole table (mk_adamw_step's math), with parameters, gradients, moments and every
+ * activation on the device: only the images and labels go up, the per-image losses and
+ * hits come down. The same random draws as vision_forward (orders, drop-path). Sets *loss
+ * (the mean) and *correct (argmax hits); returns 0, or -1 with mk_error (no device, shapes
+ * the kernels do not take, out of memory, a failed launch). Parameters stay on the GPU
+ * until mamba_backbone_cuda_sync_host. */
+int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, const int *y,
+                           int B, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng, float *loss, int *correct);
+
 /* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us
  * (median of reps, CUDA events, L2 flushed), res[2] the device's measured

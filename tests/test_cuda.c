@@ -20,6 +20,7 @@
 #include "core/scan.h"
 #include "core/util.h"
 #include "tests/test.h"
+#include "vision/model.h"
 
 #if MK_HAVE_CUDA
 #include "core/cuda/kernels.h"
@@ -605,6 +606,186 @@ static void check_training(void) {
     model_free(&cpu), model_free(&gpu), model_free(&res);
 }
 
+
+/* ------------------------------------------------- a patch classifier's front end */
+
+/* im2col against a double-precision reference written from the definition (window element
+ * (c, ky, kx) of cell (gy, gx) reads pixel (gy*s - pad + ky, gx*s - pad + kx), zero outside);
+ * col2im_add as its adjoint: <im2col(x), c> = <x, col2im(c)>, and against a reference
+ * scatter; both with odd sizes and overlapping windows. */
+static void check_im2col(int B, int H, int W, int C, int k, int s) {
+    const int pad = (k - s) / 2, gh = H / s, gw = W / s, F = C * k * k;
+    size_t ni = (size_t)B * H * W * C, nc = (size_t)B * gh * gw * F;
+    float *x = rnd(ni, -1, 1), *cc = rnd(nc, -1, 1), *ref = zeros(nc), *dimg0 = rnd(ni, -1, 1);
+    double *rimg = mk_calloc(ni, sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < gh; gy++)
+            for (int gx = 0; gx < gw; gx++)
+                for (int ch = 0; ch < C; ch++)
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int yy = gy * s - pad + ky, xx = gx * s - pad + kx;
+                            size_t ci = (((size_t)b * gh + gy) * gw + gx) * F + ((size_t)ch * k + ky) * k + kx;
+                            if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+                            size_t ii = (((size_t)b * H + yy) * W + xx) * C + ch;
+                            ref[ci] = x[ii];
+                            rimg[ii] += cc[ci];
+                        }
+    float *dx = up(x, ni), *dcols = mkc_malloc(sizeof(float) * nc), *dc = up(cc, nc), *dimg = up(dimg0, ni);
+    mkc_im2col(dcols, dx, B, H, W, C, k, s, gh, gw);
+    char nm[64];
+    snprintf(nm, sizeof nm, "im2col_k%d_s%d", k, s);
+    cmp(nm, dcols, ref, nc, 0);
+    mkc_col2im_add(dimg, dc, B, H, W, C, k, s, gh, gw);
+    float *want = zeros(ni);
+    for (size_t i = 0; i < ni; i++) want[i] = (float)(dimg0[i] + rimg[i]);
+    snprintf(nm, sizeof nm, "col2im_add_k%d_s%d", k, s);
+    cmp(nm, dimg, want, ni, 1e-6);
+    /* the adjoint identity on the device's own results */
+    float *hc = down(dcols, nc), *hi = down(dimg, ni);
+    double l = 0, r = 0, scale = 0;
+    for (size_t i = 0; i < nc; i++) l += (double)hc[i] * cc[i], scale += fabs((double)hc[i] * cc[i]);
+    for (size_t i = 0; i < ni; i++) r += (double)x[i] * (hi[i] - dimg0[i]);
+    snprintf(nm, sizeof nm, "im2col_adjoint_k%d_s%d", k, s);
+    test_report(fabs(l - r) <= 1e-5 * scale, nm, "<im2col x, c> %.6f, <x, col2im c> %.6f", l, r);
+    free(x), free(cc), free(ref), free(dimg0), free(rimg), free(want), free(hc), free(hi);
+    mkc_free(dx), mkc_free(dcols), mkc_free(dc), mkc_free(dimg);
+}
+
+static void check_gelu_tokens_xent(void) {
+    size_t n = 20011;
+    float *x = rnd(n, -9, 9), *g = rnd(n, -1, 1), *o = zeros(n), *gi = rnd(n, -1, 1), *gi2 = dup(gi, n);
+    float *dx = up(x, n), *dg = up(g, n), *dgi = up(gi, n), *dout_ = mkc_malloc(sizeof(float) * n);
+    gelu_forward(o, x, n), mkc_gelu_forward(dout_, dx, n);
+    gelu_backward(gi2, g, x, n), mkc_gelu_backward(dgi, dg, dx, n);
+    cmp("gelu_forward", dout_, o, n, 1e-5);
+    cmp("gelu_backward", dgi, gi2, n, 1e-5);
+    free(x), free(g), free(o), free(gi), free(gi2);
+    mkc_free(dx), mkc_free(dg), mkc_free(dgi), mkc_free(dout_);
+    /* tokens: patches + positional embedding, the class token at index P */
+    const int B = 3, P = 13, D = 24;
+    size_t nx = (size_t)B * (P + 1) * D;
+    float *pt = rnd((size_t)B * P * D, -1, 1), *pos = rnd((size_t)(P + 1) * D, -1, 1), *cls = rnd(D, -1, 1), *want = zeros(nx);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t <= P; t++)
+            for (int d = 0; d < D; d++)
+                want[((size_t)b * (P + 1) + t) * D + d] =
+                    (t < P ? pt[((size_t)b * P + t) * D + d] : cls[d]) + pos[(size_t)t * D + d];
+    float *dpt = up(pt, (size_t)B * P * D), *dpos = up(pos, (size_t)(P + 1) * D), *dcls = up(cls, D),
+          *dxx = mkc_malloc(sizeof(float) * nx);
+    mkc_tokens(dxx, dpt, dpos, dcls, B, P, D);
+    cmp("tokens", dxx, want, nx, 0);
+    free(pt), free(pos), free(cls), free(want);
+    mkc_free(dpt), mkc_free(dpos), mkc_free(dcls), mkc_free(dxx);
+    /* cross-entropy with label smoothing against vision_xent_smooth */
+    const int R = 37, K = 10;
+    float *lg = rnd((size_t)R * K, -6, 6), *dl = zeros((size_t)R * K);
+    int y[37];
+    for (int r = 0; r < R; r++) y[r] = mk_rng_int(&rng, K);
+    int hit;
+    float loss = vision_xent_smooth(dl, &hit, lg, y, R, K, 0.1f);
+    float *dlg = up(lg, (size_t)R * K), *ddl = mkc_malloc(sizeof(float) * R * K), *dlr = mkc_malloc(sizeof(float) * R),
+          *dh = mkc_malloc(sizeof(float) * R);
+    int *dy = mkc_malloc(sizeof(int) * R);
+    MK_ASSERT(mkc_upload(dy, y, sizeof y) == 0);
+    mkc_xent_smooth(ddl, dlr, dh, dlg, dy, R, K, 0.1f);
+    cmp("xent_smooth_dlogits", ddl, dl, (size_t)R * K, 1e-5);
+    float *hl = down(dlr, R), *hh = down(dh, R);
+    double ls = 0;
+    int hs = 0;
+    for (int r = 0; r < R; r++) ls += hl[r], hs += hh[r] > 0.5f;
+    test_report(fabs(ls / R - loss) <= 1e-5 * fabs(loss) && hs == hit, "xent_smooth_loss",
+                "mean loss %.6f vs CPU %.6f, hits %d vs %d", ls / R, loss, hs, hit);
+    free(lg), free(dl), free(hl), free(hh);
+    mkc_free(dlg), mkc_free(ddl), mkc_free(dlr), mkc_free(dh), mkc_free(dy);
+}
+
+/* The resident classifier step (mk_cuda_cls_train_step) against vision_forward / xent /
+ * vision_backward / mk_adamw_step on the CPU: the first step's gradients (the AdamW first
+ * moment after one step is (1 - beta1) x the clipped gradient), then the loss curve and the
+ * weights after STEPS steps, with a validation-style copy back to the host in the middle
+ * (the training loop's pattern). Drop-path on, so the random draws must line up too. */
+static void check_vision_step(int stem, int patch, int kernel, const char *tag) {
+    vision_cfg vc;
+    memset(&vc, 0, sizeof vc);
+    vc.img_h = vc.img_w = 28, vc.img_c = 1, vc.stem = stem, vc.patch = patch, vc.kernel = kernel, vc.n_class = 10;
+    vc.order = VISION_ORDER_BIDIR, vc.head = VISION_HEAD_CLS, vc.mean[0] = 0.3f, vc.std[0] = 0.35f;
+    mamba_cfg_default(&vc.mc, 32, 2);
+    vc.mc.drop_path = 0.2f;
+    vision_model cpu, gpu;
+    char nm[96];
+    if (vision_model_create(&cpu, &vc) || vision_model_create(&gpu, &vc)) {
+        snprintf(nm, sizeof nm, "vision_step_%s_create", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        return;
+    }
+    mk_rng ir;
+    mk_rng_seed(&ir, 21);
+    vision_model_init(&cpu, &ir);
+    for (size_t i = 0; i < cpu.p.total; i++) cpu.p.data[i] += 0.02f * (mk_rng_uniform(&ir) - 0.5f);
+    memcpy(gpu.p.data, cpu.p.data, sizeof(float) * cpu.p.total);
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    mk_cls_frontend fe;
+    mamba_backbone *gb = &gpu.bb;
+    if (vision_model_frontend(&gpu, 0.1f, &fe) || mamba_backbones_use_device(&gb, 1, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        snprintf(nm, sizeof nm, "vision_step_%s_to_device", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        vision_model_free(&cpu), vision_model_free(&gpu);
+        return;
+    }
+    enum { B = 6, STEPS = 6 };
+    const size_t HW = 28 * 28;
+    float *img = rnd(B * HW, -1, 2.5f), *dlog = zeros(B * 10);
+    int y[B];
+    for (int b = 0; b < B; b++) y[b] = mk_rng_int(&rng, 10);
+    mk_adamw_cfg oc = mk_adamw_defaults(2e-3f, STEPS);
+    oc.weight_decay = 0.05f, oc.clip = 1.f, oc.warmup = 1;
+    vision_acts ca, ga;
+    vision_acts_init(&ca), vision_acts_init(&ga);
+    float lc[STEPS], lg[STEPS];
+    int hc[STEPS], hg[STEPS], rc = 0;
+    for (int s = 0; s < STEPS && !rc; s++) {
+        mk_rng r1, r2;
+        mk_rng_seed(&r1, 1000 + s), mk_rng_seed(&r2, 1000 + s);
+        mk_params_zero_grad(&cpu.p);
+        vision_forward(&cpu, &ca, img, B, 1, &r1);
+        lc[s] = vision_xent_smooth(dlog, &hc[s], ca.logits, y, B, 10, 0.1f);
+        vision_backward(&cpu, &ca, dlog);
+        mk_adamw_step(&cpu.p, &oc);
+        rc = mk_cuda_cls_train_step(&gpu.bb, &ga.ma, &fe, img, y, B, gpu.orders, &oc, &r2, &lg[s], &hg[s]);
+        if (s == 0 || s == STEPS / 2) { /* copy back as the training loop does for validation */
+            rc = rc || mamba_backbone_cuda_sync_host(&gpu.bb);
+            if (s == 0 && !rc) {
+                double worst = 0;
+                const char *wn = "";
+                for (int k = 0; k < cpu.p.n; k++) {
+                    const mk_tensor *t = &cpu.p.t[k];
+                    double e = test_rel_err_f(gpu.p.m + t->offset, cpu.p.m + t->offset, t->numel, 1e-7);
+                    if (!(e <= worst)) worst = e, wn = t->name;
+                }
+                snprintf(nm, sizeof nm, "vision_step_%s_grads", tag);
+                test_report(worst <= 1e-3, nm, "%d tensors, worst %s err %.2e (limit 1e-3)", cpu.p.n, wn, worst);
+            }
+        }
+    }
+    snprintf(nm, sizeof nm, "vision_step_%s_runs", tag);
+    test_report(!rc, nm, "%s", rc ? mk_last_error() : "6 resident steps");
+    double dl = 0;
+    int hd = 0;
+    for (int s = 0; s < STEPS; s++) dl = fmax(dl, fabs(lg[s] - lc[s]) / lc[s]), hd += hg[s] != hc[s];
+    snprintf(nm, sizeof nm, "vision_step_%s_loss_curve", tag);
+    test_report(!rc && dl <= 1e-4 && hd == 0, nm, "loss %.4f -> %.4f (CPU %.4f -> %.4f), max rel diff %.2e (limit 1e-4), hit counts differing in %d steps",
+                lg[0], lg[STEPS - 1], lc[0], lc[STEPS - 1], dl, hd);
+    int sy = mamba_backbone_cuda_sync_host(&gpu.bb);
+    double pe = test_rel_err_f(gpu.p.data, cpu.p.data, cpu.p.total, 1e-6);
+    snprintf(nm, sizeof nm, "vision_step_%s_params", tag);
+    test_report(!rc && sy == 0 && pe <= 1e-4 && gpu.p.step == cpu.p.step, nm, "after %d steps: err %.2e (limit 1e-4), step %ld vs %ld",
+                STEPS, pe, gpu.p.step, cpu.p.step);
+    free(img), free(dlog);
+    vision_acts_free(&ca), vision_acts_free(&ga);
+    vision_model_free(&cpu), vision_model_free(&gpu);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 99);
     check_bf16_rounding();
@@ -660,6 +841,11 @@ int main(void) {
     check_conv(3, 101, 70, 4);
     check_conv(2, 50, 33, 2);
     check_orders(3, 97, 40);
+    check_im2col(2, 28, 28, 1, 4, 2);  /* the stem: overlapping windows */
+    check_im2col(3, 14, 14, 5, 4, 2);  /* the shipped patch embedding over a 5-channel map */
+    check_im2col(2, 12, 20, 3, 4, 4);  /* plain patches, a non-square map */
+    check_im2col(1, 15, 9, 2, 5, 3);   /* odd sizes, window 5 over stride 3 */
+    check_gelu_tokens_xent();
 
     mamba_cfg c;
     mamba_cfg_default(&c, 48, 2); /* Vim-style: 2 directions, drop-path and shuffle on */
@@ -682,6 +868,8 @@ int main(void) {
     c.final_norm = 0;
     check_backbone(&c, 2, 130, "n8_nofinal");
     check_training();
+    check_vision_step(8, 2, 4, "stem");
+    check_vision_step(0, 4, 4, "plain");
 
     /* an unsupported shape falls back with a message */
     mamba_cfg_default(&c, 16, 1);

@@ -71,6 +71,8 @@ else
   [ $rc = 1 ] && grep -q "nonexistent.mkm" <<<"$msg" && [ ! -e "$tmp/kdbad.mkm" ]; ok $? train_kd_bad_teacher "rc=$rc $msg"
   msg=$($MK train vision $tiny --steps 2 --kd-temp 3 --out "$tmp/kdbad.mkm" 2>&1); rc=$?
   [ $rc = 2 ] && grep -q "need --teacher" <<<"$msg" && [ ! -e "$tmp/kdbad.mkm" ]; ok $? train_kd_needs_teacher "rc=$rc $msg"
+  msg=$($MK train vision $tiny --steps 2 --gpu-step half --out "$tmp/gsbad.mkm" 2>&1); rc=$?
+  [ $rc = 2 ] && grep -q -- "--gpu-step: 'half'" <<<"$msg" && [ ! -e "$tmp/gsbad.mkm" ]; ok $? train_gpu_step_bad "rc=$rc $msg"
 fi
 
 model="$here/models/vision.mkm"

@@ -444,6 +444,20 @@ float vision_xent_kd(float *dlogits, int *correct, const float *logits, const fl
     return (float)((1.0 - alpha) * hard + alpha * T * T * soft / B);
 }
 
+int vision_model_frontend(const vision_model *m, float eps, mk_cls_frontend *f) {
+    const vision_cfg *c = &m->cfg;
+    if (c->head != VISION_HEAD_CLS) return -1;
+    memset(f, 0, sizeof *f);
+    f->img_h = c->img_h, f->img_w = c->img_w, f->img_c = c->img_c;
+    f->stem = c->stem, f->stem_w = m->stem_w, f->stem_b = m->stem_b;
+    f->in_h = c->in_h, f->in_w = c->in_w, f->in_c = c->in_c;
+    f->kernel = c->kernel, f->patch = c->patch, f->gh = c->gh, f->gw = c->gw;
+    f->patch_w = m->patch_w, f->patch_b = m->patch_b, f->pos = m->pos, f->cls = m->cls;
+    f->n_class = c->n_class, f->head_w = m->head_w, f->head_b = m->head_b;
+    f->smooth = eps;
+    return 0;
+}
+
 /* --------------------------------------------------------------- input */
 
 void vision_normalise(const vision_model *m, float *dst, const float *px01) {

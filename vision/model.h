@@ -17,6 +17,7 @@
 #ifndef MK_VISION_MODEL_H
 #define MK_VISION_MODEL_H
 
+#include "core/backend.h"
 #include "core/ckpt.h"
 #include "core/mamba.h"
 #include "vision/image.h"
@@ -110,6 +111,10 @@ float vision_xent_smooth(float *dlogits, int *correct, const float *logits, cons
  * the soft term's gradient on the scale of the hard one. dlogits, return and *correct as above. */
 float vision_xent_kd(float *dlogits, int *correct, const float *logits, const float *tprob, const int *y, int B, int K,
                      float eps, float alpha, float T);
+
+/* The model as the backend's resident GPU classifier step sees it (core/backend.h), with
+ * label smoothing eps. 0, or -1 when that step does not cover the model (the mean head). */
+int vision_model_frontend(const vision_model *m, float eps, mk_cls_frontend *f);
 
 /* Normalise an image (already at the model's size and channels) into dst (H*W*C). */
 void vision_normalise(const vision_model *m, float *dst, const float *px01);

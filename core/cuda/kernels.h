@@ -137,6 +137,20 @@ void mkc_colsum(float *out, const float *inp, int M, int C);
  * squared error (synchronises) */
 float mkc_mse_forward_backward(float *dpred, const float *pred, const float *target, size_t n, float scale);
 
+/* ---- a patch classifier's front end and loss (core/cuda/front.cu; vision/model.c semantics) ---- */
+/* cols (B, gh*gw, C*k*k), window order (c, ky, kx), zero padding (k-s)/2, from img (B, H, W, C);
+ * col2im_add is its adjoint: dimg += (a gather per image element: no atomics) */
+void mkc_im2col(float *cols, const float *img, int B, int H, int W, int C, int k, int s, int gh, int gw);
+void mkc_col2im_add(float *dimg, const float *dcols, int B, int H, int W, int C, int k, int s, int gh, int gw);
+void mkc_gelu_forward(float *out, const float *inp, size_t n);
+void mkc_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n); /* dinp += */
+/* x (B, P+1, D): patch token t < P is patches[b, t] + pos[t]; token P is cls + pos[P] */
+void mkc_tokens(float *x, const float *patches, const float *pos, const float *cls, int B, int P, int D);
+/* softmax cross-entropy with label smoothing eps per row of logits (B, K): dlogits = d(mean
+ * loss)/d logits, loss_row (B) each row's loss, hit_row (B) 1 where the argmax is y */
+void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
+                     float eps);
+
 /* ---- optimiser ---- */
 /* Sum of squares of n floats (deterministic, synchronises). */
 double mkc_sumsq(const float *x, size_t n);
