@@ -95,7 +95,7 @@ __global__ void xent_k(float *dlogits, float *loss_row, float *hit_row, const fl
     const double lse = mx + log(s);
     double loss = 0;
     for (int k = 0; k < K; k++) {
-        const double q = (k == y[b] ? 1.0 - eps : 0.0) + (double)eps / K, lp = z[k] - lse;
+        const double q = (k == y[b] ? 1.0 - eps : 0.0) + eps / K, lp = z[k] - lse; /* eps / K in float, as the CPU */
         loss -= q * lp;
         dlogits[(size_t)b * K + k] = (float)((exp(lp) - q) / B);
     }
