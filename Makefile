@@ -161,7 +161,20 @@ $(LAB): $(BUILD)/lab/scan_lab.o $(LIB)
 	$(CC) $(CFLAGS) $(CFLAGS_BASE) -o $@ $< $(LIB) $(LDLIBS)
 endif
 
-tests: report $(BIN) $(SBIN) $(TEST_BIN) $(LAB)
+# The CUDA backend's orchestration without a GPU: core/backend.c and tests/test_cuda.c built
+# against a host emulation of the kernel API (tests/emu/cuda_emu.c; the CPU ops stand in for
+# the kernels), so the resident steps are compared with the CPU path on any machine.
+EMU_DEFS := -UMK_HAVE_CUDA -DMK_HAVE_CUDA=1 -DMKC_EMULATED=1
+EMU_BIN := $(BUILD)/tests/test_cuda_emu
+EMU_OBJ := $(BUILD)/emu/tests/test_cuda.o $(BUILD)/emu/core/backend.o $(BUILD)/emu/tests/emu/cuda_emu.o
+$(BUILD)/emu/%.o: %.c $(CONFIG_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) $(CFLAGS_BASE) $(EMU_DEFS) -MMD -MP -c $< -o $@
+$(EMU_BIN): $(EMU_OBJ) $(filter-out $(BUILD)/san/core/backend.o,$(SOBJ_CORE)) $(SOBJ_DOMAIN) $(SOBJ_TESTLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) $(CFLAGS_BASE) -o $@ $^ $(LDLIBS)
+
+tests: report $(BIN) $(SBIN) $(TEST_BIN) $(EMU_BIN) $(LAB)
 
 # ---------------------------------------------------------------- set-up
 DEB_PKGS := build-essential pkg-config libopenblas-dev libopenblas0-openmp libsndfile1-dev libpng-dev zlib1g-dev \
@@ -179,7 +192,7 @@ deps:
 # The recursive make re-runs detection after deps may have installed things.
 test: deps
 	@$(MAKE) --no-print-directory tests
-	@MK=$(abspath $(SBIN)) MK_REL=$(abspath $(BIN)) bash tests/run.sh $(TEST_BIN) $(TEST_SH)
+	@MK=$(abspath $(SBIN)) MK_REL=$(abspath $(BIN)) bash tests/run.sh $(TEST_BIN) $(EMU_BIN) $(TEST_SH)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -1,0 +1,250 @@
+/* cuda_emu.c — the CUDA kernel API (core/cuda/kernels.h) on the host, for checking the
+ * backend's orchestration without a GPU. "Device" pointers are host memory, every launch runs
+ * the CPU twin of the op (core/ops.h, core/scan.h) or a loop written from the kernel's
+ * definition, and nothing is asynchronous. tests/test_cuda.c built against this (make target
+ * test_cuda_emu) then compares core/backend.c's resident backbone and classifier steps with the
+ * CPU path: a wrong buffer, a missing op, an op in the wrong order or a random draw out of step
+ * shows there, on any machine. The kernels themselves are not tested here (their twins are the
+ * CPU ops); test_cuda on a GPU does that. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cuda/kernels.h"
+#include "core/ops.h"
+#include "core/scan.h"
+#include "core/util.h"
+
+int mk_cuda_probe(char *name, int len) {
+    snprintf(name, len, "host emulation of the CUDA kernel API (tests/emu/cuda_emu.c)");
+    return 1;
+}
+
+int mkc_init(void) { return 0; }
+const char *mkc_last_error(void) { return "no error (emulated)"; }
+void *mkc_malloc(size_t bytes) { return malloc(bytes ? bytes : 1); }
+void mkc_free(void *p) { free(p); }
+int mkc_upload(void *dst, const void *host, size_t bytes) { return memcpy(dst, host, bytes), 0; }
+int mkc_download(void *host, const void *src, size_t bytes) { return memcpy(host, src, bytes), 0; }
+int mkc_memset0(void *dst, size_t bytes) { return memset(dst, 0, bytes), 0; }
+int mkc_copy(void *dst, const void *src, size_t bytes) { return memmove(dst, src, bytes), 0; }
+int mkc_sync(void) { return 0; }
+void *mkc_stream(void) { return NULL; }
+void *mkc_scratch(size_t bytes) {
+    static void *buf;
+    static size_t cap;
+    if (bytes > cap) {
+        free(buf);
+        buf = mk_malloc(bytes);
+        cap = bytes;
+    }
+    return buf;
+}
+
+int mkc_scan_supported(int N) { return N == 4 || N == 8 || N == 16 || N == 32 || N == 64; }
+int mkc_scan_set_tiled(int s) { return s; }
+int mkc_scan_lane_map_errors(void) { return 0; }
+static ssm_scan_dims dims(int B, int L, int E, int N, int softplus) {
+    ssm_scan_dims d = {B, L, E, N, softplus};
+    return d;
+}
+void mkc_scan_forward(float *out, float *h_last, const float *u, const float *delta, const float *A, const float *Bm,
+                      const float *Cm, const float *D, const float *z, const float *delta_bias, const float *h0, int B,
+                      int L, int E, int N, int softplus) {
+    ssm_scan_forward(out, h_last, u, delta, A, Bm, Cm, D, z, delta_bias, h0, dims(B, L, E, N, softplus));
+}
+void mkc_scan_backward(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dz,
+                       float *ddelta_bias, float *dh0, const float *dout, const float *dh_last, const float *u,
+                       const float *delta, const float *A, const float *Bm, const float *Cm, const float *D,
+                       const float *z, const float *delta_bias, const float *h0, int B, int L, int E, int N,
+                       int softplus) {
+    ssm_scan_backward(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, dout, dh_last, u, delta, A, Bm, Cm, D, z,
+                      delta_bias, h0, dims(B, L, E, N, softplus));
+}
+static float *widen(const uint16_t *h, size_t n) {
+    if (!h) return NULL;
+    float *f = mk_malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) f[i] = mkc_f32(h[i]);
+    return f;
+}
+void mkc_scan_forward_bf16(uint16_t *out, float *h_last, const uint16_t *u, const uint16_t *delta, const float *A,
+                           const uint16_t *Bm, const uint16_t *Cm, const float *D, const uint16_t *z,
+                           const float *delta_bias, const float *h0, int B, int L, int E, int N, int softplus) {
+    size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N;
+    float *fu = widen(u, BLE), *fd = widen(delta, BLE), *fb = widen(Bm, BLN), *fc = widen(Cm, BLN), *fz = widen(z, BLE);
+    float *fo = mk_malloc(sizeof(float) * (BLE ? BLE : 1));
+    mkc_scan_forward(fo, h_last, fu, fd, A, fb, fc, D, fz, delta_bias, h0, B, L, E, N, softplus);
+    for (size_t i = 0; i < BLE; i++) out[i] = mkc_bf16(fo[i]);
+    free(fu), free(fd), free(fb), free(fc), free(fz), free(fo);
+}
+void mkc_scan_backward_bf16(float *du, float *ddelta, float *dA, float *dBm, float *dCm, float *dD, float *dz,
+                            float *ddelta_bias, float *dh0, const uint16_t *dout, const float *dh_last,
+                            const uint16_t *u, const uint16_t *delta, const float *A, const uint16_t *Bm,
+                            const uint16_t *Cm, const float *D, const uint16_t *z, const float *delta_bias,
+                            const float *h0, int B, int L, int E, int N, int softplus) {
+    size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N;
+    float *fo = widen(dout, BLE), *fu = widen(u, BLE), *fd = widen(delta, BLE), *fb = widen(Bm, BLN),
+          *fc = widen(Cm, BLN), *fz = widen(z, BLE);
+    mkc_scan_backward(du, ddelta, dA, dBm, dCm, dD, dz, ddelta_bias, dh0, fo, dh_last, fu, fd, A, fb, fc, D, fz,
+                      delta_bias, h0, B, L, E, N, softplus);
+    free(fo), free(fu), free(fd), free(fb), free(fc), free(fz);
+}
+
+void mkc_set_tf32(int on) { (void)on; }
+void mkc_linear_forward(float *out, const float *inp, const float *W, const float *b, int M, int IN, int OUT) {
+    linear_forward(out, inp, W, b, M, IN, OUT);
+}
+void mkc_linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp, const float *W, int M,
+                         int IN, int OUT) {
+    linear_backward(dinp, dW, db, dout, inp, W, M, IN, OUT);
+}
+void mkc_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C, float eps) {
+    rmsnorm_forward(out, rstd, inp, w, M, C, eps);
+}
+void mkc_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                          const float *rstd, int M, int C) {
+    rmsnorm_backward(dinp, dw, dout, inp, w, rstd, M, C);
+}
+void mkc_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                           int M, int C, float eps) {
+    layernorm_forward(out, mean, rstd, inp, w, b, M, C, eps);
+}
+void mkc_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                            const float *mean, const float *rstd, int M, int C) {
+    layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, M, C);
+}
+void mkc_silu_forward(float *out, const float *inp, size_t n) { silu_forward(out, inp, n); }
+void mkc_silu_backward(float *dinp, const float *dout, const float *inp, size_t n) { silu_backward(dinp, dout, inp, n); }
+void mkc_softplus_forward(float *out, const float *inp, size_t n) { softplus_forward(out, inp, n); }
+void mkc_softplus_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    softplus_backward(dinp, dout, inp, n);
+}
+void mkc_vec_acc(float *out, const float *a, size_t n) { vec_acc(out, a, n); }
+void mkc_vec_scale(float *out, float s, size_t n) { vec_scale(out, s, n); }
+void mkc_neg_exp(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = -expf(inp[i]);
+}
+void mkc_mul_acc(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] += a[i] * b[i];
+}
+void mkc_residual(float *out, const float *a, const float *br, const float *mask, int B, size_t per) {
+    for (size_t i = 0; i < (size_t)B * per; i++) out[i] = a[i] + mask[i / per] * br[i];
+}
+void mkc_rowscale(float *out, const float *inp, const float *mask, int B, size_t per) {
+    for (size_t i = 0; i < (size_t)B * per; i++) out[i] = inp[i] * mask[i / per];
+}
+void mkc_conv1d_forward(float *out, const float *inp, const float *w, const float *b, int B, int L, int C, int K) {
+    conv1d_forward(out, NULL, inp, NULL, w, b, B, L, C, K);
+}
+void mkc_conv1d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, int B,
+                         int L, int C, int K) {
+    conv1d_backward(dinp, NULL, dw, db, dout, inp, NULL, w, B, L, C, K);
+}
+void mkc_gather_rows(float *out, const float *inp, const int *order, int B, int L, int C) {
+    gather_rows(out, inp, order, B, L, C);
+}
+void mkc_scatter_add_rows(float *out, const float *inp, const int *order, int B, int L, int C, float alpha) {
+    scatter_add_rows(out, inp, order, B, L, C, alpha);
+}
+void mkc_split_cols(float *out, const float *inp, int M, int C, int c0, int w) {
+    for (size_t m = 0; m < (size_t)M; m++) memcpy(out + m * w, inp + m * C + c0, sizeof(float) * w);
+}
+void mkc_merge_cols(float *out, const float *inp, int M, int C, int c0, int w) {
+    for (size_t m = 0; m < (size_t)M; m++) memcpy(out + m * C + c0, inp + m * w, sizeof(float) * w);
+}
+void mkc_broadcast_row(float *out, const float *v, int M, int C) {
+    for (size_t m = 0; m < (size_t)M; m++) memcpy(out + m * C, v, sizeof(float) * C);
+}
+void mkc_colsum(float *out, const float *inp, int M, int C) {
+    for (size_t m = 0; m < (size_t)M; m++)
+        for (int c = 0; c < C; c++) out[c] += inp[m * C + c];
+}
+
+void mkc_im2col(float *cols, const float *img, int B, int H, int W, int C, int k, int s, int gh, int gw) {
+    const int pad = (k - s) / 2;
+    float *d = cols;
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < gh; gy++)
+            for (int gx = 0; gx < gw; gx++)
+                for (int ch = 0; ch < C; ch++)
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int y = gy * s - pad + ky, x = gx * s - pad + kx;
+                            *d++ = y >= 0 && y < H && x >= 0 && x < W ? img[(((size_t)b * H + y) * W + x) * C + ch] : 0.f;
+                        }
+}
+void mkc_col2im_add(float *dimg, const float *dcols, int B, int H, int W, int C, int k, int s, int gh, int gw) {
+    const int pad = (k - s) / 2;
+    const float *d = dcols;
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < gh; gy++)
+            for (int gx = 0; gx < gw; gx++)
+                for (int ch = 0; ch < C; ch++)
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++, d++) {
+                            int y = gy * s - pad + ky, x = gx * s - pad + kx;
+                            if (y >= 0 && y < H && x >= 0 && x < W) dimg[(((size_t)b * H + y) * W + x) * C + ch] += *d;
+                        }
+}
+void mkc_gelu_forward(float *out, const float *inp, size_t n) { gelu_forward(out, inp, n); }
+void mkc_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) { gelu_backward(dinp, dout, inp, n); }
+void mkc_tokens(float *x, const float *patches, const float *pos, const float *cls, int B, int P, int D) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t <= P; t++)
+            for (int d = 0; d < D; d++)
+                x[((size_t)b * (P + 1) + t) * D + d] =
+                    (t < P ? patches[((size_t)b * P + t) * D + d] : cls[d]) + pos[(size_t)t * D + d];
+}
+void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
+                     float eps) {
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * K;
+        float mx = z[0];
+        int am = 0;
+        for (int k = 1; k < K; k++)
+            if (z[k] > mx) mx = z[k], am = k;
+        double s = 0, loss = 0;
+        for (int k = 0; k < K; k++) s += exp((double)z[k] - mx);
+        const double lse = mx + log(s);
+        for (int k = 0; k < K; k++) {
+            const double q = (k == y[b] ? 1.0 - eps : 0.0) + eps / K, lp = z[k] - lse;
+            loss -= q * lp;
+            dlogits[(size_t)b * K + k] = (float)((exp(lp) - q) / B);
+        }
+        loss_row[b] = (float)loss;
+        hit_row[b] = am == y[b];
+    }
+}
+
+float mkc_mse_forward_backward(float *dpred, const float *pred, const float *target, size_t n, float scale) {
+    if (!n) return 0.f;
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += ((double)pred[i] - target[i]) * ((double)pred[i] - target[i]);
+    if (dpred)
+        for (size_t i = 0; i < n; i++) dpred[i] = scale * 2.f / (float)n * (pred[i] - target[i]);
+    return (float)(s / n);
+}
+double mkc_sumsq(const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+void mkc_adamw(float *w, const float *g, float *m, float *v, const float *decay, size_t n, float lr, float beta1,
+               float beta2, float eps, float wd, float gscale, float bc1, float bc2) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * gscale;
+        float mi = beta1 * m[i] + (1 - beta1) * gi, vi = beta2 * v[i] + (1 - beta2) * gi * gi;
+        m[i] = mi, v[i] = vi;
+        float wdi = decay ? wd * decay[i] : wd, mh = mi / bc1, vh = vi / bc2;
+        w[i] -= lr * (mh / (sqrtf(vh) + eps) + wdi * w[i]);
+    }
+}
+
+double mkc_time_us(void (*fn)(void *), void *arg, int reps, int flush) {
+    (void)flush;
+    double t0 = mk_time();
+    for (int r = 0; r < reps; r++) fn(arg);
+    return reps > 0 ? (mk_time() - t0) * 1e6 / reps : 0;
+}
+double mkc_copy_bandwidth(void) { return 0; }
