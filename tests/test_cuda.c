@@ -794,7 +794,8 @@ int main(void) {
     mk_rng_seed(&rng, 99);
 #if MKC_EMULATED
     (void)check_scan_long, (void)check_linear, (void)check_norms, (void)check_act, (void)check_conv;
-    (void)check_orders, (void)check_im2col, (void)check_gelu_tokens_xent;
+    (void)check_orders, (void)check_im2col, (void)check_gelu_tokens_xent, (void)check_scan_misaligned;
+    (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan;
 #else
     check_bf16_rounding();
     {
