@@ -114,6 +114,10 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
     mk_error("this build has no CUDA support");
     return -1;
 }
+int mk_cuda_cls_forward(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, int B,
+                        const int *const *orders, float *feat, float *logits) {
+    return -1;
+}
 int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
     mk_error("this build has no CUDA support");
     return -1;
@@ -690,21 +694,13 @@ static size_t cls_layout(const mk_cls_frontend *f, int D, int B, float *base, cl
     return at;
 }
 
-int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, const int *y,
-                           int B, const int *const *orders, const mk_adamw_cfg *cfg, mk_rng *rng, float *loss_out,
-                           int *correct) {
-    if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
-    cuda_bb *c = bb_get(m);
-    if (!c) return -1;
-    const mk_params *p = m->p;
-    const int D = m->D, P = f->gh * f->gw, L = P + 1, K = f->n_class, F = f->in_c * f->kernel * f->kernel;
-    const int S1 = f->in_h * f->in_w;
+/* The classifier's device buffers for a batch of B (grown on demand); 0 or -1 with mk_error */
+static int cls_bufs_get(const mamba_backbone *m, cuda_bb *c, const mk_cls_frontend *f, int B, cls_bufs *o) {
     if (B < 1 || f->patch_w < 0 || f->pos < 0 || f->cls < 0 || f->head_w < 0 || (f->stem && f->stem_w < 0)) {
-        mk_error("CUDA classifier step: incomplete front end");
+        mk_error("CUDA classifier: incomplete front end");
         return -1;
     }
-    cls_bufs o;
-    size_t need = cls_layout(f, D, B, NULL, &o);
+    size_t need = cls_layout(f, m->D, B, NULL, o);
     if (need > c->fe_n) {
         mkc_free(c->fe);
         c->fe = mkc_malloc(sizeof(float) * need);
@@ -719,8 +715,63 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
         mk_error("CUDA: out of device memory for the classifier's activations (batch %d)", B);
         return -1;
     }
-    cls_layout(f, D, B, c->fe, &o);
-    if (bb_moments(m, c)) return -1;
+    cls_layout(f, m->D, B, c->fe, o);
+    return 0;
+}
+
+/* vision_forward op for op on the device, from o->img to o->logits (c prepared for B) */
+static void cls_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_cls_frontend *f, const cls_bufs *o, int B) {
+    const mk_params *p = m->p;
+    const int D = m->D, P = f->gh * f->gw, L = P + 1, F = f->in_c * f->kernel * f->kernel, S1 = f->in_h * f->in_w;
+    const float *map = o->img;
+    if (f->stem) {
+        mkc_im2col(o->cols1, o->img, B, f->img_h, f->img_w, f->img_c, 4, 2, f->in_h, f->in_w);
+        mkc_linear_forward(o->pre1, o->cols1, DP(f->stem_w), DP(f->stem_b), B * S1, f->img_c * 16, f->stem);
+        mkc_gelu_forward(o->act1, o->pre1, (size_t)B * S1 * f->stem);
+        map = o->act1;
+    }
+    mkc_im2col(o->cols, map, B, f->in_h, f->in_w, f->in_c, f->kernel, f->patch, f->gh, f->gw);
+    mkc_linear_forward(o->tmp, o->cols, DP(f->patch_w), DP(f->patch_b), B * P, F, D);
+    mkc_tokens(o->x, o->tmp, DP(f->pos), DP(f->cls), B, P, D);
+    bb_forward_dev(m, c, o->out, o->x);
+    mkc_split_cols(o->feat, o->out, B, L * D, P * D, D); /* the class token's row */
+    mkc_linear_forward(o->logits, o->feat, DP(f->head_w), DP(f->head_b), B, D, f->n_class);
+}
+
+int mk_cuda_cls_forward(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, int B,
+                        const int *const *orders, float *feat, float *logits) {
+    if (m->device != MK_DEV_CUDA) return -1;
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    cls_bufs o;
+    const int L = f->gh * f->gw + 1;
+    if (cls_bufs_get(m, c, f, B, &o)) return -1;
+    c->fwd_ok = 0; /* this forward keeps nothing for a backward */
+    if (bb_prepare(m, c, a, B, L, orders, 0, NULL) ||
+        mkc_upload(o.img, img, sizeof(float) * (size_t)B * f->img_h * f->img_w * f->img_c)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    cls_forward_dev(m, c, f, &o, B);
+    if ((feat && mkc_download(feat, o.feat, sizeof(float) * (size_t)B * m->D)) ||
+        (logits && mkc_download(logits, o.logits, sizeof(float) * (size_t)B * f->n_class)) || mkc_sync()) {
+        mk_error("CUDA classifier forward: %s", mkc_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, const int *y,
+                           int B, const int *const *orders, const mk_adamw_cfg *cfg, mk_rng *rng, float *loss_out,
+                           int *correct) {
+    if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    const mk_params *p = m->p;
+    const int D = m->D, P = f->gh * f->gw, L = P + 1, K = f->n_class, F = f->in_c * f->kernel * f->kernel;
+    const int S1 = f->in_h * f->in_w;
+    cls_bufs o;
+    if (cls_bufs_get(m, c, f, B, &o) || bb_moments(m, c)) return -1;
     /* the same draws as vision_forward: orders and drop-path masks, in mamba.c's order */
     if (bb_prepare(m, c, a, B, L, orders, 1, rng)) return -1;
     c->resident = 1;
@@ -729,21 +780,7 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
         mk_error("CUDA: %s", mkc_last_error());
         return -1;
     }
-
-    /* forward: vision_forward op for op */
-    const float *map = o.img;
-    if (f->stem) {
-        mkc_im2col(o.cols1, o.img, B, f->img_h, f->img_w, f->img_c, 4, 2, f->in_h, f->in_w);
-        mkc_linear_forward(o.pre1, o.cols1, DP(f->stem_w), DP(f->stem_b), B * S1, f->img_c * 16, f->stem);
-        mkc_gelu_forward(o.act1, o.pre1, (size_t)B * S1 * f->stem);
-        map = o.act1;
-    }
-    mkc_im2col(o.cols, map, B, f->in_h, f->in_w, f->in_c, f->kernel, f->patch, f->gh, f->gw);
-    mkc_linear_forward(o.tmp, o.cols, DP(f->patch_w), DP(f->patch_b), B * P, F, D);
-    mkc_tokens(o.x, o.tmp, DP(f->pos), DP(f->cls), B, P, D);
-    bb_forward_dev(m, c, o.out, o.x);
-    mkc_split_cols(o.feat, o.out, B, L * D, P * D, D); /* the class token's row */
-    mkc_linear_forward(o.logits, o.feat, DP(f->head_w), DP(f->head_b), B, D, K);
+    cls_forward_dev(m, c, f, &o, B);
     mkc_xent_smooth(o.dlogits, o.loss, o.hit, o.logits, c->yd, B, K, f->smooth);
 
     /* backward: vision_backward op for op */

@@ -92,6 +92,13 @@ typedef struct {
 int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, const int *y,
                            int B, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng, float *loss, int *correct);
 
+/* The same classifier's forward on the GPU (inference: no drop-path, nothing kept for a
+ * backward): images (B, ...) in, the class token's features feat (B, D) and logits (B,
+ * n_class) out (either may be NULL). Uses the resident parameters if a training step left
+ * them there, else uploads the host's. 0, or -1 (not on a GPU, or an error in mk_error). */
+int mk_cuda_cls_forward(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, int B,
+                        const int *const *orders, float *feat, float *logits);
+
 /* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us
  * (median of reps, CUDA events, L2 flushed), res[2] the device's measured

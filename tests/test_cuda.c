@@ -746,6 +746,22 @@ static void check_vision_step(int stem, int patch, int kernel, const char *tag) 
     oc.weight_decay = 0.05f, oc.clip = 1.f, oc.warmup = 1;
     vision_acts ca, ga;
     vision_acts_init(&ca), vision_acts_init(&ga);
+    /* inference first: the whole forward on the device, directly and through vision_forward */
+    {
+        const int D = vc.mc.d_model;
+        float *f1 = zeros((size_t)B * D), *l1 = zeros((size_t)B * 10);
+        vision_forward(&cpu, &ca, img, B, 0, NULL);
+        int r1 = mk_cuda_cls_forward(&gpu.bb, &ga.ma, &fe, img, B, gpu.orders, f1, l1);
+        double ef = r1 ? INFINITY : test_rel_err_f(f1, ca.feat, (size_t)B * D, 1e-6);
+        double el = r1 ? INFINITY : test_rel_err_f(l1, ca.logits, (size_t)B * 10, 1e-6);
+        vision_forward(&gpu, &ga, img, B, 0, NULL);
+        double el2 = test_rel_err_f(ga.logits, ca.logits, (size_t)B * 10, 1e-6);
+        snprintf(nm, sizeof nm, "vision_forward_%s", tag);
+        test_report(!r1 && ef <= 1e-4 && el <= 1e-4 && el2 <= 1e-4, nm,
+                    "features err %.2e, logits err %.2e, through vision_forward %.2e (limit 1e-4)%s%s", ef, el, el2,
+                    r1 ? ": " : "", r1 ? mk_last_error() : "");
+        free(f1), free(l1);
+    }
     float lc[STEPS], lg[STEPS];
     int hc[STEPS], hg[STEPS], rc = 0;
     for (int s = 0; s < STEPS && !rc; s++) {

@@ -322,6 +322,13 @@ void vision_forward(vision_model *m, vision_acts *a, const float *img, int B, in
     const mk_params *p = &m->p;
     const int D = c->mc.d_model, P = c->P, L = c->L, F = c->in_c * c->kernel * c->kernel;
     acts_ensure(m, a, B);
+    if (!training && m->bb.device == MK_DEV_CUDA) {
+        /* inference with the backbone on a GPU: the whole forward there (feat and logits come
+         * back); where the backend does not cover the model, the CPU front end below */
+        mk_cls_frontend f;
+        if (!vision_model_frontend(m, 0.f, &f) && !mk_cuda_cls_forward(&m->bb, &a->ma, &f, img, B, m->orders, a->feat, a->logits))
+            return;
+    }
     const float *map = img;
     if (c->stem) {
         const int S1 = c->in_h * c->in_w;

@@ -96,7 +96,9 @@ size_t vision_model_num_params(const vision_model *m);
 void vision_acts_init(vision_acts *a);
 void vision_acts_free(vision_acts *a);
 
-/* img: (B, img_h, img_w, img_c), already normalised. Fills a->logits. */
+/* img: (B, img_h, img_w, img_c), already normalised. Fills a->logits (and a->feat, the
+ * features the head reads). Inference with the backbone on a GPU runs the whole forward
+ * there (mk_cuda_cls_forward) and fills only those two. */
 void vision_forward(vision_model *m, vision_acts *a, const float *img, int B, int training, mk_rng *rng);
 /* dlogits (B, K): accumulates parameter gradients. */
 void vision_backward(vision_model *m, vision_acts *a, const float *dlogits);

@@ -80,7 +80,9 @@ vision() {
     rm -f "$LOGS/vision.ckpt"
     tr '\r' '\n' < "$LOGS/vision_train.log" | grep -v '^train .*ETA' | tail -25
     if [ -f "$OUT/vision.mkm" ]; then
-        timeout 60 ./build/mambakit eval vision --device cuda --model "$OUT/vision.mkm" > "$LOGS/vision_eval.txt" 2>&1
+        # on the GPU once test_cuda has passed the classifier's device forward, else on the CPU
+        timeout 60 ./build/mambakit eval vision --device "$([ "${VSTEP:-full}" = backbone ] && echo cpu || echo cuda)" \
+            --model "$OUT/vision.mkm" > "$LOGS/vision_eval.txt" 2>&1
         head -3 "$LOGS/vision_eval.txt"
     fi
     pack
