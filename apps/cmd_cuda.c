@@ -1,7 +1,8 @@
 /* cmd_cuda.c — `mambakit bench cuda`: the CUDA selective scan at the Mamba
- * paper's shape (time, GB/s, percent of the DRAM floor) and backbone training
- * throughput on the GPU against the CPU. Without a GPU it says so and
- * measures the CPU side only. Figures: docs/CUDA.md. */
+ * paper's shape (time, GB/s, percent of the DRAM floor), backbone training
+ * throughput on the GPU against the CPU, and the shipped vision classifier's
+ * training step (CPU, backbone-only GPU, whole step on the GPU). Without a GPU
+ * it says so and measures the CPU side only. Figures: docs/CUDA.md. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "core/optim.h"
 #include "core/params.h"
 #include "core/util.h"
+#include "vision/model.h"
 
 static void usage(void) {
     printf("usage: mambakit bench cuda [options]\n"
@@ -30,6 +32,7 @@ static void usage(void) {
            "  --dirs N             scan directions per layer (default 2: forward + reverse)\n"
            "  --steps N            timed GPU training steps (default 20)\n"
            "  --cpu-steps N        timed CPU training steps, 0 skips the CPU (default 2)\n"
+           "  --vision-batch N     batch of the vision classifier rows (default 128; 0 skips them)\n"
            "  --json               one JSON object instead of tables\n");
 }
 
@@ -102,9 +105,66 @@ done:
     return t;
 }
 
+/* The shipped vision model's shape (docs/VISION.md): 28x28 grey, conv stem of 32 channels,
+ * 4x4 windows at stride 2 -> 49 tokens + the class token, width 80, 6 layers, bidir. Seconds
+ * per training step (label-smoothed cross-entropy, clip 1, AdamW) on random images: mode 0 the
+ * CPU, 1 the backbone on the GPU with the rest on the host, 2 the whole step on the GPU. */
+static double time_vision(int mode, int steps, int B, float *loss_out) {
+    vision_cfg vc;
+    memset(&vc, 0, sizeof vc);
+    vc.img_h = vc.img_w = 28, vc.img_c = 1, vc.stem = 32, vc.patch = 2, vc.kernel = 4, vc.n_class = 10;
+    vc.order = VISION_ORDER_BIDIR, vc.head = VISION_HEAD_CLS, vc.mean[0] = 0.286f, vc.std[0] = 0.353f;
+    mamba_cfg_default(&vc.mc, 80, 6);
+    vc.mc.drop_path = 0.1f;
+    vision_model m;
+    if (vision_model_create(&m, &vc)) return -1;
+    mk_rng r;
+    mk_rng_seed(&r, 3);
+    vision_model_init(&m, &r);
+    mk_params_alloc_optim(&m.p);
+    const size_t HW = 28 * 28;
+    float *img = mk_malloc(sizeof(float) * B * HW), *dlog = mk_malloc(sizeof(float) * B * 10);
+    int *y = mk_malloc(sizeof(int) * B);
+    for (size_t i = 0; i < B * HW; i++) img[i] = 3.f * mk_rng_uniform(&r) - 1.f;
+    for (int b = 0; b < B; b++) y[b] = mk_rng_int(&r, 10);
+    vision_acts a;
+    vision_acts_init(&a);
+    mk_cls_frontend fe;
+    mk_adamw_cfg oc = mk_adamw_defaults(1e-3f, 1000);
+    oc.clip = 1.f;
+    double t = -1;
+    float loss = NAN;
+    mamba_backbone *bb = &m.bb;
+    if (mode > 0 && mamba_backbones_use_device(&bb, 1, MK_DEV_CUDA) != MK_DEV_CUDA) goto done;
+    if (mode == 2 && vision_model_frontend(&m, 0.1f, &fe)) goto done;
+    for (int s = -1; s < steps; s++) { /* step -1 warms up */
+        if (s == 0) t = mk_time();
+        int hit;
+        if (mode == 2) {
+            if (mk_cuda_cls_train_step(&m.bb, &a.ma, &fe, img, y, B, m.orders, &oc, &r, &loss, &hit)) {
+                t = -1;
+                goto done;
+            }
+        } else {
+            mk_params_zero_grad(&m.p);
+            vision_forward(&m, &a, img, B, 1, &r);
+            loss = vision_xent_smooth(dlog, &hit, a.logits, y, B, 10, 0.1f);
+            vision_backward(&m, &a, dlog);
+            mk_adamw_step(&m.p, &oc);
+        }
+    }
+    t = (mk_time() - t) / (steps > 0 ? steps : 1);
+    if (loss_out) *loss_out = loss;
+done:
+    free(img), free(dlog), free(y);
+    vision_acts_free(&a);
+    vision_model_free(&m);
+    return t;
+}
+
 int cmd_bench_cuda(int argc, char **argv) {
     int scan = 1, train = 1, json = 0;
-    long reps = 10, B = 32, L = 197, D = 192, NL = 12, G = 2, steps = 20, cpu_steps = 2;
+    long reps = 10, B = 32, L = 197, D = 192, NL = 12, G = 2, steps = 20, cpu_steps = 2, VB = 128;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long *dst = NULL, lo = 1, hi = 1 << 20;
@@ -122,6 +182,7 @@ int cmd_bench_cuda(int argc, char **argv) {
         else if (!strcmp(a, "--dirs")) dst = &G, hi = MK_MAX_DIR;
         else if (!strcmp(a, "--steps")) dst = &steps, hi = 100000;
         else if (!strcmp(a, "--cpu-steps")) dst = &cpu_steps, lo = 0, hi = 100000;
+        else if (!strcmp(a, "--vision-batch")) dst = &VB, lo = 0, hi = 4096;
         else {
             fprintf(stderr, "mambakit: bench cuda: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -194,6 +255,26 @@ int cmd_bench_cuda(int argc, char **argv) {
             else printf("%-34s %10.2f %10.1f %10.4f\n", names[mode], t * 1e3, B / t, loss);
         }
         if (json) printf("}");
+        if (VB > 0) {
+            if (!json)
+                printf("\nvision classifier training step (the shipped model's shape: 28x28, stem 32, 49 + 1 tokens, "
+                       "d_model 80, 6 layers, bidir), batch %ld\n%-34s %10s %10s %10s\n",
+                       VB, "path", "ms/step", "samples/s", "loss");
+            const char *vn[3] = {"cpu", "gpu backbone, rest on the host", "gpu whole step (resident)"};
+            const char *vk[3] = {"cpu", "gpu_backbone", "gpu_resident"};
+            if (json) printf(", \"vision\": {\"B\": %ld", VB);
+            for (int mode = 0; mode < 3; mode++) {
+                if (mode > 0 && !gpu) break;
+                int n = mode == 0 ? (int)cpu_steps : (int)steps;
+                if (n == 0) continue;
+                float loss = NAN;
+                double t = time_vision(mode, n, (int)VB, &loss);
+                if (t < 0) return cli_fail();
+                if (json) printf(", \"%s_ms\": %.2f, \"%s_samples_s\": %.1f", vk[mode], t * 1e3, vk[mode], VB / t);
+                else printf("%-34s %10.2f %10.1f %10.4f\n", vn[mode], t * 1e3, VB / t, loss);
+            }
+            if (json) printf("}");
+        }
     }
     if (json) printf("}\n");
     return 0;
