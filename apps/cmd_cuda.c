@@ -141,7 +141,7 @@ static double time_vision(int mode, int steps, int B, float *loss_out) {
         if (s == 0) t = mk_time();
         int hit;
         if (mode == 2) {
-            if (mk_cuda_cls_train_step(&m.bb, &a.ma, &fe, img, y, B, m.orders, &oc, &r, &loss, &hit)) {
+            if (mk_cuda_cls_train_step(&m.bb, &a.ma, &fe, img, y, NULL, B, m.orders, &oc, &r, &loss, &hit)) {
                 t = -1;
                 goto done;
             }

@@ -492,7 +492,7 @@ static void train_help(void) {
            "  --device D         cpu | cuda: where the model trains (default cpu)\n"
            "  --gpu-step S       full | backbone: with cuda, the whole step on the GPU (parameters\n"
            "                     resident there), or the backbone alone with the patch embedding,\n"
-           "                     head and AdamW on the CPU (default full; distillation: backbone)\n"
+           "                     head and AdamW on the CPU (default full)\n"
            "distillation:\n"
            "  --teacher A[,B..]  train towards these models' averaged softened predictions on the same\n"
            "                     augmented batches as well as the labels (up to %d models; default none)\n"
@@ -829,13 +829,13 @@ int cmd_train_vision(int argc, char **argv) {
      * covers the model: no teachers (they run on the host), the class-token head */
     mk_cls_frontend fe;
     const int on_gpu = dev == MK_DEV_CUDA && m.bb.device == MK_DEV_CUDA;
-    const int resident = on_gpu && !o.gpu_backbone_only && !n_teach && !vision_model_frontend(&m, (float)o.smooth, &fe);
+    const int resident = on_gpu && !o.gpu_backbone_only && !vision_model_frontend(&m, (float)o.smooth, &fe);
+    fe.kd_alpha = (float)o.kd_alpha, fe.kd_temp = (float)o.kd_temp;
     if (on_gpu)
         fprintf(stderr, "train vision: %s\n",
                 resident ? "every op of the training step on the GPU (parameters resident; copied back for validation and checkpoints)"
                 : o.gpu_backbone_only ? "backbone on the GPU; patch embedding, head and AdamW on the CPU (--gpu-step backbone)"
-                : n_teach ? "backbone on the GPU; patch embedding, head, teachers and AdamW on the CPU (distillation)"
-                          : "backbone on the GPU; patch embedding, head and AdamW on the CPU (mean head)");
+                                      : "backbone on the GPU; patch embedding, head and AdamW on the CPU (mean head)");
     order = mk_malloc(sizeof(int) * n_train);
     y = mk_malloc(sizeof(int) * B);
     img = mk_malloc(sizeof(float) * (size_t)B * HW);
@@ -892,7 +892,9 @@ int cmd_train_vision(int argc, char **argv) {
         int hit;
         float loss;
         if (resident) {
-            if (mk_cuda_cls_train_step(&m.bb, &acts.ma, &fe, img, y, nb, m.orders, &oc, &rng, &loss, &hit)) goto fail;
+            if (mk_cuda_cls_train_step(&m.bb, &acts.ma, &fe, img, y, n_teach ? tprob : NULL, nb, m.orders, &oc, &rng,
+                                       &loss, &hit))
+                goto fail;
         } else {
             mk_params_zero_grad(&m.p);
             vision_forward(&m, &acts, img, nb, 1, &rng);

@@ -110,7 +110,8 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
 }
 int mamba_backbone_cuda_sync_host(mamba_backbone *m) { return 0; }
 int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, const int *y,
-                           int B, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng, float *loss, int *correct) {
+                           const float *tprob, int B, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng,
+                           float *loss, int *correct) {
     mk_error("this build has no CUDA support");
     return -1;
 }
@@ -662,7 +663,7 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
  * 4 floats); with base NULL only the size is computed. Returns the floats needed. */
 typedef struct {
     float *img, *cols1, *pre1, *act1, *dact1, *cols, *dcols, *tmp, *x, *out, *feat, *logits, *dlogits, *dfeat, *dout,
-        *loss, *hit;
+        *loss, *hit, *tprob;
 } cls_bufs;
 static size_t cls_layout(const mk_cls_frontend *f, int D, int B, float *base, cls_bufs *o) {
     const size_t S1 = (size_t)f->in_h * f->in_w, P = (size_t)f->gh * f->gw, L = P + 1;
@@ -683,9 +684,10 @@ static size_t cls_layout(const mk_cls_frontend *f, int D, int B, float *base, cl
                         Bz * D,                              /* dfeat */
                         Bz * L * D,                          /* dout */
                         Bz,                                  /* loss */
-                        Bz};                                 /* hit */
+                        Bz,                                  /* hit */
+                        Bz * f->n_class};                    /* tprob */
     float **dst[] = {&o->img, &o->cols1, &o->pre1, &o->act1, &o->dact1, &o->cols, &o->dcols, &o->tmp, &o->x,
-                     &o->out, &o->feat, &o->logits, &o->dlogits, &o->dfeat, &o->dout, &o->loss, &o->hit};
+                     &o->out, &o->feat, &o->logits, &o->dlogits, &o->dfeat, &o->dout, &o->loss, &o->hit, &o->tprob};
     size_t at = 0;
     for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
         *dst[k] = base ? base + at : NULL;
@@ -762,8 +764,8 @@ int mk_cuda_cls_forward(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend 
 }
 
 int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, const int *y,
-                           int B, const int *const *orders, const mk_adamw_cfg *cfg, mk_rng *rng, float *loss_out,
-                           int *correct) {
+                           const float *tprob, int B, const int *const *orders, const mk_adamw_cfg *cfg, mk_rng *rng,
+                           float *loss_out, int *correct) {
     if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
     cuda_bb *c = bb_get(m);
     if (!c) return -1;
@@ -776,12 +778,13 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
     if (bb_prepare(m, c, a, B, L, orders, 1, rng)) return -1;
     c->resident = 1;
     if (mkc_upload(o.img, img, sizeof(float) * (size_t)B * f->img_h * f->img_w * f->img_c) ||
-        mkc_upload(c->yd, y, sizeof(int) * B)) {
+        mkc_upload(c->yd, y, sizeof(int) * B) || (tprob && mkc_upload(o.tprob, tprob, sizeof(float) * (size_t)B * K))) {
         mk_error("CUDA: %s", mkc_last_error());
         return -1;
     }
     cls_forward_dev(m, c, f, &o, B);
-    mkc_xent_smooth(o.dlogits, o.loss, o.hit, o.logits, c->yd, B, K, f->smooth);
+    mkc_xent_smooth(o.dlogits, o.loss, o.hit, o.logits, c->yd, B, K, f->smooth, tprob ? o.tprob : NULL, f->kd_alpha,
+                    f->kd_temp);
 
     /* backward: vision_backward op for op */
     mkc_memset0(c->G, sizeof(float) * c->total);

@@ -79,18 +79,21 @@ typedef struct {
     int patch_w, patch_b, pos, cls;
     int n_class, head_w, head_b;
     float smooth; /* label smoothing of the softmax cross-entropy */
+    float kd_alpha, kd_temp; /* distillation (a step given teacher probabilities): weight, temperature */
 } mk_cls_frontend;
 
 /* One resident training step of such a classifier on the GPU: patch embedding, backbone,
  * head, cross-entropy with label smoothing, backward, global-norm clip and AdamW over the
  * whole table (mk_adamw_step's math), with parameters, gradients, moments and every
- * activation on the device: only the images and labels go up, the per-image losses and
+ * activation on the device: only the images and labels (and, distilling, the teachers'
+ * probabilities tprob (B, n_class) at temperature kd_temp; NULL otherwise) go up, the per-image losses and
  * hits come down. The same random draws as vision_forward (orders, drop-path). Sets *loss
  * (the mean) and *correct (argmax hits); returns 0, or -1 with mk_error (no device, shapes
  * the kernels do not take, out of memory, a failed launch). Parameters stay on the GPU
  * until mamba_backbone_cuda_sync_host. */
 int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, const int *y,
-                           int B, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng, float *loss, int *correct);
+                           const float *tprob, int B, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng,
+                           float *loss, int *correct);
 
 /* The same classifier's forward on the GPU (inference: no drop-path, nothing kept for a
  * backward): images (B, ...) in, the class token's features feat (B, D) and logits (B,

@@ -692,7 +692,7 @@ static void check_gelu_tokens_xent(void) {
           *dh = mkc_malloc(sizeof(float) * R);
     int *dy = mkc_malloc(sizeof(int) * R);
     MK_ASSERT(mkc_upload(dy, y, sizeof y) == 0);
-    mkc_xent_smooth(ddl, dlr, dh, dlg, dy, R, K, 0.1f);
+    mkc_xent_smooth(ddl, dlr, dh, dlg, dy, R, K, 0.1f, NULL, 0.f, 1.f);
     cmp("xent_smooth_dlogits", ddl, dl, (size_t)R * K, 1e-5);
     float *hl = down(dlr, R), *hh = down(dh, R);
     double ls = 0;
@@ -700,8 +700,24 @@ static void check_gelu_tokens_xent(void) {
     for (int r = 0; r < R; r++) ls += hl[r], hs += hh[r] > 0.5f;
     test_report(fabs(ls / R - loss) <= 1e-5 * fabs(loss) && hs == hit, "xent_smooth_loss",
                 "mean loss %.6f vs CPU %.6f, hits %d vs %d", ls / R, loss, hs, hit);
-    free(lg), free(dl), free(hl), free(hh);
-    mkc_free(dlg), mkc_free(ddl), mkc_free(dlr), mkc_free(dh), mkc_free(dy);
+    /* with teacher probabilities: vision_xent_kd */
+    float *tp = rnd((size_t)R * K, 0.01f, 1.f);
+    for (int r = 0; r < R; r++) {
+        double t = 0;
+        for (int k = 0; k < K; k++) t += tp[r * K + k];
+        for (int k = 0; k < K; k++) tp[r * K + k] = (float)(tp[r * K + k] / t);
+    }
+    float kloss = vision_xent_kd(dl, &hit, lg, tp, y, R, K, 0.1f, 0.7f, 3.f);
+    float *dtp = up(tp, (size_t)R * K);
+    mkc_xent_smooth(ddl, dlr, dh, dlg, dy, R, K, 0.1f, dtp, 0.7f, 3.f);
+    cmp("xent_kd_dlogits", ddl, dl, (size_t)R * K, 1e-5);
+    free(hl), free(hh);
+    hl = down(dlr, R);
+    ls = 0;
+    for (int r = 0; r < R; r++) ls += hl[r];
+    test_report(fabs(ls / R - kloss) <= 1e-5 * fabs(kloss), "xent_kd_loss", "mean loss %.6f vs CPU %.6f", ls / R, kloss);
+    free(lg), free(dl), free(hl), free(tp);
+    mkc_free(dlg), mkc_free(ddl), mkc_free(dlr), mkc_free(dh), mkc_free(dy), mkc_free(dtp);
 }
 
 /* The resident classifier step (mk_cuda_cls_train_step) against vision_forward / xent /
@@ -709,7 +725,7 @@ static void check_gelu_tokens_xent(void) {
  * moment after one step is (1 - beta1) x the clipped gradient), then the loss curve and the
  * weights after STEPS steps, with a validation-style copy back to the host in the middle
  * (the training loop's pattern). Drop-path on, so the random draws must line up too. */
-static void check_vision_step(int stem, int patch, int kernel, const char *tag) {
+static void check_vision_step(int stem, int patch, int kernel, int kd, const char *tag) {
     vision_cfg vc;
     memset(&vc, 0, sizeof vc);
     vc.img_h = vc.img_w = 28, vc.img_c = 1, vc.stem = stem, vc.patch = patch, vc.kernel = kernel, vc.n_class = 10;
@@ -739,9 +755,15 @@ static void check_vision_step(int stem, int patch, int kernel, const char *tag) 
     }
     enum { B = 6, STEPS = 6 };
     const size_t HW = 28 * 28;
-    float *img = rnd(B * HW, -1, 2.5f), *dlog = zeros(B * 10);
+    float *img = rnd(B * HW, -1, 2.5f), *dlog = zeros(B * 10), *tprob = rnd(B * 10, 0.05f, 1.f);
     int y[B];
     for (int b = 0; b < B; b++) y[b] = mk_rng_int(&rng, 10);
+    for (int b = 0; b < B; b++) { /* a teacher's distribution per image (distillation) */
+        double t = 0;
+        for (int k = 0; k < 10; k++) t += tprob[b * 10 + k];
+        for (int k = 0; k < 10; k++) tprob[b * 10 + k] = (float)(tprob[b * 10 + k] / t);
+    }
+    fe.kd_alpha = 0.6f, fe.kd_temp = 2.5f;
     mk_adamw_cfg oc = mk_adamw_defaults(2e-3f, STEPS);
     oc.weight_decay = 0.05f, oc.clip = 1.f, oc.warmup = 1;
     vision_acts ca, ga;
@@ -769,10 +791,11 @@ static void check_vision_step(int stem, int patch, int kernel, const char *tag) 
         mk_rng_seed(&r1, 1000 + s), mk_rng_seed(&r2, 1000 + s);
         mk_params_zero_grad(&cpu.p);
         vision_forward(&cpu, &ca, img, B, 1, &r1);
-        lc[s] = vision_xent_smooth(dlog, &hc[s], ca.logits, y, B, 10, 0.1f);
+        lc[s] = kd ? vision_xent_kd(dlog, &hc[s], ca.logits, tprob, y, B, 10, 0.1f, 0.6f, 2.5f)
+                   : vision_xent_smooth(dlog, &hc[s], ca.logits, y, B, 10, 0.1f);
         vision_backward(&cpu, &ca, dlog);
         mk_adamw_step(&cpu.p, &oc);
-        rc = mk_cuda_cls_train_step(&gpu.bb, &ga.ma, &fe, img, y, B, gpu.orders, &oc, &r2, &lg[s], &hg[s]);
+        rc = mk_cuda_cls_train_step(&gpu.bb, &ga.ma, &fe, img, y, kd ? tprob : NULL, B, gpu.orders, &oc, &r2, &lg[s], &hg[s]);
         if (s == 0 || s == STEPS / 2) { /* copy back as the training loop does for validation */
             rc = rc || mamba_backbone_cuda_sync_host(&gpu.bb);
             if (s == 0 && !rc) {
@@ -801,7 +824,7 @@ static void check_vision_step(int stem, int patch, int kernel, const char *tag) 
     snprintf(nm, sizeof nm, "vision_step_%s_params", tag);
     test_report(!rc && sy == 0 && pe <= 1e-4 && gpu.p.step == cpu.p.step, nm, "after %d steps: err %.2e (limit 1e-4), step %ld vs %ld",
                 STEPS, pe, gpu.p.step, cpu.p.step);
-    free(img), free(dlog);
+    free(img), free(dlog), free(tprob);
     vision_acts_free(&ca), vision_acts_free(&ga);
     vision_model_free(&cpu), vision_model_free(&gpu);
 }
@@ -896,8 +919,9 @@ int main(void) {
     c.final_norm = 0;
     check_backbone(&c, 2, 130, "n8_nofinal");
     check_training();
-    check_vision_step(8, 2, 4, "stem");
-    check_vision_step(0, 4, 4, "plain");
+    check_vision_step(8, 2, 4, 0, "stem");
+    check_vision_step(0, 4, 4, 0, "plain");
+    check_vision_step(8, 2, 4, 1, "stem_kd"); /* distillation: teacher probabilities go up with the batch */
 
     /* an unsupported shape falls back with a message */
     mamba_cfg_default(&c, 16, 1);

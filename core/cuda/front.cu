@@ -80,9 +80,10 @@ __global__ void tokens_k(float *x, const float *patches, const float *pos, const
 
 // one thread per row, in double as vision_xent_smooth: dlogits = (softmax - q) / B with
 // q = (1 - eps) onehot(y) + eps / K; loss_row = -sum q log softmax; hit_row = argmax == y
-// (first maximum, as the CPU)
+// (first maximum, as the CPU). With tprob, vision_xent_kd: the soft term T^2 KL(tprob ||
+// softmax(z / T)) weighted alpha, the hard one 1 - alpha; d/dz of T^2 KL = T (softmax(z / T) - tprob)
 __global__ void xent_k(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B,
-                       int K, float eps) {
+                       int K, float eps, const float *tprob, float alpha, float T) {
     int b = blockIdx.x * blockDim.x + threadIdx.x;
     if (b >= B) return;
     const float *z = logits + (size_t)b * K;
@@ -98,6 +99,19 @@ __global__ void xent_k(float *dlogits, float *loss_row, float *hit_row, const fl
         const double q = (k == y[b] ? 1.0 - eps : 0.0) + eps / K, lp = z[k] - lse; /* eps / K in float, as the CPU */
         loss -= q * lp;
         dlogits[(size_t)b * K + k] = (float)((exp(lp) - q) / B);
+    }
+    if (tprob) {
+        const float *q = tprob + (size_t)b * K;
+        double sT = 0, soft = 0;
+        for (int k = 0; k < K; k++) sT += exp(((double)z[k] - mx) / T);
+        const double lseT = log(sT);
+        for (int k = 0; k < K; k++) {
+            const double lp = ((double)z[k] - mx) / T - lseT;
+            if (q[k] > 0) soft += q[k] * (log((double)q[k]) - lp);
+            float *dz = dlogits + (size_t)b * K + k;
+            *dz = (float)((1.0 - alpha) * *dz + alpha * T * (exp(lp) - q[k]) / B);
+        }
+        loss = (1.0 - alpha) * loss + (double)alpha * T * T * soft;
     }
     loss_row[b] = (float)loss;
     hit_row[b] = am == y[b] ? 1.f : 0.f;
@@ -131,7 +145,8 @@ void mkc_tokens(float *x, const float *patches, const float *pos, const float *c
     MKC_CHECK_LAUNCH("tokens");
 }
 void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
-                     float eps) {
-    if (B > 0) xent_k<<<mkc_blocks(B, 64), 64, 0, mkc_s()>>>(dlogits, loss_row, hit_row, logits, y, B, K, eps);
+                     float eps, const float *tprob, float alpha, float T) {
+    if (B > 0)
+        xent_k<<<mkc_blocks(B, 64), 64, 0, mkc_s()>>>(dlogits, loss_row, hit_row, logits, y, B, K, eps, tprob, alpha, T);
     MKC_CHECK_LAUNCH("xent");
 }

@@ -147,9 +147,11 @@ void mkc_gelu_backward(float *dinp, const float *dout, const float *inp, size_t 
 /* x (B, P+1, D): patch token t < P is patches[b, t] + pos[t]; token P is cls + pos[P] */
 void mkc_tokens(float *x, const float *patches, const float *pos, const float *cls, int B, int P, int D);
 /* softmax cross-entropy with label smoothing eps per row of logits (B, K): dlogits = d(mean
- * loss)/d logits, loss_row (B) each row's loss, hit_row (B) 1 where the argmax is y */
+ * loss)/d logits, loss_row (B) each row's loss, hit_row (B) 1 where the argmax is y. With
+ * tprob (B, K) (else NULL): knowledge distillation as vision_xent_kd, (1 - alpha) x that loss +
+ * alpha T^2 KL(tprob || softmax(logits / T)) */
 void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
-                     float eps);
+                     float eps, const float *tprob, float alpha, float T);
 
 /* ---- optimiser ---- */
 /* Sum of squares of n floats (deterministic, synchronises). */

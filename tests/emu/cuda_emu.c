@@ -197,7 +197,7 @@ void mkc_tokens(float *x, const float *patches, const float *pos, const float *c
                     (t < P ? patches[((size_t)b * P + t) * D + d] : cls[d]) + pos[(size_t)t * D + d];
 }
 void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
-                     float eps) {
+                     float eps, const float *tprob, float alpha, float T) {
     for (int b = 0; b < B; b++) {
         const float *z = logits + (size_t)b * K;
         float mx = z[0];
@@ -211,6 +211,19 @@ void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const floa
             const double q = (k == y[b] ? 1.0 - eps : 0.0) + eps / K, lp = z[k] - lse;
             loss -= q * lp;
             dlogits[(size_t)b * K + k] = (float)((exp(lp) - q) / B);
+        }
+        if (tprob) {
+            const float *q = tprob + (size_t)b * K;
+            double sT = 0, soft = 0;
+            for (int k = 0; k < K; k++) sT += exp(((double)z[k] - mx) / T);
+            const double lseT = log(sT);
+            for (int k = 0; k < K; k++) {
+                const double lp = ((double)z[k] - mx) / T - lseT;
+                if (q[k] > 0) soft += q[k] * (log((double)q[k]) - lp);
+                float *dz = dlogits + (size_t)b * K + k;
+                *dz = (float)((1.0 - alpha) * *dz + alpha * T * (exp(lp) - q[k]) / B);
+            }
+            loss = (1.0 - alpha) * loss + (double)alpha * T * T * soft;
         }
         loss_row[b] = (float)loss;
         hit_row[b] = am == y[b];
