@@ -825,8 +825,8 @@ int cmd_train_vision(int argc, char **argv) {
                 o.teacher, o.kd_alpha, o.kd_temp);
     if (m.p.step >= total) fprintf(stderr, "train vision: checkpoint already at step %ld of %ld\n", m.p.step, total);
 
-    /* on a GPU the whole step (front end, loss, AdamW) stays on the device where the backend
-     * covers the model: no teachers (they run on the host), the class-token head */
+    /* on a GPU the whole step (front end, loss, AdamW; the teachers' forwards too) stays on
+     * the device where the backend covers the model: the class-token head */
     mk_cls_frontend fe;
     const int on_gpu = dev == MK_DEV_CUDA && m.bb.device == MK_DEV_CUDA;
     const int resident = on_gpu && !o.gpu_backbone_only && !vision_model_frontend(&m, (float)o.smooth, &fe);

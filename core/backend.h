@@ -86,8 +86,9 @@ typedef struct {
  * head, cross-entropy with label smoothing, backward, global-norm clip and AdamW over the
  * whole table (mk_adamw_step's math), with parameters, gradients, moments and every
  * activation on the device: only the images and labels (and, distilling, the teachers'
- * probabilities tprob (B, n_class) at temperature kd_temp; NULL otherwise) go up, the per-image losses and
- * hits come down. The same random draws as vision_forward (orders, drop-path). Sets *loss
+ * probabilities tprob (B, n_class) at temperature kd_temp; NULL otherwise) go up, the
+ * per-image losses and hits come down. The same random draws as vision_forward (orders,
+ * drop-path). Sets *loss
  * (the mean) and *correct (argmax hits); returns 0, or -1 with mk_error (no device, shapes
  * the kernels do not take, out of memory, a failed launch). Parameters stay on the GPU
  * until mamba_backbone_cuda_sync_host. */
