@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """vision_torch.py — PyTorch twin of the backbone training step that
-`mambakit bench cuda --train-only` times (benchmark harness only).
+`mambakit bench cuda --train-only` times (benchmark harness only); with --vision,
+of the shipped vision classifier's whole training step (its 'vision' rows).
 
 Same model as core/mamba.c: pre-norm residual layers, RMSNorm, in_proj to
 (x, z), per direction (forward + reverse order) a causal depthwise conv, SiLU,
@@ -127,6 +128,28 @@ class Backbone(nn.Module):
         return self.norm_f(x)
 
 
+class Classifier(nn.Module):
+    """The shipped vision model's shape (docs/VISION.md): conv stem 1 -> 32 (4x4, stride 2,
+    pad 1) + GELU, patch conv 32 -> D (4x4, stride 2, pad 1) = 7x7 tokens, the class token in
+    the middle of the sequence, learned positional embedding, the backbone (forward + reverse
+    scans), linear head on the class token."""
+
+    def __init__(self, D=80, NL=6, G=2, stem=32, classes=10):
+        super().__init__()
+        self.stem = nn.Conv2d(1, stem, 4, 2, 1)
+        self.patch = nn.Conv2d(stem, D, 4, 2, 1)
+        self.pos = nn.Parameter(torch.randn(1, 50, D) * 0.02)
+        self.cls = nn.Parameter(torch.randn(1, 1, D) * 0.02)
+        self.backbone = Backbone(D, NL, G)
+        self.head = nn.Linear(D, classes)
+
+    def forward(self, img, scan):
+        x = self.patch(F.gelu(self.stem(img))).flatten(2).transpose(1, 2)  # (B, 49, D)
+        h = x.shape[1] // 2
+        x = torch.cat([x[:, :h], self.cls.expand(x.shape[0], -1, -1), x[:, h:]], 1) + self.pos
+        return self.head(self.backbone(x, scan)[:, h])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ours")
@@ -137,7 +160,12 @@ def main():
     ap.add_argument("--dirs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--vision", action="store_true",
+                    help="the shipped vision classifier's shape instead (28x28 grey, stem, 6 layers of width 80, "
+                         "batch 128, label-smoothed cross-entropy); compares with the 'vision' rows of --ours")
     a = ap.parse_args()
+    if a.vision:
+        a.batch, a.len, a.d_model, a.layers = (a.batch if a.batch != 32 else 128), 50, 80, 6
     if not torch.cuda.is_available():
         print("SKIP vision_torch: skipped: no CUDA device")
         return
@@ -147,25 +175,33 @@ def main():
     ours = {}
     if a.ours:
         try:
-            ours = json.load(open(a.ours)).get("train", {})
+            ours = json.load(open(a.ours)).get("vision" if a.vision else "train", {})
         except Exception as e:
             print("# could not read", a.ours, e)
     print(f"# torch {torch.__version__}, {torch.cuda.get_device_name(0)}; d_model {a.d_model}, {a.layers} layers, "
           f"{a.dirs} dirs, batch {a.batch} x {a.len} tokens, fp32")
-    x = torch.rand(a.batch, a.len, a.d_model, device=dev) * 2 - 1
-    tgt = 0.5 * torch.sin(3 * x)
+    if a.vision:
+        x = torch.rand(a.batch, 1, 28, 28, device=dev) * 3 - 1
+        tgt = torch.randint(0, 10, (a.batch,), device=dev)
+        lossf = lambda out, t: F.cross_entropy(out, t, label_smoothing=0.1)
+        make = lambda: Classifier(a.d_model, a.layers, a.dirs)
+    else:
+        x = torch.rand(a.batch, a.len, a.d_model, device=dev) * 2 - 1
+        tgt = 0.5 * torch.sin(3 * x)
+        lossf = F.mse_loss
+        make = lambda: Backbone(a.d_model, a.layers, a.dirs)
     print(f"{'impl':<22} {'ms/step':>9} {'samples/s':>10} {'ours_resident':>14} {'speed-up':>9}")
     impls = [("eager_loop_scan", scan_loop, False), ("eager_chunked_scan", scan_chunked, False)]
     if not a.no_compile:
         impls.append(("compiled_chunked_scan", scan_chunked, True))
     for name, scan, comp in impls:
         torch.manual_seed(0)
-        model = Backbone(a.d_model, a.layers, a.dirs).to(dev)
+        model = make().to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = F.mse_loss(model(x, scan), tgt)
+            loss = lossf(model(x, scan), tgt)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -177,7 +213,7 @@ def main():
                 fwd = torch.compile(model)
                 def fn():
                     opt.zero_grad(set_to_none=True)
-                    loss = F.mse_loss(fwd(x, scan), tgt)
+                    loss = lossf(fwd(x, scan), tgt)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                     opt.step()
