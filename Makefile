@@ -174,7 +174,15 @@ $(EMU_BIN): $(EMU_OBJ) $(filter-out $(BUILD)/san/core/backend.o,$(SOBJ_CORE)) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) $(CFLAGS_BASE) -o $@ $^ $(LDLIBS)
 
-tests: report $(BIN) $(SBIN) $(TEST_BIN) $(EMU_BIN) $(LAB)
+# ... and the whole command line on it (tests/test_cuda_emu_cli.sh: --device cuda runs give the
+# CPU's files bit for bit, checkpoints and resumes included)
+EMU_CLI := $(BUILD)/tests/mambakit_emu
+$(EMU_CLI): $(BUILD)/emu/core/backend.o $(BUILD)/emu/tests/emu/cuda_emu.o \
+            $(filter-out $(BUILD)/san/core/backend.o,$(SOBJ_CORE)) $(SOBJ_APP) $(SOBJ_DOMAIN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN) $(CFLAGS_BASE) -o $@ $^ $(LDLIBS)
+
+tests: report $(BIN) $(SBIN) $(TEST_BIN) $(EMU_BIN) $(EMU_CLI) $(LAB)
 
 # ---------------------------------------------------------------- set-up
 DEB_PKGS := build-essential pkg-config libopenblas-dev libopenblas0-openmp libsndfile1-dev libpng-dev zlib1g-dev \
@@ -192,7 +200,7 @@ deps:
 # The recursive make re-runs detection after deps may have installed things.
 test: deps
 	@$(MAKE) --no-print-directory tests
-	@MK=$(abspath $(SBIN)) MK_REL=$(abspath $(BIN)) bash tests/run.sh $(TEST_BIN) $(EMU_BIN) $(TEST_SH)
+	@MK=$(abspath $(SBIN)) MK_REL=$(abspath $(BIN)) MK_EMU=$(abspath $(EMU_CLI)) bash tests/run.sh $(TEST_BIN) $(EMU_BIN) $(TEST_SH)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The training loop's use of the resident GPU step, without a GPU: the command line linked
+# against a host emulation of the CUDA kernel API (build/tests/mambakit_emu; see
+# tests/emu/cuda_emu.c), where a "GPU" run does the CPU's arithmetic in the same order. So a
+# --device cuda run must write the CPU run's model file bit for bit: that checks that the
+# weights come back before every validation and checkpoint, that a run stopped by its time
+# limit resumes into the same file, and that distillation and --gpu-step backbone agree too.
+MK=${MK_EMU:-build/tests/mambakit_emu}
+ok() { if [ "$1" = 0 ]; then echo "PASS cuda_emu_cli.$2"; else echo "FAIL cuda_emu_cli.$2 $3"; fi; }
+[ -x "$MK" ] || { echo "SKIP cuda_emu_cli: skipped: no emulated binary at $MK"; exit 0; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+tiny="--limit 256 --val 128 --batch 32 --d-model 8 --layers 2 --d-state 4 --stem 4 --patch 2 --kernel 4 --ckpt-every 5"
+msg=$($MK train vision $tiny --steps 16 --device cpu --out "$tmp/cpu.mkm" 2>&1 >/dev/null); rc=$?
+if [ $rc != 0 ] && grep -qi "not found\|no such" <<<"$msg"; then
+  echo "SKIP cuda_emu_cli: skipped: no data at ($(tail -1 <<<"$msg"))"; exit 0
+fi
+$MK train vision $tiny --steps 16 --device cuda --out "$tmp/gpu.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && cmp -s "$tmp/cpu.mkm" "$tmp/gpu.mkm" &&
+  cmp -s "$tmp/cpu.mkm.ckpt" "$tmp/gpu.mkm.ckpt"
+ok $? train_resident_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+$MK train vision $tiny --steps 16 --device cuda --gpu-step backbone --out "$tmp/bb.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "backbone on the GPU" "$tmp/err" && cmp -s "$tmp/cpu.mkm" "$tmp/bb.mkm"
+ok $? train_backbone_step_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+# stopped by the time limit after its first step, resumed on the "GPU": the same file
+$MK train vision $tiny --steps 16 --device cuda --out "$tmp/part.mkm" --time-limit 0.00001 2>"$tmp/err"
+grep -q "time limit reached at step" "$tmp/err"; ok $? train_time_limit "$(tail -c 200 "$tmp/err")"
+$MK train vision --resume "$tmp/part.mkm.ckpt" --out "$tmp/part.mkm" --device cuda >/dev/null 2>&1; rc=$?
+[ $rc = 0 ] && cmp -s "$tmp/cpu.mkm" "$tmp/part.mkm"; ok $? train_resume_equals_cpu "rc=$rc"
+# distillation: teachers' forwards and the soft loss on the "GPU"
+$MK train vision $tiny --steps 8 --device cpu --teacher "$tmp/cpu.mkm" --kd-alpha 0.7 --kd-temp 3 --out "$tmp/kc.mkm" >/dev/null 2>&1
+$MK train vision $tiny --steps 8 --device cuda --teacher "$tmp/cpu.mkm" --kd-alpha 0.7 --kd-temp 3 --out "$tmp/kg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && [ -s "$tmp/kc.mkm" ] && cmp -s "$tmp/kc.mkm" "$tmp/kg.mkm" && ! cmp -s "$tmp/kc.mkm" "$tmp/cpu.mkm"
+ok $? train_kd_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+# inference on the "GPU": eval prints the CPU's figures
+a=$($MK eval vision --model "$tmp/cpu.mkm" --limit 300 --device cpu 2>/dev/null | grep -v "images/s")
+b=$($MK eval vision --model "$tmp/cpu.mkm" --limit 300 --device cuda 2>/dev/null | grep -v "images/s")
+[ -n "$a" ] && [ "$a" = "$b" ]; ok $? eval_equals_cpu "$(head -c 200 <<<"$b")"
