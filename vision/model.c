@@ -276,7 +276,7 @@ static void acts_ensure(const vision_model *m, vision_acts *a, int B) {
 
 /* im2col for a strided conv over a (B, H, W, C) map: cols (B, gh*gw, C*k*k),
  * window element order (c, ky, kx), zero padding (k-s)/2. */
-static void im2col(float *cols, const float *img, int B, int H, int W, int C, int k, int s, int gh, int gw) {
+void vision_im2col(float *cols, const float *img, int B, int H, int W, int C, int k, int s, int gh, int gw) {
     const int pad = (k - s) / 2;
     const size_t F = (size_t)C * k * k;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -297,7 +297,7 @@ static void im2col(float *cols, const float *img, int B, int H, int W, int C, in
 }
 /* The adjoint of im2col: dimg (B, H, W, C) += scatter of dcols. One thread
  * per image, so the overlapping windows never race. */
-static void col2im_add(float *dimg, const float *dcols, int B, int H, int W, int C, int k, int s, int gh, int gw) {
+void vision_col2im_add(float *dimg, const float *dcols, int B, int H, int W, int C, int k, int s, int gh, int gw) {
     const int pad = (k - s) / 2;
     const size_t F = (size_t)C * k * k;
 #pragma omp parallel for schedule(static)
@@ -332,13 +332,13 @@ void vision_forward(vision_model *m, vision_acts *a, const float *img, int B, in
     const float *map = img;
     if (c->stem) {
         const int S1 = c->in_h * c->in_w;
-        im2col(a->cols1, img, B, c->img_h, c->img_w, c->img_c, 4, 2, c->in_h, c->in_w);
+        vision_im2col(a->cols1, img, B, c->img_h, c->img_w, c->img_c, 4, 2, c->in_h, c->in_w);
         linear_forward(a->pre1, a->cols1, mk_param(p, m->stem_w), mk_param(p, m->stem_b), B * S1, c->img_c * 16,
                        c->stem);
         gelu_forward(a->act1, a->pre1, (size_t)B * S1 * c->stem);
         map = a->act1;
     }
-    im2col(a->cols, map, B, c->in_h, c->in_w, c->in_c, c->kernel, c->patch, c->gh, c->gw);
+    vision_im2col(a->cols, map, B, c->in_h, c->in_w, c->in_c, c->kernel, c->patch, c->gh, c->gw);
     linear_forward(a->tmp, a->cols, mk_param(p, m->patch_w), mk_param(p, m->patch_b), B * P, F, D);
     const float *pos = mk_param(p, m->pos), *cls = mk_param(p, m->cls);
     for (int b = 0; b < B; b++) {
@@ -392,7 +392,7 @@ void vision_backward(vision_model *m, vision_acts *a, const float *dlogits) {
         const int S1 = c->in_h * c->in_w;
         const size_t n1 = (size_t)B * S1 * c->stem;
         memset(a->dact1, 0, sizeof(float) * n1);
-        col2im_add(a->dact1, a->dcols, B, c->in_h, c->in_w, c->in_c, c->kernel, c->patch, c->gh, c->gw);
+        vision_col2im_add(a->dact1, a->dcols, B, c->in_h, c->in_w, c->in_c, c->kernel, c->patch, c->gh, c->gw);
         float *dpre1 = a->act1; /* the GELU output is not needed any more: reuse it */
         memset(dpre1, 0, sizeof(float) * n1);
         gelu_backward(dpre1, a->dact1, a->pre1, n1);

@@ -114,6 +114,12 @@ float vision_xent_smooth(float *dlogits, int *correct, const float *logits, cons
 float vision_xent_kd(float *dlogits, int *correct, const float *logits, const float *tprob, const int *y, int B, int K,
                      float eps, float alpha, float T);
 
+/* im2col for a strided convolution over a (B, H, W, C) map: cols (B, gh*gw, C*k*k), window
+ * element order (c, ky, kx), zero padding (k - s) / 2; col2im_add is its adjoint (dimg +=).
+ * The patch embedding's and stem's, and the CPU twins of core/cuda/front.cu's. */
+void vision_im2col(float *cols, const float *img, int B, int H, int W, int C, int k, int s, int gh, int gw);
+void vision_col2im_add(float *dimg, const float *dcols, int B, int H, int W, int C, int k, int s, int gh, int gw);
+
 /* The model as the backend's resident GPU classifier step sees it (core/backend.h), with
  * label smoothing eps. 0, or -1 when that step does not cover the model (the mean head). */
 int vision_model_frontend(const vision_model *m, float eps, mk_cls_frontend *f);

@@ -1,7 +1,7 @@
 /* cuda_emu.c — the CUDA kernel API (core/cuda/kernels.h) on the host, for checking the
  * backend's orchestration without a GPU. "Device" pointers are host memory, every launch runs
- * the CPU twin of the op (core/ops.h, core/scan.h) or a loop written from the kernel's
- * definition, and nothing is asynchronous. tests/test_cuda.c built against this (make target
+ * the CPU twin of the op (core/ops.h, core/scan.h, vision/model.h) or, where there is none, a
+ * loop written from the kernel's definition, and nothing is asynchronous. tests/test_cuda.c built against this (make target
  * test_cuda_emu) then compares core/backend.c's resident backbone and classifier steps with the
  * CPU path: a wrong buffer, a missing op, an op in the wrong order or a random draw out of step
  * shows there, on any machine. The kernels themselves are not tested here (their twins are the
@@ -15,6 +15,7 @@
 #include "core/ops.h"
 #include "core/scan.h"
 #include "core/util.h"
+#include "vision/model.h" /* the CPU twins of core/cuda/front.cu's ops */
 
 int mk_cuda_probe(char *name, int len) {
     snprintf(name, len, "host emulation of the CUDA kernel API (tests/emu/cuda_emu.c)");
@@ -162,30 +163,10 @@ void mkc_colsum(float *out, const float *inp, int M, int C) {
 }
 
 void mkc_im2col(float *cols, const float *img, int B, int H, int W, int C, int k, int s, int gh, int gw) {
-    const int pad = (k - s) / 2;
-    float *d = cols;
-    for (int b = 0; b < B; b++)
-        for (int gy = 0; gy < gh; gy++)
-            for (int gx = 0; gx < gw; gx++)
-                for (int ch = 0; ch < C; ch++)
-                    for (int ky = 0; ky < k; ky++)
-                        for (int kx = 0; kx < k; kx++) {
-                            int y = gy * s - pad + ky, x = gx * s - pad + kx;
-                            *d++ = y >= 0 && y < H && x >= 0 && x < W ? img[(((size_t)b * H + y) * W + x) * C + ch] : 0.f;
-                        }
+    vision_im2col(cols, img, B, H, W, C, k, s, gh, gw);
 }
 void mkc_col2im_add(float *dimg, const float *dcols, int B, int H, int W, int C, int k, int s, int gh, int gw) {
-    const int pad = (k - s) / 2;
-    const float *d = dcols;
-    for (int b = 0; b < B; b++)
-        for (int gy = 0; gy < gh; gy++)
-            for (int gx = 0; gx < gw; gx++)
-                for (int ch = 0; ch < C; ch++)
-                    for (int ky = 0; ky < k; ky++)
-                        for (int kx = 0; kx < k; kx++, d++) {
-                            int y = gy * s - pad + ky, x = gx * s - pad + kx;
-                            if (y >= 0 && y < H && x >= 0 && x < W) dimg[(((size_t)b * H + y) * W + x) * C + ch] += *d;
-                        }
+    vision_col2im_add(dimg, dcols, B, H, W, C, k, s, gh, gw);
 }
 void mkc_gelu_forward(float *out, const float *inp, size_t n) { gelu_forward(out, inp, n); }
 void mkc_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) { gelu_backward(dinp, dout, inp, n); }
@@ -196,47 +177,23 @@ void mkc_tokens(float *x, const float *patches, const float *pos, const float *c
                 x[((size_t)b * (P + 1) + t) * D + d] =
                     (t < P ? patches[((size_t)b * P + t) * D + d] : cls[d]) + pos[(size_t)t * D + d];
 }
+/* the batch's gradient as the CPU computes it; each row's loss and hit from the same function
+ * on that row alone */
 void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
                      float eps, const float *tprob, float alpha, float T) {
+    if (tprob) vision_xent_kd(dlogits, NULL, logits, tprob, y, B, K, eps, alpha, T);
+    else vision_xent_smooth(dlogits, NULL, logits, y, B, K, eps);
     for (int b = 0; b < B; b++) {
         const float *z = logits + (size_t)b * K;
-        float mx = z[0];
-        int am = 0;
-        for (int k = 1; k < K; k++)
-            if (z[k] > mx) mx = z[k], am = k;
-        double s = 0, loss = 0;
-        for (int k = 0; k < K; k++) s += exp((double)z[k] - mx);
-        const double lse = mx + log(s);
-        for (int k = 0; k < K; k++) {
-            const double q = (k == y[b] ? 1.0 - eps : 0.0) + eps / K, lp = z[k] - lse;
-            loss -= q * lp;
-            dlogits[(size_t)b * K + k] = (float)((exp(lp) - q) / B);
-        }
-        if (tprob) {
-            const float *q = tprob + (size_t)b * K;
-            double sT = 0, soft = 0;
-            for (int k = 0; k < K; k++) sT += exp(((double)z[k] - mx) / T);
-            const double lseT = log(sT);
-            for (int k = 0; k < K; k++) {
-                const double lp = ((double)z[k] - mx) / T - lseT;
-                if (q[k] > 0) soft += q[k] * (log((double)q[k]) - lp);
-                float *dz = dlogits + (size_t)b * K + k;
-                *dz = (float)((1.0 - alpha) * *dz + alpha * T * (exp(lp) - q[k]) / B);
-            }
-            loss = (1.0 - alpha) * loss + (double)alpha * T * T * soft;
-        }
-        loss_row[b] = (float)loss;
-        hit_row[b] = am == y[b];
+        int hit;
+        loss_row[b] = tprob ? vision_xent_kd(NULL, &hit, z, tprob + (size_t)b * K, y + b, 1, K, eps, alpha, T)
+                            : vision_xent_smooth(NULL, &hit, z, y + b, 1, K, eps);
+        hit_row[b] = hit;
     }
 }
 
 float mkc_mse_forward_backward(float *dpred, const float *pred, const float *target, size_t n, float scale) {
-    if (!n) return 0.f;
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += ((double)pred[i] - target[i]) * ((double)pred[i] - target[i]);
-    if (dpred)
-        for (size_t i = 0; i < n; i++) dpred[i] = scale * 2.f / (float)n * (pred[i] - target[i]);
-    return (float)(s / n);
+    return mse_forward_backward(dpred, pred, target, n, scale); /* elementwise: dpred may alias target */
 }
 double mkc_sumsq(const float *x, size_t n) {
     double s = 0;
