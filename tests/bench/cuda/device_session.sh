@@ -15,7 +15,8 @@
 # order for a session whose main job is training, where a lost model costs the most.
 # LAB_ONLY=PREFIXES: the lab's rows to run (scan_lab --only, e.g. fwd_lib,v6); NCU_K: the kernels
 # to profile (default "fwd_k kernel"; par_k, the time-parallel forward, runs in the lab);
-# NO_TRAIN_BENCH=1: skip step 4.
+# NO_TRAIN_BENCH=1: skip step 4; TORCH_TWIN=1: after it, the PyTorch twin of the vision step
+# (tests/bench/vision_torch.py --vision); NO_SCAN_BENCH=1: skip step 3; NO_LAB=1: skip step 5.
 # ONLY_VISION=1: build and vision only, with all the time left (a second call; see vision()).
 # VFROM=scratch: the vision run trains stage 1's architecture from scratch (with random erasing
 # VERASE, default 0.25; scan order VORDER, default bidir) instead of fine-tuning the shipped
@@ -144,10 +145,12 @@ for f in .debs/data/fsdd/recordings/*.wav; do
     rm -f "$LOGS"/e_*.wav
 done
 
+[ -n "${NO_SCAN_BENCH:-}" ] || {
 step "bench cuda --scan-only"
 timeout "$(cap 90)" ./build/mambakit bench cuda --scan-only > "$LOGS/bench_scan.txt" 2>&1
 echo "rc=$?"
 cat "$LOGS/bench_scan.txt"
+}
 
 if [ "$VMIN" = auto ]; then
     vision "$(awk -v s="$(left)" -v r="$RESERVE" 'BEGIN { m = (s - r - 60) / 60; printf "%.1f", m < 1 ? 1 : m }')"
@@ -156,12 +159,21 @@ fi
 
 [ -n "${NO_TRAIN_BENCH:-}" ] || {
 step "bench cuda --train-only"
-OMP_NUM_THREADS=$(nproc) timeout "$(cap 90)" ./build/mambakit bench cuda --train-only --cpu-steps 1 --steps 10 > "$LOGS/bench_train.txt" 2>&1
+OMP_NUM_THREADS=$(nproc) timeout "$(cap 90)" ./build/mambakit bench cuda --train-only --cpu-steps 1 --steps 10 --json \
+    > "$LOGS/bench_train.json" 2> "$LOGS/bench_train.txt"
 echo "rc=$?"
-cat "$LOGS/bench_train.txt"
+cat "$LOGS/bench_train.txt" "$LOGS/bench_train.json"
+# the PyTorch twin of the vision classifier's step on the same GPU, against the rows above
+if [ -n "${TORCH_TWIN:-}" ] && python3 -c 'import torch' 2>/dev/null; then
+    step "vision_torch.py --vision (PyTorch eager, same GPU)"
+    PYTHONUNBUFFERED=1 timeout "$(cap 80)" python3 tests/bench/vision_torch.py --vision --ours "$LOGS/bench_train.json" \
+        --steps 5 > "$LOGS/vision_torch_cls.log" 2>&1
+    echo "rc=$?"
+    grep -v Warning "$LOGS/vision_torch_cls.log" | tail -12
+fi
 }
 
-if [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then
+if [ -z "${NO_LAB:-}" ] && [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then
     step "scan_lab"
     timeout "$(cap 150)" ./build/lab/scan_lab --csv "$LOGS/scan_lab.csv" ${LAB_ONLY:+--only "$LAB_ONLY"} > "$LOGS/scan_lab.log" 2>&1
     echo "rc=$?"
@@ -172,7 +184,7 @@ fi
 # staged forward and of the backward kernel under Nsight Compute, if the host has it, with the
 # stall reasons per issued instruction and the pipes' utilisation.
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-if [ -n "$NCU" ] && [ "$(left)" -gt $((VMIN * 60 + 200)) ]; then
+if [ -z "${NO_LAB:-}" ] && [ -n "$NCU" ] && [ "$(left)" -gt $((VMIN * 60 + 200)) ]; then
     for k in ${NCU_K:-fwd_k kernel}; do
         step "ncu: one launch of $k"
         SECS=(--section SpeedOfLight --section Occupancy --section LaunchStats --section SchedulerStats
