@@ -409,6 +409,8 @@ typedef struct {
     char teacher_buf[4096];
     int order, head, flip, out_given, kd_given;
     int gpu_backbone_only; /* --gpu-step backbone */
+    const char *like;      /* --like MODEL */
+    int steps_from_like;   /* o->steps is the --like run's length, which --epochs replaces */
 } train_opts;
 
 static void train_defaults(train_opts *o) {
@@ -505,7 +507,10 @@ static void train_help(void) {
            "  --ckpt-every N     steps between checkpoints (default %ld)\n"
            "  --resume FILE      continue from a checkpoint (its model and training options win)\n"
            "  --init FILE        start from a model's weights (fine-tune: new optimiser and schedule;\n"
-           "                     the model options above are then taken from FILE)\n"
+           "                     the model options above are then taken from FILE)\n"           "  --like FILE        train a new model the way FILE was trained: its architecture and the\n"
+           "                     training options it records (steps, lr, augmentation, seeds, ...),\n"
+           "                     fresh weights; options given beside it win. `--like models/vision.mkm\n"
+           "                     --device cuda` retrains the shipped model\n"
            "  --time-limit MIN   stop after MIN minutes, checkpoint saved (default: none)\n"
            "  -h, --help         this help\n",
            d.val, d.shift, d.flip, vision_order_name(d.order), d.head == VISION_HEAD_CLS ? "cls" : "mean", d.d_model,
@@ -552,6 +557,10 @@ static int parse_train(train_opts *o, int argc, char **argv) {
                     return -1;
                 done = 1;
                 o->kd_given |= !strncmp(a, "--kd-", 5);
+                if (o->steps_from_like && (!strcmp(a, "--epochs") || !strcmp(a, "--steps"))) {
+                    if (!strcmp(a, "--epochs")) o->steps = 0;
+                    o->steps_from_like = 0;
+                }
             }
         if (done) continue;
         if (!strcmp(a, "--device")) {
@@ -571,6 +580,11 @@ static int parse_train(train_opts *o, int argc, char **argv) {
         if (!strcmp(a, "--teacher")) {
             if (opt_val(argc, argv, &i, &v)) return -1;
             o->teacher = v;
+            continue;
+        }
+        if (!strcmp(a, "--like")) { /* applied before the other options (cmd_train_vision) */
+            if (opt_val(argc, argv, &i, &v)) return -1;
+            o->like = v;
             continue;
         }
         if (!strcmp(a, "--data-dir") || !strcmp(a, "--out") || !strcmp(a, "--ckpt") || !strcmp(a, "--resume") || !strcmp(a, "--init") ||
@@ -666,9 +680,51 @@ static int opts_from_config(train_opts *o, const mk_config *c) {
     return 0;
 }
 
+/* --like MODEL: the architecture and the training options a model file records become the
+   defaults, so the options given beside it still win. The run starts from fresh weights drawn
+   with the recorded seed: given nothing else, it replays the recorded run. */
+static int apply_like(train_opts *o, const char *path) {
+    vision_model t;
+    mk_config *c = mk_calloc(1, sizeof *c);
+    int rc = -1;
+    if (vision_model_load(&t, path, 0, c)) goto out;
+    const vision_cfg *vc = &t.cfg;
+    o->d_model = vc->mc.d_model, o->layers = vc->mc.n_layer, o->d_state = vc->mc.d_state;
+    o->expand = vc->mc.expand, o->drop_path = vc->mc.drop_path, o->shuffle_p = vc->mc.shuffle_p;
+    o->patch = vc->patch, o->kernel = vc->kernel, o->stem = vc->stem, o->order = vc->order, o->head = vc->head;
+    if (!mk_config_get(c, "train_total")) {
+        mk_error("%s: --like: the file records no training options (written by average, or before they were kept)", path);
+    } else if (opts_from_config(o, c)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", mk_last_error());
+        mk_error("%s: --like: %s", path, msg);
+    } else {
+        /* the recorded run's length, as --steps (an explicit --epochs / --steps / --budget wins) */
+        o->steps = o->total_steps > 0 ? o->total_steps : 0;
+        o->steps_from_like = o->steps > 0;
+        o->total_steps = 0;
+        rc = 0;
+    }
+    vision_model_free(&t);
+out:
+    free(c);
+    return rc;
+}
+
 int cmd_train_vision(int argc, char **argv) {
     train_opts o;
     train_defaults(&o);
+    /* --like first: its options are the defaults the rest of the command line overrides */
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) break;
+        if (!strcmp(argv[i], "--like") && i + 1 < argc) {
+            if (apply_like(&o, argv[i + 1])) {
+                fprintf(stderr, "mambakit: %s\n", mk_last_error());
+                return 1;
+            }
+            break;
+        }
+    }
     int pr = parse_train(&o, argc, argv);
     if (pr) return pr > 0 ? 0 : 2;
     int dev = mk_device_parse(o.device);

@@ -51,6 +51,17 @@ else
     tr '\0' ' ' <"$tmp/efull.mkm.ckpt" | grep -aq "train_erase  *0.5"
   ok $? train_erase_resume "rc=$rc"
   $MK train vision $tiny --steps 2 --erase 1.5 >/dev/null 2>&1; [ $? = 2 ]; ok $? train_erase_bad
+  # --like: a model file's recorded architecture and training options replay its run bit for
+  # bit; options given beside it win (--data-seed, --epochs in place of the recorded steps)
+  $MK train vision --like "$tmp/a.mkm" --out "$tmp/like.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && cmp -s "$tmp/a.mkm" "$tmp/like.mkm"; ok $? train_like_replays "rc=$rc $(tail -c 300 "$tmp/err")"
+  $MK train vision --like "$tmp/a.mkm" --data-seed 2 --out "$tmp/like2.mkm" >/dev/null 2>&1
+  cmp -s "$tmp/c.mkm" "$tmp/like2.mkm"; ok $? train_like_option_wins
+  $MK train vision $tiny --epochs 1 --out "$tmp/ep1.mkm" >/dev/null 2>&1
+  $MK train vision --like "$tmp/a.mkm" --epochs 1 --out "$tmp/like3.mkm" >/dev/null 2>&1
+  cmp -s "$tmp/ep1.mkm" "$tmp/like3.mkm" && ! cmp -s "$tmp/a.mkm" "$tmp/like3.mkm"; ok $? train_like_epochs_wins
+  msg=$($MK train vision --like "$tmp/nonexistent.mkm" --out "$tmp/likebad.mkm" 2>&1); rc=$?
+  [ $rc = 1 ] && grep -q "nonexistent.mkm" <<<"$msg" && [ ! -e "$tmp/likebad.mkm" ]; ok $? train_like_bad "rc=$rc $msg"
   # fine-tune from a model: its architecture wins over the options given
   $MK train vision --init "$tmp/a.mkm" --limit 256 --val 128 --batch 32 --steps 4 --d-model 16 \
     --out "$tmp/ft.mkm" >/dev/null 2>"$tmp/err"; rc=$?
