@@ -507,10 +507,11 @@ static void train_help(void) {
            "  --ckpt-every N     steps between checkpoints (default %ld)\n"
            "  --resume FILE      continue from a checkpoint (its model and training options win)\n"
            "  --init FILE        start from a model's weights (fine-tune: new optimiser and schedule;\n"
-           "                     the model options above are then taken from FILE)\n"           "  --like FILE        train a new model the way FILE was trained: its architecture and the\n"
+           "                     the model options above are then taken from FILE)\n"
+           "  --like FILE        train a new model the way FILE was trained: its architecture and the\n"
            "                     training options it records (steps, lr, augmentation, seeds, ...),\n"
-           "                     fresh weights; options given beside it win. `--like models/vision.mkm\n"
-           "                     --device cuda` retrains the shipped model\n"
+           "                     fresh weights; options given beside it win; needs --out. `--like\n"
+           "                     models/vision.mkm --device cuda --out mine.mkm` retrains the shipped model\n"
            "  --time-limit MIN   stop after MIN minutes, checkpoint saved (default: none)\n"
            "  -h, --help         this help\n",
            d.val, d.shift, d.flip, vision_order_name(d.order), d.head == VISION_HEAD_CLS ? "cls" : "mean", d.d_model,
@@ -730,6 +731,10 @@ int cmd_train_vision(int argc, char **argv) {
     int dev = mk_device_parse(o.device);
     if (dev < 0) {
         fprintf(stderr, "mambakit: %s\n", mk_last_error());
+        return 2;
+    }
+    if (o.like && !o.out_given) { /* the default --out is the shipped model, often the one copied */
+        fprintf(stderr, "mambakit: train vision: --like needs --out (the new model's file)\n");
         return 2;
     }
     if (o.kd_given && !o.teacher && !o.resume) {

@@ -62,6 +62,8 @@ else
   cmp -s "$tmp/ep1.mkm" "$tmp/like3.mkm" && ! cmp -s "$tmp/a.mkm" "$tmp/like3.mkm"; ok $? train_like_epochs_wins
   msg=$($MK train vision --like "$tmp/nonexistent.mkm" --out "$tmp/likebad.mkm" 2>&1); rc=$?
   [ $rc = 1 ] && grep -q "nonexistent.mkm" <<<"$msg" && [ ! -e "$tmp/likebad.mkm" ]; ok $? train_like_bad "rc=$rc $msg"
+  msg=$(cd "$tmp" && "$mk_abs" train vision --like "$tmp/a.mkm" 2>&1); rc=$?
+  [ $rc = 2 ] && grep -q -- "--like needs --out" <<<"$msg" && [ ! -e "$tmp/models" ]; ok $? train_like_needs_out "rc=$rc $msg"
   # fine-tune from a model: its architecture wins over the options given
   $MK train vision --init "$tmp/a.mkm" --limit 256 --val 128 --batch 32 --steps 4 --d-model 16 \
     --out "$tmp/ft.mkm" >/dev/null 2>"$tmp/err"; rc=$?
