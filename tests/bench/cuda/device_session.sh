@@ -19,7 +19,8 @@
 # (tests/bench/vision_torch.py --vision); NO_SCAN_BENCH=1: skip step 3; NO_LAB=1: skip step 5.
 # ONLY_VISION=1: build and vision only, with all the time left (a second call; see vision()).
 # VFROM=scratch: the vision run trains stage 1's architecture from scratch (with random erasing
-# VERASE, default 0.25; scan order VORDER, default bidir) instead of fine-tuning the shipped
+# VERASE, default 0.25; scan order VORDER, default bidir; batch stream VDSEED, default 1, so that
+# siblings of one initialisation can be averaged) instead of fine-tuning the shipped
 # model; VSTEP=backbone: the older
 # split step (set automatically when test_cuda's resident vision step checks fail).
 # Usage, from the repository root on the device (carry [".debs"]; fetch them here first with
@@ -59,7 +60,7 @@ vision() {
         src="from scratch (erase ${VERASE:-0.25})"
         how=(--batch 128 --lr "${VLR:-2e-3}" --warmup "${VWARM:-1}" --d-model 80 --layers 6 --stem 32 --patch 2 --kernel 4
              --order "${VORDER:-bidir}" --head cls --drop-path 0.1 --smooth 0.1 --wd 0.05 --shift 2 --flip 1 --erase "${VERASE:-0.25}"
-             --val 5000 --seed 1)
+             --val 5000 --seed 1 --data-seed "${VDSEED:-1}")
         if [ -n "${VBUDGET:-}" ]; then how+=(--budget "$VBUDGET" --time-limit "$min"); else how+=(--budget "$min"); fi
     else
         src="from models/vision.mkm"
