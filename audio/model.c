@@ -291,12 +291,27 @@ static void net_forward(audio_enhancer *m, audio_train_ws *w, const float *feat,
     const int *orders[2] = {NULL, w->rev};
     mamba_backbone_forward(&m->bb, &w->acts, w->h, w->h0, B, T, orders, training, NULL);
     linear_forward(w->z, w->h, mk_param(&m->p, m->w_out), mk_param(&m->p, m->b_out), M, D, F);
-    if (m->skip_u >= 0) {
-        const float *u = mk_param(&m->p, m->skip_u);
-        for (size_t i = 0; i < (size_t)M * F; i++) w->z[i] += u[i % F] * feat[i];
+    audio_mask_forward(w->mask, w->z, feat, m->skip_u >= 0 ? mk_param(&m->p, m->skip_u) : NULL, M, F, m->cfg.beta);
+}
+
+void audio_mask_forward(float *mask, float *z, const float *feat, const float *u, size_t M, int F, float beta) {
+    if (u)
+        for (size_t i = 0; i < M * F; i++) z[i] += u[i % F] * feat[i];
+    for (size_t i = 0; i < M * F; i++) mask[i] = beta * mk_sigmoidf(z[i]);
+}
+
+double audio_mask_loss(float *dz, const float *mask, const float *c, const float *cc, const float *cosd, size_t n,
+                       float a, float inv, float beta) {
+    double loss = 0;
+    for (size_t i = 0; i < n; i++) {
+        float e = mask[i] * c[i], ci = cc[i], cd = cosd[i];
+        float dm = e - ci;
+        loss += a * dm * dm + (1 - a) * (e * e + ci * ci - 2 * e * ci * cd);
+        float de = inv * (2 * a * dm + 2 * (1 - a) * (e - ci * cd));
+        float s = mask[i] / beta;
+        dz[i] = de * c[i] * beta * s * (1 - s);
     }
-    const float beta = m->cfg.beta;
-    for (size_t i = 0; i < (size_t)M * F; i++) w->mask[i] = beta * mk_sigmoidf(w->z[i]);
+    return loss;
 }
 
 /* Mask of one whole sequence (1, T, F) from its features, in bounded-memory chunks. */
@@ -334,12 +349,11 @@ void audio_enhance(audio_enhancer *m, float *y, const float *x, size_t n) {
     free(re);
 }
 
-/* Adds w->sisdr_weight * mean_b(-SI-SDR_b) to the loss: resynthesise each
- * y_b = ISTFT(X * mask^(1/p)), and push d(-SI-SDR)/dy back through the ISTFT
- * into w->dz. Returns the term (already weighted). With t = <y,r>/<r,r> r and
+/* Resynthesise each y_b = ISTFT(X * mask^(1/p)) and push d(-SI-SDR)/dy back through the
+ * ISTFT into w->dz. With t = <y,r>/<r,r> r and
  * e = y - t: -SI-SDR = -(10/ln 10)(ln|t|^2 - ln|e|^2), so
  * d/dy = -(10/ln 10)(2t/|t|^2 - 2e/|e|^2). */
-static double sisdr_term(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T) {
+double audio_enhancer_sisdr_grad(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T) {
     const int F = m->F, N = m->cfg.n_fft, H = m->cfg.hop, P = N - H;
     const size_t TF = (size_t)T * F;
     const float ip = 1.f / m->cfg.power, beta = m->cfg.beta;
@@ -391,9 +405,9 @@ static double sisdr_term(audio_enhancer *m, audio_train_ws *w, const float *clea
     return w->sisdr_weight * total / B;
 }
 
-float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
-                                 size_t n, int grad) {
-    const int F = m->F, D = m->cfg.d_model;
+int audio_enhancer_prepare(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                           size_t n) {
+    const int F = m->F;
     const int T = (int)audio_stft_frames(&m->stft, n);
     const size_t TF = (size_t)T * F, BTF = (size_t)B * TF;
     ws_ensure(w, m, B, T);
@@ -414,18 +428,19 @@ float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const flo
         w->cc[i] = p2 > 0 ? powf(p2, hp) : 0.f;
         w->cosd[i] = nn > 0 && cn > 0 ? (nr * cr + ni * ci) / (nn * cn) : 1.f; /* cos(phi_clean - phi_noisy) */
     }
+    mk_order_reverse(w->rev, T);
+    return T;
+}
+
+float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                                 size_t n, int grad) {
+    const int F = m->F, D = m->cfg.d_model;
+    const int T = audio_enhancer_prepare(m, w, noisy, clean, B, n);
+    const size_t BTF = (size_t)B * T * F;
     net_forward(m, w, w->feat, B, T, grad);
-    const float a = 0.7f, inv = 1.f / (float)BTF, beta = m->cfg.beta;
-    double loss = 0;
-    for (size_t i = 0; i < BTF; i++) {
-        float e = w->mask[i] * w->c[i], cc = w->cc[i], cd = w->cosd[i];
-        float dm = e - cc;
-        loss += a * dm * dm + (1 - a) * (e * e + cc * cc - 2 * e * cc * cd);
-        float de = inv * (2 * a * dm + 2 * (1 - a) * (e - cc * cd));
-        float s = w->mask[i] / beta;
-        w->dz[i] = de * w->c[i] * beta * s * (1 - s);
-    }
-    if (w->sisdr_weight > 0) loss += BTF * sisdr_term(m, w, clean, B, n, T);
+    const float inv = 1.f / (float)BTF;
+    double loss = audio_mask_loss(w->dz, w->mask, w->c, w->cc, w->cosd, BTF, AUDIO_LOSS_MAG, inv, m->cfg.beta);
+    if (w->sisdr_weight > 0) loss += BTF * audio_enhancer_sisdr_grad(m, w, clean, B, n, T);
     if (grad) {
         const int M = B * T;
         if (m->skip_u >= 0) {

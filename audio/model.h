@@ -120,4 +120,26 @@ void audio_train_ws_free(audio_train_ws *w);
 float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
                                  size_t n, int grad);
 
+/* The parts of a training batch, public so that the GPU step (mk_cuda_enh_train_step, via
+ * audio_enhancer_train_step_cuda) and its host emulation share them with the CPU path. */
+
+/* Weight of the compressed-magnitude term of the loss; the compressed complex term gets 1 - it. */
+#define AUDIO_LOSS_MAG 0.7f
+/* The host part of a batch, which is all a GPU step uploads: STFTs of noisy and clean (w->nre,
+ * nim, cre, cim) and from them w->c, feat, cc, cosd (B, T, F); w->rev the reversed order.
+ * Returns T. */
+int audio_enhancer_prepare(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                           size_t n);
+/* The bounded mask over M rows of F bins: z += u * feat per bin (u (F), NULL without the
+ * skip), mask = beta * sigmoid(z). */
+void audio_mask_forward(float *mask, float *z, const float *feat, const float *u, size_t M, int F, float beta);
+/* The spectral loss over n bins (model.h's formula, a the magnitude weight): dz = inv * d loss /
+ * d z through mask = beta * sigmoid(z); returns the loss summed over the n bins (double). */
+double audio_mask_loss(float *dz, const float *mask, const float *c, const float *cc, const float *cosd, size_t n,
+                       float a, float inv, float beta);
+/* The waveform term, from w->mask, nre, nim (after a forward over T frames): adds
+ * w->sisdr_weight * d mean_b(-SI-SDR_b) / dz to w->dz, sets w->last_sisdr, and returns
+ * w->sisdr_weight * mean_b(-SI-SDR_b) (dB). */
+double audio_enhancer_sisdr_grad(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T);
+
 #endif
