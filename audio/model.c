@@ -460,6 +460,43 @@ float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const flo
     return (float)(loss * inv);
 }
 
+void audio_enhancer_frontend(const audio_enhancer *m, mk_enh_frontend *f) {
+    memset(f, 0, sizeof *f);
+    f->F = m->F;
+    f->w_in = m->w_in, f->b_in = m->b_in, f->w_out = m->w_out, f->b_out = m->b_out, f->skip_u = m->skip_u;
+    f->beta = m->cfg.beta;
+    f->mag_w = AUDIO_LOSS_MAG;
+}
+
+typedef struct {
+    audio_enhancer *m;
+    audio_train_ws *w;
+    const float *clean;
+    int B, T;
+    size_t n;
+} sisdr_ctx;
+
+/* the SI-SDR term inside the GPU step: the step has put the mask in w->mask and dz in w->dz */
+static double sisdr_on_host(void *ctx, const float *mask, float *dz) {
+    sisdr_ctx *s = ctx;
+    MK_ASSERT(mask == s->w->mask && dz == s->w->dz);
+    return audio_enhancer_sisdr_grad(s->m, s->w, s->clean, s->B, s->n, s->T);
+}
+
+float audio_enhancer_train_step_cuda(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean,
+                                     int B, size_t n, const mk_adamw_cfg *ac) {
+    const int T = audio_enhancer_prepare(m, w, noisy, clean, B, n);
+    mk_enh_frontend f;
+    audio_enhancer_frontend(m, &f);
+    const int *orders[2] = {NULL, w->rev};
+    sisdr_ctx sc = {m, w, clean, B, T, n};
+    float loss;
+    if (mk_cuda_enh_train_step(&m->bb, &w->acts, &f, w->feat, w->c, w->cc, w->cosd, B, T, orders, ac, NULL,
+                               w->sisdr_weight > 0 ? sisdr_on_host : NULL, &sc, w->mask, w->dz, &loss))
+        return NAN;
+    return loss;
+}
+
 /* ---------------------------------------------------------------- streaming */
 
 struct audio_stream {

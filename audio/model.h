@@ -32,8 +32,10 @@
 #include <stddef.h>
 
 #include "audio/stft.h"
+#include "core/backend.h"
 #include "core/ckpt.h"
 #include "core/mamba.h"
+#include "core/optim.h"
 
 typedef struct {
     int sr;          /* model sample rate (8000) */
@@ -141,5 +143,16 @@ double audio_mask_loss(float *dz, const float *mask, const float *c, const float
  * w->sisdr_weight * d mean_b(-SI-SDR_b) / dz to w->dz, sets w->last_sisdr, and returns
  * w->sisdr_weight * mean_b(-SI-SDR_b) (dB). */
 double audio_enhancer_sisdr_grad(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T);
+
+/* The enhancer's shapes and tensor indices for the resident GPU step (mk_cuda_enh_train_step). */
+void audio_enhancer_frontend(const audio_enhancer *m, mk_enh_frontend *f);
+/* One whole training step with the backbone on the GPU (audio_enhancer_use_device): the host
+ * part (audio_enhancer_prepare) here, then the network, loss, backward and clipped AdamW (ac)
+ * on the device, parameters and moments resident there until mamba_backbone_cuda_sync_host(&m->bb).
+ * The SI-SDR term (w->sisdr_weight > 0) is computed on the host from the mask inside the step.
+ * The same arithmetic as audio_enhancer_train_batch + mk_adamw_step. Returns the loss, or NAN
+ * with mk_error. */
+float audio_enhancer_train_step_cuda(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean,
+                                     int B, size_t n, const mk_adamw_cfg *ac);
 
 #endif

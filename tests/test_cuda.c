@@ -23,6 +23,7 @@
 #include "core/params.h"
 #include "core/scan.h"
 #include "core/util.h"
+#include "audio/model.h"
 #include "tests/test.h"
 #include "vision/model.h"
 
@@ -829,12 +830,141 @@ static void check_vision_step(int stem, int patch, int kernel, int kd, const cha
     vision_model_free(&cpu), vision_model_free(&gpu);
 }
 
+/* The enhancer's mask and spectral loss (core/cuda/mask.cu) against audio_mask_forward and a
+ * double-precision reference of audio_mask_loss, on F = 101 bins (the 8 kHz model's; more than
+ * a warp, with a tail) and an odd number of rows; no input is zero. */
+static void check_mask_loss(void) {
+    const int M = 37, F = 101;
+    const size_t n = (size_t)M * F;
+    const float beta = 1.25f, a = AUDIO_LOSS_MAG, inv = 1.f / (float)n;
+    float *z = rnd(n, -8, 8), *feat = rnd(n, 0.05f, 3), *u = rnd(F, 0.1f, 1), *c = rnd(n, 0.05f, 2),
+          *cc = rnd(n, 0.05f, 2), *cosd = rnd(n, 0.05f, 1);
+    for (int f = 0; f < F; f += 2) u[f] = -u[f];
+    for (size_t i = 0; i < n; i += 3) cosd[i] = -cosd[i];
+    for (int with_u = 0; with_u < 2; with_u++) {
+        float *zr = dup(z, n), *mr = zeros(n), *dz_ = up(z, n), *dmask = mkc_malloc(sizeof(float) * n);
+        float *dfeat = up(feat, n), *du = up(u, F);
+        audio_mask_forward(mr, zr, feat, with_u ? u : NULL, M, F, beta);
+        mkc_mask_forward(dmask, dz_, dfeat, with_u ? du : NULL, M, F, beta);
+        cmp(with_u ? "mask_forward_skip_z" : "mask_forward_z", dz_, zr, n, 1e-6);
+        cmp(with_u ? "mask_forward_skip" : "mask_forward", dmask, mr, n, 1e-6);
+        free(zr), free(mr);
+        mkc_free(dz_), mkc_free(dmask), mkc_free(dfeat), mkc_free(du);
+    }
+    /* the loss on a mask in (0, beta) */
+    float *mask = rnd(n, 0.02f, beta - 0.02f), *want = zeros(n);
+    double *lrow = mk_calloc(M, sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)mask[i] * c[i], d = e - cc[i], s = mask[i] / (double)beta;
+        lrow[i / F] += a * d * d + (1 - a) * (e * e + (double)cc[i] * cc[i] - 2 * e * cc[i] * cosd[i]);
+        double de = inv * (2 * a * d + 2 * (1 - a) * (e - (double)cc[i] * cosd[i]));
+        want[i] = (float)(de * c[i] * beta * s * (1 - s));
+    }
+    float *dm = up(mask, n), *dc = up(c, n), *dcc = up(cc, n), *dcd = up(cosd, n), *ddz = mkc_malloc(sizeof(float) * n),
+          *dl = mkc_malloc(sizeof(float) * M);
+    mkc_mask_loss(ddz, dl, dm, dc, dcc, dcd, M, F, a, inv, beta);
+    cmp("mask_loss_dz", ddz, want, n, 1e-5);
+    float *hl = down(dl, M), *wl = zeros(M);
+    for (int r = 0; r < M; r++) wl[r] = (float)lrow[r];
+    double el = test_rel_err_f(hl, wl, M, 1e-9);
+    test_report(el <= 1e-5, "mask_loss_rows", "%d rows, normalised err %.2e (limit 1e-5)", M, el);
+    free(z), free(feat), free(u), free(c), free(cc), free(cosd), free(mask), free(want), free(lrow), free(hl), free(wl);
+    mkc_free(dm), mkc_free(dc), mkc_free(dcc), mkc_free(dcd), mkc_free(ddz), mkc_free(dl);
+}
+
+/* The enhancer's resident step (audio_enhancer_train_step_cuda, mk_cuda_enh_train_step) against
+ * audio_enhancer_train_batch + mk_adamw_step on the CPU: the first step's gradients (through
+ * the AdamW first moment, as for the classifier), the loss curve and the weights after STEPS
+ * steps, with copies back to the host in the middle (validation's pattern). With sisdr, the
+ * waveform term's host round trip inside the step. */
+static void check_enh_step(int causal, float sisdr, const char *tag) {
+    audio_enhancer_cfg ec;
+    audio_enhancer_cfg_default(&ec, causal);
+    ec.d_model = 16, ec.n_layer = 2, ec.d_state = 4;
+    audio_enhancer cpu, gpu;
+    char nm[96];
+    if (audio_enhancer_create(&cpu, &ec, 7) || audio_enhancer_create(&gpu, &ec, 7)) {
+        snprintf(nm, sizeof nm, "enh_step_%s_create", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        return;
+    }
+    mk_rng ir;
+    mk_rng_seed(&ir, 22);
+    for (size_t i = 0; i < cpu.p.total; i++) cpu.p.data[i] += 0.05f * (mk_rng_uniform(&ir) - 0.5f);
+    memcpy(gpu.p.data, cpu.p.data, sizeof(float) * cpu.p.total);
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    if (audio_enhancer_use_device(&gpu, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        snprintf(nm, sizeof nm, "enh_step_%s_to_device", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        audio_enhancer_free(&cpu), audio_enhancer_free(&gpu);
+        return;
+    }
+    enum { B = 3, STEPS = 6 };
+    const size_t n = 1000; /* 1/8 s at 8 kHz: 21 frames */
+    float *clean = zeros(B * n), *noisy = rnd(B * n, -0.3f, 0.3f);
+    for (size_t i = 0; i < B * n; i++) {
+        clean[i] = 0.5f * sinf(0.05f * (float)i * (1 + i / n)) + 0.2f * sinf(0.31f * (float)i);
+        noisy[i] += clean[i];
+    }
+    mk_adamw_cfg oc = mk_adamw_defaults(2e-3f, STEPS);
+    oc.weight_decay = 0.01f, oc.clip = 1.f, oc.warmup = 1;
+    audio_train_ws cw, gw;
+    audio_train_ws_init(&cw), audio_train_ws_init(&gw);
+    cw.sisdr_weight = gw.sisdr_weight = sisdr;
+    float lc[STEPS], lg[STEPS];
+    int rc = 0;
+    for (int s = 0; s < STEPS && !rc; s++) {
+        mk_params_zero_grad(&cpu.p);
+        lc[s] = audio_enhancer_train_batch(&cpu, &cw, noisy, clean, B, n, 1);
+        mk_adamw_step(&cpu.p, &oc);
+        lg[s] = audio_enhancer_train_step_cuda(&gpu, &gw, noisy, clean, B, n, &oc);
+        rc = !isfinite(lg[s]);
+        if (s == 0 || s == STEPS / 2) { /* copy back as the training loop does for validation */
+            rc = rc || mamba_backbone_cuda_sync_host(&gpu.bb);
+            if (s == 0 && !rc) {
+                double worst = 0;
+                const char *wn = "(none differs)";
+                for (int k = 0; k < cpu.p.n; k++) {
+                    const mk_tensor *t = &cpu.p.t[k];
+                    double e = test_rel_err_f(gpu.p.m + t->offset, cpu.p.m + t->offset, t->numel, 1e-7);
+                    if (!(e <= worst)) worst = e, wn = t->name;
+                }
+                snprintf(nm, sizeof nm, "enh_step_%s_grads", tag);
+                test_report(worst <= 1e-3, nm, "%d tensors, worst %s err %.2e (limit 1e-3)", cpu.p.n, wn, worst);
+            }
+        }
+    }
+    snprintf(nm, sizeof nm, "enh_step_%s_runs", tag);
+    test_report(!rc, nm, "%s", rc ? mk_last_error() : "6 resident steps");
+    double dl = 0;
+    for (int s = 0; s < STEPS; s++) dl = fmax(dl, fabs(lg[s] - lc[s]) / fabs(lc[s]));
+    snprintf(nm, sizeof nm, "enh_step_%s_loss_curve", tag);
+    test_report(!rc && dl <= 1e-4 && lc[STEPS - 1] != lc[0], nm,
+                "loss %.5f -> %.5f (CPU %.5f -> %.5f), max rel diff %.2e (limit 1e-4)", lg[0], lg[STEPS - 1], lc[0],
+                lc[STEPS - 1], dl);
+    int sy = mamba_backbone_cuda_sync_host(&gpu.bb);
+    double pe = test_rel_err_f(gpu.p.data, cpu.p.data, cpu.p.total, 1e-6);
+    double me = test_rel_err_f(gpu.p.v, cpu.p.v, cpu.p.total, 1e-12);
+    snprintf(nm, sizeof nm, "enh_step_%s_params", tag);
+    test_report(!rc && sy == 0 && pe <= 1e-4 && me <= 1e-3 && gpu.p.step == cpu.p.step, nm,
+                "after %d steps: weights err %.2e (limit 1e-4), second moments %.2e (limit 1e-3), step %ld vs %ld",
+                STEPS, pe, me, gpu.p.step, cpu.p.step);
+    if (sisdr > 0) {
+        snprintf(nm, sizeof nm, "enh_step_%s_sisdr", tag);
+        test_report(fabsf(gw.last_sisdr - cw.last_sisdr) <= 1e-3f * (1 + fabsf(cw.last_sisdr)), nm,
+                    "last batch's SI-SDR %.4f dB vs CPU %.4f dB", gw.last_sisdr, cw.last_sisdr);
+    }
+    free(clean), free(noisy);
+    audio_train_ws_free(&cw), audio_train_ws_free(&gw);
+    audio_enhancer_free(&cpu), audio_enhancer_free(&gpu);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 99);
 #if MKC_EMULATED
     (void)check_scan_long, (void)check_linear, (void)check_norms, (void)check_act, (void)check_conv;
     (void)check_orders, (void)check_im2col, (void)check_gelu_tokens_xent, (void)check_scan_misaligned;
-    (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan;
+    (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan, (void)check_mask_loss;
 #else
     check_bf16_rounding();
     {
@@ -896,6 +1026,7 @@ int main(void) {
     check_im2col(2, 12, 20, 3, 4, 4);  /* plain patches, a non-square map */
     check_im2col(1, 15, 9, 2, 5, 3);   /* odd sizes, window 5 over stride 3 */
     check_gelu_tokens_xent();
+    check_mask_loss();
 #endif
 
     mamba_cfg c;
@@ -922,6 +1053,9 @@ int main(void) {
     check_vision_step(8, 2, 4, 0, "stem");
     check_vision_step(0, 4, 4, 0, "plain");
     check_vision_step(8, 2, 4, 1, "stem_kd"); /* distillation: teacher probabilities go up with the batch */
+    check_enh_step(0, 0.f, "offline");
+    check_enh_step(0, 0.005f, "offline_sisdr"); /* train enhance's default: the waveform term's round trip */
+    check_enh_step(1, 0.005f, "stream");
 
     /* an unsupported shape falls back with a message */
     mamba_cfg_default(&c, 16, 1);

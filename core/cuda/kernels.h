@@ -153,6 +153,14 @@ void mkc_tokens(float *x, const float *patches, const float *pos, const float *c
 void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
                      float eps, const float *tprob, float alpha, float T);
 
+/* ---- a frame model's mask and loss (core/cuda/mask.cu; audio/model.c semantics) ---- */
+/* z (M, F) += u * feat per bin (u (F), or NULL: no skip, z untouched); mask = beta * sigmoid(z) */
+void mkc_mask_forward(float *mask, float *z, const float *feat, const float *u, int M, int F, float beta);
+/* audio_mask_loss row by row: dz (M, F) = inv * d loss / d z (written, not added); loss_row (M)
+ * the loss summed over each row's F bins */
+void mkc_mask_loss(float *dz, float *loss_row, const float *mask, const float *c, const float *cc, const float *cosd,
+                   int M, int F, float a, float inv, float beta);
+
 /* ---- optimiser ---- */
 /* Sum of squares of n floats (deterministic, synchronises). */
 double mkc_sumsq(const float *x, size_t n);

@@ -15,6 +15,7 @@
 #include "core/ops.h"
 #include "core/scan.h"
 #include "core/util.h"
+#include "audio/model.h"  /* the CPU twins of core/cuda/mask.cu's ops */
 #include "vision/model.h" /* the CPU twins of core/cuda/front.cu's ops */
 
 int mk_cuda_probe(char *name, int len) {
@@ -189,6 +190,18 @@ void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const floa
         loss_row[b] = tprob ? vision_xent_kd(NULL, &hit, z, tprob + (size_t)b * K, y + b, 1, K, eps, alpha, T)
                             : vision_xent_smooth(NULL, &hit, z, y + b, 1, K, eps);
         hit_row[b] = hit;
+    }
+}
+
+void mkc_mask_forward(float *mask, float *z, const float *feat, const float *u, int M, int F, float beta) {
+    audio_mask_forward(mask, z, feat, u, M, F, beta);
+}
+/* row by row, as the kernel sums: each row's dz is what the whole batch's call writes */
+void mkc_mask_loss(float *dz, float *loss_row, const float *mask, const float *c, const float *cc, const float *cosd,
+                   int M, int F, float a, float inv, float beta) {
+    for (int r = 0; r < M; r++) {
+        size_t o = (size_t)r * F;
+        loss_row[r] = (float)audio_mask_loss(dz + o, mask + o, c + o, cc + o, cosd + o, F, a, inv, beta);
     }
 }
 
