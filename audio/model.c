@@ -483,18 +483,15 @@ static double sisdr_on_host(void *ctx, const float *mask, float *dz) {
     return audio_enhancer_sisdr_grad(s->m, s->w, s->clean, s->B, s->n, s->T);
 }
 
-float audio_enhancer_train_step_cuda(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean,
-                                     int B, size_t n, const mk_adamw_cfg *ac) {
+int audio_enhancer_train_step_cuda(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                                   size_t n, const mk_adamw_cfg *ac, float *loss) {
     const int T = audio_enhancer_prepare(m, w, noisy, clean, B, n);
     mk_enh_frontend f;
     audio_enhancer_frontend(m, &f);
     const int *orders[2] = {NULL, w->rev};
     sisdr_ctx sc = {m, w, clean, B, T, n};
-    float loss;
-    if (mk_cuda_enh_train_step(&m->bb, &w->acts, &f, w->feat, w->c, w->cc, w->cosd, B, T, orders, ac, NULL,
-                               w->sisdr_weight > 0 ? sisdr_on_host : NULL, &sc, w->mask, w->dz, &loss))
-        return NAN;
-    return loss;
+    return mk_cuda_enh_train_step(&m->bb, &w->acts, &f, w->feat, w->c, w->cc, w->cosd, B, T, orders, ac, NULL,
+                                  w->sisdr_weight > 0 ? sisdr_on_host : NULL, &sc, w->mask, w->dz, loss);
 }
 
 /* ---------------------------------------------------------------- streaming */

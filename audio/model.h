@@ -150,9 +150,10 @@ void audio_enhancer_frontend(const audio_enhancer *m, mk_enh_frontend *f);
  * part (audio_enhancer_prepare) here, then the network, loss, backward and clipped AdamW (ac)
  * on the device, parameters and moments resident there until mamba_backbone_cuda_sync_host(&m->bb).
  * The SI-SDR term (w->sisdr_weight > 0) is computed on the host from the mask inside the step.
- * The same arithmetic as audio_enhancer_train_batch + mk_adamw_step. Returns the loss, or NAN
- * with mk_error. */
-float audio_enhancer_train_step_cuda(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean,
-                                     int B, size_t n, const mk_adamw_cfg *ac);
+ * The same arithmetic as audio_enhancer_train_batch + mk_adamw_step. Sets *loss (not finite
+ * when training diverged: the update is then skipped); returns 0, or -1 with mk_error (a
+ * device failure). */
+int audio_enhancer_train_step_cuda(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                                   size_t n, const mk_adamw_cfg *ac, float *loss);
 
 #endif

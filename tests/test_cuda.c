@@ -917,8 +917,7 @@ static void check_enh_step(int causal, float sisdr, const char *tag) {
         mk_params_zero_grad(&cpu.p);
         lc[s] = audio_enhancer_train_batch(&cpu, &cw, noisy, clean, B, n, 1);
         mk_adamw_step(&cpu.p, &oc);
-        lg[s] = audio_enhancer_train_step_cuda(&gpu, &gw, noisy, clean, B, n, &oc);
-        rc = !isfinite(lg[s]);
+        rc = audio_enhancer_train_step_cuda(&gpu, &gw, noisy, clean, B, n, &oc, &lg[s]) || !isfinite(lg[s]);
         if (s == 0 || s == STEPS / 2) { /* copy back as the training loop does for validation */
             rc = rc || mamba_backbone_cuda_sync_host(&gpu.bb);
             if (s == 0 && !rc) {
