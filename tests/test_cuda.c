@@ -721,6 +721,30 @@ static void check_gelu_tokens_xent(void) {
     mkc_free(dlg), mkc_free(ddl), mkc_free(dlr), mkc_free(dh), mkc_free(dy), mkc_free(dtp);
 }
 
+/* A resident step's first gradients, seen through the AdamW first moment after one step ((1 -
+ * beta1) x the clipped gradient), tensor by tensor against the CPU's; reports the worst. */
+static void check_first_moments(const char *name, const mk_params *gpu, const mk_params *cpu) {
+    double worst = 0;
+    const char *wn = "(none differs)";
+    for (int k = 0; k < cpu->n; k++) {
+        const mk_tensor *t = &cpu->t[k];
+        double e = test_rel_err_f(gpu->m + t->offset, cpu->m + t->offset, t->numel, 1e-7);
+        if (!(e <= worst)) worst = e, wn = t->name;
+    }
+    test_report(worst <= 1e-3, name, "%d tensors, worst %s err %.2e (limit 1e-3)", cpu->n, wn, worst);
+}
+
+/* After step s of a resident run of `steps`: the copy back to the host that the training loop
+ * does for validation, at the first and the middle step, checking the first step's gradients
+ * (as `name`); 0, or -1 when the copy failed. */
+static int copy_back_midway(mamba_backbone *bb, int s, int steps, const char *name, const mk_params *gpu,
+                            const mk_params *cpu) {
+    if (s != 0 && s != steps / 2) return 0;
+    if (mamba_backbone_cuda_sync_host(bb)) return -1;
+    if (s == 0) check_first_moments(name, gpu, cpu);
+    return 0;
+}
+
 /* The resident classifier step (mk_cuda_cls_train_step) against vision_forward / xent /
  * vision_backward / mk_adamw_step on the CPU: the first step's gradients (the AdamW first
  * moment after one step is (1 - beta1) x the clipped gradient), then the loss curve and the
@@ -797,20 +821,8 @@ static void check_vision_step(int stem, int patch, int kernel, int kd, const cha
         vision_backward(&cpu, &ca, dlog);
         mk_adamw_step(&cpu.p, &oc);
         rc = mk_cuda_cls_train_step(&gpu.bb, &ga.ma, &fe, img, y, kd ? tprob : NULL, B, gpu.orders, &oc, &r2, &lg[s], &hg[s]);
-        if (s == 0 || s == STEPS / 2) { /* copy back as the training loop does for validation */
-            rc = rc || mamba_backbone_cuda_sync_host(&gpu.bb);
-            if (s == 0 && !rc) {
-                double worst = 0;
-                const char *wn = "";
-                for (int k = 0; k < cpu.p.n; k++) {
-                    const mk_tensor *t = &cpu.p.t[k];
-                    double e = test_rel_err_f(gpu.p.m + t->offset, cpu.p.m + t->offset, t->numel, 1e-7);
-                    if (!(e <= worst)) worst = e, wn = t->name;
-                }
-                snprintf(nm, sizeof nm, "vision_step_%s_grads", tag);
-                test_report(worst <= 1e-3, nm, "%d tensors, worst %s err %.2e (limit 1e-3)", cpu.p.n, wn, worst);
-            }
-        }
+        snprintf(nm, sizeof nm, "vision_step_%s_grads", tag);
+        rc = rc || copy_back_midway(&gpu.bb, s, STEPS, nm, &gpu.p, &cpu.p);
     }
     snprintf(nm, sizeof nm, "vision_step_%s_runs", tag);
     test_report(!rc, nm, "%s", rc ? mk_last_error() : "6 resident steps");
@@ -918,20 +930,8 @@ static void check_enh_step(int causal, float sisdr, const char *tag) {
         lc[s] = audio_enhancer_train_batch(&cpu, &cw, noisy, clean, B, n, 1);
         mk_adamw_step(&cpu.p, &oc);
         rc = audio_enhancer_train_step_cuda(&gpu, &gw, noisy, clean, B, n, &oc, &lg[s]) || !isfinite(lg[s]);
-        if (s == 0 || s == STEPS / 2) { /* copy back as the training loop does for validation */
-            rc = rc || mamba_backbone_cuda_sync_host(&gpu.bb);
-            if (s == 0 && !rc) {
-                double worst = 0;
-                const char *wn = "(none differs)";
-                for (int k = 0; k < cpu.p.n; k++) {
-                    const mk_tensor *t = &cpu.p.t[k];
-                    double e = test_rel_err_f(gpu.p.m + t->offset, cpu.p.m + t->offset, t->numel, 1e-7);
-                    if (!(e <= worst)) worst = e, wn = t->name;
-                }
-                snprintf(nm, sizeof nm, "enh_step_%s_grads", tag);
-                test_report(worst <= 1e-3, nm, "%d tensors, worst %s err %.2e (limit 1e-3)", cpu.p.n, wn, worst);
-            }
-        }
+        snprintf(nm, sizeof nm, "enh_step_%s_grads", tag);
+        rc = rc || copy_back_midway(&gpu.bb, s, STEPS, nm, &gpu.p, &cpu.p);
     }
     snprintf(nm, sizeof nm, "enh_step_%s_runs", tag);
     test_report(!rc, nm, "%s", rc ? mk_last_error() : "6 resident steps");
