@@ -108,8 +108,8 @@ int cmd_train_enhance(int argc, char **argv) {
                    "  --device D        cpu | cuda: where the model trains (default cpu; cuda falls\n"
                    "                    back to the CPU with a notice)\n"
                    "  --gpu-step S      full | backbone: with cuda, the whole step on the GPU (parameters and\n"
-                   "                    moments resident; the SI-SDR term's gradient on the host), or only the\n"
-                   "                    backbone's forward and backward with copies every step (default full)\n"
+                   "                    moments resident), or only the backbone's forward and backward with\n"
+                   "                    copies every step (default full)\n"
                    "  --json            print the final summary as JSON\n",
                    o.steps, o.batch, o.seconds, o.lr, o.d_model, o.n_layer, o.seed, o.n_espeak, o.cache,
                    o.ckpt_every, o.sisdr_w);
@@ -247,8 +247,8 @@ int cmd_train_enhance(int argc, char **argv) {
     const int resident = audio_enhancer_use_device(&m, dev) == MK_DEV_CUDA && !o.gpu_backbone_only;
     if (m.bb.device == MK_DEV_CUDA)
         fprintf(stderr, "train enhance: %s\n",
-                resident ? "every op of the training step on the GPU but the SI-SDR term's gradient (parameters "
-                           "resident; copied back for checkpoints and validation)"
+                resident ? "every op of the training step on the GPU (parameters resident; copied back for "
+                           "checkpoints and validation)"
                          : "backbone on the GPU; projections, loss and AdamW on the CPU (--gpu-step backbone)");
     audio_corpus tr, te;
     if (audio_corpus_load(&tr, o.data_dir, 0, m.cfg.sr, o.cache, o.n_espeak)) {

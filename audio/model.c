@@ -252,6 +252,7 @@ void audio_train_ws_free(audio_train_ws *w) {
     mamba_acts_free(&w->acts);
     free(w->nre);
     free(w->rev);
+    free(w->basis);
     memset(w, 0, sizeof *w);
 }
 
@@ -353,54 +354,59 @@ void audio_enhance(audio_enhancer *m, float *y, const float *x, size_t n) {
  * ISTFT into w->dz. With t = <y,r>/<r,r> r and
  * e = y - t: -SI-SDR = -(10/ln 10)(ln|t|^2 - ln|e|^2), so
  * d/dy = -(10/ln 10)(2t/|t|^2 - 2e/|e|^2). */
-double audio_enhancer_sisdr_grad(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T) {
-    const int F = m->F, N = m->cfg.n_fft, H = m->cfg.hop, P = N - H;
+double audio_sisdr_grad_one(audio_stft *st, float *dz, const float *mk, const float *xr, const float *xi,
+                            const float *r, size_t n, int T, float power, float beta, float weight, int B) {
+    const int F = st->F, N = st->n_fft, H = st->hop, P = N - H;
     const size_t TF = (size_t)T * F;
-    const float ip = 1.f / m->cfg.power, beta = m->cfg.beta;
+    const float ip = 1.f / power;
     float *yre = mk_malloc(sizeof(float) * (2 * TF + 2 * n + N + 2 * F));
     float *yim = yre + TF, *y = yim + TF, *dy = y + n, *fr = dy + n, *are = fr + N, *aim = are + F;
-    double total = 0;
-    for (int b = 0; b < B; b++) {
-        const float *xr = w->nre + b * TF, *xi = w->nim + b * TF, *mk = w->mask + b * TF, *r = clean + b * n;
-        for (size_t i = 0; i < TF; i++) {
-            float g = powf(mk[i], ip);
-            yre[i] = xr[i] * g, yim[i] = xi[i] * g;
+    for (size_t i = 0; i < TF; i++) {
+        float g = powf(mk[i], ip);
+        yre[i] = xr[i] * g, yim[i] = xi[i] * g;
+    }
+    audio_stft_inverse(st, y, n, yre, yim, (size_t)T);
+    double yr = 0, rr = 1e-12;
+    for (size_t i = 0; i < n; i++) yr += (double)y[i] * r[i], rr += (double)r[i] * r[i];
+    double a = yr / rr, tt = 1e-12, ee = 1e-12;
+    for (size_t i = 0; i < n; i++) {
+        double t = a * r[i], e = y[i] - t;
+        tt += t * t, ee += e * e;
+    }
+    double sisdr = 10 * log10(tt / ee);
+    double k = -(10 / log(10.0)) * weight / B;
+    for (size_t i = 0; i < n; i++) {
+        double t = a * r[i], e = y[i] - t;
+        dy[i] = (float)(k * (2 * t / tt - 2 * e / ee));
+    }
+    /* adjoint of the ISTFT: frame t gets rfft(window * dy / wsum) * c_k / N */
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < N; i++) {
+            long j = (long)t * H - P + i;
+            fr[i] = j >= 0 && (size_t)j < n ? dy[j] / st->wsum[(j + P) % H] : 0.f;
         }
-        audio_stft_inverse(&m->stft, y, n, yre, yim, (size_t)T);
-        double yr = 0, rr = 1e-12;
-        for (size_t i = 0; i < n; i++) yr += (double)y[i] * r[i], rr += (double)r[i] * r[i];
-        double a = yr / rr, tt = 1e-12, ee = 1e-12;
-        for (size_t i = 0; i < n; i++) {
-            double t = a * r[i], e = y[i] - t;
-            tt += t * t, ee += e * e;
-        }
-        double sisdr = 10 * log10(tt / ee);
-        total += -sisdr;
-        double k = -(10 / log(10.0)) * w->sisdr_weight / B;
-        for (size_t i = 0; i < n; i++) {
-            double t = a * r[i], e = y[i] - t;
-            dy[i] = (float)(k * (2 * t / tt - 2 * e / ee));
-        }
-        /* adjoint of the ISTFT: frame t gets rfft(window * dy / wsum) * c_k / N */
-        for (int t = 0; t < T; t++) {
-            for (int i = 0; i < N; i++) {
-                long j = (long)t * H - P + i;
-                fr[i] = j >= 0 && (size_t)j < n ? dy[j] / m->stft.wsum[(j + P) % H] : 0.f;
-            }
-            audio_stft_frame(&m->stft, are, aim, fr);
-            for (int f = 0; f < F; f++) {
-                float ck = (f == 0 || f == F - 1) ? 1.f / N : 2.f / N;
-                float dre = are[f] * ck, dim = (f == 0 || f == F - 1) ? 0.f : aim[f] * ck;
-                size_t o = (size_t)t * F + f;
-                float mv = mk[o];
-                if (mv <= 0) continue;
-                float dg = dre * xr[o] + dim * xi[o];
-                float dmask = dg * ip * powf(mv, ip - 1.f);
-                w->dz[b * TF + o] += dmask * mv * (1.f - mv / beta);
-            }
+        audio_stft_frame(st, are, aim, fr);
+        for (int f = 0; f < F; f++) {
+            float ck = (f == 0 || f == F - 1) ? 1.f / N : 2.f / N;
+            float dre = are[f] * ck, dim = (f == 0 || f == F - 1) ? 0.f : aim[f] * ck;
+            size_t o = (size_t)t * F + f;
+            float mv = mk[o];
+            if (mv <= 0) continue;
+            float dg = dre * xr[o] + dim * xi[o];
+            float dmask = dg * ip * powf(mv, ip - 1.f);
+            dz[o] += dmask * mv * (1.f - mv / beta);
         }
     }
     free(yre);
+    return -sisdr;
+}
+
+double audio_enhancer_sisdr_grad(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T) {
+    const size_t TF = (size_t)T * m->F;
+    double total = 0;
+    for (int b = 0; b < B; b++)
+        total += audio_sisdr_grad_one(&m->stft, w->dz + b * TF, w->mask + b * TF, w->nre + b * TF, w->nim + b * TF,
+                                      clean + b * n, n, T, m->cfg.power, m->cfg.beta, w->sisdr_weight, B);
     w->last_sisdr = (float)(-total / B);
     return w->sisdr_weight * total / B;
 }
@@ -468,6 +474,18 @@ void audio_enhancer_frontend(const audio_enhancer *m, mk_enh_frontend *f) {
     f->mag_w = AUDIO_LOSS_MAG;
 }
 
+void audio_enhancer_istft_basis(const audio_enhancer *m, float *basis) {
+    const int N = m->cfg.n_fft, F = m->F;
+    const double pi = 3.14159265358979323846;
+    for (int i = 0; i < N; i++)
+        for (int f = 0; f < F; f++) {
+            const int edge = f == 0 || f == F - 1; /* DC and Nyquist: counted once, no imaginary part */
+            const double th = 2 * pi * (double)(((long)f * i) % N) / N, s = (double)m->stft.window[i] * (edge ? 1 : 2) / N;
+            basis[(size_t)i * 2 * F + f] = (float)(s * cos(th));
+            basis[(size_t)i * 2 * F + F + f] = edge ? 0.f : (float)(-s * sin(th));
+        }
+}
+
 typedef struct {
     audio_enhancer *m;
     audio_train_ws *w;
@@ -490,8 +508,28 @@ int audio_enhancer_train_step_cuda(audio_enhancer *m, audio_train_ws *w, const f
     audio_enhancer_frontend(m, &f);
     const int *orders[2] = {NULL, w->rev};
     sisdr_ctx sc = {m, w, clean, B, T, n};
-    return mk_cuda_enh_train_step(&m->bb, &w->acts, &f, w->feat, w->c, w->cc, w->cosd, B, T, orders, ac, NULL,
-                                  w->sisdr_weight > 0 ? sisdr_on_host : NULL, &sc, w->mask, w->dz, loss);
+    const int on_host = w->sisdr_weight > 0 && w->sisdr_on_host, on_dev = w->sisdr_weight > 0 && !w->sisdr_on_host;
+    mk_enh_waveform wf;
+    float *neg = NULL;
+    if (on_dev) {
+        if (!w->basis) {
+            w->basis = mk_malloc(sizeof(float) * m->cfg.n_fft * 2 * m->F);
+            audio_enhancer_istft_basis(m, w->basis);
+        }
+        neg = mk_malloc(sizeof(float) * B);
+        wf = (mk_enh_waveform){.weight = w->sisdr_weight, .power = m->cfg.power, .n_fft = m->cfg.n_fft,
+                               .hop = m->cfg.hop, .n = n, .basis = w->basis, .wsum = m->stft.wsum, .xre = w->nre,
+                               .xim = w->nim, .ref = clean, .neg_sisdr = neg};
+    }
+    int rc = mk_cuda_enh_train_step(&m->bb, &w->acts, &f, w->feat, w->c, w->cc, w->cosd, B, T, orders, ac, NULL,
+                                    on_dev ? &wf : NULL, on_host ? sisdr_on_host : NULL, &sc, w->mask, w->dz, loss);
+    if (on_dev && !rc) {
+        double t = 0;
+        for (int b = 0; b < B; b++) t += neg[b];
+        w->last_sisdr = (float)(-t / B);
+    }
+    free(neg);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- streaming */

@@ -112,6 +112,9 @@ typedef struct {
     int *rev;                           /* (T) reversed order */
     float sisdr_weight;                 /* > 0: add sisdr_weight * (-SI-SDR in dB) of the waveform */
     float last_sisdr;                   /* mean SI-SDR (dB) of the last batch when sisdr_weight > 0 */
+    int sisdr_on_host;                  /* the GPU step: the SI-SDR term on the host, a round trip
+                                         * inside the step (else on the device) */
+    float *basis;                       /* (n_fft, 2F) audio_enhancer_istft_basis, for the GPU step */
 } audio_train_ws;
 
 void audio_train_ws_init(audio_train_ws *w);
@@ -143,13 +146,22 @@ double audio_mask_loss(float *dz, const float *mask, const float *c, const float
  * w->sisdr_weight * d mean_b(-SI-SDR_b) / dz to w->dz, sets w->last_sisdr, and returns
  * w->sisdr_weight * mean_b(-SI-SDR_b) (dB). */
 double audio_enhancer_sisdr_grad(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T);
+/* One signal's part of it (the twin of the GPU's mkc_sisdr_grad): mask, noisy spectrum xr, xi
+ * (T, F), clean r (n); adds weight / B x d(-SI-SDR)/dz to dz (T, F); returns -SI-SDR (dB). */
+double audio_sisdr_grad_one(audio_stft *st, float *dz, const float *mask, const float *xr, const float *xi,
+                            const float *r, size_t n, int T, float power, float beta, float weight, int B);
 
+/* The ISTFT of one frame as a matrix, basis (n_fft, 2F): basis [Re X; Im X] = audio_istft_frame's
+ * output (the windowed inverse rfft / n_fft, DC and Nyquist imaginary parts dropped); its
+ * transpose is the adjoint that audio_sisdr_grad_one applies (windowed rfft x c_k / n_fft). */
+void audio_enhancer_istft_basis(const audio_enhancer *m, float *basis);
 /* The enhancer's shapes and tensor indices for the resident GPU step (mk_cuda_enh_train_step). */
 void audio_enhancer_frontend(const audio_enhancer *m, mk_enh_frontend *f);
 /* One whole training step with the backbone on the GPU (audio_enhancer_use_device): the host
  * part (audio_enhancer_prepare) here, then the network, loss, backward and clipped AdamW (ac)
  * on the device, parameters and moments resident there until mamba_backbone_cuda_sync_host(&m->bb).
- * The SI-SDR term (w->sisdr_weight > 0) is computed on the host from the mask inside the step.
+ * The SI-SDR term (w->sisdr_weight > 0) runs on the device too, or with w->sisdr_on_host on the
+ * host from the mask inside the step.
  * The same arithmetic as audio_enhancer_train_batch + mk_adamw_step. Sets *loss (not finite
  * when training diverged: the update is then skipped); returns 0, or -1 with mk_error (a
  * device failure). */

@@ -884,12 +884,96 @@ static void check_mask_loss(void) {
     mkc_free(dm), mkc_free(dc), mkc_free(dcc), mkc_free(dcd), mkc_free(ddz), mkc_free(dl);
 }
 
+/* The ISTFT basis the GPU's waveform term multiplies by (audio_enhancer_istft_basis), on the
+ * host against the FFTs it stands for: basis [Re; Im] against audio_istft_frame, and its
+ * transpose against audio_stft_frame x c_k / N (the adjoint in audio_sisdr_grad_one), at 8 and
+ * 16 kHz. Host arithmetic only, so it runs in the emulation too. */
+static void check_istft_basis(void) {
+    for (int sr = 8000; sr <= 16000; sr += 8000) {
+        audio_enhancer_cfg ec;
+        audio_enhancer_cfg_default(&ec, 0);
+        ec.sr = sr, ec.n_fft = sr / 40, ec.hop = sr / 160, ec.d_model = 8, ec.n_layer = 1;
+        audio_enhancer m;
+        MK_ASSERT(audio_enhancer_create(&m, &ec, 3) == 0);
+        const int N = ec.n_fft, F = m.F;
+        float *basis = zeros((size_t)N * 2 * F), *spec = rnd(2 * (size_t)F, -1, 1), *fr = rnd(N, -1, 1);
+        float *want = zeros(N), *got = zeros(N), *are = zeros(F), *aim = zeros(F), *want2 = zeros(2 * F),
+              *got2 = zeros(2 * F);
+        audio_enhancer_istft_basis(&m, basis);
+        audio_istft_frame(&m.stft, want, spec, spec + F);
+        audio_stft_frame(&m.stft, are, aim, fr);
+        for (int f = 0; f < F; f++) {
+            const int edge = f == 0 || f == F - 1;
+            const float ck = edge ? 1.f / N : 2.f / N;
+            want2[f] = are[f] * ck, want2[F + f] = edge ? 0.f : aim[f] * ck;
+        }
+        for (int i = 0; i < N; i++) {
+            double a = 0;
+            for (int k = 0; k < 2 * F; k++) a += (double)basis[(size_t)i * 2 * F + k] * spec[k];
+            got[i] = (float)a;
+        }
+        for (int k = 0; k < 2 * F; k++) {
+            double a = 0;
+            for (int i = 0; i < N; i++) a += (double)basis[(size_t)i * 2 * F + k] * fr[i];
+            got2[k] = (float)a;
+        }
+        double e1 = test_rel_err_f(got, want, N, 1e-9), e2 = test_rel_err_f(got2, want2, 2 * (size_t)F, 1e-9);
+        char nm[64];
+        snprintf(nm, sizeof nm, "istft_basis_%dk", sr / 1000);
+        test_report(e1 <= 1e-5 && e2 <= 1e-5, nm, "N %d: inverse err %.2e, adjoint err %.2e (limit 1e-5)", N, e1, e2);
+        free(basis), free(spec), free(fr), free(want), free(got), free(are), free(aim), free(want2), free(got2);
+        audio_enhancer_free(&m);
+    }
+}
+
+/* The waveform term (core/cuda/sisdr.cu: ISTFT by GEMM, overlap-add, SI-SDR, the adjoint)
+ * against audio_sisdr_grad_one for each signal: dz (accumulated onto non-zero values) and each
+ * signal's -SI-SDR, on two signals of 1000 samples at 8 kHz (21 frames of 101 bins). */
+static void check_sisdr(void) {
+    audio_enhancer_cfg ec;
+    audio_enhancer_cfg_default(&ec, 0);
+    ec.d_model = 8, ec.n_layer = 1;
+    audio_enhancer m;
+    MK_ASSERT(audio_enhancer_create(&m, &ec, 3) == 0);
+    const int B = 2, F = m.F, N = ec.n_fft, H = ec.hop;
+    const size_t ns = 1000, T = audio_stft_frames(&m.stft, ns), n = B * T * F;
+    const float weight = 0.37f;
+    float *mask = rnd(n, 0.05f, ec.beta - 0.05f), *xre = rnd(n, -2, 2), *xim = rnd(n, -2, 2), *ref = rnd(B * ns, -1, 1);
+    float *dz = rnd(n, -1e-4f, 1e-4f), *dz0 = dup(dz, n), *basis = zeros((size_t)N * 2 * F),
+          *basis_t = zeros((size_t)N * 2 * F);
+    float neg[2];
+    audio_enhancer_istft_basis(&m, basis);
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 2 * F; k++) basis_t[(size_t)k * N + i] = basis[(size_t)i * 2 * F + k];
+    for (int b = 0; b < B; b++)
+        neg[b] = (float)audio_sisdr_grad_one(&m.stft, dz + b * T * F, mask + b * T * F, xre + b * T * F, xim + b * T * F,
+                                             ref + b * ns, ns, (int)T, ec.power, ec.beta, weight, B);
+    float *d_dz = up(dz0, n), *d_mask = up(mask, n), *d_xre = up(xre, n), *d_xim = up(xim, n),
+          *d_ref = up(ref, B * ns), *d_basis = up(basis, (size_t)N * 2 * F), *d_bt = up(basis_t, (size_t)N * 2 * F),
+          *d_wsum = up(m.stft.wsum, H), *d_neg = mkc_malloc(sizeof(float) * B),
+          *d_work = mkc_malloc(sizeof(float) * mkc_sisdr_work_floats(B, (int)T, F, N, ns));
+    mkc_sisdr_grad(d_dz, d_neg, d_mask, d_xre, d_xim, d_ref, d_basis, d_bt, d_wsum, d_work, B, (int)T, F, N, H, ns,
+                   ec.power, ec.beta, weight);
+    float *g = down(d_dz, n), *gn = down(d_neg, B);
+    for (size_t i = 0; i < n; i++) dz[i] -= dz0[i], g[i] -= dz0[i]; /* compare the added parts */
+    double e = test_rel_err_f(g, dz, n, 1e-12), en = 0;
+    for (int b = 0; b < B; b++) en = fmax(en, fabs(gn[b] - neg[b]) / (1 + fabs(neg[b])));
+    test_report(e <= 1e-4, "sisdr_grad_dz", "n %zu  normalised err %.2e  (limit 1e-4)", n, e);
+    test_report(en <= 1e-4, "sisdr_grad_value", "-SI-SDR %.4f, %.4f dB vs CPU %.4f, %.4f dB (limit 1e-4 relative)", gn[0],
+                gn[1], neg[0], neg[1]);
+    free(g), free(gn), free(dz0);
+    free(mask), free(xre), free(xim), free(ref), free(dz), free(basis), free(basis_t);
+    mkc_free(d_dz), mkc_free(d_mask), mkc_free(d_xre), mkc_free(d_xim), mkc_free(d_ref), mkc_free(d_basis),
+        mkc_free(d_bt), mkc_free(d_wsum), mkc_free(d_neg), mkc_free(d_work);
+    audio_enhancer_free(&m);
+}
+
 /* The enhancer's resident step (audio_enhancer_train_step_cuda, mk_cuda_enh_train_step) against
  * audio_enhancer_train_batch + mk_adamw_step on the CPU: the first step's gradients (through
  * the AdamW first moment, as for the classifier), the loss curve and the weights after STEPS
  * steps, with copies back to the host in the middle (validation's pattern). With sisdr, the
- * waveform term's host round trip inside the step. */
-static void check_enh_step(int causal, float sisdr, const char *tag) {
+ * waveform term on the device, or (sisdr_on_host) as a host round trip inside the step. */
+static void check_enh_step(int causal, float sisdr, int sisdr_on_host, const char *tag) {
     audio_enhancer_cfg ec;
     audio_enhancer_cfg_default(&ec, causal);
     ec.d_model = 16, ec.n_layer = 2, ec.d_state = 4;
@@ -923,6 +1007,7 @@ static void check_enh_step(int causal, float sisdr, const char *tag) {
     audio_train_ws cw, gw;
     audio_train_ws_init(&cw), audio_train_ws_init(&gw);
     cw.sisdr_weight = gw.sisdr_weight = sisdr;
+    gw.sisdr_on_host = sisdr_on_host;
     float lc[STEPS], lg[STEPS];
     int rc = 0;
     for (int s = 0; s < STEPS && !rc; s++) {
@@ -963,7 +1048,7 @@ int main(void) {
 #if MKC_EMULATED
     (void)check_scan_long, (void)check_linear, (void)check_norms, (void)check_act, (void)check_conv;
     (void)check_orders, (void)check_im2col, (void)check_gelu_tokens_xent, (void)check_scan_misaligned;
-    (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan, (void)check_mask_loss;
+    (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan, (void)check_mask_loss, (void)check_sisdr;
 #else
     check_bf16_rounding();
     {
@@ -1026,6 +1111,7 @@ int main(void) {
     check_im2col(1, 15, 9, 2, 5, 3);   /* odd sizes, window 5 over stride 3 */
     check_gelu_tokens_xent();
     check_mask_loss();
+    check_sisdr();
 #endif
 
     mamba_cfg c;
@@ -1052,9 +1138,11 @@ int main(void) {
     check_vision_step(8, 2, 4, 0, "stem");
     check_vision_step(0, 4, 4, 0, "plain");
     check_vision_step(8, 2, 4, 1, "stem_kd"); /* distillation: teacher probabilities go up with the batch */
-    check_enh_step(0, 0.f, "offline");
-    check_enh_step(0, 0.005f, "offline_sisdr"); /* train enhance's default: the waveform term's round trip */
-    check_enh_step(1, 0.005f, "stream");
+    check_istft_basis();
+    check_enh_step(0, 0.f, 0, "offline");
+    check_enh_step(0, 0.005f, 0, "offline_sisdr"); /* train enhance's default weight: the waveform term */
+    check_enh_step(0, 0.005f, 1, "offline_sisdr_host"); /* ... as a host round trip inside the step */
+    check_enh_step(1, 0.005f, 0, "stream");
 
     /* an unsupported shape falls back with a message */
     mamba_cfg_default(&c, 16, 1);

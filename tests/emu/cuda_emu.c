@@ -205,6 +205,22 @@ void mkc_mask_loss(float *dz, float *loss_row, const float *mask, const float *c
     }
 }
 
+/* the waveform term signal by signal with the CPU's FFTs (the basis and work are not needed) */
+size_t mkc_sisdr_work_floats(int B, int T, int F, int N, size_t ns) { return 1; }
+void mkc_sisdr_grad(float *dz, float *neg, const float *mask, const float *xre, const float *xim, const float *ref,
+                    const float *basis, const float *basis_t, const float *wsum, float *work, int B, int T, int F,
+                    int N, int H, size_t ns, float power, float beta, float weight) {
+    static audio_stft st; /* one STFT per shape (a process trains one model) */
+    if (st.n_fft != N || st.hop != H) {
+        if (st.n_fft) audio_stft_free(&st);
+        MK_ASSERT(audio_stft_init(&st, N, H) == 0);
+    }
+    const size_t TF = (size_t)T * F;
+    for (int b = 0; b < B; b++)
+        neg[b] = (float)audio_sisdr_grad_one(&st, dz + b * TF, mask + b * TF, xre + b * TF, xim + b * TF, ref + b * ns,
+                                             ns, T, power, beta, weight, B);
+}
+
 float mkc_mse_forward_backward(float *dpred, const float *pred, const float *target, size_t n, float scale) {
     return mse_forward_backward(dpred, pred, target, n, scale); /* elementwise: dpred may alias target */
 }
