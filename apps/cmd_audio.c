@@ -62,6 +62,7 @@ typedef struct {
     double time_limit; /* minutes, 0 = none */
     double stop_after; /* minutes, 0 = none: stop (checkpointed) without refitting the schedule */
     const char *device;
+    int gpu_backbone_only; /* --gpu-step backbone */
 } train_opts;
 
 int cmd_train_enhance(int argc, char **argv) {
@@ -104,8 +105,11 @@ int cmd_train_enhance(int argc, char **argv) {
                    "  --time-limit MIN  fit the schedule to MIN minutes (rate re-measured every 20 steps) and stop then\n"
                    "  --stop-after MIN  stop after MIN minutes (checkpoint + model saved) keeping the --steps schedule,\n"
                    "                    so a long run can go in chunks: --resume FILE.ckpt with the same --steps continues it\n"
-                   "  --device D        cpu | cuda: where the Mamba backbone trains (default cpu; cuda falls\n"
+                   "  --device D        cpu | cuda: where the model trains (default cpu; cuda falls\n"
                    "                    back to the CPU with a notice)\n"
+                   "  --gpu-step S      full | backbone: with cuda, the whole step on the GPU (parameters and\n"
+                   "                    moments resident), or only the backbone's forward and backward with\n"
+                   "                    copies every step (default full)\n"
                    "  --json            print the final summary as JSON\n",
                    o.steps, o.batch, o.seconds, o.lr, o.d_model, o.n_layer, o.seed, o.n_espeak, o.cache,
                    o.ckpt_every, o.sisdr_w);
@@ -161,6 +165,15 @@ int cmd_train_enhance(int argc, char **argv) {
         else if (!strcmp(a, "--data-dir")) { NEED_VALUE(a, v); o.data_dir = v; i++; }
         else if (!strcmp(a, "--cache")) { NEED_VALUE(a, v); o.cache = v; i++; }
         else if (!strcmp(a, "--device")) { NEED_VALUE(a, v); o.device = v; i++; }
+        else if (!strcmp(a, "--gpu-step")) {
+            NEED_VALUE(a, v);
+            if (strcmp(v, "full") && strcmp(v, "backbone")) {
+                fprintf(stderr, "mambakit: train enhance: --gpu-step: '%s' is not full or backbone\n", v);
+                return 2;
+            }
+            o.gpu_backbone_only = !strcmp(v, "backbone");
+            i++;
+        }
         else if (!strcmp(a, "--stream")) o.causal = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else {
@@ -229,7 +242,14 @@ int cmd_train_enhance(int argc, char **argv) {
         if (o.rate) c.sr = o.rate, c.n_fft = o.rate / 40, c.hop = o.rate / 160; /* 25 ms window, 6.25 ms hop */
         if (audio_enhancer_create(&m, &c, o.seed)) return cli_fail();
     }
-    audio_enhancer_use_device(&m, dev);
+    /* on a GPU the whole step stays on the device: parameters and moments come back to the
+     * host only for checkpoints and the final validation */
+    const int resident = audio_enhancer_use_device(&m, dev) == MK_DEV_CUDA && !o.gpu_backbone_only;
+    if (m.bb.device == MK_DEV_CUDA)
+        fprintf(stderr, "train enhance: %s\n",
+                resident ? "every op of the training step on the GPU (parameters resident; copied back for "
+                           "checkpoints and validation)"
+                         : "backbone on the GPU; projections, loss and AdamW on the CPU (--gpu-step backbone)");
     audio_corpus tr, te;
     if (audio_corpus_load(&tr, o.data_dir, 0, m.cfg.sr, o.cache, o.n_espeak)) {
         audio_enhancer_free(&m);
@@ -264,14 +284,22 @@ int cmd_train_enhance(int argc, char **argv) {
     while (m.p.step < o.steps) {
         for (int b = 0; b < B; b++)
             audio_make_pair(&tr, &rng, noisy + b * n, clean + b * n, n, -1, NAN, 12.f);
-        mk_params_zero_grad(&m.p);
-        float loss = audio_enhancer_train_batch(&m, &w, noisy, clean, B, n, 1);
+        float loss;
+        if (resident) {
+            if (audio_enhancer_train_step_cuda(&m, &w, noisy, clean, B, n, &ac, &loss)) {
+                rc = cli_fail();
+                goto done;
+            }
+        } else {
+            mk_params_zero_grad(&m.p);
+            loss = audio_enhancer_train_batch(&m, &w, noisy, clean, B, n, 1);
+        }
         if (!isfinite(loss)) {
             mk_error("training diverged (loss %g at step %ld)", loss, m.p.step);
             rc = cli_fail();
             goto done;
         }
-        mk_adamw_step(&m.p, &ac);
+        if (!resident) mk_adamw_step(&m.p, &ac);
         if (o.time_limit > 0 && m.p.step >= start + 20 && (m.p.step - start) % 20 == 0) {
             /* fit the cosine schedule to the time budget from the rate measured so far; refitted
              * every 20 steps, so the schedule follows the wall clock on a machine whose load changes */
@@ -303,7 +331,7 @@ int cmd_train_enhance(int argc, char **argv) {
             mk_config ex;
             mk_config_init(&ex, "enhance");
             mk_config_set_int(&ex, "train_steps", o.steps);
-            if (audio_enhancer_save(&m, ck, 1, &ex)) {
+            if ((resident && mamba_backbone_cuda_sync_host(&m.bb)) || audio_enhancer_save(&m, ck, 1, &ex)) {
                 rc = cli_fail();
                 goto done;
             }
@@ -311,6 +339,10 @@ int cmd_train_enhance(int argc, char **argv) {
         if (last) break;
     }
     mk_progress_end(&pr);
+    if (resident && mamba_backbone_cuda_sync_host(&m.bb)) { /* the host reads the weights from here on */
+        rc = cli_fail();
+        goto done;
+    }
     {
         /* held-out loss + SI-SDR on a fixed set of test mixtures */
         mk_rng tr2;

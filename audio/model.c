@@ -252,6 +252,7 @@ void audio_train_ws_free(audio_train_ws *w) {
     mamba_acts_free(&w->acts);
     free(w->nre);
     free(w->rev);
+    free(w->basis);
     memset(w, 0, sizeof *w);
 }
 
@@ -291,12 +292,27 @@ static void net_forward(audio_enhancer *m, audio_train_ws *w, const float *feat,
     const int *orders[2] = {NULL, w->rev};
     mamba_backbone_forward(&m->bb, &w->acts, w->h, w->h0, B, T, orders, training, NULL);
     linear_forward(w->z, w->h, mk_param(&m->p, m->w_out), mk_param(&m->p, m->b_out), M, D, F);
-    if (m->skip_u >= 0) {
-        const float *u = mk_param(&m->p, m->skip_u);
-        for (size_t i = 0; i < (size_t)M * F; i++) w->z[i] += u[i % F] * feat[i];
+    audio_mask_forward(w->mask, w->z, feat, m->skip_u >= 0 ? mk_param(&m->p, m->skip_u) : NULL, M, F, m->cfg.beta);
+}
+
+void audio_mask_forward(float *mask, float *z, const float *feat, const float *u, size_t M, int F, float beta) {
+    if (u)
+        for (size_t i = 0; i < M * F; i++) z[i] += u[i % F] * feat[i];
+    for (size_t i = 0; i < M * F; i++) mask[i] = beta * mk_sigmoidf(z[i]);
+}
+
+double audio_mask_loss(float *dz, const float *mask, const float *c, const float *cc, const float *cosd, size_t n,
+                       float a, float inv, float beta) {
+    double loss = 0;
+    for (size_t i = 0; i < n; i++) {
+        float e = mask[i] * c[i], ci = cc[i], cd = cosd[i];
+        float dm = e - ci;
+        loss += a * dm * dm + (1 - a) * (e * e + ci * ci - 2 * e * ci * cd);
+        float de = inv * (2 * a * dm + 2 * (1 - a) * (e - ci * cd));
+        float s = mask[i] / beta;
+        dz[i] = de * c[i] * beta * s * (1 - s);
     }
-    const float beta = m->cfg.beta;
-    for (size_t i = 0; i < (size_t)M * F; i++) w->mask[i] = beta * mk_sigmoidf(w->z[i]);
+    return loss;
 }
 
 /* Mask of one whole sequence (1, T, F) from its features, in bounded-memory chunks. */
@@ -334,66 +350,70 @@ void audio_enhance(audio_enhancer *m, float *y, const float *x, size_t n) {
     free(re);
 }
 
-/* Adds w->sisdr_weight * mean_b(-SI-SDR_b) to the loss: resynthesise each
- * y_b = ISTFT(X * mask^(1/p)), and push d(-SI-SDR)/dy back through the ISTFT
- * into w->dz. Returns the term (already weighted). With t = <y,r>/<r,r> r and
+/* Resynthesise each y_b = ISTFT(X * mask^(1/p)) and push d(-SI-SDR)/dy back through the
+ * ISTFT into w->dz. With t = <y,r>/<r,r> r and
  * e = y - t: -SI-SDR = -(10/ln 10)(ln|t|^2 - ln|e|^2), so
  * d/dy = -(10/ln 10)(2t/|t|^2 - 2e/|e|^2). */
-static double sisdr_term(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T) {
-    const int F = m->F, N = m->cfg.n_fft, H = m->cfg.hop, P = N - H;
+double audio_sisdr_grad_one(audio_stft *st, float *dz, const float *mk, const float *xr, const float *xi,
+                            const float *r, size_t n, int T, float power, float beta, float weight, int B) {
+    const int F = st->F, N = st->n_fft, H = st->hop, P = N - H;
     const size_t TF = (size_t)T * F;
-    const float ip = 1.f / m->cfg.power, beta = m->cfg.beta;
+    const float ip = 1.f / power;
     float *yre = mk_malloc(sizeof(float) * (2 * TF + 2 * n + N + 2 * F));
     float *yim = yre + TF, *y = yim + TF, *dy = y + n, *fr = dy + n, *are = fr + N, *aim = are + F;
-    double total = 0;
-    for (int b = 0; b < B; b++) {
-        const float *xr = w->nre + b * TF, *xi = w->nim + b * TF, *mk = w->mask + b * TF, *r = clean + b * n;
-        for (size_t i = 0; i < TF; i++) {
-            float g = powf(mk[i], ip);
-            yre[i] = xr[i] * g, yim[i] = xi[i] * g;
+    for (size_t i = 0; i < TF; i++) {
+        float g = powf(mk[i], ip);
+        yre[i] = xr[i] * g, yim[i] = xi[i] * g;
+    }
+    audio_stft_inverse(st, y, n, yre, yim, (size_t)T);
+    double yr = 0, rr = 1e-12;
+    for (size_t i = 0; i < n; i++) yr += (double)y[i] * r[i], rr += (double)r[i] * r[i];
+    double a = yr / rr, tt = 1e-12, ee = 1e-12;
+    for (size_t i = 0; i < n; i++) {
+        double t = a * r[i], e = y[i] - t;
+        tt += t * t, ee += e * e;
+    }
+    double sisdr = 10 * log10(tt / ee);
+    double k = -(10 / log(10.0)) * weight / B;
+    for (size_t i = 0; i < n; i++) {
+        double t = a * r[i], e = y[i] - t;
+        dy[i] = (float)(k * (2 * t / tt - 2 * e / ee));
+    }
+    /* adjoint of the ISTFT: frame t gets rfft(window * dy / wsum) * c_k / N */
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < N; i++) {
+            long j = (long)t * H - P + i;
+            fr[i] = j >= 0 && (size_t)j < n ? dy[j] / st->wsum[(j + P) % H] : 0.f;
         }
-        audio_stft_inverse(&m->stft, y, n, yre, yim, (size_t)T);
-        double yr = 0, rr = 1e-12;
-        for (size_t i = 0; i < n; i++) yr += (double)y[i] * r[i], rr += (double)r[i] * r[i];
-        double a = yr / rr, tt = 1e-12, ee = 1e-12;
-        for (size_t i = 0; i < n; i++) {
-            double t = a * r[i], e = y[i] - t;
-            tt += t * t, ee += e * e;
-        }
-        double sisdr = 10 * log10(tt / ee);
-        total += -sisdr;
-        double k = -(10 / log(10.0)) * w->sisdr_weight / B;
-        for (size_t i = 0; i < n; i++) {
-            double t = a * r[i], e = y[i] - t;
-            dy[i] = (float)(k * (2 * t / tt - 2 * e / ee));
-        }
-        /* adjoint of the ISTFT: frame t gets rfft(window * dy / wsum) * c_k / N */
-        for (int t = 0; t < T; t++) {
-            for (int i = 0; i < N; i++) {
-                long j = (long)t * H - P + i;
-                fr[i] = j >= 0 && (size_t)j < n ? dy[j] / m->stft.wsum[(j + P) % H] : 0.f;
-            }
-            audio_stft_frame(&m->stft, are, aim, fr);
-            for (int f = 0; f < F; f++) {
-                float ck = (f == 0 || f == F - 1) ? 1.f / N : 2.f / N;
-                float dre = are[f] * ck, dim = (f == 0 || f == F - 1) ? 0.f : aim[f] * ck;
-                size_t o = (size_t)t * F + f;
-                float mv = mk[o];
-                if (mv <= 0) continue;
-                float dg = dre * xr[o] + dim * xi[o];
-                float dmask = dg * ip * powf(mv, ip - 1.f);
-                w->dz[b * TF + o] += dmask * mv * (1.f - mv / beta);
-            }
+        audio_stft_frame(st, are, aim, fr);
+        for (int f = 0; f < F; f++) {
+            float ck = (f == 0 || f == F - 1) ? 1.f / N : 2.f / N;
+            float dre = are[f] * ck, dim = (f == 0 || f == F - 1) ? 0.f : aim[f] * ck;
+            size_t o = (size_t)t * F + f;
+            float mv = mk[o];
+            if (mv <= 0) continue;
+            float dg = dre * xr[o] + dim * xi[o];
+            float dmask = dg * ip * powf(mv, ip - 1.f);
+            dz[o] += dmask * mv * (1.f - mv / beta);
         }
     }
     free(yre);
+    return -sisdr;
+}
+
+double audio_enhancer_sisdr_grad(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T) {
+    const size_t TF = (size_t)T * m->F;
+    double total = 0;
+    for (int b = 0; b < B; b++)
+        total += audio_sisdr_grad_one(&m->stft, w->dz + b * TF, w->mask + b * TF, w->nre + b * TF, w->nim + b * TF,
+                                      clean + b * n, n, T, m->cfg.power, m->cfg.beta, w->sisdr_weight, B);
     w->last_sisdr = (float)(-total / B);
     return w->sisdr_weight * total / B;
 }
 
-float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
-                                 size_t n, int grad) {
-    const int F = m->F, D = m->cfg.d_model;
+int audio_enhancer_prepare(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                           size_t n) {
+    const int F = m->F;
     const int T = (int)audio_stft_frames(&m->stft, n);
     const size_t TF = (size_t)T * F, BTF = (size_t)B * TF;
     ws_ensure(w, m, B, T);
@@ -414,18 +434,19 @@ float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const flo
         w->cc[i] = p2 > 0 ? powf(p2, hp) : 0.f;
         w->cosd[i] = nn > 0 && cn > 0 ? (nr * cr + ni * ci) / (nn * cn) : 1.f; /* cos(phi_clean - phi_noisy) */
     }
+    mk_order_reverse(w->rev, T);
+    return T;
+}
+
+float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                                 size_t n, int grad) {
+    const int F = m->F, D = m->cfg.d_model;
+    const int T = audio_enhancer_prepare(m, w, noisy, clean, B, n);
+    const size_t BTF = (size_t)B * T * F;
     net_forward(m, w, w->feat, B, T, grad);
-    const float a = 0.7f, inv = 1.f / (float)BTF, beta = m->cfg.beta;
-    double loss = 0;
-    for (size_t i = 0; i < BTF; i++) {
-        float e = w->mask[i] * w->c[i], cc = w->cc[i], cd = w->cosd[i];
-        float dm = e - cc;
-        loss += a * dm * dm + (1 - a) * (e * e + cc * cc - 2 * e * cc * cd);
-        float de = inv * (2 * a * dm + 2 * (1 - a) * (e - cc * cd));
-        float s = w->mask[i] / beta;
-        w->dz[i] = de * w->c[i] * beta * s * (1 - s);
-    }
-    if (w->sisdr_weight > 0) loss += BTF * sisdr_term(m, w, clean, B, n, T);
+    const float inv = 1.f / (float)BTF;
+    double loss = audio_mask_loss(w->dz, w->mask, w->c, w->cc, w->cosd, BTF, AUDIO_LOSS_MAG, inv, m->cfg.beta);
+    if (w->sisdr_weight > 0) loss += BTF * audio_enhancer_sisdr_grad(m, w, clean, B, n, T);
     if (grad) {
         const int M = B * T;
         if (m->skip_u >= 0) {
@@ -443,6 +464,72 @@ float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const flo
                         mk_param(&m->p, m->w_in), M, F, D);
     }
     return (float)(loss * inv);
+}
+
+void audio_enhancer_frontend(const audio_enhancer *m, mk_enh_frontend *f) {
+    memset(f, 0, sizeof *f);
+    f->F = m->F;
+    f->w_in = m->w_in, f->b_in = m->b_in, f->w_out = m->w_out, f->b_out = m->b_out, f->skip_u = m->skip_u;
+    f->beta = m->cfg.beta;
+    f->mag_w = AUDIO_LOSS_MAG;
+}
+
+void audio_enhancer_istft_basis(const audio_enhancer *m, float *basis) {
+    const int N = m->cfg.n_fft, F = m->F;
+    const double pi = 3.14159265358979323846;
+    for (int i = 0; i < N; i++)
+        for (int f = 0; f < F; f++) {
+            const int edge = f == 0 || f == F - 1; /* DC and Nyquist: counted once, no imaginary part */
+            const double th = 2 * pi * (double)(((long)f * i) % N) / N, s = (double)m->stft.window[i] * (edge ? 1 : 2) / N;
+            basis[(size_t)i * 2 * F + f] = (float)(s * cos(th));
+            basis[(size_t)i * 2 * F + F + f] = edge ? 0.f : (float)(-s * sin(th));
+        }
+}
+
+typedef struct {
+    audio_enhancer *m;
+    audio_train_ws *w;
+    const float *clean;
+    int B, T;
+    size_t n;
+} sisdr_ctx;
+
+/* the SI-SDR term inside the GPU step: the step has put the mask in w->mask and dz in w->dz */
+static double sisdr_on_host(void *ctx, const float *mask, float *dz) {
+    sisdr_ctx *s = ctx;
+    MK_ASSERT(mask == s->w->mask && dz == s->w->dz);
+    return audio_enhancer_sisdr_grad(s->m, s->w, s->clean, s->B, s->n, s->T);
+}
+
+int audio_enhancer_train_step_cuda(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                                   size_t n, const mk_adamw_cfg *ac, float *loss) {
+    const int T = audio_enhancer_prepare(m, w, noisy, clean, B, n);
+    mk_enh_frontend f;
+    audio_enhancer_frontend(m, &f);
+    const int *orders[2] = {NULL, w->rev};
+    sisdr_ctx sc = {m, w, clean, B, T, n};
+    const int on_host = w->sisdr_weight > 0 && w->sisdr_on_host, on_dev = w->sisdr_weight > 0 && !w->sisdr_on_host;
+    mk_enh_waveform wf;
+    float *neg = NULL;
+    if (on_dev) {
+        if (!w->basis) {
+            w->basis = mk_malloc(sizeof(float) * m->cfg.n_fft * 2 * m->F);
+            audio_enhancer_istft_basis(m, w->basis);
+        }
+        neg = mk_malloc(sizeof(float) * B);
+        wf = (mk_enh_waveform){.weight = w->sisdr_weight, .power = m->cfg.power, .n_fft = m->cfg.n_fft,
+                               .hop = m->cfg.hop, .n = n, .basis = w->basis, .wsum = m->stft.wsum, .xre = w->nre,
+                               .xim = w->nim, .ref = clean, .neg_sisdr = neg};
+    }
+    int rc = mk_cuda_enh_train_step(&m->bb, &w->acts, &f, w->feat, w->c, w->cc, w->cosd, B, T, orders, ac, NULL,
+                                    on_dev ? &wf : NULL, on_host ? sisdr_on_host : NULL, &sc, w->mask, w->dz, loss);
+    if (on_dev && !rc) {
+        double t = 0;
+        for (int b = 0; b < B; b++) t += neg[b];
+        w->last_sisdr = (float)(-t / B);
+    }
+    free(neg);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- streaming */

@@ -32,8 +32,10 @@
 #include <stddef.h>
 
 #include "audio/stft.h"
+#include "core/backend.h"
 #include "core/ckpt.h"
 #include "core/mamba.h"
+#include "core/optim.h"
 
 typedef struct {
     int sr;          /* model sample rate (8000) */
@@ -110,6 +112,9 @@ typedef struct {
     int *rev;                           /* (T) reversed order */
     float sisdr_weight;                 /* > 0: add sisdr_weight * (-SI-SDR in dB) of the waveform */
     float last_sisdr;                   /* mean SI-SDR (dB) of the last batch when sisdr_weight > 0 */
+    int sisdr_on_host;                  /* the GPU step: the SI-SDR term on the host, a round trip
+                                         * inside the step (else on the device) */
+    float *basis;                       /* (n_fft, 2F) audio_enhancer_istft_basis, for the GPU step */
 } audio_train_ws;
 
 void audio_train_ws_init(audio_train_ws *w);
@@ -119,5 +124,48 @@ void audio_train_ws_free(audio_train_ws *w);
  * grad = 0 only the loss is computed (evaluation). */
 float audio_enhancer_train_batch(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
                                  size_t n, int grad);
+
+/* The parts of a training batch, public so that the GPU step (mk_cuda_enh_train_step, via
+ * audio_enhancer_train_step_cuda) and its host emulation share them with the CPU path. */
+
+/* Weight of the compressed-magnitude term of the loss; the compressed complex term gets 1 - it. */
+#define AUDIO_LOSS_MAG 0.7f
+/* The host part of a batch, which is all a GPU step uploads: STFTs of noisy and clean (w->nre,
+ * nim, cre, cim) and from them w->c, feat, cc, cosd (B, T, F); w->rev the reversed order.
+ * Returns T. */
+int audio_enhancer_prepare(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                           size_t n);
+/* The bounded mask over M rows of F bins: z += u * feat per bin (u (F), NULL without the
+ * skip), mask = beta * sigmoid(z). */
+void audio_mask_forward(float *mask, float *z, const float *feat, const float *u, size_t M, int F, float beta);
+/* The spectral loss over n bins (model.h's formula, a the magnitude weight): dz = inv * d loss /
+ * d z through mask = beta * sigmoid(z); returns the loss summed over the n bins (double). */
+double audio_mask_loss(float *dz, const float *mask, const float *c, const float *cc, const float *cosd, size_t n,
+                       float a, float inv, float beta);
+/* The waveform term, from w->mask, nre, nim (after a forward over T frames): adds
+ * w->sisdr_weight * d mean_b(-SI-SDR_b) / dz to w->dz, sets w->last_sisdr, and returns
+ * w->sisdr_weight * mean_b(-SI-SDR_b) (dB). */
+double audio_enhancer_sisdr_grad(audio_enhancer *m, audio_train_ws *w, const float *clean, int B, size_t n, int T);
+/* One signal's part of it (the twin of the GPU's mkc_sisdr_grad): mask, noisy spectrum xr, xi
+ * (T, F), clean r (n); adds weight / B x d(-SI-SDR)/dz to dz (T, F); returns -SI-SDR (dB). */
+double audio_sisdr_grad_one(audio_stft *st, float *dz, const float *mask, const float *xr, const float *xi,
+                            const float *r, size_t n, int T, float power, float beta, float weight, int B);
+
+/* The ISTFT of one frame as a matrix, basis (n_fft, 2F): basis [Re X; Im X] = audio_istft_frame's
+ * output (the windowed inverse rfft / n_fft, DC and Nyquist imaginary parts dropped); its
+ * transpose is the adjoint that audio_sisdr_grad_one applies (windowed rfft x c_k / n_fft). */
+void audio_enhancer_istft_basis(const audio_enhancer *m, float *basis);
+/* The enhancer's shapes and tensor indices for the resident GPU step (mk_cuda_enh_train_step). */
+void audio_enhancer_frontend(const audio_enhancer *m, mk_enh_frontend *f);
+/* One whole training step with the backbone on the GPU (audio_enhancer_use_device): the host
+ * part (audio_enhancer_prepare) here, then the network, loss, backward and clipped AdamW (ac)
+ * on the device, parameters and moments resident there until mamba_backbone_cuda_sync_host(&m->bb).
+ * The SI-SDR term (w->sisdr_weight > 0) runs on the device too, or with w->sisdr_on_host on the
+ * host from the mask inside the step.
+ * The same arithmetic as audio_enhancer_train_batch + mk_adamw_step. Sets *loss (not finite
+ * when training diverged: the update is then skipped); returns 0, or -1 with mk_error (a
+ * device failure). */
+int audio_enhancer_train_step_cuda(audio_enhancer *m, audio_train_ws *w, const float *noisy, const float *clean, int B,
+                                   size_t n, const mk_adamw_cfg *ac, float *loss);
 
 #endif

@@ -119,6 +119,13 @@ int mk_cuda_cls_forward(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend 
                         const int *const *orders, float *feat, float *logits) {
     return -1;
 }
+int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_frontend *f, const float *feat, const float *c,
+                           const float *cc, const float *cosd, int B, int L, const int *const *orders,
+                           const mk_adamw_cfg *cfg, mk_rng *rng, const mk_enh_waveform *wf, mk_enh_host_term term,
+                           void *ctx, float *hmask, float *hdz, float *loss) {
+    mk_error("this build has no CUDA support");
+    return -1;
+}
 int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
     mk_error("this build has no CUDA support");
     return -1;
@@ -825,6 +832,133 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
     }
     if (loss_out) *loss_out = (float)(loss / B);
     if (correct) *correct = hits;
+    return 0;
+}
+
+/* Device buffers of a frame model's step, carved from one allocation like cls_layout's */
+typedef struct {
+    float *feat, *c, *cc, *cosd, *h0, *h, *z, *mask, *dz, *prod, *dh, *loss;
+    float *xre, *xim, *ref, *basis, *basis_t, *wsum, *neg, *work; /* the waveform term's (empty without) */
+} enh_bufs;
+static size_t enh_layout(int F, int D, int B, int L, const mk_enh_waveform *wf, float *base, enh_bufs *o) {
+    const size_t M = (size_t)B * L, MF = M * F, MD = M * D, on = wf ? 1 : 0, N = wf ? wf->n_fft : 0;
+    const size_t n[] = {MF, MF, MF, MF, MD, MD, MF, MF, MF, MF, MD, M,
+                        on * MF, on * MF, on * B * (wf ? wf->n : 0), N * 2 * F, N * 2 * F, wf ? wf->hop : 0, on * B,
+                        wf ? mkc_sisdr_work_floats(B, L, F, wf->n_fft, wf->n) : 0};
+    float **dst[] = {&o->feat, &o->c,     &o->cc,    &o->cosd,  &o->h0,    &o->h,    &o->z,
+                     &o->mask, &o->dz,    &o->prod,  &o->dh,    &o->loss,  &o->xre,  &o->xim,
+                     &o->ref,  &o->basis, &o->basis_t, &o->wsum, &o->neg,  &o->work};
+    size_t at = 0;
+    for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
+        *dst[k] = base ? base + at : NULL;
+        at += pad4(n[k]);
+    }
+    return at;
+}
+
+/* The host inputs are named *_h here: `c` is the device state, as DP / DG expect */
+int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_frontend *f, const float *feat_h,
+                           const float *c_h, const float *cc_h, const float *cosd_h, int B, int L,
+                           const int *const *orders, const mk_adamw_cfg *cfg, mk_rng *rng, const mk_enh_waveform *wf,
+                           mk_enh_host_term term, void *ctx, float *hmask, float *hdz, float *loss_out) {
+    if (B < 1 || L < 1 || f->F < 1 || f->w_in < 0 || f->b_in < 0 || f->w_out < 0 || f->b_out < 0 ||
+        (term && (!hmask || !hdz)) ||
+        (wf && (wf->n_fft != 2 * (f->F - 1) || wf->hop < 1 || wf->n < 1 || !wf->basis || !wf->wsum || !wf->xre ||
+                !wf->xim || !wf->ref || !wf->neg_sisdr))) {
+        mk_error("CUDA frame model: incomplete front end");
+        return -1;
+    }
+    if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    const mk_params *p = m->p;
+    const int D = m->D, F = f->F, M = B * L;
+    const size_t MF = (size_t)M * F;
+    enh_bufs o;
+    size_t need = enh_layout(F, D, B, L, wf, NULL, &o);
+    if (need > c->fe_n) {
+        mkc_free(c->fe);
+        c->fe = mkc_malloc(sizeof(float) * need);
+        c->fe_n = c->fe ? need : 0;
+    }
+    if (!c->fe) {
+        mk_error("CUDA: out of device memory for the frame model's activations (%d frames)", M);
+        return -1;
+    }
+    enh_layout(F, D, B, L, wf, c->fe, &o);
+    if (bb_moments(m, c) || bb_prepare(m, c, a, B, L, orders, 1, rng)) return -1;
+    c->resident = 1;
+    if (mkc_upload(o.feat, feat_h, sizeof(float) * MF) || mkc_upload(o.c, c_h, sizeof(float) * MF) ||
+        mkc_upload(o.cc, cc_h, sizeof(float) * MF) || mkc_upload(o.cosd, cosd_h, sizeof(float) * MF)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    const size_t NF2 = wf ? (size_t)wf->n_fft * 2 * F : 0;
+    if (wf) { /* the basis (N x 2F floats) goes up with each batch: small next to the spectra */
+        float *bt = mk_malloc(sizeof(float) * NF2);
+        for (int i = 0; i < wf->n_fft; i++)
+            for (int k = 0; k < 2 * F; k++) bt[(size_t)k * wf->n_fft + i] = wf->basis[(size_t)i * 2 * F + k];
+        int rc = mkc_upload(o.xre, wf->xre, sizeof(float) * MF) || mkc_upload(o.xim, wf->xim, sizeof(float) * MF) ||
+                 mkc_upload(o.ref, wf->ref, sizeof(float) * B * wf->n) ||
+                 mkc_upload(o.basis, wf->basis, sizeof(float) * NF2) || mkc_upload(o.basis_t, bt, sizeof(float) * NF2) ||
+                 mkc_upload(o.wsum, wf->wsum, sizeof(float) * wf->hop);
+        free(bt);
+        if (rc) {
+            mk_error("CUDA: %s", mkc_last_error());
+            return -1;
+        }
+    }
+    /* forward: audio/model.c's net_forward op for op, then the loss */
+    mkc_linear_forward(o.h0, o.feat, DP(f->w_in), DP(f->b_in), M, F, D);
+    bb_forward_dev(m, c, o.h, o.h0);
+    mkc_linear_forward(o.z, o.h, DP(f->w_out), DP(f->b_out), M, D, F);
+    mkc_mask_forward(o.mask, o.z, o.feat, f->skip_u >= 0 ? DP(f->skip_u) : NULL, M, F, f->beta);
+    mkc_mask_loss(o.dz, o.loss, o.mask, o.c, o.cc, o.cosd, M, F, f->mag_w, 1.f / (float)MF, f->beta);
+    double extra = 0;
+    if (wf)
+        mkc_sisdr_grad(o.dz, o.neg, o.mask, o.xre, o.xim, o.ref, o.basis, o.basis_t, o.wsum, o.work, B, L, F, wf->n_fft,
+                       wf->hop, wf->n, wf->power, f->beta, wf->weight);
+    else if (term) { /* a host round trip inside the step */
+        if (mkc_download(hmask, o.mask, sizeof(float) * MF) || mkc_download(hdz, o.dz, sizeof(float) * MF)) {
+            mk_error("CUDA frame model step: %s", mkc_last_error());
+            return -1;
+        }
+        extra = term(ctx, hmask, hdz);
+        if (mkc_upload(o.dz, hdz, sizeof(float) * MF)) {
+            mk_error("CUDA: %s", mkc_last_error());
+            return -1;
+        }
+    }
+    /* backward: audio_enhancer_train_batch's op for op */
+    mkc_memset0(c->G, sizeof(float) * c->total);
+    if (f->skip_u >= 0) {
+        mkc_memset0(o.prod, sizeof(float) * MF);
+        mkc_mul_acc(o.prod, o.dz, o.feat, MF);
+        mkc_colsum(DG(f->skip_u), o.prod, M, F);
+    }
+    mkc_memset0(o.dh, sizeof(float) * (size_t)M * D);
+    mkc_linear_backward(o.dh, DG(f->w_out), DG(f->b_out), o.dz, o.h, DP(f->w_out), M, D, F);
+    c->fwd_ok = 1;
+    const float *dh0 = bb_backward_dev(m, c, o.dh);
+    mkc_linear_backward(NULL, DG(f->w_in), DG(f->b_in), dh0, o.feat, DP(f->w_in), M, F, D);
+    bb_adamw(m, c, cfg);
+
+    float *h = mk_malloc(sizeof(float) * M);
+    int rc = mkc_download(h, o.loss, sizeof(float) * M) ||
+             (wf && mkc_download(wf->neg_sisdr, o.neg, sizeof(float) * B)) || mkc_sync();
+    double loss = 0;
+    for (int r = 0; r < M; r++) loss += h[r];
+    free(h);
+    if (wf && !rc) { /* as audio_enhancer_sisdr_grad's value: weight x the mean over the signals */
+        double t = 0;
+        for (int b = 0; b < B; b++) t += wf->neg_sisdr[b];
+        extra = wf->weight * t / B;
+    }
+    if (rc) {
+        mk_error("CUDA frame model step: %s", mkc_last_error());
+        return -1;
+    }
+    if (loss_out) *loss_out = (float)(loss / (double)MF + extra);
     return 0;
 }
 

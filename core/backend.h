@@ -103,6 +103,53 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
 int mk_cuda_cls_forward(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend *f, const float *img, int B,
                         const int *const *orders, float *feat, float *logits);
 
+/* A frame model around a backbone (audio/model.h's enhancer), for the resident GPU step below:
+ * features feat (B, L, F) per frame -> h0 = feat W_in^T + b_in (B, L, D) -> backbone -> z = h
+ * W_out^T + b_out (+ u * feat, a per-bin skip) -> mask = beta * sigmoid(z) (B, L, F); the loss is
+ * audio_mask_loss's spectral loss with magnitude weight mag_w. Indices into the backbone's
+ * parameter table (the model's whole table); skip_u -1 without the skip. */
+typedef struct {
+    int F;
+    int w_in, b_in, w_out, b_out, skip_u;
+    float beta, mag_w;
+} mk_enh_frontend;
+
+/* The waveform term on the device (mkc_sisdr_grad: the enhancer's weighted -SI-SDR of the
+ * signals resynthesised from the mask): its weight, the STFT's shape and basis, and the
+ * batch's noisy spectrum and clean signals, all host memory; neg_sisdr receives each signal's
+ * -SI-SDR (dB). */
+typedef struct {
+    float weight, power;
+    int n_fft, hop;
+    size_t n;               /* samples per signal */
+    const float *basis;     /* (n_fft, 2F): frame = basis [Re; Im] (windowed inverse rfft / n_fft) */
+    const float *wsum;      /* (hop) the window sum of the overlap-add */
+    const float *xre, *xim; /* (B, L, F) the noisy spectrum */
+    const float *ref;       /* (B, n) the clean signals */
+    float *neg_sisdr;       /* (B) out */
+} mk_enh_waveform;
+
+/* A loss term that the step computes on the host: given the batch's mask (B, L, F) it adds its
+ * gradient with respect to z to dz (B, L, F) (both host memory) and returns its value in units
+ * of the mean loss. */
+typedef double (*mk_enh_host_term)(void *ctx, const float *mask, float *dz);
+
+/* One resident training step of such a frame model on the GPU: input projection, backbone,
+ * mask, spectral loss, backward, global-norm clip and AdamW over the whole table (mk_adamw_step's
+ * math), parameters, gradients, moments and activations on the device. Up go the per-frame
+ * inputs (B, L, F): features feat, compressed noisy magnitude c, compressed clean magnitude cc
+ * and cos(phase difference) cosd. With wf (else NULL), the waveform term on the device (its
+ * spectrum, signals and basis go up too, its B values come down). Or with term (else NULL), a
+ * host round trip inside the step: the mask comes down into hmask, dz into hdz, term adds its
+ * part to hdz, and dz goes back up (hmask, hdz: host buffers of B * L * F floats). orders and rng as for mamba_backbone_forward
+ * in training mode. Sets *loss (the mean spectral loss plus term's value); returns 0, or -1
+ * with mk_error (no device, out of memory, a failed launch). Parameters stay on the GPU until
+ * mamba_backbone_cuda_sync_host. */
+int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_frontend *f, const float *feat, const float *c,
+                           const float *cc, const float *cosd, int B, int L, const int *const *orders,
+                           const mk_adamw_cfg *cfg, mk_rng *rng, const mk_enh_waveform *wf, mk_enh_host_term term,
+                           void *ctx, float *hmask, float *hdz, float *loss);
+
 /* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us
  * (median of reps, CUDA events, L2 flushed), res[2] the device's measured

@@ -23,6 +23,7 @@
 #include "core/params.h"
 #include "core/scan.h"
 #include "core/util.h"
+#include "audio/model.h"
 #include "tests/test.h"
 #include "vision/model.h"
 
@@ -720,6 +721,30 @@ static void check_gelu_tokens_xent(void) {
     mkc_free(dlg), mkc_free(ddl), mkc_free(dlr), mkc_free(dh), mkc_free(dy), mkc_free(dtp);
 }
 
+/* A resident step's first gradients, seen through the AdamW first moment after one step ((1 -
+ * beta1) x the clipped gradient), tensor by tensor against the CPU's; reports the worst. */
+static void check_first_moments(const char *name, const mk_params *gpu, const mk_params *cpu) {
+    double worst = 0;
+    const char *wn = "(none differs)";
+    for (int k = 0; k < cpu->n; k++) {
+        const mk_tensor *t = &cpu->t[k];
+        double e = test_rel_err_f(gpu->m + t->offset, cpu->m + t->offset, t->numel, 1e-7);
+        if (!(e <= worst)) worst = e, wn = t->name;
+    }
+    test_report(worst <= 1e-3, name, "%d tensors, worst %s err %.2e (limit 1e-3)", cpu->n, wn, worst);
+}
+
+/* After step s of a resident run of `steps`: the copy back to the host that the training loop
+ * does for validation, at the first and the middle step, checking the first step's gradients
+ * (as `name`); 0, or -1 when the copy failed. */
+static int copy_back_midway(mamba_backbone *bb, int s, int steps, const char *name, const mk_params *gpu,
+                            const mk_params *cpu) {
+    if (s != 0 && s != steps / 2) return 0;
+    if (mamba_backbone_cuda_sync_host(bb)) return -1;
+    if (s == 0) check_first_moments(name, gpu, cpu);
+    return 0;
+}
+
 /* The resident classifier step (mk_cuda_cls_train_step) against vision_forward / xent /
  * vision_backward / mk_adamw_step on the CPU: the first step's gradients (the AdamW first
  * moment after one step is (1 - beta1) x the clipped gradient), then the loss curve and the
@@ -796,20 +821,8 @@ static void check_vision_step(int stem, int patch, int kernel, int kd, const cha
         vision_backward(&cpu, &ca, dlog);
         mk_adamw_step(&cpu.p, &oc);
         rc = mk_cuda_cls_train_step(&gpu.bb, &ga.ma, &fe, img, y, kd ? tprob : NULL, B, gpu.orders, &oc, &r2, &lg[s], &hg[s]);
-        if (s == 0 || s == STEPS / 2) { /* copy back as the training loop does for validation */
-            rc = rc || mamba_backbone_cuda_sync_host(&gpu.bb);
-            if (s == 0 && !rc) {
-                double worst = 0;
-                const char *wn = "";
-                for (int k = 0; k < cpu.p.n; k++) {
-                    const mk_tensor *t = &cpu.p.t[k];
-                    double e = test_rel_err_f(gpu.p.m + t->offset, cpu.p.m + t->offset, t->numel, 1e-7);
-                    if (!(e <= worst)) worst = e, wn = t->name;
-                }
-                snprintf(nm, sizeof nm, "vision_step_%s_grads", tag);
-                test_report(worst <= 1e-3, nm, "%d tensors, worst %s err %.2e (limit 1e-3)", cpu.p.n, wn, worst);
-            }
-        }
+        snprintf(nm, sizeof nm, "vision_step_%s_grads", tag);
+        rc = rc || copy_back_midway(&gpu.bb, s, STEPS, nm, &gpu.p, &cpu.p);
     }
     snprintf(nm, sizeof nm, "vision_step_%s_runs", tag);
     test_report(!rc, nm, "%s", rc ? mk_last_error() : "6 resident steps");
@@ -829,12 +842,213 @@ static void check_vision_step(int stem, int patch, int kernel, int kd, const cha
     vision_model_free(&cpu), vision_model_free(&gpu);
 }
 
+/* The enhancer's mask and spectral loss (core/cuda/mask.cu) against audio_mask_forward and a
+ * double-precision reference of audio_mask_loss, on F = 101 bins (the 8 kHz model's; more than
+ * a warp, with a tail) and an odd number of rows; no input is zero. */
+static void check_mask_loss(void) {
+    const int M = 37, F = 101;
+    const size_t n = (size_t)M * F;
+    const float beta = 1.25f, a = AUDIO_LOSS_MAG, inv = 1.f / (float)n;
+    float *z = rnd(n, -8, 8), *feat = rnd(n, 0.05f, 3), *u = rnd(F, 0.1f, 1), *c = rnd(n, 0.05f, 2),
+          *cc = rnd(n, 0.05f, 2), *cosd = rnd(n, 0.05f, 1);
+    for (int f = 0; f < F; f += 2) u[f] = -u[f];
+    for (size_t i = 0; i < n; i += 3) cosd[i] = -cosd[i];
+    for (int with_u = 0; with_u < 2; with_u++) {
+        float *zr = dup(z, n), *mr = zeros(n), *dz_ = up(z, n), *dmask = mkc_malloc(sizeof(float) * n);
+        float *dfeat = up(feat, n), *du = up(u, F);
+        audio_mask_forward(mr, zr, feat, with_u ? u : NULL, M, F, beta);
+        mkc_mask_forward(dmask, dz_, dfeat, with_u ? du : NULL, M, F, beta);
+        cmp(with_u ? "mask_forward_skip_z" : "mask_forward_z", dz_, zr, n, 1e-6);
+        cmp(with_u ? "mask_forward_skip" : "mask_forward", dmask, mr, n, 1e-6);
+        free(zr), free(mr);
+        mkc_free(dz_), mkc_free(dmask), mkc_free(dfeat), mkc_free(du);
+    }
+    /* the loss on a mask in (0, beta) */
+    float *mask = rnd(n, 0.02f, beta - 0.02f), *want = zeros(n);
+    double *lrow = mk_calloc(M, sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)mask[i] * c[i], d = e - cc[i], s = mask[i] / (double)beta;
+        lrow[i / F] += a * d * d + (1 - a) * (e * e + (double)cc[i] * cc[i] - 2 * e * cc[i] * cosd[i]);
+        double de = inv * (2 * a * d + 2 * (1 - a) * (e - (double)cc[i] * cosd[i]));
+        want[i] = (float)(de * c[i] * beta * s * (1 - s));
+    }
+    float *dm = up(mask, n), *dc = up(c, n), *dcc = up(cc, n), *dcd = up(cosd, n), *ddz = mkc_malloc(sizeof(float) * n),
+          *dl = mkc_malloc(sizeof(float) * M);
+    mkc_mask_loss(ddz, dl, dm, dc, dcc, dcd, M, F, a, inv, beta);
+    cmp("mask_loss_dz", ddz, want, n, 1e-5);
+    float *hl = down(dl, M), *wl = zeros(M);
+    for (int r = 0; r < M; r++) wl[r] = (float)lrow[r];
+    double el = test_rel_err_f(hl, wl, M, 1e-9);
+    test_report(el <= 1e-5, "mask_loss_rows", "%d rows, normalised err %.2e (limit 1e-5)", M, el);
+    free(z), free(feat), free(u), free(c), free(cc), free(cosd), free(mask), free(want), free(lrow), free(hl), free(wl);
+    mkc_free(dm), mkc_free(dc), mkc_free(dcc), mkc_free(dcd), mkc_free(ddz), mkc_free(dl);
+}
+
+/* The ISTFT basis the GPU's waveform term multiplies by (audio_enhancer_istft_basis), on the
+ * host against the FFTs it stands for: basis [Re; Im] against audio_istft_frame, and its
+ * transpose against audio_stft_frame x c_k / N (the adjoint in audio_sisdr_grad_one), at 8 and
+ * 16 kHz. Host arithmetic only, so it runs in the emulation too. */
+static void check_istft_basis(void) {
+    for (int sr = 8000; sr <= 16000; sr += 8000) {
+        audio_enhancer_cfg ec;
+        audio_enhancer_cfg_default(&ec, 0);
+        ec.sr = sr, ec.n_fft = sr / 40, ec.hop = sr / 160, ec.d_model = 8, ec.n_layer = 1;
+        audio_enhancer m;
+        MK_ASSERT(audio_enhancer_create(&m, &ec, 3) == 0);
+        const int N = ec.n_fft, F = m.F;
+        float *basis = zeros((size_t)N * 2 * F), *spec = rnd(2 * (size_t)F, -1, 1), *fr = rnd(N, -1, 1);
+        float *want = zeros(N), *got = zeros(N), *are = zeros(F), *aim = zeros(F), *want2 = zeros(2 * F),
+              *got2 = zeros(2 * F);
+        audio_enhancer_istft_basis(&m, basis);
+        audio_istft_frame(&m.stft, want, spec, spec + F);
+        audio_stft_frame(&m.stft, are, aim, fr);
+        for (int f = 0; f < F; f++) {
+            const int edge = f == 0 || f == F - 1;
+            const float ck = edge ? 1.f / N : 2.f / N;
+            want2[f] = are[f] * ck, want2[F + f] = edge ? 0.f : aim[f] * ck;
+        }
+        for (int i = 0; i < N; i++) {
+            double a = 0;
+            for (int k = 0; k < 2 * F; k++) a += (double)basis[(size_t)i * 2 * F + k] * spec[k];
+            got[i] = (float)a;
+        }
+        for (int k = 0; k < 2 * F; k++) {
+            double a = 0;
+            for (int i = 0; i < N; i++) a += (double)basis[(size_t)i * 2 * F + k] * fr[i];
+            got2[k] = (float)a;
+        }
+        double e1 = test_rel_err_f(got, want, N, 1e-9), e2 = test_rel_err_f(got2, want2, 2 * (size_t)F, 1e-9);
+        char nm[64];
+        snprintf(nm, sizeof nm, "istft_basis_%dk", sr / 1000);
+        test_report(e1 <= 1e-5 && e2 <= 1e-5, nm, "N %d: inverse err %.2e, adjoint err %.2e (limit 1e-5)", N, e1, e2);
+        free(basis), free(spec), free(fr), free(want), free(got), free(are), free(aim), free(want2), free(got2);
+        audio_enhancer_free(&m);
+    }
+}
+
+/* The waveform term (core/cuda/sisdr.cu: ISTFT by GEMM, overlap-add, SI-SDR, the adjoint)
+ * against audio_sisdr_grad_one for each signal: dz (accumulated onto non-zero values) and each
+ * signal's -SI-SDR, on two signals of 1000 samples at 8 kHz (21 frames of 101 bins). */
+static void check_sisdr(void) {
+    audio_enhancer_cfg ec;
+    audio_enhancer_cfg_default(&ec, 0);
+    ec.d_model = 8, ec.n_layer = 1;
+    audio_enhancer m;
+    MK_ASSERT(audio_enhancer_create(&m, &ec, 3) == 0);
+    const int B = 2, F = m.F, N = ec.n_fft, H = ec.hop;
+    const size_t ns = 1000, T = audio_stft_frames(&m.stft, ns), n = B * T * F;
+    const float weight = 0.37f;
+    float *mask = rnd(n, 0.05f, ec.beta - 0.05f), *xre = rnd(n, -2, 2), *xim = rnd(n, -2, 2), *ref = rnd(B * ns, -1, 1);
+    float *dz = rnd(n, -1e-4f, 1e-4f), *dz0 = dup(dz, n), *basis = zeros((size_t)N * 2 * F),
+          *basis_t = zeros((size_t)N * 2 * F);
+    float neg[2];
+    audio_enhancer_istft_basis(&m, basis);
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 2 * F; k++) basis_t[(size_t)k * N + i] = basis[(size_t)i * 2 * F + k];
+    for (int b = 0; b < B; b++)
+        neg[b] = (float)audio_sisdr_grad_one(&m.stft, dz + b * T * F, mask + b * T * F, xre + b * T * F, xim + b * T * F,
+                                             ref + b * ns, ns, (int)T, ec.power, ec.beta, weight, B);
+    float *d_dz = up(dz0, n), *d_mask = up(mask, n), *d_xre = up(xre, n), *d_xim = up(xim, n),
+          *d_ref = up(ref, B * ns), *d_basis = up(basis, (size_t)N * 2 * F), *d_bt = up(basis_t, (size_t)N * 2 * F),
+          *d_wsum = up(m.stft.wsum, H), *d_neg = mkc_malloc(sizeof(float) * B),
+          *d_work = mkc_malloc(sizeof(float) * mkc_sisdr_work_floats(B, (int)T, F, N, ns));
+    mkc_sisdr_grad(d_dz, d_neg, d_mask, d_xre, d_xim, d_ref, d_basis, d_bt, d_wsum, d_work, B, (int)T, F, N, H, ns,
+                   ec.power, ec.beta, weight);
+    float *g = down(d_dz, n), *gn = down(d_neg, B);
+    for (size_t i = 0; i < n; i++) dz[i] -= dz0[i], g[i] -= dz0[i]; /* compare the added parts */
+    double e = test_rel_err_f(g, dz, n, 1e-12), en = 0;
+    for (int b = 0; b < B; b++) en = fmax(en, fabs(gn[b] - neg[b]) / (1 + fabs(neg[b])));
+    test_report(e <= 1e-4, "sisdr_grad_dz", "n %zu  normalised err %.2e  (limit 1e-4)", n, e);
+    test_report(en <= 1e-4, "sisdr_grad_value", "-SI-SDR %.4f, %.4f dB vs CPU %.4f, %.4f dB (limit 1e-4 relative)", gn[0],
+                gn[1], neg[0], neg[1]);
+    free(g), free(gn), free(dz0);
+    free(mask), free(xre), free(xim), free(ref), free(dz), free(basis), free(basis_t);
+    mkc_free(d_dz), mkc_free(d_mask), mkc_free(d_xre), mkc_free(d_xim), mkc_free(d_ref), mkc_free(d_basis),
+        mkc_free(d_bt), mkc_free(d_wsum), mkc_free(d_neg), mkc_free(d_work);
+    audio_enhancer_free(&m);
+}
+
+/* The enhancer's resident step (audio_enhancer_train_step_cuda, mk_cuda_enh_train_step) against
+ * audio_enhancer_train_batch + mk_adamw_step on the CPU: the first step's gradients (through
+ * the AdamW first moment, as for the classifier), the loss curve and the weights after STEPS
+ * steps, with copies back to the host in the middle (validation's pattern). With sisdr, the
+ * waveform term on the device, or (sisdr_on_host) as a host round trip inside the step. */
+static void check_enh_step(int causal, float sisdr, int sisdr_on_host, const char *tag) {
+    audio_enhancer_cfg ec;
+    audio_enhancer_cfg_default(&ec, causal);
+    ec.d_model = 16, ec.n_layer = 2, ec.d_state = 4;
+    audio_enhancer cpu, gpu;
+    char nm[96];
+    if (audio_enhancer_create(&cpu, &ec, 7) || audio_enhancer_create(&gpu, &ec, 7)) {
+        snprintf(nm, sizeof nm, "enh_step_%s_create", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        return;
+    }
+    mk_rng ir;
+    mk_rng_seed(&ir, 22);
+    for (size_t i = 0; i < cpu.p.total; i++) cpu.p.data[i] += 0.05f * (mk_rng_uniform(&ir) - 0.5f);
+    memcpy(gpu.p.data, cpu.p.data, sizeof(float) * cpu.p.total);
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    if (audio_enhancer_use_device(&gpu, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        snprintf(nm, sizeof nm, "enh_step_%s_to_device", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        audio_enhancer_free(&cpu), audio_enhancer_free(&gpu);
+        return;
+    }
+    enum { B = 3, STEPS = 6 };
+    const size_t n = 1000; /* 1/8 s at 8 kHz: 21 frames */
+    float *clean = zeros(B * n), *noisy = rnd(B * n, -0.3f, 0.3f);
+    for (size_t i = 0; i < B * n; i++) {
+        clean[i] = 0.5f * sinf(0.05f * (float)i * (1 + i / n)) + 0.2f * sinf(0.31f * (float)i);
+        noisy[i] += clean[i];
+    }
+    mk_adamw_cfg oc = mk_adamw_defaults(2e-3f, STEPS);
+    oc.weight_decay = 0.01f, oc.clip = 1.f, oc.warmup = 1;
+    audio_train_ws cw, gw;
+    audio_train_ws_init(&cw), audio_train_ws_init(&gw);
+    cw.sisdr_weight = gw.sisdr_weight = sisdr;
+    gw.sisdr_on_host = sisdr_on_host;
+    float lc[STEPS], lg[STEPS];
+    int rc = 0;
+    for (int s = 0; s < STEPS && !rc; s++) {
+        mk_params_zero_grad(&cpu.p);
+        lc[s] = audio_enhancer_train_batch(&cpu, &cw, noisy, clean, B, n, 1);
+        mk_adamw_step(&cpu.p, &oc);
+        rc = audio_enhancer_train_step_cuda(&gpu, &gw, noisy, clean, B, n, &oc, &lg[s]) || !isfinite(lg[s]);
+        snprintf(nm, sizeof nm, "enh_step_%s_grads", tag);
+        rc = rc || copy_back_midway(&gpu.bb, s, STEPS, nm, &gpu.p, &cpu.p);
+    }
+    snprintf(nm, sizeof nm, "enh_step_%s_runs", tag);
+    test_report(!rc, nm, "%s", rc ? mk_last_error() : "6 resident steps");
+    double dl = 0;
+    for (int s = 0; s < STEPS; s++) dl = fmax(dl, fabs(lg[s] - lc[s]) / fabs(lc[s]));
+    snprintf(nm, sizeof nm, "enh_step_%s_loss_curve", tag);
+    test_report(!rc && dl <= 1e-4 && lc[STEPS - 1] != lc[0], nm,
+                "loss %.5f -> %.5f (CPU %.5f -> %.5f), max rel diff %.2e (limit 1e-4)", lg[0], lg[STEPS - 1], lc[0],
+                lc[STEPS - 1], dl);
+    int sy = mamba_backbone_cuda_sync_host(&gpu.bb);
+    double pe = test_rel_err_f(gpu.p.data, cpu.p.data, cpu.p.total, 1e-6);
+    double me = test_rel_err_f(gpu.p.v, cpu.p.v, cpu.p.total, 1e-12);
+    snprintf(nm, sizeof nm, "enh_step_%s_params", tag);
+    test_report(!rc && sy == 0 && pe <= 1e-4 && me <= 1e-3 && gpu.p.step == cpu.p.step, nm,
+                "after %d steps: weights err %.2e (limit 1e-4), second moments %.2e (limit 1e-3), step %ld vs %ld",
+                STEPS, pe, me, gpu.p.step, cpu.p.step);
+    if (sisdr > 0) {
+        snprintf(nm, sizeof nm, "enh_step_%s_sisdr", tag);
+        test_report(fabsf(gw.last_sisdr - cw.last_sisdr) <= 1e-3f * (1 + fabsf(cw.last_sisdr)), nm,
+                    "last batch's SI-SDR %.4f dB vs CPU %.4f dB", gw.last_sisdr, cw.last_sisdr);
+    }
+    free(clean), free(noisy);
+    audio_train_ws_free(&cw), audio_train_ws_free(&gw);
+    audio_enhancer_free(&cpu), audio_enhancer_free(&gpu);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 99);
 #if MKC_EMULATED
     (void)check_scan_long, (void)check_linear, (void)check_norms, (void)check_act, (void)check_conv;
     (void)check_orders, (void)check_im2col, (void)check_gelu_tokens_xent, (void)check_scan_misaligned;
-    (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan;
+    (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan, (void)check_mask_loss, (void)check_sisdr;
 #else
     check_bf16_rounding();
     {
@@ -896,6 +1110,8 @@ int main(void) {
     check_im2col(2, 12, 20, 3, 4, 4);  /* plain patches, a non-square map */
     check_im2col(1, 15, 9, 2, 5, 3);   /* odd sizes, window 5 over stride 3 */
     check_gelu_tokens_xent();
+    check_mask_loss();
+    check_sisdr();
 #endif
 
     mamba_cfg c;
@@ -922,6 +1138,11 @@ int main(void) {
     check_vision_step(8, 2, 4, 0, "stem");
     check_vision_step(0, 4, 4, 0, "plain");
     check_vision_step(8, 2, 4, 1, "stem_kd"); /* distillation: teacher probabilities go up with the batch */
+    check_istft_basis();
+    check_enh_step(0, 0.f, 0, "offline");
+    check_enh_step(0, 0.005f, 0, "offline_sisdr"); /* train enhance's default weight: the waveform term */
+    check_enh_step(0, 0.005f, 1, "offline_sisdr_host"); /* ... as a host round trip inside the step */
+    check_enh_step(1, 0.005f, 0, "stream");
 
     /* an unsupported shape falls back with a message */
     mamba_cfg_default(&c, 16, 1);

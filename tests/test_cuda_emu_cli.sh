@@ -4,15 +4,17 @@
 # tests/emu/cuda_emu.c), where a "GPU" run does the CPU's arithmetic in the same order. So a
 # --device cuda run must write the CPU run's model file bit for bit: that checks that the
 # weights come back before every validation and checkpoint, that a run stopped by its time
-# limit resumes into the same file, and that distillation and --gpu-step backbone agree too.
+# limit resumes into the same file, and that distillation and --gpu-step backbone agree too;
+# then the same for train enhance's resident step.
 MK=${MK_EMU:-build/tests/mambakit_emu}
 ok() { if [ "$1" = 0 ]; then echo "PASS cuda_emu_cli.$2"; else echo "FAIL cuda_emu_cli.$2 $3"; fi; }
 [ -x "$MK" ] || { echo "SKIP cuda_emu_cli: skipped: no emulated binary at $MK"; exit 0; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+vision_checks() {
 tiny="--limit 256 --val 128 --batch 32 --d-model 8 --layers 2 --d-state 4 --stem 4 --patch 2 --kernel 4 --ckpt-every 5"
 msg=$($MK train vision $tiny --steps 16 --device cpu --out "$tmp/cpu.mkm" 2>&1 >/dev/null); rc=$?
 if [ $rc != 0 ] && grep -qi "not found\|no such" <<<"$msg"; then
-  echo "SKIP cuda_emu_cli: skipped: no data at ($(tail -1 <<<"$msg"))"; exit 0
+  echo "SKIP cuda_emu_cli.vision: skipped: no data at ($(tail -1 <<<"$msg"))"; return
 fi
 $MK train vision $tiny --steps 16 --device cuda --out "$tmp/gpu.mkm" >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && cmp -s "$tmp/cpu.mkm" "$tmp/gpu.mkm" &&
@@ -35,3 +37,39 @@ ok $? train_kd_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
 a=$($MK eval vision --model "$tmp/cpu.mkm" --limit 300 --device cpu 2>/dev/null | grep -v "images/s")
 b=$($MK eval vision --model "$tmp/cpu.mkm" --limit 300 --device cuda 2>/dev/null | grep -v "images/s")
 [ -n "$a" ] && [ "$a" = "$b" ]; ok $? eval_equals_cpu "$(head -c 200 <<<"$b")"
+}
+vision_checks
+
+# train enhance: the resident step (projections, mask, loss, backward, AdamW on the "GPU"; the
+# SI-SDR term's gradient on the host inside the step) must write the CPU run's model and
+# checkpoint; so must --gpu-step backbone, a streaming (causal) model, and a run cut in two
+# by --resume, each half on its device
+enhance_checks() {
+etiny="--d-model 8 --layers 2 --batch 2 --seconds 0.5 --espeak 0 --ckpt-every 4 --cache $tmp/cache"
+msg=$($MK train enhance $etiny --steps 6 --device cpu -o "$tmp/ec.mkm" 2>&1 >/dev/null); rc=$?
+if [ $rc != 0 ] && grep -qi "no FSDD speech found\|no data" <<<"$msg"; then
+  echo "SKIP cuda_emu_cli.enhance: skipped: no data at ($(tail -1 <<<"$msg"))"; return
+fi
+$MK train enhance $etiny --steps 6 --device cuda -o "$tmp/eg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && cmp -s "$tmp/ec.mkm" "$tmp/eg.mkm" &&
+  cmp -s "$tmp/ec.mkm.ckpt" "$tmp/eg.mkm.ckpt"
+ok $? enhance_resident_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+$MK train enhance $etiny --steps 6 --device cuda --gpu-step backbone -o "$tmp/eb.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "backbone on the GPU" "$tmp/err" && cmp -s "$tmp/ec.mkm" "$tmp/eb.mkm"
+ok $? enhance_backbone_step_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+$MK train enhance $etiny --steps 5 --stream --sisdr-weight 0.02 --device cpu -o "$tmp/sc.mkm" >/dev/null 2>&1
+$MK train enhance $etiny --steps 5 --stream --sisdr-weight 0.02 --device cuda -o "$tmp/sg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && [ -s "$tmp/sc.mkm" ] && cmp -s "$tmp/sc.mkm" "$tmp/sg.mkm"
+ok $? enhance_stream_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+# 4 steps, then resumed to 7 (moments and step from the checkpoint); on the CPU and on the "GPU"
+for d in cpu cuda; do
+  $MK train enhance $etiny --steps 4 --device $d -o "$tmp/r$d.mkm" >/dev/null 2>&1 &&
+    $MK train enhance --resume "$tmp/r$d.mkm.ckpt" --steps 7 --batch 2 --seconds 0.5 --espeak 0 --ckpt-every 4 \
+      --cache "$tmp/cache" --device $d -o "$tmp/r$d.mkm" >/dev/null 2>"$tmp/err$d"
+  echo $? > "$tmp/rc$d"
+done
+[ "$(cat "$tmp/rccpu")" = 0 ] && [ "$(cat "$tmp/rccuda")" = 0 ] && cmp -s "$tmp/rcpu.mkm" "$tmp/rcuda.mkm" &&
+  ! cmp -s "$tmp/rcpu.mkm" "$tmp/ec.mkm"
+ok $? enhance_resume_equals_cpu "rc=$(cat "$tmp/rccpu")/$(cat "$tmp/rccuda") $(tail -c 200 "$tmp/errcuda")"
+}
+enhance_checks

@@ -153,6 +153,25 @@ void mkc_tokens(float *x, const float *patches, const float *pos, const float *c
 void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
                      float eps, const float *tprob, float alpha, float T);
 
+/* ---- a frame model's mask and loss (core/cuda/mask.cu; audio/model.c semantics) ---- */
+/* z (M, F) += u * feat per bin (u (F), or NULL: no skip, z untouched); mask = beta * sigmoid(z) */
+void mkc_mask_forward(float *mask, float *z, const float *feat, const float *u, int M, int F, float beta);
+/* audio_mask_loss row by row: dz (M, F) = inv * d loss / d z (written, not added); loss_row (M)
+ * the loss summed over each row's F bins */
+void mkc_mask_loss(float *dz, float *loss_row, const float *mask, const float *c, const float *cc, const float *cosd,
+                   int M, int F, float a, float inv, float beta);
+
+/* The waveform term of B signals (core/cuda/sisdr.cu; audio_sisdr_grad_one for each): y_b =
+ * ISTFT(X_b mask_b^(1/power)), neg (B) = -SI-SDR(y_b, ref_b) in dB, and dz (B, T, F) += weight /
+ * B x d(-SI-SDR_b)/dz through mask = beta sigmoid(z). xre, xim (B, T, F) the noisy spectrum, ref
+ * (B, ns) the clean signals; basis (N, 2F): frame = basis [Re; Im], the windowed inverse rfft /
+ * N with the DC and Nyquist imaginary parts dropped (basis_t (2F, N) its transpose, which is the
+ * ISTFT's adjoint per frame); wsum (H) the window sum; work: mkc_sisdr_work_floats floats. */
+size_t mkc_sisdr_work_floats(int B, int T, int F, int N, size_t ns);
+void mkc_sisdr_grad(float *dz, float *neg, const float *mask, const float *xre, const float *xim, const float *ref,
+                    const float *basis, const float *basis_t, const float *wsum, float *work, int B, int T, int F,
+                    int N, int H, size_t ns, float power, float beta, float weight);
+
 /* ---- optimiser ---- */
 /* Sum of squares of n floats (deterministic, synchronises). */
 double mkc_sumsq(const float *x, size_t n);

@@ -15,6 +15,7 @@
 #include "core/ops.h"
 #include "core/scan.h"
 #include "core/util.h"
+#include "audio/model.h"  /* the CPU twins of core/cuda/mask.cu's ops */
 #include "vision/model.h" /* the CPU twins of core/cuda/front.cu's ops */
 
 int mk_cuda_probe(char *name, int len) {
@@ -190,6 +191,34 @@ void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const floa
                             : vision_xent_smooth(NULL, &hit, z, y + b, 1, K, eps);
         hit_row[b] = hit;
     }
+}
+
+void mkc_mask_forward(float *mask, float *z, const float *feat, const float *u, int M, int F, float beta) {
+    audio_mask_forward(mask, z, feat, u, M, F, beta);
+}
+/* row by row, as the kernel sums: each row's dz is what the whole batch's call writes */
+void mkc_mask_loss(float *dz, float *loss_row, const float *mask, const float *c, const float *cc, const float *cosd,
+                   int M, int F, float a, float inv, float beta) {
+    for (int r = 0; r < M; r++) {
+        size_t o = (size_t)r * F;
+        loss_row[r] = (float)audio_mask_loss(dz + o, mask + o, c + o, cc + o, cosd + o, F, a, inv, beta);
+    }
+}
+
+/* the waveform term signal by signal with the CPU's FFTs (the basis and work are not needed) */
+size_t mkc_sisdr_work_floats(int B, int T, int F, int N, size_t ns) { return 1; }
+void mkc_sisdr_grad(float *dz, float *neg, const float *mask, const float *xre, const float *xim, const float *ref,
+                    const float *basis, const float *basis_t, const float *wsum, float *work, int B, int T, int F,
+                    int N, int H, size_t ns, float power, float beta, float weight) {
+    static audio_stft st; /* one STFT per shape (a process trains one model) */
+    if (st.n_fft != N || st.hop != H) {
+        if (st.n_fft) audio_stft_free(&st);
+        MK_ASSERT(audio_stft_init(&st, N, H) == 0);
+    }
+    const size_t TF = (size_t)T * F;
+    for (int b = 0; b < B; b++)
+        neg[b] = (float)audio_sisdr_grad_one(&st, dz + b * TF, mask + b * TF, xre + b * TF, xim + b * TF, ref + b * ns,
+                                             ns, T, power, beta, weight, B);
 }
 
 float mkc_mse_forward_backward(float *dpred, const float *pred, const float *target, size_t n, float scale) {

@@ -132,6 +132,20 @@ for gs in full backbone; do
     rm -f "$LOGS/rate_$gs.mkm" "$LOGS/rate_$gs.mkm.ckpt"
 done
 
+# the enhancer's training rate, whole step on the GPU against backbone only (train enhance's
+# defaults: width 64, 3 layers, batch 16 of 1 s; 200 steps on the FSDD fifth fetch_debs.sh carries)
+if [ -f .debs/enh_data/fsdd/recordings/0_george_0.wav ]; then
+    for gs in full backbone; do
+        step "enhance training rate, --gpu-step $gs"
+        timeout 90 ./build/mambakit train enhance --device cuda --gpu-step "$gs" --data-dir .debs/enh_data --espeak 0 \
+            --steps 200 --seed 1 -o "$LOGS/erate_$gs.mkm" > "$LOGS/erate_$gs.log" 2>&1
+        echo "rc=$?"
+        tr '\r' '\n' < "$LOGS/erate_$gs.log" | grep -E '^train enhance .*steps/s' | tail -1
+        tr '\r' '\n' < "$LOGS/erate_$gs.log" | grep -E 'GPU|^saved' | head -3
+        rm -f "$LOGS/erate_$gs.mkm" "$LOGS/erate_$gs.mkm.ckpt"
+    done
+fi
+
 # a step's timeout: its own cap, or the time left less a margin, whichever is smaller
 cap() { local t=$(( $(left) - 15 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 1 ] && t=1; echo "$t"; }
 

@@ -33,4 +33,15 @@ for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../../shared/data ../../../shared/da
         break
     fi
 done
+# a fifth of FSDD (recordings 0-4 of every digit and speaker, ~2 MB; the whole set, 27 MB, does
+# not fit beside the packages in a 64 MiB carry) for device_session.sh's train enhance rate
+# A/B (--data-dir .debs/enh_data: 200 training and 100 test utterances, generated noise)
+for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../../shared/data ../../../shared/data /usr/share/datasets; do
+    if [ -f "$d/fsdd/recordings/0_george_0.wav" ]; then
+        mkdir -p enh_data/fsdd/recordings
+        cp "$d"/fsdd/recordings/[0-9]_*_[0-4].wav enh_data/fsdd/recordings/ || true
+        chmod u+w enh_data/fsdd/recordings/*.wav 2>/dev/null || true
+        break
+    fi
+done
 du -sh . | sed 's/\t.*/ in .debs/'
