@@ -40,8 +40,8 @@ b=$($MK eval vision --model "$tmp/cpu.mkm" --limit 300 --device cuda 2>/dev/null
 }
 vision_checks
 
-# train enhance: the resident step (projections, mask, loss, backward, AdamW on the "GPU"; the
-# SI-SDR term's gradient on the host inside the step) must write the CPU run's model and
+# train enhance: the resident step (projections, mask, loss, the SI-SDR term, backward and AdamW
+# on the "GPU") must write the CPU run's model and
 # checkpoint; so must --gpu-step backbone, a streaming (causal) model, and a run cut in two
 # by --resume, each half on its device
 enhance_checks() {
