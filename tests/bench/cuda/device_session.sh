@@ -16,7 +16,8 @@
 # LAB_ONLY=PREFIXES: the lab's rows to run (scan_lab --only, e.g. fwd_lib,v6); NCU_K: the kernels
 # to profile (default "fwd_k kernel"; par_k, the time-parallel forward, runs in the lab);
 # NO_TRAIN_BENCH=1: skip step 4; TORCH_TWIN=1: after it, the PyTorch twin of the vision step
-# (tests/bench/vision_torch.py --vision); NO_SCAN_BENCH=1: skip step 3; NO_LAB=1: skip step 5.
+# (tests/bench/vision_torch.py --vision); NO_SCAN_BENCH=1: skip step 3; NO_LAB=1: skip step 5;
+# SCAN_TORCH=1: after step 3, tests/bench/scan_torch.py beside ours (the issue's PyTorch scan rows).
 # ONLY_VISION=1: build and vision only, with all the time left (a second call; see vision()).
 # VFROM=scratch: the vision run trains stage 1's architecture from scratch (with random erasing
 # VERASE, default 0.25; scan order VORDER, default bidir; batch stream VDSEED, default 1, so that
@@ -166,6 +167,16 @@ timeout "$(cap 90)" ./build/mambakit bench cuda --scan-only > "$LOGS/bench_scan.
 echo "rc=$?"
 cat "$LOGS/bench_scan.txt"
 }
+# SCAN_TORCH=1: the same scan in PyTorch on this GPU (eager loop, chunked eager, chunked under
+# torch.compile) beside ours, L = 2048 (the paper's shape) first; ours timed again as JSON
+if [ -n "${SCAN_TORCH:-}" ] && python3 -c 'import torch' 2>/dev/null; then
+    step "scan_torch.py (PyTorch, same GPU)"
+    timeout "$(cap 60)" ./build/mambakit bench cuda --scan-only --json > "$LOGS/bench_scan.json" 2>/dev/null
+    PYTHONUNBUFFERED=1 timeout "$(cap 150)" python3 tests/bench/scan_torch.py --ours "$LOGS/bench_scan.json" \
+        --lens 2048,512,8192 --budget "$(cap 140)" > "$LOGS/scan_torch.log" 2>&1
+    echo "rc=$?"
+    grep -v Warning "$LOGS/scan_torch.log" | tail -14
+fi
 
 if [ "$VMIN" = auto ]; then
     vision "$(awk -v s="$(left)" -v r="$RESERVE" 'BEGIN { m = (s - r - 60) / 60; printf "%.1f", m < 1 ? 1 : m }')"
