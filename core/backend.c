@@ -703,24 +703,30 @@ static size_t cls_layout(const mk_cls_frontend *f, int D, int B, float *base, cl
     return at;
 }
 
+/* The front end's device buffer (c->fe, shared by the classifier and frame-model steps) grown to
+ * need floats; 0, or -1 when the device is out of memory (the caller says for what) */
+static int fe_reserve(cuda_bb *c, size_t need) {
+    if (need > c->fe_n) {
+        mkc_free(c->fe);
+        c->fe = mkc_malloc(sizeof(float) * need);
+        c->fe_n = c->fe ? need : 0;
+    }
+    return c->fe ? 0 : -1;
+}
+
 /* The classifier's device buffers for a batch of B (grown on demand); 0 or -1 with mk_error */
 static int cls_bufs_get(const mamba_backbone *m, cuda_bb *c, const mk_cls_frontend *f, int B, cls_bufs *o) {
     if (B < 1 || f->patch_w < 0 || f->pos < 0 || f->cls < 0 || f->head_w < 0 || (f->stem && f->stem_w < 0)) {
         mk_error("CUDA classifier: incomplete front end");
         return -1;
     }
-    size_t need = cls_layout(f, m->D, B, NULL, o);
-    if (need > c->fe_n) {
-        mkc_free(c->fe);
-        c->fe = mkc_malloc(sizeof(float) * need);
-        c->fe_n = c->fe ? need : 0;
-    }
+    const int fe_ok = !fe_reserve(c, cls_layout(f, m->D, B, NULL, o));
     if (B > c->yd_n) {
         mkc_free(c->yd);
         c->yd = mkc_malloc(sizeof(int) * B);
         c->yd_n = c->yd ? B : 0;
     }
-    if (!c->fe || !c->yd) {
+    if (!fe_ok || !c->yd) {
         mk_error("CUDA: out of device memory for the classifier's activations (batch %d)", B);
         return -1;
     }
@@ -838,16 +844,16 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
 /* Device buffers of a frame model's step, carved from one allocation like cls_layout's */
 typedef struct {
     float *feat, *c, *cc, *cosd, *h0, *h, *z, *mask, *dz, *prod, *dh, *loss;
-    float *xre, *xim, *ref, *basis, *basis_t, *wsum, *neg, *work; /* the waveform term's (empty without) */
+    float *xre, *xim, *ref, *basis, *wsum, *neg, *work; /* the waveform term's (empty without) */
 } enh_bufs;
 static size_t enh_layout(int F, int D, int B, int L, const mk_enh_waveform *wf, float *base, enh_bufs *o) {
     const size_t M = (size_t)B * L, MF = M * F, MD = M * D, on = wf ? 1 : 0, N = wf ? wf->n_fft : 0;
     const size_t n[] = {MF, MF, MF, MF, MD, MD, MF, MF, MF, MF, MD, M,
-                        on * MF, on * MF, on * B * (wf ? wf->n : 0), N * 2 * F, N * 2 * F, wf ? wf->hop : 0, on * B,
+                        on * MF, on * MF, on * B * (wf ? wf->n : 0), N * 2 * F, wf ? wf->hop : 0, on * B,
                         wf ? mkc_sisdr_work_floats(B, L, F, wf->n_fft, wf->n) : 0};
     float **dst[] = {&o->feat, &o->c,     &o->cc,    &o->cosd,  &o->h0,    &o->h,    &o->z,
                      &o->mask, &o->dz,    &o->prod,  &o->dh,    &o->loss,  &o->xre,  &o->xim,
-                     &o->ref,  &o->basis, &o->basis_t, &o->wsum, &o->neg,  &o->work};
+                     &o->ref,  &o->basis, &o->wsum, &o->neg,  &o->work};
     size_t at = 0;
     for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
         *dst[k] = base ? base + at : NULL;
@@ -875,13 +881,7 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
     const int D = m->D, F = f->F, M = B * L;
     const size_t MF = (size_t)M * F;
     enh_bufs o;
-    size_t need = enh_layout(F, D, B, L, wf, NULL, &o);
-    if (need > c->fe_n) {
-        mkc_free(c->fe);
-        c->fe = mkc_malloc(sizeof(float) * need);
-        c->fe_n = c->fe ? need : 0;
-    }
-    if (!c->fe) {
+    if (fe_reserve(c, enh_layout(F, D, B, L, wf, NULL, &o))) {
         mk_error("CUDA: out of device memory for the frame model's activations (%d frames)", M);
         return -1;
     }
@@ -895,15 +895,9 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
     }
     const size_t NF2 = wf ? (size_t)wf->n_fft * 2 * F : 0;
     if (wf) { /* the basis (N x 2F floats) goes up with each batch: small next to the spectra */
-        float *bt = mk_malloc(sizeof(float) * NF2);
-        for (int i = 0; i < wf->n_fft; i++)
-            for (int k = 0; k < 2 * F; k++) bt[(size_t)k * wf->n_fft + i] = wf->basis[(size_t)i * 2 * F + k];
-        int rc = mkc_upload(o.xre, wf->xre, sizeof(float) * MF) || mkc_upload(o.xim, wf->xim, sizeof(float) * MF) ||
-                 mkc_upload(o.ref, wf->ref, sizeof(float) * B * wf->n) ||
-                 mkc_upload(o.basis, wf->basis, sizeof(float) * NF2) || mkc_upload(o.basis_t, bt, sizeof(float) * NF2) ||
-                 mkc_upload(o.wsum, wf->wsum, sizeof(float) * wf->hop);
-        free(bt);
-        if (rc) {
+        if (mkc_upload(o.xre, wf->xre, sizeof(float) * MF) || mkc_upload(o.xim, wf->xim, sizeof(float) * MF) ||
+            mkc_upload(o.ref, wf->ref, sizeof(float) * B * wf->n) ||
+            mkc_upload(o.basis, wf->basis, sizeof(float) * NF2) || mkc_upload(o.wsum, wf->wsum, sizeof(float) * wf->hop)) {
             mk_error("CUDA: %s", mkc_last_error());
             return -1;
         }
@@ -916,7 +910,7 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
     mkc_mask_loss(o.dz, o.loss, o.mask, o.c, o.cc, o.cosd, M, F, f->mag_w, 1.f / (float)MF, f->beta);
     double extra = 0;
     if (wf)
-        mkc_sisdr_grad(o.dz, o.neg, o.mask, o.xre, o.xim, o.ref, o.basis, o.basis_t, o.wsum, o.work, B, L, F, wf->n_fft,
+        mkc_sisdr_grad(o.dz, o.neg, o.mask, o.xre, o.xim, o.ref, o.basis, o.wsum, o.work, B, L, F, wf->n_fft,
                        wf->hop, wf->n, wf->power, f->beta, wf->weight);
     else if (term) { /* a host round trip inside the step */
         if (mkc_download(hmask, o.mask, sizeof(float) * MF) || mkc_download(hdz, o.dz, sizeof(float) * MF)) {

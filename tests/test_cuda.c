@@ -939,20 +939,17 @@ static void check_sisdr(void) {
     const size_t ns = 1000, T = audio_stft_frames(&m.stft, ns), n = B * T * F;
     const float weight = 0.37f;
     float *mask = rnd(n, 0.05f, ec.beta - 0.05f), *xre = rnd(n, -2, 2), *xim = rnd(n, -2, 2), *ref = rnd(B * ns, -1, 1);
-    float *dz = rnd(n, -1e-4f, 1e-4f), *dz0 = dup(dz, n), *basis = zeros((size_t)N * 2 * F),
-          *basis_t = zeros((size_t)N * 2 * F);
+    float *dz = rnd(n, -1e-4f, 1e-4f), *dz0 = dup(dz, n), *basis = zeros((size_t)N * 2 * F);
     float neg[2];
     audio_enhancer_istft_basis(&m, basis);
-    for (int i = 0; i < N; i++)
-        for (int k = 0; k < 2 * F; k++) basis_t[(size_t)k * N + i] = basis[(size_t)i * 2 * F + k];
     for (int b = 0; b < B; b++)
         neg[b] = (float)audio_sisdr_grad_one(&m.stft, dz + b * T * F, mask + b * T * F, xre + b * T * F, xim + b * T * F,
                                              ref + b * ns, ns, (int)T, ec.power, ec.beta, weight, B);
     float *d_dz = up(dz0, n), *d_mask = up(mask, n), *d_xre = up(xre, n), *d_xim = up(xim, n),
-          *d_ref = up(ref, B * ns), *d_basis = up(basis, (size_t)N * 2 * F), *d_bt = up(basis_t, (size_t)N * 2 * F),
+          *d_ref = up(ref, B * ns), *d_basis = up(basis, (size_t)N * 2 * F),
           *d_wsum = up(m.stft.wsum, H), *d_neg = mkc_malloc(sizeof(float) * B),
           *d_work = mkc_malloc(sizeof(float) * mkc_sisdr_work_floats(B, (int)T, F, N, ns));
-    mkc_sisdr_grad(d_dz, d_neg, d_mask, d_xre, d_xim, d_ref, d_basis, d_bt, d_wsum, d_work, B, (int)T, F, N, H, ns,
+    mkc_sisdr_grad(d_dz, d_neg, d_mask, d_xre, d_xim, d_ref, d_basis, d_wsum, d_work, B, (int)T, F, N, H, ns,
                    ec.power, ec.beta, weight);
     float *g = down(d_dz, n), *gn = down(d_neg, B);
     for (size_t i = 0; i < n; i++) dz[i] -= dz0[i], g[i] -= dz0[i]; /* compare the added parts */
@@ -962,9 +959,9 @@ static void check_sisdr(void) {
     test_report(en <= 1e-4, "sisdr_grad_value", "-SI-SDR %.4f, %.4f dB vs CPU %.4f, %.4f dB (limit 1e-4 relative)", gn[0],
                 gn[1], neg[0], neg[1]);
     free(g), free(gn), free(dz0);
-    free(mask), free(xre), free(xim), free(ref), free(dz), free(basis), free(basis_t);
+    free(mask), free(xre), free(xim), free(ref), free(dz), free(basis);
     mkc_free(d_dz), mkc_free(d_mask), mkc_free(d_xre), mkc_free(d_xim), mkc_free(d_ref), mkc_free(d_basis),
-        mkc_free(d_bt), mkc_free(d_wsum), mkc_free(d_neg), mkc_free(d_work);
+        mkc_free(d_wsum), mkc_free(d_neg), mkc_free(d_work);
     audio_enhancer_free(&m);
 }
 

@@ -165,11 +165,11 @@ void mkc_mask_loss(float *dz, float *loss_row, const float *mask, const float *c
  * ISTFT(X_b mask_b^(1/power)), neg (B) = -SI-SDR(y_b, ref_b) in dB, and dz (B, T, F) += weight /
  * B x d(-SI-SDR_b)/dz through mask = beta sigmoid(z). xre, xim (B, T, F) the noisy spectrum, ref
  * (B, ns) the clean signals; basis (N, 2F): frame = basis [Re; Im], the windowed inverse rfft /
- * N with the DC and Nyquist imaginary parts dropped (basis_t (2F, N) its transpose, which is the
- * ISTFT's adjoint per frame); wsum (H) the window sum; work: mkc_sisdr_work_floats floats. */
+ * N with the DC and Nyquist imaginary parts dropped (its transpose is the ISTFT's adjoint per
+ * frame); wsum (H) the window sum; work: mkc_sisdr_work_floats floats. */
 size_t mkc_sisdr_work_floats(int B, int T, int F, int N, size_t ns);
 void mkc_sisdr_grad(float *dz, float *neg, const float *mask, const float *xre, const float *xim, const float *ref,
-                    const float *basis, const float *basis_t, const float *wsum, float *work, int B, int T, int F,
+                    const float *basis, const float *wsum, float *work, int B, int T, int F,
                     int N, int H, size_t ns, float power, float beta, float weight);
 
 /* ---- optimiser ---- */

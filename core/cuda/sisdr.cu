@@ -110,7 +110,7 @@ size_t mkc_sisdr_work_floats(int B, int T, int F, int N, size_t ns) {
 }
 
 void mkc_sisdr_grad(float *dz, float *neg, const float *mask, const float *xre, const float *xim, const float *ref,
-                    const float *basis, const float *basis_t, const float *wsum, float *work, int B, int T, int F,
+                    const float *basis, const float *wsum, float *work, int B, int T, int F,
                     int N, int H, size_t ns, float power, float beta, float weight) {
     const size_t BT = (size_t)B * T, BTF = BT * F, BTN = BT * N;
     float *spec = work, *frames = spec + ((BT * 2 * F + 3) & ~(size_t)3), *y = frames + ((BTN + 3) & ~(size_t)3),
@@ -126,7 +126,10 @@ void mkc_sisdr_grad(float *dz, float *neg, const float *mask, const float *xre, 
     MKC_CHECK_LAUNCH("sisdr");
     adj_frames_k<<<EW(BTN)>>>(frames, dy, wsum, T, N, H, ns, BTN);
     MKC_CHECK_LAUNCH("sisdr adjoint frames");
-    mkc_linear_forward(spec, frames, basis_t, NULL, (int)BT, N, 2 * F); // the adjoint: windowed rfft x c_k / N
+    // the adjoint, windowed rfft x c_k / N: spec = frames basis (the input-gradient product of the
+    // linear layer above, with the same basis: no transposed copy)
+    mkc_memset0(spec, sizeof(float) * BT * 2 * F);
+    mkc_linear_backward(spec, NULL, NULL, frames, NULL, basis, (int)BT, 2 * F, N);
     combine_k<<<EW(BTF)>>>(dz, spec, mask, xre, xim, F, ip, beta, BTF);
     MKC_CHECK_LAUNCH("sisdr combine");
 }

@@ -208,7 +208,7 @@ void mkc_mask_loss(float *dz, float *loss_row, const float *mask, const float *c
 /* the waveform term signal by signal with the CPU's FFTs (the basis and work are not needed) */
 size_t mkc_sisdr_work_floats(int B, int T, int F, int N, size_t ns) { return 1; }
 void mkc_sisdr_grad(float *dz, float *neg, const float *mask, const float *xre, const float *xim, const float *ref,
-                    const float *basis, const float *basis_t, const float *wsum, float *work, int B, int T, int F,
+                    const float *basis, const float *wsum, float *work, int B, int T, int F,
                     int N, int H, size_t ns, float power, float beta, float weight) {
     static audio_stft st; /* one STFT per shape (a process trains one model) */
     if (st.n_fft != N || st.hop != H) {
