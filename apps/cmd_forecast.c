@@ -91,8 +91,7 @@ static void fc_help(const fc_opts *o, int train) {
            "  --seed N           random seed (default %llu)\n"
            "  --threads N        OpenMP threads (default %ld; the work is too fine-grained to gain much)\n"
            "  --device D         cpu | cuda: where S-Mamba's Mamba layers run (default cpu; cuda falls back\n"
-           "                     to the CPU with a notice, and does so for the default d_state 2 and the\n"
-           "                     paper block, which the CUDA kernels do not cover)\n",
+           "                     to the CPU with a notice when there is no GPU)\n",
            o->horizon, o->lookback, o->model, o->epochs, o->budget, o->lr, o->sm.D, o->sm.n_layer,
            ts_block_name(o->sm.block), o->seed,
            o->threads);

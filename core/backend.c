@@ -64,16 +64,27 @@ int mamba_backbones_use_device(mamba_backbone *const *bbs, int n, int dev) {
     return MK_DEV_CUDA;
 }
 
+/* The scan kernels take d_state 4, 8, 16, 32 or 64 (mkc_scan_supported). Any other N up to 64
+ * (S-Mamba's default is 2) scans padded to the next of those, with zero columns in B and C and
+ * zero rows in A: a padded state starts at 0, takes in B = 0 and is read with C = 0, so it
+ * stays 0 and changes neither the output nor any real gradient. Returns that size, or 0 above
+ * 64. */
+static int scan_np(int N) {
+    for (int s = 4; s <= 64; s *= 2)
+        if (N >= 1 && N <= s) return s;
+    return 0;
+}
+
 /* The declared shapes the CUDA path supports; must agree with the launchers
  * in core/cuda/scan.cu (mkc_scan_supported) and core/cuda/ops.cu (conv K <= 8). */
 int mamba_backbone_cuda_supported(const mamba_backbone *m, char *why, int len) {
     int N = m->N;
-    if (m->cfg.norm != MK_NORM_RMS && m->cfg.norm != MK_NORM_LN) {
-        snprintf(why, len, "norm %d (the CUDA layers take RMSNorm or LayerNorm, not MK_NORM_NONE)", m->cfg.norm);
+    if (m->cfg.norm != MK_NORM_RMS && m->cfg.norm != MK_NORM_LN && m->cfg.norm != MK_NORM_NONE) {
+        snprintf(why, len, "norm %d (the CUDA layers take RMSNorm, LayerNorm or none)", m->cfg.norm);
         return 0;
     }
-    if (!(N == 4 || N == 8 || N == 16 || N == 32 || N == 64)) {
-        snprintf(why, len, "d_state %d (the CUDA scan takes 4, 8, 16, 32 or 64)", N);
+    if (!scan_np(N)) {
+        snprintf(why, len, "d_state %d (the CUDA scan takes 1 to 64)", N);
         return 0;
     }
     if (m->K > 8) {
@@ -172,16 +183,18 @@ typedef struct {
 static size_t pad4(size_t T) { return (T + 3) & ~(size_t)3; }
 static size_t dir_floats(const mamba_backbone *m, size_t T) {
     T = pad4(T);
-    return T * (5 * (size_t)m->E + (m->R + 2 * m->N) + m->R + 2 * m->N);
+    return T * (5 * (size_t)m->E + (m->R + 2 * m->N) + m->R + 2 * (size_t)scan_np(m->N));
 }
 static size_t layer_floats(const mamba_backbone *m, size_t T) {
     return pad4(T) * (2 * (size_t)m->D + 2 + 3 * (size_t)m->E) + m->G * dir_floats(m, T);
 }
-/* scratch: the larger of forward (yg (T,E), branch (T,D), A (E,N)) and backward
- * (dres, dnormed (T,D); 9 x (T,E); ddbc (T,XD); dBm, dCm (T,N); A, dA (E,N)) */
+/* scratch: the larger of forward (yg (T,E), branch (T,D), A and its unpadded copy (E,Np))
+ * and backward (dres, dnormed (T,D); 9 x (T,E); ddbc (T,XD); dBm, dCm (T,Np); A, dA and their
+ * unpadded copies (E,Np)); Np = scan_np(N) */
 static size_t scratch_floats(const mamba_backbone *m, size_t T) {
     T = pad4(T);
-    return T * (2 * (size_t)m->D + 9 * (size_t)m->E + (m->R + 2 * m->N) + 2 * m->N) + 2 * (size_t)m->E * m->N +
+    const size_t Np = (size_t)scan_np(m->N);
+    return T * (2 * (size_t)m->D + 9 * (size_t)m->E + (m->R + 2 * m->N) + 2 * Np) + 4 * (size_t)m->E * Np +
            T * (size_t)m->E;
 }
 static layer_d get_layer_d(const mamba_backbone *m, const cuda_bb *c, int l) {
@@ -204,8 +217,8 @@ static layer_d get_layer_d(const mamba_backbone *m, const cuda_bb *c, int l) {
         d->zg = p, p += T * m->E;
         d->dbc = p, p += T * (m->R + 2 * m->N);
         d->dtin = p, p += T * m->R;
-        d->Bm = p, p += T * m->N;
-        d->Cm = p, p += T * m->N;
+        d->Bm = p, p += T * scan_np(m->N); /* (T, Np): zero-padded for the scan, see scan_np */
+        d->Cm = p, p += T * scan_np(m->N);
     }
     return la;
 }
@@ -341,7 +354,9 @@ static int bb_ensure(const mamba_backbone *m, cuda_bb *c, int B, int L) {
 static void norm_fwd_d(const mamba_backbone *m, const cuda_bb *c, float *out, float *mean, float *rstd,
                        const float *inp, int wi, int bi, int T) {
     const mk_params *p = m->p;
-    if (m->cfg.norm == MK_NORM_LN)
+    if (m->cfg.norm == MK_NORM_NONE) { /* the mixer reads the residual stream itself (mamba.c) */
+        if (out != inp) mkc_copy(out, inp, sizeof(float) * (size_t)T * m->D);
+    } else if (m->cfg.norm == MK_NORM_LN)
         mkc_layernorm_forward(out, mean, rstd, inp, DP(wi), DP(bi), T, m->D, m->cfg.eps);
     else
         mkc_rmsnorm_forward(out, rstd, inp, DP(wi), T, m->D, m->cfg.eps);
@@ -349,7 +364,9 @@ static void norm_fwd_d(const mamba_backbone *m, const cuda_bb *c, float *out, fl
 static void norm_bwd_d(const mamba_backbone *m, const cuda_bb *c, float *dinp, const float *dout, const float *inp,
                        const float *mean, const float *rstd, int wi, int bi, int T) {
     const mk_params *p = m->p;
-    if (m->cfg.norm == MK_NORM_LN)
+    if (m->cfg.norm == MK_NORM_NONE)
+        mkc_vec_acc(dinp, dout, (size_t)T * m->D);
+    else if (m->cfg.norm == MK_NORM_LN)
         mkc_layernorm_backward(dinp, DG(wi), DG(bi), dout, inp, DP(wi), mean, rstd, T, m->D);
     else
         mkc_rmsnorm_backward(dinp, DG(wi), dout, inp, DP(wi), rstd, T, m->D);
@@ -393,9 +410,9 @@ static int draw_orders(mamba_backbone *m, cuda_bb *c, int B, int L, const int *c
 static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const float *x_d) {
     const mk_params *p = m->p;
     const int B = c->B, L = c->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
-    const int T = B * L, XD = R + 2 * N;
+    const int T = B * L, XD = R + 2 * N, Np = scan_np(N), padN = Np != N;
     const size_t Tp = pad4((size_t)T); /* layout stride (pad4) */
-    float *yg = scratch_d(m, c), *branch = yg + Tp * E, *A = branch + Tp * D;
+    float *yg = scratch_d(m, c), *branch = yg + Tp * E, *A = branch + Tp * D, *Ac = A + (size_t)E * Np;
     const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
 
     float *h = NL > 0 ? get_layer_d(m, c, 0).h : final_d(m, c);
@@ -419,17 +436,35 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
             if (Li->x_proj[g] >= 0) {
                 mkc_linear_forward(d->dbc, d->xc, DP(Li->x_proj[g]), NULL, T, E, XD);
                 mkc_split_cols(d->dtin, d->dbc, T, XD, 0, R);
-                mkc_split_cols(d->Bm, d->dbc, T, XD, R, N);
-                mkc_split_cols(d->Cm, d->dbc, T, XD, R + N, N);
+                if (padN) { /* Bm, Cm adjacent in the layout: one clear for both */
+                    mkc_memset0(d->Bm, sizeof(float) * 2 * Tp * Np);
+                    mkc_copy_cols(d->Bm, Np, d->dbc + R, XD, T, N);
+                    mkc_copy_cols(d->Cm, Np, d->dbc + R + N, XD, T, N);
+                } else {
+                    mkc_split_cols(d->Bm, d->dbc, T, XD, R, N);
+                    mkc_split_cols(d->Cm, d->dbc, T, XD, R + N, N);
+                }
                 mkc_linear_forward(d->delta, d->dtin, DP(Li->dt_w[g]), NULL, T, R, E);
             } else {
-                mkc_broadcast_row(d->Bm, DP(Li->Bc[g]), T, N);
-                mkc_broadcast_row(d->Cm, DP(Li->Cc[g]), T, N);
+                const float *bc = DP(Li->Bc[g]), *cc = DP(Li->Cc[g]);
+                if (padN) { /* the padded rows, in Ac until A needs it */
+                    mkc_memset0(Ac, sizeof(float) * 2 * Np);
+                    mkc_copy(Ac, bc, sizeof(float) * N);
+                    mkc_copy(Ac + Np, cc, sizeof(float) * N);
+                    bc = Ac, cc = Ac + Np;
+                }
+                mkc_broadcast_row(d->Bm, bc, T, Np);
+                mkc_broadcast_row(d->Cm, cc, T, Np);
                 mkc_memset0(d->delta, sizeof(float) * (size_t)T * E);
             }
-            mkc_neg_exp(A, DP(Li->A_log[g]), (size_t)E * N);
+            if (padN) {
+                mkc_neg_exp(Ac, DP(Li->A_log[g]), (size_t)E * N);
+                mkc_memset0(A, sizeof(float) * (size_t)E * Np);
+                mkc_copy_cols(A, Np, Ac, N, E, N);
+            } else
+                mkc_neg_exp(A, DP(Li->A_log[g]), (size_t)E * N);
             mkc_scan_forward(yg, NULL, d->xc, d->delta, A, d->Bm, d->Cm, DP(Li->Dp[g]), d->zg, DP(Li->dt_b[g]), NULL,
-                             B, L, E, N, 1);
+                             B, L, E, Np, 1);
             mkc_scatter_add_rows(la.y, yg, o, B, L, E, merge);
         }
         mkc_linear_forward(branch, la.y, DP(Li->out_proj), NULL, T, E, D);
@@ -447,7 +482,7 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
 static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d) {
     const mk_params *p = m->p;
     const int B = c->B, L = c->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
-    const int T = B * L, XD = R + 2 * N;
+    const int T = B * L, XD = R + 2 * N, Np = scan_np(N), padN = Np != N;
     const size_t TE = (size_t)T * E, Tp = pad4((size_t)T), TEp = Tp * E; /* counts; layout strides */
     const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
     float *s = scratch_d(m, c);
@@ -460,9 +495,10 @@ static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d
     s += 9 * TEp;
     float *ddbc = s;
     s += Tp * XD;
-    float *dBm = s, *dCm = s + Tp * N;
-    s += 2 * Tp * N;
-    float *A = s, *dA = s + (size_t)E * N;
+    float *dBm = s, *dCm = s + Tp * Np;
+    s += 2 * Tp * Np;
+    const size_t ENp = (size_t)E * Np;
+    float *A = s, *dA = s + ENp, *Ac = dA + ENp, *dAc = Ac + ENp; /* Ac, dAc: unpadded (E, N) */
 
     float *hL = final_d(m, c);
     float *meanf = hL + pad4((size_t)T) * D, *rstdf = meanf + pad4((size_t)T);
@@ -487,21 +523,41 @@ static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d
             mkc_memset0(dxc, sizeof(float) * TE);
             mkc_memset0(ddelta, sizeof(float) * TE);
             mkc_memset0(dzg, sizeof(float) * TE);
-            mkc_memset0(dBm, sizeof(float) * 2 * Tp * N); /* dBm and dCm */
-            mkc_memset0(dA, sizeof(float) * (size_t)E * N);
-            mkc_neg_exp(A, DP(Li->A_log[g]), (size_t)E * N);
+            mkc_memset0(dBm, sizeof(float) * 2 * Tp * Np); /* dBm and dCm */
+            mkc_memset0(dA, sizeof(float) * ENp);
+            if (padN) {
+                mkc_neg_exp(Ac, DP(Li->A_log[g]), (size_t)E * N);
+                mkc_memset0(A, sizeof(float) * ENp);
+                mkc_copy_cols(A, Np, Ac, N, E, N);
+            } else
+                mkc_neg_exp(A, DP(Li->A_log[g]), (size_t)E * N);
             mkc_scan_backward(dxc, ddelta, dA, dBm, dCm, DG(Li->Dp[g]), dzg, DG(Li->dt_b[g]), NULL, dyg, NULL, d->xc,
-                              d->delta, A, d->Bm, d->Cm, DP(Li->Dp[g]), d->zg, DP(Li->dt_b[g]), NULL, B, L, E, N, 1);
-            /* A = -exp(A_log): dA_log += dA * A */
-            mkc_mul_acc(DG(Li->A_log[g]), dA, A, (size_t)E * N);
+                              d->delta, A, d->Bm, d->Cm, DP(Li->Dp[g]), d->zg, DP(Li->dt_b[g]), NULL, B, L, E, Np, 1);
+            /* A = -exp(A_log): dA_log += dA * A (the padded states' dA dropped) */
+            if (padN) {
+                mkc_copy_cols(dAc, N, dA, Np, E, N);
+                mkc_mul_acc(DG(Li->A_log[g]), dAc, Ac, (size_t)E * N);
+            } else
+                mkc_mul_acc(DG(Li->A_log[g]), dA, A, (size_t)E * N);
             if (Li->x_proj[g] >= 0) {
                 float *ddtin = dconvo; /* (T, R) temp */
                 mkc_memset0(ddtin, sizeof(float) * (size_t)T * R);
                 mkc_linear_backward(ddtin, DG(Li->dt_w[g]), NULL, ddelta, d->dtin, DP(Li->dt_w[g]), T, R, E);
                 mkc_merge_cols(ddbc, ddtin, T, XD, 0, R);
-                mkc_merge_cols(ddbc, dBm, T, XD, R, N);
-                mkc_merge_cols(ddbc, dCm, T, XD, R + N, N);
+                if (padN) {
+                    mkc_copy_cols(ddbc + R, XD, dBm, Np, T, N);
+                    mkc_copy_cols(ddbc + R + N, XD, dCm, Np, T, N);
+                } else {
+                    mkc_merge_cols(ddbc, dBm, T, XD, R, N);
+                    mkc_merge_cols(ddbc, dCm, T, XD, R + N, N);
+                }
                 mkc_linear_backward(dxc, DG(Li->x_proj[g]), NULL, ddbc, d->xc, DP(Li->x_proj[g]), T, E, XD);
+            } else if (padN) { /* column sums of the padded (T, Np) into dAc, then the real N */
+                mkc_memset0(dAc, sizeof(float) * 2 * Np);
+                mkc_colsum(dAc, dBm, T, Np);
+                mkc_colsum(dAc + Np, dCm, T, Np);
+                mkc_vec_acc(DG(Li->Bc[g]), dAc, N);
+                mkc_vec_acc(DG(Li->Cc[g]), dAc + Np, N);
             } else {
                 mkc_colsum(DG(Li->Bc[g]), dBm, T, N);
                 mkc_colsum(DG(Li->Cc[g]), dCm, T, N);

@@ -124,8 +124,8 @@ ok $? enhance_config_key_missing "rc=$rc msg=$msg"
 # --device cuda on every domain command. Without a usable GPU (CI) each falls back with a
 # notice ("running on the CPU") and must then print exactly what --device cpu prints; on a
 # GPU machine the model's numbers must agree with the CPU's to print precision (forecast's
-# default S-Mamba, d_state 2, is outside the CUDA kernels: it falls back there too). A bad
-# device name is a usage error.
+# default S-Mamba, d_state 2 and the norm-free paper block, runs there too since the twentieth
+# session: its state is zero-padded to the kernels' 4). A bad device name is a usage error.
 nums() { grep -oE '[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?' <<<"$1"; }
 same() { # NAME CPU_OUT CUDA_OUT CUDA_ERR
     local rc

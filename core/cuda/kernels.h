@@ -128,6 +128,8 @@ void mkc_scatter_add_rows(float *out, const float *inp, const int *order, int B,
 /* Copy columns [c0, c0+w) of a (M, C) matrix into a dense (M, w) one, or add back. */
 void mkc_split_cols(float *out, const float *inp, int M, int C, int c0, int w);
 void mkc_merge_cols(float *out, const float *inp, int M, int C, int c0, int w); /* out[:, c0:c0+w] = inp */
+/* out[m*ldo + j] = inp[m*ldi + j] for m < M, j < w (a strided 2-D copy; the scan's zero-padded state) */
+void mkc_copy_cols(float *out, int ldo, const float *inp, int ldi, int M, int w);
 /* out[m, :] = v (broadcast a (C) row to M rows) ; colsum: out[c] += sum_m inp[m, c] */
 void mkc_broadcast_row(float *out, const float *v, int M, int C);
 void mkc_colsum(float *out, const float *inp, int M, int C);

@@ -534,6 +534,12 @@ void mkc_merge_cols(float *out, const float *inp, int M, int C, int c0, int w) {
     if (n) merge_cols_k<<<EW(n)>>>(out, inp, C, c0, w, n);
     MKC_CHECK_LAUNCH("merge_cols");
 }
+void mkc_copy_cols(float *out, int ldo, const float *inp, int ldi, int M, int w) {
+    if (M <= 0 || w <= 0) return;
+    cudaError_t e = cudaMemcpy2DAsync(out, sizeof(float) * ldo, inp, sizeof(float) * ldi, sizeof(float) * w, M,
+                                      cudaMemcpyDeviceToDevice, g_stream);
+    if (e != cudaSuccess) mkc_note_error("copy_cols", e);
+}
 void mkc_broadcast_row(float *out, const float *v, int M, int C) {
     size_t n = (size_t)M * C;
     if (n) bcast_k<<<EW(n)>>>(out, v, C, n);

@@ -155,6 +155,9 @@ void mkc_split_cols(float *out, const float *inp, int M, int C, int c0, int w) {
 void mkc_merge_cols(float *out, const float *inp, int M, int C, int c0, int w) {
     for (size_t m = 0; m < (size_t)M; m++) memcpy(out + m * C + c0, inp + m * w, sizeof(float) * w);
 }
+void mkc_copy_cols(float *out, int ldo, const float *inp, int ldi, int M, int w) {
+    for (size_t m = 0; m < (size_t)M; m++) memcpy(out + m * ldo, inp + m * ldi, sizeof(float) * w);
+}
 void mkc_broadcast_row(float *out, const float *v, int M, int C) {
     for (size_t m = 0; m < (size_t)M; m++) memcpy(out + m * C, v, sizeof(float) * C);
 }
