@@ -266,6 +266,7 @@ static void train_help(FILE *f) {
             "  --layers N     Mamba layers (default 2)\n"
             "  --d-state N    SSM state size (default 16)\n"
             "  --orders N     scan orders: 1 = x, 2 = x,y, 3 = x,y,z (default 3)\n"
+            "  --drop-path F  stochastic depth of the deepest layer, 0..0.9 (default 0)\n"
             "  --seed N       random seed (default 1)\n"
             "  --data-dir DIR where dales_objects/ lives (default: search path)\n"
             "  --device D     cpu | cuda: where the model trains (default cpu; cuda falls back to\n"
@@ -315,6 +316,12 @@ static int parse_train_opt(pts_opts *o, int argc, char **argv, int *i) {
         if (cli_int(a, v, 1, 1024, &n)) return -1;
         o->c.mc.d_model = (int)n;
         o->c.mc.dt_rank = (int)((n + 15) / 16);
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--drop-path")) {
+        if (cli_float(a, v, 0, 0.9, &x)) return -1;
+        o->c.mc.drop_path = (float)x;
         (*i)++;
         return 1;
     }

@@ -653,27 +653,22 @@ int mk_cuda_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const
     MK_ASSERT(c->fwd_ok && c->B == a->B && c->L == a->L);
     const mk_params *p = m->p;
     size_t TD = (size_t)c->B * c->L * m->D;
-    if (mkc_upload(c->io, dout, sizeof(float) * TD) || mkc_memset0(c->G, sizeof(float) * c->total)) goto fail;
-    float *dres = bb_backward_dev(m, c, c->io);
-    if (mkc_sync()) goto fail;
-    /* grads += device grads (only the backbone's tensors were touched) */
-    float *tmp = mk_malloc(sizeof(float) * (c->total ? c->total : 1));
-    if (mkc_download(tmp, c->G, sizeof(float) * c->total)) {
-        free(tmp);
+    /* the host's gradients go up and the device adds onto them in place, as the CPU's ops add
+     * into m->p->grad: a caller that accumulates over several backward calls (the point
+     * classifier, one object at a time) gets the CPU's sums, not sums of per-call partials */
+    if (mkc_upload(c->io, dout, sizeof(float) * TD) || mkc_upload(c->G, p->grad, sizeof(float) * c->total))
         goto fail;
-    }
-    for (size_t i = 0; i < c->total; i++) p->grad[i] += tmp[i];
+    float *dres = bb_backward_dev(m, c, c->io);
+    if (mkc_sync() || mkc_download(p->grad, c->G, sizeof(float) * c->total)) goto fail;
     if (dx) {
-        float *hx = TD <= c->total ? tmp : mk_malloc(sizeof(float) * TD);
+        float *hx = mk_malloc(sizeof(float) * (TD ? TD : 1));
         if (mkc_download(hx, dres, sizeof(float) * TD)) {
-            if (hx != tmp) free(hx);
-            free(tmp);
+            free(hx);
             goto fail;
         }
         vec_acc(dx, hx, TD);
-        if (hx != tmp) free(hx);
+        free(hx);
     }
-    free(tmp);
     return 0;
 fail:
     fprintf(stderr, "mambakit: CUDA backbone backward failed: %s\n", mkc_last_error());
