@@ -9,8 +9,9 @@
  * mamba_backbone_forward/backward then keep to their CPU contract (host x,
  * out, dout, dx; gradients += into m->p->grad) but run every op on the GPU
  * with all activations resident there. Per call: the parameter table is
- * uploaded at the start of forward, x up, out down; dout up at the start of
- * backward, dx and the gradients down at its end. The CPU path is the
+ * uploaded at the start of forward, x up, out down; dout and the host's
+ * gradients up at the start of backward (the device adds onto them in place, as
+ * the CPU's ops do), dx and the gradients down at its end. The CPU path is the
  * reference (tests/test_cuda.c compares the two).
  *
  * mamba_backbone_cuda_train_step runs a whole training step on the GPU
