@@ -266,9 +266,14 @@ static void train_help(FILE *f) {
             "  --layers N     Mamba layers (default 2)\n"
             "  --d-state N    SSM state size (default 16)\n"
             "  --orders N     scan orders: 1 = x, 2 = x,y, 3 = x,y,z (default 3)\n"
+            "  --drop-path F  stochastic depth of the deepest layer, 0..0.9 (default 0)\n"
             "  --seed N       random seed (default 1)\n"
             "  --data-dir DIR where dales_objects/ lives (default: search path)\n"
-            "  --device D     cpu | cuda: where the Mamba backbone trains (default cpu)\n"
+            "  --device D     cpu | cuda: where the model trains (default cpu; cuda falls back to\n"
+            "                 the CPU with a notice)\n"
+            "  --gpu-step S   full | backbone: with cuda, every op of the training step on the GPU\n"
+            "                 (parameters and moments resident), or only the backbone's forward and\n"
+            "                 backward with copies every object (default full)\n"
             "  -o FILE        output checkpoint (default points.mkm)\n"
             "  --help         this text\n");
 }
@@ -311,6 +316,12 @@ static int parse_train_opt(pts_opts *o, int argc, char **argv, int *i) {
         if (cli_int(a, v, 1, 1024, &n)) return -1;
         o->c.mc.d_model = (int)n;
         o->c.mc.dt_rank = (int)((n + 15) / 16);
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--drop-path")) {
+        if (cli_float(a, v, 0, 0.9, &x)) return -1;
+        o->c.mc.drop_path = (float)x;
         (*i)++;
         return 1;
     }
@@ -369,6 +380,7 @@ static int points_train(int argc, char **argv) {
     points_cfg_default(&o.c);
     o.epochs = 40, o.batch = 16, o.seed = 1, o.lr = 2e-3, o.wd = 0.05, o.out = "points.mkm";
     const char *device = "cpu";
+    int gpu_backbone_only = 0; /* --gpu-step backbone */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
@@ -387,6 +399,14 @@ static int points_train(int argc, char **argv) {
         } else if (!strcmp(a, "--device")) {
             if (need_value("train", a, i, argc)) return 2;
             device = argv[++i];
+        } else if (!strcmp(a, "--gpu-step")) {
+            if (need_value("train", a, i, argc)) return 2;
+            const char *v = argv[++i];
+            if (strcmp(v, "full") && strcmp(v, "backbone")) {
+                fprintf(stderr, "mambakit: points train: --gpu-step: '%s' is not full or backbone\n", v);
+                return 2;
+            }
+            gpu_backbone_only = !strcmp(v, "backbone");
         } else {
             fprintf(stderr, "mambakit: points train: unknown option %s (see --help)\n", a);
             return 2;
@@ -410,7 +430,14 @@ static int points_train(int argc, char **argv) {
         dales_free(&d);
         return cli_fail();
     }
-    points_model_use_device(&m, dev);
+    /* on a GPU the whole step stays on the device: parameters and moments come back to the
+     * host once, for the evaluation and the saved model */
+    const int resident = points_model_use_device(&m, dev) == MK_DEV_CUDA && !gpu_backbone_only;
+    if (m.bb.device == MK_DEV_CUDA)
+        fprintf(stderr, "points train: %s\n",
+                resident ? "every op of the training step on the GPU (parameters resident; copied back for "
+                           "evaluation and saving)"
+                         : "backbone on the GPU; point MLP, head and AdamW on the CPU (--gpu-step backbone)");
     int ntr = 0;
     int *tr = mk_malloc(sizeof(int) * d.n);
     for (int i = 0; i < d.n; i++)
@@ -429,6 +456,7 @@ static int points_train(int argc, char **argv) {
     mk_progress pr;
     mk_progress_start(&pr, "train", total);
     long step = 0;
+    int rc = 0;
     double t0 = mk_time();
     float last_loss = 0, last_acc = 0;
     for (long ep = 0; ep < o.epochs; ep++) {
@@ -444,7 +472,16 @@ static int points_train(int argc, char **argv) {
                 lab[b] = d.label[obj];
             }
             int hits = 0;
-            el += points_train_batch(&m, &a, in, lab, BS, &opt, &rng, &hits);
+            if (resident) {
+                float l;
+                if (points_train_batch_cuda(&m, &a, in, lab, BS, &opt, &rng, &l, &hits)) {
+                    mk_progress_end(&pr);
+                    rc = cli_fail();
+                    goto done;
+                }
+                el += l;
+            } else
+                el += points_train_batch(&m, &a, in, lab, BS, &opt, &rng, &hits);
             eh += hits, en += BS;
             step++;
             char extra[96];
@@ -455,6 +492,10 @@ static int points_train(int argc, char **argv) {
         last_loss = (float)(el / steps_per_epoch), last_acc = (float)eh / en;
     }
     mk_progress_end(&pr);
+    if (resident && mamba_backbone_cuda_sync_host(&m.bb)) { /* the host reads the weights from here on */
+        rc = cli_fail();
+        goto done;
+    }
     double secs = mk_time() - t0;
     int nt = 0;
     double acc = evaluate(&m, &d, NULL, &nt);
@@ -464,12 +505,12 @@ static int points_train(int argc, char **argv) {
     mk_config_set_float(&cfg, "lr", o.lr);
     mk_config_set_float(&cfg, "train_seconds", secs);
     mk_config_set_float(&cfg, "test_acc", acc);
-    int rc = 0;
     if (mk_ckpt_save(o.out, &cfg, &m.p, 0)) rc = cli_fail();
     else
         printf("trained %ld epochs in %.1f s: train loss %.3f acc %.1f%%; test acc %.1f%% (%d objects, majority "
                "class %.1f%%); saved %s\n",
                o.epochs, secs, last_loss, 100 * last_acc, 100 * acc, nt, 100 * majority_rate(&d), o.out);
+done:
     for (int b = 0; b < BS; b++) points_input_free(&in[b]);
     free(in), free(lab), free(tr);
     points_acts_free(&a);

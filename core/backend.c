@@ -137,6 +137,12 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
     mk_error("this build has no CUDA support");
     return -1;
 }
+int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
+                           const float *ctr, const int *order, const int *y, int n, const mk_adamw_cfg *c, mk_rng *rng,
+                           float *loss, int *correct) {
+    mk_error("this build has no CUDA support");
+    return -1;
+}
 int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
     mk_error("this build has no CUDA support");
     return -1;
@@ -155,8 +161,9 @@ typedef struct {
     int B, L, fwd_ok;
     float *acts;
     size_t acts_n;
-    int *orders_d;   /* (NL, G, L) */
-    float *dpm_d;    /* (NL, B) */
+    int *orders_d;   /* (slots, NL, G, L) */
+    float *dpm_d;    /* (slots, NL, B) */
+    int slot;        /* whose draws a pass reads: a point step draws its n objects' at once */
     int *orders_h;   /* host copies */
     float *dpm_h;
     size_t orders_n, dpm_n;
@@ -164,7 +171,7 @@ typedef struct {
     float *tgt;      /* (T, D) */
     float *fe;       /* a classifier's front-end and head activations (mk_cuda_cls_train_step) */
     size_t fe_n;
-    int *yd;         /* (B) labels */
+    int *yd;         /* (B) labels; a point step's labels, then its argmax indices */
     int yd_n;
 } cuda_bb;
 
@@ -305,6 +312,7 @@ int mamba_backbone_set_device(mamba_backbone *m, int device) {
     return 0;
 }
 
+static int draws_reserve(const mamba_backbone *m, cuda_bb *c, int slots, int B, int L);
 /* Grow activations for (B, L). */
 static int bb_ensure(const mamba_backbone *m, cuda_bb *c, int B, int L) {
     size_t T = (size_t)B * L;
@@ -325,8 +333,18 @@ static int bb_ensure(const mamba_backbone *m, cuda_bb *c, int B, int L) {
         }
         c->acts_n = need;
     }
-    size_t no = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * m->G * L;
-    size_t nd = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * B;
+    if (draws_reserve(m, c, 1, B, L)) return -1;
+    c->B = B;
+    c->L = L;
+    return 0;
+}
+
+/* Room for the random draws of `slots` passes over (B, L): orders (slots, NL, G, L) and drop-path
+ * masks (slots, NL, B), on the device and the host; 0 or -1 with mk_error */
+static int draws_reserve(const mamba_backbone *m, cuda_bb *c, int slots, int B, int L) {
+    const size_t nl = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * slots;
+    size_t no = nl * m->G * L;
+    size_t nd = nl * B;
     if (no > c->orders_n) {
         mkc_free(c->orders_d);
         c->orders_d = mkc_malloc(sizeof(int) * no);
@@ -340,11 +358,10 @@ static int bb_ensure(const mamba_backbone *m, cuda_bb *c, int B, int L) {
         c->dpm_n = nd;
     }
     if (!c->orders_d || !c->dpm_d) {
+        c->orders_n = c->dpm_n = 0; /* so that the next call tries again */
         mk_error("CUDA: out of device memory");
         return -1;
     }
-    c->B = B;
-    c->L = L;
     return 0;
 }
 
@@ -372,14 +389,14 @@ static void norm_bwd_d(const mamba_backbone *m, const cuda_bb *c, float *dinp, c
         mkc_rmsnorm_backward(dinp, DG(wi), dout, inp, DP(wi), rstd, T, m->D);
 }
 
-/* Draw orders and drop-path masks exactly as mamba.c does (same RNG calls in
- * the same order), then upload them. */
-static int draw_orders(mamba_backbone *m, cuda_bb *c, int B, int L, const int *const *orders, int training,
-                       mk_rng *rng) {
+/* Draw one pass's orders and drop-path masks into the host copies of slot `slot` exactly as
+ * mamba.c does (same RNG calls in the same order); draws_reserve made room. */
+static void draw_orders_host(mamba_backbone *m, cuda_bb *c, int slot, int B, int L, const int *const *orders,
+                             int training, mk_rng *rng) {
     const int G = m->G, NL = m->cfg.n_layer;
     int *pi = NULL;
     for (int l = 0; l < NL; l++) {
-        int *eff = c->orders_h + (size_t)l * G * L;
+        int *eff = c->orders_h + ((size_t)slot * NL + l) * G * L;
         float sp = (training && NL > 1) ? m->cfg.shuffle_p * l / (NL - 1) : 0.f;
         int shuffle = sp > 0 && mk_rng_uniform(rng) < sp;
         if (shuffle) {
@@ -392,13 +409,21 @@ static int draw_orders(mamba_backbone *m, cuda_bb *c, int B, int L, const int *c
                 int o = (orders && orders[g]) ? orders[g][t] : t;
                 eff[(size_t)g * L + t] = shuffle ? pi[o] : o;
             }
-        float *dpm = c->dpm_h + (size_t)l * B;
+        float *dpm = c->dpm_h + ((size_t)slot * NL + l) * B;
         float dp = (training && NL > 1) ? m->cfg.drop_path * l / (NL - 1) : 0.f;
         if (dp > 0) droppath_mask(dpm, B, dp, rng);
         else
             for (int b = 0; b < B; b++) dpm[b] = 1.f;
     }
     free(pi);
+}
+
+/* One pass's draws (slot 0), uploaded. */
+static int draw_orders(mamba_backbone *m, cuda_bb *c, int B, int L, const int *const *orders, int training,
+                       mk_rng *rng) {
+    const int G = m->G, NL = m->cfg.n_layer;
+    draw_orders_host(m, c, 0, B, L, orders, training, rng);
+    c->slot = 0;
     if (NL == 0) return 0;
     if (mkc_upload(c->orders_d, c->orders_h, sizeof(int) * (size_t)NL * G * L) ||
         mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL * B))
@@ -420,7 +445,7 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
     for (int l = 0; l < NL; l++) {
         const mamba_layer_idx *Li = &m->layer[l];
         layer_d la = get_layer_d(m, c, l);
-        const int *eff = c->orders_d + (size_t)l * G * L;
+        const int *eff = c->orders_d + ((size_t)c->slot * NL + l) * G * L;
         norm_fwd_d(m, c, la.normed, la.mean, la.rstd, la.h, Li->norm_w, Li->norm_b, T);
         const float *Win = DP(Li->in_proj);
         mkc_linear_forward(la.xin, la.normed, Win, NULL, T, D, E);
@@ -469,7 +494,7 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
         }
         mkc_linear_forward(branch, la.y, DP(Li->out_proj), NULL, T, E, D);
         float *hn = l + 1 < NL ? get_layer_d(m, c, l + 1).h : final_d(m, c);
-        mkc_residual(hn, la.h, branch, c->dpm_d + (size_t)l * B, B, (size_t)L * D);
+        mkc_residual(hn, la.h, branch, c->dpm_d + ((size_t)c->slot * NL + l) * B, B, (size_t)L * D);
     }
     float *hL = final_d(m, c);
     float *meanf = hL + pad4((size_t)T) * D, *rstdf = meanf + pad4((size_t)T);
@@ -509,9 +534,9 @@ static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d
     for (int l = NL - 1; l >= 0; l--) {
         const mamba_layer_idx *Li = &m->layer[l];
         layer_d la = get_layer_d(m, c, l);
-        const int *eff = c->orders_d + (size_t)l * G * L;
+        const int *eff = c->orders_d + ((size_t)c->slot * NL + l) * G * L;
         float *dbranch = dnormed;
-        mkc_rowscale(dbranch, dres, c->dpm_d + (size_t)l * B, B, (size_t)L * D);
+        mkc_rowscale(dbranch, dres, c->dpm_d + ((size_t)c->slot * NL + l) * B, B, (size_t)L * D);
         mkc_memset0(dy, sizeof(float) * TE);
         mkc_linear_backward(dy, DG(Li->out_proj), NULL, dbranch, la.y, DP(Li->out_proj), T, E, D);
         mkc_memset0(dxin, sizeof(float) * 2 * TEp); /* dxin and dzin */
@@ -628,27 +653,22 @@ int mk_cuda_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const
     MK_ASSERT(c->fwd_ok && c->B == a->B && c->L == a->L);
     const mk_params *p = m->p;
     size_t TD = (size_t)c->B * c->L * m->D;
-    if (mkc_upload(c->io, dout, sizeof(float) * TD) || mkc_memset0(c->G, sizeof(float) * c->total)) goto fail;
-    float *dres = bb_backward_dev(m, c, c->io);
-    if (mkc_sync()) goto fail;
-    /* grads += device grads (only the backbone's tensors were touched) */
-    float *tmp = mk_malloc(sizeof(float) * (c->total ? c->total : 1));
-    if (mkc_download(tmp, c->G, sizeof(float) * c->total)) {
-        free(tmp);
+    /* the host's gradients go up and the device adds onto them in place, as the CPU's ops add
+     * into m->p->grad: a caller that accumulates over several backward calls (the point
+     * classifier, one object at a time) gets the CPU's sums, not sums of per-call partials */
+    if (mkc_upload(c->io, dout, sizeof(float) * TD) || mkc_upload(c->G, p->grad, sizeof(float) * c->total))
         goto fail;
-    }
-    for (size_t i = 0; i < c->total; i++) p->grad[i] += tmp[i];
+    float *dres = bb_backward_dev(m, c, c->io);
+    if (mkc_sync() || mkc_download(p->grad, c->G, sizeof(float) * c->total)) goto fail;
     if (dx) {
-        float *hx = TD <= c->total ? tmp : mk_malloc(sizeof(float) * TD);
+        float *hx = mk_malloc(sizeof(float) * (TD ? TD : 1));
         if (mkc_download(hx, dres, sizeof(float) * TD)) {
-            if (hx != tmp) free(hx);
-            free(tmp);
+            free(hx);
             goto fail;
         }
         vec_acc(dx, hx, TD);
-        if (hx != tmp) free(hx);
+        free(hx);
     }
-    free(tmp);
     return 0;
 fail:
     fprintf(stderr, "mambakit: CUDA backbone backward failed: %s\n", mkc_last_error());
@@ -1009,6 +1029,138 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
         return -1;
     }
     if (loss_out) *loss_out = (float)(loss / (double)MF + extra);
+    return 0;
+}
+
+/* Device buffers of a point classifier's step (one object's activations at a time, the whole
+ * batch's inputs, logits and losses), carved from one allocation like cls_layout's */
+typedef struct {
+    float *rel, *ctr, *h1, *a1, *h2, *x, *out, *feat, *logits, *dlogits, *dfeat, *dout, *dh2, *da1, *dh1, *loss, *hit;
+} pts_bufs;
+static size_t pts_layout(const mk_pts_frontend *f, int D, int n, float *base, pts_bufs *o) {
+    const size_t L = f->L, LK = (size_t)f->L * f->K, H = f->H, C = f->n_class, nz = (size_t)n;
+    const size_t sz[] = {nz * LK * 3, nz * L * 3, LK * H, LK * H, LK * D, L * D, L * D, D, nz * C, nz * C, D,
+                         L * D,       LK * D,     LK * H, LK * H, nz,     nz};
+    float **dst[] = {&o->rel, &o->ctr,    &o->h1,      &o->a1,    &o->h2,   &o->x,   &o->out,  &o->feat, &o->logits,
+                     &o->dlogits, &o->dfeat, &o->dout, &o->dh2, &o->da1, &o->dh1, &o->loss, &o->hit};
+    size_t at = 0;
+    for (size_t k = 0; k < sizeof sz / sizeof *sz; k++) {
+        *dst[k] = base ? base + at : NULL;
+        at += pad4(sz[k]);
+    }
+    return at;
+}
+
+/* 1 if tensor i of p exists and holds n floats */
+static int numel_is(const mk_params *p, int i, size_t n) { return i >= 0 && i < p->n && p->t[i].numel == n; }
+
+/* c->yd grown to n ints; 0 or -1 (out of device memory) */
+static int yd_reserve(cuda_bb *c, size_t n) {
+    if (n > (size_t)c->yd_n) {
+        mkc_free(c->yd);
+        c->yd = n <= 0x7fffffff ? mkc_malloc(sizeof(int) * n) : NULL;
+        c->yd_n = c->yd ? (int)n : 0;
+    }
+    return c->yd ? 0 : -1;
+}
+
+int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
+                           const float *ctr, const int *order, const int *y, int n, const mk_adamw_cfg *cfg,
+                           mk_rng *rng, float *loss_out, int *correct) {
+    const mk_params *p = m->p;
+    const size_t Hs = f->H, Ds = m->D, Cs = f->n_class;
+    if (n < 1 || f->L < 1 || f->K < 1 || f->H < 1 || f->n_class < 1 || !numel_is(p, f->w1, Hs * 3) ||
+        !numel_is(p, f->b1, Hs) || !numel_is(p, f->w2, Ds * Hs) || !numel_is(p, f->b2, Ds) ||
+        !numel_is(p, f->pw, Ds * 3) || !numel_is(p, f->pb, Ds) || !numel_is(p, f->head_w, Cs * Ds) ||
+        !numel_is(p, f->head_b, Cs)) {
+        mk_error("CUDA point classifier: front end incomplete or not the model's shapes");
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (y[i] < 0 || y[i] >= f->n_class) {
+            mk_error("CUDA point classifier: label %d of object %d is not a class (0..%d)", y[i], i, f->n_class - 1);
+            return -1;
+        }
+    if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    const int D = m->D, G = m->G, NL = m->cfg.n_layer, L = f->L, K = f->K, H = f->H, C = f->n_class, LK = L * K;
+    const size_t ny = pad4((size_t)n);
+    pts_bufs o;
+    if (fe_reserve(c, pts_layout(f, D, n, NULL, &o)) || yd_reserve(c, ny + (size_t)L * D)) {
+        mk_error("CUDA: out of device memory for the point classifier's activations (%d objects)", n);
+        return -1;
+    }
+    pts_layout(f, D, n, c->fe, &o);
+    int *yd = c->yd, *amax = c->yd + ny; /* labels (n), then the argmax (L, D) of the object in hand */
+    /* one (1, L) pass per object: room for them, the weights up unless resident, then every
+     * object's draws in object order (points_train_batch's forwards draw in that order and
+     * nothing else in its step draws), all uploaded with the batch */
+    if (bb_moments(m, c) || bb_ensure(m, c, 1, L) || draws_reserve(m, c, n, 1, L)) return -1;
+    if (!c->resident && mkc_upload(c->P, p->data, sizeof(float) * c->total)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    c->resident = 1;
+    for (int i = 0; i < n; i++) {
+        const int *oi[MK_MAX_DIR];
+        for (int g = 0; g < G; g++) oi[g] = order + ((size_t)i * G + g) * L;
+        draw_orders_host(m, c, i, 1, L, oi, 1, rng);
+    }
+    a->B = 1, a->L = L, a->training = 1;
+    if ((NL > 0 && (mkc_upload(c->orders_d, c->orders_h, sizeof(int) * (size_t)n * NL * G * L) ||
+                    mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)n * NL))) ||
+        mkc_upload(o.rel, rel, sizeof(float) * (size_t)n * LK * 3) ||
+        mkc_upload(o.ctr, ctr, sizeof(float) * (size_t)n * L * 3) || mkc_upload(yd, y, sizeof(int) * n)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    mkc_memset0(c->G, sizeof(float) * c->total);
+    for (int i = 0; i < n; i++) {
+        const float *reli = o.rel + (size_t)i * LK * 3, *ctri = o.ctr + (size_t)i * L * 3;
+        float *lgi = o.logits + (size_t)i * C, *dlgi = o.dlogits + (size_t)i * C;
+        /* forward: points_forward op for op */
+        mkc_linear_forward(o.h1, reli, DP(f->w1), DP(f->b1), LK, 3, H);
+        mkc_relu_forward(o.a1, o.h1, (size_t)LK * H);
+        mkc_linear_forward(o.h2, o.a1, DP(f->w2), DP(f->b2), LK, H, D);
+        mkc_linear_forward(o.x, ctri, DP(f->pw), DP(f->pb), L, 3, D);
+        mkc_group_max(o.x, amax, o.h2, L, K, D);
+        c->slot = i;
+        bb_forward_dev(m, c, o.out, o.x);
+        mkc_mean_rows(o.feat, o.out, L, D);
+        mkc_linear_forward(lgi, o.feat, DP(f->head_w), DP(f->head_b), 1, D, C);
+        mkc_xent(dlgi, o.loss + i, o.hit + i, lgi, yd + i, 1, C, 1.f / n);
+        /* backward: points_backward op for op, gradients accumulating over the objects */
+        mkc_memset0(o.dfeat, sizeof(float) * D);
+        mkc_linear_backward(o.dfeat, DG(f->head_w), DG(f->head_b), dlgi, o.feat, DP(f->head_w), 1, D, C);
+        mkc_memset0(o.dout, sizeof(float) * (size_t)L * D);
+        mkc_mean_rows_backward(o.dout, o.dfeat, L, D);
+        c->fwd_ok = 1;
+        const float *dx = bb_backward_dev(m, c, o.dout); /* d tokens (L, D), in the backbone's scratch */
+        mkc_linear_backward(NULL, DG(f->pw), DG(f->pb), dx, ctri, DP(f->pw), L, 3, D);
+        mkc_memset0(o.dh2, sizeof(float) * (size_t)LK * D);
+        mkc_group_max_backward(o.dh2, dx, amax, L, K, D);
+        mkc_memset0(o.da1, sizeof(float) * (size_t)LK * H);
+        mkc_linear_backward(o.da1, DG(f->w2), DG(f->b2), o.dh2, o.a1, DP(f->w2), LK, H, D);
+        mkc_memset0(o.dh1, sizeof(float) * (size_t)LK * H);
+        mkc_relu_backward(o.dh1, o.da1, o.h1, (size_t)LK * H);
+        mkc_linear_backward(NULL, DG(f->w1), DG(f->b1), o.dh1, reli, DP(f->w1), LK, 3, H);
+    }
+    c->slot = 0;
+    bb_adamw(m, c, cfg);
+
+    float *h = mk_malloc(sizeof(float) * 2 * (size_t)n);
+    int rc = mkc_download(h, o.loss, sizeof(float) * n) || mkc_download(h + n, o.hit, sizeof(float) * n) || mkc_sync();
+    double loss = 0; /* points_train_batch's sum: each object's float loss, in double */
+    int hits = 0;
+    for (int i = 0; i < n; i++) loss += h[i], hits += h[n + i] > 0.5f;
+    free(h);
+    if (rc) {
+        mk_error("CUDA point classifier step: %s", mkc_last_error());
+        return -1;
+    }
+    if (loss_out) *loss_out = (float)(loss / n);
+    if (correct) *correct = hits;
     return 0;
 }
 

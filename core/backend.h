@@ -9,8 +9,9 @@
  * mamba_backbone_forward/backward then keep to their CPU contract (host x,
  * out, dout, dx; gradients += into m->p->grad) but run every op on the GPU
  * with all activations resident there. Per call: the parameter table is
- * uploaded at the start of forward, x up, out down; dout up at the start of
- * backward, dx and the gradients down at its end. The CPU path is the
+ * uploaded at the start of forward, x up, out down; dout and the host's
+ * gradients up at the start of backward (the device adds onto them in place, as
+ * the CPU's ops do), dx and the gradients down at its end. The CPU path is the
  * reference (tests/test_cuda.c compares the two).
  *
  * mamba_backbone_cuda_train_step runs a whole training step on the GPU
@@ -149,6 +150,31 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
                            const float *cc, const float *cosd, int B, int L, const int *const *orders,
                            const mk_adamw_cfg *cfg, mk_rng *rng, const mk_enh_waveform *wf, mk_enh_host_term term,
                            void *ctx, float *hmask, float *hdz, float *loss);
+
+/* A point-cloud classifier around a backbone (vision/points.h), for the resident GPU step
+ * below. Per object: L tokens, each a patch of K neighbours; rel (L, K, 3) -> h1 = rel W1^T + b1
+ * (L*K, H) -> ReLU -> h2 = a1 W2^T + b2 (L*K, D) -> x = max over K of h2 + ctr (L, 3) Pw^T + pb
+ * (L, D) -> the backbone over (1, L) with the object's G scan orders -> the mean over the L
+ * tokens -> logits = feat Hw^T + hb (n_class). Indices into the backbone's parameter table (the
+ * model's whole table). */
+typedef struct {
+    int L, K, H, n_class;
+    int w1, b1, w2, b2, pw, pb, head_w, head_b;
+} mk_pts_frontend;
+
+/* One resident training step of such a classifier over n objects on the GPU: for each object
+ * in turn the forward, softmax cross-entropy (scale 1 / n) and backward, gradients accumulating
+ * over the objects, then global-norm clip and AdamW over the whole table (mk_adamw_step's math);
+ * parameters, gradients, moments and every activation on the device. Each object is its own
+ * (1, L) backbone pass with its own random draws, as points_train_batch runs them: the draws of
+ * all n (shuffles, drop-path masks; mamba.c's calls in object order) are made on the host first
+ * and go up with the batch's inputs: rel (n, L, K, 3), ctr (n, L, 3), order (n, G, L), labels y
+ * (n, each in [0, n_class)). Only the n losses and hits come down. Sets *loss (the mean) and
+ * *correct (argmax hits); returns 0, or -1 with mk_error (no device, a bad label or shape, out of
+ * memory, a failed launch). Parameters stay on the GPU until mamba_backbone_cuda_sync_host. */
+int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
+                           const float *ctr, const int *order, const int *y, int n, const mk_adamw_cfg *c, mk_rng *rng,
+                           float *loss, int *correct);
 
 /* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us

@@ -26,6 +26,7 @@
 #include "audio/model.h"
 #include "tests/test.h"
 #include "vision/model.h"
+#include "vision/points.h"
 
 #if MK_HAVE_CUDA
 #include "core/cuda/kernels.h"
@@ -1053,12 +1054,195 @@ static void check_enh_step(int causal, float sisdr, int sisdr_on_host, const cha
     audio_enhancer_free(&cpu), audio_enhancer_free(&gpu);
 }
 
+/* The point classifier's ops (core/cuda/points.cu) against loops written from their
+ * definitions, on random non-zero inputs: ReLU, the max over K with its argmax and backward
+ * (both exact: one comparison chain and one add per element), the token mean against a
+ * double-precision sum, and the cross-entropy row by row against crossentropy_forward_backward.
+ * The gradients accumulate onto non-zero starting values, as the += contract says. */
+static void check_pts_ops(void) {
+    const int M = 37, K = 7, D = 45; /* M tokens of K neighbours, more than a warp of channels */
+    const size_t nin = (size_t)M * K * D, nout = (size_t)M * D;
+    /* ReLU over about half negative values */
+    float *x = rnd(nin, -1, 1), *g = rnd(nin, -1, 1), *gi = rnd(nin, -1, 1), *o = zeros(nin), *gi2 = dup(gi, nin);
+    relu_forward(o, x, nin), relu_backward(gi2, g, x, nin);
+    float *dx = up(x, nin), *dg = up(g, nin), *dgi = up(gi, nin), *dout_ = mkc_malloc(sizeof(float) * nin);
+    mkc_relu_forward(dout_, dx, nin), mkc_relu_backward(dgi, dg, dx, nin);
+    cmp("relu_forward", dout_, o, nin, 0);
+    cmp("relu_backward", dgi, gi2, nin, 0);
+    /* max over K: out += max, arg = the first argmax; ties planted in one column */
+    for (int m = 0; m < M; m++) x[((size_t)m * K + 3) * D + 5] = x[((size_t)m * K + 1) * D + 5] = 2.f;
+    float *base = rnd(nout, -1, 1), *want = dup(base, nout), *dy = rnd(nout, -1, 1), *dwant = dup(gi, nin);
+    int *warg = mk_malloc(sizeof(int) * nout);
+    for (int m = 0; m < M; m++)
+        for (int d = 0; d < D; d++) {
+            int bj = 0;
+            for (int j = 1; j < K; j++)
+                if (x[((size_t)m * K + j) * D + d] > x[((size_t)m * K + bj) * D + d]) bj = j;
+            warg[m * D + d] = bj;
+            want[m * D + d] += x[((size_t)m * K + bj) * D + d];
+            dwant[((size_t)m * K + bj) * D + d] += dy[m * D + d];
+        }
+    MK_ASSERT(mkc_upload(dx, x, sizeof(float) * nin) == 0 && mkc_upload(dgi, gi, sizeof(float) * nin) == 0);
+    float *dbase = up(base, nout), *ddy = up(dy, nout);
+    int *darg = mkc_malloc(sizeof(int) * nout), *harg = mk_malloc(sizeof(int) * nout);
+    mkc_group_max(dbase, darg, dx, M, K, D);
+    cmp("group_max_forward", dbase, want, nout, 0);
+    MK_ASSERT(mkc_sync() == 0 && mkc_download(harg, darg, sizeof(int) * nout) == 0);
+    int bad = 0;
+    for (size_t i = 0; i < nout; i++) bad += harg[i] != warg[i];
+    test_report(bad == 0, "group_max_argmax", "%d of %zu argmax indices differ (ties: the first)", bad, nout);
+    mkc_group_max_backward(dgi, ddy, darg, M, K, D);
+    cmp("group_max_backward", dgi, dwant, nin, 0);
+    /* the mean over M rows (written) and its backward (+=) */
+    double *acc = mk_calloc(D, sizeof(double));
+    float *mref = zeros(D), *bwant = dup(base, nout);
+    for (int m = 0; m < M; m++)
+        for (int d = 0; d < D; d++) acc[d] += base[m * D + d];
+    for (int d = 0; d < D; d++) mref[d] = (float)(acc[d] / M);
+    float *dmean = mkc_malloc(sizeof(float) * D), *dv = rnd(D, -1, 1), *ddv = up(dv, D);
+    MK_ASSERT(mkc_upload(dbase, base, sizeof(float) * nout) == 0);
+    mkc_mean_rows(dmean, dbase, M, D);
+    cmp("mean_rows", dmean, mref, D, 1e-6);
+    for (int m = 0; m < M; m++)
+        for (int d = 0; d < D; d++) bwant[m * D + d] += dv[d] / M;
+    mkc_mean_rows_backward(dbase, ddv, M, D);
+    cmp("mean_rows_backward", dbase, bwant, nout, 0);
+    /* cross-entropy, scale 1/R, each row alone against crossentropy_forward_backward */
+    const int R = 29, C = 5;
+    float *lg = rnd((size_t)R * C, -6, 6), *dl = zeros((size_t)R * C), *lr = zeros(R);
+    int y[29], hits = 0;
+    for (int r = 0; r < R; r++) y[r] = mk_rng_int(&rng, C);
+    for (int r = 0; r < R; r++) {
+        int h = 0;
+        lr[r] = crossentropy_forward_backward(dl + r * C, NULL, &h, lg + r * C, y + r, 1, C, 1.f / R);
+        hits += h;
+    }
+    float *dlg = up(lg, (size_t)R * C), *ddl = mkc_malloc(sizeof(float) * R * C), *dlr = mkc_malloc(sizeof(float) * R),
+          *dh = mkc_malloc(sizeof(float) * R);
+    int *dyy = mkc_malloc(sizeof(int) * R);
+    MK_ASSERT(mkc_upload(dyy, y, sizeof y) == 0);
+    mkc_xent(ddl, dlr, dh, dlg, dyy, R, C, 1.f / R);
+    cmp("xent_dlogits", ddl, dl, (size_t)R * C, 1e-6);
+    cmp("xent_loss_rows", dlr, lr, R, 1e-6);
+    float *hh = down(dh, R);
+    int hg = 0;
+    for (int r = 0; r < R; r++) hg += hh[r] > 0.5f;
+    test_report(hg == hits, "xent_hits", "%d hits vs CPU %d", hg, hits);
+    free(x), free(g), free(gi), free(o), free(gi2), free(base), free(want), free(dy), free(dwant), free(warg);
+    free(harg), free(acc), free(mref), free(bwant), free(dv), free(lg), free(dl), free(lr), free(hh);
+    mkc_free(dx), mkc_free(dg), mkc_free(dgi), mkc_free(dout_), mkc_free(dbase), mkc_free(ddy), mkc_free(darg);
+    mkc_free(dmean), mkc_free(ddv), mkc_free(dlg), mkc_free(ddl), mkc_free(dlr), mkc_free(dh), mkc_free(dyy);
+}
+
+/* The point classifier's resident step (points_train_batch_cuda, mk_cuda_pts_train_step)
+ * against points_train_batch on the CPU, over n objects of their own scan orders: the first
+ * step's gradients (through the AdamW first moments), the loss and hit curve, the random
+ * generator's state after every step (each object's backbone pass draws its own shuffles and
+ * drop-path masks), and the weights and moments after STEPS steps, with copies back to the host
+ * in the middle. With emulated kernels the step does the CPU's arithmetic in the CPU's order,
+ * so every difference must be exactly zero; on a GPU, the classifier's limits. */
+static void check_pts_step(int n_dir, int n_layer, const char *tag) {
+#if MKC_EMULATED
+    const double lim = 0, glim = 0;
+#else
+    const double lim = 1e-4, glim = 1e-3;
+#endif
+    points_cfg pc;
+    points_cfg_default(&pc);
+    pc.npts = 96, pc.ntok = 12, pc.knn = 5, pc.hidden = 16;
+    mamba_cfg_default(&pc.mc, 16, n_layer);
+    pc.mc.n_dir = n_dir;
+    pc.mc.drop_path = 0.3f, pc.mc.shuffle_p = 0.5f;
+    points_model cpu, gpu;
+    mk_rng ir, ir2;
+    mk_rng_seed(&ir, 23), mk_rng_seed(&ir2, 23);
+    char nm[96];
+    if (points_model_init(&cpu, &pc, &ir) || points_model_init(&gpu, &pc, &ir2)) {
+        snprintf(nm, sizeof nm, "pts_step_%s_create", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        return;
+    }
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    if (points_model_use_device(&gpu, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        snprintf(nm, sizeof nm, "pts_step_%s_to_device", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        points_model_free(&cpu), points_model_free(&gpu);
+        return;
+    }
+    enum { NOBJ = 5, STEPS = 6, NP = 150 };
+    points_input in[NOBJ];
+    int y[NOBJ];
+    for (int i = 0; i < NOBJ; i++) { /* a blob per object, stretched differently */
+        float *xyz = rnd(NP * 3, -1, 1);
+        for (int k = 0; k < NP; k++) xyz[k * 3 + i % 3] *= 2.5f, xyz[k * 3 + 2] += 0.3f * i;
+        points_input_alloc(&in[i], &pc);
+        points_prepare(&pc, &in[i], xyz, NP, 100 + i, 1);
+        y[i] = mk_rng_int(&rng, pc.n_class);
+        free(xyz);
+    }
+    mk_adamw_cfg oc = mk_adamw_defaults(3e-3f, STEPS);
+    oc.weight_decay = 0.05f, oc.clip = 1.f, oc.warmup = 1;
+    points_acts ca, ga;
+    points_acts_init(&ca, &pc), points_acts_init(&ga, &pc);
+    mk_rng r1, r2;
+    mk_rng_seed(&r1, 77), mk_rng_seed(&r2, 77);
+    float lc[STEPS], lg[STEPS];
+    int hc[STEPS], hg[STEPS], rc = 0, rng_apart = 0;
+    double gworst = 0;
+    const char *gname = "(none differs)";
+    for (int s = 0; s < STEPS && !rc; s++) {
+        lc[s] = points_train_batch(&cpu, &ca, in, y, NOBJ, &oc, &r1, &hc[s]);
+        rc = points_train_batch_cuda(&gpu, &ga, in, y, NOBJ, &oc, &r2, &lg[s], &hg[s]);
+        rng_apart += memcmp(&r1, &r2, sizeof r1) != 0;
+        if (!rc && (s == 0 || s == STEPS / 2)) { /* validation's copy back; after step 0 the moments hold its gradients */
+            rc = mamba_backbone_cuda_sync_host(&gpu.bb);
+            for (int k = 0; s == 0 && !rc && k < cpu.p.n; k++) {
+                const mk_tensor *t = &cpu.p.t[k];
+                double e = test_rel_err_f(gpu.p.m + t->offset, cpu.p.m + t->offset, t->numel, 1e-7);
+                if (!(e <= gworst)) gworst = e, gname = t->name;
+            }
+        }
+    }
+    snprintf(nm, sizeof nm, "pts_step_%s_runs", tag);
+    test_report(!rc, nm, "%s", rc ? mk_last_error() : "6 resident steps of 5 objects");
+    snprintf(nm, sizeof nm, "pts_step_%s_grads", tag);
+    test_report(!rc && gworst <= glim, nm, "first step's gradients: %d tensors, worst %s err %.2e (limit %.0e)",
+                cpu.p.n, gname, gworst, glim);
+    double dl = 0;
+    int hd = 0;
+    for (int s = 0; s < STEPS && !rc; s++) dl = fmax(dl, fabs(lg[s] - lc[s]) / lc[s]), hd += hg[s] != hc[s];
+    snprintf(nm, sizeof nm, "pts_step_%s_loss_curve", tag);
+    test_report(!rc && dl <= lim && hd == 0 && lc[STEPS - 1] != lc[0], nm,
+                "loss %.5f -> %.5f (CPU %.5f -> %.5f), max rel diff %.2e (limit %.0e), hit counts differing in %d steps",
+                lg[0], lg[STEPS - 1], lc[0], lc[STEPS - 1], dl, lim, hd);
+    snprintf(nm, sizeof nm, "pts_step_%s_draws", tag);
+    test_report(!rc && rng_apart == 0, nm, "generator state differs from the CPU's after %d of %d steps", rng_apart,
+                STEPS);
+    int sy = mamba_backbone_cuda_sync_host(&gpu.bb);
+    double pe = test_rel_err_f(gpu.p.data, cpu.p.data, cpu.p.total, 1e-6);
+    double me = test_rel_err_f(gpu.p.v, cpu.p.v, cpu.p.total, 1e-12);
+    snprintf(nm, sizeof nm, "pts_step_%s_params", tag);
+    test_report(!rc && sy == 0 && pe <= lim && me <= glim && gpu.p.step == cpu.p.step, nm,
+                "after %d steps: weights err %.2e (limit %.0e), second moments %.2e (limit %.0e), step %ld vs %ld",
+                STEPS, pe, lim, me, glim, gpu.p.step, cpu.p.step);
+    /* a label that is not a class is refused before anything runs */
+    int bad_y[NOBJ] = {0, 1, pc.n_class, 0, 1};
+    float l;
+    snprintf(nm, sizeof nm, "pts_step_%s_bad_label", tag);
+    const int refused = points_train_batch_cuda(&gpu, &ga, in, bad_y, NOBJ, &oc, &r2, &l, NULL) == -1;
+    test_report(refused && gpu.p.step == cpu.p.step, nm, "%s", refused ? mk_last_error() : "accepted");
+    for (int i = 0; i < NOBJ; i++) points_input_free(&in[i]);
+    points_acts_free(&ca), points_acts_free(&ga);
+    points_model_free(&cpu), points_model_free(&gpu);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 99);
 #if MKC_EMULATED
     (void)check_scan_long, (void)check_linear, (void)check_norms, (void)check_act, (void)check_conv;
     (void)check_orders, (void)check_copy_cols, (void)check_im2col, (void)check_gelu_tokens_xent, (void)check_scan_misaligned;
     (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan, (void)check_mask_loss, (void)check_sisdr;
+    (void)check_pts_ops;
 #else
     check_bf16_rounding();
     {
@@ -1123,6 +1307,7 @@ int main(void) {
     check_gelu_tokens_xent();
     check_mask_loss();
     check_sisdr();
+    check_pts_ops();
 #endif
 
     mamba_cfg c;
@@ -1177,6 +1362,8 @@ int main(void) {
     check_enh_step(0, 0.005f, 0, "offline_sisdr"); /* train enhance's default weight: the waveform term */
     check_enh_step(0, 0.005f, 1, "offline_sisdr_host"); /* ... as a host round trip inside the step */
     check_enh_step(1, 0.005f, 0, "stream");
+    check_pts_step(3, 2, "xyz"); /* points train's default: three scan orders */
+    check_pts_step(1, 3, "x_3layers");
 
     return test_exit();
 }

@@ -5,7 +5,7 @@
 # --device cuda run must write the CPU run's model file bit for bit: that checks that the
 # weights come back before every validation and checkpoint, that a run stopped by its time
 # limit resumes into the same file, and that distillation and --gpu-step backbone agree too;
-# then the same for train enhance's resident step.
+# then the same for train enhance's resident step, and for points train's.
 MK=${MK_EMU:-build/tests/mambakit_emu}
 ok() { if [ "$1" = 0 ]; then echo "PASS cuda_emu_cli.$2"; else echo "FAIL cuda_emu_cli.$2 $3"; fi; }
 [ -x "$MK" ] || { echo "SKIP cuda_emu_cli: skipped: no emulated binary at $MK"; exit 0; }
@@ -93,3 +93,33 @@ b=$($MK forecast "$tmp/s.csv" --model "$tmp/fc_paper.mkm" --json --device cuda 2
 ok $? forecast_predict_equals_cpu "$(head -c 200 <<<"$b") $(tail -c 200 "$tmp/err")"
 }
 forecast_checks
+
+# points train: the resident step (point-MLP, max over K, each object's backbone pass with its
+# own draws, mean, head, loss, AdamW on the "GPU") must write the CPU run's model, drop-path on;
+# so must --gpu-step backbone (per-object copies, gradients accumulated across the objects).
+# The files differ only in the train_seconds entry of their config (a wall-clock time): the
+# comparison skips that one fixed-size entry (key 32 + value 96 bytes, core/ckpt.h).
+same_model() { # a b: equal except the train_seconds entry
+  local off; off=$(grep -obUa train_seconds "$1" | head -1 | cut -d: -f1)
+  [ -n "$off" ] && [ -s "$2" ] && cmp -s <(head -c "$off" "$1") <(head -c "$off" "$2") &&
+    cmp -s <(tail -c +$((off + 129)) "$1") <(tail -c +$((off + 129)) "$2")
+}
+points_checks() {
+ptiny="--epochs 1 --batch 8 --points 64 --tokens 8 --knn 4 --hidden 8 --d-model 8 --layers 2 --d-state 4 --drop-path 0.3"
+msg=$($MK points train $ptiny --device cpu -o "$tmp/pc.mkm" 2>&1 >"$tmp/pc.out"); rc=$?
+if [ $rc != 0 ] && grep -qi "dales_objects\|not found\|no such" <<<"$msg"; then
+  echo "SKIP cuda_emu_cli.points: skipped: no data at ($(tail -1 <<<"$msg"))"; return
+fi
+$MK points train $ptiny --device cuda -o "$tmp/pg.mkm" >"$tmp/pg.out" 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && same_model "$tmp/pc.mkm" "$tmp/pg.mkm" &&
+  [ "$(sed 's/in [0-9.]* s//; s/saved .*//' "$tmp/pc.out")" = "$(sed 's/in [0-9.]* s//; s/saved .*//' "$tmp/pg.out")" ]
+ok $? points_resident_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+$MK points train $ptiny --device cuda --gpu-step backbone -o "$tmp/pb.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "backbone on the GPU" "$tmp/err" && same_model "$tmp/pc.mkm" "$tmp/pb.mkm"
+ok $? points_backbone_step_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+# the check itself: a different run (another seed) must not pass as the same model
+$MK points train $ptiny --seed 2 --device cpu -o "$tmp/p2.mkm" >/dev/null 2>&1
+! same_model "$tmp/pc.mkm" "$tmp/p2.mkm"; ok $? points_compare_discriminates
+$MK points train $ptiny --device cuda --gpu-step most >/dev/null 2>&1; [ $? = 2 ]; ok $? points_bad_gpu_step
+}
+points_checks

@@ -361,6 +361,36 @@ float points_train_batch(points_model *m, points_acts *a, const points_input *in
     return (float)(loss / n);
 }
 
+void points_model_frontend(const points_model *m, mk_pts_frontend *f) {
+    memset(f, 0, sizeof *f);
+    f->L = m->cfg.ntok, f->K = m->cfg.knn, f->H = m->cfg.hidden, f->n_class = m->cfg.n_class;
+    f->w1 = m->w1, f->b1 = m->b1, f->w2 = m->w2, f->b2 = m->b2, f->pw = m->pw, f->pb = m->pb;
+    f->head_w = m->hw, f->head_b = m->hb;
+}
+
+int points_train_batch_cuda(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
+                            const mk_adamw_cfg *opt, mk_rng *rng, float *loss, int *correct) {
+    const points_cfg *c = &m->cfg;
+    const size_t L = c->ntok, LK3 = L * c->knn * 3, GL = (size_t)c->mc.n_dir * L;
+    if (n < 1) {
+        mk_error("points: empty batch");
+        return -1;
+    }
+    /* the batch packed (n, ...) so that each input goes up in one copy */
+    float *rel = mk_malloc(sizeof(float) * n * LK3), *ctr = mk_malloc(sizeof(float) * n * L * 3);
+    int *order = mk_malloc(sizeof(int) * n * GL);
+    for (int i = 0; i < n; i++) {
+        memcpy(rel + i * LK3, in[i].rel, sizeof(float) * LK3);
+        memcpy(ctr + i * L * 3, in[i].ctr, sizeof(float) * L * 3);
+        memcpy(order + i * GL, in[i].order, sizeof(int) * GL);
+    }
+    mk_pts_frontend f;
+    points_model_frontend(m, &f);
+    int rc = mk_cuda_pts_train_step(&m->bb, &a->ma, &f, rel, ctr, order, labels, n, opt, rng, loss, correct);
+    free(rel), free(ctr), free(order);
+    return rc;
+}
+
 int points_predict(points_model *m, points_acts *a, const points_input *in, float *probs) {
     const int C = m->cfg.n_class;
     points_forward(m, a, in, 0, NULL);

@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 
+#include "core/backend.h"
 #include "core/ckpt.h"
 #include "core/mamba.h"
 #include "core/optim.h"
@@ -98,6 +99,16 @@ void points_backward(points_model *m, points_acts *a, const float *dlogits);
  * Returns the mean loss; *correct (may be NULL) counts argmax hits. */
 float points_train_batch(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
                          const mk_adamw_cfg *opt, mk_rng *rng, int *correct);
+/* The model's front end as core/backend.h's mk_pts_frontend (shapes and tensor indices) for
+ * the resident GPU step. */
+void points_model_frontend(const points_model *m, mk_pts_frontend *f);
+/* points_train_batch with every op of the step on the GPU (mk_cuda_pts_train_step): the same
+ * computation and random draws, the objects' inputs packed and sent up once; parameters and
+ * moments stay on the device until mamba_backbone_cuda_sync_host(&m->bb). Sets *loss (the
+ * mean) and *correct (may be NULL); 0, or -1 with mk_error (no device, out of memory, a bad
+ * label, a failed launch). */
+int points_train_batch_cuda(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
+                            const mk_adamw_cfg *opt, mk_rng *rng, float *loss, int *correct);
 /* Class probabilities (C) for one prepared object; returns the argmax. */
 int points_predict(points_model *m, points_acts *a, const points_input *in, float *probs);
 #endif

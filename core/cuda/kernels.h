@@ -155,6 +155,24 @@ void mkc_tokens(float *x, const float *patches, const float *pos, const float *c
 void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
                      float eps, const float *tprob, float alpha, float T);
 
+/* ---- a point-cloud classifier's front end and loss (core/cuda/points.cu; vision/points.c semantics) ---- */
+void mkc_relu_forward(float *out, const float *inp, size_t n);
+void mkc_relu_backward(float *dinp, const float *dout, const float *inp, size_t n); /* dinp += */
+/* out (M, D) += max over the K rows of each group of inp (M, K, D); arg (M, D) = the first k
+ * holding the maximum. The backward sends dout to that k: dinp (M, K, D) += (a gather per
+ * input element: no atomics) */
+void mkc_group_max(float *out, int *arg, const float *inp, int M, int K, int D);
+void mkc_group_max_backward(float *dinp, const float *dout, const int *arg, int M, int K, int D);
+/* out (C) = the mean of the M rows of inp (M, C) (written: summed in row order in float, then
+ * divided by M); the backward dinp (M, C) += dout / M on every row */
+void mkc_mean_rows(float *out, const float *inp, int M, int C);
+void mkc_mean_rows_backward(float *dinp, const float *dout, int M, int C);
+/* softmax cross-entropy of each row of logits (B, K) alone, as crossentropy_forward_backward
+ * with M = 1: dlogits = scale (softmax - onehot(y)) (written), loss_row (B) = logsumexp - z[y],
+ * hit_row (B) 1 where the first argmax is y. y in [0, K): the caller checks. */
+void mkc_xent(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
+              float scale);
+
 /* ---- a frame model's mask and loss (core/cuda/mask.cu; audio/model.c semantics) ---- */
 /* z (M, F) += u * feat per bin (u (F), or NULL: no skip, z untouched); mask = beta * sigmoid(z) */
 void mkc_mask_forward(float *mask, float *z, const float *feat, const float *u, int M, int F, float beta);

@@ -2,7 +2,7 @@
  * backend's orchestration without a GPU. "Device" pointers are host memory, every launch runs
  * the CPU twin of the op (core/ops.h, core/scan.h, vision/model.h) or, where there is none, a
  * loop written from the kernel's definition, and nothing is asynchronous. tests/test_cuda.c built against this (make target
- * test_cuda_emu) then compares core/backend.c's resident backbone and classifier steps with the
+ * test_cuda_emu) then compares core/backend.c's resident backbone, classifier, enhancer and point steps with the
  * CPU path: a wrong buffer, a missing op, an op in the wrong order or a random draw out of step
  * shows there, on any machine. The kernels themselves are not tested here (their twins are the
  * CPU ops); test_cuda on a GPU does that. */
@@ -193,6 +193,47 @@ void mkc_xent_smooth(float *dlogits, float *loss_row, float *hit_row, const floa
         loss_row[b] = tprob ? vision_xent_kd(NULL, &hit, z, tprob + (size_t)b * K, y + b, 1, K, eps, alpha, T)
                             : vision_xent_smooth(NULL, &hit, z, y + b, 1, K, eps);
         hit_row[b] = hit;
+    }
+}
+
+/* the point classifier's ops: points_forward / points_backward's loops */
+void mkc_relu_forward(float *out, const float *inp, size_t n) { relu_forward(out, inp, n); }
+void mkc_relu_backward(float *dinp, const float *dout, const float *inp, size_t n) { relu_backward(dinp, dout, inp, n); }
+void mkc_group_max(float *out, int *arg, const float *inp, int M, int K, int D) {
+    for (size_t m = 0; m < (size_t)M; m++)
+        for (int d = 0; d < D; d++) {
+            int bj = 0;
+            float bv = inp[m * K * D + d];
+            for (int j = 1; j < K; j++) {
+                float v = inp[(m * K + j) * D + d];
+                if (v > bv) bv = v, bj = j;
+            }
+            arg[m * D + d] = bj;
+            out[m * D + d] += bv;
+        }
+}
+void mkc_group_max_backward(float *dinp, const float *dout, const int *arg, int M, int K, int D) {
+    for (size_t m = 0; m < (size_t)M; m++)
+        for (int d = 0; d < D; d++) dinp[(m * K + arg[m * D + d]) * D + d] += dout[m * D + d];
+}
+void mkc_mean_rows(float *out, const float *inp, int M, int C) {
+    for (int c = 0; c < C; c++) out[c] = 0;
+    for (size_t m = 0; m < (size_t)M; m++)
+        for (int c = 0; c < C; c++) out[c] += inp[m * C + c];
+    for (int c = 0; c < C; c++) out[c] /= M;
+}
+void mkc_mean_rows_backward(float *dinp, const float *dout, int M, int C) {
+    for (size_t m = 0; m < (size_t)M; m++)
+        for (int c = 0; c < C; c++) dinp[m * C + c] += dout[c] / M;
+}
+/* row by row through the CPU's own function, as the kernel computes each row alone */
+void mkc_xent(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
+              float scale) {
+    for (int b = 0; b < B; b++) {
+        int hit = 0;
+        loss_row[b] = crossentropy_forward_backward(dlogits + (size_t)b * K, NULL, &hit, logits + (size_t)b * K, y + b,
+                                                    1, K, scale);
+        hit_row[b] = (float)hit;
     }
 }
 
