@@ -147,6 +147,21 @@ if [ -f .debs/enh_data/fsdd/recordings/0_george_0.wav ]; then
     done
 fi
 
+# the point classifier's training rate: whole step on the GPU, backbone only, and the host's CPU
+# (3 epochs of batch 16 on the 200-object DALES subset fetch_debs.sh carries; twentieth session)
+if [ -f .debs/pts/dales_objects/index.csv ]; then
+    for gs in full backbone cpu; do
+        step "points training rate, $gs"
+        dv=(--device cuda --gpu-step "$gs"); [ "$gs" = cpu ] && dv=(--device cpu)
+        timeout 90 ./build/mambakit points train "${dv[@]}" --data-dir .debs/pts --epochs 3 --drop-path 0.1 \
+            -o "$LOGS/prate_$gs.mkm" > "$LOGS/prate_$gs.log" 2>&1
+        echo "rc=$?"
+        tr '\r' '\n' < "$LOGS/prate_$gs.log" | grep -E '^train .*steps/s' | tail -1
+        tr '\r' '\n' < "$LOGS/prate_$gs.log" | grep -E 'GPU|^trained' | head -3
+        rm -f "$LOGS/prate_$gs.mkm"
+    done
+fi
+
 # a step's timeout: its own cap, or the time left less a margin, whichever is smaller
 cap() { local t=$(( $(left) - 15 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 1 ] && t=1; echo "$t"; }
 

@@ -44,4 +44,23 @@ for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../../shared/data ../../../shared/da
         break
     fi
 done
+# a fifth of DALES Objects for device_session.sh's points train rate A/B (--data-dir .debs/pts):
+# the 40 smallest objects of each class (200 objects, ~2.3 MB; the whole set's 14 MB does not
+# fit beside the packages in the carry), renumbered contiguously as the loader requires
+for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../../shared/data ../../../shared/data /usr/share/datasets; do
+    if [ -f "$d/dales_objects/index.csv" ]; then
+        rm -rf pts && mkdir -p pts/dales_objects
+        head -1 "$d/dales_objects/index.csv" > pts/dales_objects/index.csv
+        : > pts/dales_objects/points_xyz_f32le.bin
+        tail -n +2 "$d/dales_objects/index.csv" | sort -t, -k2,2n -k5,5n |
+            awk -F, '{ if (++c[$2] <= 40) print }' | sort -t, -k1,1n |
+            while IFS=, read -r id lab name first num; do
+                tail -c +$((first * 12 + 1)) "$d/dales_objects/points_xyz_f32le.bin" | head -c $((num * 12)) \
+                    >> pts/dales_objects/points_xyz_f32le.bin
+                echo "$id,$lab,$name,$((($(stat -c %s pts/dales_objects/points_xyz_f32le.bin) / 12) - num)),$num" \
+                    >> pts/dales_objects/index.csv
+            done
+        break
+    fi
+done
 du -sh . | sed 's/\t.*/ in .debs/'
