@@ -347,8 +347,7 @@ static int fc_fit(fc_state *st, const fc_opts *o) {
     int C = st->se.C, F = st->se.F;
     int kind = model_kind(o->model);
     int period = fc_period(st, L, &st->se, n - v);
-    ts_train_cfg tc = {(int)o->epochs, 32, 3, (float)o->lr, 0, o->seed, !o->quiet, NULL, o->budget, 1,
-                       o->gpu_backbone_only};
+    ts_train_cfg tc = {(int)o->epochs, 32, 3, (float)o->lr, 0, o->seed, !o->quiet, NULL, o->budget, 1};
     int nvw = ts_split_windows(&va, L, H);
     if (nvw > 1024) tc.val_stride = nvw / 1024; /* early stopping on ~1000 validation windows */
     int cand[4], nc = 0;
@@ -378,6 +377,7 @@ static int fc_fit(fc_state *st, const fc_opts *o) {
         if (ts_model_create(m, cand[k], &o->sm, L, H, C, F, period, o->seed)) goto fail;
         n_fit++;
         /* on a GPU the whole S-Mamba step stays on the device (ts_model_fit): say so */
+        m->gpu_backbone_only = o->gpu_backbone_only;
         if (ts_model_use_device(m, o->dev) == MK_DEV_CUDA && cand[k] == TS_MODEL_SMAMBA)
             fprintf(stderr, "mambakit: S-Mamba: %s\n",
                     o->gpu_backbone_only ? "Mamba layers on the GPU; embedding, norms, FFN, head, loss and AdamW on "
@@ -880,7 +880,7 @@ int cmd_bench_ts(int argc, char **argv) {
                 char lr_note[32];
                 snprintf(lr_note, sizeof lr_note, ", lr %g", lr_h);
                 ts_train_cfg tc = {(int)epochs, 32, 3, kinds[k] == TS_MODEL_DLINEAR ? 5e-3f : (float)lr_h,
-                                   (int)max_win, seed, 1, label, budget, 1, 0};
+                                   (int)max_win, seed, 1, label, budget, 1};
                 double t0 = mk_time();
                 double vm = ts_model_fit(m, &se, &sp[0], &sp[1], &tc);
                 double mse, mae;

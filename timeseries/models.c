@@ -371,7 +371,7 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
      * the weights resident; they come back to the host (sync_host) before each validation, whose
      * per-call forwards and the best-weights snapshot read the host's table */
     int resident = m->kind == TS_MODEL_SMAMBA && m->smamba.n_bb > 0 && m->smamba.mamba[0].device == MK_DEV_CUDA &&
-                   !tc->gpu_backbone_only;
+                   !m->gpu_backbone_only;
     mamba_backbone *owner = resident ? &m->smamba.mamba[0] : NULL;
     double best_v = INFINITY;
     int bad = 0;

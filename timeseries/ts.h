@@ -231,6 +231,9 @@ typedef struct {
     mk_params p;
     ts_smamba smamba;   /* SMAMBA, ENSEMBLE */
     ts_dlinear dlinear; /* DLINEAR, ENSEMBLE */
+    int gpu_backbone_only; /* S-Mamba with its backbones on a GPU: 0 (default) ts_model_fit runs every
+                              op of the step there, weights resident; 1 the backbones only, per-call
+                              copies (--gpu-step backbone) */
 } ts_model;
 
 typedef struct {
@@ -242,8 +245,6 @@ typedef struct {
     const char *label;
     double time_budget;    /* seconds, 0 = none: stop training after it */
     int val_stride;        /* validate on every k-th window (0/1 = all) */
-    int gpu_backbone_only; /* S-Mamba on a GPU: 0 every op of the step there (resident weights), 1 the
-                              backbones only, per-call copies (--gpu-step backbone) */
 } ts_train_cfg;
 
 /* Create a model (params allocated and initialised). */
