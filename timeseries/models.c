@@ -393,8 +393,8 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
                           mk ? mk + (size_t)b * L * F : NULL);
             float loss = 0;
             if (resident && ts_smamba_train_step_cuda(&m->smamba, x, mk, y, B, &oc, &loss)) {
-                /* nothing ran (refused before the first launch) or a launch failed: the weights of
-                 * the last copy back are what the CPU path continues from */
+                /* refused before the first launch, or a launch failed: the device's weights and
+                 * moments come back if it can give them, and the per-call path goes on from there */
                 fprintf(stderr, "mambakit: the GPU training step failed (%s); the rest runs the backbones only on "
                                 "the GPU\n",
                         mk_last_error());
