@@ -1244,7 +1244,8 @@ static size_t ts_layout(const mk_ts_frontend *f, int B, float *base, ts_bufs *o)
 static int ts_check(const mamba_backbone *bbs, int n_bb, const mk_ts_frontend *f, const float *masks, int B) {
     const size_t D = f->D, Fd = f->d_ff, L = f->L, H = f->H;
     if (B < 1 || f->L < 1 || f->H < 1 || f->C < 1 || f->F < 0 || f->D < 1 || f->d_ff < 1 || f->n_layer < 1 ||
-        f->n_layer > MK_TS_MAX_LAYER || n_bb != (f->paper ? 2 : 1) * f->n_layer || (f->dropout > 0) != (masks != NULL)) {
+        f->n_layer > MK_TS_MAX_LAYER || n_bb != (f->paper ? 2 : 1) * f->n_layer ||
+        (f->dropout > 0) != (masks != NULL)) {
         mk_error("CUDA forecaster: front end incomplete, or %d backbones for %d layers", n_bb, f->n_layer);
         return -1;
     }

@@ -1340,7 +1340,8 @@ static void check_ts_step(int block, int n_layer, const char *tag) {
         mk_adamw_step(&cpu.p, &oc);
         rc = ts_smamba_train_step_cuda(&gpu.smamba, x, mk, y, B, &oc, &lg[s]);
         rng_apart += memcmp(&cpu.smamba.rng, &gpu.smamba.rng, sizeof cpu.smamba.rng) != 0;
-        if (!rc && (s == 0 || s == STEPS / 2)) { /* validation's copy back; after step 0 the moments hold its gradients */
+        /* validation's copy back; after step 0 the moments hold its gradients */
+        if (!rc && (s == 0 || s == STEPS / 2)) {
             rc = mamba_backbone_cuda_sync_host(&gpu.smamba.mamba[0]);
             for (int k = 0; s == 0 && !rc && k < cpu.p.n; k++) {
                 const mk_tensor *t = &cpu.p.t[k];

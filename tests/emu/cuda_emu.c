@@ -2,7 +2,7 @@
  * backend's orchestration without a GPU. "Device" pointers are host memory, every launch runs
  * the CPU twin of the op (core/ops.h, core/scan.h, vision/model.h) or, where there is none, a
  * loop written from the kernel's definition, and nothing is asynchronous. tests/test_cuda.c built against this (make target
- * test_cuda_emu) then compares core/backend.c's resident backbone, classifier, enhancer and point steps with the
+ * test_cuda_emu) then compares core/backend.c's resident backbone, classifier, enhancer, point and forecaster steps with the
  * CPU path: a wrong buffer, a missing op, an op in the wrong order or a random draw out of step
  * shows there, on any machine. The kernels themselves are not tested here (their twins are the
  * CPU ops); test_cuda on a GPU does that. */
