@@ -46,6 +46,7 @@ typedef struct {
     int n_targets;
     long horizon, lookback, epochs, threads;
     int horizon_set, json, quiet;
+    int gpu_backbone_only; /* --gpu-step backbone */
     unsigned long long seed;
     double budget, lr;
     ts_smamba_cfg sm;
@@ -91,7 +92,10 @@ static void fc_help(const fc_opts *o, int train) {
            "  --seed N           random seed (default %llu)\n"
            "  --threads N        OpenMP threads (default %ld; the work is too fine-grained to gain much)\n"
            "  --device D         cpu | cuda: where S-Mamba's Mamba layers run (default cpu; cuda falls back\n"
-           "                     to the CPU with a notice when there is no GPU)\n",
+           "                     to the CPU with a notice when there is no GPU)\n"
+           "  --gpu-step S       full | backbone: with cuda, every op of S-Mamba's training step on the\n"
+           "                     GPU (parameters resident; copied back for validation and saving), or\n"
+           "                     only the Mamba layers there with per-call copies (default full)\n",
            o->horizon, o->lookback, o->model, o->epochs, o->budget, o->lr, o->sm.D, o->sm.n_layer,
            ts_block_name(o->sm.block), o->seed,
            o->threads);
@@ -135,6 +139,12 @@ static int fc_parse(fc_opts *o, int argc, char **argv, int train) {
         } else if (!strcmp(a, "--device")) {
             if (!v) return fprintf(stderr, "mambakit: --device needs a value\n"), 2;
             o->device = v, i++;
+        } else if (!strcmp(a, "--gpu-step")) {
+            if (!v || (strcmp(v, "full") && strcmp(v, "backbone")))
+                return fprintf(stderr, "mambakit: %s: --gpu-step: '%s' is not full or backbone\n",
+                               train ? "train forecast" : "forecast", v ? v : ""),
+                       2;
+            o->gpu_backbone_only = !strcmp(v, "backbone"), i++;
         } else if (!strcmp(a, "--d-model")) {
             if (cli_int(a, v, 2, 4096, &x)) return 2;
             o->sm.D = o->sm.d_ff = (int)x, i++;
@@ -366,7 +376,14 @@ static int fc_fit(fc_state *st, const fc_opts *o) {
         ts_model *m = &fit[n_fit];
         if (ts_model_create(m, cand[k], &o->sm, L, H, C, F, period, o->seed)) goto fail;
         n_fit++;
-        ts_model_use_device(m, o->dev);
+        /* on a GPU the whole S-Mamba step stays on the device (ts_model_fit): say so */
+        m->gpu_backbone_only = o->gpu_backbone_only;
+        if (ts_model_use_device(m, o->dev) == MK_DEV_CUDA && cand[k] == TS_MODEL_SMAMBA)
+            fprintf(stderr, "mambakit: S-Mamba: %s\n",
+                    o->gpu_backbone_only ? "Mamba layers on the GPU; embedding, norms, FFN, head, loss and AdamW on "
+                                           "the CPU (--gpu-step backbone)"
+                                         : "every op of the training step on the GPU (parameters resident; copied "
+                                           "back for validation and saving)");
         tc.lr = cand[k] == TS_MODEL_DLINEAR ? 5e-3f : (float)o->lr;
         tc.label = cand[k] == TS_MODEL_DLINEAR ? "fit DLinear" : "fit S-Mamba";
         tc.max_train_windows = cand[k] == TS_MODEL_SMAMBA ? 4096 : 0;

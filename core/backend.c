@@ -143,6 +143,12 @@ int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_fronte
     mk_error("this build has no CUDA support");
     return -1;
 }
+int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *tok,
+                          const float *rmean, const float *rstd, const float *target, const float *masks, int B,
+                          const mk_adamw_cfg *c, float *loss) {
+    mk_error("this build has no CUDA support");
+    return -1;
+}
 int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
     mk_error("this build has no CUDA support");
     return -1;
@@ -152,8 +158,13 @@ int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
 
 /* Device state of one backbone: a mirror of the whole parameter table
  * (values, grads, AdamW moments), the activations of the last forward and
- * the backward scratch, each one allocation. */
-typedef struct {
+ * the backward scratch, each one allocation. A model of several backbones in one table (the
+ * S-Mamba forecaster) keeps ONE device table: its other backbones borrow backbone 0's (owner
+ * set; P, G, decay point into the owner's and are not freed here; Mo, Vo and resident are read
+ * from the owner), each keeping its own activations. */
+typedef struct cuda_bb {
+    struct cuda_bb *owner; /* NULL: this state owns its table */
+    int ts_drawn;          /* the forecaster step's orders are in orders_d (bb_prepare's draws clear it) */
     size_t total;
     float *P, *G, *Mo, *Vo; /* (total) each; Mo/Vo allocated on the first train step */
     float *decay;           /* (total) 0/1 per element, for AdamW */
@@ -174,6 +185,9 @@ typedef struct {
     int *yd;         /* (B) labels; a point step's labels, then its argmax indices */
     int yd_n;
 } cuda_bb;
+
+/* The state that holds c's parameter table: the owner for a borrower, else c */
+static cuda_bb *tab_of(cuda_bb *c) { return c->owner ? c->owner : c; }
 
 typedef struct {
     float *xg, *convo, *xc, *dbc, *dtin, *Bm, *Cm, *delta, *zg;
@@ -239,11 +253,13 @@ static float *scratch_d(const mamba_backbone *m, const cuda_bb *c) {
 
 static void bb_free(cuda_bb *c) {
     if (!c) return;
-    mkc_free(c->P);
-    mkc_free(c->G);
-    mkc_free(c->Mo);
-    mkc_free(c->Vo);
-    mkc_free(c->decay);
+    if (!c->owner) { /* a borrower's table is its owner's */
+        mkc_free(c->P);
+        mkc_free(c->G);
+        mkc_free(c->Mo);
+        mkc_free(c->Vo);
+        mkc_free(c->decay);
+    }
     mkc_free(c->acts);
     mkc_free(c->orders_d);
     mkc_free(c->dpm_d);
@@ -301,7 +317,9 @@ static int bb_attach(mamba_backbone *m) {
 int mamba_backbone_set_device(mamba_backbone *m, int device) {
     if (device == MK_DEV_CPU) {
         if (m->dev) {
-            if (((cuda_bb *)m->dev)->resident && mamba_backbone_cuda_sync_host(m)) return -1;
+            /* a borrower's table stays with its owner, which copies it back */
+            const cuda_bb *c = (const cuda_bb *)m->dev;
+            if (!c->owner && c->resident && mamba_backbone_cuda_sync_host(m)) return -1;
             mamba_backbone_release_device(m);
         }
         m->device = MK_DEV_CPU;
@@ -424,6 +442,7 @@ static int draw_orders(mamba_backbone *m, cuda_bb *c, int B, int L, const int *c
     const int G = m->G, NL = m->cfg.n_layer;
     draw_orders_host(m, c, 0, B, L, orders, training, rng);
     c->slot = 0;
+    c->ts_drawn = 0;
     if (NL == 0) return 0;
     if (mkc_upload(c->orders_d, c->orders_h, sizeof(int) * (size_t)NL * G * L) ||
         mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL * B))
@@ -620,7 +639,7 @@ static int bb_prepare(mamba_backbone *m, cuda_bb *c, mamba_acts *a, int B, int L
                       int training, mk_rng *rng) {
     if (training) MK_ASSERT(rng || (m->cfg.drop_path <= 0 && m->cfg.shuffle_p <= 0));
     if (bb_ensure(m, c, B, L)) return -1;
-    if (!c->resident && mkc_upload(c->P, m->p->data, sizeof(float) * c->total)) return -1;
+    if (!tab_of(c)->resident && mkc_upload(c->P, m->p->data, sizeof(float) * c->total)) return -1;
     if (draw_orders(m, c, B, L, orders, training, rng)) return -1;
     a->B = B;
     a->L = L;
@@ -1164,8 +1183,248 @@ int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_fronte
     return 0;
 }
 
+/* Device buffers of a forecaster's step (the batch's inputs, every layer's activations for the
+ * backward, the backward's scratch), carved from backbone 0's front-end buffer like cls_layout's;
+ * the backbones' own activations stay in each backbone's state */
+typedef struct {
+    float *h, *n1, *mean1, *rstd1, *a1, *g1, *r2, *out, *mean2, *rstd2;
+} ts_layer_d;
+typedef struct {
+    float *tok, *rmean, *rstd, *tgt, *mask, *e0, *zf, *meanf, *rstdf, *zv, *hout, *pred, *d1, *d2, *d3, *dff, *dzv,
+        *dhout;
+    ts_layer_d ly[MK_TS_MAX_LAYER];
+} ts_bufs;
+/* the dropout masks in the CPU's draw order: the embedding's, then per layer the FFN
+ * activation's and the FFN output's */
+static size_t ts_mask_floats(const mk_ts_frontend *f, int B) {
+    const size_t M = (size_t)B * (f->C + f->F);
+    return f->dropout > 0 ? M * f->D + (size_t)f->n_layer * (M * f->d_ff + M * f->D) : 0;
+}
+static size_t ts_layout(const mk_ts_frontend *f, int B, float *base, ts_bufs *o) {
+    const size_t M = (size_t)B * (f->C + f->F), MD = M * f->D, MF = M * f->d_ff, BC = (size_t)B * f->C;
+    size_t at = 0;
+#define CARVE(dst, n) ((dst) = base ? base + at : NULL, at += pad4(n))
+    CARVE(o->tok, M * f->L);
+    CARVE(o->rmean, BC);
+    CARVE(o->rstd, BC);
+    CARVE(o->tgt, BC * f->H);
+    CARVE(o->mask, ts_mask_floats(f, B));
+    CARVE(o->e0, MD);
+    for (int l = 0; l < f->n_layer; l++) {
+        ts_layer_d *y = &o->ly[l];
+        CARVE(y->h, MD);
+        CARVE(y->n1, MD);
+        CARVE(y->mean1, M);
+        CARVE(y->rstd1, M);
+        CARVE(y->a1, MF);
+        CARVE(y->g1, MF);
+        CARVE(y->r2, MD);
+        CARVE(y->out, MD);
+        CARVE(y->mean2, M);
+        CARVE(y->rstd2, M);
+    }
+    CARVE(o->zf, MD);
+    CARVE(o->meanf, M);
+    CARVE(o->rstdf, M);
+    CARVE(o->zv, BC * f->D);
+    CARVE(o->hout, BC * f->H);
+    CARVE(o->pred, BC * f->H);
+    CARVE(o->d1, MD);
+    CARVE(o->d2, MD);
+    CARVE(o->d3, MD);
+    CARVE(o->dff, MF);
+    CARVE(o->dzv, BC * f->D);
+    CARVE(o->dhout, BC * f->H);
+#undef CARVE
+    return at;
+}
+
+/* 0 if the front end describes n_bb backbones declared in table p with the forecaster's
+ * shapes; else -1 with mk_error (the step refuses before anything runs) */
+static int ts_check(const mamba_backbone *bbs, int n_bb, const mk_ts_frontend *f, const float *masks, int B) {
+    const size_t D = f->D, Fd = f->d_ff, L = f->L, H = f->H;
+    if (B < 1 || f->L < 1 || f->H < 1 || f->C < 1 || f->F < 0 || f->D < 1 || f->d_ff < 1 || f->n_layer < 1 ||
+        f->n_layer > MK_TS_MAX_LAYER || n_bb != (f->paper ? 2 : 1) * f->n_layer ||
+        (f->dropout > 0) != (masks != NULL)) {
+        mk_error("CUDA forecaster: front end incomplete, or %d backbones for %d layers", n_bb, f->n_layer);
+        return -1;
+    }
+    const mk_params *p = bbs[0].p;
+    for (int k = 0; k < n_bb; k++)
+        if (bbs[k].p != p || bbs[k].D != f->D || bbs[k].G != (f->paper ? 1 : 2)) {
+            mk_error("CUDA forecaster: backbone %d is not in the model's table or not its shape", k);
+            return -1;
+        }
+    int ok = numel_is(p, f->emb_w, D * L) && numel_is(p, f->emb_b, D) && numel_is(p, f->lnf_w, D) &&
+             numel_is(p, f->lnf_b, D) && numel_is(p, f->head_w, H * D) && numel_is(p, f->head_b, H);
+    for (int l = 0; l < f->n_layer && ok; l++)
+        ok = numel_is(p, f->ln1_w[l], D) && numel_is(p, f->ln1_b[l], D) && numel_is(p, f->ff1_w[l], Fd * D) &&
+             numel_is(p, f->ff1_b[l], Fd) && numel_is(p, f->ff2_w[l], D * Fd) && numel_is(p, f->ff2_b[l], D) &&
+             numel_is(p, f->ln2_w[l], D) && numel_is(p, f->ln2_b[l], D);
+    if (!ok) {
+        mk_error("CUDA forecaster: front end tensors are not the model's shapes");
+        return -1;
+    }
+    return 0;
+}
+
+/* Backbones 1..n-1 borrow backbone 0's device table (their own copies freed, after copying
+ * back any training they held); 0 or -1 with mk_error */
+static int ts_share_table(mamba_backbone *bbs, int n) {
+    cuda_bb *c0 = (cuda_bb *)bbs[0].dev;
+    if (c0->owner) {
+        mk_error("CUDA forecaster: backbone 0 borrows another's table");
+        return -1;
+    }
+    for (int k = 1; k < n; k++) {
+        cuda_bb *ck = (cuda_bb *)bbs[k].dev;
+        if (ck->owner == c0) continue;
+        if (ck->owner || ck->total != c0->total) {
+            mk_error("CUDA forecaster: backbone %d's table is not backbone 0's", k);
+            return -1;
+        }
+        if (ck->resident && mamba_backbone_cuda_sync_host(&bbs[k])) return -1;
+        mkc_free(ck->P), mkc_free(ck->G), mkc_free(ck->Mo), mkc_free(ck->Vo), mkc_free(ck->decay);
+        ck->P = c0->P, ck->G = c0->G, ck->decay = c0->decay, ck->Mo = ck->Vo = NULL;
+        ck->resident = 0;
+        ck->owner = c0;
+    }
+    return 0;
+}
+
+int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *tok_h,
+                          const float *rmean_h, const float *rstd_h, const float *target_h, const float *masks_h, int B,
+                          const mk_adamw_cfg *cfg, float *loss_out) {
+    if (n_bb < 1 || ts_check(bbs, n_bb, f, masks_h, B)) {
+        if (n_bb < 1) mk_error("CUDA forecaster: no backbones");
+        return -1;
+    }
+    for (int k = 0; k < n_bb; k++)
+        if ((bbs[k].device != MK_DEV_CUDA && mamba_backbone_set_device(&bbs[k], MK_DEV_CUDA)) || !bb_get(&bbs[k]))
+            return -1;
+    if (ts_share_table(bbs, n_bb)) return -1;
+    cuda_bb *c = (cuda_bb *)bbs[0].dev; /* the table's owner: DP / DG read its P and G */
+    const mk_params *p = bbs[0].p;
+    const int L = f->L, H = f->H, C = f->C, T = f->C + f->F, D = f->D, Fd = f->d_ff, NL = f->n_layer, M = B * T;
+    const size_t MD = (size_t)M * D, MF = (size_t)M * Fd, BC = (size_t)B * C, BCH = BC * H;
+    const int drop = f->dropout > 0;
+    ts_bufs o;
+    if (fe_reserve(c, ts_layout(f, B, NULL, &o))) {
+        mk_error("CUDA: out of device memory for the forecaster's activations (batch %d)", B);
+        return -1;
+    }
+    ts_layout(f, B, c->fe, &o);
+    if (bb_moments(&bbs[0], c)) return -1;
+    if (!c->resident && mkc_upload(c->P, p->data, sizeof(float) * c->total)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    c->resident = 1;
+    /* each backbone's activations for (B, T), and its fixed scan orders as ts_smamba_forward
+     * passes them (paper: identity, then the reversed order; shared: both in one backbone); no
+     * random draws (the backbones run with training 0). The orders go up only when another pass
+     * (a validation forward) drew over them or the batch changed. */
+    int *rev = mk_malloc(sizeof(int) * T);
+    mk_order_reverse(rev, T);
+    const int *const both[2] = {NULL, rev}, *const ronly[1] = {rev};
+    for (int k = 0; k < n_bb; k++) {
+        cuda_bb *ck = (cuda_bb *)bbs[k].dev;
+        const int same = ck->ts_drawn && ck->B == B && ck->L == T;
+        if (bb_ensure(&bbs[k], ck, B, T) ||
+            (!same && draw_orders(&bbs[k], ck, B, T, f->paper ? (k % 2 ? ronly : NULL) : both, 0, NULL))) {
+            free(rev);
+            mk_error("CUDA: out of device memory for backbone %d (%s)", k, mkc_last_error());
+            return -1;
+        }
+        ck->ts_drawn = 1;
+        ck->fwd_ok = 0; /* nothing here is for a per-call backward */
+        acts[k].B = B, acts[k].L = T, acts[k].training = 0;
+    }
+    free(rev);
+    if (mkc_upload(o.tok, tok_h, sizeof(float) * (size_t)M * L) || mkc_upload(o.rmean, rmean_h, sizeof(float) * BC) ||
+        mkc_upload(o.rstd, rstd_h, sizeof(float) * BC) || mkc_upload(o.tgt, target_h, sizeof(float) * BCH) ||
+        (drop && mkc_upload(o.mask, masks_h, sizeof(float) * ts_mask_floats(f, B)))) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    /* forward: ts_smamba_forward op for op (RevIN and the tokens were the host's) */
+    const float *mask_g[MK_TS_MAX_LAYER], *mask_f[MK_TS_MAX_LAYER], *mk = o.mask + MD;
+    mkc_linear_forward(o.e0, o.tok, DP(f->emb_w), DP(f->emb_b), M, L, D);
+    if (drop) mkc_mul(o.e0, o.e0, o.mask, MD);
+    for (int l = 0; l < NL; l++) {
+        ts_layer_d *y = &o.ly[l];
+        const float *in = l ? o.ly[l - 1].out : o.e0;
+        if (f->paper) { /* h = (in + Mamba_f(in)) + (in + flip(Mamba_r(flip(in)))) - in; d1 holds Mamba_r's */
+            bb_forward_dev(&bbs[2 * l], (cuda_bb *)bbs[2 * l].dev, y->h, in);
+            bb_forward_dev(&bbs[2 * l + 1], (cuda_bb *)bbs[2 * l + 1].dev, o.d1, in);
+            mkc_bidir_merge(y->h, o.d1, in, MD);
+        } else {
+            bb_forward_dev(&bbs[l], (cuda_bb *)bbs[l].dev, y->h, in);
+        }
+        mkc_layernorm_forward(y->n1, y->mean1, y->rstd1, y->h, DP(f->ln1_w[l]), DP(f->ln1_b[l]), M, D, 1e-5f);
+        mkc_linear_forward(y->a1, y->n1, DP(f->ff1_w[l]), DP(f->ff1_b[l]), M, D, Fd);
+        mkc_gelu_forward(y->g1, y->a1, MF);
+        if (drop) mask_g[l] = mk, mkc_mul(y->g1, y->g1, mk, MF), mk += MF;
+        mkc_linear_forward(y->r2, y->g1, DP(f->ff2_w[l]), DP(f->ff2_b[l]), M, Fd, D);
+        if (drop) mask_f[l] = mk, mkc_mul(y->r2, y->r2, mk, MD), mk += MD;
+        mkc_vec_acc(y->r2, y->n1, MD);
+        mkc_layernorm_forward(y->out, y->mean2, y->rstd2, y->r2, DP(f->ln2_w[l]), DP(f->ln2_b[l]), M, D, 1e-5f);
+    }
+    mkc_layernorm_forward(o.zf, o.meanf, o.rstdf, o.ly[NL - 1].out, DP(f->lnf_w), DP(f->lnf_b), M, D, 1e-5f);
+    mkc_copy_cols(o.zv, C * D, o.zf, T * D, B, C * D); /* the variate rows of each window */
+    mkc_linear_forward(o.hout, o.zv, DP(f->head_w), DP(f->head_b), B * C, D, H);
+    mkc_ts_denorm(o.pred, o.hout, o.rmean, o.rstd, B, C, H);
+    /* ts_model_fit's loss: dpred = 2 (pred - y) / n, written over the target (synchronises: the
+     * loss is the one number that comes down) */
+    const float loss = mkc_mse_forward_backward(o.tgt, o.pred, o.tgt, BCH, 1.f);
+
+    /* backward: ts_smamba_backward op for op */
+    mkc_memset0(c->G, sizeof(float) * c->total);
+    mkc_ts_denorm_backward(o.dhout, o.tgt, o.rstd, B, C, H);
+    mkc_memset0(o.dzv, sizeof(float) * BC * D);
+    mkc_linear_backward(o.dzv, DG(f->head_w), DG(f->head_b), o.dhout, o.zv, DP(f->head_w), B * C, D, H);
+    mkc_memset0(o.d1, sizeof(float) * MD); /* covariate rows get no head gradient */
+    mkc_copy_cols(o.d1, T * D, o.dzv, C * D, B, C * D);
+    mkc_memset0(o.d2, sizeof(float) * MD);
+    mkc_layernorm_backward(o.d2, DG(f->lnf_w), DG(f->lnf_b), o.d1, o.ly[NL - 1].out, DP(f->lnf_w), o.meanf, o.rstdf, M,
+                           D);
+    for (int l = NL - 1; l >= 0; l--) {
+        const ts_layer_d *y = &o.ly[l];
+        mkc_memset0(o.d3, sizeof(float) * MD);
+        mkc_layernorm_backward(o.d3, DG(f->ln2_w[l]), DG(f->ln2_b[l]), o.d2, y->r2, DP(f->ln2_w[l]), y->mean2,
+                               y->rstd2, M, D);
+        mkc_copy(o.d1, o.d3, sizeof(float) * MD); /* d(n1) through the residual */
+        mkc_memset0(o.dff, sizeof(float) * MF);
+        if (drop) mkc_mul(o.d3, o.d3, mask_f[l], MD);
+        mkc_linear_backward(o.dff, DG(f->ff2_w[l]), DG(f->ff2_b[l]), o.d3, y->g1, DP(f->ff2_w[l]), M, Fd, D);
+        if (drop) mkc_mul(o.dff, o.dff, mask_g[l], MF);
+        mkc_ts_gelu_grad(o.dff, y->a1, MF);
+        mkc_linear_backward(o.d1, DG(f->ff1_w[l]), DG(f->ff1_b[l]), o.dff, y->n1, DP(f->ff1_w[l]), M, D, Fd);
+        mkc_memset0(o.d3, sizeof(float) * MD);
+        mkc_layernorm_backward(o.d3, DG(f->ln1_w[l]), DG(f->ln1_b[l]), o.d1, y->h, DP(f->ln1_w[l]), y->mean1, y->rstd1,
+                               M, D);
+        /* d2 = d(in): each module's d(input) added as mamba_backbone_backward adds into dx; the
+         * paper block's two residuals both carried d(h): count it once */
+        mkc_memset0(o.d2, sizeof(float) * MD);
+        const int k0 = f->paper ? 2 * l : l;
+        for (int k = k0; k < k0 + (f->paper ? 2 : 1); k++)
+            mkc_vec_acc(o.d2, bb_backward_dev(&bbs[k], (cuda_bb *)bbs[k].dev, o.d3), MD);
+        if (f->paper) mkc_vec_sub(o.d2, o.d3, MD);
+    }
+    if (drop) mkc_mul(o.d2, o.d2, o.mask, MD);
+    mkc_linear_backward(NULL, DG(f->emb_w), DG(f->emb_b), o.d2, o.tok, DP(f->emb_w), M, L, D);
+    bb_adamw(&bbs[0], c, cfg);
+    if (mkc_sync()) {
+        mk_error("CUDA forecaster step: %s", mkc_last_error());
+        return -1;
+    }
+    if (loss_out) *loss_out = loss;
+    return 0;
+}
+
 int mamba_backbone_cuda_sync_host(mamba_backbone *m) {
     cuda_bb *c = (cuda_bb *)m->dev;
+    if (c) c = tab_of(c); /* the owner's table is the borrower's: m->p is the same */
     if (!c || !c->resident) return 0;
     mk_params *p = m->p;
     if (mkc_download(p->data, c->P, sizeof(float) * c->total)) goto fail;

@@ -63,6 +63,8 @@ int mk_cuda_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const
  * mamba_backbone_cuda_sync_host copies them (and the moments) back. */
 float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const float *x, const float *target, int B,
                                      int L, const int *const *orders, const mk_adamw_cfg *c, mk_rng *rng);
+/* For a backbone that borrows another's device table (mk_cuda_ts_train_step), copies that
+ * table back. */
 int mamba_backbone_cuda_sync_host(mamba_backbone *m);
 
 /* A patch classifier around a backbone (vision/model.h describes one), for the resident
@@ -175,6 +177,42 @@ typedef struct {
 int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
                            const float *ctr, const int *order, const int *y, int n, const mk_adamw_cfg *c, mk_rng *rng,
                            float *loss, int *correct);
+
+/* The S-Mamba forecaster (timeseries/ts.h) around its backbones, for the resident GPU step
+ * below. B windows of L steps, C variates and F covariates make T = C + F tokens per window (M =
+ * B * T rows): tokens (M, L) -> e0 = tok W_emb^T + b (M, D), dropout -> per layer: the Mamba
+ * block (paper: two backbones, h = (in + Mamba_f(in)) + (in + flip(Mamba_r(flip(in)))) - in;
+ * shared: one backbone of two scan directions), n1 = LN1(h), r2 = n1 + drop(W2 drop(GELU(W1
+ * n1))), out = LN2(r2) -> LN_f -> the C variate rows of each window -> head (B*C, H) -> pred (B,
+ * H, C) = hout * std + mean (RevIN's de-normalisation). Indices into the backbones' one
+ * parameter table (the model's whole table). */
+#define MK_TS_MAX_LAYER 16
+typedef struct {
+    int L, H, C, F, D, d_ff, n_layer;
+    int paper;         /* 1: two backbones a layer (forward, reverse); 0: one (both directions) */
+    float dropout;     /* > 0: the step takes dropout masks */
+    int emb_w, emb_b;
+    int ln1_w[MK_TS_MAX_LAYER], ln1_b[MK_TS_MAX_LAYER], ff1_w[MK_TS_MAX_LAYER], ff1_b[MK_TS_MAX_LAYER];
+    int ff2_w[MK_TS_MAX_LAYER], ff2_b[MK_TS_MAX_LAYER], ln2_w[MK_TS_MAX_LAYER], ln2_b[MK_TS_MAX_LAYER];
+    int lnf_w, lnf_b, head_w, head_b;
+} mk_ts_frontend;
+
+/* One resident training step of such a forecaster on the GPU: embedding, every layer's Mamba
+ * block, LayerNorms and FFN, final norm, head, de-normalisation, MSE loss (scale 1), backward,
+ * global-norm clip and AdamW over the whole table (mk_adamw_step's math). bbs: the model's n_bb
+ * backbones (n_layer x 2 for paper, n_layer for shared), all declared in one table; on the first
+ * call backbones 1..n_bb-1 give up their own device copy of the table and borrow backbone 0's
+ * (parameters, gradients, moments: one table on the device, each backbone keeping its own
+ * activations), so backbone 0 must outlive them on the GPU (the model frees them together).
+ * Up go the batch's tokens tok (M, L) (RevIN-normalised windows, then the covariates),
+ * RevIN's mean and std (B, C), the target (B, H, C) and, with dropout, the masks (the CPU's
+ * draws: mask_e (M, D), then per layer mask_g (M, d_ff) and mask_f (M, D); NULL without);
+ * the loss (the mean squared error) comes down. Returns 0, or -1 with mk_error (no device,
+ * shapes that do not fit, out of memory, a failed launch). Parameters then stay on the GPU
+ * until mamba_backbone_cuda_sync_host(&bbs[0]). */
+int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *tok,
+                          const float *rmean, const float *rstd, const float *target, const float *masks, int B,
+                          const mk_adamw_cfg *c, float *loss);
 
 /* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us

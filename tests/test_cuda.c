@@ -25,6 +25,7 @@
 #include "core/util.h"
 #include "audio/model.h"
 #include "tests/test.h"
+#include "timeseries/ts.h"
 #include "vision/model.h"
 #include "vision/points.h"
 
@@ -1236,13 +1237,170 @@ static void check_pts_step(int n_dir, int n_layer, const char *tag) {
     points_model_free(&cpu), points_model_free(&gpu);
 }
 
+/* core/cuda/ts.cu's ops against loops on the host (the product, the merge and the subtraction
+ * round once, as the CPU: exact) and GELU's derivative against double precision */
+static void check_ts_ops(void) {
+    const int B = 3, C = 5, H = 7;
+    const size_t n = 1237, nh = (size_t)B * C * H, bc = (size_t)B * C;
+    float *a = rnd(n, -2, 2), *b = rnd(n, 0.5f, 2), *c = rnd(n, -2, 2), *want = zeros(n);
+    float *da = up(a, n), *db = up(b, n), *dc = up(c, n), *dw = mkc_malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) want[i] = a[i] * b[i];
+    mkc_mul(dw, da, db, n);
+    cmp("ts_mul", dw, want, n, 0);
+    mkc_mul(da, da, db, n); /* in place, as the dropout masks are applied */
+    cmp("ts_mul_in_place", da, want, n, 0);
+    MK_ASSERT(mkc_upload(da, a, sizeof(float) * n) == 0);
+    for (size_t i = 0; i < n; i++) want[i] = a[i] + (b[i] - c[i]);
+    mkc_bidir_merge(da, db, dc, n);
+    cmp("ts_bidir_merge", da, want, n, 0);
+    MK_ASSERT(mkc_upload(da, a, sizeof(float) * n) == 0);
+    for (size_t i = 0; i < n; i++) want[i] = a[i] - c[i];
+    mkc_vec_sub(da, dc, n);
+    cmp("ts_vec_sub", da, want, n, 0);
+    /* dg *= gelu'(x), x over the tails too */
+    float *x = rnd(n, -6, 6);
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i], cdf = 0.5 * (1 + erf(v / sqrt(2.0))), pdf = exp(-0.5 * v * v) / sqrt(2 * M_PI);
+        want[i] = (float)(a[i] * (cdf + v * pdf));
+    }
+    float *dx = up(x, n);
+    MK_ASSERT(mkc_upload(da, a, sizeof(float) * n) == 0);
+    mkc_ts_gelu_grad(da, dx, n);
+    cmp("ts_gelu_grad", da, want, n, 1e-6);
+    /* de-normalisation (B, C, H) -> (B, H, C) and back */
+    float *ho = rnd(nh, -2, 2), *mu = rnd(bc, -1, 1), *sd = rnd(bc, 0.1f, 3), *pw = zeros(nh), *gw = zeros(nh);
+    for (int bb = 0; bb < B; bb++)
+        for (int cc = 0; cc < C; cc++)
+            for (int h = 0; h < H; h++) {
+                const size_t r = (size_t)bb * C + cc, o = ((size_t)bb * H + h) * C + cc;
+                pw[o] = ho[r * H + h] * sd[r] + mu[r];
+                gw[r * H + h] = ho[o] * sd[r]; /* ho read as a (B, H, C) gradient */
+            }
+    float *dho = up(ho, nh), *dmu = up(mu, bc), *dsd = up(sd, bc), *dp = mkc_malloc(sizeof(float) * nh);
+    mkc_ts_denorm(dp, dho, dmu, dsd, B, C, H);
+    cmp("ts_denorm", dp, pw, nh, 0);
+    mkc_ts_denorm_backward(dp, dho, dsd, B, C, H);
+    cmp("ts_denorm_backward", dp, gw, nh, 0);
+    free(a), free(b), free(c), free(want), free(x), free(ho), free(mu), free(sd), free(pw), free(gw);
+    mkc_free(da), mkc_free(db), mkc_free(dc), mkc_free(dw), mkc_free(dx), mkc_free(dho), mkc_free(dmu), mkc_free(dsd);
+    mkc_free(dp);
+}
+
+/* The resident forecaster step (ts_smamba_train_step_cuda -> mk_cuda_ts_train_step) against
+ * ts_model_fit's CPU step (ts_smamba_forward, mse_forward_backward, ts_smamba_backward,
+ * mk_adamw_step), dropout on so that the host's mask draws must line up: the first step's
+ * gradients (AdamW first moments), the loss curve, the dropout generator, a validation-style
+ * copy back and per-call forward in the middle (the backbones then read the one shared table),
+ * and the weights and moments after the steps. */
+static void check_ts_step(int block, int n_layer, const char *tag) {
+#if MKC_EMULATED
+    const double lim = 0, glim = 0;
+#else
+    const double lim = 1e-4, glim = 1e-3;
+#endif
+    enum { B = 5, L = 20, H = 6, C = 3, F = 2, STEPS = 5 };
+    ts_smamba_cfg sc;
+    memset(&sc, 0, sizeof sc);
+    sc.D = 16, sc.n_layer = n_layer, sc.d_ff = 24, sc.d_state = 2, sc.d_conv = 2, sc.expand = 1, sc.dropout = 0.2f;
+    sc.block = block;
+    ts_model cpu, gpu;
+    char nm[96];
+    if (ts_model_create(&cpu, TS_MODEL_SMAMBA, &sc, L, H, C, F, 0, 31) ||
+        ts_model_create(&gpu, TS_MODEL_SMAMBA, &sc, L, H, C, F, 0, 31)) {
+        snprintf(nm, sizeof nm, "ts_step_%s_create", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        return;
+    }
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    if (ts_model_use_device(&gpu, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        snprintf(nm, sizeof nm, "ts_step_%s_to_device", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        ts_model_free(&cpu), ts_model_free(&gpu);
+        return;
+    }
+    mk_adamw_cfg oc = mk_adamw_defaults(3e-3f, 0); /* ts_model_fit's: Adam, no decay, no clipping */
+    oc.weight_decay = 0, oc.warmup = 0, oc.total = 0, oc.clip = 0;
+    const size_t nx = (size_t)B * L * C, ny = (size_t)B * H * C, nm_ = (size_t)B * L * F;
+    float *pr = zeros(ny), *dp = zeros(ny), *pg = zeros(ny);
+    float lc[STEPS], lg[STEPS];
+    int rc = 0, rng_apart = 0;
+    double gworst = 0, vworst = -1;
+    const char *gname = "(none differs)";
+    for (int s = 0; s < STEPS && !rc; s++) {
+        /* a fresh batch each step: series with an offset and a scale per variate (RevIN's work) */
+        float *x = rnd(nx, -1, 1), *mk = rnd(nm_, -0.5f, 0.5f), *y = rnd(ny, -1, 1);
+        for (size_t i = 0; i < nx; i++) x[i] = x[i] * (1 + (i % C)) + 3.f * (float)(i % C);
+        for (size_t i = 0; i < ny; i++) y[i] = y[i] * (1 + (i % C)) + 3.f * (float)(i % C);
+        mk_params_zero_grad(&cpu.p);
+        cpu.smamba.training = 1;
+        ts_model_predict(&cpu, pr, x, mk, B);
+        cpu.smamba.training = 0;
+        lc[s] = mse_forward_backward(dp, pr, y, ny, 1.f);
+        ts_smamba_backward(&cpu.smamba, dp);
+        mk_adamw_step(&cpu.p, &oc);
+        rc = ts_smamba_train_step_cuda(&gpu.smamba, x, mk, y, B, &oc, &lg[s]);
+        rng_apart += memcmp(&cpu.smamba.rng, &gpu.smamba.rng, sizeof cpu.smamba.rng) != 0;
+        /* validation's copy back; after step 0 the moments hold its gradients */
+        if (!rc && (s == 0 || s == STEPS / 2)) {
+            rc = mamba_backbone_cuda_sync_host(&gpu.smamba.mamba[0]);
+            for (int k = 0; s == 0 && !rc && k < cpu.p.n; k++) {
+                const mk_tensor *t = &cpu.p.t[k];
+                double e = test_rel_err_f(gpu.p.m + t->offset, cpu.p.m + t->offset, t->numel, 1e-7);
+                if (!(e <= gworst)) gworst = e, gname = t->name;
+            }
+            if (s == STEPS / 2 && !rc) { /* the per-call forward, every backbone on the shared table */
+                ts_model_predict(&cpu, pr, x, mk, B);
+                ts_model_predict(&gpu, pg, x, mk, B);
+                vworst = test_rel_err_f(pg, pr, ny, 1e-6);
+            }
+        }
+        free(x), free(mk), free(y);
+    }
+    snprintf(nm, sizeof nm, "ts_step_%s_runs", tag);
+    test_report(!rc, nm, "%s", rc ? mk_last_error() : "5 resident steps of 5 windows");
+    snprintf(nm, sizeof nm, "ts_step_%s_grads", tag);
+    test_report(!rc && gworst <= glim, nm, "first step's gradients: %d tensors, worst %s err %.2e (limit %.0e)",
+                cpu.p.n, gname, gworst, glim);
+    double dl = 0;
+    for (int s = 0; s < STEPS && !rc; s++) dl = fmax(dl, fabs(lg[s] - lc[s]) / lc[s]);
+    snprintf(nm, sizeof nm, "ts_step_%s_loss_curve", tag);
+    test_report(!rc && dl <= lim && lc[STEPS - 1] != lc[0], nm,
+                "loss %.5f -> %.5f (CPU %.5f -> %.5f), max rel diff %.2e (limit %.0e)", lg[0], lg[STEPS - 1], lc[0],
+                lc[STEPS - 1], dl, lim);
+    snprintf(nm, sizeof nm, "ts_step_%s_dropout_draws", tag);
+    test_report(!rc && rng_apart == 0, nm, "dropout generator differs from the CPU's after %d of %d steps", rng_apart,
+                STEPS);
+    snprintf(nm, sizeof nm, "ts_step_%s_validation_forward", tag);
+    test_report(!rc && vworst >= 0 && vworst <= lim, nm, "per-call forward after the copy back: err %.2e (limit %.0e)",
+                vworst, lim);
+    int sy = mamba_backbone_cuda_sync_host(&gpu.smamba.mamba[0]);
+    double pe = test_rel_err_f(gpu.p.data, cpu.p.data, cpu.p.total, 1e-6);
+    double me = test_rel_err_f(gpu.p.v, cpu.p.v, cpu.p.total, 1e-12);
+    snprintf(nm, sizeof nm, "ts_step_%s_params", tag);
+    test_report(!rc && sy == 0 && pe <= lim && me <= glim && gpu.p.step == cpu.p.step, nm,
+                "after %d steps: weights err %.2e (limit %.0e), second moments %.2e (limit %.0e), step %ld vs %ld",
+                STEPS, pe, lim, me, glim, gpu.p.step, cpu.p.step);
+    /* a front end that does not match the model is refused before anything runs */
+    mk_ts_frontend fe;
+    ts_smamba_cuda_frontend(&gpu.smamba, &fe);
+    fe.n_layer++;
+    float l, *tok = zeros((size_t)B * (C + F) * L), *st = zeros((size_t)B * C), *yy = zeros(ny);
+    float *mks = zeros(((size_t)B * (C + F)) * (sc.D + (size_t)(n_layer + 1) * (sc.d_ff + sc.D)));
+    const int refused = mk_cuda_ts_train_step(gpu.smamba.mamba, gpu.smamba.macts, gpu.smamba.n_bb, &fe, tok, st, st,
+                                              yy, mks, B, &oc, &l) == -1;
+    snprintf(nm, sizeof nm, "ts_step_%s_bad_frontend", tag);
+    test_report(refused && gpu.p.step == cpu.p.step, nm, "%s", refused ? mk_last_error() : "accepted");
+    free(tok), free(st), free(yy), free(mks), free(pr), free(dp), free(pg);
+    ts_model_free(&cpu), ts_model_free(&gpu);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 99);
 #if MKC_EMULATED
     (void)check_scan_long, (void)check_linear, (void)check_norms, (void)check_act, (void)check_conv;
     (void)check_orders, (void)check_copy_cols, (void)check_im2col, (void)check_gelu_tokens_xent, (void)check_scan_misaligned;
     (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan, (void)check_mask_loss, (void)check_sisdr;
-    (void)check_pts_ops;
+    (void)check_pts_ops, (void)check_ts_ops;
 #else
     check_bf16_rounding();
     {
@@ -1308,6 +1466,7 @@ int main(void) {
     check_mask_loss();
     check_sisdr();
     check_pts_ops();
+    check_ts_ops();
 #endif
 
     mamba_cfg c;
@@ -1364,6 +1523,8 @@ int main(void) {
     check_enh_step(1, 0.005f, 0, "stream");
     check_pts_step(3, 2, "xyz"); /* points train's default: three scan orders */
     check_pts_step(1, 3, "x_3layers");
+    check_ts_step(TS_BLOCK_PAPER, 2, "paper"); /* S-Mamba's default layer: two backbones a layer */
+    check_ts_step(TS_BLOCK_SHARED, 2, "shared");
 
     return test_exit();
 }

@@ -5,7 +5,7 @@
 # --device cuda run must write the CPU run's model file bit for bit: that checks that the
 # weights come back before every validation and checkpoint, that a run stopped by its time
 # limit resumes into the same file, and that distillation and --gpu-step backbone agree too;
-# then the same for train enhance's resident step, and for points train's.
+# then the same for train enhance's resident step, points train's and train forecast's (S-Mamba).
 MK=${MK_EMU:-build/tests/mambakit_emu}
 ok() { if [ "$1" = 0 ]; then echo "PASS cuda_emu_cli.$2"; else echo "FAIL cuda_emu_cli.$2 $3"; fi; }
 [ -x "$MK" ] || { echo "SKIP cuda_emu_cli: skipped: no emulated binary at $MK"; exit 0; }
@@ -76,17 +76,35 @@ enhance_checks
 
 # train forecast: S-Mamba's default shapes (d_state 2; the paper block has no norm) go to the
 # "GPU" since the twentieth session, their state zero-padded to the scan kernels' 4 (backend.c
-# scan_np): the model file must be the CPU run's, for both layer kinds, and no fallback notice
+# scan_np): the model file must be the CPU run's, for both layer kinds, and no fallback notice.
+# The default --gpu-step full runs every op of the step on the "GPU" (mk_cuda_ts_train_step, its
+# backbones sharing one device table; the notice says so); --gpu-step backbone keeps the per-call
+# backbone copies. Both must write the CPU's file (no wall-clock field in a forecast model).
+# Two layers, so that the paper block's four backbones borrow backbone 0's table.
 forecast_checks() {
 awk 'BEGIN { print "t,a,b"; for (i = 0; i < 240; i++) print i "," sin(i / 5) "," cos(i / 7) + i / 240 }' > "$tmp/s.csv"
 for blk in paper shared; do
-  ft="--horizon 4 --lookback 16 --d-model 16 --layers 1 --epochs 2 --time-budget 0 --block $blk -q"
+  ft="--horizon 4 --lookback 16 --d-model 16 --layers 2 --epochs 2 --time-budget 0 --block $blk -q"
   $MK train forecast "$tmp/s.csv" $ft --device cpu -o "$tmp/fc_$blk.mkm" >/dev/null 2>&1
   $MK train forecast "$tmp/s.csv" $ft --device cuda -o "$tmp/fg_$blk.mkm" >/dev/null 2>"$tmp/err"; rc=$?
-  [ $rc = 0 ] && ! grep -q "running on the CPU" "$tmp/err" && [ -s "$tmp/fc_$blk.mkm" ] &&
-    cmp -s "$tmp/fc_$blk.mkm" "$tmp/fg_$blk.mkm"
+  [ $rc = 0 ] && ! grep -q "running on the CPU" "$tmp/err" && grep -q "every op of the training step on the GPU" "$tmp/err" &&
+    [ -s "$tmp/fc_$blk.mkm" ] && cmp -s "$tmp/fc_$blk.mkm" "$tmp/fg_$blk.mkm"
   ok $? "forecast_${blk}_equals_cpu" "rc=$rc $(tail -c 300 "$tmp/err")"
+  $MK train forecast "$tmp/s.csv" $ft --device cuda --gpu-step backbone -o "$tmp/fb_$blk.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && grep -q "(--gpu-step backbone)" "$tmp/err" && cmp -s "$tmp/fc_$blk.mkm" "$tmp/fb_$blk.mkm"
+  ok $? "forecast_${blk}_backbone_equals_cpu" "rc=$rc $(tail -c 300 "$tmp/err")"
 done
+# ensemble fits DLinear and S-Mamba (the resident step) and saves both (auto picks among the
+# candidates, here not S-Mamba, so a wrong S-Mamba would not show in its file)
+ft="--horizon 4 --lookback 16 --d-model 16 --layers 1 --epochs 2 --time-budget 0 --model ensemble -q"
+$MK train forecast "$tmp/s.csv" $ft --device cpu -o "$tmp/fa_c.mkm" >/dev/null 2>&1
+$MK train forecast "$tmp/s.csv" $ft --device cuda -o "$tmp/fa_g.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/fa_c.mkm" ] &&
+  cmp -s "$tmp/fa_c.mkm" "$tmp/fa_g.mkm"
+ok $? forecast_ensemble_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+$MK train forecast "$tmp/s.csv" --device cuda --gpu-step all -o "$tmp/x.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 2 ] && grep -q "is not full or backbone" "$tmp/err"
+ok $? forecast_bad_gpu_step "rc=$rc $(tail -c 200 "$tmp/err")"
 a=$($MK forecast "$tmp/s.csv" --model "$tmp/fc_paper.mkm" --json --device cpu 2>/dev/null)
 b=$($MK forecast "$tmp/s.csv" --model "$tmp/fc_paper.mkm" --json --device cuda 2>"$tmp/err")
 [ -n "$a" ] && [ "$a" = "$b" ] && ! grep -q "running on the CPU" "$tmp/err"

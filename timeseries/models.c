@@ -2,6 +2,7 @@
  * standardised series with its windows, and the training harness shared by
  * every model (same windows, same loss, same metrics). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -366,6 +367,12 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
     oc.warmup = 0;
     oc.total = 0;
     oc.clip = 0;
+    /* S-Mamba with its backbones on a GPU: every op of the step there (mk_cuda_ts_train_step),
+     * the weights resident; they come back to the host (sync_host) before each validation, whose
+     * per-call forwards and the best-weights snapshot read the host's table */
+    int resident = m->kind == TS_MODEL_SMAMBA && m->smamba.n_bb > 0 && m->smamba.mamba[0].device == MK_DEV_CUDA &&
+                   !m->gpu_backbone_only;
+    mamba_backbone *owner = resident ? &m->smamba.mamba[0] : NULL;
     double best_v = INFINITY;
     int bad = 0;
     mk_progress pg;
@@ -384,14 +391,26 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
             for (int b = 0; b < B; b++)
                 ts_window(s, tr, perm[w0 + b], L, H, x + (size_t)b * L * C, y + (size_t)b * H * C,
                           mk ? mk + (size_t)b * L * F : NULL);
-            mk_params_zero_grad(&m->p);
-            m->smamba.training = 1;
-            ts_model_predict(m, pr, x, mk, B);
-            m->smamba.training = 0;
-            float loss = mse_forward_backward(dp, pr, y, (size_t)B * H * C, 1.f);
-            if (m->kind == TS_MODEL_SMAMBA) ts_smamba_backward(&m->smamba, dp);
-            else ts_dlinear_backward(&m->dlinear, dp);
-            mk_adamw_step(&m->p, &oc);
+            float loss = 0;
+            if (resident && ts_smamba_train_step_cuda(&m->smamba, x, mk, y, B, &oc, &loss)) {
+                /* refused before the first launch, or a launch failed: the device's weights and
+                 * moments come back if it can give them, and the per-call path goes on from there */
+                fprintf(stderr, "mambakit: the GPU training step failed (%s); the rest runs the backbones only on "
+                                "the GPU\n",
+                        mk_last_error());
+                mamba_backbone_cuda_sync_host(owner);
+                resident = 0;
+            }
+            if (!resident) {
+                mk_params_zero_grad(&m->p);
+                m->smamba.training = 1;
+                ts_model_predict(m, pr, x, mk, B);
+                m->smamba.training = 0;
+                loss = mse_forward_backward(dp, pr, y, (size_t)B * H * C, 1.f);
+                if (m->kind == TS_MODEL_SMAMBA) ts_smamba_backward(&m->smamba, dp);
+                else ts_dlinear_backward(&m->dlinear, dp);
+                mk_adamw_step(&m->p, &oc);
+            }
             tl += loss, nb++;
             done++;
             if (tc->verbose) {
@@ -401,6 +420,12 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
             }
             /* the budget is checked per step; the partial epoch is still validated */
             if (tc->time_budget > 0 && mk_time() - t0 > tc->time_budget) out_of_time = 1;
+        }
+        if (resident && mamba_backbone_cuda_sync_host(owner)) {
+            /* the device's weights cannot come back: stop here with the best weights so far */
+            fprintf(stderr, "mambakit: copying the weights back from the GPU failed (%s); training stops\n",
+                    mk_last_error());
+            break;
         }
         eval_stride(m, s, va, vs, &vmse, &vmae);
         if (vmse < best_v) {

@@ -337,3 +337,64 @@ void ts_smamba_backward(ts_smamba *m, const float *dpred) {
         for (size_t i = 0; i < (size_t)M * D; i++) a.d2[i] *= a.mask_e[i];
     linear_backward(NULL, mk_grad(p, m->emb_w), mk_grad(p, m->emb_b), a.d2, a.tok, mk_param(p, m->emb_w), M, L, D);
 }
+
+void ts_smamba_cuda_frontend(const ts_smamba *m, mk_ts_frontend *f) {
+    const ts_smamba_cfg *c = &m->cfg;
+    memset(f, 0, sizeof *f);
+    f->L = c->L, f->H = c->H, f->C = c->C, f->F = c->F, f->D = c->D, f->d_ff = c->d_ff, f->n_layer = c->n_layer;
+    f->paper = c->block == TS_BLOCK_PAPER;
+    f->dropout = c->dropout;
+    f->emb_w = m->emb_w, f->emb_b = m->emb_b;
+    for (int l = 0; l < c->n_layer && l < MK_TS_MAX_LAYER; l++) {
+        f->ln1_w[l] = m->ln1_w[l], f->ln1_b[l] = m->ln1_b[l], f->ff1_w[l] = m->ff1_w[l], f->ff1_b[l] = m->ff1_b[l];
+        f->ff2_w[l] = m->ff2_w[l], f->ff2_b[l] = m->ff2_b[l], f->ln2_w[l] = m->ln2_w[l], f->ln2_b[l] = m->ln2_b[l];
+    }
+    f->lnf_w = m->lnf_w, f->lnf_b = m->lnf_b, f->head_w = m->head_w, f->head_b = m->head_b;
+}
+
+int ts_smamba_train_step_cuda(ts_smamba *m, const float *x, const float *mark, const float *y, int B,
+                              const mk_adamw_cfg *oc, float *loss) {
+    const ts_smamba_cfg *c = &m->cfg;
+    const int L = c->L, C = c->C, F = c->F, T = C + F;
+    const size_t M = (size_t)B * T, MD = M * c->D, MF = M * c->d_ff;
+    if (B < 1 || (F > 0 && !mark)) {
+        mk_error("S-Mamba GPU step: empty batch or no covariates");
+        return -1;
+    }
+    sm_layer ly[16];
+    sm_acts a;
+    a.ly = ly;
+    sm_layout(m, &a, B);
+    /* ts_smamba_forward's first lines: RevIN, one token per variate and per covariate */
+    ts_revin_norm(a.xn, a.rmean, a.rstd, x, B, L, C);
+    for (int b = 0; b < B; b++) {
+        for (int cc = 0; cc < C; cc++) {
+            float *t = a.tok + ((size_t)b * T + cc) * L;
+            for (int l = 0; l < L; l++) t[l] = a.xn[((size_t)b * L + l) * C + cc];
+        }
+        for (int f = 0; f < F; f++) {
+            float *t = a.tok + ((size_t)b * T + C + f) * L;
+            for (int l = 0; l < L; l++) t[l] = mark[((size_t)b * L + l) * F + f];
+        }
+    }
+    /* its dropout draws, by the same calls in the same order (the embedding's, then per layer
+     * the FFN activation's and output's), into one array that goes up with the batch */
+    const int drop = c->dropout > 0;
+    float *masks = NULL, *scratch = NULL;
+    if (drop) {
+        masks = mk_malloc(sizeof(float) * (MD + (size_t)c->n_layer * (MF + MD)));
+        scratch = mk_calloc(MF > MD ? MF : MD, sizeof(float));
+        float *q = masks;
+        dropout_forward(scratch, q, scratch, MD, c->dropout, &m->rng), q += MD;
+        for (int l = 0; l < c->n_layer; l++) {
+            dropout_forward(scratch, q, scratch, MF, c->dropout, &m->rng), q += MF;
+            dropout_forward(scratch, q, scratch, MD, c->dropout, &m->rng), q += MD;
+        }
+    }
+    m->drop_on = drop;
+    mk_ts_frontend fe;
+    ts_smamba_cuda_frontend(m, &fe);
+    int rc = mk_cuda_ts_train_step(m->mamba, m->macts, m->n_bb, &fe, a.tok, a.rmean, a.rstd, y, masks, B, oc, loss);
+    free(masks), free(scratch);
+    return rc;
+}

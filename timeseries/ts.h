@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/backend.h" /* mk_ts_frontend (CUDA-free) */
 #include "core/mamba.h"
 #include "core/params.h"
 
@@ -188,6 +189,16 @@ void ts_smamba_forward(ts_smamba *m, float *pred, const float *x, const float *m
 /* dpred (B, H, C) -> parameter gradients (+=). Uses the last forward. */
 void ts_smamba_backward(ts_smamba *m, const float *dpred);
 
+/* The model's shapes and tensor indices for the GPU step (core/backend.h). */
+void ts_smamba_cuda_frontend(const ts_smamba *m, mk_ts_frontend *f);
+/* One training step with every op on the GPU (mk_cuda_ts_train_step): RevIN, the tokens and the
+ * dropout masks are made here on the host exactly as ts_smamba_forward makes them (the same
+ * m->rng draws in the same order), then the batch goes up and the step runs there. x (B, L, C),
+ * mark (B, L, F) or NULL, y (B, H, C); *loss the MSE. 0, or -1 with mk_error. The weights stay
+ * on the GPU until mamba_backbone_cuda_sync_host(&m->mamba[0]). */
+int ts_smamba_train_step_cuda(ts_smamba *m, const float *x, const float *mark, const float *y, int B,
+                              const mk_adamw_cfg *oc, float *loss);
+
 /* DLinear (Zeng et al. 2023), shared across variates: moving average (kernel
  * k, edge-replicate padding) splits x into trend + seasonal, each mapped
  * L -> H by its own linear layer, outputs summed. */
@@ -220,6 +231,9 @@ typedef struct {
     mk_params p;
     ts_smamba smamba;   /* SMAMBA, ENSEMBLE */
     ts_dlinear dlinear; /* DLINEAR, ENSEMBLE */
+    int gpu_backbone_only; /* S-Mamba with its backbones on a GPU: 0 (default) ts_model_fit runs every
+                              op of the step there, weights resident; 1 the backbones only, per-call
+                              copies (--gpu-step backbone) */
 } ts_model;
 
 typedef struct {

@@ -192,6 +192,20 @@ void mkc_sisdr_grad(float *dz, float *neg, const float *mask, const float *xre, 
                     const float *basis, const float *wsum, float *work, int B, int T, int F,
                     int N, int H, size_t ns, float power, float beta, float weight);
 
+/* ---- the S-Mamba forecaster's own ops (core/cuda/ts.cu; timeseries/smamba.c semantics) ---- */
+/* out = a * b elementwise (written; out may alias a or b): a dropout mask applied */
+void mkc_mul(float *out, const float *a, const float *b, size_t n);
+/* h += r - in (the paper block: forward module's output plus the reverse module's, the input
+ * counted once); vec_sub: out -= a (its backward: the residual's gradient counted once) */
+void mkc_bidir_merge(float *h, const float *r, const float *in, size_t n);
+void mkc_vec_sub(float *out, const float *a, size_t n);
+/* dg *= gelu'(x) in smamba.c's erf form, 0.5 (1 + erf(x / sqrt 2)) + x pdf(x) (in place) */
+void mkc_ts_gelu_grad(float *dg, const float *x, size_t n);
+/* RevIN's de-normalisation: pred (B, H, C) = hout (B, C, H) * sd + mean, mean and sd (B, C);
+ * the backward dhout (B, C, H) = dpred (B, H, C) * sd (written) */
+void mkc_ts_denorm(float *pred, const float *hout, const float *mean, const float *sd, int B, int C, int H);
+void mkc_ts_denorm_backward(float *dhout, const float *dpred, const float *sd, int B, int C, int H);
+
 /* ---- optimiser ---- */
 /* Sum of squares of n floats (deterministic, synchronises). */
 double mkc_sumsq(const float *x, size_t n);

@@ -2,7 +2,7 @@
  * backend's orchestration without a GPU. "Device" pointers are host memory, every launch runs
  * the CPU twin of the op (core/ops.h, core/scan.h, vision/model.h) or, where there is none, a
  * loop written from the kernel's definition, and nothing is asynchronous. tests/test_cuda.c built against this (make target
- * test_cuda_emu) then compares core/backend.c's resident backbone, classifier, enhancer and point steps with the
+ * test_cuda_emu) then compares core/backend.c's resident backbone, classifier, enhancer, point and forecaster steps with the
  * CPU path: a wrong buffer, a missing op, an op in the wrong order or a random draw out of step
  * shows there, on any machine. The kernels themselves are not tested here (their twins are the
  * CPU ops); test_cuda on a GPU does that. */
@@ -291,3 +291,35 @@ double mkc_time_us(void (*fn)(void *), void *arg, int reps, int flush) {
     return reps > 0 ? (mk_time() - t0) * 1e6 / reps : 0;
 }
 double mkc_copy_bandwidth(void) { return 0; }
+
+/* core/cuda/ts.cu's ops, written from timeseries/smamba.c's loops */
+void mkc_mul(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] * b[i];
+}
+void mkc_bidir_merge(float *h, const float *r, const float *in, size_t n) {
+    for (size_t i = 0; i < n; i++) h[i] += r[i] - in[i];
+}
+void mkc_vec_sub(float *out, const float *a, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] -= a[i];
+}
+void mkc_ts_gelu_grad(float *dg, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float xx = x[i];
+        float cdf = 0.5f * (1.f + erff(xx * 0.70710678118f));
+        float pdf = 0.39894228040f * expf(-0.5f * xx * xx);
+        dg[i] *= cdf + xx * pdf;
+    }
+}
+void mkc_ts_denorm(float *pred, const float *hout, const float *mean, const float *sd, int B, int C, int H) {
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int h = 0; h < H; h++)
+                pred[((size_t)b * H + h) * C + c] =
+                    hout[((size_t)b * C + c) * H + h] * sd[(size_t)b * C + c] + mean[(size_t)b * C + c];
+}
+void mkc_ts_denorm_backward(float *dhout, const float *dpred, const float *sd, int B, int C, int H) {
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int h = 0; h < H; h++)
+                dhout[((size_t)b * C + c) * H + h] = dpred[((size_t)b * H + h) * C + c] * sd[(size_t)b * C + c];
+}
