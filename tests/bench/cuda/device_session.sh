@@ -147,13 +147,17 @@ if [ -f .debs/enh_data/fsdd/recordings/0_george_0.wav ]; then
     done
 fi
 
+# a step's timeout: its own cap, or the time left less a margin, whichever is smaller
+cap() { local t=$(( $(left) - 15 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 1 ] && t=1; echo "$t"; }
+
 # the point classifier's training rate: whole step on the GPU, backbone only, and the host's CPU
 # (3 epochs of batch 16 on the 200-object DALES subset fetch_debs.sh carries; twentieth session)
 if [ -f .debs/pts/dales_objects/index.csv ]; then
     for gs in full backbone cpu; do
         step "points training rate, $gs"
         dv=(--device cuda --gpu-step "$gs"); [ "$gs" = cpu ] && dv=(--device cpu)
-        timeout 90 ./build/mambakit points train "${dv[@]}" --data-dir .debs/pts --epochs 3 --drop-path 0.1 \
+        [ "$(left)" -gt 60 ] || { echo "too little time left: skipped"; break; }
+        timeout "$(cap "$([ "$gs" = cpu ] && echo 45 || echo 90)")" ./build/mambakit points train "${dv[@]}" --data-dir .debs/pts --epochs 3 --drop-path 0.1 \
             -o "$LOGS/prate_$gs.mkm" > "$LOGS/prate_$gs.log" 2>&1
         echo "rc=$?"
         tr '\r' '\n' < "$LOGS/prate_$gs.log" | grep -E '^train .*steps/s' | tail -1
@@ -162,8 +166,23 @@ if [ -f .debs/pts/dales_objects/index.csv ]; then
     done
 fi
 
-# a step's timeout: its own cap, or the time left less a margin, whichever is smaller
-cap() { local t=$(( $(left) - 15 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 1 ] && t=1; echo "$t"; }
+# the S-Mamba forecaster's training rate: whole step on the GPU, backbones only, the host's CPU
+# (3 epochs of train forecast's defaults on ETTh1, no time budget; twentieth session)
+if [ -f .debs/ts/ETTh1.csv ]; then
+    for gs in full backbone cpu; do
+        step "forecast training rate, $gs"
+        dv=(--device cuda --gpu-step "$gs"); [ "$gs" = cpu ] && dv=(--device cpu)
+        s0=$(date +%s.%N)
+        [ "$(left)" -gt 60 ] || { echo "too little time left: skipped"; break; }
+        timeout "$(cap "$([ "$gs" = cpu ] && echo 45 || echo 120)")" ./build/mambakit train forecast .debs/ts/ETTh1.csv "${dv[@]}" --epochs 3 --time-budget 0 \
+            -o "$LOGS/frate_$gs.mkm" > "$LOGS/frate_$gs.log" 2>&1
+        rc=$?; echo "rc=$rc wall $(awk -v a="$s0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+        tr '\r' '\n' < "$LOGS/frate_$gs.log" | grep -E 'step/s' | tail -1
+        tr '\r' '\n' < "$LOGS/frate_$gs.log" | grep -E 'GPU|validation MSE|^saved' | head -3
+        rm -f "$LOGS/frate_$gs.mkm"
+    done
+fi
+
 
 # the offline enhancer on the GPU against the CPU, on the FSDD recordings fetch_debs.sh carries
 # (one of them aborted with "misaligned address" on 2026-11-27 before the layout fix)

@@ -63,4 +63,11 @@ for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../../shared/data ../../../shared/da
         break
     fi
 done
+# ETTh1 (2.5 MB) for device_session.sh's train forecast rate A/B (.debs/ts/ETTh1.csv)
+for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../../shared/data ../../../shared/data /usr/share/datasets; do
+    if [ -f "$d/ETT/ETTh1.csv" ]; then
+        mkdir -p ts && cp "$d/ETT/ETTh1.csv" ts/ && chmod u+w ts/ETTh1.csv
+        break
+    fi
+done
 du -sh . | sed 's/\t.*/ in .debs/'
