@@ -60,11 +60,11 @@ __global__ void att_score_k(float *s, const float *t, const float *g, const floa
 __global__ void sort_key_k(unsigned *key, int *idx, const float *s, int L) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= L) return;
-    float v = s[i];
+    const float v = s[i];
     unsigned k = 0;
     if (!isnan(v)) {
-        if (v == 0.f) v = 0.f;
         unsigned b = __float_as_uint(v);
+        if ((b << 1) == 0) b = 0; /* -0.0 -> +0.0 */
         k = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
     }
     key[i] = k;
