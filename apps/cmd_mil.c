@@ -94,8 +94,12 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "                      bags whose order means nothing; default off)\n"
             "  --seed N            random seed (default %lu)\n"
             "  --threads N         OpenMP threads (default: all)\n"
-            "  --device D          cpu | cuda: where the SR-Mamba backbone runs (default cpu; cuda\n"
-            "                      falls back to the CPU with a notice; small bags run faster on the CPU)\n" ENCODER_HELP,
+            "  --device D          cpu | cuda: where training runs (default cpu; cuda falls back to\n"
+            "                      the CPU with a notice; small bags may run faster on the CPU)\n"
+            "  --gpu-step S        full | backbone: with cuda, every op of the training step on the GPU\n"
+            "                      (parameters, gradients and moments resident; the score order sorted\n"
+            "                      there), or only the SR-Mamba backbone, per call (default full; --aux,\n"
+            "                      --attend e, --branch-drop and --shuffle-instances use backbone)\n" ENCODER_HELP,
             mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate, o->c.branch_drop,
             o->c.dropout, mil_order_names[o->c.order], o->c.aux, o->c.attend_e ? "e" : "h",
             o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.clip, o->t.seed);
@@ -201,6 +205,15 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
             return -1;
         }
         o->t.device = d;
+        (*i)++;
+        return 1;
+    }
+    if (!strcmp(a, "--gpu-step")) {
+        if (!v || (strcmp(v, "full") && strcmp(v, "backbone"))) {
+            fprintf(stderr, "mambakit: --gpu-step: '%s' is not full or backbone\n", v ? v : "");
+            return -1;
+        }
+        o->t.gpu_step = !strcmp(v, "full") ? MIL_GPU_FULL : MIL_GPU_BACKBONE;
         (*i)++;
         return 1;
     }

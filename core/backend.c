@@ -149,6 +149,12 @@ int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const
     mk_error("this build has no CUDA support");
     return -1;
 }
+int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L, int y,
+                           const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *c, mk_rng *rng,
+                           float *logit) {
+    mk_error("this build has no CUDA support");
+    return -1;
+}
 int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
     mk_error("this build has no CUDA support");
     return -1;
@@ -1419,6 +1425,146 @@ int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const
         return -1;
     }
     if (loss_out) *loss_out = loss;
+    return 0;
+}
+
+/* Device buffers of a MambaMIL step (one bag's inputs, activations and backward scratch), carved
+ * from the front end's buffer like cls_layout's */
+typedef struct {
+    float *x, *xs, *e_pre, *e, *mask, *h, *mo, *dh, *de, *t, *g, *dt, *dg, *s, *a, *da, *z, *lg;
+} mil_bufs;
+static size_t mil_layout(const mk_mil_frontend *f, int L, float *base, mil_bufs *o) {
+    const size_t LF = (size_t)L * f->F, LD = (size_t)L * f->D, LH = (size_t)L * f->H, Ls = (size_t)L;
+    const size_t sz[] = {LF, LF, LD, LD, LD, LD, LD, LD, LD, LH, LH, LH, LH, Ls, Ls, Ls, (size_t)f->D, 2};
+    float **dst[] = {&o->x,  &o->xs, &o->e_pre, &o->e,  &o->mask, &o->h, &o->mo, &o->dh, &o->de,
+                     &o->t,  &o->g,  &o->dt,    &o->dg, &o->s,    &o->a, &o->da, &o->z,  &o->lg};
+    size_t at = 0;
+    for (size_t k = 0; k < sizeof sz / sizeof *sz; k++) {
+        *dst[k] = base ? base + at : NULL;
+        at += pad4(sz[k]);
+    }
+    return at;
+}
+
+/* att_logits on the device: t = tanh(V v + bV), g = sigm(U v + bU) (gated), s = w^T (t [* g]) */
+static void mil_att_logits_d(const mamba_backbone *m, const cuda_bb *c, const mk_mil_frontend *f, const mil_bufs *o,
+                             const float *v, int L) {
+    const mk_params *p = m->p;
+    const size_t LH = (size_t)L * f->H;
+    mkc_linear_forward(o->t, v, DP(f->att_V), DP(f->att_Vb), L, f->D, f->H);
+    mkc_tanh_forward(o->t, o->t, LH);
+    if (f->att_U >= 0) {
+        mkc_linear_forward(o->g, v, DP(f->att_U), DP(f->att_Ub), L, f->D, f->H);
+        mkc_sigmoid_forward(o->g, o->g, LH);
+    }
+    mkc_mil_att_score(o->s, o->t, f->att_U >= 0 ? o->g : NULL, DP(f->att_w), L, f->H);
+}
+
+int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L, int y,
+                           const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *cfg,
+                           mk_rng *rng, float *logit) {
+    const mk_params *p = m->p;
+    const size_t Fs = f->F, Ds = f->D, Hs = f->H;
+    const int gated = f->att_U >= 0;
+    if (L < 1 || f->F < 1 || f->D != m->D || f->H < 1 || f->R < 0 || batch < 1 || !numel_is(p, f->fmean, Fs) ||
+        !numel_is(p, f->fstd, Fs) || !numel_is(p, f->emb_w, Ds * Fs) || !numel_is(p, f->emb_b, Ds) ||
+        !numel_is(p, f->att_V, Hs * Ds) || !numel_is(p, f->att_Vb, Hs) || !numel_is(p, f->att_w, Hs) ||
+        (gated && (!numel_is(p, f->att_U, Hs * Ds) || !numel_is(p, f->att_Ub, Hs))) ||
+        !numel_is(p, f->cls_w, Ds) || !numel_is(p, f->cls_b, 1) || (f->gamma >= 0 && !numel_is(p, f->gamma, Ds)) ||
+        m->G != (f->R > 0 ? 2 : 1) || (f->dropout > 0 && !dmask)) {
+        mk_error("CUDA MIL step: front end incomplete or not the model's shapes");
+        return -1;
+    }
+    if (y != 0 && y != 1) {
+        mk_error("CUDA MIL step: label %d is not 0 or 1", y);
+        return -1;
+    }
+    /* the orders are built on the device from the score sort; a shuffled layer's permutation is
+     * drawn on the host (draw_orders_host) and would have to follow them up */
+    if (m->cfg.shuffle_p > 0 && m->cfg.n_layer > 1) {
+        mk_error("CUDA MIL step: a backbone with shuffled scan orders (shuffle_p) is not covered");
+        return -1;
+    }
+    if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    const int F = f->F, D = f->D, H = f->H, G = m->G, NL = m->cfg.n_layer;
+    const size_t LD = (size_t)L * D;
+    mil_bufs o;
+    if (fe_reserve(c, mil_layout(f, L, NULL, &o)) || yd_reserve(c, (size_t)L)) {
+        mk_error("CUDA: out of device memory for the MIL model's activations (bag of %d)", L);
+        return -1;
+    }
+    mil_layout(f, L, c->fe, &o);
+    if (bb_moments(m, c) || bb_ensure(m, c, 1, L)) return -1;
+    if (!c->resident && mkc_upload(c->P, p->data, sizeof(float) * c->total)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    c->resident = 1;
+    /* the backbone's own draws (drop-path), as mamba_backbone_forward makes them; the orders
+     * drawn here are the identity and are overwritten on the device below */
+    draw_orders_host(m, c, 0, 1, L, NULL, 1, rng);
+    c->slot = 0;
+    c->ts_drawn = 0;
+    a->B = 1, a->L = L, a->training = 1;
+    if ((NL > 0 && mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL)) ||
+        mkc_upload(o.x, x, sizeof(float) * (size_t)L * F) ||
+        (f->dropout > 0 && mkc_upload(o.mask, dmask, sizeof(float) * LD))) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    if (begin) mkc_memset0(c->G, sizeof(float) * c->total);
+
+    /* forward: mil_forward op for op */
+    mkc_mil_standardize(o.xs, o.x, DP(f->fmean), DP(f->fstd), L, F);
+    mkc_linear_forward(o.e_pre, o.xs, DP(f->emb_w), DP(f->emb_b), L, F, D);
+    mkc_relu_forward(o.e, o.e_pre, LD);
+    const int *base = NULL; /* the score order: sorted where it was computed, no host round trip */
+    if (f->score_order) {
+        mil_att_logits_d(m, c, f, &o, o.e, L);
+        mkc_mil_sort_desc(c->yd, o.s, L);
+        base = c->yd;
+    }
+    if (f->dropout > 0) mkc_mul(o.e, o.e, o.mask, LD);
+    if (NL > 0) mkc_mil_orders(c->orders_d, base, L, f->R, NL, G);
+    bb_forward_dev(m, c, f->gamma >= 0 ? o.mo : o.h, o.e);
+    if (f->gamma >= 0) mkc_mil_gate_forward(o.h, o.e, o.mo, DP(f->gamma), 1.f, L, D);
+    mil_att_logits_d(m, c, f, &o, o.h, L);
+    mkc_mil_softmax(o.a, o.s, L);
+    mkc_mil_pool(o.z, o.a, o.h, L, D);
+    mkc_mil_head(o.lg, o.z, DP(f->cls_w), DP(f->cls_b), (float)y, batch, D);
+
+    /* backward: mil_backward op for op, gradients accumulating over the optimiser step's bags */
+    mkc_memset0(o.dh, sizeof(float) * LD);
+    mkc_memset0(o.de, sizeof(float) * LD);
+    mkc_mil_pool_backward(o.dh, o.da, DG(f->cls_w), DG(f->cls_b), o.lg, o.h, o.a, o.z, DP(f->cls_w), L, D);
+    mkc_mil_softmax_backward(o.da, o.a, L);
+    mkc_mil_att_score_backward(o.dt, gated ? o.dg : NULL, DG(f->att_w), o.da, o.t, gated ? o.g : NULL, DP(f->att_w),
+                               L, H);
+    mkc_linear_backward(o.dh, DG(f->att_V), DG(f->att_Vb), o.dt, o.h, DP(f->att_V), L, D, H);
+    if (gated) mkc_linear_backward(o.dh, DG(f->att_U), DG(f->att_Ub), o.dg, o.h, DP(f->att_U), L, D, H);
+    c->fwd_ok = 1;
+    const float *dres;
+    if (f->gamma >= 0) {
+        mkc_vec_acc(o.de, o.dh, LD);
+        mkc_mil_gate_backward(o.mo, DG(f->gamma), o.dh, DP(f->gamma), 1.f, L, D);
+        dres = bb_backward_dev(m, c, o.mo);
+    } else {
+        dres = bb_backward_dev(m, c, o.dh);
+    }
+    mkc_vec_acc(o.de, dres, LD);
+    if (f->dropout > 0) mkc_mul(o.de, o.de, o.mask, LD);
+    mkc_memset0(o.dh, sizeof(float) * LD); /* relu's backward written, into a zeroed buffer */
+    mkc_relu_backward(o.dh, o.de, o.e_pre, LD);
+    mkc_linear_backward(NULL, DG(f->emb_w), DG(f->emb_b), o.dh, o.xs, DP(f->emb_w), L, F, D);
+    if (update) bb_adamw(m, c, cfg);
+    float lg = NAN;
+    if (mkc_download(&lg, o.lg, sizeof(float)) || mkc_sync()) {
+        mk_error("CUDA MIL step: %s", mkc_last_error());
+        return -1;
+    }
+    if (logit) *logit = lg;
     return 0;
 }
 

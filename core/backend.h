@@ -214,6 +214,38 @@ int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const
                           const float *rmean, const float *rstd, const float *target, const float *masks, int B,
                           const mk_adamw_cfg *c, float *loss);
 
+/* MambaMIL (pathology/mil_model.h) around its SR-Mamba backbone, for the resident GPU step below.
+ * One bag of L instances: x (L, F) -> xs = (x - mean) / std -> e = relu(xs W_e^T + b_e) (L, D)
+ * -> [score order: s = w^T tanh(V e + bV) (* sigm(U e + bU)) on e before dropout, the rows by s,
+ * highest first] -> e *= dropout mask -> the backbone over (1, L) with G = 2 scan orders (the
+ * base order and its stride-R interleave; G = 1 for R = 0) -> h = e + gamma * out (res_gate)
+ * or h = out -> attention (or gated attention) pooling of h -> logit = wc . z + bc, BCE. Indices
+ * into the backbone's parameter table (the model's whole table); -1 where absent. */
+typedef struct {
+    int F, D, H, R;
+    int score_order;   /* the scans read the bag sorted by the attention logit on e */
+    float dropout;     /* > 0: the step takes the embedding's dropout mask */
+    int fmean, fstd, emb_w, emb_b;
+    int att_V, att_Vb, att_U, att_Ub, att_w; /* att_U, att_Ub -1: plain attention */
+    int cls_w, cls_b;
+    int gamma;         /* the residual gate (D), or -1: h is the backbone's output */
+} mk_mil_frontend;
+
+/* One bag's resident training step of such a model on the GPU: forward, BCE on the logit with
+ * the gradient scaled by 1 / batch (mil_train's), backward, gradients accumulating in place on
+ * the device over the bags of an optimiser step; begin: zero them first (the step's first bag);
+ * update: then global-norm clip and AdamW over the whole table (mk_adamw_step's math). The
+ * score order is computed and sorted on the device and the backbone's orders built there. Up go
+ * the bag's features x (L, F), its label y (0/1) and, with dropout, the embedding's mask dmask
+ * (L, D) drawn on the host as the CPU draws it; the backbone's own draws (drop-path) are made
+ * from rng as mamba_backbone_forward makes them. Only the logit comes down (*logit; the caller
+ * computes the loss and probability from it as the CPU does). Returns 0, or -1 with mk_error
+ * (no device, a bad shape or label, a backbone drawing shuffled orders, out of memory, a failed
+ * launch). Parameters stay on the GPU until mamba_backbone_cuda_sync_host. */
+int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L, int y,
+                           const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *c, mk_rng *rng,
+                           float *logit);
+
 /* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us
  * (median of reps, CUDA events, L2 flushed), res[2] the device's measured

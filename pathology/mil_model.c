@@ -470,6 +470,7 @@ void mil_train_opts_default(mil_train_opts *o) {
     o->shuffle_inst = 0;
     o->quiet = 0;
     o->device = MK_DEV_CPU;
+    o->gpu_step = MIL_GPU_FULL;
 }
 
 int mil_model_use_device(mil_model *m, int dev) {
@@ -478,13 +479,83 @@ int mil_model_use_device(mil_model *m, int dev) {
     return mamba_backbones_use_device(&bb, 1, dev);
 }
 
+int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, int len) {
+    const mil_cfg *c = &m->c;
+    const char *r = NULL;
+    if (!m->has_bb || m->att_V < 0) r = "a model without an SR-Mamba backbone";
+    else if (aux_on(m)) r = "the auxiliary exit (--aux)";
+    else if (attend_e(m)) r = "--attend e";
+    else if (c->branch_drop > 0) r = "branch drop (--branch-drop)";
+    else if (o->shuffle_inst) r = "--shuffle-instances";
+    else if (m->bb.cfg.shuffle_p > 0 && m->bb.cfg.n_layer > 1) r = "a backbone with shuffled scan orders";
+    if (r && why) snprintf(why, len, "%s", r);
+    return !r;
+}
+
+/* the model's tensors for the device step */
+static void mil_frontend(const mil_model *m, mk_mil_frontend *f) {
+    memset(f, 0, sizeof *f);
+    f->F = m->c.F, f->D = m->c.D, f->H = m->c.H, f->R = m->c.stride;
+    f->score_order = m->c.order == MIL_ORDER_SCORE;
+    f->dropout = m->c.dropout;
+    f->fmean = m->fmean, f->fstd = m->fstd, f->emb_w = m->emb_w, f->emb_b = m->emb_b;
+    f->att_V = m->att_V, f->att_Vb = m->att_Vb, f->att_U = m->att_U, f->att_Ub = m->att_Ub, f->att_w = m->att_w;
+    f->cls_w = m->cls_w, f->cls_b = m->cls_b, f->gamma = m->gamma;
+}
+
+int mil_train_bag_cuda(mil_model *m, const float *x, int L, int y, int batch, int begin, int update,
+                       const mk_adamw_cfg *ac) {
+    if (L < 1) {
+        mk_error("mil: empty bag");
+        return -1;
+    }
+    ensure(m, L);
+    const size_t LD = (size_t)L * m->c.D;
+    m->training = 1;
+    /* mil_forward's dropout draws, made here on the host in its order (the mask goes up) */
+    if (m->c.dropout > 0) {
+        memset(m->e, 0, sizeof(float) * LD);
+        dropout_forward(m->e, m->dmask, m->e, LD, m->c.dropout, &m->rng);
+    }
+    mk_mil_frontend f;
+    mil_frontend(m, &f);
+    float lg;
+    if (mk_cuda_mil_train_step(&m->bb, &m->acts, &f, x, L, y, m->c.dropout > 0 ? m->dmask : NULL, batch, begin,
+                               update, ac, &m->bb_rng, &lg))
+        return -1;
+    m->logit = lg;
+    m->aux_logit = 0.f;
+    m->prob = mk_sigmoidf(lg);
+    return 0;
+}
+
 float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const char *progress_label) {
     const int n = b->n_bags, batch = o->batch > 0 ? o->batch : 1;
     long steps_per_epoch = (n + batch - 1) / batch, total = steps_per_epoch * o->epochs;
     mk_adamw_cfg ac = mk_adamw_defaults(o->lr, total > 0 ? total : 1);
     ac.weight_decay = o->weight_decay;
     ac.clip = o->clip;
-    mil_model_use_device(m, o->device);
+    /* on a GPU the whole step stays on the device where the model is covered: parameters,
+     * gradients and moments come back once, after the last step (for prediction and saving) */
+    int resident = 0;
+    if (mil_model_use_device(m, o->device) == MK_DEV_CUDA && o->gpu_step != MIL_GPU_FULL) {
+        static int told;
+        if (!told++)
+            fprintf(stderr, "mil train: backbone on the GPU; embedding, pooling, classifier and AdamW on the CPU "
+                            "(--gpu-step backbone)\n");
+    } else if (m->has_bb && m->bb.device == MK_DEV_CUDA) {
+        char why[128] = "";
+        resident = mil_gpu_step_covers(m, o, why, sizeof why);
+        for (int i = 0; resident && i < n; i++)
+            if (b->label[i] != 0 && b->label[i] != 1) resident = 0, snprintf(why, sizeof why, "a bag without a 0/1 label");
+        static int told_full, told_backbone; /* once per process: cross-validation trains many models */
+        if (resident && !told_full++)
+            fprintf(stderr, "mil train: every op of the training step on the GPU (parameters resident; copied back "
+                            "for prediction and saving)\n");
+        if (!resident && !told_backbone++)
+            fprintf(stderr, "mil train: the whole-step GPU path does not cover %s; the backbone alone runs on the "
+                            "GPU\n", why);
+    }
     mk_params_alloc_optim(&m->p);
     mk_params_zero_grad(&m->p);
     mk_rng rng;
@@ -522,7 +593,18 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
                     memcpy(xperm + (size_t)j * b->F, x + (size_t)iperm[j] * b->F, sizeof(float) * b->F);
                 x = xperm;
             }
-            float pr1 = mil_forward(m, x, L, 1);
+            float pr1;
+            if (resident) {
+                if (mil_train_bag_cuda(m, x, L, b->label[i], batch, k % batch == 0,
+                                       (k + 1) % batch == 0 || k + 1 == n, &ac)) {
+                    /* a device failure mid-run is not recoverable (as the backbone's hooks) */
+                    fprintf(stderr, "mambakit: mil train: %s\n", mk_last_error());
+                    abort();
+                }
+                pr1 = m->prob;
+            } else {
+                pr1 = mil_forward(m, x, L, 1);
+            }
             float y = (float)b->label[i];
             /* BCE on the logit: softplus(l) - y l; plus aux x the same on the auxiliary exit */
             loss += mk_softplusf(m->logit) - y * m->logit;
@@ -532,6 +614,7 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
                 daux = m->c.aux * (mk_sigmoidf(m->aux_logit) - y) / batch;
             }
             correct += (pr1 >= 0.5f) == (b->label[i] == 1);
+            if (resident) continue; /* backward and AdamW ran on the device */
             mil_backward(m, (pr1 - y) / batch, daux);
             if ((k + 1) % batch == 0 || k + 1 == n) {
                 mk_adamw_step(&m->p, &ac);
@@ -546,6 +629,10 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
         }
     }
     if (show) mk_progress_end(&pr);
+    if (resident && mamba_backbone_cuda_sync_host(&m->bb)) {
+        fprintf(stderr, "mambakit: mil train: %s\n", mk_last_error());
+        abort();
+    }
     free(perm);
     free(iperm);
     free(xperm);

@@ -125,12 +125,28 @@ typedef struct {
     int shuffle_inst; /* present each training bag in a fresh random instance order */
     int quiet;
     int device; /* where the SR-Mamba backbone trains: MK_DEV_CPU or MK_DEV_CUDA (core/backend.h) */
+    int gpu_step; /* with MK_DEV_CUDA: MIL_GPU_FULL, every op of the step on the GPU (where the model
+                     is covered, see mil_gpu_step_covers), or MIL_GPU_BACKBONE, the backbone alone */
 } mil_train_opts;
+enum { MIL_GPU_FULL = 0, MIL_GPU_BACKBONE };
 void mil_train_opts_default(mil_train_opts *o);
 
 /* Run the model's SR-Mamba backbone (if it has one) on dev (MK_DEV_CPU / MK_DEV_CUDA, from
  * mk_device_parse); falls back to the CPU with a notice. Returns the device it runs on. */
 int mil_model_use_device(mil_model *m, int dev);
+
+/* 1 if the resident GPU step (mk_cuda_mil_train_step) covers this model trained with o: MambaMIL
+ * with or without the residual gate, any number of layers, natural or score order, attention or
+ * gated attention, embedding dropout, any batch and clip; else 0 with the reason in why (the
+ * auxiliary exit, --attend e, branch drop, --shuffle-instances, a backbone with shuffled orders,
+ * the baselines), and the loop runs the backbone alone on the GPU. */
+int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, int len);
+/* One bag's resident training step on the GPU, as mil_train runs it (its backbone on the GPU):
+ * the dropout mask drawn from m->rng as mil_forward draws it, then mk_cuda_mil_train_step with
+ * label y, the gradient scaled by 1 / batch, begin (zero the gradients first) and update (AdamW
+ * with ac after). Sets m->logit and m->prob; returns 0, or -1 with mk_error. */
+int mil_train_bag_cuda(mil_model *m, const float *x, int L, int y, int batch, int begin, int update,
+                       const mk_adamw_cfg *ac);
 
 /* Train on every bag of b (labels must be 0/1). Returns the final epoch's mean loss. */
 float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const char *progress_label);

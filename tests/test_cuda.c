@@ -28,6 +28,7 @@
 #include "timeseries/ts.h"
 #include "vision/model.h"
 #include "vision/points.h"
+#include "pathology/mil_model.h"
 
 #if MK_HAVE_CUDA
 #include "core/cuda/kernels.h"
@@ -1394,13 +1395,329 @@ static void check_ts_step(int block, int n_layer, const char *tag) {
     ts_model_free(&cpu), ts_model_free(&gpu);
 }
 
+/* ---------------------------------------------------------------- MambaMIL */
+
+/* device ints up / down */
+static int *upi(const int *x, size_t n) {
+    int *d = mkc_malloc(sizeof(int) * (n ? n : 1));
+    MK_ASSERT(d && mkc_upload(d, x, sizeof(int) * n) == 0);
+    return d;
+}
+static int *downi(const int *d, size_t n) {
+    int *x = mk_malloc(sizeof(int) * (n ? n : 1));
+    MK_ASSERT(mkc_sync() == 0 && mkc_download(x, d, sizeof(int) * n) == 0);
+    return x;
+}
+/* compare a device array with a double reference by normalised error */
+static int cmpd(const char *name, const float *d, const double *ref, size_t n, double thr) {
+    float *r = mk_malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) r[i] = (float)ref[i];
+    int ok = cmp(name, d, r, n, thr);
+    free(r);
+    return ok;
+}
+typedef struct {
+    float s;
+    int i;
+} mil_si;
+/* by_score (pathology/mil_model.c): highest first, ties in row order, NaN last */
+static int mil_si_cmp(const void *pa, const void *pb) {
+    const mil_si *a = pa, *b = pb;
+    const int an = isnan(a->s), bn = isnan(b->s);
+    if (an != bn) return an - bn;
+    if (!an && a->s != b->s) return a->s > b->s ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+/* core/cuda/mil.cu's ops against loops in double on random non-zero inputs; the sort and the
+ * orders exactly against a stable host sort (ties, -0.0 beside +0.0 and a NaN planted) and
+ * mil_order_interleave */
+static void check_mil_ops(void) {
+    const int L = 203, F = 9, D = 37, H = 21; /* more rows than a block, odd widths */
+    const size_t LF = (size_t)L * F, LD = (size_t)L * D, LH = (size_t)L * H;
+    char nm[64];
+    /* tanh, sigmoid (both signs: mk_sigmoidf's two branches) */
+    float *u = rnd(LH, -6, 6), *o = zeros(LH);
+    float *du = up(u, LH), *dd = mkc_malloc(sizeof(float) * LH);
+    double *ref = mk_malloc(sizeof(double) * (LD > LH ? LD : LH));
+    for (size_t i = 0; i < LH; i++) ref[i] = tanh((double)u[i]);
+    mkc_tanh_forward(dd, du, LH);
+    cmpd("mil_tanh", dd, ref, LH, 1e-6);
+    for (size_t i = 0; i < LH; i++) ref[i] = 1.0 / (1.0 + exp(-(double)u[i]));
+    mkc_sigmoid_forward(dd, du, LH);
+    cmpd("mil_sigmoid", dd, ref, LH, 1e-6);
+    /* standardisation */
+    float *x = rnd(LF, -3, 3), *mu = rnd(F, -1, 1), *sd = rnd(F, 0.5f, 2);
+    float *dx = up(x, LF), *dmu = up(mu, F), *dsd = up(sd, F), *dxs = mkc_malloc(sizeof(float) * LF);
+    for (size_t i = 0; i < LF; i++) ref[i] = ((double)x[i] - mu[i % F]) / sd[i % F];
+    mkc_mil_standardize(dxs, dx, dmu, dsd, L, F);
+    cmpd("mil_standardize", dxs, ref, LF, 1e-6);
+    /* attention logits, plain and gated */
+    float *t = rnd(LH, -1, 1), *g = rnd(LH, 0.05f, 0.95f), *w = rnd(H, -1, 1);
+    float *dt = up(t, LH), *dg = up(g, LH), *dw = up(w, H), *ds = mkc_malloc(sizeof(float) * L);
+    for (int gated = 0; gated < 2; gated++) {
+        for (int i = 0; i < L; i++) {
+            double s = 0;
+            for (int k = 0; k < H; k++) s += (double)w[k] * t[(size_t)i * H + k] * (gated ? g[(size_t)i * H + k] : 1.0);
+            ref[i] = s;
+        }
+        mkc_mil_att_score(ds, dt, gated ? dg : NULL, dw, L, H);
+        snprintf(nm, sizeof nm, "mil_att_score_%s", gated ? "gated" : "plain");
+        cmpd(nm, ds, ref, L, 1e-5);
+    }
+    /* the sort: scores on a coarse grid (many ties), a -0.0 and +0.0 pair, a NaN, a large L too */
+    for (int big = 0; big < 2; big++) {
+        const int n = big ? 70001 : L;
+        float *s = mk_malloc(sizeof(float) * n);
+        for (int i = 0; i < n; i++) s[i] = 0.25f * (float)(int)(8 * mk_rng_uniform(&rng) - 4);
+        s[3] = -0.f, s[7] = 0.f, s[11] = -0.f, s[n - 2] = NAN, s[5] = NAN;
+        mil_si *v = mk_malloc(sizeof(mil_si) * n);
+        for (int i = 0; i < n; i++) v[i].s = s[i], v[i].i = i;
+        qsort(v, n, sizeof *v, mil_si_cmp);
+        float *dsc = up(s, n);
+        int *dord = mkc_malloc(sizeof(int) * n);
+        mkc_mil_sort_desc(dord, dsc, n);
+        int *got = downi(dord, n), bad = 0, first = -1;
+        for (int i = 0; i < n; i++)
+            if (got[i] != v[i].i) bad++, first = first < 0 ? i : first;
+        snprintf(nm, sizeof nm, "mil_sort_desc_%d", n);
+        test_report(bad == 0, nm, "%d of %d positions differ from the stable host sort (first at %d)", bad, n, first);
+        mkc_free(dsc), mkc_free(dord), free(s), free(v), free(got);
+    }
+    /* the scan orders: base and its interleave per layer, for strides below, at and above L */
+    {
+        const int NL = 3, Rs[] = {3, 10, L, L + 5};
+        int *bperm = mk_malloc(sizeof(int) * L), *il = mk_malloc(sizeof(int) * L);
+        int *want = mk_malloc(sizeof(int) * NL * 2 * L);
+        mk_order_identity(bperm, L);
+        mk_rng_shuffle(&rng, bperm, L);
+        int *dbase = upi(bperm, L), *dord = mkc_malloc(sizeof(int) * NL * 2 * L);
+        for (size_t r = 0; r < sizeof Rs / sizeof *Rs; r++)
+            for (int withb = 0; withb < 2; withb++) {
+                mil_order_interleave(il, L, Rs[r]);
+                for (int l = 0; l < NL; l++)
+                    for (int k = 0; k < L; k++) {
+                        want[((size_t)l * 2) * L + k] = withb ? bperm[k] : k;
+                        want[((size_t)l * 2 + 1) * L + k] = withb ? bperm[il[k]] : il[k];
+                    }
+                mkc_mil_orders(dord, withb ? dbase : NULL, L, Rs[r], NL, 2);
+                int *got = downi(dord, (size_t)NL * 2 * L), bad = 0;
+                for (int k = 0; k < NL * 2 * L; k++) bad += got[k] != want[k];
+                snprintf(nm, sizeof nm, "mil_orders_R%d_%s", Rs[r], withb ? "score" : "natural");
+                test_report(bad == 0, nm, "%d of %d entries differ", bad, NL * 2 * L);
+                free(got);
+            }
+        mkc_free(dbase), mkc_free(dord), free(bperm), free(il), free(want);
+    }
+    /* the residual gate and its backward */
+    float *e = rnd(LD, -1, 1), *mo = rnd(LD, -1, 1), *gm = rnd(D, -1, 1), *dh = rnd(LD, -1, 1), *gg = rnd(D, -1, 1);
+    const float sc = 1.25f;
+    float *de = up(e, LD), *dmo = up(mo, LD), *dgm = up(gm, D), *ddh = up(dh, LD), *dgg = up(gg, D);
+    float *dhh = mkc_malloc(sizeof(float) * LD);
+    for (size_t q = 0; q < LD; q++) ref[q] = e[q] + (double)sc * gm[q % D] * mo[q];
+    mkc_mil_gate_forward(dhh, de, dmo, dgm, sc, L, D);
+    cmpd("mil_gate_forward", dhh, ref, LD, 1e-6);
+    {
+        double *rg = mk_calloc(D, sizeof(double));
+        for (size_t q = 0; q < LD; q++) rg[q % D] += (double)sc * dh[q] * mo[q];
+        for (int d = 0; d < D; d++) rg[d] += gg[d];
+        for (size_t q = 0; q < LD; q++) ref[q] = (double)gm[q % D] * sc * dh[q];
+        mkc_mil_gate_backward(dmo, dgg, ddh, dgm, sc, L, D);
+        cmpd("mil_gate_backward_dout", dmo, ref, LD, 1e-6);
+        cmpd("mil_gate_backward_dgamma", dgg, rg, D, 1e-5);
+        free(rg);
+    }
+    /* softmax, pooling, head, and their backwards, against double */
+    float *s = rnd(L, -4, 4), *v = rnd(LD, -1, 1), *wc = rnd(D, -1, 1), bc = 0.3f;
+    float *dsv = up(s, L), *da = mkc_malloc(sizeof(float) * L), *dv = up(v, LD), *dz = mkc_malloc(sizeof(float) * D);
+    float *dwc = up(wc, D), *dbc = up(&bc, 1), *dlg = mkc_malloc(sizeof(float) * 2);
+    double *ra = mk_malloc(sizeof(double) * L), *rz = mk_calloc(D, sizeof(double)), mx = -INFINITY, sum = 0;
+    for (int i = 0; i < L; i++) mx = fmax(mx, s[i]);
+    for (int i = 0; i < L; i++) sum += ra[i] = exp(s[i] - mx);
+    for (int i = 0; i < L; i++) ra[i] /= sum;
+    mkc_mil_softmax(da, dsv, L);
+    cmpd("mil_softmax", da, ra, L, 1e-5);
+    float *a = down(da, L);
+    for (int i = 0; i < L; i++)
+        for (int d = 0; d < D; d++) rz[d] += (double)a[i] * v[(size_t)i * D + d];
+    mkc_mil_pool(dz, da, dv, L, D);
+    cmpd("mil_pool", dz, rz, D, 1e-5);
+    float *z = down(dz, D);
+    double lgt = bc;
+    for (int d = 0; d < D; d++) lgt += (double)wc[d] * z[d];
+    const int batch = 3;
+    double rl[2] = {lgt, (1.0 / (1.0 + exp(-lgt)) - 1.0) / batch};
+    mkc_mil_head(dlg, dz, dwc, dbc, 1.f, batch, D);
+    cmpd("mil_head", dlg, rl, 2, 1e-5);
+    float *lg = down(dlg, 2);
+    {
+        float *gwc = rnd(D, -1, 1), gbc = 0.1f, *dvi = rnd(LD, -1, 1);
+        float *dgwc = up(gwc, D), *dgbc = up(&gbc, 1), *ddv = up(dvi, LD), *dda = mkc_malloc(sizeof(float) * L);
+        double *rgw = mk_malloc(sizeof(double) * D), *rda = mk_malloc(sizeof(double) * L), rgb = gbc + (double)lg[1];
+        for (int d = 0; d < D; d++) rgw[d] = gwc[d] + (double)lg[1] * z[d];
+        for (int i = 0; i < L; i++) {
+            double sa = 0;
+            for (int d = 0; d < D; d++) {
+                double dzd = (double)lg[1] * wc[d];
+                ref[(size_t)i * D + d] = dvi[(size_t)i * D + d] + a[i] * dzd;
+                sa += dzd * v[(size_t)i * D + d];
+            }
+            rda[i] = sa;
+        }
+        mkc_mil_pool_backward(ddv, dda, dgwc, dgbc, dlg, dv, da, dz, dwc, L, D);
+        cmpd("mil_pool_backward_dv", ddv, ref, LD, 1e-5);
+        cmpd("mil_pool_backward_da", dda, rda, L, 1e-5);
+        cmpd("mil_pool_backward_dwc", dgwc, rgw, D, 1e-5);
+        cmpd("mil_pool_backward_dbc", dgbc, &rgb, 1, 1e-6);
+        /* the softmax's backward */
+        float *hda = down(dda, L);
+        double adot = 0;
+        for (int i = 0; i < L; i++) adot += (double)a[i] * hda[i];
+        for (int i = 0; i < L; i++) rda[i] = a[i] * (hda[i] - adot);
+        mkc_mil_softmax_backward(dda, da, L);
+        cmpd("mil_softmax_backward", dda, rda, L, 1e-5);
+        /* the attention logits' backward, plain and gated, from these ds */
+        float *hds = down(dda, L), *gw0 = rnd(H, -1, 1);
+        for (int gated = 0; gated < 2; gated++) {
+            float *dgw = up(gw0, H), *ddt = mkc_malloc(sizeof(float) * LH), *ddg = mkc_malloc(sizeof(float) * LH);
+            double *rgw2 = mk_malloc(sizeof(double) * H), *rdg = mk_malloc(sizeof(double) * LH);
+            for (int k = 0; k < H; k++) rgw2[k] = gw0[k];
+            for (int i = 0; i < L; i++)
+                for (int k = 0; k < H; k++) {
+                    size_t q = (size_t)i * H + k;
+                    double gq = gated ? g[q] : 1.0;
+                    rgw2[k] += (double)hds[i] * t[q] * gq;
+                    ref[q] = (double)hds[i] * w[k] * gq * (1.0 - (double)t[q] * t[q]);
+                    rdg[q] = (double)hds[i] * w[k] * t[q] * g[q] * (1.0 - g[q]);
+                }
+            mkc_mil_att_score_backward(ddt, gated ? ddg : NULL, dgw, dda, dt, gated ? dg : NULL, dw, L, H);
+            snprintf(nm, sizeof nm, "mil_att_score_backward_%s_dt", gated ? "gated" : "plain");
+            cmpd(nm, ddt, ref, LH, 1e-5);
+            snprintf(nm, sizeof nm, "mil_att_score_backward_%s_dw", gated ? "gated" : "plain");
+            cmpd(nm, dgw, rgw2, H, 1e-5);
+            if (gated) cmpd("mil_att_score_backward_gated_dg", ddg, rdg, LH, 1e-5);
+            mkc_free(dgw), mkc_free(ddt), mkc_free(ddg), free(rgw2), free(rdg);
+        }
+        free(hds), free(gw0), free(hda), free(gwc), free(dvi), free(rgw), free(rda);
+        mkc_free(dgwc), mkc_free(dgbc), mkc_free(ddv), mkc_free(dda);
+    }
+    free(u), free(o), free(ref), free(x), free(mu), free(sd), free(t), free(g), free(w), free(e), free(mo), free(gm);
+    free(dh), free(gg), free(s), free(v), free(wc), free(ra), free(rz), free(a), free(z), free(lg);
+    mkc_free(du), mkc_free(dd), mkc_free(dx), mkc_free(dmu), mkc_free(dsd), mkc_free(dxs), mkc_free(dt), mkc_free(dg);
+    mkc_free(dw), mkc_free(ds), mkc_free(de), mkc_free(dmo), mkc_free(dgm), mkc_free(ddh), mkc_free(dgg);
+    mkc_free(dhh), mkc_free(dsv), mkc_free(da), mkc_free(dv), mkc_free(dz), mkc_free(dwc), mkc_free(dbc);
+    mkc_free(dlg);
+}
+
+/* The resident MambaMIL step (mil_train_bag_cuda -> mk_cuda_mil_train_step) against
+ * mil_forward / BCE / mil_backward / mk_adamw_step on the CPU, as mil_train runs them: BATCH bags
+ * per optimiser step (gradients accumulating on the device), the first step's gradients through
+ * the AdamW first moments, then the loss curve, the random streams and the weights after STEPS
+ * steps, with a copy back to the host in the middle (prediction's pattern). Exact under the
+ * emulation. */
+static void check_mil_step(int res_gate, int n_layer, int order, int gated, float dropout, float drop_path,
+                           const char *tag) {
+#if MKC_EMULATED
+    const double lim = 0, glim = 0;
+#else
+    const double lim = 1e-4, glim = 1e-3;
+#endif
+    enum { NB = 5, BATCH = 2, STEPS = 6, F = 6 };
+    mil_cfg mc;
+    mil_cfg_default(&mc, MIL_MAMBA, F);
+    mc.D = 16, mc.H = 12, mc.d_state = 4, mc.stride = 3;
+    mc.res_gate = res_gate, mc.n_layer = n_layer, mc.order = order, mc.gated = gated, mc.dropout = dropout;
+    mil_model cpu, gpu;
+    char nm[96];
+    if (mil_model_create(&cpu, &mc, 31) || mil_model_create(&gpu, &mc, 31)) {
+        snprintf(nm, sizeof nm, "mil_step_%s_create", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        return;
+    }
+    cpu.bb.cfg.drop_path = gpu.bb.cfg.drop_path = drop_path; /* so that the backbone's draws must line up too */
+    float *mu = mk_param(&cpu.p, cpu.fmean), *sd = mk_param(&cpu.p, cpu.fstd);
+    for (int j = 0; j < F; j++) mu[j] = 0.1f * j, sd[j] = 1.f + 0.2f * j;
+    memcpy(gpu.p.data, cpu.p.data, sizeof(float) * cpu.p.total);
+    if (res_gate) /* gamma starts at 0: give it a value so the branch's gradient reaches the embedding */
+        for (int d = 0; d < mc.D; d++) mk_param(&cpu.p, cpu.gamma)[d] = mk_param(&gpu.p, gpu.gamma)[d] = 0.05f * (d % 5 - 2);
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    mk_params_zero_grad(&cpu.p), mk_params_zero_grad(&gpu.p);
+    if (mil_model_use_device(&gpu, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        snprintf(nm, sizeof nm, "mil_step_%s_to_device", tag);
+        test_report(0, nm, "%s", mk_last_error());
+        mil_model_free(&cpu), mil_model_free(&gpu);
+        return;
+    }
+    float *xb[NB];
+    int Lb[NB], yb[NB];
+    for (int b = 0; b < NB; b++) {
+        Lb[b] = 7 + 5 * b; /* 7 .. 27 instances: some strides leave a short last row */
+        xb[b] = rnd((size_t)Lb[b] * F, -2, 2);
+        yb[b] = b % 2;
+    }
+    mk_adamw_cfg oc = mk_adamw_defaults(5e-3f, STEPS);
+    oc.weight_decay = 0.01f, oc.clip = 0.5f, oc.warmup = 1;
+    double lc[STEPS], lgp[STEPS], gworst = 0;
+    const char *gname = "(none differs)";
+    int rc = 0;
+    for (int s = 0; s < STEPS && !rc; s++) {
+        lc[s] = lgp[s] = 0;
+        for (int j = 0; j < BATCH && !rc; j++) {
+            const int b = (s * BATCH + j) % NB, L = Lb[b];
+            const float y = (float)yb[b];
+            float pc = mil_forward(&cpu, xb[b], L, 1);
+            lc[s] += mk_softplusf(cpu.logit) - y * cpu.logit;
+            mil_backward(&cpu, (pc - y) / BATCH, 0.f);
+            rc = mil_train_bag_cuda(&gpu, xb[b], L, yb[b], BATCH, j == 0, j == BATCH - 1, &oc);
+            lgp[s] += mk_softplusf(gpu.logit) - y * gpu.logit;
+        }
+        mk_adamw_step(&cpu.p, &oc);
+        mk_params_zero_grad(&cpu.p);
+        if (!rc && (s == 0 || s == STEPS / 2)) { /* the copy back; after step 0 the moments hold its gradients */
+            rc = mamba_backbone_cuda_sync_host(&gpu.bb);
+            for (int k = 0; s == 0 && !rc && k < cpu.p.n; k++) {
+                const mk_tensor *t = &cpu.p.t[k];
+                double e = test_rel_err_f(gpu.p.m + t->offset, cpu.p.m + t->offset, t->numel, 1e-7);
+                if (!(e <= gworst)) gworst = e, gname = t->name;
+            }
+        }
+    }
+    snprintf(nm, sizeof nm, "mil_step_%s_runs", tag);
+    test_report(!rc, nm, "%s", rc ? mk_last_error() : "6 resident steps of 2 bags");
+    snprintf(nm, sizeof nm, "mil_step_%s_grads", tag);
+    test_report(!rc && gworst <= glim, nm, "first step's gradients: %d tensors, worst %s err %.2e (limit %.0e)",
+                cpu.p.n, gname, gworst, glim);
+    double dl = 0;
+    for (int s = 0; s < STEPS && !rc; s++) dl = fmax(dl, fabs(lgp[s] - lc[s]) / lc[s]);
+    snprintf(nm, sizeof nm, "mil_step_%s_loss_curve", tag);
+    test_report(!rc && dl <= lim && lc[STEPS - 1] != lc[0], nm,
+                "loss %.5f -> %.5f (CPU %.5f -> %.5f), max rel diff %.2e (limit %.0e)", lgp[0], lgp[STEPS - 1], lc[0],
+                lc[STEPS - 1], dl, lim);
+    snprintf(nm, sizeof nm, "mil_step_%s_draws", tag);
+    test_report(!rc && !memcmp(&cpu.rng, &gpu.rng, sizeof cpu.rng) && !memcmp(&cpu.bb_rng, &gpu.bb_rng, sizeof cpu.rng),
+                nm, "dropout and backbone generators in step with the CPU's");
+    int sy = mamba_backbone_cuda_sync_host(&gpu.bb);
+    double pe = test_rel_err_f(gpu.p.data, cpu.p.data, cpu.p.total, 1e-6);
+    double me = test_rel_err_f(gpu.p.v, cpu.p.v, cpu.p.total, 1e-12);
+    snprintf(nm, sizeof nm, "mil_step_%s_params", tag);
+    test_report(!rc && sy == 0 && pe <= lim && me <= glim && gpu.p.step == cpu.p.step, nm,
+                "after %d steps: weights err %.2e (limit %.0e), second moments %.2e (limit %.0e), step %ld vs %ld",
+                STEPS, pe, lim, me, glim, gpu.p.step, cpu.p.step);
+    /* a label that is not 0/1 is refused before anything runs */
+    snprintf(nm, sizeof nm, "mil_step_%s_bad_label", tag);
+    const int refused = mil_train_bag_cuda(&gpu, xb[0], Lb[0], 2, BATCH, 1, 1, &oc) == -1;
+    test_report(refused && gpu.p.step == cpu.p.step, nm, "%s", refused ? mk_last_error() : "accepted");
+    for (int b = 0; b < NB; b++) free(xb[b]);
+    mil_model_free(&cpu), mil_model_free(&gpu);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 99);
 #if MKC_EMULATED
     (void)check_scan_long, (void)check_linear, (void)check_norms, (void)check_act, (void)check_conv;
     (void)check_orders, (void)check_copy_cols, (void)check_im2col, (void)check_gelu_tokens_xent, (void)check_scan_misaligned;
     (void)check_bf16_rounding, (void)check_scan_bf16, (void)check_scan, (void)check_mask_loss, (void)check_sisdr;
-    (void)check_pts_ops, (void)check_ts_ops;
+    (void)check_pts_ops, (void)check_ts_ops, (void)check_mil_ops;
 #else
     check_bf16_rounding();
     {
@@ -1467,6 +1784,7 @@ int main(void) {
     check_sisdr();
     check_pts_ops();
     check_ts_ops();
+    check_mil_ops();
 #endif
 
     mamba_cfg c;
@@ -1525,6 +1843,10 @@ int main(void) {
     check_pts_step(1, 3, "x_3layers");
     check_ts_step(TS_BLOCK_PAPER, 2, "paper"); /* S-Mamba's default layer: two backbones a layer */
     check_ts_step(TS_BLOCK_SHARED, 2, "shared");
+    /* mil train's default (gate, 1 layer, score order, attention) with dropout; then gate off, 2
+     * layers, natural order, gated attention, drop-path on */
+    check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, "default_dropout");
+    check_mil_step(0, 2, MIL_ORDER_NATURAL, 1, 0.f, 0.3f, "nogate_2layers_gated");
 
     return test_exit();
 }

@@ -141,3 +141,49 @@ $MK points train $ptiny --seed 2 --device cpu -o "$tmp/p2.mkm" >/dev/null 2>&1
 $MK points train $ptiny --device cuda --gpu-step most >/dev/null 2>&1; [ $? = 2 ]; ok $? points_bad_gpu_step
 }
 points_checks
+
+# mil train: the resident MambaMIL step (embedding, the score order computed and sorted on the
+# "GPU", backbone, gate, attention pooling, loss, AdamW) must write the CPU run's model bit for
+# bit (a MIL model file holds no wall-clock field), with dropout and --batch 3 (gradients
+# accumulated on the device); so must --gpu-step backbone, the variant with the gate off, 2
+# layers, natural order and gated attention, and a cross-validation (its printed figures).
+# Musk1 (92 bags) from the data search path, tiny settings.
+mil_checks() {
+local bags=""
+for d in "$MAMBAKIT_DATA" ../shared/data ../../shared/data /usr/share/datasets; do
+  [ -n "$d" ] && [ -f "$d/mil/musk1.csv" ] && { bags="$d/mil/musk1.csv"; break; }
+done
+if [ -z "$bags" ]; then
+  echo "SKIP cuda_emu_cli.mil: skipped: no data at mil/musk1.csv on the data search path"; return
+fi
+mt="--epochs 2 --d-model 8 --attn-hidden 8 --d-state 4 --quiet"
+a="$mt --dropout 0.2 --order score --batch 3"
+$MK mil train "$bags" $a --device cpu -o "$tmp/mc.mkm" >/dev/null 2>&1
+$MK mil train "$bags" $a --device cuda -o "$tmp/mg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/mc.mkm" ] &&
+  cmp -s "$tmp/mc.mkm" "$tmp/mg.mkm"
+ok $? mil_resident_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+$MK mil train "$bags" $a --device cuda --gpu-step backbone -o "$tmp/mb.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "backbone on the GPU" "$tmp/err" && cmp -s "$tmp/mc.mkm" "$tmp/mb.mkm"
+ok $? mil_backbone_step_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+b="$mt --res-gate 0 --layers 2 --order natural --gated-attention --clip 0.5"
+$MK mil train "$bags" $b --device cpu -o "$tmp/nc.mkm" >/dev/null 2>&1
+$MK mil train "$bags" $b --device cuda -o "$tmp/ng.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/nc.mkm" ] &&
+  cmp -s "$tmp/nc.mkm" "$tmp/ng.mkm" && ! cmp -s "$tmp/nc.mkm" "$tmp/mc.mkm"
+ok $? mil_variant_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+# the check itself: another seed must not pass as the same model
+$MK mil train "$bags" $a --seed 2 --device cpu -o "$tmp/m2.mkm" >/dev/null 2>&1
+[ -s "$tmp/m2.mkm" ] && ! cmp -s "$tmp/mc.mkm" "$tmp/m2.mkm"; ok $? mil_compare_discriminates
+x=$($MK mil train "$bags" $a --folds 2 --device cpu 2>/dev/null)
+y=$($MK mil train "$bags" $a --folds 2 --device cuda 2>"$tmp/err")
+[ -n "$x" ] && [ "$x" = "$y" ] && grep -q "every op of the training step on the GPU" "$tmp/err"
+ok $? mil_cv_equals_cpu "$(tail -c 200 <<<"$y")"
+# outside the step's scope (the auxiliary exit): one notice, the backbone path, still the CPU's file
+$MK mil train "$bags" $a --aux 0.5 --device cpu -o "$tmp/xc.mkm" >/dev/null 2>&1
+$MK mil train "$bags" $a --aux 0.5 --device cuda -o "$tmp/xg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && [ "$(grep -c "does not cover the auxiliary exit" "$tmp/err")" = 1 ] && cmp -s "$tmp/xc.mkm" "$tmp/xg.mkm"
+ok $? mil_fallback_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+$MK mil train "$bags" --device cuda --gpu-step most -o "$tmp/x.mkm" >/dev/null 2>&1; [ $? = 2 ]; ok $? mil_bad_gpu_step
+}
+mil_checks

@@ -206,6 +206,43 @@ void mkc_ts_gelu_grad(float *dg, const float *x, size_t n);
 void mkc_ts_denorm(float *pred, const float *hout, const float *mean, const float *sd, int B, int C, int H);
 void mkc_ts_denorm_backward(float *dhout, const float *dpred, const float *sd, int B, int C, int H);
 
+/* ---- MambaMIL's own ops (core/cuda/mil.cu; pathology/mil_model.c semantics) ---- */
+/* tanhf / mk_sigmoidf elementwise (out may alias inp) */
+void mkc_tanh_forward(float *out, const float *inp, size_t n);
+void mkc_sigmoid_forward(float *out, const float *inp, size_t n);
+/* xs (L, F) = (x - mu) / sd per feature (the train-set standardisation) */
+void mkc_mil_standardize(float *xs, const float *x, const float *mu, const float *sd, int L, int F);
+/* attention logits s (L) = sum_k w[k] t[i, k] (* g[i, k] when g is not NULL; summed in k order
+ * in float, as att_logits) */
+void mkc_mil_att_score(float *s, const float *t, const float *g, const float *w, int L, int H);
+/* order (L) = the rows by s, highest first, equal scores in row order, NaN last (by_score's
+ * total order; -0.0 ties +0.0): a stable radix sort of an order-preserving key */
+void mkc_mil_sort_desc(int *order, const float *s, int L);
+/* The backbone's scan orders for NL layers, (NL, G, L): order 0 the base (NULL: the bag's own
+ * order), order 1 (G = 2) the stride-R interleave of it, base[interleave_R[t]] (mil_order_interleave) */
+void mkc_mil_orders(int *orders, const int *base, int L, int R, int NL, int G);
+/* the residual gate h (L, D) = e + (sc * gamma[d]) * mo; backward per channel d over the rows in
+ * order: dv = sc * dh, dgamma[d] += dv * mo, then mo = gamma[d] * dv (in place: the backbone's dout) */
+void mkc_mil_gate_forward(float *h, const float *e, const float *mo, const float *gamma, float sc, int L, int D);
+void mkc_mil_gate_backward(float *mo, float *dgamma, const float *dh, const float *gamma, float sc, int L, int D);
+/* a (L) = softmax(s) as pool_forward: max, exp(s - max) summed in double, divided (in double) */
+void mkc_mil_softmax(float *a, const float *s, int L);
+/* z (D) = sum_i a[i] v[i, :] (written; summed over the rows in order) */
+void mkc_mil_pool(float *z, const float *a, const float *v, int L, int D);
+/* the classifier and BCE gradient on the device: lg[0] = bc[0] + sum_d wc[d] z[d] (d order),
+ * lg[1] = (sigmoid(lg[0]) - y) / batch, the d loss / d logit the backward reads */
+void mkc_mil_head(float *lg, const float *z, const float *wc, const float *bc, float y, int batch, int D);
+/* pool_backward's first half for dlogit = lg[1]: gwc[d] += dl z[d], gbc[0] += dl; dv (L, D) +=
+ * a_i dz with dz = dl wc; da (L) = dz . v_i (written) */
+void mkc_mil_pool_backward(float *dv, float *da, float *gwc, float *gbc, const float *lg, const float *v,
+                           const float *a, const float *z, const float *wc, int L, int D);
+/* the softmax's backward in place: da_i = a_i (da_i - (float) sum_j a_j da_j), the sum in double */
+void mkc_mil_softmax_backward(float *da, const float *a, int L);
+/* the attention logits' backward for ds (L): gw[k] += sum_i ds_i t_ik (g_ik) (rows in order);
+ * dt (L, H) = ds w g (1 - t^2) and, gated (g not NULL), dg = ds w t (g (1 - g)) (written) */
+void mkc_mil_att_score_backward(float *dt, float *dg, float *gw, const float *ds, const float *t, const float *g,
+                                const float *w, int L, int H);
+
 /* ---- optimiser ---- */
 /* Sum of squares of n floats (deterministic, synchronises). */
 double mkc_sumsq(const float *x, size_t n);

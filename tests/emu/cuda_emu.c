@@ -323,3 +323,125 @@ void mkc_ts_denorm_backward(float *dhout, const float *dpred, const float *sd, i
             for (int h = 0; h < H; h++)
                 dhout[((size_t)b * C + c) * H + h] = dpred[((size_t)b * H + h) * C + c] * sd[(size_t)b * C + c];
 }
+
+/* core/cuda/mil.cu's ops, written from pathology/mil_model.c's loops (the CPU path MambaMIL
+ * trains with) */
+void mkc_tanh_forward(float *out, const float *inp, size_t n) { tanh_forward(out, inp, n); }
+void mkc_sigmoid_forward(float *out, const float *inp, size_t n) { sigmoid_forward(out, inp, n); }
+void mkc_mil_standardize(float *xs, const float *x, const float *mu, const float *sd, int L, int F) {
+    for (int i = 0; i < L; i++)
+        for (int j = 0; j < F; j++) xs[(size_t)i * F + j] = (x[(size_t)i * F + j] - mu[j]) / sd[j];
+}
+void mkc_mil_att_score(float *s, const float *t, const float *g, const float *w, int L, int H) {
+    for (int i = 0; i < L; i++) {
+        const float *ti = t + (size_t)i * H, *gi = g ? g + (size_t)i * H : NULL;
+        float si = 0;
+        if (gi)
+            for (int k = 0; k < H; k++) si += w[k] * ti[k] * gi[k];
+        else
+            for (int k = 0; k < H; k++) si += w[k] * ti[k];
+        s[i] = si;
+    }
+}
+/* the kernel's twin: a stable sort, highest first, -0.0 equal to +0.0, NaN last (by_score) */
+typedef struct {
+    float s;
+    int i;
+} emu_score;
+static int emu_by_score(const void *pa, const void *pb) {
+    const emu_score *a = pa, *b = pb;
+    const int an = isnan(a->s), bn = isnan(b->s);
+    if (an != bn) return an - bn;
+    if (!an && a->s != b->s) return a->s > b->s ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+void mkc_mil_sort_desc(int *order, const float *s, int L) {
+    emu_score *v = mk_malloc(sizeof *v * (L > 0 ? L : 1));
+    for (int i = 0; i < L; i++) v[i].s = s[i], v[i].i = i;
+    qsort(v, (size_t)L, sizeof *v, emu_by_score);
+    for (int i = 0; i < L; i++) order[i] = v[i].i;
+    free(v);
+}
+void mkc_mil_orders(int *orders, const int *base, int L, int R, int NL, int G) {
+    int *il = mk_malloc(sizeof(int) * (L > 0 ? L : 1));
+    int t = 0; /* mil_order_interleave */
+    for (int r = 0; r < R && r < L; r++)
+        for (int j = r; j < L; j += R) il[t++] = j;
+    for (int l = 0; l < NL; l++)
+        for (int g = 0; g < G; g++)
+            for (int k = 0; k < L; k++) {
+                int o = g == 0 ? k : il[k];
+                orders[((size_t)l * G + g) * L + k] = base ? base[o] : o;
+            }
+    free(il);
+}
+void mkc_mil_gate_forward(float *h, const float *e, const float *mo, const float *gamma, float sc, int L, int D) {
+    for (int i = 0; i < L; i++)
+        for (int d = 0; d < D; d++) h[(size_t)i * D + d] = e[(size_t)i * D + d] + sc * gamma[d] * mo[(size_t)i * D + d];
+}
+void mkc_mil_gate_backward(float *mo, float *dgamma, const float *dh, const float *gamma, float sc, int L, int D) {
+    for (int i = 0; i < L; i++)
+        for (int d = 0; d < D; d++) {
+            float *m = mo + (size_t)i * D + d, dv = sc * dh[(size_t)i * D + d];
+            dgamma[d] += dv * *m;
+            *m = gamma[d] * dv;
+        }
+}
+void mkc_mil_softmax(float *a, const float *s, int L) {
+    float smax = -INFINITY;
+    for (int i = 0; i < L; i++)
+        if (s[i] > smax) smax = s[i];
+    double sum = 0;
+    for (int i = 0; i < L; i++) sum += (a[i] = expf(s[i] - smax));
+    for (int i = 0; i < L; i++) a[i] = (float)(a[i] / sum);
+}
+void mkc_mil_pool(float *z, const float *a, const float *v, int L, int D) {
+    memset(z, 0, sizeof(float) * D);
+    for (int i = 0; i < L; i++)
+        for (int d = 0; d < D; d++) z[d] += a[i] * v[(size_t)i * D + d];
+}
+void mkc_mil_head(float *lg, const float *z, const float *wc, const float *bc, float y, int batch, int D) {
+    float l = bc[0];
+    for (int d = 0; d < D; d++) l += wc[d] * z[d];
+    lg[0] = l;
+    lg[1] = (mk_sigmoidf(l) - y) / (batch > 0 ? batch : 1);
+}
+void mkc_mil_pool_backward(float *dv, float *da, float *gwc, float *gbc, const float *lg, const float *v,
+                           const float *a, const float *z, const float *wc, int L, int D) {
+    const float dl = lg[1];
+    gbc[0] += dl;
+    for (int d = 0; d < D; d++) gwc[d] += dl * z[d];
+    for (int i = 0; i < L; i++) {
+        float s = 0;
+        for (int d = 0; d < D; d++) {
+            float dz = dl * wc[d];
+            dv[(size_t)i * D + d] += a[i] * dz;
+            s += dz * v[(size_t)i * D + d];
+        }
+        da[i] = s;
+    }
+}
+void mkc_mil_softmax_backward(float *da, const float *a, int L) {
+    double adot = 0;
+    for (int i = 0; i < L; i++) adot += (double)a[i] * da[i];
+    for (int i = 0; i < L; i++) da[i] = a[i] * (da[i] - (float)adot);
+}
+void mkc_mil_att_score_backward(float *dt, float *dg, float *gw, const float *ds, const float *t, const float *g,
+                                const float *w, int L, int H) {
+    for (int i = 0; i < L; i++)
+        for (int k = 0; k < H; k++) {
+            size_t q = (size_t)i * H + k;
+            if (g) {
+                gw[k] += ds[i] * t[q] * g[q];
+                dt[q] = ds[i] * w[k] * g[q];
+                dg[q] = ds[i] * w[k] * t[q];
+            } else {
+                gw[k] += ds[i] * t[q];
+                dt[q] = ds[i] * w[k];
+            }
+        }
+    for (size_t q = 0; q < (size_t)L * H; q++) {
+        dt[q] *= 1.f - t[q] * t[q];
+        if (g) dg[q] *= g[q] * (1.f - g[q]);
+    }
+}
