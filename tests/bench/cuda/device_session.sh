@@ -166,6 +166,34 @@ if [ -f .debs/pts/dales_objects/index.csv ]; then
     done
 fi
 
+# MambaMIL's training rate: whole step on the GPU, backbone only, the host's CPU, on 8 synthetic
+# bags of 50 000 instances (the whole-slide regime; written here, nothing to carry), then a
+# 5-fold CV of Musk1 on each (twentieth session)
+step "mil synth: 8 bags of 50 000 instances"
+./build/mambakit mil synth -o "$LOGS/long.bin" --bags 8 --length 50000 --features 64 > /dev/null 2>&1; echo "rc=$?"
+for gs in full backbone cpu; do
+    [ -f "$LOGS/long.bin" ] || break
+    [ "$(left)" -gt 60 ] || { echo "too little time left: skipped"; break; }
+    step "mil train rate (long bags), $gs"
+    dv=(--device cuda --gpu-step "$gs"); [ "$gs" = cpu ] && dv=(--device cpu)
+    s0=$(date +%s.%N)
+    timeout "$(cap "$([ "$gs" = cpu ] && echo 45 || echo 90)")" ./build/mambakit mil train "$LOGS/long.bin" --epochs 2 \
+        "${dv[@]}" -o "$LOGS/mrate_$gs.mkm" > "$LOGS/mrate_$gs.log" 2>&1
+    rc=$?; echo "rc=$rc wall $(awk -v a="$s0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+    tr '\r' '\n' < "$LOGS/mrate_$gs.log" | grep -E 'GPU|epoch/s|final train loss' | tail -4
+    rm -f "$LOGS/mrate_$gs.mkm"
+done
+rm -f "$LOGS/long.bin"
+if [ -f .debs/mil/musk1.csv ]; then
+    for gs in full backbone cpu; do
+        [ "$(left)" -gt 45 ] || { echo "too little time left: skipped"; break; }
+        step "mil train --folds 5 on Musk1, $gs"
+        dv=(--device cuda --gpu-step "$gs"); [ "$gs" = cpu ] && dv=(--device cpu)
+        timeout "$(cap 60)" ./build/mambakit mil train .debs/mil/musk1.csv --folds 5 --order score "${dv[@]}" --quiet 2>&1 |
+            tail -4
+    done
+fi
+
 # the S-Mamba forecaster's training rate: whole step on the GPU, backbones only, the host's CPU
 # (3 epochs of train forecast's defaults on ETTh1, no time budget; twentieth session)
 if [ -f .debs/ts/ETTh1.csv ]; then

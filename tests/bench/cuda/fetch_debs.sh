@@ -70,4 +70,11 @@ for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../../shared/data ../../../shared/da
         break
     fi
 done
+# Musk1 (0.3 MB) for device_session.sh's mil train CV rows (.debs/mil/musk1.csv)
+for d in ${MAMBAKIT_DATA:+"$MAMBAKIT_DATA"} ../../shared/data ../../../shared/data /usr/share/datasets; do
+    if [ -f "$d/mil/musk1.csv" ]; then
+        mkdir -p mil && cp "$d/mil/musk1.csv" mil/ && chmod u+w mil/musk1.csv
+        break
+    fi
+done
 du -sh . | sed 's/\t.*/ in .debs/'
