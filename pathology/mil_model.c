@@ -597,9 +597,10 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
             if (resident) {
                 if (mil_train_bag_cuda(m, x, L, b->label[i], batch, k % batch == 0,
                                        (k + 1) % batch == 0 || k + 1 == n, &ac)) {
-                    /* a device failure mid-run is not recoverable (as the backbone's hooks) */
+                    /* a device failure mid-run is not recoverable: one line and a non-zero exit (no model
+                     * file is written; nothing crashes) */
                     fprintf(stderr, "mambakit: mil train: %s\n", mk_last_error());
-                    abort();
+                    exit(1);
                 }
                 pr1 = m->prob;
             } else {
@@ -631,7 +632,7 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
     if (show) mk_progress_end(&pr);
     if (resident && mamba_backbone_cuda_sync_host(&m->bb)) {
         fprintf(stderr, "mambakit: mil train: %s\n", mk_last_error());
-        abort();
+        exit(1);
     }
     free(perm);
     free(iperm);
