@@ -209,6 +209,23 @@ void ts_smamba_free(ts_smamba *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* RevIN, then one token per variate (its normalised window) and per covariate, into a->tok
+ * (the CPU forward's first step and the GPU step's input) */
+static void sm_tokens(const ts_smamba *m, sm_acts *a, const float *x, const float *mark, int B) {
+    const int L = m->cfg.L, C = m->cfg.C, F = m->cfg.F, T = C + F;
+    ts_revin_norm(a->xn, a->rmean, a->rstd, x, B, L, C);
+    for (int b = 0; b < B; b++) {
+        for (int cc = 0; cc < C; cc++) {
+            float *t = a->tok + ((size_t)b * T + cc) * L;
+            for (int l = 0; l < L; l++) t[l] = a->xn[((size_t)b * L + l) * C + cc];
+        }
+        for (int f = 0; f < F; f++) {
+            float *t = a->tok + ((size_t)b * T + C + f) * L;
+            for (int l = 0; l < L; l++) t[l] = mark[((size_t)b * L + l) * F + f];
+        }
+    }
+}
+
 void ts_smamba_forward(ts_smamba *m, float *pred, const float *x, const float *mark, int B) {
     const ts_smamba_cfg *c = &m->cfg;
     const mk_params *p = m->p;
@@ -217,18 +234,7 @@ void ts_smamba_forward(ts_smamba *m, float *pred, const float *x, const float *m
     sm_acts a;
     a.ly = ly;
     sm_layout(m, &a, B);
-    /* RevIN, then one token per variate (its normalised window) and per covariate */
-    ts_revin_norm(a.xn, a.rmean, a.rstd, x, B, L, C);
-    for (int b = 0; b < B; b++) {
-        for (int cc = 0; cc < C; cc++) {
-            float *t = a.tok + ((size_t)b * T + cc) * L;
-            for (int l = 0; l < L; l++) t[l] = a.xn[((size_t)b * L + l) * C + cc];
-        }
-        for (int f = 0; f < F; f++) {
-            float *t = a.tok + ((size_t)b * T + C + f) * L;
-            for (int l = 0; l < L; l++) t[l] = mark[((size_t)b * L + l) * F + f];
-        }
-    }
+    sm_tokens(m, &a, x, mark, B);
     linear_forward(a.e0, a.tok, mk_param(p, m->emb_w), mk_param(p, m->emb_b), M, L, D);
     const int drop = m->drop_on = m->training && c->dropout > 0;
     if (drop) dropout_forward(a.e0, a.mask_e, a.e0, (size_t)M * D, c->dropout, &m->rng);
@@ -355,7 +361,7 @@ void ts_smamba_cuda_frontend(const ts_smamba *m, mk_ts_frontend *f) {
 int ts_smamba_train_step_cuda(ts_smamba *m, const float *x, const float *mark, const float *y, int B,
                               const mk_adamw_cfg *oc, float *loss) {
     const ts_smamba_cfg *c = &m->cfg;
-    const int L = c->L, C = c->C, F = c->F, T = C + F;
+    const int C = c->C, F = c->F, T = C + F;
     const size_t M = (size_t)B * T, MD = M * c->D, MF = M * c->d_ff;
     if (B < 1 || (F > 0 && !mark)) {
         mk_error("S-Mamba GPU step: empty batch or no covariates");
@@ -365,18 +371,7 @@ int ts_smamba_train_step_cuda(ts_smamba *m, const float *x, const float *mark, c
     sm_acts a;
     a.ly = ly;
     sm_layout(m, &a, B);
-    /* ts_smamba_forward's first lines: RevIN, one token per variate and per covariate */
-    ts_revin_norm(a.xn, a.rmean, a.rstd, x, B, L, C);
-    for (int b = 0; b < B; b++) {
-        for (int cc = 0; cc < C; cc++) {
-            float *t = a.tok + ((size_t)b * T + cc) * L;
-            for (int l = 0; l < L; l++) t[l] = a.xn[((size_t)b * L + l) * C + cc];
-        }
-        for (int f = 0; f < F; f++) {
-            float *t = a.tok + ((size_t)b * T + C + f) * L;
-            for (int l = 0; l < L; l++) t[l] = mark[((size_t)b * L + l) * F + f];
-        }
-    }
+    sm_tokens(m, &a, x, mark, B); /* as ts_smamba_forward: the host prepares the tokens */
     /* its dropout draws, by the same calls in the same order (the embedding's, then per layer
      * the FFN activation's and output's), into one array that goes up with the batch */
     const int drop = c->dropout > 0;
