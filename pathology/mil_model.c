@@ -158,15 +158,10 @@ void mil_order_interleave(int *o, int L, int R) {
         for (int j = r; j < L; j += R) o[t++] = j;
 }
 
-typedef struct {
-    float s;
-    int i;
-} score_idx;
-
 /* highest score first; equal scores in bag order, NaN (diverged weights) last, so the
  * comparison is a total order whatever the scores */
 static int by_score(const void *pa, const void *pb) {
-    const score_idx *a = pa, *b = pb;
+    const mil_score_idx *a = pa, *b = pb;
     const int an = isnan(a->s), bn = isnan(b->s);
     if (an != bn) return an - bn;
     if (!an && a->s != b->s) return a->s > b->s ? -1 : 1;
@@ -184,11 +179,14 @@ static void att_logits(const mil_model *m, const float *v, int L, float *t, floa
         linear_forward(g, v, mk_param(p, m->att_U), mk_param(p, m->att_Ub), L, D, H);
         sigmoid_forward(g, g, (size_t)L * H);
     }
-    const float *w = mk_param(p, m->att_w);
+    mil_att_score(s, t, m->att_U >= 0 ? g : NULL, mk_param(p, m->att_w), L, H);
+}
+
+void mil_att_score(float *s, const float *t, const float *g, const float *w, int L, int H) {
     for (int i = 0; i < L; i++) {
-        const float *ti = t + (size_t)i * H, *gi = g + (size_t)i * H;
+        const float *ti = t + (size_t)i * H, *gi = g ? g + (size_t)i * H : NULL;
         float si = 0;
-        if (m->att_U >= 0)
+        if (gi)
             for (int k = 0; k < H; k++) si += w[k] * ti[k] * gi[k];
         else
             for (int k = 0; k < H; k++) si += w[k] * ti[k];
@@ -196,14 +194,17 @@ static void att_logits(const mil_model *m, const float *v, int L, float *t, floa
     }
 }
 
+void mil_sort_by_score(int *order, const float *s, int L, mil_score_idx *buf) {
+    for (int i = 0; i < L; i++) buf[i].s = s[i], buf[i].i = i;
+    qsort(buf, (size_t)L, sizeof *buf, by_score);
+    for (int i = 0; i < L; i++) order[i] = buf[i].i;
+}
+
 /* m->base = the bag's instances by attention logit on m->e, highest first; t, g, s are the
  * pooling's buffers, free until it runs */
 static const int *order_by_score(mil_model *m, int L) {
     att_logits(m, m->e, L, m->t, m->g, m->s);
-    score_idx *si = m->sortbuf;
-    for (int i = 0; i < L; i++) si[i].s = m->s[i], si[i].i = i;
-    qsort(si, (size_t)L, sizeof *si, by_score);
-    for (int i = 0; i < L; i++) m->base[i] = si[i].i;
+    mil_sort_by_score(m->base, m->s, L, m->sortbuf);
     return m->base;
 }
 
@@ -228,7 +229,7 @@ static void ensure(mil_model *m, int L) {
         m->buf = mk_malloc(sizeof(float) * bag_floats(c, L));
         m->ord = mk_malloc(sizeof(int) * L);
         m->base = mk_malloc(sizeof(int) * L);
-        m->sortbuf = mk_malloc(sizeof(score_idx) * L);
+        m->sortbuf = mk_malloc(sizeof(mil_score_idx) * L);
         m->cap = L;
     }
     if (!m->amax) m->amax = mk_malloc(sizeof(int) * c->D);

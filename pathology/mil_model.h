@@ -115,6 +115,16 @@ void mil_backward(mil_model *m, float dlogit, float dlogit_aux);
 
 /* The interleave order (padding dropped). o (L). */
 void mil_order_interleave(int *o, int L, int R);
+/* The attention logits s_i = w . t_i (plain) or w . (t_i * g_i) (gated; g NULL for plain) of
+ * rows t, g (L, H), summed in k order; and the bag ordered by them, highest first, equal
+ * scores in row order, NaN last (a stable order whatever the scores), via buf (L). Shared by
+ * the CPU model and the CUDA kernels' host emulation. */
+typedef struct {
+    float s;
+    int i;
+} mil_score_idx;
+void mil_att_score(float *s, const float *t, const float *g, const float *w, int L, int H);
+void mil_sort_by_score(int *order, const float *s, int L, mil_score_idx *buf);
 
 typedef struct {
     int epochs;

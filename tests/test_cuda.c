@@ -1397,18 +1397,6 @@ static int cmpd(const char *name, const float *d, const double *ref, size_t n, d
     free(r);
     return ok;
 }
-typedef struct {
-    float s;
-    int i;
-} mil_si;
-/* by_score (pathology/mil_model.c): highest first, ties in row order, NaN last */
-static int mil_si_cmp(const void *pa, const void *pb) {
-    const mil_si *a = pa, *b = pb;
-    const int an = isnan(a->s), bn = isnan(b->s);
-    if (an != bn) return an - bn;
-    if (!an && a->s != b->s) return a->s > b->s ? -1 : 1;
-    return (a->i > b->i) - (a->i < b->i);
-}
 
 /* core/cuda/mil.cu's ops against loops in double on random non-zero inputs; the sort and the
  * orders exactly against a stable host sort (ties, -0.0 beside +0.0 and a NaN planted) and
@@ -1452,18 +1440,19 @@ static void check_mil_ops(void) {
         float *s = mk_malloc(sizeof(float) * n);
         for (int i = 0; i < n; i++) s[i] = 0.25f * (float)(int)(8 * mk_rng_uniform(&rng) - 4);
         s[3] = -0.f, s[7] = 0.f, s[11] = -0.f, s[n - 2] = NAN, s[5] = NAN;
-        mil_si *v = mk_malloc(sizeof(mil_si) * n);
-        for (int i = 0; i < n; i++) v[i].s = s[i], v[i].i = i;
-        qsort(v, n, sizeof *v, mil_si_cmp);
+        /* the reference: the CPU model's own order (highest first, ties in row order, NaN last) */
+        mil_score_idx *v = mk_malloc(sizeof *v * n);
+        int *want = mk_malloc(sizeof(int) * n);
+        mil_sort_by_score(want, s, n, v);
         float *dsc = up(s, n);
         int *dord = mkc_malloc(sizeof(int) * n);
         mkc_mil_sort_desc(dord, dsc, n);
         int *got = downi(dord, n), bad = 0, first = -1;
         for (int i = 0; i < n; i++)
-            if (got[i] != v[i].i) bad++, first = first < 0 ? i : first;
+            if (got[i] != want[i]) bad++, first = first < 0 ? i : first;
         snprintf(nm, sizeof nm, "mil_sort_desc_%d", n);
         test_report(bad == 0, nm, "%d of %d positions differ from the stable host sort (first at %d)", bad, n, first);
-        mkc_free(dsc), mkc_free(dord), free(s), free(v), free(got);
+        mkc_free(dsc), mkc_free(dord), free(s), free(v), free(want), free(got);
     }
     /* the scan orders: base and its interleave per layer, for strides below, at and above L */
     {

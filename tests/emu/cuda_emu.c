@@ -16,6 +16,7 @@
 #include "core/scan.h"
 #include "core/util.h"
 #include "audio/model.h"  /* the CPU twins of core/cuda/mask.cu's ops */
+#include "pathology/mil_model.h" /* the CPU twins of core/cuda/mil.cu's score, sort and orders */
 #include "vision/model.h" /* the CPU twins of core/cuda/front.cu's ops */
 
 int mk_cuda_probe(char *name, int len) {
@@ -333,40 +334,17 @@ void mkc_mil_standardize(float *xs, const float *x, const float *mu, const float
         for (int j = 0; j < F; j++) xs[(size_t)i * F + j] = (x[(size_t)i * F + j] - mu[j]) / sd[j];
 }
 void mkc_mil_att_score(float *s, const float *t, const float *g, const float *w, int L, int H) {
-    for (int i = 0; i < L; i++) {
-        const float *ti = t + (size_t)i * H, *gi = g ? g + (size_t)i * H : NULL;
-        float si = 0;
-        if (gi)
-            for (int k = 0; k < H; k++) si += w[k] * ti[k] * gi[k];
-        else
-            for (int k = 0; k < H; k++) si += w[k] * ti[k];
-        s[i] = si;
-    }
+    mil_att_score(s, t, g, w, L, H);
 }
-/* the kernel's twin: a stable sort, highest first, -0.0 equal to +0.0, NaN last (by_score) */
-typedef struct {
-    float s;
-    int i;
-} emu_score;
-static int emu_by_score(const void *pa, const void *pb) {
-    const emu_score *a = pa, *b = pb;
-    const int an = isnan(a->s), bn = isnan(b->s);
-    if (an != bn) return an - bn;
-    if (!an && a->s != b->s) return a->s > b->s ? -1 : 1;
-    return (a->i > b->i) - (a->i < b->i);
-}
+/* the kernel's twin: the CPU model's stable sort (highest first, -0.0 equal to +0.0, NaN last) */
 void mkc_mil_sort_desc(int *order, const float *s, int L) {
-    emu_score *v = mk_malloc(sizeof *v * (L > 0 ? L : 1));
-    for (int i = 0; i < L; i++) v[i].s = s[i], v[i].i = i;
-    qsort(v, (size_t)L, sizeof *v, emu_by_score);
-    for (int i = 0; i < L; i++) order[i] = v[i].i;
+    mil_score_idx *v = mk_malloc(sizeof *v * (L > 0 ? L : 1));
+    mil_sort_by_score(order, s, L, v);
     free(v);
 }
 void mkc_mil_orders(int *orders, const int *base, int L, int R, int NL, int G) {
     int *il = mk_malloc(sizeof(int) * (L > 0 ? L : 1));
-    int t = 0; /* mil_order_interleave */
-    for (int r = 0; r < R && r < L; r++)
-        for (int j = r; j < L; j += R) il[t++] = j;
+    mil_order_interleave(il, L, R);
     for (int l = 0; l < NL; l++)
         for (int g = 0; g < G; g++)
             for (int k = 0; k < L; k++) {
