@@ -767,6 +767,26 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
     return loss;
 }
 
+/* The end of a classifier step: its n per-sample losses and hits (0/1 as floats) come down;
+ * the mean loss (the per-sample float losses summed in double, as the CPU loops do) and the
+ * hit count; 0, or -1 with mk_error naming the step ("CUDA <what> step: ...") */
+static int step_results(const float *loss_d, const float *hit_d, int n, const char *what, float *loss_out,
+                        int *correct) {
+    float *h = mk_malloc(sizeof(float) * 2 * (size_t)n);
+    int rc = mkc_download(h, loss_d, sizeof(float) * n) || mkc_download(h + n, hit_d, sizeof(float) * n) || mkc_sync();
+    double loss = 0;
+    int hits = 0;
+    for (int i = 0; i < n; i++) loss += h[i], hits += h[n + i] > 0.5f;
+    free(h);
+    if (rc) {
+        mk_error("CUDA %s step: %s", what, mkc_last_error());
+        return -1;
+    }
+    if (loss_out) *loss_out = (float)(loss / n);
+    if (correct) *correct = hits;
+    return 0;
+}
+
 /* Device buffers of a classifier step, carved from one allocation (each start a multiple of
  * 4 floats); with base NULL only the size is computed. Returns the floats needed. */
 typedef struct {
@@ -926,20 +946,7 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
                             f->stem);
     }
     bb_adamw(m, c, cfg);
-
-    float *h = mk_malloc(sizeof(float) * 2 * (size_t)B);
-    int rc = mkc_download(h, o.loss, sizeof(float) * B) || mkc_download(h + B, o.hit, sizeof(float) * B) || mkc_sync();
-    double loss = 0;
-    int hits = 0;
-    for (int b = 0; b < B; b++) loss += h[b], hits += h[B + b] > 0.5f;
-    free(h);
-    if (rc) {
-        mk_error("CUDA classifier step: %s", mkc_last_error());
-        return -1;
-    }
-    if (loss_out) *loss_out = (float)(loss / B);
-    if (correct) *correct = hits;
-    return 0;
+    return step_results(o.loss, o.hit, B, "classifier", loss_out, correct);
 }
 
 /* Device buffers of a frame model's step, carved from one allocation like cls_layout's */
@@ -1173,20 +1180,7 @@ int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_fronte
     }
     c->slot = 0;
     bb_adamw(m, c, cfg);
-
-    float *h = mk_malloc(sizeof(float) * 2 * (size_t)n);
-    int rc = mkc_download(h, o.loss, sizeof(float) * n) || mkc_download(h + n, o.hit, sizeof(float) * n) || mkc_sync();
-    double loss = 0; /* points_train_batch's sum: each object's float loss, in double */
-    int hits = 0;
-    for (int i = 0; i < n; i++) loss += h[i], hits += h[n + i] > 0.5f;
-    free(h);
-    if (rc) {
-        mk_error("CUDA point classifier step: %s", mkc_last_error());
-        return -1;
-    }
-    if (loss_out) *loss_out = (float)(loss / n);
-    if (correct) *correct = hits;
-    return 0;
+    return step_results(o.loss, o.hit, n, "point classifier", loss_out, correct);
 }
 
 /* Device buffers of a forecaster's step (the batch's inputs, every layer's activations for the
