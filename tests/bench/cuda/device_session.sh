@@ -15,7 +15,7 @@
 # order for a session whose main job is training, where a lost model costs the most.
 # LAB_ONLY=PREFIXES: the lab's rows to run (scan_lab --only, e.g. fwd_lib,v6); NCU_K: the kernels
 # to profile (default "fwd_k kernel"; par_k, the time-parallel forward, runs in the lab);
-# NO_TRAIN_BENCH=1: skip step 4; TORCH_TWIN=1: after it, the PyTorch twin of the vision step
+# NO_NCU=1: no ncu profile; LAB_QUICK=1: the lab at L = 2048 only; NO_TRAIN_BENCH=1: skip step 4; NO_VRATE=1: skip the vision rate A/B; MEMCHECK=S: memcheck (below); TORCH_TWIN=1: after it, the PyTorch twin of the vision step
 # (tests/bench/vision_torch.py --vision); NO_SCAN_BENCH=1: skip step 3; NO_LAB=1: skip step 5;
 # SCAN_TORCH=1: after step 3, tests/bench/scan_torch.py beside ours (the issue's PyTorch scan rows).
 # ONLY_VISION=1: build and vision only, with all the time left (a second call; see vision()).
@@ -124,6 +124,7 @@ fi
 # same batches: 300 steps of 128 from the shipped model, no validation)
 for gs in full backbone; do
     [ "$gs" = full ] && [ "${VSTEP:-full}" = backbone ] && continue
+    [ -n "${NO_VRATE:-}" ] && break
     step "vision training rate, --gpu-step $gs"
     timeout 60 ./build/mambakit train vision --device cuda --gpu-step "$gs" --init models/vision.mkm --batch 128 \
         --steps 300 --val 5000 --seed 1 --out "$LOGS/rate_$gs.mkm" > "$LOGS/rate_$gs.log" 2>&1
@@ -138,7 +139,7 @@ done
 if [ -f .debs/enh_data/fsdd/recordings/0_george_0.wav ]; then
     for gs in full backbone; do
         step "enhance training rate, --gpu-step $gs"
-        timeout 90 ./build/mambakit train enhance --device cuda --gpu-step "$gs" --data-dir .debs/enh_data --espeak 0 \
+        timeout 60 ./build/mambakit train enhance --device cuda --gpu-step "$gs" --data-dir .debs/enh_data --espeak 0 \
             --steps 200 --seed 1 -o "$LOGS/erate_$gs.mkm" > "$LOGS/erate_$gs.log" 2>&1
         echo "rc=$?"
         tr '\r' '\n' < "$LOGS/erate_$gs.log" | grep -E '^train enhance .*steps/s' | tail -1
@@ -151,13 +152,13 @@ fi
 cap() { local t=$(( $(left) - 15 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 1 ] && t=1; echo "$t"; }
 
 # the point classifier's training rate: whole step on the GPU, backbone only, and the host's CPU
-# (3 epochs of batch 16 on the 200-object DALES subset fetch_debs.sh carries; twentieth session)
+# (10 epochs of batch 16, 90 steps, on the 200-object DALES subset fetch_debs.sh carries; twentieth session)
 if [ -f .debs/pts/dales_objects/index.csv ]; then
     for gs in full backbone cpu; do
         step "points training rate, $gs"
         dv=(--device cuda --gpu-step "$gs"); [ "$gs" = cpu ] && dv=(--device cpu)
         [ "$(left)" -gt 60 ] || { echo "too little time left: skipped"; break; }
-        timeout "$(cap "$([ "$gs" = cpu ] && echo 45 || echo 90)")" ./build/mambakit points train "${dv[@]}" --data-dir .debs/pts --epochs 3 --drop-path 0.1 \
+        timeout "$(cap "$([ "$gs" = cpu ] && echo 45 || echo 90)")" ./build/mambakit points train "${dv[@]}" --data-dir .debs/pts --epochs 10 --drop-path 0.1 \
             -o "$LOGS/prate_$gs.mkm" > "$LOGS/prate_$gs.log" 2>&1
         echo "rc=$?"
         tr '\r' '\n' < "$LOGS/prate_$gs.log" | grep -E '^train .*steps/s' | tail -1
@@ -223,6 +224,20 @@ for f in .debs/data/fsdd/recordings/*.wav; do
     rm -f "$LOGS"/e_*.wav
 done
 
+# MEMCHECK=S: test_cuda's checks of the kernels never run on a GPU before (TEST_CUDA_NEW=1) under
+# compute-sanitizer's memcheck for at most S s: out-of-bounds or misaligned device accesses that
+# happen to leave the results right (twenty-first session)
+CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
+if [ "${MEMCHECK:-0}" -gt 0 ] && [ -n "$CS" ] && [ "$(left)" -gt 40 ]; then
+    step "compute-sanitizer memcheck: TEST_CUDA_NEW=1 test_cuda (at most $(cap "$MEMCHECK") s)"
+    TEST_CUDA_NEW=1 timeout "$(cap "$MEMCHECK")" "$CS" --tool memcheck --print-limit 30 ./build/tests/test_cuda > "$LOGS/memcheck.log" 2>&1
+    echo "rc=$? checks run $(grep -cE '^(PASS|FAIL)' "$LOGS/memcheck.log"), failed $(grep -c '^FAIL' "$LOGS/memcheck.log")"
+    grep -E '^(FAIL)|ERROR SUMMARY|Invalid|Misaligned|at .* in ' "$LOGS/memcheck.log" | head -30
+    tail -n 3 "$LOGS/memcheck.log"
+elif [ "${MEMCHECK:-0}" -gt 0 ]; then
+    echo "no compute-sanitizer on this host (or too little time): skipped memcheck"
+fi
+
 [ -n "${NO_SCAN_BENCH:-}" ] || {
 step "bench cuda --scan-only"
 timeout "$(cap 90)" ./build/mambakit bench cuda --scan-only > "$LOGS/bench_scan.txt" 2>&1
@@ -263,7 +278,7 @@ fi
 
 if [ -z "${NO_LAB:-}" ] && [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then
     step "scan_lab"
-    timeout "$(cap 150)" ./build/lab/scan_lab --csv "$LOGS/scan_lab.csv" ${LAB_ONLY:+--only "$LAB_ONLY"} > "$LOGS/scan_lab.log" 2>&1
+    timeout "$(cap 150)" ./build/lab/scan_lab ${LAB_QUICK:+--quick} --csv "$LOGS/scan_lab.csv" ${LAB_ONLY:+--only "$LAB_ONLY"} > "$LOGS/scan_lab.log" 2>&1
     echo "rc=$?"
     cat "$LOGS/scan_lab.log"
 fi
@@ -272,7 +287,7 @@ fi
 # staged forward and of the backward kernel under Nsight Compute, if the host has it, with the
 # stall reasons per issued instruction and the pipes' utilisation.
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-if [ -z "${NO_LAB:-}" ] && [ -n "$NCU" ] && [ "$(left)" -gt $((VMIN * 60 + 200)) ]; then
+if [ -z "${NO_LAB:-}" ] && [ -z "${NO_NCU:-}" ] && [ -n "$NCU" ] && [ "$(left)" -gt $((VMIN * 60 + 200)) ]; then
     for k in ${NCU_K:-fwd_k kernel}; do
         step "ncu: one launch of $k"
         SECS=(--section SpeedOfLight --section Occupancy --section LaunchStats --section SchedulerStats
