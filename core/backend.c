@@ -346,8 +346,10 @@ static int bb_ensure(const mamba_backbone *m, cuda_bb *c, int B, int L) {
         mkc_free(c->io);
         mkc_free(c->tgt);
         c->acts = mkc_malloc(sizeof(float) * need);
-        c->io = mkc_malloc(sizeof(float) * T * m->D);
-        c->tgt = mkc_malloc(sizeof(float) * T * m->D);
+        /* padded as `need` is: a later (B, L) whose padded size fits reuses these buffers
+         * without reallocating, so they must hold pad4(T) rows, not this call's T */
+        c->io = mkc_malloc(sizeof(float) * pad4(T) * m->D);
+        c->tgt = mkc_malloc(sizeof(float) * pad4(T) * m->D);
         if (!c->acts || !c->io || !c->tgt) {
             mkc_free(c->acts);
             c->acts = NULL;

@@ -568,6 +568,42 @@ static void check_backbone(const mamba_cfg *c, int B, int L, const char *tag) {
     model_free(&cpu), model_free(&gpu);
 }
 
+/* One backbone through bags of changing length, as mil train's --gpu-step backbone and its
+ * cross-validation feed it: lengths whose activations round to the same size (6 then 8: both pad
+ * to 8) must not reuse a smaller input buffer. On 2026-11-27 the second length overflowed the
+ * device's input buffer ("upload: invalid argument" on an H100, a heap overflow in the emulation). */
+static void check_backbone_lengths(void) {
+    mamba_cfg c;
+    mamba_cfg_default(&c, 16, 1);
+    model cpu, gpu;
+    model_make(&cpu, &c, 3), model_make(&gpu, &c, 3);
+    if (mamba_backbone_set_device(&gpu.m, MK_DEV_CUDA)) {
+        test_report(0, "backbone_lengths_to_device", "%s", mk_last_error());
+        model_free(&cpu), model_free(&gpu);
+        return;
+    }
+    static const int Ls[] = {6, 8, 5, 7, 3, 8};
+    double worst = 0;
+    int nl = (int)(sizeof Ls / sizeof *Ls);
+    for (int i = 0; i < nl; i++) {
+        const int L = Ls[i];
+        size_t TD = (size_t)L * c.d_model;
+        float *x = rnd(TD, -1, 1), *dout = rnd(TD, -1, 1), *oc = zeros(TD), *og = zeros(TD);
+        float *dxc = zeros(TD), *dxg = zeros(TD);
+        mamba_backbone_forward(&cpu.m, &cpu.a, oc, x, 1, L, NULL, 1, NULL);
+        mamba_backbone_backward(&cpu.m, &cpu.a, dxc, dout);
+        mamba_backbone_forward(&gpu.m, &gpu.a, og, x, 1, L, NULL, 1, NULL);
+        mamba_backbone_backward(&gpu.m, &gpu.a, dxg, dout);
+        double e = fmax(test_rel_err_f(og, oc, TD, 1e-6), test_rel_err_f(dxg, dxc, TD, 1e-6));
+        e = fmax(e, test_rel_err_f(gpu.p.grad, cpu.p.grad, cpu.p.total, 1e-6));
+        if (!(e <= worst)) worst = e;
+        free(x), free(dout), free(oc), free(og), free(dxc), free(dxg);
+    }
+    test_report(worst <= 1e-4, "backbone_lengths", "%d bags of L 6, 8, 5, 7, 3, 8 through one backbone: "
+                "worst err of outputs, dx and accumulated grads %.2e (limit 1e-4)", nl, worst);
+    model_free(&cpu), model_free(&gpu);
+}
+
 /* Short training run: CPU loop vs GPU (per-op dispatch with host AdamW) vs
  * GPU resident train step. Same data, same init, MSE to a fixed target. */
 static void check_training(void) {
@@ -1798,6 +1834,7 @@ int main(void) {
     c.d_state = 12;
     c.n_dir = 2;
     check_backbone(&c, 2, 45, "n12_g2");
+    check_backbone_lengths();
     if (all) {
         check_training();
         check_vision_step(8, 2, 4, 0, "stem");
