@@ -78,6 +78,8 @@ ifeq ($(CUDA),1)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 NVFLAGS ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
            -Xcompiler -fPIC -I. $(DEFS) -lineinfo
+# NVEXTRA: definitions for a trial build, e.g. NVEXTRA=-DMK_SCAN_FWD_DT_PAIR=1 (core/cuda/scan.cu)
+NVFLAGS += $(NVEXTRA)
 LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 

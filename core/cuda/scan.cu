@@ -40,6 +40,20 @@ constexpr int FWD_NST = 3; // forward: tiles in flight (scan_tile.cuh); 2 with S
 // (297.6 -> 290.4 us at L = 2048, same error to the CPU scan, 9.2e-7).
 constexpr int FWD_OPT = scan_tile::MAP_INTERLEAVE | scan_tile::PAD_ROWS | scan_tile::FAST_SP | scan_tile::UNROLL_ALL |
                         scan_tile::FAST_SIG;
+// DT_PAIR (dt and dt u in one 8-byte shared load): 3.5 % faster in the lab on an H100 on
+// 2026-11-27 (290.8 -> 280.5 us at L = 2048, same error); off until test_cuda's scan checks (odd
+// shapes, the backward's checkpoint mode, bf16) have run with it: a trial build sets
+// MK_SCAN_FWD_DT_PAIR=1 (make CUDA=1 NVEXTRA=-DMK_SCAN_FWD_DT_PAIR=1). Only where the stages
+// keep the pairs 8-byte aligned (the kernel's static_assert).
+#ifndef MK_SCAN_FWD_DT_PAIR
+#define MK_SCAN_FWD_DT_PAIR 0
+#endif
+template <int N, int S, int TT, int NST, typename T>
+constexpr int fwd_opt() {
+    return FWD_OPT | (MK_SCAN_FWD_DT_PAIR && (NST * scan_tile::cfg<N, S, TPB, TT, NST, FWD_OPT, T>::STAGE * sizeof(T)) % 8 == 0
+                          ? (int)scan_tile::DT_PAIR
+                          : 0);
+}
 constexpr int FWD_S = 2;   // forward: states per lane of the staged kernel (2 or 4): 2 measured 13 % faster (docs/CUDA.md)
 int g_tile_s = FWD_S;      // mkc_scan_set_tiled: the same, or 0 = the register kernel
 
@@ -158,7 +172,7 @@ void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, 
             // all of them on the SMs at once
             constexpr int S = decltype(S_)::value, PL = N / S, TT = PL <= 1 ? 8 : PL <= 2 ? 16 : 32;
             constexpr int NST = S == 2 ? 2 : FWD_NST;
-            scan_tile::launch<N, S, TPB, TT, NST, FWD_OPT, T>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z,
+            scan_tile::launch<N, S, TPB, TT, NST, fwd_opt<N, S, TT, NST, T>(), T>(out, h_last, ckpt, u, delta, A, Bm, Cm, D, z,
                                                                  delta_bias, h0, B, L, E, softplus, mkc_s());
         };
         if constexpr (N <= 32) {
