@@ -149,6 +149,11 @@ int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const
     mk_error("this build has no CUDA support");
     return -1;
 }
+int mk_cuda_ts_forward(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *tok,
+                       const float *rmean, const float *rstd, int B, float *pred) {
+    mk_error("this build has no CUDA support");
+    return -1;
+}
 int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L, int y,
                            const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *c, mk_rng *rng,
                            float *logit) {
@@ -1294,9 +1299,12 @@ static int ts_share_table(mamba_backbone *bbs, int n) {
     return 0;
 }
 
-int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *tok_h,
-                          const float *rmean_h, const float *rstd_h, const float *target_h, const float *masks_h, int B,
-                          const mk_adamw_cfg *cfg, float *loss_out) {
+/* Everything before a forecaster's forward: the checks, one shared device table, the buffers
+ * (carved into *o), the weights up unless resident (train: the moments too, and the table
+ * marked resident), each backbone's activations and fixed scan orders for (B, T); 0 or -1 with
+ * mk_error */
+static int ts_prepare(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *masks_h,
+                      int B, int train, ts_bufs *o) {
     if (n_bb < 1 || ts_check(bbs, n_bb, f, masks_h, B)) {
         if (n_bb < 1) mk_error("CUDA forecaster: no backbones");
         return -1;
@@ -1307,21 +1315,18 @@ int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const
     if (ts_share_table(bbs, n_bb)) return -1;
     cuda_bb *c = (cuda_bb *)bbs[0].dev; /* the table's owner: DP / DG read its P and G */
     const mk_params *p = bbs[0].p;
-    const int L = f->L, H = f->H, C = f->C, T = f->C + f->F, D = f->D, Fd = f->d_ff, NL = f->n_layer, M = B * T;
-    const size_t MD = (size_t)M * D, MF = (size_t)M * Fd, BC = (size_t)B * C, BCH = BC * H;
-    const int drop = f->dropout > 0;
-    ts_bufs o;
-    if (fe_reserve(c, ts_layout(f, B, NULL, &o))) {
+    const int T = f->C + f->F;
+    if (fe_reserve(c, ts_layout(f, B, NULL, o))) {
         mk_error("CUDA: out of device memory for the forecaster's activations (batch %d)", B);
         return -1;
     }
-    ts_layout(f, B, c->fe, &o);
-    if (bb_moments(&bbs[0], c)) return -1;
+    ts_layout(f, B, c->fe, o);
+    if (train && bb_moments(&bbs[0], c)) return -1;
     if (!c->resident && mkc_upload(c->P, p->data, sizeof(float) * c->total)) {
         mk_error("CUDA: %s", mkc_last_error());
         return -1;
     }
-    c->resident = 1;
+    if (train) c->resident = 1;
     /* each backbone's activations for (B, T), and its fixed scan orders as ts_smamba_forward
      * passes them (paper: identity, then the reversed order; shared: both in one backbone); no
      * random draws (the backbones run with training 0). The orders go up only when another pass
@@ -1343,23 +1348,29 @@ int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const
         acts[k].B = B, acts[k].L = T, acts[k].training = 0;
     }
     free(rev);
-    if (mkc_upload(o.tok, tok_h, sizeof(float) * (size_t)M * L) || mkc_upload(o.rmean, rmean_h, sizeof(float) * BC) ||
-        mkc_upload(o.rstd, rstd_h, sizeof(float) * BC) || mkc_upload(o.tgt, target_h, sizeof(float) * BCH) ||
-        (drop && mkc_upload(o.mask, masks_h, sizeof(float) * ts_mask_floats(f, B)))) {
-        mk_error("CUDA: %s", mkc_last_error());
-        return -1;
-    }
-    /* forward: ts_smamba_forward op for op (RevIN and the tokens were the host's) */
-    const float *mask_g[MK_TS_MAX_LAYER], *mask_f[MK_TS_MAX_LAYER], *mk = o.mask + MD;
-    mkc_linear_forward(o.e0, o.tok, DP(f->emb_w), DP(f->emb_b), M, L, D);
-    if (drop) mkc_mul(o.e0, o.e0, o.mask, MD);
+    return 0;
+}
+
+/* ts_smamba_forward op for op on the device, from o->tok (RevIN and the tokens were the host's)
+ * to o->pred (B, H, C); with dropout, the masks (in o->mask, the CPU's draw order) are applied
+ * and each layer's FFN masks noted in mask_g / mask_f for the backward */
+static void ts_forward_dev(mamba_backbone *bbs, const mk_ts_frontend *f, const ts_bufs *o, int B,
+                           const float **mask_g, const float **mask_f) {
+    const cuda_bb *c = (const cuda_bb *)bbs[0].dev;
+    const mk_params *p = bbs[0].p;
+    const int L = f->L, H = f->H, C = f->C, T = f->C + f->F, D = f->D, Fd = f->d_ff, NL = f->n_layer, M = B * T;
+    const size_t MD = (size_t)M * D, MF = (size_t)M * Fd;
+    const int drop = f->dropout > 0;
+    const float *mk = o->mask + MD;
+    mkc_linear_forward(o->e0, o->tok, DP(f->emb_w), DP(f->emb_b), M, L, D);
+    if (drop) mkc_mul(o->e0, o->e0, o->mask, MD);
     for (int l = 0; l < NL; l++) {
-        ts_layer_d *y = &o.ly[l];
-        const float *in = l ? o.ly[l - 1].out : o.e0;
+        const ts_layer_d *y = &o->ly[l];
+        const float *in = l ? o->ly[l - 1].out : o->e0;
         if (f->paper) { /* h = (in + Mamba_f(in)) + (in + flip(Mamba_r(flip(in)))) - in; d1 holds Mamba_r's */
             bb_forward_dev(&bbs[2 * l], (cuda_bb *)bbs[2 * l].dev, y->h, in);
-            bb_forward_dev(&bbs[2 * l + 1], (cuda_bb *)bbs[2 * l + 1].dev, o.d1, in);
-            mkc_bidir_merge(y->h, o.d1, in, MD);
+            bb_forward_dev(&bbs[2 * l + 1], (cuda_bb *)bbs[2 * l + 1].dev, o->d1, in);
+            mkc_bidir_merge(y->h, o->d1, in, MD);
         } else {
             bb_forward_dev(&bbs[l], (cuda_bb *)bbs[l].dev, y->h, in);
         }
@@ -1372,10 +1383,50 @@ int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const
         mkc_vec_acc(y->r2, y->n1, MD);
         mkc_layernorm_forward(y->out, y->mean2, y->rstd2, y->r2, DP(f->ln2_w[l]), DP(f->ln2_b[l]), M, D, 1e-5f);
     }
-    mkc_layernorm_forward(o.zf, o.meanf, o.rstdf, o.ly[NL - 1].out, DP(f->lnf_w), DP(f->lnf_b), M, D, 1e-5f);
-    mkc_copy_cols(o.zv, C * D, o.zf, T * D, B, C * D); /* the variate rows of each window */
-    mkc_linear_forward(o.hout, o.zv, DP(f->head_w), DP(f->head_b), B * C, D, H);
-    mkc_ts_denorm(o.pred, o.hout, o.rmean, o.rstd, B, C, H);
+    mkc_layernorm_forward(o->zf, o->meanf, o->rstdf, o->ly[NL - 1].out, DP(f->lnf_w), DP(f->lnf_b), M, D, 1e-5f);
+    mkc_copy_cols(o->zv, C * D, o->zf, T * D, B, C * D); /* the variate rows of each window */
+    mkc_linear_forward(o->hout, o->zv, DP(f->head_w), DP(f->head_b), B * C, D, H);
+    mkc_ts_denorm(o->pred, o->hout, o->rmean, o->rstd, B, C, H);
+}
+
+int mk_cuda_ts_forward(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *tok_h,
+                       const float *rmean_h, const float *rstd_h, int B, float *pred) {
+    mk_ts_frontend f0 = *f;
+    f0.dropout = 0; /* inference: no masks, none carved */
+    ts_bufs o;
+    if (ts_prepare(bbs, acts, n_bb, &f0, NULL, B, 0, &o)) return -1;
+    const size_t BC = (size_t)B * f0.C;
+    if (mkc_upload(o.tok, tok_h, sizeof(float) * (size_t)B * (f0.C + f0.F) * f0.L) ||
+        mkc_upload(o.rmean, rmean_h, sizeof(float) * BC) || mkc_upload(o.rstd, rstd_h, sizeof(float) * BC)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    ts_forward_dev(bbs, &f0, &o, B, NULL, NULL);
+    if (mkc_download(pred, o.pred, sizeof(float) * BC * f0.H) || mkc_sync()) {
+        mk_error("CUDA forecaster forward: %s", mkc_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *tok_h,
+                          const float *rmean_h, const float *rstd_h, const float *target_h, const float *masks_h, int B,
+                          const mk_adamw_cfg *cfg, float *loss_out) {
+    ts_bufs o;
+    if (ts_prepare(bbs, acts, n_bb, f, masks_h, B, 1, &o)) return -1;
+    cuda_bb *c = (cuda_bb *)bbs[0].dev; /* the table's owner: DP / DG read its P and G */
+    const mk_params *p = bbs[0].p;
+    const int L = f->L, H = f->H, C = f->C, T = f->C + f->F, D = f->D, Fd = f->d_ff, NL = f->n_layer, M = B * T;
+    const size_t MD = (size_t)M * D, MF = (size_t)M * Fd, BC = (size_t)B * C, BCH = BC * H;
+    const int drop = f->dropout > 0;
+    if (mkc_upload(o.tok, tok_h, sizeof(float) * (size_t)M * L) || mkc_upload(o.rmean, rmean_h, sizeof(float) * BC) ||
+        mkc_upload(o.rstd, rstd_h, sizeof(float) * BC) || mkc_upload(o.tgt, target_h, sizeof(float) * BCH) ||
+        (drop && mkc_upload(o.mask, masks_h, sizeof(float) * ts_mask_floats(f, B)))) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    const float *mask_g[MK_TS_MAX_LAYER], *mask_f[MK_TS_MAX_LAYER];
+    ts_forward_dev(bbs, f, &o, B, mask_g, mask_f);
     /* ts_model_fit's loss: dpred = 2 (pred - y) / n, written over the target (synchronises: the
      * loss is the one number that comes down) */
     const float loss = mkc_mse_forward_backward(o.tgt, o.pred, o.tgt, BCH, 1.f);

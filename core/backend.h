@@ -214,6 +214,14 @@ int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const
                           const float *rmean, const float *rstd, const float *target, const float *masks, int B,
                           const mk_adamw_cfg *c, float *loss);
 
+/* The same forecaster's inference forward on the GPU (ts_smamba_forward with training 0): the
+ * step's forward without dropout, its activations on the device; the tokens, RevIN's mean and
+ * std go up and pred (B, H, C) comes down. Reads the resident parameters if a training step left
+ * them there, else uploads the host's table (and leaves the host's copy the newer one). Returns
+ * 0, or -1 with mk_error, as the step does. */
+int mk_cuda_ts_forward(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *tok,
+                       const float *rmean, const float *rstd, int B, float *pred);
+
 /* MambaMIL (pathology/mil_model.h) around its SR-Mamba backbone, for the resident GPU step below.
  * One bag of L instances: x (L, F) -> xs = (x - mean) / std -> e = relu(xs W_e^T + b_e) (L, D)
  * -> [score order: s = w^T tanh(V e + bV) (* sigm(U e + bU)) on e before dropout, the rows by s,

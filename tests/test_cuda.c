@@ -1389,7 +1389,7 @@ static void check_ts_step(int block, int n_layer, const char *tag) {
     test_report(!rc && rng_apart == 0, nm, "dropout generator differs from the CPU's after %d of %d steps", rng_apart,
                 STEPS);
     snprintf(nm, sizeof nm, "ts_step_%s_validation_forward", tag);
-    test_report(!rc && vworst >= 0 && vworst <= lim, nm, "per-call forward after the copy back: err %.2e (limit %.0e)",
+    test_report(!rc && vworst >= 0 && vworst <= lim, nm, "inference forward after the copy back: err %.2e (limit %.0e)",
                 vworst, lim);
     int sy = mamba_backbone_cuda_sync_host(&gpu.smamba.mamba[0]);
     double pe = test_rel_err_f(gpu.p.data, cpu.p.data, cpu.p.total, 1e-6);
@@ -1409,6 +1409,77 @@ static void check_ts_step(int block, int n_layer, const char *tag) {
     snprintf(nm, sizeof nm, "ts_step_%s_bad_frontend", tag);
     test_report(refused && gpu.p.step == cpu.p.step, nm, "%s", refused ? mk_last_error() : "accepted");
     free(tok), free(st), free(yy), free(mks), free(pr), free(dp), free(pg);
+    ts_model_free(&cpu), ts_model_free(&gpu);
+}
+
+/* The forecaster's inference forward on the device (ts_smamba_forward -> mk_cuda_ts_forward)
+ * against the CPU's: batches of 5, 2 and 7 windows from the host's weights (uploaded, the host
+ * keeping the newer copy), then, after one resident training step on each side, a batch read
+ * from the weights the step left on the device with no copy back: the per-call path would run
+ * the embedding, FFN and head on the host's stale weights and miss the CPU's figures. */
+static void check_ts_forward(int block, const char *tag) {
+#if MKC_EMULATED
+    const double lim = 0;
+#else
+    const double lim = 1e-4;
+#endif
+    enum { L = 20, H = 6, C = 3, F = 2 };
+    ts_smamba_cfg sc;
+    memset(&sc, 0, sizeof sc);
+    sc.D = 16, sc.n_layer = 2, sc.d_ff = 24, sc.d_state = 2, sc.d_conv = 2, sc.expand = 1, sc.dropout = 0.2f;
+    sc.block = block;
+    ts_model cpu, gpu;
+    char nm[96];
+    snprintf(nm, sizeof nm, "ts_forward_%s", tag);
+    if (ts_model_create(&cpu, TS_MODEL_SMAMBA, &sc, L, H, C, F, 0, 47) ||
+        ts_model_create(&gpu, TS_MODEL_SMAMBA, &sc, L, H, C, F, 0, 47)) {
+        test_report(0, nm, "%s", mk_last_error());
+        return;
+    }
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    /* off the initial values (unit norms, zero biases), so that no op hides behind them */
+    for (size_t i = 0; i < cpu.p.total; i++) gpu.p.data[i] = cpu.p.data[i] += 0.2f * (mk_rng_uniform(&rng) - 0.5f);
+    if (ts_model_use_device(&gpu, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        test_report(0, nm, "to the device: %s", mk_last_error());
+        ts_model_free(&cpu), ts_model_free(&gpu);
+        return;
+    }
+    static const int Bs[] = {5, 2, 7, 4};
+    double worst = 0, after = -1;
+    for (int i = 0; i < 4; i++) {
+        const int B = Bs[i];
+        const size_t nx = (size_t)B * L * C, ny = (size_t)B * H * C;
+        float *x = rnd(nx, -1, 1), *mk = rnd((size_t)B * L * F, -0.5f, 0.5f), *y = rnd(ny, -1, 1);
+        float *pc = zeros(ny), *pg = zeros(ny), *dp = zeros(ny);
+        for (size_t k = 0; k < nx; k++) x[k] = x[k] * (1 + (k % C)) + 3.f * (float)(k % C);
+        if (i == 3) { /* one training step each side first; the GPU's weights stay on the device */
+            mk_adamw_cfg oc = mk_adamw_defaults(3e-3f, 0);
+            oc.weight_decay = 0, oc.warmup = 0, oc.total = 0, oc.clip = 0;
+            float lg;
+            mk_params_zero_grad(&cpu.p);
+            cpu.smamba.training = 1;
+            ts_model_predict(&cpu, pc, x, mk, B);
+            cpu.smamba.training = 0;
+            mse_forward_backward(dp, pc, y, ny, 1.f);
+            ts_smamba_backward(&cpu.smamba, dp);
+            mk_adamw_step(&cpu.p, &oc);
+            if (ts_smamba_train_step_cuda(&gpu.smamba, x, mk, y, B, &oc, &lg)) {
+                test_report(0, nm, "training step: %s", mk_last_error());
+                free(x), free(mk), free(y), free(pc), free(pg), free(dp);
+                ts_model_free(&cpu), ts_model_free(&gpu);
+                return;
+            }
+        }
+        ts_model_predict(&cpu, pc, x, mk, B);
+        ts_model_predict(&gpu, pg, x, mk, B);
+        double e = test_rel_err_f(pg, pc, ny, 1e-6);
+        if (i == 3) after = e;
+        else if (!(e <= worst)) worst = e;
+        free(x), free(mk), free(y), free(pc), free(pg), free(dp);
+    }
+    test_report(worst <= lim && after >= 0 && after <= lim, nm,
+                "batches of 5, 2, 7 windows: err %.2e; after a resident step, no copy back: err %.2e (limit %.0e)",
+                worst, after, lim);
     ts_model_free(&cpu), ts_model_free(&gpu);
 }
 
@@ -1850,6 +1921,8 @@ int main(void) {
     check_pts_step(1, 3, "x_3layers");
     check_ts_step(TS_BLOCK_PAPER, 2, "paper"); /* S-Mamba's default layer: two backbones a layer */
     check_ts_step(TS_BLOCK_SHARED, 2, "shared");
+    check_ts_forward(TS_BLOCK_PAPER, "paper");
+    check_ts_forward(TS_BLOCK_SHARED, "shared");
     /* mil train's default (gate, 1 layer, score order, attention) with dropout; then gate off, 2
      * layers, natural order, gated attention, drop-path on */
     check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, "default_dropout");

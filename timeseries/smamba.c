@@ -7,6 +7,7 @@
  * ref: Wang et al. 2024, "Is Mamba Effective for Time Series Forecasting?"
  * (S-Mamba); Liu et al. 2024 (iTransformer) for the inverted embedding. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -235,6 +236,17 @@ void ts_smamba_forward(ts_smamba *m, float *pred, const float *x, const float *m
     a.ly = ly;
     sm_layout(m, &a, B);
     sm_tokens(m, &a, x, mark, B);
+    if (!m->training && m->n_bb > 0 && m->mamba[0].device == MK_DEV_CUDA) {
+        /* inference with the backbones on a GPU: the whole forward there (validation passes,
+         * forecasts, evaluations), not the embedding, FFN and head here around per-call backbones */
+        mk_ts_frontend fe;
+        ts_smamba_cuda_frontend(m, &fe);
+        m->drop_on = 0;
+        if (!mk_cuda_ts_forward(m->mamba, m->macts, m->n_bb, &fe, a.tok, a.rmean, a.rstd, B, pred)) return;
+        static int told;
+        if (!told++) fprintf(stderr, "mambakit: S-Mamba's GPU forward failed (%s); the embedding, FFN and head run "
+                                     "on the CPU around the GPU's backbones\n", mk_last_error());
+    }
     linear_forward(a.e0, a.tok, mk_param(p, m->emb_w), mk_param(p, m->emb_b), M, L, D);
     const int drop = m->drop_on = m->training && c->dropout > 0;
     if (drop) dropout_forward(a.e0, a.mask_e, a.e0, (size_t)M * D, c->dropout, &m->rng);
