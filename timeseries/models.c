@@ -368,8 +368,9 @@ double ts_model_fit(ts_model *m, const ts_series *s, const ts_split *tr, const t
     oc.total = 0;
     oc.clip = 0;
     /* S-Mamba with its backbones on a GPU: every op of the step there (mk_cuda_ts_train_step),
-     * the weights resident; they come back to the host (sync_host) before each validation, whose
-     * per-call forwards and the best-weights snapshot read the host's table */
+     * the weights resident; they come back to the host (sync_host) before each validation for
+     * the best-weights snapshot, which reads the host's table (the validation's forwards run on
+     * the device, mk_cuda_ts_forward, uploading that table per batch: small beside the batch) */
     int resident = m->kind == TS_MODEL_SMAMBA && m->smamba.n_bb > 0 && m->smamba.mamba[0].device == MK_DEV_CUDA &&
                    !m->gpu_backbone_only;
     mamba_backbone *owner = resident ? &m->smamba.mamba[0] : NULL;
