@@ -160,6 +160,10 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
     mk_error("this build has no CUDA support");
     return -1;
 }
+int mk_cuda_mil_forward(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L,
+                        float *logit, float *att) {
+    return -1;
+}
 int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
     mk_error("this build has no CUDA support");
     return -1;
@@ -1507,50 +1511,132 @@ static void mil_att_logits_d(const mamba_backbone *m, const cuda_bb *c, const mk
     mkc_mil_att_score(o->s, o->t, f->att_U >= 0 ? o->g : NULL, DP(f->att_w), L, f->H);
 }
 
-int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L, int y,
-                           const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *cfg,
-                           mk_rng *rng, float *logit) {
+/* 1 if f describes a model the MIL kernels take, its tensors the sizes the table holds, for a
+ * bag of L; else 0 with mk_error naming `what` (the step or the forward) */
+static int mil_front_ok(const mamba_backbone *m, const mk_mil_frontend *f, int L, const char *what) {
     const mk_params *p = m->p;
     const size_t Fs = f->F, Ds = f->D, Hs = f->H;
     const int gated = f->att_U >= 0;
-    if (L < 1 || f->F < 1 || f->D != m->D || f->H < 1 || f->R < 0 || batch < 1 || !numel_is(p, f->fmean, Fs) ||
+    if (L < 1 || f->F < 1 || f->D != m->D || f->H < 1 || f->R < 0 || !numel_is(p, f->fmean, Fs) ||
         !numel_is(p, f->fstd, Fs) || !numel_is(p, f->emb_w, Ds * Fs) || !numel_is(p, f->emb_b, Ds) ||
         !numel_is(p, f->att_V, Hs * Ds) || !numel_is(p, f->att_Vb, Hs) || !numel_is(p, f->att_w, Hs) ||
         (gated && (!numel_is(p, f->att_U, Hs * Ds) || !numel_is(p, f->att_Ub, Hs))) ||
         !numel_is(p, f->cls_w, Ds) || !numel_is(p, f->cls_b, 1) || (f->gamma >= 0 && !numel_is(p, f->gamma, Ds)) ||
-        m->G != (f->R > 0 ? 2 : 1) || (f->dropout > 0 && !dmask)) {
-        mk_error("CUDA MIL step: front end incomplete or not the model's shapes");
+        m->G != (f->R > 0 ? 2 : 1)) {
+        mk_error("CUDA MIL %s: front end incomplete or not the model's shapes", what);
+        return 0;
+    }
+    /* the orders are built on the device from the score sort; a shuffled layer's permutation is
+     * drawn on the host (draw_orders_host) and would have to follow them up */
+    if (m->cfg.shuffle_p > 0 && m->cfg.n_layer > 1) {
+        mk_error("CUDA MIL %s: a backbone with shuffled scan orders (shuffle_p) is not covered", what);
+        return 0;
+    }
+    return 1;
+}
+
+/* mil_forward op for op on the device, from the bag in o->x to the logit in o->lg[0] and the
+ * attention in o->a; c prepared for (1, L) with its drop-path masks up. The step and the forward
+ * share it so that prediction on the GPU computes exactly what training optimised. With dropout
+ * (the step) the mask is in o->mask; y and batch only scale the head's BCE gradient, which a
+ * forward leaves unread. */
+static void mil_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_mil_frontend *f, const mil_bufs *o, int L,
+                            int dropout, float y, int batch) {
+    const mk_params *p = m->p;
+    const int F = f->F, D = f->D, G = m->G, NL = m->cfg.n_layer;
+    const size_t LD = (size_t)L * D;
+    mkc_mil_standardize(o->xs, o->x, DP(f->fmean), DP(f->fstd), L, F);
+    mkc_linear_forward(o->e_pre, o->xs, DP(f->emb_w), DP(f->emb_b), L, F, D);
+    mkc_relu_forward(o->e, o->e_pre, LD);
+    const int *base = NULL; /* the score order: sorted where it was computed, no host round trip */
+    if (f->score_order) {
+        mil_att_logits_d(m, c, f, o, o->e, L);
+        mkc_mil_sort_desc(c->yd, o->s, L);
+        base = c->yd;
+    }
+    if (dropout) mkc_mul(o->e, o->e, o->mask, LD);
+    if (NL > 0) mkc_mil_orders(c->orders_d, base, L, f->R, NL, G);
+    bb_forward_dev(m, c, f->gamma >= 0 ? o->mo : o->h, o->e);
+    if (f->gamma >= 0) mkc_mil_gate_forward(o->h, o->e, o->mo, DP(f->gamma), 1.f, L, D);
+    mil_att_logits_d(m, c, f, o, o->h, L);
+    mkc_mil_softmax(o->a, o->s, L);
+    mkc_mil_pool(o->z, o->a, o->h, L, D);
+    mkc_mil_head(o->lg, o->z, DP(f->cls_w), DP(f->cls_b), y, batch, D);
+}
+
+/* The MIL buffers for a bag of L on c (grown on demand) and the backbone's activations; 0 or -1
+ * with mk_error */
+static int mil_bufs_get(const mamba_backbone *m, cuda_bb *c, const mk_mil_frontend *f, int L, mil_bufs *o) {
+    if (fe_reserve(c, mil_layout(f, L, NULL, o)) || yd_reserve(c, (size_t)L)) {
+        mk_error("CUDA: out of device memory for the MIL model's activations (bag of %d)", L);
+        return -1;
+    }
+    mil_layout(f, L, c->fe, o);
+    return bb_ensure(m, c, 1, L);
+}
+
+int mk_cuda_mil_forward(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L,
+                        float *logit, float *att) {
+    if (m->device != MK_DEV_CUDA) return -1;
+    if (!mil_front_ok(m, f, L, "forward")) return -1;
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    const mk_params *p = m->p;
+    const int NL = m->cfg.n_layer;
+    mil_bufs o;
+    if (mil_bufs_get(m, c, f, L, &o)) return -1;
+    c->fwd_ok = 0; /* this forward keeps nothing for a backward */
+    /* inference: the identity orders (overwritten on the device) and drop-path masks of 1, no
+     * draws, as mamba_backbone_forward makes none outside training */
+    draw_orders_host(m, c, 0, 1, L, NULL, 0, NULL);
+    c->slot = 0;
+    c->ts_drawn = 0;
+    a->B = 1, a->L = L, a->training = 0;
+    if ((!tab_of(c)->resident && mkc_upload(c->P, p->data, sizeof(float) * c->total)) ||
+        (NL > 0 && mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL)) ||
+        mkc_upload(o.x, x, sizeof(float) * (size_t)L * f->F)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    mil_forward_dev(m, c, f, &o, L, 0, 0.f, 1);
+    float lg = NAN;
+    if (mkc_download(&lg, o.lg, sizeof(float)) || (att && mkc_download(att, o.a, sizeof(float) * (size_t)L)) ||
+        mkc_sync()) {
+        mk_error("CUDA MIL forward: %s", mkc_last_error());
+        return -1;
+    }
+    if (logit) *logit = lg;
+    return 0;
+}
+
+int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L, int y,
+                           const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *cfg,
+                           mk_rng *rng, float *logit) {
+    const mk_params *p = m->p;
+    const int gated = f->att_U >= 0;
+    if (!mil_front_ok(m, f, L, "step")) return -1;
+    if (batch < 1 || (f->dropout > 0 && !dmask)) {
+        mk_error("CUDA MIL step: %s", batch < 1 ? "batch below 1" : "dropout without its mask");
         return -1;
     }
     if (y != 0 && y != 1) {
         mk_error("CUDA MIL step: label %d is not 0 or 1", y);
         return -1;
     }
-    /* the orders are built on the device from the score sort; a shuffled layer's permutation is
-     * drawn on the host (draw_orders_host) and would have to follow them up */
-    if (m->cfg.shuffle_p > 0 && m->cfg.n_layer > 1) {
-        mk_error("CUDA MIL step: a backbone with shuffled scan orders (shuffle_p) is not covered");
-        return -1;
-    }
     if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
     cuda_bb *c = bb_get(m);
     if (!c) return -1;
-    const int F = f->F, D = f->D, H = f->H, G = m->G, NL = m->cfg.n_layer;
+    const int F = f->F, D = f->D, H = f->H, NL = m->cfg.n_layer;
     const size_t LD = (size_t)L * D;
     mil_bufs o;
-    if (fe_reserve(c, mil_layout(f, L, NULL, &o)) || yd_reserve(c, (size_t)L)) {
-        mk_error("CUDA: out of device memory for the MIL model's activations (bag of %d)", L);
-        return -1;
-    }
-    mil_layout(f, L, c->fe, &o);
-    if (bb_moments(m, c) || bb_ensure(m, c, 1, L)) return -1;
+    if (mil_bufs_get(m, c, f, L, &o) || bb_moments(m, c)) return -1;
     if (!c->resident && mkc_upload(c->P, p->data, sizeof(float) * c->total)) {
         mk_error("CUDA: %s", mkc_last_error());
         return -1;
     }
     c->resident = 1;
     /* the backbone's own draws (drop-path), as mamba_backbone_forward makes them; the orders
-     * drawn here are the identity and are overwritten on the device below */
+     * drawn here are the identity and are overwritten on the device by mil_forward_dev */
     draw_orders_host(m, c, 0, 1, L, NULL, 1, rng);
     c->slot = 0;
     c->ts_drawn = 0;
@@ -1563,24 +1649,7 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
     }
     if (begin) mkc_memset0(c->G, sizeof(float) * c->total);
 
-    /* forward: mil_forward op for op */
-    mkc_mil_standardize(o.xs, o.x, DP(f->fmean), DP(f->fstd), L, F);
-    mkc_linear_forward(o.e_pre, o.xs, DP(f->emb_w), DP(f->emb_b), L, F, D);
-    mkc_relu_forward(o.e, o.e_pre, LD);
-    const int *base = NULL; /* the score order: sorted where it was computed, no host round trip */
-    if (f->score_order) {
-        mil_att_logits_d(m, c, f, &o, o.e, L);
-        mkc_mil_sort_desc(c->yd, o.s, L);
-        base = c->yd;
-    }
-    if (f->dropout > 0) mkc_mul(o.e, o.e, o.mask, LD);
-    if (NL > 0) mkc_mil_orders(c->orders_d, base, L, f->R, NL, G);
-    bb_forward_dev(m, c, f->gamma >= 0 ? o.mo : o.h, o.e);
-    if (f->gamma >= 0) mkc_mil_gate_forward(o.h, o.e, o.mo, DP(f->gamma), 1.f, L, D);
-    mil_att_logits_d(m, c, f, &o, o.h, L);
-    mkc_mil_softmax(o.a, o.s, L);
-    mkc_mil_pool(o.z, o.a, o.h, L, D);
-    mkc_mil_head(o.lg, o.z, DP(f->cls_w), DP(f->cls_b), (float)y, batch, D);
+    mil_forward_dev(m, c, f, &o, L, f->dropout > 0, (float)y, batch);
 
     /* backward: mil_backward op for op, gradients accumulating over the optimiser step's bags */
     mkc_memset0(o.dh, sizeof(float) * LD);

@@ -254,6 +254,15 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
                            const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *c, mk_rng *rng,
                            float *logit);
 
+/* The same model's forward on the GPU for one bag (inference: no dropout or drop-path, nothing
+ * kept for a backward), mil_forward(..., training 0) op for op: the bag's features x (L, F) go
+ * up, the logit (*logit) and, if att is not NULL, the attention weights att (L) come down. Uses
+ * the resident parameters if a training step left them there, else uploads the host's (and
+ * leaves them non-resident). 0, or -1 (not on a GPU, or an error in mk_error: shapes the step
+ * does not take, out of memory, a failed launch). */
+int mk_cuda_mil_forward(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L,
+                        float *logit, float *att);
+
 /* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us
  * (median of reps, CUDA events, L2 flushed), res[2] the device's measured

@@ -360,14 +360,42 @@ static void pool_backward(mil_model *m, const float *k, const float *v, int L, c
     }
 }
 
+static void mil_frontend(const mil_model *m, mk_mil_frontend *f);
+
+/* Inference with the backbone on the GPU: the whole forward there (mk_cuda_mil_forward), for the
+ * models the resident step covers, so that only the bag goes up and the logit and attention come
+ * down instead of the embedding and the backbone's output crossing the bus every bag. 0 when it
+ * ran (m->a, logit, aux_logit, prob set as the host path sets them), -1 to run the host path: a
+ * model it does not cover, or a device failure (one notice per process). */
+static int forward_on_device(mil_model *m, const float *x, int L) {
+    if (!m->has_bb || m->bb.device != MK_DEV_CUDA || !mil_gpu_step_covers(m, NULL, NULL, 0)) return -1;
+    mk_mil_frontend f;
+    mil_frontend(m, &f);
+    float lg;
+    if (mk_cuda_mil_forward(&m->bb, &m->acts, &f, x, L, &lg, m->a)) {
+        static int told;
+        if (!told++)
+            fprintf(stderr, "mambakit: mil: the GPU forward failed (%s); the embedding, pooling and classifier run "
+                            "on the host\n", mk_last_error());
+        return -1;
+    }
+    m->logit = lg;
+    m->aux_logit = 0.f;
+    m->prob = mk_sigmoidf(lg);
+    if (m->gamma >= 0) m->branch_scale = 1.f;
+    m->gpu_forwards++;
+    return 0;
+}
+
 float mil_forward(mil_model *m, const float *x, int L, int training) {
     MK_ASSERT(L >= 1);
     ensure(m, L);
+    m->training = training;
+    if (!training && forward_on_device(m, x, L) == 0) return m->prob;
     const mil_cfg *c = &m->c;
     const mk_params *p = &m->p;
     const int F = c->F, D = c->D;
     const size_t LD = (size_t)L * D;
-    m->training = training;
     const float *mu = mk_param(p, m->fmean), *sd = mk_param(p, m->fstd);
     for (int i = 0; i < L; i++)
         for (int j = 0; j < F; j++) m->xs[(size_t)i * F + j] = (x[(size_t)i * F + j] - mu[j]) / sd[j];
@@ -487,7 +515,7 @@ int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, 
     else if (aux_on(m)) r = "the auxiliary exit (--aux)";
     else if (attend_e(m)) r = "--attend e";
     else if (c->branch_drop > 0) r = "branch drop (--branch-drop)";
-    else if (o->shuffle_inst) r = "--shuffle-instances";
+    else if (o && o->shuffle_inst) r = "--shuffle-instances";
     else if (m->bb.cfg.shuffle_p > 0 && m->bb.cfg.n_layer > 1) r = "a backbone with shuffled scan orders";
     if (r && why) snprintf(why, len, "%s", r);
     return !r;

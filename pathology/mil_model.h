@@ -94,6 +94,7 @@ typedef struct {
     float logit, prob;
     float aux_logit;              /* the auxiliary exit's logit in the last forward (aux > 0) */
     int training;
+    long gpu_forwards;            /* inference forwards that ran whole on the GPU (mk_cuda_mil_forward) */
     float branch_scale;           /* res_gate: 0 (branch dropped), 1/(1-p) or 1 in the last forward */
     mk_rng rng;                   /* init of the shared parts, dropout masks */
     mk_rng bb_rng;                /* the backbone's own init, drop-path and branch drop */
@@ -107,7 +108,9 @@ void mil_model_fit_scaler(mil_model *m, const mil_bags *b);
 
 /* One bag x (L, F): returns the probability; keeps activations for backward.
  * Attention per instance is then in m->a (L) (mean: 1/L; max: share of the D
- * channels the instance wins). */
+ * channels the instance wins). For inference (training 0) with the backbone on the GPU and a
+ * model the resident step covers, the whole forward runs there (mk_cuda_mil_forward): then only
+ * m->a, m->logit, m->aux_logit and m->prob are set, not the other activations. */
 float mil_forward(mil_model *m, const float *x, int L, int training);
 /* Backward of the last forward given dlogit (d loss / d logit) and dlogit_aux (d loss / d
  * aux_logit; ignored without an auxiliary exit). Grads += . */
@@ -149,7 +152,8 @@ int mil_model_use_device(mil_model *m, int dev);
  * with or without the residual gate, any number of layers, natural or score order, attention or
  * gated attention, embedding dropout, any batch and clip; else 0 with the reason in why (the
  * auxiliary exit, --attend e, branch drop, --shuffle-instances, a backbone with shuffled orders,
- * the baselines), and the loop runs the backbone alone on the GPU. */
+ * the baselines), and the loop runs the backbone alone on the GPU. o NULL: no training options
+ * (inference; mil_forward's test for mk_cuda_mil_forward). */
 int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, int len);
 /* One bag's resident training step on the GPU, as mil_train runs it (its backbone on the GPU):
  * the dropout mask drawn from m->rng as mil_forward draws it, then mk_cuda_mil_train_step with

@@ -1778,6 +1778,93 @@ static void check_mil_step(int res_gate, int n_layer, int order, int gated, floa
     mil_model_free(&cpu), mil_model_free(&gpu);
 }
 
+/* One inference forward of bag x (L, F) on each side; the worst logit / probability and
+ * attention errors so far in *el, *ea (ra: room for L floats). Returns 1, one forward. */
+static int mil_fwd_pair(mil_model *cpu, mil_model *gpu, const float *x, int L, float *ra, double *el, double *ea) {
+    mil_forward(cpu, x, L, 0);
+    memcpy(ra, cpu->a, sizeof(float) * L);
+    mil_forward(gpu, x, L, 0);
+    *el = fmax(*el, test_rel_err_f(&gpu->logit, &cpu->logit, 1, 1e-6));
+    *el = fmax(*el, test_rel_err_f(&gpu->prob, &cpu->prob, 1, 1e-6));
+    *ea = fmax(*ea, test_rel_err_f(gpu->a, ra, L, 1e-6));
+    return 1;
+}
+
+/* Inference on the GPU (mil_forward, training 0, on a model whose backbone is on the device ->
+ * mk_cuda_mil_forward) against the CPU's mil_forward: bags of 37, 203 and 5 instances in turn
+ * through one model (the buffers grow, then a shorter bag reuses them), the logit and every
+ * attention weight; then a host-side weight change, which the next forward must pick up (the
+ * host's table goes up while the device's is not resident); then one resident training step on
+ * each side and forwards that must read the device's newer weights, not the host's stale copy.
+ * gpu_forwards shows that mil_forward took the device path. Exact under the emulation. */
+static void check_mil_forward(int res_gate, int n_layer, int order, int gated, const char *tag) {
+#if MKC_EMULATED
+    const double lim = 0;
+#else
+    const double lim = 1e-4;
+#endif
+    enum { F = 6, NB = 3 };
+    static const int Lb[NB] = {37, 203, 5};
+    mil_cfg mc;
+    mil_cfg_default(&mc, MIL_MAMBA, F);
+    mc.D = 16, mc.H = 12, mc.d_state = 4, mc.stride = 3;
+    mc.res_gate = res_gate, mc.n_layer = n_layer, mc.order = order, mc.gated = gated;
+    mil_model cpu, gpu;
+    char nm[96];
+    snprintf(nm, sizeof nm, "mil_forward_%s", tag);
+    if (mil_model_create(&cpu, &mc, 41) || mil_model_create(&gpu, &mc, 41)) {
+        test_report(0, nm, "create: %s", mk_last_error());
+        return;
+    }
+    float *mu = mk_param(&cpu.p, cpu.fmean), *sd = mk_param(&cpu.p, cpu.fstd);
+    for (int j = 0; j < F; j++) mu[j] = 0.1f * j, sd[j] = 1.f + 0.2f * j;
+    if (res_gate) /* gamma starts at 0, which would hide the backbone's output */
+        for (int d = 0; d < mc.D; d++) mk_param(&cpu.p, cpu.gamma)[d] = 0.3f * (d % 5 - 2);
+    memcpy(gpu.p.data, cpu.p.data, sizeof(float) * cpu.p.total);
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    mk_params_zero_grad(&cpu.p), mk_params_zero_grad(&gpu.p);
+    if (mil_model_use_device(&gpu, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        test_report(0, nm, "to device: %s", mk_last_error());
+        mil_model_free(&cpu), mil_model_free(&gpu);
+        return;
+    }
+    float *xb[NB];
+    for (int b = 0; b < NB; b++) xb[b] = rnd((size_t)Lb[b] * F, -2, 2);
+    float *ra = mk_malloc(sizeof(float) * Lb[1]);
+    double el = 0, ea = 0;
+    int n = 0;
+    for (int b = 0; b < NB; b++) n += mil_fwd_pair(&cpu, &gpu, xb[b], Lb[b], ra, &el, &ea);
+    snprintf(nm, sizeof nm, "mil_forward_%s_bags", tag);
+    test_report(el <= lim && ea <= lim && gpu.gpu_forwards == n, nm,
+                "L 37, 203, 5: logit/prob err %.2e, attention err %.2e (limit %.0e); %ld of %d on the device", el,
+                ea, lim, gpu.gpu_forwards, n);
+    /* the host's weights changed: not resident, so the next forward uploads them */
+    mk_param(&cpu.p, cpu.cls_b)[0] += 0.5f, mk_param(&gpu.p, gpu.cls_b)[0] += 0.5f;
+    el = ea = 0;
+    n += mil_fwd_pair(&cpu, &gpu, xb[0], Lb[0], ra, &el, &ea);
+    snprintf(nm, sizeof nm, "mil_forward_%s_host_weights", tag);
+    test_report(el <= lim && ea <= lim && gpu.gpu_forwards == n, nm,
+                "after a host-side change: logit err %.2e, attention err %.2e (limit %.0e)", el, ea, lim);
+    /* a resident training step on each side, then forwards from the device's weights */
+    mk_adamw_cfg oc = mk_adamw_defaults(5e-2f, 4);
+    oc.warmup = 0;
+    float pc = mil_forward(&cpu, xb[1], Lb[1], 1);
+    mil_backward(&cpu, pc - 1.f, 0.f);
+    mk_adamw_step(&cpu.p, &oc);
+    int rc = mil_train_bag_cuda(&gpu, xb[1], Lb[1], 1, 1, 1, 1, &oc);
+    el = ea = 0;
+    n += mil_fwd_pair(&cpu, &gpu, xb[1], Lb[1], ra, &el, &ea);
+    n += mil_fwd_pair(&cpu, &gpu, xb[2], Lb[2], ra, &el, &ea);
+    const int stale = memcmp(gpu.p.data, cpu.p.data, sizeof(float) * cpu.p.total) != 0;
+    snprintf(nm, sizeof nm, "mil_forward_%s_resident", tag);
+    test_report(!rc && stale && el <= lim && ea <= lim && gpu.gpu_forwards == n, nm,
+                "after a resident step (host copy %s): logit err %.2e, attention err %.2e (limit %.0e)%s%s",
+                stale ? "stale" : "NOT stale", el, ea, lim, rc ? ": " : "", rc ? mk_last_error() : "");
+    free(ra);
+    for (int b = 0; b < NB; b++) free(xb[b]);
+    mil_model_free(&cpu), mil_model_free(&gpu);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 99);
 #if MKC_EMULATED
@@ -1927,6 +2014,9 @@ int main(void) {
      * layers, natural order, gated attention, drop-path on */
     check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, "default_dropout");
     check_mil_step(0, 2, MIL_ORDER_NATURAL, 1, 0.f, 0.3f, "nogate_2layers_gated");
+    /* inference on the device: the default model, then gate off, 2 layers, natural order, gated */
+    check_mil_forward(1, 1, MIL_ORDER_SCORE, 0, "default");
+    check_mil_forward(0, 2, MIL_ORDER_NATURAL, 1, "nogate_2layers_gated");
 
     return test_exit();
 }

@@ -146,7 +146,8 @@ points_checks
 # "GPU", backbone, gate, attention pooling, loss, AdamW) must write the CPU run's model bit for
 # bit (a MIL model file holds no wall-clock field), with dropout and --batch 3 (gradients
 # accumulated on the device); so must --gpu-step backbone, the variant with the gate off, 2
-# layers, natural order and gated attention, and a cross-validation (its printed figures).
+# layers, natural order and gated attention, and a cross-validation (its printed figures). mil
+# predict --device cuda (the resident forward) must print the CPU's JSON byte for byte.
 # Musk1 (92 bags) from the data search path, tiny settings.
 mil_checks() {
 local bags=""
@@ -179,11 +180,23 @@ x=$($MK mil train "$bags" $a --folds 2 --device cpu 2>/dev/null)
 y=$($MK mil train "$bags" $a --folds 2 --device cuda 2>"$tmp/err")
 [ -n "$x" ] && [ "$x" = "$y" ] && grep -q "every op of the training step on the GPU" "$tmp/err"
 ok $? mil_cv_equals_cpu "$(tail -c 200 <<<"$y")"
+# prediction on the "GPU" (mk_cuda_mil_forward: the whole forward resident): the CPU's JSON byte
+# for byte, probabilities and every attention weight, for both models (score order; gated, natural)
+for f in mc ng; do
+  $MK mil predict "$bags" --model "$tmp/$f.mkm" --json --quiet --device cpu >"$tmp/$f.pc" 2>/dev/null
+  $MK mil predict "$bags" --model "$tmp/$f.mkm" --json --quiet --device cuda >"$tmp/$f.pg" 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && [ -s "$tmp/$f.pc" ] && ! grep -q "GPU forward failed" "$tmp/err" && cmp -s "$tmp/$f.pc" "$tmp/$f.pg"
+  ok $? "mil_predict_${f}_equals_cpu" "rc=$rc $(tail -c 200 "$tmp/err")"
+done
 # outside the step's scope (the auxiliary exit): one notice, the backbone path, still the CPU's file
 $MK mil train "$bags" $a --aux 0.5 --device cpu -o "$tmp/xc.mkm" >/dev/null 2>&1
 $MK mil train "$bags" $a --aux 0.5 --device cuda -o "$tmp/xg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc = 0 ] && [ "$(grep -c "does not cover the auxiliary exit" "$tmp/err")" = 1 ] && cmp -s "$tmp/xc.mkm" "$tmp/xg.mkm"
 ok $? mil_fallback_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+# ... and its prediction (the host around the per-call backbone) too
+$MK mil predict "$bags" --model "$tmp/xc.mkm" --json --quiet --device cpu >"$tmp/xc.pc" 2>/dev/null
+$MK mil predict "$bags" --model "$tmp/xc.mkm" --json --quiet --device cuda >"$tmp/xc.pg" 2>/dev/null; rc=$?
+[ $rc = 0 ] && [ -s "$tmp/xc.pc" ] && cmp -s "$tmp/xc.pc" "$tmp/xc.pg"; ok $? mil_predict_fallback_equals_cpu "rc=$rc"
 $MK mil train "$bags" --device cuda --gpu-step most -o "$tmp/x.mkm" >/dev/null 2>&1; [ $? = 2 ]; ok $? mil_bad_gpu_step
 }
 mil_checks
