@@ -345,21 +345,33 @@ static int need_value(const char *cmd, const char *a, int i, int argc) {
 
 /* accuracy on the test split; conf (C*C, row = true) may be NULL */
 static double evaluate(points_model *m, const dales_set *d, int *conf, int *n_test) {
+    enum { CHUNK = 32 }; /* objects per points_predict_batch: one device call each on a GPU */
     points_acts a;
     points_acts_init(&a, &m->cfg);
-    points_input in;
-    points_input_alloc(&in, &m->cfg);
-    int hit = 0, nt = 0, C = m->cfg.n_class;
+    points_input in[CHUNK];
+    for (int j = 0; j < CHUNK; j++) points_input_alloc(&in[j], &m->cfg);
+    const int C = m->cfg.n_class;
+    float *prob = mk_malloc(sizeof(float) * CHUNK * C);
+    int obj[CHUNK], k[CHUNK], hit = 0, nt = 0;
     if (conf) memset(conf, 0, sizeof(int) * C * C);
-    for (int i = 0; i < d->n; i++) {
-        if (!dales_is_test(d->id[i])) continue;
-        points_prepare(&m->cfg, &in, d->xyz + d->first[i] * 3, d->count[i], 0, 0);
-        int k = points_predict(m, &a, &in, NULL);
-        hit += k == d->label[i];
-        if (conf && d->label[i] < C) conf[d->label[i] * C + k]++;
-        nt++;
+    for (int i = 0; i < d->n;) {
+        int nc = 0;
+        for (; i < d->n && nc < CHUNK; i++)
+            if (dales_is_test(d->id[i])) obj[nc++] = i;
+        if (!nc) break;
+#pragma omp parallel for schedule(dynamic)
+        for (int j = 0; j < nc; j++)
+            points_prepare(&m->cfg, &in[j], d->xyz + d->first[obj[j]] * 3, d->count[obj[j]], 0, 0);
+        points_predict_batch(m, &a, in, nc, prob, k);
+        for (int j = 0; j < nc; j++) {
+            const int y = d->label[obj[j]];
+            hit += k[j] == y;
+            if (conf && y < C) conf[y * C + k[j]]++;
+            nt++;
+        }
     }
-    points_input_free(&in);
+    free(prob);
+    for (int j = 0; j < CHUNK; j++) points_input_free(&in[j]);
     points_acts_free(&a);
     *n_test = nt;
     return nt ? (double)hit / nt : 0;

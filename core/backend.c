@@ -143,6 +143,11 @@ int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_fronte
     mk_error("this build has no CUDA support");
     return -1;
 }
+int mk_cuda_pts_forward(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
+                        const float *ctr, const int *order, int n, float *feat, float *logits) {
+    mk_error("this build has no CUDA support");
+    return -1;
+}
 int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_ts_frontend *f, const float *tok,
                           const float *rmean, const float *rstd, const float *target, const float *masks, int B,
                           const mk_adamw_cfg *c, float *loss) {
@@ -1075,14 +1080,15 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
     return 0;
 }
 
-/* Device buffers of a point classifier's step (one object's activations at a time, the whole
- * batch's inputs, logits and losses), carved from one allocation like cls_layout's */
+/* Device buffers of a point classifier's step or forward (one object's activations at a time,
+ * the whole batch's inputs, features, logits and losses), carved from one allocation like
+ * cls_layout's */
 typedef struct {
     float *rel, *ctr, *h1, *a1, *h2, *x, *out, *feat, *logits, *dlogits, *dfeat, *dout, *dh2, *da1, *dh1, *loss, *hit;
 } pts_bufs;
 static size_t pts_layout(const mk_pts_frontend *f, int D, int n, float *base, pts_bufs *o) {
     const size_t L = f->L, LK = (size_t)f->L * f->K, H = f->H, C = f->n_class, nz = (size_t)n;
-    const size_t sz[] = {nz * LK * 3, nz * L * 3, LK * H, LK * H, LK * D, L * D, L * D, D, nz * C, nz * C, D,
+    const size_t sz[] = {nz * LK * 3, nz * L * 3, LK * H, LK * H, LK * D, L * D, L * D, nz * D, nz * C, nz * C, D,
                          L * D,       LK * D,     LK * H, LK * H, nz,     nz};
     float **dst[] = {&o->rel, &o->ctr,    &o->h1,      &o->a1,    &o->h2,   &o->x,   &o->out,  &o->feat, &o->logits,
                      &o->dlogits, &o->dfeat, &o->dout, &o->dh2, &o->da1, &o->dh1, &o->loss, &o->hit};
@@ -1107,9 +1113,9 @@ static int yd_reserve(cuda_bb *c, size_t n) {
     return c->yd ? 0 : -1;
 }
 
-int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
-                           const float *ctr, const int *order, const int *y, int n, const mk_adamw_cfg *cfg,
-                           mk_rng *rng, float *loss_out, int *correct) {
+/* The front end's tensors checked against the model's table, so that a wrong index cannot make
+ * the device read past a tensor; 0, or -1 with mk_error */
+static int pts_check(const mamba_backbone *m, const mk_pts_frontend *f, int n) {
     const mk_params *p = m->p;
     const size_t Hs = f->H, Ds = m->D, Cs = f->n_class;
     if (n < 1 || f->L < 1 || f->K < 1 || f->H < 1 || f->n_class < 1 || !numel_is(p, f->w1, Hs * 3) ||
@@ -1119,6 +1125,96 @@ int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_fronte
         mk_error("CUDA point classifier: front end incomplete or not the model's shapes");
         return -1;
     }
+    return 0;
+}
+
+/* Room for n objects: the front end's buffers (o), ints for ny labels followed by one object's
+ * argmax (L, D) (*amax), one (1, L) backbone pass and n slots of draws; 0, or -1 with mk_error */
+static int pts_reserve(const mamba_backbone *m, cuda_bb *c, const mk_pts_frontend *f, int n, size_t ny, pts_bufs *o,
+                       int **amax) {
+    if (fe_reserve(c, pts_layout(f, m->D, n, NULL, o)) || yd_reserve(c, ny + (size_t)f->L * m->D)) {
+        mk_error("CUDA: out of device memory for the point classifier's activations (%d objects)", n);
+        return -1;
+    }
+    pts_layout(f, m->D, n, c->fe, o);
+    *amax = c->yd + ny;
+    return bb_ensure(m, c, 1, f->L) || draws_reserve(m, c, n, 1, f->L) ? -1 : 0;
+}
+
+/* Every object's draws in object order, made on the host (points_forward's backbone calls draw
+ * in that order, and nothing else in a step draws), then uploaded with the objects' inputs:
+ * rel (n, L, K, 3), ctr (n, L, 3), order (n, G, L); 0, or -1 with mk_error */
+static int pts_upload(mamba_backbone *m, cuda_bb *c, mamba_acts *a, const mk_pts_frontend *f, const pts_bufs *o,
+                      const float *rel, const float *ctr, const int *order, int n, int training, mk_rng *rng) {
+    const int G = m->G, NL = m->cfg.n_layer, L = f->L;
+    for (int i = 0; i < n; i++) {
+        const int *oi[MK_MAX_DIR];
+        for (int g = 0; g < G; g++) oi[g] = order + ((size_t)i * G + g) * L;
+        draw_orders_host(m, c, i, 1, L, oi, training, rng);
+    }
+    a->B = 1, a->L = L, a->training = training;
+    if ((NL > 0 && (mkc_upload(c->orders_d, c->orders_h, sizeof(int) * (size_t)n * NL * G * L) ||
+                    mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)n * NL))) ||
+        mkc_upload(o->rel, rel, sizeof(float) * (size_t)n * L * f->K * 3) ||
+        mkc_upload(o->ctr, ctr, sizeof(float) * (size_t)n * L * 3)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+/* points_forward op for op on the device for object i of the batch in hand (its inputs in o,
+ * its draws in slot i): its features into o->feat + i D, its logits into o->logits + i C, its
+ * argmax over the neighbours (L, D) into amax, the rest in one object's buffers. Shared by the
+ * step and the inference forward so that the two cannot drift apart. */
+static void pts_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_pts_frontend *f, const pts_bufs *o, int *amax,
+                            int i) {
+    const mk_params *p = m->p;
+    const int D = m->D, L = f->L, K = f->K, H = f->H, C = f->n_class, LK = L * K;
+    const float *reli = o->rel + (size_t)i * LK * 3, *ctri = o->ctr + (size_t)i * L * 3;
+    float *feati = o->feat + (size_t)i * D, *lgi = o->logits + (size_t)i * C;
+    mkc_linear_forward(o->h1, reli, DP(f->w1), DP(f->b1), LK, 3, H);
+    mkc_relu_forward(o->a1, o->h1, (size_t)LK * H);
+    mkc_linear_forward(o->h2, o->a1, DP(f->w2), DP(f->b2), LK, H, D);
+    mkc_linear_forward(o->x, ctri, DP(f->pw), DP(f->pb), L, 3, D);
+    mkc_group_max(o->x, amax, o->h2, L, K, D);
+    c->slot = i;
+    bb_forward_dev(m, c, o->out, o->x);
+    mkc_mean_rows(feati, o->out, L, D);
+    mkc_linear_forward(lgi, feati, DP(f->head_w), DP(f->head_b), 1, D, C);
+}
+
+int mk_cuda_pts_forward(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
+                        const float *ctr, const int *order, int n, float *feat, float *logits) {
+    if (m->device != MK_DEV_CUDA || pts_check(m, f, n)) return -1;
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    pts_bufs o;
+    int *amax;
+    if (pts_reserve(m, c, f, n, 0, &o, &amax)) return -1;
+    c->fwd_ok = 0; /* this forward keeps nothing for a backward */
+    /* a training step's weights are newer than the host's and stay where they are; otherwise the
+     * host's go up (inference never claims the device copy: the host's table stays the truth) */
+    if (!tab_of(c)->resident && mkc_upload(c->P, m->p->data, sizeof(float) * c->total)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    if (pts_upload(m, c, a, f, &o, rel, ctr, order, n, 0, NULL)) return -1;
+    for (int i = 0; i < n; i++) pts_forward_dev(m, c, f, &o, amax, i);
+    c->slot = 0;
+    if ((feat && mkc_download(feat, o.feat, sizeof(float) * (size_t)n * m->D)) ||
+        (logits && mkc_download(logits, o.logits, sizeof(float) * (size_t)n * f->n_class)) || mkc_sync()) {
+        mk_error("CUDA point classifier forward: %s", mkc_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
+                           const float *ctr, const int *order, const int *y, int n, const mk_adamw_cfg *cfg,
+                           mk_rng *rng, float *loss_out, int *correct) {
+    const mk_params *p = m->p;
+    if (pts_check(m, f, n)) return -1;
     for (int i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= f->n_class) {
             mk_error("CUDA point classifier: label %d of object %d is not a class (0..%d)", y[i], i, f->n_class - 1);
@@ -1127,55 +1223,34 @@ int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_fronte
     if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
     cuda_bb *c = bb_get(m);
     if (!c) return -1;
-    const int D = m->D, G = m->G, NL = m->cfg.n_layer, L = f->L, K = f->K, H = f->H, C = f->n_class, LK = L * K;
+    const int D = m->D, L = f->L, K = f->K, H = f->H, C = f->n_class, LK = L * K;
     const size_t ny = pad4((size_t)n);
     pts_bufs o;
-    if (fe_reserve(c, pts_layout(f, D, n, NULL, &o)) || yd_reserve(c, ny + (size_t)L * D)) {
-        mk_error("CUDA: out of device memory for the point classifier's activations (%d objects)", n);
-        return -1;
-    }
-    pts_layout(f, D, n, c->fe, &o);
-    int *yd = c->yd, *amax = c->yd + ny; /* labels (n), then the argmax (L, D) of the object in hand */
+    int *yd, *amax; /* labels (n), then the argmax (L, D) of the object in hand */
     /* one (1, L) pass per object: room for them, the weights up unless resident, then every
-     * object's draws in object order (points_train_batch's forwards draw in that order and
-     * nothing else in its step draws), all uploaded with the batch */
-    if (bb_moments(m, c) || bb_ensure(m, c, 1, L) || draws_reserve(m, c, n, 1, L)) return -1;
+     * object's draws, all uploaded with the batch */
+    if (pts_reserve(m, c, f, n, ny, &o, &amax) || bb_moments(m, c)) return -1;
+    yd = c->yd;
     if (!c->resident && mkc_upload(c->P, p->data, sizeof(float) * c->total)) {
         mk_error("CUDA: %s", mkc_last_error());
         return -1;
     }
     c->resident = 1;
-    for (int i = 0; i < n; i++) {
-        const int *oi[MK_MAX_DIR];
-        for (int g = 0; g < G; g++) oi[g] = order + ((size_t)i * G + g) * L;
-        draw_orders_host(m, c, i, 1, L, oi, 1, rng);
-    }
-    a->B = 1, a->L = L, a->training = 1;
-    if ((NL > 0 && (mkc_upload(c->orders_d, c->orders_h, sizeof(int) * (size_t)n * NL * G * L) ||
-                    mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)n * NL))) ||
-        mkc_upload(o.rel, rel, sizeof(float) * (size_t)n * LK * 3) ||
-        mkc_upload(o.ctr, ctr, sizeof(float) * (size_t)n * L * 3) || mkc_upload(yd, y, sizeof(int) * n)) {
+    if (pts_upload(m, c, a, f, &o, rel, ctr, order, n, 1, rng)) return -1;
+    if (mkc_upload(yd, y, sizeof(int) * n)) {
         mk_error("CUDA: %s", mkc_last_error());
         return -1;
     }
     mkc_memset0(c->G, sizeof(float) * c->total);
     for (int i = 0; i < n; i++) {
         const float *reli = o.rel + (size_t)i * LK * 3, *ctri = o.ctr + (size_t)i * L * 3;
+        const float *feati = o.feat + (size_t)i * D;
         float *lgi = o.logits + (size_t)i * C, *dlgi = o.dlogits + (size_t)i * C;
-        /* forward: points_forward op for op */
-        mkc_linear_forward(o.h1, reli, DP(f->w1), DP(f->b1), LK, 3, H);
-        mkc_relu_forward(o.a1, o.h1, (size_t)LK * H);
-        mkc_linear_forward(o.h2, o.a1, DP(f->w2), DP(f->b2), LK, H, D);
-        mkc_linear_forward(o.x, ctri, DP(f->pw), DP(f->pb), L, 3, D);
-        mkc_group_max(o.x, amax, o.h2, L, K, D);
-        c->slot = i;
-        bb_forward_dev(m, c, o.out, o.x);
-        mkc_mean_rows(o.feat, o.out, L, D);
-        mkc_linear_forward(lgi, o.feat, DP(f->head_w), DP(f->head_b), 1, D, C);
+        pts_forward_dev(m, c, f, &o, amax, i);
         mkc_xent(dlgi, o.loss + i, o.hit + i, lgi, yd + i, 1, C, 1.f / n);
         /* backward: points_backward op for op, gradients accumulating over the objects */
         mkc_memset0(o.dfeat, sizeof(float) * D);
-        mkc_linear_backward(o.dfeat, DG(f->head_w), DG(f->head_b), dlgi, o.feat, DP(f->head_w), 1, D, C);
+        mkc_linear_backward(o.dfeat, DG(f->head_w), DG(f->head_b), dlgi, feati, DP(f->head_w), 1, D, C);
         mkc_memset0(o.dout, sizeof(float) * (size_t)L * D);
         mkc_mean_rows_backward(o.dout, o.dfeat, L, D);
         c->fwd_ok = 1;

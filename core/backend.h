@@ -178,6 +178,16 @@ int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_fronte
                            const float *ctr, const int *order, const int *y, int n, const mk_adamw_cfg *c, mk_rng *rng,
                            float *loss, int *correct);
 
+/* The same classifier's forward on the GPU for n objects (inference: no shuffles or drop-path,
+ * nothing kept for a backward), each its own (1, L) backbone pass with its own scan orders, as
+ * the step runs them: rel (n, L, K, 3), ctr (n, L, 3), order (n, G, L) up; each object's
+ * features feat (n, D) and logits (n, n_class) down (either may be NULL). Uses the resident
+ * parameters if a training step left them there, else uploads the host's (and leaves them the
+ * host's: it never makes the device copy the newer one). 0, or -1 with mk_error (not on a GPU,
+ * a front end not of the model's shapes, out of memory, a failed launch). */
+int mk_cuda_pts_forward(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
+                        const float *ctr, const int *order, int n, float *feat, float *logits);
+
 /* The S-Mamba forecaster (timeseries/ts.h) around its backbones, for the resident GPU step
  * below. B windows of L steps, C variates and F covariates make T = C + F tokens per window (M =
  * B * T rows): tokens (M, L) -> e0 = tok W_emb^T + b (M, D), dropout -> per layer: the Mamba

@@ -1264,6 +1264,148 @@ static void check_pts_step(int n_dir, int n_layer, const char *tag) {
     points_model_free(&cpu), points_model_free(&gpu);
 }
 
+/* The point classifier's inference on the device (mk_cuda_pts_forward) against points_forward on
+ * the CPU, several objects in sequence through one model, drop-path and shuffles configured (so
+ * inference must leave them out, as the CPU does): n objects in one call (features and logits),
+ * then points_forward and points_predict_batch on the device model, which must take the device
+ * path (the host's point-MLP activations stay untouched: NaN planted in them); then the
+ * parameters' two sources: after the host's weights change the forward must upload them again
+ * (inference never marks the device copy the newer), and after a resident training step it must
+ * read the device's weights. Limits: 0 with emulated kernels; 1e-4 relative on a GPU. */
+static void check_pts_forward(int n_dir, int n_layer, const char *tag) {
+#if MKC_EMULATED
+    const double lim = 0;
+#else
+    const double lim = 1e-4;
+#endif
+    points_cfg pc;
+    points_cfg_default(&pc);
+    pc.npts = 96, pc.ntok = 12, pc.knn = 5, pc.hidden = 16;
+    mamba_cfg_default(&pc.mc, 16, n_layer);
+    pc.mc.n_dir = n_dir;
+    pc.mc.drop_path = 0.3f, pc.mc.shuffle_p = 0.5f;
+    points_model cpu, gpu;
+    mk_rng ir, ir2;
+    mk_rng_seed(&ir, 31), mk_rng_seed(&ir2, 31);
+    char nm[96];
+    snprintf(nm, sizeof nm, "pts_forward_%s_to_device", tag);
+    if (points_model_init(&cpu, &pc, &ir) || points_model_init(&gpu, &pc, &ir2)) {
+        test_report(0, nm, "%s", mk_last_error());
+        return;
+    }
+    if (points_model_use_device(&gpu, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        test_report(0, nm, "%s", mk_last_error());
+        points_model_free(&cpu), points_model_free(&gpu);
+        return;
+    }
+    enum { NOBJ = 5, NP = 150 };
+    const int L = pc.ntok, K = pc.knn, H = pc.hidden, D = pc.mc.d_model, C = pc.n_class, G = n_dir;
+    const size_t LK3 = (size_t)L * K * 3, GL = (size_t)G * L, LKH = (size_t)L * K * H;
+    points_input in[NOBJ];
+    float *rel = zeros(NOBJ * LK3), *ctr = zeros(NOBJ * L * 3);
+    int *order = mk_malloc(sizeof(int) * NOBJ * GL);
+    for (int i = 0; i < NOBJ; i++) { /* a blob per object, stretched differently */
+        float *xyz = rnd(NP * 3, -1, 1);
+        for (int k = 0; k < NP; k++) xyz[k * 3 + (i + 1) % 3] *= 2.f, xyz[k * 3] += 0.2f * i;
+        points_input_alloc(&in[i], &pc);
+        points_prepare(&pc, &in[i], xyz, NP, 300 + i, 0);
+        memcpy(rel + i * LK3, in[i].rel, sizeof(float) * LK3);
+        memcpy(ctr + i * L * 3, in[i].ctr, sizeof(float) * L * 3);
+        memcpy(order + i * GL, in[i].order, sizeof(int) * GL);
+        free(xyz);
+    }
+    points_acts ca, ga;
+    points_acts_init(&ca, &pc), points_acts_init(&ga, &pc);
+    float *lc = zeros(NOBJ * C), *fc = zeros(NOBJ * D), *lg = zeros(NOBJ * C), *fg = zeros(NOBJ * D);
+    float *lf = zeros(NOBJ * C), *pcpu = zeros(NOBJ * C), *pgpu = zeros(NOBJ * C);
+    mk_pts_frontend f;
+    points_model_frontend(&gpu, &f);
+    /* the CPU reference, object by object */
+    for (int i = 0; i < NOBJ; i++) {
+        points_forward(&cpu, &ca, &in[i], 0, NULL);
+        memcpy(lc + i * C, ca.logits, sizeof(float) * C);
+        memcpy(fc + i * D, ca.feat, sizeof(float) * D);
+    }
+    /* all NOBJ objects in one device call */
+    int r1 = mk_cuda_pts_forward(&gpu.bb, &ga.ma, &f, rel, ctr, order, NOBJ, fg, lg);
+    double ef = r1 ? INFINITY : test_rel_err_f(fg, fc, (size_t)NOBJ * D, 1e-6);
+    double el = r1 ? INFINITY : test_rel_err_f(lg, lc, (size_t)NOBJ * C, 1e-6);
+    snprintf(nm, sizeof nm, "pts_forward_%s_batch", tag);
+    test_report(!r1 && ef <= lim && el <= lim, nm, "%d objects in one call: features err %.2e, logits err %.2e (limit %.0e)%s%s",
+                NOBJ, ef, el, lim, r1 ? ": " : "", r1 ? mk_last_error() : "");
+    /* through points_forward, one object a call: the device's figures, the host's MLP idle */
+    int host_ran = 0;
+    for (int i = 0; i < NOBJ; i++) {
+        for (size_t j = 0; j < LKH; j++) ga.h1[j] = NAN;
+        points_forward(&gpu, &ga, &in[i], 0, NULL);
+        memcpy(lf + i * C, ga.logits, sizeof(float) * C);
+        host_ran += ga.h1[0] == ga.h1[0];
+    }
+    double e1 = test_rel_err_f(lf, lc, (size_t)NOBJ * C, 1e-6);
+    double e2 = r1 ? INFINITY : test_rel_err_f(lf, lg, (size_t)NOBJ * C, 1e-6);
+    snprintf(nm, sizeof nm, "pts_forward_%s_points_forward", tag);
+    test_report(e1 <= lim && e2 <= lim && host_ran == 0, nm,
+                "logits err %.2e against the CPU, %.2e against the direct call (limit %.0e); host MLP ran for %d of %d objects",
+                e1, e2, lim, host_ran, NOBJ);
+    /* points_predict_batch (the evaluation's) against points_predict on the CPU */
+    int kc[NOBJ], kg[NOBJ], kd = 0;
+    for (int i = 0; i < NOBJ; i++) kc[i] = points_predict(&cpu, &ca, &in[i], pcpu + i * C);
+    for (size_t j = 0; j < LKH; j++) ga.h1[j] = NAN;
+    points_predict_batch(&gpu, &ga, in, NOBJ, pgpu, kg);
+    for (int i = 0; i < NOBJ; i++) kd += kc[i] != kg[i];
+    double ep = test_rel_err_f(pgpu, pcpu, (size_t)NOBJ * C, 1e-6);
+    snprintf(nm, sizeof nm, "pts_forward_%s_predict_batch", tag);
+    test_report(ep <= lim && kd == 0 && ga.h1[0] != ga.h1[0], nm,
+                "probabilities err %.2e (limit %.0e), classes differing for %d of %d objects, host MLP %s", ep, lim, kd,
+                NOBJ, ga.h1[0] != ga.h1[0] ? "idle" : "ran");
+    /* new host weights: the next forward must see them (the device copy is not the newer) */
+    for (size_t j = 0; j < cpu.p.total; j++) {
+        float dlt = 0.05f * (mk_rng_uniform(&rng) - 0.5f);
+        cpu.p.data[j] += dlt, gpu.p.data[j] += dlt;
+    }
+    points_forward(&cpu, &ca, &in[NOBJ - 1], 0, NULL);
+    points_forward(&gpu, &ga, &in[NOBJ - 1], 0, NULL);
+    double eh = test_rel_err_f(ga.logits, ca.logits, C, 1e-6);
+    snprintf(nm, sizeof nm, "pts_forward_%s_host_weights", tag);
+    test_report(eh <= lim && memcmp(ca.logits, lc + (NOBJ - 1) * C, sizeof(float) * C), nm,
+                "after the host's weights changed: logits err %.2e (limit %.0e)", eh, lim);
+    /* after a resident step: the device's weights, left resident for the next step */
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    mk_adamw_cfg oc = mk_adamw_defaults(3e-3f, 2);
+    oc.warmup = 0;
+    int y[NOBJ];
+    for (int i = 0; i < NOBJ; i++) y[i] = i % C;
+    mk_rng s1, s2;
+    mk_rng_seed(&s1, 5), mk_rng_seed(&s2, 5);
+    float l;
+    points_train_batch(&cpu, &ca, in, y, NOBJ, &oc, &s1, NULL);
+    int r2 = points_train_batch_cuda(&gpu, &ga, in, y, NOBJ, &oc, &s2, &l, NULL);
+    /* the host's copy is stale now: poisoned, so that reading it would show */
+    for (size_t j = 0; j < gpu.p.total; j++) gpu.p.data[j] = NAN;
+    int r3 = r2 ? -1 : mk_cuda_pts_forward(&gpu.bb, &ga.ma, &f, rel, ctr, order, NOBJ, NULL, lg);
+    for (int i = 0; i < NOBJ; i++) {
+        points_forward(&cpu, &ca, &in[i], 0, NULL);
+        memcpy(lc + i * C, ca.logits, sizeof(float) * C);
+    }
+    double er = r3 ? INFINITY : test_rel_err_f(lg, lc, (size_t)NOBJ * C, 1e-6);
+    int sy = mamba_backbone_cuda_sync_host(&gpu.bb); /* still resident: the trained weights come back */
+    double pe = test_rel_err_f(gpu.p.data, cpu.p.data, cpu.p.total, 1e-6);
+    snprintf(nm, sizeof nm, "pts_forward_%s_resident", tag);
+    test_report(!r3 && er <= lim && sy == 0 && pe <= lim, nm,
+                "after a resident step: logits err %.2e, weights copied back after the forward err %.2e (limit %.0e)%s%s",
+                er, pe, lim, r3 ? ": " : "", r3 ? mk_last_error() : "");
+    /* a front end that is not the model's is refused */
+    mk_pts_frontend bad = f;
+    bad.H = H + 1;
+    snprintf(nm, sizeof nm, "pts_forward_%s_bad_frontend", tag);
+    const int refused = mk_cuda_pts_forward(&gpu.bb, &ga.ma, &bad, rel, ctr, order, NOBJ, NULL, lg) == -1;
+    test_report(refused, nm, "%s", refused ? mk_last_error() : "accepted");
+    free(rel), free(ctr), free(order), free(lc), free(fc), free(lg), free(fg), free(lf), free(pcpu), free(pgpu);
+    for (int i = 0; i < NOBJ; i++) points_input_free(&in[i]);
+    points_acts_free(&ca), points_acts_free(&ga);
+    points_model_free(&cpu), points_model_free(&gpu);
+}
+
 /* core/cuda/ts.cu's ops against loops on the host (the product, the merge and the subtraction
  * round once, as the CPU: exact) and GELU's derivative against double precision */
 static void check_ts_ops(void) {
@@ -2006,6 +2148,8 @@ int main(void) {
     check_enh_step(1, 0.005f, 0, "stream");
     check_pts_step(3, 2, "xyz"); /* points train's default: three scan orders */
     check_pts_step(1, 3, "x_3layers");
+    check_pts_forward(3, 2, "xyz"); /* inference: points eval, classify, the evaluation after points train */
+    check_pts_forward(1, 3, "x_3layers");
     check_ts_step(TS_BLOCK_PAPER, 2, "paper"); /* S-Mamba's default layer: two backbones a layer */
     check_ts_step(TS_BLOCK_SHARED, 2, "shared");
     check_ts_forward(TS_BLOCK_PAPER, "paper");

@@ -139,6 +139,20 @@ ok $? points_backbone_step_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
 $MK points train $ptiny --seed 2 --device cpu -o "$tmp/p2.mkm" >/dev/null 2>&1
 ! same_model "$tmp/pc.mkm" "$tmp/p2.mkm"; ok $? points_compare_discriminates
 $MK points train $ptiny --device cuda --gpu-step most >/dev/null 2>&1; [ $? = 2 ]; ok $? points_bad_gpu_step
+# inference on the "GPU" (mk_cuda_pts_forward, the objects in chunks): eval and classify print
+# the CPU's figures byte for byte, with no fallback notice
+for j in "" --json; do
+  a=$($MK points eval --model "$tmp/pc.mkm" $j --device cpu 2>/dev/null)
+  b=$($MK points eval --model "$tmp/pc.mkm" $j --device cuda 2>"$tmp/err")
+  [ -n "$a" ] && [ "$a" = "$b" ] && ! grep -q "running on the CPU\|on the host" "$tmp/err"
+  ok $? "points_eval${j:+_json}_equals_cpu" "$(head -c 200 <<<"$b") $(tail -c 200 "$tmp/err")"
+done
+awk 'BEGIN { srand(7); for (i = 0; i < 300; i++) print rand(), 2 * rand(), 0.5 * rand() }' >"$tmp/o1.xyz"
+awk 'BEGIN { srand(8); for (i = 0; i < 90; i++) print 3 * rand(), rand(), rand() }' >"$tmp/o2.xyz"
+a=$($MK points classify --model "$tmp/pc.mkm" --json --device cpu "$tmp/o1.xyz" "$tmp/o2.xyz" 2>/dev/null)
+b=$($MK points classify --model "$tmp/pc.mkm" --json --device cuda "$tmp/o1.xyz" "$tmp/o2.xyz" 2>"$tmp/err")
+[ -n "$a" ] && [ "$a" = "$b" ] && ! grep -q "running on the CPU\|on the host" "$tmp/err"
+ok $? points_classify_equals_cpu "$(head -c 200 <<<"$b") $(tail -c 200 "$tmp/err")"
 }
 points_checks
 

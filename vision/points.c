@@ -284,12 +284,43 @@ void points_acts_free(points_acts *a) {
     mamba_acts_free(&a->ma);
 }
 
+/* Inference on the GPU (mk_cuda_pts_forward) for n objects: feat (n, D) and logits (n, C), either
+ * may be NULL. 0; or -1 where the device cannot run it, after one notice per process, and the
+ * caller runs the host's front end around the per-call backbone instead. */
+static int points_forward_cuda(points_model *m, points_acts *a, const points_input *in, int n, float *feat,
+                               float *logits) {
+    static int said;
+    const points_cfg *c = &m->cfg;
+    const size_t L = c->ntok, LK3 = L * c->knn * 3, GL = (size_t)c->mc.n_dir * L;
+    mk_pts_frontend f;
+    points_model_frontend(m, &f);
+    int rc;
+    if (n == 1) { /* one object's inputs are already contiguous */
+        rc = mk_cuda_pts_forward(&m->bb, &a->ma, &f, in->rel, in->ctr, in->order, 1, feat, logits);
+    } else {
+        float *rel = mk_malloc(sizeof(float) * n * LK3), *ctr = mk_malloc(sizeof(float) * n * L * 3);
+        int *order = mk_malloc(sizeof(int) * n * GL);
+        for (int i = 0; i < n; i++) {
+            memcpy(rel + i * LK3, in[i].rel, sizeof(float) * LK3);
+            memcpy(ctr + i * L * 3, in[i].ctr, sizeof(float) * L * 3);
+            memcpy(order + i * GL, in[i].order, sizeof(int) * GL);
+        }
+        rc = mk_cuda_pts_forward(&m->bb, &a->ma, &f, rel, ctr, order, n, feat, logits);
+        free(rel), free(ctr), free(order);
+    }
+    if (rc && !said++)
+        fprintf(stderr, "mambakit: points: the GPU forward failed (%s); the point MLP and head run on the host\n",
+                mk_last_error());
+    return rc;
+}
+
 void points_forward(points_model *m, points_acts *a, const points_input *in, int training, mk_rng *rng) {
     const points_cfg *c = &m->cfg;
     const int L = c->ntok, K = c->knn, H = c->hidden, D = c->mc.d_model, C = c->n_class, G = c->mc.n_dir;
     const int LK = L * K;
     const mk_params *p = &m->p;
     a->in = in;
+    if (!training && m->bb.device == MK_DEV_CUDA && !points_forward_cuda(m, a, in, 1, a->feat, a->logits)) return;
     linear_forward(a->h1, in->rel, mk_param(p, m->w1), mk_param(p, m->b1), LK, 3, H);
     relu_forward(a->a1, a->h1, (size_t)LK * H);
     linear_forward(a->h2, a->a1, mk_param(p, m->w2), mk_param(p, m->b2), LK, H, D);
@@ -389,6 +420,26 @@ int points_train_batch_cuda(points_model *m, points_acts *a, const points_input 
     int rc = mk_cuda_pts_train_step(&m->bb, &a->ma, &f, rel, ctr, order, labels, n, opt, rng, loss, correct);
     free(rel), free(ctr), free(order);
     return rc;
+}
+
+void points_predict_batch(points_model *m, points_acts *a, const points_input *in, int n, float *probs, int *cls) {
+    const int C = m->cfg.n_class;
+    float *lg = mk_malloc(sizeof(float) * (size_t)n * C);
+    /* on a GPU the n objects go up together: one copy of the weights and one wait for n forwards */
+    if (m->bb.device != MK_DEV_CUDA || points_forward_cuda(m, a, in, n, NULL, lg))
+        for (int i = 0; i < n; i++) {
+            points_forward(m, a, &in[i], 0, NULL);
+            memcpy(lg + (size_t)i * C, a->logits, sizeof(float) * C);
+        }
+    for (int i = 0; i < n; i++) {
+        float *pr = probs + (size_t)i * C;
+        softmax_rows(pr, lg + (size_t)i * C, 1, C);
+        int best = 0;
+        for (int k = 1; k < C; k++)
+            if (pr[k] > pr[best]) best = k;
+        cls[i] = best;
+    }
+    free(lg);
 }
 
 int points_predict(points_model *m, points_acts *a, const points_input *in, float *probs) {

@@ -90,7 +90,10 @@ typedef struct {
 void points_acts_init(points_acts *a, const points_cfg *c);
 void points_acts_free(points_acts *a);
 
-/* Forward for one object; logits in a->logits. */
+/* Forward for one object; logits in a->logits (and its features in a->feat). Inference
+ * (training 0) with the backbone on a GPU runs the whole forward there (mk_cuda_pts_forward) and
+ * fills only feat and logits: the other activations stay on the device, so a backward needs a
+ * training forward. Where the device cannot run it, the host's path (one notice). */
 void points_forward(points_model *m, points_acts *a, const points_input *in, int training, mk_rng *rng);
 /* Backward from dlogits (C); accumulates into m->p.grad. */
 void points_backward(points_model *m, points_acts *a, const float *dlogits);
@@ -109,6 +112,9 @@ void points_model_frontend(const points_model *m, mk_pts_frontend *f);
  * label, a failed launch). */
 int points_train_batch_cuda(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
                             const mk_adamw_cfg *opt, mk_rng *rng, float *loss, int *correct);
+/* Class probabilities probs (n, C) and argmax classes cls (n) for n prepared objects, the same
+ * figures as n points_predict calls; on a GPU one device call for all n. */
+void points_predict_batch(points_model *m, points_acts *a, const points_input *in, int n, float *probs, int *cls);
 /* Class probabilities (C) for one prepared object; returns the argmax. */
 int points_predict(points_model *m, points_acts *a, const points_input *in, float *probs);
 #endif
