@@ -167,6 +167,7 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
 }
 int mk_cuda_mil_forward(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L,
                         float *logit, float *att) {
+    mk_error("this build has no CUDA support");
     return -1;
 }
 int mk_cuda_bench_scan(int B, int L, int E, int N, int reps, double res[6]) {
