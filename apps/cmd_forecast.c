@@ -91,8 +91,9 @@ static void fc_help(const fc_opts *o, int train) {
            "                     S-Mamba paper's layer) (default %s)\n"
            "  --seed N           random seed (default %llu)\n"
            "  --threads N        OpenMP threads (default %ld; the work is too fine-grained to gain much)\n"
-           "  --device D         cpu | cuda: where S-Mamba's Mamba layers run (default cpu; cuda falls back\n"
-           "                     to the CPU with a notice when there is no GPU)\n"
+           "  --device D         cpu | cuda: where S-Mamba runs: its forecasts and validation wholly on\n"
+           "                     the GPU, its training step as --gpu-step says (default cpu; cuda falls\n"
+           "                     back to the CPU with a notice when there is no GPU)\n"
            "  --gpu-step S       full | backbone: with cuda, every op of S-Mamba's training step on the\n"
            "                     GPU (parameters resident; copied back for validation and saving), or\n"
            "                     only the Mamba layers there with per-call copies (default full)\n",

@@ -410,7 +410,8 @@ static int mil_predict_main(int argc, char **argv) {
                    "  --plot FILE.png     attention heat strip per bag (label, probability, instances); for\n"
                    "                      image bags a mosaic of the patches framed by their attention\n"
                    "  --threads N         OpenMP threads (default: all)\n"
-                   "  --device D          cpu | cuda: where the SR-Mamba backbone runs (default cpu)\n"
+                   "  --device D          cpu | cuda: where the model runs (default cpu): all of it on a GPU\n"
+                   "                      for the models mil train's GPU step covers, else the backbone\n"
                    "  --quiet             no progress line or accuracy summary\n" ENCODER_HELP,
                    thr);
             return 0;

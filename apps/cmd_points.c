@@ -144,7 +144,7 @@ static void classify_help(FILE *f) {
             "  --model FILE   checkpoint (default: models/points.mkm)\n"
             "  --seed N       point sampling seed (default 0)\n"
             "  --json         one JSON object per file instead of text\n"
-            "  --device D     cpu | cuda: where the Mamba backbone runs (default cpu)\n"
+            "  --device D     cpu | cuda: where the model runs, all of it (default cpu)\n"
             "  --help         this text\n");
 }
 
@@ -285,7 +285,7 @@ static void eval_help(FILE *f) {
             "  --model FILE   checkpoint (default: models/points.mkm)\n"
             "  --data-dir DIR where dales_objects/ lives (default: search path)\n"
             "  --json         JSON output\n"
-            "  --device D     cpu | cuda: where the Mamba backbone runs (default cpu)\n"
+            "  --device D     cpu | cuda: where the model runs, all of it (default cpu)\n"
             "  --help         this text\n");
 }
 

@@ -163,8 +163,22 @@ if [ -f .debs/pts/dales_objects/index.csv ]; then
         echo "rc=$?"
         tr '\r' '\n' < "$LOGS/prate_$gs.log" | grep -E '^train .*steps/s' | tail -1
         tr '\r' '\n' < "$LOGS/prate_$gs.log" | grep -E 'GPU|^trained' | head -3
-        rm -f "$LOGS/prate_$gs.mkm"
+        [ "$gs" = full ] || rm -f "$LOGS/prate_$gs.mkm"
     done
+    # inference: points eval's whole forward on the GPU (twenty-first session) against the host's
+    # CPU, same model: the same accuracy and confusion matrix, and the wall times
+    for dv in cuda cpu; do
+        [ -f "$LOGS/prate_full.mkm" ] && [ "$(left)" -gt 40 ] || break
+        step "points eval --device $dv"
+        s0=$(date +%s.%N)
+        timeout "$(cap 40)" ./build/mambakit points eval --model "$LOGS/prate_full.mkm" --data-dir .debs/pts --device "$dv" \
+            --json > "$LOGS/peval_$dv.json" 2> "$LOGS/peval_$dv.err"
+        echo "rc=$? wall $(awk -v a="$s0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s"
+        head -c 300 "$LOGS/peval_$dv.json"; echo; head -2 "$LOGS/peval_$dv.err"
+    done
+    cmp -s "$LOGS/peval_cuda.json" "$LOGS/peval_cpu.json" && echo "points eval: GPU and CPU outputs identical" ||
+        echo "points eval: GPU and CPU outputs differ (expected within float rounding; see the logs)"
+    rm -f "$LOGS/prate_full.mkm"
 fi
 
 # MambaMIL's training rate: whole step on the GPU, backbone only, the host's CPU, on 8 synthetic
@@ -182,9 +196,20 @@ for gs in full backbone cpu; do
         "${dv[@]}" -o "$LOGS/mrate_$gs.mkm" > "$LOGS/mrate_$gs.log" 2>&1
     rc=$?; echo "rc=$rc wall $(awk -v a="$s0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
     tr '\r' '\n' < "$LOGS/mrate_$gs.log" | grep -E 'GPU|epoch/s|final train loss' | tail -4
-    rm -f "$LOGS/mrate_$gs.mkm"
+    [ "$gs" = full ] || rm -f "$LOGS/mrate_$gs.mkm"
 done
-rm -f "$LOGS/long.bin"
+# inference: mil predict's whole forward on the GPU (twenty-first session) against the host's CPU
+# over the same 8 bags of 50 000 instances, same model: probabilities and wall times
+for dv in cuda cpu; do
+    [ -f "$LOGS/mrate_full.mkm" ] && [ -f "$LOGS/long.bin" ] && [ "$(left)" -gt 50 ] || break
+    step "mil predict (long bags) --device $dv"
+    s0=$(date +%s.%N)
+    timeout "$(cap 45)" ./build/mambakit mil predict "$LOGS/long.bin" --model "$LOGS/mrate_full.mkm" --device "$dv" --quiet \
+        > "$LOGS/mpred_$dv.txt" 2> "$LOGS/mpred_$dv.err"
+    echo "rc=$? wall $(awk -v a="$s0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s"
+    head -3 "$LOGS/mpred_$dv.txt"; head -2 "$LOGS/mpred_$dv.err"
+done
+rm -f "$LOGS/long.bin" "$LOGS/mrate_full.mkm"
 if [ -f .debs/mil/musk1.csv ]; then
     for gs in full backbone cpu; do
         [ "$(left)" -gt 45 ] || { echo "too little time left: skipped"; break; }
