@@ -137,6 +137,11 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
     mk_error("this build has no CUDA support");
     return -1;
 }
+int mk_cuda_enh_forward(mamba_backbone *m, mamba_acts *a, const mk_enh_frontend *f, const float *feat, int B, int L,
+                        const int *const *orders, float *mask) {
+    mk_error("this build has no CUDA support");
+    return -1;
+}
 int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
                            const float *ctr, const int *order, const int *y, int n, const mk_adamw_cfg *c, mk_rng *rng,
                            float *loss, int *correct) {
@@ -966,6 +971,9 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
     return step_results(o.loss, o.hit, B, "classifier", loss_out, correct);
 }
 
+/* 1 if tensor i of p exists and holds n floats */
+static int numel_is(const mk_params *p, int i, size_t n) { return i >= 0 && i < p->n && p->t[i].numel == n; }
+
 /* Device buffers of a frame model's step, carved from one allocation like cls_layout's */
 typedef struct {
     float *feat, *c, *cc, *cosd, *h0, *h, *z, *mask, *dz, *prod, *dh, *loss;
@@ -985,6 +993,58 @@ static size_t enh_layout(int F, int D, int B, int L, const mk_enh_waveform *wf, 
         at += pad4(n[k]);
     }
     return at;
+}
+
+/* audio/model.c's net_forward op for op on the device, o->feat (M, F) to o->mask (M, F), h0, h
+ * and z kept for the step's backward. Shared by the step and the inference forward so that the
+ * two cannot drift apart. */
+static void enh_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_enh_frontend *f, const enh_bufs *o, int M) {
+    const mk_params *p = m->p;
+    const int D = m->D, F = f->F;
+    mkc_linear_forward(o->h0, o->feat, DP(f->w_in), DP(f->b_in), M, F, D);
+    bb_forward_dev(m, c, o->h, o->h0);
+    mkc_linear_forward(o->z, o->h, DP(f->w_out), DP(f->b_out), M, D, F);
+    mkc_mask_forward(o->mask, o->z, o->feat, f->skip_u >= 0 ? DP(f->skip_u) : NULL, M, F, f->beta);
+}
+
+int mk_cuda_enh_forward(mamba_backbone *m, mamba_acts *a, const mk_enh_frontend *f, const float *feat, int B, int L,
+                        const int *const *orders, float *mask) {
+    if (m->device != MK_DEV_CUDA) {
+        mk_error("CUDA frame model forward: the backbone is not on the GPU");
+        return -1;
+    }
+    /* checked against the table, so that a wrong index cannot make the device read past a tensor */
+    const mk_params *p = m->p;
+    const size_t Fs = f->F, Ds = m->D;
+    if (B < 1 || L < 1 || f->F < 1 || !numel_is(p, f->w_in, Ds * Fs) || !numel_is(p, f->b_in, Ds) ||
+        !numel_is(p, f->w_out, Fs * Ds) || !numel_is(p, f->b_out, Fs) ||
+        (f->skip_u >= 0 && !numel_is(p, f->skip_u, Fs))) {
+        mk_error("CUDA frame model forward: front end incomplete or not the model's shapes");
+        return -1;
+    }
+    cuda_bb *c = bb_get(m);
+    if (!c) return -1;
+    const int M = B * L;
+    const size_t MF = (size_t)M * f->F;
+    enh_bufs o; /* the step's layout: its loss buffers idle here, a few frames' worth next to the backbone's */
+    if (fe_reserve(c, enh_layout(f->F, m->D, B, L, NULL, NULL, &o))) {
+        mk_error("CUDA: out of device memory for the frame model's activations (%d frames)", M);
+        return -1;
+    }
+    enh_layout(f->F, m->D, B, L, NULL, c->fe, &o);
+    c->fwd_ok = 0; /* this forward keeps nothing for a backward */
+    /* bb_prepare uploads the host's table unless a training step left the newer one on the device;
+     * inference never marks the device copy the newer: the host's table stays the truth */
+    if (bb_prepare(m, c, a, B, L, orders, 0, NULL) || mkc_upload(o.feat, feat, sizeof(float) * MF)) {
+        mk_error("CUDA: %s", mkc_last_error());
+        return -1;
+    }
+    enh_forward_dev(m, c, f, &o, M);
+    if (mkc_download(mask, o.mask, sizeof(float) * MF) || mkc_sync()) {
+        mk_error("CUDA frame model forward: %s", mkc_last_error());
+        return -1;
+    }
+    return 0;
 }
 
 /* The host inputs are named *_h here: `c` is the device state, as DP / DG expect */
@@ -1027,11 +1087,7 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
             return -1;
         }
     }
-    /* forward: audio/model.c's net_forward op for op, then the loss */
-    mkc_linear_forward(o.h0, o.feat, DP(f->w_in), DP(f->b_in), M, F, D);
-    bb_forward_dev(m, c, o.h, o.h0);
-    mkc_linear_forward(o.z, o.h, DP(f->w_out), DP(f->b_out), M, D, F);
-    mkc_mask_forward(o.mask, o.z, o.feat, f->skip_u >= 0 ? DP(f->skip_u) : NULL, M, F, f->beta);
+    enh_forward_dev(m, c, f, &o, M);
     mkc_mask_loss(o.dz, o.loss, o.mask, o.c, o.cc, o.cosd, M, F, f->mag_w, 1.f / (float)MF, f->beta);
     double extra = 0;
     if (wf)
@@ -1100,9 +1156,6 @@ static size_t pts_layout(const mk_pts_frontend *f, int D, int n, float *base, pt
     }
     return at;
 }
-
-/* 1 if tensor i of p exists and holds n floats */
-static int numel_is(const mk_params *p, int i, size_t n) { return i >= 0 && i < p->n && p->t[i].numel == n; }
 
 /* c->yd grown to n ints; 0 or -1 (out of device memory) */
 static int yd_reserve(cuda_bb *c, size_t n) {

@@ -153,6 +153,16 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
                            const mk_adamw_cfg *cfg, mk_rng *rng, const mk_enh_waveform *wf, mk_enh_host_term term,
                            void *ctx, float *hmask, float *hdz, float *loss);
 
+/* The same frame model's inference forward on the GPU (audio/model.c's net_forward with training
+ * 0): the step's forward without its loss, activations on the device; the features feat (B, L,
+ * F) go up and the mask (B, L, F) comes down, where the host's ISTFT, loss and SI-SDR take over.
+ * orders as for mamba_backbone_forward. Uses the resident parameters if a training step left
+ * them there, else uploads the host's (and leaves the host's copy the newer one). 0, or -1 with
+ * mk_error (the backbone not on a GPU, a front end not of the model's shapes, out of memory, a
+ * failed launch). */
+int mk_cuda_enh_forward(mamba_backbone *m, mamba_acts *a, const mk_enh_frontend *f, const float *feat, int B, int L,
+                        const int *const *orders, float *mask);
+
 /* A point-cloud classifier around a backbone (vision/points.h), for the resident GPU step
  * below. Per object: L tokens, each a patch of K neighbours; rel (L, K, 3) -> h1 = rel W1^T + b1
  * (L*K, H) -> ReLU -> h2 = a1 W2^T + b2 (L*K, D) -> x = max over K of h2 + ctr (L, 3) Pw^T + pb
