@@ -2,6 +2,7 @@
 #include "audio/model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,12 +285,28 @@ static void ws_ensure(audio_train_ws *w, const audio_enhancer *m, int B, int T) 
     w->B = B, w->T = T;
 }
 
-/* feat (B, T, F) -> w->mask (B, T, F), saving h0, h, z for backward. */
+/* Inference with the backbone on the GPU: the whole forward there (mk_cuda_enh_forward), so that
+ * only the features go up and the mask comes down, and a training step's resident weights are
+ * the ones read. 0, or -1 when the host path must run it (said once per process). */
+static int net_forward_cuda(audio_enhancer *m, audio_train_ws *w, const float *feat, int B, int T,
+                            const int *const *orders) {
+    static int said;
+    mk_enh_frontend f;
+    audio_enhancer_frontend(m, &f);
+    if (!mk_cuda_enh_forward(&m->bb, &w->acts, &f, feat, B, T, orders, w->mask)) return 0;
+    if (!said++)
+        fprintf(stderr, "mambakit: enhancer forward on the GPU: %s; falling back to the host path\n", mk_last_error());
+    return -1;
+}
+
+/* feat (B, T, F) -> w->mask (B, T, F), saving h0, h, z for backward (training; inference on the
+ * GPU leaves them untouched). */
 static void net_forward(audio_enhancer *m, audio_train_ws *w, const float *feat, int B, int T, int training) {
     const int F = m->F, D = m->cfg.d_model, M = B * T;
-    linear_forward(w->h0, feat, mk_param(&m->p, m->w_in), mk_param(&m->p, m->b_in), M, F, D);
     mk_order_reverse(w->rev, T);
     const int *orders[2] = {NULL, w->rev};
+    if (!training && m->bb.device == MK_DEV_CUDA && !net_forward_cuda(m, w, feat, B, T, orders)) return;
+    linear_forward(w->h0, feat, mk_param(&m->p, m->w_in), mk_param(&m->p, m->b_in), M, F, D);
     mamba_backbone_forward(&m->bb, &w->acts, w->h, w->h0, B, T, orders, training, NULL);
     linear_forward(w->z, w->h, mk_param(&m->p, m->w_out), mk_param(&m->p, m->b_out), M, D, F);
     audio_mask_forward(w->mask, w->z, feat, m->skip_u >= 0 ? mk_param(&m->p, m->skip_u) : NULL, M, F, m->cfg.beta);

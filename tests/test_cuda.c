@@ -1093,6 +1093,115 @@ static void check_enh_step(int causal, float sisdr, int sisdr_on_host, const cha
     audio_enhancer_free(&cpu), audio_enhancer_free(&gpu);
 }
 
+/* The enhancer's inference forward on the device (net_forward with training 0 ->
+ * mk_cuda_enh_forward) against the CPU's, through the two callers: the held-out evaluation's
+ * audio_enhancer_train_batch without gradients (mask, loss, SI-SDR) and audio_enhance's whole
+ * offline pass. In turn through one model: 3 signals of 1000 samples, 1 of 1600 and audio_enhance
+ * on 1200, from the host's weights; after the host's weights change, 2 of 700 (the forward must
+ * upload them again: inference never marks the device copy the newer); after one resident
+ * training step each side, 3 of 1000 and audio_enhance again with no copy back, the host's table
+ * left stale, so that only the device's weights give the CPU's figures. NaN planted in the
+ * host's h0, h and z must stay there: the host path would fill them. Limits: 0 with emulated
+ * kernels; 1e-4 relative on a GPU. */
+static void check_enh_forward(int causal, const char *tag) {
+#if MKC_EMULATED
+    const double lim = 0;
+#else
+    const double lim = 1e-4;
+#endif
+    audio_enhancer_cfg ec;
+    audio_enhancer_cfg_default(&ec, causal);
+    ec.d_model = 16, ec.n_layer = 2, ec.d_state = 4;
+    audio_enhancer cpu, gpu;
+    char nm[96];
+    snprintf(nm, sizeof nm, "enh_forward_%s_to_device", tag);
+    if (audio_enhancer_create(&cpu, &ec, 7) || audio_enhancer_create(&gpu, &ec, 7)) {
+        test_report(0, nm, "%s", mk_last_error());
+        return;
+    }
+    mk_rng ir;
+    mk_rng_seed(&ir, 23);
+    /* off the initial values (unit norms, zero biases), so that no op hides behind them */
+    for (size_t i = 0; i < cpu.p.total; i++) gpu.p.data[i] = cpu.p.data[i] += 0.1f * (mk_rng_uniform(&ir) - 0.5f);
+    mk_params_alloc_optim(&cpu.p), mk_params_alloc_optim(&gpu.p);
+    if (audio_enhancer_use_device(&gpu, MK_DEV_CUDA) != MK_DEV_CUDA) {
+        test_report(0, nm, "%s", mk_last_error());
+        audio_enhancer_free(&cpu), audio_enhancer_free(&gpu);
+        return;
+    }
+    audio_train_ws cw, gw;
+    audio_train_ws_init(&cw), audio_train_ws_init(&gw);
+    cw.sisdr_weight = gw.sisdr_weight = 0.005f; /* the evaluation's SI-SDR, from the downloaded mask */
+    static const int Bs[] = {3, 1, 2, 3};
+    static const size_t ns[] = {1000, 1600, 700, 1000};
+    double err[4] = {0}, eenh[2] = {-1, -1};
+    int kept[4] = {0}, rc = 0, stale = 0;
+    for (int k = 0; k < 4 && !rc; k++) {
+        const int B = Bs[k];
+        const size_t n = ns[k];
+        float *clean = zeros(B * n), *noisy = rnd(B * n, -0.3f, 0.3f);
+        for (size_t i = 0; i < B * n; i++) {
+            clean[i] = 0.5f * sinf(0.05f * (float)i * (1 + i / n)) + 0.2f * sinf(0.31f * (float)i);
+            noisy[i] += clean[i];
+        }
+        if (k == 2) /* the host's weights change: the next forward must take them */
+            for (size_t i = 0; i < cpu.p.total; i++) gpu.p.data[i] = cpu.p.data[i] *= 1.f + 0.2f * (float)(i % 3);
+        if (k == 3) { /* a resident step each side (no SI-SDR term: the step's own check covers it) */
+            mk_adamw_cfg oc = mk_adamw_defaults(3e-3f, 0);
+            oc.weight_decay = 0, oc.warmup = 0, oc.total = 0, oc.clip = 0;
+            float lg;
+            cw.sisdr_weight = gw.sisdr_weight = 0;
+            mk_params_zero_grad(&cpu.p);
+            audio_enhancer_train_batch(&cpu, &cw, noisy, clean, B, n, 1);
+            mk_adamw_step(&cpu.p, &oc);
+            rc = audio_enhancer_train_step_cuda(&gpu, &gw, noisy, clean, B, n, &oc, &lg);
+            cw.sisdr_weight = gw.sisdr_weight = 0.005f;
+            /* no copy back: the host's table stays the one before the step, so only the device's
+             * weights give the CPU's figures */
+            stale = memcmp(gpu.p.data, cpu.p.data, sizeof(float) * cpu.p.total) != 0;
+        }
+        const int T = audio_enhancer_prepare(&gpu, &gw, noisy, clean, B, n); /* sizes gw: the plants stay put */
+        const size_t BTF = (size_t)B * T * gpu.F, BTD = (size_t)B * T * ec.d_model;
+        for (size_t i = 0; i < BTD; i++) gw.h0[i] = gw.h[i] = NAN;
+        for (size_t i = 0; i < BTF; i++) gw.z[i] = NAN;
+        float lc = audio_enhancer_train_batch(&cpu, &cw, noisy, clean, B, n, 0);
+        float lg = rc ? NAN : audio_enhancer_train_batch(&gpu, &gw, noisy, clean, B, n, 0);
+        kept[k] = 1;
+        for (size_t i = 0; i < BTD; i++) kept[k] &= isnan(gw.h0[i]) && isnan(gw.h[i]);
+        for (size_t i = 0; i < BTF; i++) kept[k] &= isnan(gw.z[i]);
+        err[k] = test_rel_err_f(gw.mask, cw.mask, BTF, 1e-6);
+        const double el = fabs((double)lg - lc) / fabs(lc), es = fabs((double)gw.last_sisdr - cw.last_sisdr) /
+                                                                    (1 + fabs((double)cw.last_sisdr));
+        err[k] = fmax(err[k], fmax(el, es));
+        if (!(el == el) || !(es == es)) err[k] = INFINITY;
+        if (k == 1 || k == 3) { /* audio_enhance's whole pass, STFT to ISTFT */
+            const size_t ne = 1200;
+            float *yc = zeros(ne), *yg = zeros(ne);
+            audio_enhance(&cpu, yc, noisy, ne);
+            audio_enhance(&gpu, yg, noisy, ne);
+            eenh[k / 2] = test_rel_err_f(yg, yc, ne, 1e-6);
+            free(yc), free(yg);
+        }
+        free(clean), free(noisy);
+    }
+    snprintf(nm, sizeof nm, "enh_forward_%s_lengths", tag);
+    test_report(!rc && err[0] <= lim && err[1] <= lim && eenh[0] >= 0 && eenh[0] <= lim && kept[0] && kept[1], nm,
+                "3 x 1000 then 1 x 1600 samples: mask/loss err %.2e, %.2e; audio_enhance err %.2e (limit %.0e); host "
+                "activations %s",
+                err[0], err[1], eenh[0], lim, kept[0] && kept[1] ? "untouched" : "WRITTEN (the host path ran)");
+    snprintf(nm, sizeof nm, "enh_forward_%s_reupload", tag);
+    test_report(!rc && err[2] <= lim && kept[2], nm, "after the host's weights change, 2 x 700: err %.2e (limit %.0e)%s",
+                err[2], lim, kept[2] ? "" : "; host activations WRITTEN");
+    snprintf(nm, sizeof nm, "enh_forward_%s_resident", tag);
+    test_report(!rc && stale && err[3] <= lim && eenh[1] >= 0 && eenh[1] <= lim && kept[3], nm,
+                "after a resident step (host copy %s): mask/loss err %.2e, audio_enhance err %.2e (limit %.0e)%s%s%s",
+                stale ? "stale" : "NOT stale", err[3], eenh[1], lim, kept[3] ? "" : "; host activations WRITTEN",
+                rc ? "; step: " : "",
+                rc ? mk_last_error() : "");
+    audio_train_ws_free(&cw), audio_train_ws_free(&gw);
+    audio_enhancer_free(&cpu), audio_enhancer_free(&gpu);
+}
+
 /* The point classifier's ops (core/cuda/points.cu) against loops written from their
  * definitions, on random non-zero inputs: ReLU, the max over K with its argmax and backward
  * (both exact: one comparison chain and one add per element), the token mean against a
@@ -2146,6 +2255,8 @@ int main(void) {
     check_enh_step(0, 0.005f, 0, "offline_sisdr"); /* train enhance's default weight: the waveform term */
     check_enh_step(0, 0.005f, 1, "offline_sisdr_host"); /* ... as a host round trip inside the step */
     check_enh_step(1, 0.005f, 0, "stream");
+    check_enh_forward(0, "offline"); /* inference: enhance --device cuda, train enhance's held-out evaluation */
+    check_enh_forward(1, "causal");
     check_pts_step(3, 2, "xyz"); /* points train's default: three scan orders */
     check_pts_step(1, 3, "x_3layers");
     check_pts_forward(3, 2, "xyz"); /* inference: points eval, classify, the evaluation after points train */

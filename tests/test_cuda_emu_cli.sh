@@ -46,14 +46,29 @@ vision_checks
 # by --resume, each half on its device
 enhance_checks() {
 etiny="--d-model 8 --layers 2 --batch 2 --seconds 0.5 --espeak 0 --ckpt-every 4 --cache $tmp/cache"
-msg=$($MK train enhance $etiny --steps 6 --device cpu -o "$tmp/ec.mkm" 2>&1 >/dev/null); rc=$?
+msg=$($MK train enhance $etiny --steps 6 --json --device cpu -o "$tmp/ec.mkm" 2>&1 >"$tmp/ec.json"); rc=$?
 if [ $rc != 0 ] && grep -qi "no FSDD speech found\|no data" <<<"$msg"; then
   echo "SKIP cuda_emu_cli.enhance: skipped: no data at ($(tail -1 <<<"$msg"))"; return
 fi
-$MK train enhance $etiny --steps 6 --device cuda -o "$tmp/eg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+$MK train enhance $etiny --steps 6 --json --device cuda -o "$tmp/eg.mkm" >"$tmp/eg.json" 2>"$tmp/err"; rc=$?
 [ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && cmp -s "$tmp/ec.mkm" "$tmp/eg.mkm" &&
   cmp -s "$tmp/ec.mkm.ckpt" "$tmp/eg.mkm.ckpt"
 ok $? enhance_resident_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+# inference on the "GPU" (mk_cuda_enh_forward, no fallback notice): the held-out evaluation's
+# figures and enhance's output file are the CPU's
+strip='s/"model":"[^"]*",//; s/"seconds":[0-9.]*//'
+a=$(sed "$strip" "$tmp/ec.json"); b=$(sed "$strip" "$tmp/eg.json")
+[ -n "$a" ] && [ "$a" = "$b" ] && grep -q test_sisdr <<<"$a" && ! grep -q "forward on the GPU:" "$tmp/err"
+ok $? enhance_eval_equals_cpu "cpu: $a cuda: $b $(grep "forward on the GPU:" "$tmp/err")"
+wav=${MAMBAKIT_DATA:-../shared/data}/fsdd/recordings/0_george_0.wav
+if [ -f "$wav" ]; then
+  $MK enhance "$wav" --model "$tmp/ec.mkm" --device cpu -o "$tmp/oc.wav" >/dev/null 2>&1
+  $MK enhance "$wav" --model "$tmp/ec.mkm" --device cuda -o "$tmp/og.wav" >/dev/null 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && [ -s "$tmp/oc.wav" ] && cmp -s "$tmp/oc.wav" "$tmp/og.wav" && ! grep -q "on the CPU\|forward on the GPU:" "$tmp/err"
+  ok $? enhance_offline_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+else
+  echo "SKIP cuda_emu_cli.enhance_offline_equals_cpu: skipped: no recording at $wav"
+fi
 $MK train enhance $etiny --steps 6 --device cuda --gpu-step backbone -o "$tmp/eb.mkm" >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc = 0 ] && grep -q "backbone on the GPU" "$tmp/err" && cmp -s "$tmp/ec.mkm" "$tmp/eb.mkm"
 ok $? enhance_backbone_step_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
