@@ -702,8 +702,9 @@ int cmd_enhance(int argc, char **argv) {
                    "                      latency, constant memory, any length; INPUT and OUTPUT may be '-' (stdin must\n"
                    "                      be a format libsndfile can read from a pipe, e.g. WAV; a piped stdout gets\n"
                    "                      16-bit WAV with open-ended (0xFFFFFFFF) length fields)\n"
-                   "  --device cpu|cuda   where the offline model's Mamba backbone runs (default cpu; cuda falls\n"
-                   "                      back to the CPU with a notice; --stream always runs on the CPU)\n"
+                   "  --device cpu|cuda   where the offline model's network runs (default cpu; cuda: all of it on\n"
+                   "                      the GPU, the STFT and ISTFT on the CPU; falls back to the CPU with a\n"
+                   "                      notice; --stream always runs on the CPU)\n"
                    "  --spectrogram FILE  write a before/after spectrogram PNG (not with --stream)\n"
                    "  --reference FILE    clean reference: print SI-SDR, SNR, STOI of input and output\n"
                    "  --json              print the report (and metrics) as JSON\n",
