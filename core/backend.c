@@ -228,6 +228,16 @@ typedef struct {
  * bytes at a time (an odd T once put B and C 8 bytes off, and the register kernel's 16-byte
  * loads failed: "misaligned address", on enhance's input of 2 s of speech). */
 static size_t pad4(size_t T) { return (T + 3) & ~(size_t)3; }
+/* Sub-buffers of n[k] floats each, 16-byte aligned, carved one after another from base (NULL:
+ * only the total is wanted, and the pointers are NULL); returns the floats they take */
+static size_t carve(float *base, const size_t *n, float **const *dst, size_t k) {
+    size_t at = 0;
+    for (size_t i = 0; i < k; i++) {
+        *dst[i] = base ? base + at : NULL;
+        at += pad4(n[i]);
+    }
+    return at;
+}
 static size_t dir_floats(const mamba_backbone *m, size_t T) {
     T = pad4(T);
     return T * (5 * (size_t)m->E + (m->R + 2 * m->N) + m->R + 2 * (size_t)scan_np(m->N));
@@ -838,12 +848,7 @@ static size_t cls_layout(const mk_cls_frontend *f, int D, int B, float *base, cl
                         Bz * f->n_class};                    /* tprob */
     float **dst[] = {&o->img, &o->cols1, &o->pre1, &o->act1, &o->dact1, &o->cols, &o->dcols, &o->tmp, &o->x,
                      &o->out, &o->feat, &o->logits, &o->dlogits, &o->dfeat, &o->dout, &o->loss, &o->hit, &o->tprob};
-    size_t at = 0;
-    for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
-        *dst[k] = base ? base + at : NULL;
-        at += pad4(n[k]);
-    }
-    return at;
+    return carve(base, n, dst, sizeof n / sizeof *n);
 }
 
 /* The front end's device buffer (c->fe, shared by the classifier and frame-model steps) grown to
@@ -987,12 +992,7 @@ static size_t enh_layout(int F, int D, int B, int L, const mk_enh_waveform *wf, 
     float **dst[] = {&o->feat, &o->c,     &o->cc,    &o->cosd,  &o->h0,    &o->h,    &o->z,
                      &o->mask, &o->dz,    &o->prod,  &o->dh,    &o->loss,  &o->xre,  &o->xim,
                      &o->ref,  &o->basis, &o->wsum, &o->neg,  &o->work};
-    size_t at = 0;
-    for (size_t k = 0; k < sizeof n / sizeof *n; k++) {
-        *dst[k] = base ? base + at : NULL;
-        at += pad4(n[k]);
-    }
-    return at;
+    return carve(base, n, dst, sizeof n / sizeof *n);
 }
 
 /* audio/model.c's net_forward op for op on the device, o->feat (M, F) to o->mask (M, F), h0, h
@@ -1149,12 +1149,7 @@ static size_t pts_layout(const mk_pts_frontend *f, int D, int n, float *base, pt
                          L * D,       LK * D,     LK * H, LK * H, nz,     nz};
     float **dst[] = {&o->rel, &o->ctr,    &o->h1,      &o->a1,    &o->h2,   &o->x,   &o->out,  &o->feat, &o->logits,
                      &o->dlogits, &o->dfeat, &o->dout, &o->dh2, &o->da1, &o->dh1, &o->loss, &o->hit};
-    size_t at = 0;
-    for (size_t k = 0; k < sizeof sz / sizeof *sz; k++) {
-        *dst[k] = base ? base + at : NULL;
-        at += pad4(sz[k]);
-    }
-    return at;
+    return carve(base, sz, dst, sizeof sz / sizeof *sz);
 }
 
 /* c->yd grown to n ints; 0 or -1 (out of device memory) */
@@ -1618,12 +1613,7 @@ static size_t mil_layout(const mk_mil_frontend *f, int L, float *base, mil_bufs 
     const size_t sz[] = {LF, LF, LD, LD, LD, LD, LD, LD, LD, LH, LH, LH, LH, Ls, Ls, Ls, (size_t)f->D, 2};
     float **dst[] = {&o->x,  &o->xs, &o->e_pre, &o->e,  &o->mask, &o->h, &o->mo, &o->dh, &o->de,
                      &o->t,  &o->g,  &o->dt,    &o->dg, &o->s,    &o->a, &o->da, &o->z,  &o->lg};
-    size_t at = 0;
-    for (size_t k = 0; k < sizeof sz / sizeof *sz; k++) {
-        *dst[k] = base ? base + at : NULL;
-        at += pad4(sz[k]);
-    }
-    return at;
+    return carve(base, sz, dst, sizeof sz / sizeof *sz);
 }
 
 /* att_logits on the device: t = tanh(V v + bV), g = sigm(U v + bU) (gated), s = w^T (t [* g]) */
