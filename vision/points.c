@@ -284,29 +284,40 @@ void points_acts_free(points_acts *a) {
     mamba_acts_free(&a->ma);
 }
 
+/* n objects' inputs packed (n, ...) so that each goes up to the GPU in one copy */
+typedef struct {
+    float *rel, *ctr;
+    int *order;
+} pts_packed;
+static void pts_pack(const points_model *m, const points_input *in, int n, pts_packed *b) {
+    const points_cfg *c = &m->cfg;
+    const size_t L = c->ntok, LK3 = L * c->knn * 3, GL = (size_t)c->mc.n_dir * L;
+    b->rel = mk_malloc(sizeof(float) * n * LK3), b->ctr = mk_malloc(sizeof(float) * n * L * 3);
+    b->order = mk_malloc(sizeof(int) * n * GL);
+    for (int i = 0; i < n; i++) {
+        memcpy(b->rel + i * LK3, in[i].rel, sizeof(float) * LK3);
+        memcpy(b->ctr + i * L * 3, in[i].ctr, sizeof(float) * L * 3);
+        memcpy(b->order + i * GL, in[i].order, sizeof(int) * GL);
+    }
+}
+static void pts_packed_free(pts_packed *b) { free(b->rel), free(b->ctr), free(b->order); }
+
 /* Inference on the GPU (mk_cuda_pts_forward) for n objects: feat (n, D) and logits (n, C), either
  * may be NULL. 0; or -1 where the device cannot run it, after one notice per process, and the
  * caller runs the host's front end around the per-call backbone instead. */
 static int points_forward_cuda(points_model *m, points_acts *a, const points_input *in, int n, float *feat,
                                float *logits) {
     static int said;
-    const points_cfg *c = &m->cfg;
-    const size_t L = c->ntok, LK3 = L * c->knn * 3, GL = (size_t)c->mc.n_dir * L;
     mk_pts_frontend f;
     points_model_frontend(m, &f);
     int rc;
     if (n == 1) { /* one object's inputs are already contiguous */
         rc = mk_cuda_pts_forward(&m->bb, &a->ma, &f, in->rel, in->ctr, in->order, 1, feat, logits);
     } else {
-        float *rel = mk_malloc(sizeof(float) * n * LK3), *ctr = mk_malloc(sizeof(float) * n * L * 3);
-        int *order = mk_malloc(sizeof(int) * n * GL);
-        for (int i = 0; i < n; i++) {
-            memcpy(rel + i * LK3, in[i].rel, sizeof(float) * LK3);
-            memcpy(ctr + i * L * 3, in[i].ctr, sizeof(float) * L * 3);
-            memcpy(order + i * GL, in[i].order, sizeof(int) * GL);
-        }
-        rc = mk_cuda_pts_forward(&m->bb, &a->ma, &f, rel, ctr, order, n, feat, logits);
-        free(rel), free(ctr), free(order);
+        pts_packed b;
+        pts_pack(m, in, n, &b);
+        rc = mk_cuda_pts_forward(&m->bb, &a->ma, &f, b.rel, b.ctr, b.order, n, feat, logits);
+        pts_packed_free(&b);
     }
     if (rc && !said++)
         fprintf(stderr, "mambakit: points: the GPU forward failed (%s); the point MLP and head run on the host\n",
@@ -401,24 +412,16 @@ void points_model_frontend(const points_model *m, mk_pts_frontend *f) {
 
 int points_train_batch_cuda(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
                             const mk_adamw_cfg *opt, mk_rng *rng, float *loss, int *correct) {
-    const points_cfg *c = &m->cfg;
-    const size_t L = c->ntok, LK3 = L * c->knn * 3, GL = (size_t)c->mc.n_dir * L;
     if (n < 1) {
         mk_error("points: empty batch");
         return -1;
     }
-    /* the batch packed (n, ...) so that each input goes up in one copy */
-    float *rel = mk_malloc(sizeof(float) * n * LK3), *ctr = mk_malloc(sizeof(float) * n * L * 3);
-    int *order = mk_malloc(sizeof(int) * n * GL);
-    for (int i = 0; i < n; i++) {
-        memcpy(rel + i * LK3, in[i].rel, sizeof(float) * LK3);
-        memcpy(ctr + i * L * 3, in[i].ctr, sizeof(float) * L * 3);
-        memcpy(order + i * GL, in[i].order, sizeof(int) * GL);
-    }
+    pts_packed b;
+    pts_pack(m, in, n, &b);
     mk_pts_frontend f;
     points_model_frontend(m, &f);
-    int rc = mk_cuda_pts_train_step(&m->bb, &a->ma, &f, rel, ctr, order, labels, n, opt, rng, loss, correct);
-    free(rel), free(ctr), free(order);
+    int rc = mk_cuda_pts_train_step(&m->bb, &a->ma, &f, b.rel, b.ctr, b.order, labels, n, opt, rng, loss, correct);
+    pts_packed_free(&b);
     return rc;
 }
 
