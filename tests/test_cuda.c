@@ -40,6 +40,14 @@ const char *__asan_default_options(void) { return "protect_shadow_gap=0"; }
 
 static mk_rng rng;
 
+/* The whole-step and inference checks' limits against the CPU path: exact with emulated kernels
+ * (the same ops in the same order), float rounding on a GPU (glim: gradients and moments) */
+#if MKC_EMULATED
+static const double dev_lim = 0, dev_glim = 0;
+#else
+static const double dev_lim = 1e-4, dev_glim = 1e-3;
+#endif
+
 static float *rnd(size_t n, float lo, float hi) {
     float *x = mk_malloc(sizeof(float) * (n ? n : 1));
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * mk_rng_uniform(&rng);
@@ -1104,11 +1112,7 @@ static void check_enh_step(int causal, float sisdr, int sisdr_on_host, const cha
  * host's h0, h and z must stay there: the host path would fill them. Limits: 0 with emulated
  * kernels; 1e-4 relative on a GPU. */
 static void check_enh_forward(int causal, const char *tag) {
-#if MKC_EMULATED
-    const double lim = 0;
-#else
-    const double lim = 1e-4;
-#endif
+    const double lim = dev_lim;
     audio_enhancer_cfg ec;
     audio_enhancer_cfg_default(&ec, causal);
     ec.d_model = 16, ec.n_layer = 2, ec.d_state = 4;
@@ -1290,11 +1294,7 @@ static void check_pts_ops(void) {
  * in the middle. With emulated kernels the step does the CPU's arithmetic in the CPU's order,
  * so every difference must be exactly zero; on a GPU, the classifier's limits. */
 static void check_pts_step(int n_dir, int n_layer, const char *tag) {
-#if MKC_EMULATED
-    const double lim = 0, glim = 0;
-#else
-    const double lim = 1e-4, glim = 1e-3;
-#endif
+    const double lim = dev_lim, glim = dev_glim;
     points_cfg pc;
     points_cfg_default(&pc);
     pc.npts = 96, pc.ntok = 12, pc.knn = 5, pc.hidden = 16;
@@ -1382,11 +1382,7 @@ static void check_pts_step(int n_dir, int n_layer, const char *tag) {
  * (inference never marks the device copy the newer), and after a resident training step it must
  * read the device's weights. Limits: 0 with emulated kernels; 1e-4 relative on a GPU. */
 static void check_pts_forward(int n_dir, int n_layer, const char *tag) {
-#if MKC_EMULATED
-    const double lim = 0;
-#else
-    const double lim = 1e-4;
-#endif
+    const double lim = dev_lim;
     points_cfg pc;
     points_cfg_default(&pc);
     pc.npts = 96, pc.ntok = 12, pc.knn = 5, pc.hidden = 16;
@@ -1571,11 +1567,7 @@ static void check_ts_ops(void) {
  * copy back and per-call forward in the middle (the backbones then read the one shared table),
  * and the weights and moments after the steps. */
 static void check_ts_step(int block, int n_layer, const char *tag) {
-#if MKC_EMULATED
-    const double lim = 0, glim = 0;
-#else
-    const double lim = 1e-4, glim = 1e-3;
-#endif
+    const double lim = dev_lim, glim = dev_glim;
     enum { B = 5, L = 20, H = 6, C = 3, F = 2, STEPS = 5 };
     ts_smamba_cfg sc;
     memset(&sc, 0, sizeof sc);
@@ -1669,11 +1661,7 @@ static void check_ts_step(int block, int n_layer, const char *tag) {
  * from the weights the step left on the device with no copy back: the per-call path would run
  * the embedding, FFN and head on the host's stale weights and miss the CPU's figures. */
 static void check_ts_forward(int block, const char *tag) {
-#if MKC_EMULATED
-    const double lim = 0;
-#else
-    const double lim = 1e-4;
-#endif
+    const double lim = dev_lim;
     enum { L = 20, H = 6, C = 3, F = 2 };
     ts_smamba_cfg sc;
     memset(&sc, 0, sizeof sc);
@@ -1945,11 +1933,7 @@ static void check_mil_ops(void) {
  * emulation. */
 static void check_mil_step(int res_gate, int n_layer, int order, int gated, float dropout, float drop_path,
                            const char *tag) {
-#if MKC_EMULATED
-    const double lim = 0, glim = 0;
-#else
-    const double lim = 1e-4, glim = 1e-3;
-#endif
+    const double lim = dev_lim, glim = dev_glim;
     enum { NB = 5, BATCH = 2, STEPS = 6, F = 6 };
     mil_cfg mc;
     mil_cfg_default(&mc, MIL_MAMBA, F);
@@ -2049,11 +2033,7 @@ static int mil_fwd_pair(mil_model *cpu, mil_model *gpu, const float *x, int L, f
  * each side and forwards that must read the device's newer weights, not the host's stale copy.
  * gpu_forwards shows that mil_forward took the device path. Exact under the emulation. */
 static void check_mil_forward(int res_gate, int n_layer, int order, int gated, const char *tag) {
-#if MKC_EMULATED
-    const double lim = 0;
-#else
-    const double lim = 1e-4;
-#endif
+    const double lim = dev_lim;
     enum { F = 6, NB = 3 };
     static const int Lb[NB] = {37, 203, 5};
     mil_cfg mc;
