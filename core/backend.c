@@ -106,7 +106,7 @@ int mamba_backbone_set_device(mamba_backbone *m, int device) {
 }
 void mamba_backbone_release_device(mamba_backbone *m) { m->dev = NULL; }
 int mk_cuda_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
-                             const int *const *orders, int training, mk_rng *rng) {
+                             const int *const *orders, const int *ps, int per_sample, int training, mk_rng *rng) {
     if (m->device == MK_DEV_CUDA) {
         fprintf(stderr, "mambakit: this build has no CUDA support; running on the CPU\n");
         m->device = MK_DEV_CPU;
@@ -198,9 +198,9 @@ typedef struct cuda_bb {
     int B, L, fwd_ok;
     float *acts;
     size_t acts_n;
-    int *orders_d;   /* (slots, NL, G, L) */
-    float *dpm_d;    /* (slots, NL, B) */
-    int slot;        /* whose draws a pass reads: a point step draws its n objects' at once */
+    int *orders_d;   /* (NL, G, L); per-sample orders (NL, G, B L), rows of the whole batch */
+    float *dpm_d;    /* (NL, B) */
+    int ps;          /* orders_d holds per-sample orders (mamba_backbone_forward_ps's) */
     int *orders_h;   /* host copies */
     float *dpm_h;
     size_t orders_n, dpm_n;
@@ -366,7 +366,7 @@ int mamba_backbone_set_device(mamba_backbone *m, int device) {
     return 0;
 }
 
-static int draws_reserve(const mamba_backbone *m, cuda_bb *c, int slots, int B, int L);
+static int draws_reserve(const mamba_backbone *m, cuda_bb *c, int B, int L);
 /* Grow activations for (B, L). */
 static int bb_ensure(const mamba_backbone *m, cuda_bb *c, int B, int L) {
     size_t T = (size_t)B * L;
@@ -389,17 +389,17 @@ static int bb_ensure(const mamba_backbone *m, cuda_bb *c, int B, int L) {
         }
         c->acts_n = need;
     }
-    if (draws_reserve(m, c, 1, B, L)) return -1;
+    if (draws_reserve(m, c, B, L)) return -1;
     c->B = B;
     c->L = L;
     return 0;
 }
 
-/* Room for the random draws of `slots` passes over (B, L): orders (slots, NL, G, L) and drop-path
- * masks (slots, NL, B), on the device and the host; 0 or -1 with mk_error */
-static int draws_reserve(const mamba_backbone *m, cuda_bb *c, int slots, int B, int L) {
-    const size_t nl = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * slots;
-    size_t no = nl * m->G * L;
+/* Room for the random draws of a pass over (B, L): orders (NL, G, B L), enough for per-sample
+ * ones, and drop-path masks (NL, B), on the device and the host; 0 or -1 with mk_error */
+static int draws_reserve(const mamba_backbone *m, cuda_bb *c, int B, int L) {
+    const size_t nl = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1);
+    size_t no = nl * m->G * B * L;
     size_t nd = nl * B;
     if (no > c->orders_n) {
         mkc_free(c->orders_d);
@@ -445,44 +445,23 @@ static void norm_bwd_d(const mamba_backbone *m, const cuda_bb *c, float *dinp, c
         mkc_rmsnorm_backward(dinp, DG(wi), dout, inp, DP(wi), rstd, T, m->D);
 }
 
-/* Draw one pass's orders and drop-path masks into the host copies of slot `slot` exactly as
- * mamba.c does (same RNG calls in the same order); draws_reserve made room. */
-static void draw_orders_host(mamba_backbone *m, cuda_bb *c, int slot, int B, int L, const int *const *orders,
-                             int training, mk_rng *rng) {
-    const int G = m->G, NL = m->cfg.n_layer;
-    int *pi = NULL;
-    for (int l = 0; l < NL; l++) {
-        int *eff = c->orders_h + ((size_t)slot * NL + l) * G * L;
-        float sp = (training && NL > 1) ? m->cfg.shuffle_p * l / (NL - 1) : 0.f;
-        int shuffle = sp > 0 && mk_rng_uniform(rng) < sp;
-        if (shuffle) {
-            if (!pi) pi = mk_malloc(sizeof(int) * L);
-            mk_order_identity(pi, L);
-            mk_rng_shuffle(rng, pi, L);
-        }
-        for (int g = 0; g < G; g++)
-            for (int t = 0; t < L; t++) {
-                int o = (orders && orders[g]) ? orders[g][t] : t;
-                eff[(size_t)g * L + t] = shuffle ? pi[o] : o;
-            }
-        float *dpm = c->dpm_h + ((size_t)slot * NL + l) * B;
-        float dp = (training && NL > 1) ? m->cfg.drop_path * l / (NL - 1) : 0.f;
-        if (dp > 0) droppath_mask(dpm, B, dp, rng);
-        else
-            for (int b = 0; b < B; b++) dpm[b] = 1.f;
-    }
-    free(pi);
+/* One pass's orders and drop-path masks into the host copies, by mamba.c's own draws (same RNG
+ * calls in the same order); bb_ensure made room */
+static void draw_orders_host(mamba_backbone *m, cuda_bb *c, int B, int L, const int *const *orders, const int *ps,
+                             int per_sample, int training, mk_rng *rng) {
+    mamba_backbone_draw(m, B, L, orders, ps, per_sample, training, rng, c->orders_h, c->dpm_h);
+    c->ps = per_sample;
+    c->ts_drawn = 0;
 }
 
-/* One pass's draws (slot 0), uploaded. */
-static int draw_orders(mamba_backbone *m, cuda_bb *c, int B, int L, const int *const *orders, int training,
-                       mk_rng *rng) {
+/* One pass's draws, uploaded */
+static int draw_orders(mamba_backbone *m, cuda_bb *c, int B, int L, const int *const *orders, const int *ps,
+                       int per_sample, int training, mk_rng *rng) {
     const int G = m->G, NL = m->cfg.n_layer;
-    draw_orders_host(m, c, 0, B, L, orders, training, rng);
-    c->slot = 0;
-    c->ts_drawn = 0;
+    draw_orders_host(m, c, B, L, orders, ps, per_sample, training, rng);
     if (NL == 0) return 0;
-    if (mkc_upload(c->orders_d, c->orders_h, sizeof(int) * (size_t)NL * G * L) ||
+    const size_t OL = per_sample ? (size_t)B * L : (size_t)L;
+    if (mkc_upload(c->orders_d, c->orders_h, sizeof(int) * (size_t)NL * G * OL) ||
         mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL * B))
         return -1;
     return 0;
@@ -493,6 +472,7 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
     const mk_params *p = m->p;
     const int B = c->B, L = c->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
     const int T = B * L, XD = R + 2 * N, Np = scan_np(N), padN = Np != N;
+    const int OB = c->ps ? 1 : B, OL = c->ps ? T : L; /* per-sample orders: rows of the whole batch */
     const size_t Tp = pad4((size_t)T); /* layout stride (pad4) */
     float *yg = scratch_d(m, c), *branch = yg + Tp * E, *A = branch + Tp * D, *Ac = A + (size_t)E * Np;
     const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
@@ -502,7 +482,7 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
     for (int l = 0; l < NL; l++) {
         const mamba_layer_idx *Li = &m->layer[l];
         layer_d la = get_layer_d(m, c, l);
-        const int *eff = c->orders_d + ((size_t)c->slot * NL + l) * G * L;
+        const int *eff = c->orders_d + (size_t)l * G * OL;
         norm_fwd_d(m, c, la.normed, la.mean, la.rstd, la.h, Li->norm_w, Li->norm_b, T);
         const float *Win = DP(Li->in_proj);
         mkc_linear_forward(la.xin, la.normed, Win, NULL, T, D, E);
@@ -510,9 +490,9 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
         mkc_memset0(la.y, sizeof(float) * (size_t)T * E);
         for (int g = 0; g < G; g++) {
             dir_d *d = &la.dir[g];
-            const int *o = eff + (size_t)g * L;
-            mkc_gather_rows(d->xg, la.xin, o, B, L, E);
-            mkc_gather_rows(d->zg, la.zin, o, B, L, E);
+            const int *o = eff + (size_t)g * OL;
+            mkc_gather_rows(d->xg, la.xin, o, OB, OL, E);
+            mkc_gather_rows(d->zg, la.zin, o, OB, OL, E);
             mkc_conv1d_forward(d->convo, d->xg, DP(Li->conv_w[g]), DP(Li->conv_b[g]), B, L, E, K);
             mkc_silu_forward(d->xc, d->convo, (size_t)T * E);
             if (Li->x_proj[g] >= 0) {
@@ -547,11 +527,11 @@ static void bb_forward_dev(mamba_backbone *m, cuda_bb *c, float *out_d, const fl
                 mkc_neg_exp(A, DP(Li->A_log[g]), (size_t)E * N);
             mkc_scan_forward(yg, NULL, d->xc, d->delta, A, d->Bm, d->Cm, DP(Li->Dp[g]), d->zg, DP(Li->dt_b[g]), NULL,
                              B, L, E, Np, 1);
-            mkc_scatter_add_rows(la.y, yg, o, B, L, E, merge);
+            mkc_scatter_add_rows(la.y, yg, o, OB, OL, E, merge);
         }
         mkc_linear_forward(branch, la.y, DP(Li->out_proj), NULL, T, E, D);
         float *hn = l + 1 < NL ? get_layer_d(m, c, l + 1).h : final_d(m, c);
-        mkc_residual(hn, la.h, branch, c->dpm_d + ((size_t)c->slot * NL + l) * B, B, (size_t)L * D);
+        mkc_residual(hn, la.h, branch, c->dpm_d + (size_t)l * B, B, (size_t)L * D);
     }
     float *hL = final_d(m, c);
     float *meanf = hL + pad4((size_t)T) * D, *rstdf = meanf + pad4((size_t)T);
@@ -566,6 +546,7 @@ static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d
     const int B = c->B, L = c->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
     const int T = B * L, XD = R + 2 * N, Np = scan_np(N), padN = Np != N;
     const size_t TE = (size_t)T * E, Tp = pad4((size_t)T), TEp = Tp * E; /* counts; layout strides */
+    const int OB = c->ps ? 1 : B, OL = c->ps ? T : L; /* as the forward gathered */
     const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
     float *s = scratch_d(m, c);
     float *dres = s;
@@ -591,16 +572,16 @@ static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d
     for (int l = NL - 1; l >= 0; l--) {
         const mamba_layer_idx *Li = &m->layer[l];
         layer_d la = get_layer_d(m, c, l);
-        const int *eff = c->orders_d + ((size_t)c->slot * NL + l) * G * L;
+        const int *eff = c->orders_d + (size_t)l * G * OL;
         float *dbranch = dnormed;
-        mkc_rowscale(dbranch, dres, c->dpm_d + ((size_t)c->slot * NL + l) * B, B, (size_t)L * D);
+        mkc_rowscale(dbranch, dres, c->dpm_d + (size_t)l * B, B, (size_t)L * D);
         mkc_memset0(dy, sizeof(float) * TE);
         mkc_linear_backward(dy, DG(Li->out_proj), NULL, dbranch, la.y, DP(Li->out_proj), T, E, D);
         mkc_memset0(dxin, sizeof(float) * 2 * TEp); /* dxin and dzin */
         for (int g = 0; g < G; g++) {
             dir_d *d = &la.dir[g];
-            const int *o = eff + (size_t)g * L;
-            mkc_gather_rows(dyg, dy, o, B, L, E);
+            const int *o = eff + (size_t)g * OL;
+            mkc_gather_rows(dyg, dy, o, OB, OL, E);
             if (merge != 1.f) mkc_vec_scale(dyg, merge, TE);
             mkc_memset0(dxc, sizeof(float) * TE);
             mkc_memset0(ddelta, sizeof(float) * TE);
@@ -649,8 +630,8 @@ static float *bb_backward_dev(mamba_backbone *m, cuda_bb *c, const float *dout_d
             mkc_memset0(dxg, sizeof(float) * TE);
             mkc_conv1d_backward(dxg, DG(Li->conv_w[g]), DG(Li->conv_b[g]), dconvo, d->xg, DP(Li->conv_w[g]), B, L, E,
                                 K);
-            mkc_scatter_add_rows(dxin, dxg, o, B, L, E, 1.f);
-            mkc_scatter_add_rows(dzin, dzg, o, B, L, E, 1.f);
+            mkc_scatter_add_rows(dxin, dxg, o, OB, OL, E, 1.f);
+            mkc_scatter_add_rows(dzin, dzg, o, OB, OL, E, 1.f);
         }
         const float *Win = DP(Li->in_proj);
         float *gWin = DG(Li->in_proj);
@@ -674,11 +655,12 @@ static cuda_bb *bb_get(mamba_backbone *m) {
 }
 
 static int bb_prepare(mamba_backbone *m, cuda_bb *c, mamba_acts *a, int B, int L, const int *const *orders,
-                      int training, mk_rng *rng) {
+                      const int *ps, int per_sample, int training, mk_rng *rng) {
     if (training) MK_ASSERT(rng || (m->cfg.drop_path <= 0 && m->cfg.shuffle_p <= 0));
     if (bb_ensure(m, c, B, L)) return -1;
     if (!tab_of(c)->resident && mkc_upload(c->P, m->p->data, sizeof(float) * c->total)) return -1;
-    if (draw_orders(m, c, B, L, orders, training, rng)) return -1;
+    if (draw_orders(m, c, B, L, orders, ps, per_sample, training, rng)) return -1;
+    a->per_sample = per_sample;
     a->B = B;
     a->L = L;
     a->training = training;
@@ -686,13 +668,13 @@ static int bb_prepare(mamba_backbone *m, cuda_bb *c, mamba_acts *a, int B, int L
 }
 
 int mk_cuda_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
-                             const int *const *orders, int training, mk_rng *rng) {
+                             const int *const *orders, const int *ps, int per_sample, int training, mk_rng *rng) {
     if (m->device != MK_DEV_CUDA) return -1;
     cuda_bb *c = bb_get(m);
     if (!c) return -1;
     c->fwd_ok = 0;
     size_t TD = (size_t)B * L * m->D;
-    if (bb_prepare(m, c, a, B, L, orders, training, rng) || mkc_upload(c->io, x, sizeof(float) * TD)) goto fail;
+    if (bb_prepare(m, c, a, B, L, orders, ps, per_sample, training, rng) || mkc_upload(c->io, x, sizeof(float) * TD)) goto fail;
     bb_forward_dev(m, c, c->io, c->io);
     if (mkc_download(out, c->io, sizeof(float) * TD) || mkc_sync()) goto fail;
     c->fwd_ok = 1;
@@ -782,7 +764,7 @@ float mamba_backbone_cuda_train_step(mamba_backbone *m, mamba_acts *a, const flo
     if (!c) return NAN;
     size_t TD = (size_t)B * L * m->D;
     if (bb_moments(m, c)) return NAN;
-    if (bb_prepare(m, c, a, B, L, orders, 1, rng)) return NAN;
+    if (bb_prepare(m, c, a, B, L, orders, NULL, 0, 1, rng)) return NAN;
     c->resident = 1;
     if (mkc_upload(c->io, x, sizeof(float) * TD) || mkc_upload(c->tgt, target, sizeof(float) * TD)) return NAN;
     bb_forward_dev(m, c, c->io, c->io);
@@ -910,7 +892,7 @@ int mk_cuda_cls_forward(mamba_backbone *m, mamba_acts *a, const mk_cls_frontend 
     const int L = f->gh * f->gw + 1;
     if (cls_bufs_get(m, c, f, B, &o)) return -1;
     c->fwd_ok = 0; /* this forward keeps nothing for a backward */
-    if (bb_prepare(m, c, a, B, L, orders, 0, NULL) ||
+    if (bb_prepare(m, c, a, B, L, orders, NULL, 0, 0, NULL) ||
         mkc_upload(o.img, img, sizeof(float) * (size_t)B * f->img_h * f->img_w * f->img_c)) {
         mk_error("CUDA: %s", mkc_last_error());
         return -1;
@@ -936,7 +918,7 @@ int mk_cuda_cls_train_step(mamba_backbone *m, mamba_acts *a, const mk_cls_fronte
     cls_bufs o;
     if (cls_bufs_get(m, c, f, B, &o) || bb_moments(m, c)) return -1;
     /* the same draws as vision_forward: orders and drop-path masks, in mamba.c's order */
-    if (bb_prepare(m, c, a, B, L, orders, 1, rng)) return -1;
+    if (bb_prepare(m, c, a, B, L, orders, NULL, 0, 1, rng)) return -1;
     c->resident = 1;
     if (mkc_upload(o.img, img, sizeof(float) * (size_t)B * f->img_h * f->img_w * f->img_c) ||
         mkc_upload(c->yd, y, sizeof(int) * B) || (tprob && mkc_upload(o.tprob, tprob, sizeof(float) * (size_t)B * K))) {
@@ -1035,7 +1017,7 @@ int mk_cuda_enh_forward(mamba_backbone *m, mamba_acts *a, const mk_enh_frontend 
     c->fwd_ok = 0; /* this forward keeps nothing for a backward */
     /* bb_prepare uploads the host's table unless a training step left the newer one on the device;
      * inference never marks the device copy the newer: the host's table stays the truth */
-    if (bb_prepare(m, c, a, B, L, orders, 0, NULL) || mkc_upload(o.feat, feat, sizeof(float) * MF)) {
+    if (bb_prepare(m, c, a, B, L, orders, NULL, 0, 0, NULL) || mkc_upload(o.feat, feat, sizeof(float) * MF)) {
         mk_error("CUDA: %s", mkc_last_error());
         return -1;
     }
@@ -1071,7 +1053,7 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
         return -1;
     }
     enh_layout(F, D, B, L, wf, c->fe, &o);
-    if (bb_moments(m, c) || bb_prepare(m, c, a, B, L, orders, 1, rng)) return -1;
+    if (bb_moments(m, c) || bb_prepare(m, c, a, B, L, orders, NULL, 0, 1, rng)) return -1;
     c->resident = 1;
     if (mkc_upload(o.feat, feat_h, sizeof(float) * MF) || mkc_upload(o.c, c_h, sizeof(float) * MF) ||
         mkc_upload(o.cc, cc_h, sizeof(float) * MF) || mkc_upload(o.cosd, cosd_h, sizeof(float) * MF)) {
@@ -1137,16 +1119,15 @@ int mk_cuda_enh_train_step(mamba_backbone *m, mamba_acts *a, const mk_enh_fronte
     return 0;
 }
 
-/* Device buffers of a point classifier's step or forward (one object's activations at a time,
- * the whole batch's inputs, features, logits and losses), carved from one allocation like
- * cls_layout's */
+/* Device buffers of a point classifier's step or forward for n objects (every activation of the
+ * batch, as points_acts holds them on the host), carved from one allocation like cls_layout's */
 typedef struct {
     float *rel, *ctr, *h1, *a1, *h2, *x, *out, *feat, *logits, *dlogits, *dfeat, *dout, *dh2, *da1, *dh1, *loss, *hit;
 } pts_bufs;
 static size_t pts_layout(const mk_pts_frontend *f, int D, int n, float *base, pts_bufs *o) {
-    const size_t L = f->L, LK = (size_t)f->L * f->K, H = f->H, C = f->n_class, nz = (size_t)n;
-    const size_t sz[] = {nz * LK * 3, nz * L * 3, LK * H, LK * H, LK * D, L * D, L * D, nz * D, nz * C, nz * C, D,
-                         L * D,       LK * D,     LK * H, LK * H, nz,     nz};
+    const size_t nz = (size_t)n, L = nz * f->L, LK = L * f->K, H = f->H, C = f->n_class;
+    const size_t sz[] = {LK * 3, L * 3, LK * H, LK * H, LK * D, L * D, L * D, nz * D, nz * C, nz * C, nz * D,
+                         L * D,  LK * D, LK * H, LK * H, nz,     nz};
     float **dst[] = {&o->rel, &o->ctr,    &o->h1,      &o->a1,    &o->h2,   &o->x,   &o->out,  &o->feat, &o->logits,
                      &o->dlogits, &o->dfeat, &o->dout, &o->dh2, &o->da1, &o->dh1, &o->loss, &o->hit};
     return carve(base, sz, dst, sizeof sz / sizeof *sz);
@@ -1177,33 +1158,27 @@ static int pts_check(const mamba_backbone *m, const mk_pts_frontend *f, int n) {
     return 0;
 }
 
-/* Room for n objects: the front end's buffers (o), ints for ny labels followed by one object's
- * argmax (L, D) (*amax), one (1, L) backbone pass and n slots of draws; 0, or -1 with mk_error */
+/* Room for n objects: the front end's buffers (o), ints for ny labels followed by the batch's
+ * argmax (n L, D) (*amax), and the backbone's (n, L) pass; 0, or -1 with mk_error */
 static int pts_reserve(const mamba_backbone *m, cuda_bb *c, const mk_pts_frontend *f, int n, size_t ny, pts_bufs *o,
                        int **amax) {
-    if (fe_reserve(c, pts_layout(f, m->D, n, NULL, o)) || yd_reserve(c, ny + (size_t)f->L * m->D)) {
+    if (fe_reserve(c, pts_layout(f, m->D, n, NULL, o)) || yd_reserve(c, ny + (size_t)n * f->L * m->D)) {
         mk_error("CUDA: out of device memory for the point classifier's activations (%d objects)", n);
         return -1;
     }
     pts_layout(f, m->D, n, c->fe, o);
     *amax = c->yd + ny;
-    return bb_ensure(m, c, 1, f->L) || draws_reserve(m, c, n, 1, f->L) ? -1 : 0;
+    return bb_ensure(m, c, n, f->L);
 }
 
-/* Every object's draws in object order, made on the host (points_forward's backbone calls draw
- * in that order, and nothing else in a step draws), then uploaded with the objects' inputs:
- * rel (n, L, K, 3), ctr (n, L, 3), order (n, G, L); 0, or -1 with mk_error */
+/* The batch's draws (mamba_backbone_draw's, object by object, as mamba_backbone_forward_ps makes
+ * them; nothing else in a step draws), uploaded with the objects' inputs: rel (n, L, K, 3), ctr
+ * (n, L, 3), order (n, G, L); 0, or -1 with mk_error */
 static int pts_upload(mamba_backbone *m, cuda_bb *c, mamba_acts *a, const mk_pts_frontend *f, const pts_bufs *o,
                       const float *rel, const float *ctr, const int *order, int n, int training, mk_rng *rng) {
-    const int G = m->G, NL = m->cfg.n_layer, L = f->L;
-    for (int i = 0; i < n; i++) {
-        const int *oi[MK_MAX_DIR];
-        for (int g = 0; g < G; g++) oi[g] = order + ((size_t)i * G + g) * L;
-        draw_orders_host(m, c, i, 1, L, oi, training, rng);
-    }
-    a->B = 1, a->L = L, a->training = training;
-    if ((NL > 0 && (mkc_upload(c->orders_d, c->orders_h, sizeof(int) * (size_t)n * NL * G * L) ||
-                    mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)n * NL))) ||
+    const int L = f->L;
+    a->B = n, a->L = L, a->training = training, a->per_sample = 1;
+    if (draw_orders(m, c, n, L, NULL, order, 1, training, rng) ||
         mkc_upload(o->rel, rel, sizeof(float) * (size_t)n * L * f->K * 3) ||
         mkc_upload(o->ctr, ctr, sizeof(float) * (size_t)n * L * 3)) {
         mk_error("CUDA: %s", mkc_last_error());
@@ -1212,25 +1187,21 @@ static int pts_upload(mamba_backbone *m, cuda_bb *c, mamba_acts *a, const mk_pts
     return 0;
 }
 
-/* points_forward op for op on the device for object i of the batch in hand (its inputs in o,
- * its draws in slot i): its features into o->feat + i D, its logits into o->logits + i C, its
- * argmax over the neighbours (L, D) into amax, the rest in one object's buffers. Shared by the
- * step and the inference forward so that the two cannot drift apart. */
+/* points_forward_batch op for op on the device for the n objects in o (their draws uploaded):
+ * features into o->feat, logits into o->logits, the argmax over the neighbours (n L, D) into
+ * amax. Shared by the step and the inference forward so that the two cannot drift apart. */
 static void pts_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_pts_frontend *f, const pts_bufs *o, int *amax,
-                            int i) {
+                            int n) {
     const mk_params *p = m->p;
-    const int D = m->D, L = f->L, K = f->K, H = f->H, C = f->n_class, LK = L * K;
-    const float *reli = o->rel + (size_t)i * LK * 3, *ctri = o->ctr + (size_t)i * L * 3;
-    float *feati = o->feat + (size_t)i * D, *lgi = o->logits + (size_t)i * C;
-    mkc_linear_forward(o->h1, reli, DP(f->w1), DP(f->b1), LK, 3, H);
-    mkc_relu_forward(o->a1, o->h1, (size_t)LK * H);
-    mkc_linear_forward(o->h2, o->a1, DP(f->w2), DP(f->b2), LK, H, D);
-    mkc_linear_forward(o->x, ctri, DP(f->pw), DP(f->pb), L, 3, D);
-    mkc_group_max(o->x, amax, o->h2, L, K, D);
-    c->slot = i;
+    const int D = m->D, L = f->L, K = f->K, H = f->H, C = f->n_class, NL_ = n * L, NLK = NL_ * K;
+    mkc_linear_forward(o->h1, o->rel, DP(f->w1), DP(f->b1), NLK, 3, H);
+    mkc_relu_forward(o->a1, o->h1, (size_t)NLK * H);
+    mkc_linear_forward(o->h2, o->a1, DP(f->w2), DP(f->b2), NLK, H, D);
+    mkc_linear_forward(o->x, o->ctr, DP(f->pw), DP(f->pb), NL_, 3, D);
+    mkc_group_max(o->x, amax, o->h2, NL_, K, D);
     bb_forward_dev(m, c, o->out, o->x);
-    mkc_mean_rows(feati, o->out, L, D);
-    mkc_linear_forward(lgi, feati, DP(f->head_w), DP(f->head_b), 1, D, C);
+    mkc_mean_rows(o->feat, o->out, n, L, D);
+    mkc_linear_forward(o->logits, o->feat, DP(f->head_w), DP(f->head_b), n, D, C);
 }
 
 int mk_cuda_pts_forward(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
@@ -1249,8 +1220,7 @@ int mk_cuda_pts_forward(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend 
         return -1;
     }
     if (pts_upload(m, c, a, f, &o, rel, ctr, order, n, 0, NULL)) return -1;
-    for (int i = 0; i < n; i++) pts_forward_dev(m, c, f, &o, amax, i);
-    c->slot = 0;
+    pts_forward_dev(m, c, f, &o, amax, n);
     if ((feat && mkc_download(feat, o.feat, sizeof(float) * (size_t)n * m->D)) ||
         (logits && mkc_download(logits, o.logits, sizeof(float) * (size_t)n * f->n_class)) || mkc_sync()) {
         mk_error("CUDA point classifier forward: %s", mkc_last_error());
@@ -1272,12 +1242,10 @@ int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_fronte
     if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
     cuda_bb *c = bb_get(m);
     if (!c) return -1;
-    const int D = m->D, L = f->L, K = f->K, H = f->H, C = f->n_class, LK = L * K;
+    const int D = m->D, L = f->L, K = f->K, H = f->H, C = f->n_class, NL_ = n * L, NLK = NL_ * K;
     const size_t ny = pad4((size_t)n);
     pts_bufs o;
-    int *yd, *amax; /* labels (n), then the argmax (L, D) of the object in hand */
-    /* one (1, L) pass per object: room for them, the weights up unless resident, then every
-     * object's draws, all uploaded with the batch */
+    int *yd, *amax; /* labels (n), then the batch's argmax (n L, D) */
     if (pts_reserve(m, c, f, n, ny, &o, &amax) || bb_moments(m, c)) return -1;
     yd = c->yd;
     if (!c->resident && mkc_upload(c->P, p->data, sizeof(float) * c->total)) {
@@ -1291,29 +1259,23 @@ int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_fronte
         return -1;
     }
     mkc_memset0(c->G, sizeof(float) * c->total);
-    for (int i = 0; i < n; i++) {
-        const float *reli = o.rel + (size_t)i * LK * 3, *ctri = o.ctr + (size_t)i * L * 3;
-        const float *feati = o.feat + (size_t)i * D;
-        float *lgi = o.logits + (size_t)i * C, *dlgi = o.dlogits + (size_t)i * C;
-        pts_forward_dev(m, c, f, &o, amax, i);
-        mkc_xent(dlgi, o.loss + i, o.hit + i, lgi, yd + i, 1, C, 1.f / n);
-        /* backward: points_backward op for op, gradients accumulating over the objects */
-        mkc_memset0(o.dfeat, sizeof(float) * D);
-        mkc_linear_backward(o.dfeat, DG(f->head_w), DG(f->head_b), dlgi, feati, DP(f->head_w), 1, D, C);
-        mkc_memset0(o.dout, sizeof(float) * (size_t)L * D);
-        mkc_mean_rows_backward(o.dout, o.dfeat, L, D);
-        c->fwd_ok = 1;
-        const float *dx = bb_backward_dev(m, c, o.dout); /* d tokens (L, D), in the backbone's scratch */
-        mkc_linear_backward(NULL, DG(f->pw), DG(f->pb), dx, ctri, DP(f->pw), L, 3, D);
-        mkc_memset0(o.dh2, sizeof(float) * (size_t)LK * D);
-        mkc_group_max_backward(o.dh2, dx, amax, L, K, D);
-        mkc_memset0(o.da1, sizeof(float) * (size_t)LK * H);
-        mkc_linear_backward(o.da1, DG(f->w2), DG(f->b2), o.dh2, o.a1, DP(f->w2), LK, H, D);
-        mkc_memset0(o.dh1, sizeof(float) * (size_t)LK * H);
-        mkc_relu_backward(o.dh1, o.da1, o.h1, (size_t)LK * H);
-        mkc_linear_backward(NULL, DG(f->w1), DG(f->b1), o.dh1, reli, DP(f->w1), LK, 3, H);
-    }
-    c->slot = 0;
+    pts_forward_dev(m, c, f, &o, amax, n);
+    mkc_xent(o.dlogits, o.loss, o.hit, o.logits, yd, n, C, 1.f / n);
+    /* backward: points_backward_batch op for op */
+    mkc_memset0(o.dfeat, sizeof(float) * (size_t)n * D);
+    mkc_linear_backward(o.dfeat, DG(f->head_w), DG(f->head_b), o.dlogits, o.feat, DP(f->head_w), n, D, C);
+    mkc_memset0(o.dout, sizeof(float) * (size_t)NL_ * D);
+    mkc_mean_rows_backward(o.dout, o.dfeat, n, L, D);
+    c->fwd_ok = 1;
+    const float *dx = bb_backward_dev(m, c, o.dout); /* d tokens (n L, D), in the backbone's scratch */
+    mkc_linear_backward(NULL, DG(f->pw), DG(f->pb), dx, o.ctr, DP(f->pw), NL_, 3, D);
+    mkc_memset0(o.dh2, sizeof(float) * (size_t)NLK * D);
+    mkc_group_max_backward(o.dh2, dx, amax, NL_, K, D);
+    mkc_memset0(o.da1, sizeof(float) * (size_t)NLK * H);
+    mkc_linear_backward(o.da1, DG(f->w2), DG(f->b2), o.dh2, o.a1, DP(f->w2), NLK, H, D);
+    mkc_memset0(o.dh1, sizeof(float) * (size_t)NLK * H);
+    mkc_relu_backward(o.dh1, o.da1, o.h1, (size_t)NLK * H);
+    mkc_linear_backward(NULL, DG(f->w1), DG(f->b1), o.dh1, o.rel, DP(f->w1), NLK, 3, H);
     bb_adamw(m, c, cfg);
     return step_results(o.loss, o.hit, n, "point classifier", loss_out, correct);
 }
@@ -1466,7 +1428,7 @@ static int ts_prepare(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk_
         cuda_bb *ck = (cuda_bb *)bbs[k].dev;
         const int same = ck->ts_drawn && ck->B == B && ck->L == T;
         if (bb_ensure(&bbs[k], ck, B, T) ||
-            (!same && draw_orders(&bbs[k], ck, B, T, f->paper ? (k % 2 ? ronly : NULL) : both, 0, NULL))) {
+            (!same && draw_orders(&bbs[k], ck, B, T, f->paper ? (k % 2 ? ronly : NULL) : both, NULL, 0, 0, NULL))) {
             free(rev);
             mk_error("CUDA: out of device memory for backbone %d (%s)", k, mkc_last_error());
             return -1;
@@ -1707,9 +1669,7 @@ int mk_cuda_mil_forward(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend 
     c->fwd_ok = 0; /* this forward keeps nothing for a backward */
     /* inference: the identity orders (overwritten on the device) and drop-path masks of 1, no
      * draws, as mamba_backbone_forward makes none outside training */
-    draw_orders_host(m, c, 0, 1, L, NULL, 0, NULL);
-    c->slot = 0;
-    c->ts_drawn = 0;
+    draw_orders_host(m, c, 1, L, NULL, NULL, 0, 0, NULL);
     a->B = 1, a->L = L, a->training = 0;
     if ((!tab_of(c)->resident && mkc_upload(c->P, p->data, sizeof(float) * c->total)) ||
         (NL > 0 && mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL)) ||
@@ -1756,9 +1716,7 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
     c->resident = 1;
     /* the backbone's own draws (drop-path), as mamba_backbone_forward makes them; the orders
      * drawn here are the identity and are overwritten on the device by mil_forward_dev */
-    draw_orders_host(m, c, 0, 1, L, NULL, 1, rng);
-    c->slot = 0;
-    c->ts_drawn = 0;
+    draw_orders_host(m, c, 1, L, NULL, NULL, 0, 1, rng);
     a->B = 1, a->L = L, a->training = 1;
     if ((NL > 0 && mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL)) ||
         mkc_upload(o.x, x, sizeof(float) * (size_t)L * F) ||

@@ -52,7 +52,7 @@ void mamba_backbone_release_device(mamba_backbone *m);
 /* Hooks called at the top of mamba_backbone_forward/backward: return 0 when
  * the GPU did the work, -1 to run the CPU path. */
 int mk_cuda_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
-                             const int *const *orders, int training, mk_rng *rng);
+                             const int *const *orders, const int *ps, int per_sample, int training, mk_rng *rng);
 int mk_cuda_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const float *dout);
 
 /* One resident training step on the GPU: out = backbone(x), loss = mean((out -
@@ -166,35 +166,34 @@ int mk_cuda_enh_forward(mamba_backbone *m, mamba_acts *a, const mk_enh_frontend 
 /* A point-cloud classifier around a backbone (vision/points.h), for the resident GPU step
  * below. Per object: L tokens, each a patch of K neighbours; rel (L, K, 3) -> h1 = rel W1^T + b1
  * (L*K, H) -> ReLU -> h2 = a1 W2^T + b2 (L*K, D) -> x = max over K of h2 + ctr (L, 3) Pw^T + pb
- * (L, D) -> the backbone over (1, L) with the object's G scan orders -> the mean over the L
- * tokens -> logits = feat Hw^T + hb (n_class). Indices into the backbone's parameter table (the
- * model's whole table). */
+ * (L, D) -> the backbone with the object's G scan orders -> the mean over the L tokens ->
+ * logits = feat Hw^T + hb (n_class). n objects run as one batch: every op over all n, the
+ * backbone one (n, L) pass with per-sample orders (mamba_backbone_forward_ps). Indices into the
+ * backbone's parameter table (the model's whole table). */
 typedef struct {
     int L, K, H, n_class;
     int w1, b1, w2, b2, pw, pb, head_w, head_b;
 } mk_pts_frontend;
 
-/* One resident training step of such a classifier over n objects on the GPU: for each object
- * in turn the forward, softmax cross-entropy (scale 1 / n) and backward, gradients accumulating
- * over the objects, then global-norm clip and AdamW over the whole table (mk_adamw_step's math);
- * parameters, gradients, moments and every activation on the device. Each object is its own
- * (1, L) backbone pass with its own random draws, as points_train_batch runs them: the draws of
- * all n (shuffles, drop-path masks; mamba.c's calls in object order) are made on the host first
- * and go up with the batch's inputs: rel (n, L, K, 3), ctr (n, L, 3), order (n, G, L), labels y
- * (n, each in [0, n_class)). Only the n losses and hits come down. Sets *loss (the mean) and
- * *correct (argmax hits); returns 0, or -1 with mk_error (no device, a bad label or shape, out of
- * memory, a failed launch). Parameters stay on the GPU until mamba_backbone_cuda_sync_host. */
+/* One resident training step of such a classifier over n objects on the GPU: the batch's
+ * forward, softmax cross-entropy (scale 1 / n) and backward, then global-norm clip and AdamW over
+ * the whole table (mk_adamw_step's math); parameters, gradients, moments and every activation on
+ * the device, points_train_batch's computation op for op. The backbone's random draws
+ * (shuffles, drop-path masks: mamba_backbone_draw's, object by object) are made on the host and
+ * go up with the batch's inputs: rel (n, L, K, 3), ctr (n, L, 3), order (n, G, L), labels y (n,
+ * each in [0, n_class)). Only the n losses and hits come down. Sets *loss (the mean) and *correct
+ * (argmax hits); returns 0, or -1 with mk_error (no device, a bad label or shape, out of memory, a
+ * failed launch). Parameters stay on the GPU until mamba_backbone_cuda_sync_host. */
 int mk_cuda_pts_train_step(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
                            const float *ctr, const int *order, const int *y, int n, const mk_adamw_cfg *c, mk_rng *rng,
                            float *loss, int *correct);
 
 /* The same classifier's forward on the GPU for n objects (inference: no shuffles or drop-path,
- * nothing kept for a backward), each its own (1, L) backbone pass with its own scan orders, as
- * the step runs them: rel (n, L, K, 3), ctr (n, L, 3), order (n, G, L) up; each object's
- * features feat (n, D) and logits (n, n_class) down (either may be NULL). Uses the resident
- * parameters if a training step left them there, else uploads the host's (and leaves them the
- * host's: it never makes the device copy the newer one). 0, or -1 with mk_error (not on a GPU,
- * a front end not of the model's shapes, out of memory, a failed launch). */
+ * nothing kept for a backward), as the step runs it: rel (n, L, K, 3), ctr (n, L, 3), order
+ * (n, G, L) up; the features feat (n, D) and logits (n, n_class) down (either may be NULL). Uses
+ * the resident parameters if a training step left them there, else uploads the host's (and
+ * leaves them the host's: it never makes the device copy the newer one). 0, or -1 with mk_error
+ * (not on a GPU, a front end not of the model's shapes, out of memory, a failed launch). */
 int mk_cuda_pts_forward(mamba_backbone *m, mamba_acts *a, const mk_pts_frontend *f, const float *rel,
                         const float *ctr, const int *order, int n, float *feat, float *logits);
 

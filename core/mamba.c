@@ -283,7 +283,7 @@ static void acts_ensure(const mamba_backbone *m, mamba_acts *a, int B, int L) {
     a->B = B;
     a->L = L;
     a->scratch = a->buf + (size_t)m->cfg.n_layer * layer_floats(m, B, L) + T * (m->D + 2);
-    size_t no = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * m->G * L;
+    size_t no = (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * m->G * T; /* room for per-sample orders */
     a->orders = mk_realloc(a->orders, sizeof(int) * no);
     a->dp_mask = mk_realloc(a->dp_mask, sizeof(float) * (size_t)(m->cfg.n_layer ? m->cfg.n_layer : 1) * B);
 }
@@ -315,44 +315,83 @@ static void norm_bwd(const mamba_backbone *m, float *dinp, const float *dout, co
 
 /* ---------------------------------------------------------------- forward */
 
-void mamba_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
-                            const int *const *orders, int training, mk_rng *rng) {
-    if (m->device == MK_DEV_CUDA && mk_cuda_backbone_forward(m, a, out, x, B, L, orders, training, rng) == 0)
+/* One layer's draws for S samples (the whole batch, or one sample of a per-sample pass): the
+ * shuffle and its permutation, then the drop-path masks, as the forward has always made them */
+static void draw_layer(const mamba_backbone *m, int l, int S, int L, int training, mk_rng *rng, int **pi,
+                       int *shuffle, float *dpm) {
+    const int NL = m->cfg.n_layer;
+    float sp = (training && NL > 1) ? m->cfg.shuffle_p * l / (NL - 1) : 0.f;
+    *shuffle = sp > 0 && mk_rng_uniform(rng) < sp;
+    if (*shuffle) {
+        if (!*pi) *pi = mk_malloc(sizeof(int) * L);
+        mk_order_identity(*pi, L);
+        mk_rng_shuffle(rng, *pi, L);
+    }
+    float dp = (training && NL > 1) ? m->cfg.drop_path * l / (NL - 1) : 0.f;
+    if (dp > 0) droppath_mask(dpm, S, dp, rng);
+    else
+        for (int b = 0; b < S; b++) dpm[b] = 1.f;
+}
+
+void mamba_backbone_draw(const mamba_backbone *m, int B, int L, const int *const *orders, const int *ps,
+                         int per_sample, int training, mk_rng *rng, int *eff, float *dpm) {
+    const int G = m->G, NL = m->cfg.n_layer;
+    const size_t T = (size_t)B * L;
+    int *pi = NULL, shuffle;
+    if (!per_sample) {
+        for (int l = 0; l < NL; l++) {
+            draw_layer(m, l, B, L, training, rng, &pi, &shuffle, dpm + (size_t)l * B);
+            int *e = eff + (size_t)l * G * L;
+            for (int g = 0; g < G; g++)
+                for (int t = 0; t < L; t++) {
+                    int o = (orders && orders[g]) ? orders[g][t] : t;
+                    e[(size_t)g * L + t] = shuffle ? pi[o] : o;
+                }
+        }
+    } else {
+        float mask;
+        for (int b = 0; b < B; b++)
+            for (int l = 0; l < NL; l++) {
+                draw_layer(m, l, 1, L, training, rng, &pi, &shuffle, &mask);
+                dpm[(size_t)l * B + b] = mask;
+                for (int g = 0; g < G; g++) {
+                    const int *ob = ps ? ps + ((size_t)b * G + g) * L : NULL;
+                    int *e = eff + ((size_t)l * G + g) * T + (size_t)b * L;
+                    for (int t = 0; t < L; t++) {
+                        int o = ob ? ob[t] : t;
+                        e[t] = b * L + (shuffle ? pi[o] : o);
+                    }
+                }
+            }
+    }
+    free(pi);
+}
+
+static void forward_impl(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
+                         const int *const *orders, const int *ps, int per_sample, int training, mk_rng *rng) {
+    if (m->device == MK_DEV_CUDA &&
+        mk_cuda_backbone_forward(m, a, out, x, B, L, orders, ps, per_sample, training, rng) == 0)
         return; /* core/backend.c: the same forward on the GPU */
     const mk_params *p = m->p;
     const int D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
     const int T = B * L, XD = R + 2 * N;
+    /* per-sample orders are rows of the whole batch: gathered as one sequence of T rows */
+    const int OB = per_sample ? 1 : B, OL = per_sample ? T : L;
     acts_ensure(m, a, B, L);
     a->training = training;
+    a->per_sample = per_sample;
     if (training) MK_ASSERT(rng || (m->cfg.drop_path <= 0 && m->cfg.shuffle_p <= 0));
     float *yg = a->scratch, *branch = yg + (size_t)T * E, *A = branch + (size_t)T * D;
     const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
-    int *pi = NULL;
+    mamba_backbone_draw(m, B, L, orders, ps, per_sample, training, rng, a->orders, a->dp_mask);
 
     float *h = NL > 0 ? get_layer(m, a, 0).h : final_block(m, a);
     memcpy(h, x, sizeof(float) * (size_t)T * D);
     for (int l = 0; l < NL; l++) {
         const mamba_layer_idx *Li = &m->layer[l];
         layer_acts la = get_layer(m, a, l);
-        /* effective orders for this layer (with optional shuffle) */
-        int *eff = a->orders + (size_t)l * G * L;
-        float sp = (training && NL > 1) ? m->cfg.shuffle_p * l / (NL - 1) : 0.f;
-        int shuffle = sp > 0 && mk_rng_uniform(rng) < sp;
-        if (shuffle) {
-            if (!pi) pi = mk_malloc(sizeof(int) * L);
-            mk_order_identity(pi, L);
-            mk_rng_shuffle(rng, pi, L);
-        }
-        for (int g = 0; g < G; g++)
-            for (int t = 0; t < L; t++) {
-                int o = (orders && orders[g]) ? orders[g][t] : t;
-                eff[(size_t)g * L + t] = shuffle ? pi[o] : o;
-            }
-        float *dpm = a->dp_mask + (size_t)l * B;
-        float dp = (training && NL > 1) ? m->cfg.drop_path * l / (NL - 1) : 0.f;
-        if (dp > 0) droppath_mask(dpm, B, dp, rng);
-        else
-            for (int b = 0; b < B; b++) dpm[b] = 1.f;
+        const int *eff = a->orders + (size_t)l * G * OL;
+        const float *dpm = a->dp_mask + (size_t)l * B;
 
         norm_fwd(m, la.normed, la.mean, la.rstd, la.h, Li->norm_w, Li->norm_b, T);
         const float *Win = mk_param(p, Li->in_proj);
@@ -361,9 +400,9 @@ void mamba_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const 
         memset(la.y, 0, sizeof(float) * (size_t)T * E);
         for (int g = 0; g < G; g++) {
             dir_acts *d = &la.dir[g];
-            const int *o = eff + (size_t)g * L;
-            gather_rows(d->xg, la.xin, o, B, L, E);
-            gather_rows(d->zg, la.zin, o, B, L, E);
+            const int *o = eff + (size_t)g * OL;
+            gather_rows(d->xg, la.xin, o, OB, OL, E);
+            gather_rows(d->zg, la.zin, o, OB, OL, E);
             conv1d_forward(d->convo, NULL, d->xg, NULL, mk_param(p, Li->conv_w[g]), mk_param(p, Li->conv_b[g]), B, L,
                            E, K);
             silu_forward(d->xc, d->convo, (size_t)T * E);
@@ -387,7 +426,7 @@ void mamba_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const 
             ssm_scan_dims sd = {B, L, E, N, 1};
             ssm_scan_forward_ck(yg, NULL, d->ck, d->xc, d->delta, A, d->Bm, d->Cm, mk_param(p, Li->Dp[g]), d->zg,
                              mk_param(p, Li->dt_b[g]), NULL, sd);
-            scatter_add_rows(la.y, yg, o, B, L, E, merge);
+            scatter_add_rows(la.y, yg, o, OB, OL, E, merge);
         }
         linear_forward(branch, la.y, mk_param(p, Li->out_proj), NULL, T, E, D);
         float *hn = l + 1 < NL ? get_layer(m, a, l + 1).h : final_block(m, a);
@@ -400,7 +439,15 @@ void mamba_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const 
     float *meanf = hL + (size_t)T * D, *rstdf = meanf + T;
     if (m->normf_w >= 0) norm_fwd(m, out, meanf, rstdf, hL, m->normf_w, m->normf_b, T);
     else memcpy(out, hL, sizeof(float) * (size_t)T * D);
-    free(pi);
+}
+
+void mamba_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
+                            const int *const *orders, int training, mk_rng *rng) {
+    forward_impl(m, a, out, x, B, L, orders, NULL, 0, training, rng);
+}
+void mamba_backbone_forward_ps(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
+                               const int *orders, int training, mk_rng *rng) {
+    forward_impl(m, a, out, x, B, L, NULL, orders, 1, training, rng);
 }
 
 /* --------------------------------------------------------------- backward */
@@ -410,6 +457,7 @@ void mamba_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const 
     const mk_params *p = m->p;
     const int B = a->B, L = a->L, D = m->D, E = m->E, N = m->N, R = m->R, K = m->K, G = m->G, NL = m->cfg.n_layer;
     const int T = B * L, XD = R + 2 * N;
+    const int OB = a->per_sample ? 1 : B, OL = a->per_sample ? T : L; /* as the forward gathered */
     const size_t TE = (size_t)T * E;
     const float merge = m->cfg.merge == MK_MERGE_MEAN ? 1.f / G : 1.f;
     float *s = a->scratch;
@@ -435,7 +483,7 @@ void mamba_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const 
     for (int l = NL - 1; l >= 0; l--) {
         const mamba_layer_idx *Li = &m->layer[l];
         layer_acts la = get_layer(m, a, l);
-        const int *eff = a->orders + (size_t)l * G * L;
+        const int *eff = a->orders + (size_t)l * G * OL;
         const float *dpm = a->dp_mask + (size_t)l * B;
         /* branch gradient = dres * drop-path mask, reusing dnormed as temp */
         float *dbranch = dnormed;
@@ -448,8 +496,8 @@ void mamba_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const 
         memset(dxin, 0, sizeof(float) * 2 * TE); /* dxin, dzin */
         for (int g = 0; g < G; g++) {
             dir_acts *d = &la.dir[g];
-            const int *o = eff + (size_t)g * L;
-            gather_rows(dyg, dy, o, B, L, E);
+            const int *o = eff + (size_t)g * OL;
+            gather_rows(dyg, dy, o, OB, OL, E);
             if (merge != 1.f) vec_scale(dyg, merge, TE);
             memset(dxc, 0, sizeof(float) * TE);
             memset(ddelta, 0, sizeof(float) * TE);
@@ -491,8 +539,8 @@ void mamba_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const 
             memset(dxg, 0, sizeof(float) * TE);
             conv1d_backward(dxg, NULL, mk_grad(p, Li->conv_w[g]), mk_grad(p, Li->conv_b[g]), dconvo, d->xg, NULL,
                             mk_param(p, Li->conv_w[g]), B, L, E, K);
-            scatter_add_rows(dxin, dxg, o, B, L, E, 1.f);
-            scatter_add_rows(dzin, dzg, o, B, L, E, 1.f);
+            scatter_add_rows(dxin, dxg, o, OB, OL, E, 1.f);
+            scatter_add_rows(dzin, dzg, o, OB, OL, E, 1.f);
         }
         const float *Win = mk_param(p, Li->in_proj);
         float *gWin = mk_grad(p, Li->in_proj);

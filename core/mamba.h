@@ -101,10 +101,11 @@ typedef struct {
     float *buf;         /* the one allocation */
     size_t buf_floats;
     float *scratch;     /* per-step temporaries (also inside buf) */
-    int *orders;        /* (n_layer, G, L) effective orders used by the last forward */
-    int *order_cap;
+    int *orders;        /* effective orders used by the last forward: (n_layer, G, L), or with
+                           per-sample orders (n_layer, G, B*L) rows of the whole batch */
     float *dp_mask;     /* (n_layer, B) drop-path masks */
     int training;
+    int per_sample;     /* the last forward read per-sample orders (mamba_backbone_forward_ps) */
 } mamba_acts;
 
 void mamba_acts_init(mamba_acts *a);
@@ -115,6 +116,20 @@ void mamba_acts_free(mamba_acts *a);
  * drop-path and shuffle (rng required then). Saves what backward needs. */
 void mamba_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B,
                             int L, const int *const *orders, int training, mk_rng *rng);
+/* The same over B samples that each have their own scan orders: orders (B, G, L), sample b's
+ * direction g at orders + (b G + g) L (NULL: identity for all). One pass over (B, L) computes
+ * what B passes over (1, L) with each sample's orders would (up to the order of float sums in
+ * the weight gradients), and makes the same random draws in the same order: sample by sample,
+ * each sample's as its own pass makes them. */
+void mamba_backbone_forward_ps(mamba_backbone *m, mamba_acts *a, float *out, const float *x, int B, int L,
+                               const int *orders, int training, mk_rng *rng);
+/* One forward's random draws, before any layer runs (mamba.c and core/backend.c share it):
+ * the effective orders eff and the drop-path masks dpm (n_layer, B). Shared orders (ps NULL):
+ * per_sample 0: orders as mamba_backbone_forward's, eff (n_layer, G, L), drawn layer by layer.
+ * per_sample 1: ps (B, G, L) as above (NULL: identity), eff (n_layer, G, B L), each entry a
+ * row of the whole batch, drawn sample by sample. rng may be NULL when training is 0. */
+void mamba_backbone_draw(const mamba_backbone *m, int B, int L, const int *const *orders, const int *ps,
+                         int per_sample, int training, mk_rng *rng, int *eff, float *dpm);
 /* dout (B, L, D) -> dx (+=), parameter grads (+=) into m->p->grad.
  * Uses the activations of the last forward. dx may be NULL. */
 void mamba_backbone_backward(mamba_backbone *m, mamba_acts *a, float *dx, const float *dout);

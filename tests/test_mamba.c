@@ -290,6 +290,119 @@ static void test_training(void) {
     mcase_free(&mc);
 }
 
+/* Per-sample scan orders (mamba_backbone_forward_ps): B samples, each with its own orders, in one
+ * (B, L) pass. Checked against (1) the double-precision reference run sample by sample with the
+ * orders and masks the pass drew for it, (2) B separate (1, L) passes with the same stream: the
+ * same draws (orders, masks, the generator's end state), outputs, input gradients and summed
+ * parameter gradients, and (3) finite differences of the summed reference loss. */
+typedef struct {
+    mcase *mc;
+    int *effb;   /* (B, NL, G, L) each sample's local orders */
+    float *dpmb; /* (B, NL) */
+} pscase;
+static double psloss(void *ctx) {
+    pscase *pc = ctx;
+    mcase *mc = pc->mc;
+    const int L = mc->L, D = mc->cfg.d_model, NL = mc->cfg.n_layer, G = mc->cfg.n_dir;
+    const size_t nx1 = (size_t)L * D;
+    double *o = ref_alloc(nx1), s = 0;
+    for (int b = 0; b < mc->B; b++) {
+        ref_backbone(o, mc->X + b * nx1, &mc->p, mc->P, &mc->cfg, 1, L, pc->effb + (size_t)b * NL * G * L,
+                     pc->dpmb + (size_t)b * NL);
+        for (size_t i = 0; i < nx1; i++) s += o[i] * mc->WW[b * nx1 + i];
+    }
+    free(o);
+    return s;
+}
+
+static void test_per_sample(void) {
+    const int B = 3, L = 7, G = 2, NL = 3, D = 8, T = B * L;
+    mamba_cfg c = tiny_cfg(NL, G, 4);
+    c.drop_path = 0.4f;
+    c.shuffle_p = 0.8f;
+    mcase mc;
+    mcase_make(&mc, "per_sample", &c, B, L);
+    int *ps = malloc(sizeof(int) * B * G * L);
+    for (int i = 0; i < B * G; i++) {
+        mk_order_identity(ps + i * L, L);
+        mk_rng_shuffle(&rng, ps + i * L, L);
+    }
+    const size_t nx = (size_t)T * D, nx1 = (size_t)L * D, per = (size_t)NL * G * L;
+    float *out = ref_falloc(nx), *out1 = ref_falloc(nx), *dx = ref_falloc(nx), *dx1 = ref_falloc(nx);
+    mk_rng r1, r2;
+    mk_rng_seed(&r1, 4242), mk_rng_seed(&r2, 4242);
+    mamba_backbone_forward_ps(&mc.m, &mc.a, out, mc.x, B, L, ps, 1, &r1);
+    pscase pc = {&mc, malloc(sizeof(int) * B * per), malloc(sizeof(float) * B * NL)};
+    int bad_range = 0, shuffled = 0, dropped = 0;
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < NL; l++) {
+            pc.dpmb[b * NL + l] = mc.a.dp_mask[(size_t)l * B + b];
+            dropped += pc.dpmb[b * NL + l] == 0.f;
+            for (int g = 0; g < G; g++)
+                for (int t = 0; t < L; t++) {
+                    int v = mc.a.orders[((size_t)l * G + g) * T + (size_t)b * L + t] - b * L;
+                    bad_range += v < 0 || v >= L;
+                    pc.effb[(size_t)b * per + ((size_t)l * G + g) * L + t] = v;
+                    shuffled |= l > 0 && v != ps[(b * G + g) * L + t];
+                }
+        }
+    /* (1) the double reference, sample by sample, with the draws the pass made */
+    double *ro = ref_alloc(nx);
+    for (int b = 0; b < B; b++)
+        ref_backbone(ro + b * nx1, mc.X + b * nx1, &mc.p, mc.P, &c, 1, L, pc.effb + (size_t)b * per,
+                     pc.dpmb + (size_t)b * NL);
+    double e = ref_err(out, ro, nx, 1e-6);
+    test_report(e < 2e-5 && !bad_range, "mamba_per_sample_forward",
+                "rel err %.2e vs the double reference per sample (B %d, L %d, %d layers, G %d; orders in range: %d)", e, B, L,
+                NL, G, !bad_range);
+    mk_params_zero_grad(&mc.p);
+    mamba_backbone_backward(&mc.m, &mc.a, dx, mc.W);
+    float *g_ps = malloc(sizeof(float) * mc.p.total);
+    memcpy(g_ps, mc.p.grad, sizeof(float) * mc.p.total);
+    /* (2) B separate passes from the same stream: the same draws and the same sums */
+    mamba_acts a1;
+    mamba_acts_init(&a1);
+    mk_params_zero_grad(&mc.p);
+    int draws_differ = 0;
+    for (int b = 0; b < B; b++) {
+        const int *ob[2] = {ps + (b * G) * L, ps + (b * G + 1) * L};
+        mamba_backbone_forward(&mc.m, &a1, out1 + b * nx1, mc.x + b * nx1, 1, L, ob, 1, &r2);
+        draws_differ += memcmp(a1.orders, pc.effb + (size_t)b * per, sizeof(int) * per) != 0;
+        for (int l = 0; l < NL; l++) draws_differ += a1.dp_mask[l] != pc.dpmb[b * NL + l];
+        mamba_backbone_backward(&mc.m, &a1, dx1 + b * nx1, mc.W + b * nx1);
+    }
+    draws_differ += memcmp(&r1, &r2, sizeof r1) != 0;
+    double eo = 0, ed = 0, eg = 0, gmax = 0;
+    for (size_t i = 0; i < nx; i++) {
+        eo = fmax(eo, fabs(out[i] - out1[i]));
+        ed = fmax(ed, fabs(dx[i] - dx1[i]));
+    }
+    for (size_t i = 0; i < mc.p.total; i++) {
+        eg = fmax(eg, fabs(g_ps[i] - mc.p.grad[i]));
+        gmax = fmax(gmax, fabs(mc.p.grad[i]));
+    }
+    test_report(!draws_differ && shuffled && dropped > 0 && dropped < B * (NL - 1), "mamba_per_sample_draws",
+                "one pass draws what %d passes of one sample draw (orders, masks, end state): %d differ; "
+                "shuffled %d, %d of %d masks dropped",
+                B, draws_differ, shuffled, dropped, B * (NL - 1));
+    test_report(eo <= 1e-5 && ed <= 1e-5 && eg <= 1e-5 * gmax, "mamba_per_sample_equals_per_call",
+                "vs %d (1, L) passes: output %.1e, dx %.1e, summed grads %.1e of %.1e", B, eo, ed, eg, gmax);
+    /* (3) finite differences of the summed reference loss */
+    int all = 1, nt = 0;
+    char nm[160];
+    for (int i = 0; i < mc.p.n; i++) {
+        const mk_tensor *t = &mc.p.t[i];
+        snprintf(nm, sizeof nm, "mamba_backward[per_sample].%s", t->name);
+        all &= ref_check_grad(nm, psloss, &pc, mc.P + t->offset, g_ps + t->offset, t->numel, 6, 1e-4, 1e-6, &rng);
+        nt++;
+    }
+    all &= ref_check_grad("mamba_backward[per_sample].dx", psloss, &pc, mc.X, dx, nx, 12, 1e-4, 1e-6, &rng);
+    test_report(all, "mamba_backward_all[per_sample]", "%d parameter tensors + input match finite differences", nt);
+    mamba_acts_free(&a1);
+    free(out), free(out1), free(dx), free(dx1), free(ro), free(g_ps), free(ps), free(pc.effb), free(pc.dpmb);
+    mcase_free(&mc);
+}
+
 /* Recurrent step, one token at a time, == parallel forward (G = 1). */
 static void test_step(const char *name, mamba_cfg c) {
     const int B = 2, L = 12, D = c.d_model;
@@ -463,6 +576,7 @@ int main(void) {
     mk_rng_seed(&rng, 777);
     test_forward_backward();
     test_training();
+    test_per_sample();
     test_step("rms_K4", tiny_cfg(2, 1, 4));
     mamba_cfg c = tiny_cfg(2, 1, 2);
     c.norm = MK_NORM_LN;

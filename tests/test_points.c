@@ -74,6 +74,116 @@ static float loss_of(points_model *m, points_acts *a, const points_input *in, in
     return crossentropy_forward_backward(dl, NULL, NULL, a->logits, &y, 1, m->cfg.n_class, 1.f);
 }
 
+/* the summed loss of n objects through one batched forward */
+typedef struct {
+    points_model *m;
+    points_acts *a;
+    const points_input *in;
+    const int *y;
+    int n;
+} batch_ctx;
+/* which side of its kink every ReLU and neighbour max sits on, as one checksum */
+static uint64_t kinks_of(const points_acts *a) {
+    uint64_t hsh = 1469598103934665603ull;
+    const size_t nt = (size_t)a->n * a->L, nh = nt * a->K * a->H;
+    for (size_t i = 0; i < nt * a->D; i++) hsh = (hsh ^ (uint64_t)a->amax[i]) * 1099511628211ull;
+    for (size_t i = 0; i < nh; i++) hsh = (hsh ^ (uint64_t)(a->h1[i] > 0)) * 1099511628211ull;
+    return hsh;
+}
+static float loss_batch(const batch_ctx *b) {
+    points_forward_batch(b->m, b->a, b->in, b->n, 0, NULL);
+    float dl[POINTS_MAX_CLASS], s = 0;
+    const int C = b->m->cfg.n_class;
+    for (int i = 0; i < b->n; i++) s += crossentropy_forward_backward(dl, NULL, NULL, b->a->logits + i * C, &b->y[i], 1, C, 1.f);
+    return s;
+}
+
+/* Three objects of their own scan orders as one batch: the logits of each as its own forward
+ * gives them, and the batch's backward against central differences of the summed loss */
+
+static void test_batch(points_model *m, const points_cfg *c, const float *xyz, int npt) {
+    enum { NB = 3 };
+    points_input in[NB];
+    const int y[NB] = {2, 0, 1}, C = c->n_class;
+    for (int i = 0; i < NB; i++) {
+        points_input_alloc(&in[i], c);
+        points_prepare(c, &in[i], xyz, npt, 21 + i, 1); /* other rotations: other orders */
+    }
+    int orders_differ = memcmp(in[0].order, in[1].order, sizeof(int) * c->mc.n_dir * c->ntok) != 0;
+    points_acts a, a1;
+    points_acts_init(&a, c), points_acts_init(&a1, c);
+    points_forward_batch(m, &a, in, NB, 0, NULL);
+    double e = 0, mx = 0;
+    for (int i = 0; i < NB; i++) {
+        points_forward(m, &a1, &in[i], 0, NULL);
+        for (int k = 0; k < C; k++) {
+            e = fmax(e, fabs(a.logits[i * C + k] - a1.logits[k]));
+            mx = fmax(mx, fabs(a1.logits[k]));
+        }
+    }
+    test_report(orders_differ && e <= 1e-5 * fmax(mx, 1), "points_batch_forward",
+                "%d objects of their own orders in one pass: logits within %.1e of one pass each (max %.2f)", NB, e, mx);
+    mk_params_zero_grad(&m->p);
+    points_forward_batch(m, &a, in, NB, 0, NULL);
+    float dl[NB * POINTS_MAX_CLASS];
+    for (int i = 0; i < NB; i++) crossentropy_forward_backward(dl + i * C, NULL, NULL, a.logits + i * C, &y[i], 1, C, 1.f);
+    points_backward_batch(m, &a, dl);
+    /* the same gradients as each object's own backward, summed */
+    float *gb = malloc(sizeof(float) * m->p.total);
+    memcpy(gb, m->p.grad, sizeof(float) * m->p.total);
+    mk_params_zero_grad(&m->p);
+    for (int i = 0; i < NB; i++) {
+        points_forward(m, &a1, &in[i], 0, NULL);
+        crossentropy_forward_backward(dl, NULL, NULL, a1.logits, &y[i], 1, C, 1.f);
+        points_backward(m, &a1, dl);
+    }
+    double eg = 0, gm = 0;
+    for (size_t i = 0; i < m->p.total; i++) eg = fmax(eg, fabs(gb[i] - m->p.grad[i])), gm = fmax(gm, fabs(gb[i]));
+    test_report(eg <= 1e-5 * fmax(gm, 1), "points_batch_grads_sum", "batch gradients within %.1e of the per-object sums (max %.2f)",
+                eg, gm);
+    memcpy(m->p.grad, gb, sizeof(float) * m->p.total);
+    free(gb);
+    batch_ctx bc = {m, &a1, in, y, NB};
+    points_forward_batch(m, &a1, in, NB, 0, NULL);
+    const uint64_t base = kinks_of(&a1);
+    double worst = 0;
+    char wname[80] = "";
+    int checked = 0, skipped = 0;
+    for (int ti = 0; ti < m->p.n; ti++) {
+        mk_tensor *T = &m->p.t[ti];
+        if (strstr(T->name, "A_log")) continue;
+        int ns = T->numel < 4 ? (int)T->numel : 4;
+        double num = 0, den = 0;
+        for (int s2 = 0; s2 < ns; s2++) {
+            size_t j = (size_t)s2 * T->numel / ns;
+            float *w = m->p.data + T->offset + j;
+            float orig = *w, h = 1e-2f * fmaxf(1.f, fabsf(orig));
+            *w = orig + h;
+            double lp = loss_batch(&bc);
+            int kinked = kinks_of(&a1) != base;
+            *w = orig - h;
+            double lm = loss_batch(&bc);
+            kinked |= kinks_of(&a1) != base;
+            *w = orig;
+            if (kinked) { /* a step across a ReLU or a neighbour max: no derivative there */
+                skipped++;
+                continue;
+            }
+            double fd = (lp - lm) / (2 * h), an = m->p.grad[T->offset + j];
+            num += (fd - an) * (fd - an);
+            den += fd * fd + an * an;
+            checked++;
+        }
+        double rel = sqrt(num) / fmax(sqrt(den), 1e-3);
+        if (rel > worst) worst = rel, snprintf(wname, sizeof wname, "%s", T->name);
+    }
+    test_report(worst < 0.05 && skipped * 4 < checked, "points_batch_grad_fd",
+                "%d objects, %d entries (%d steps across a kink skipped), worst tensor rel err %.2e (%s)", NB, checked,
+                skipped, worst, wname);
+    points_acts_free(&a), points_acts_free(&a1);
+    for (int i = 0; i < NB; i++) points_input_free(&in[i]);
+}
+
 static void test_gradients(void) {
     points_cfg c;
     points_cfg_default(&c);
@@ -154,6 +264,7 @@ static void test_gradients(void) {
         if (rel > worst) worst = rel, snprintf(wname, sizeof wname, "%s", T->name);
     }
     test_report(worst < 0.05, "points_grad_fd", "%d entries, worst tensor rel err %.2e (%s)", checked, worst, wname);
+    test_batch(&m, &c, xyz, 60);
     points_acts_free(&a);
     points_input_free(&in);
     points_input_free(&in2);

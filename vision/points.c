@@ -262,142 +262,143 @@ void points_prepare(const points_cfg *c, points_input *in, const float *xyz, int
 
 void points_acts_init(points_acts *a, const points_cfg *c) {
     memset(a, 0, sizeof *a);
-    const size_t LK = (size_t)c->ntok * c->knn, L = c->ntok, H = c->hidden, D = c->mc.d_model;
-    a->h1 = mk_malloc(sizeof(float) * LK * H);
-    a->a1 = mk_malloc(sizeof(float) * LK * H);
-    a->da1 = mk_malloc(sizeof(float) * LK * H);
-    a->h2 = mk_malloc(sizeof(float) * LK * D);
-    a->dh2 = mk_malloc(sizeof(float) * LK * D);
-    a->amax = mk_malloc(sizeof(int) * L * D);
-    a->x = mk_malloc(sizeof(float) * L * D);
-    a->out = mk_malloc(sizeof(float) * L * D);
-    a->dout = mk_malloc(sizeof(float) * L * D);
-    a->dx = mk_malloc(sizeof(float) * L * D);
-    a->feat = mk_malloc(sizeof(float) * D);
-    a->logits = mk_malloc(sizeof(float) * c->n_class);
+    a->L = c->ntok, a->K = c->knn, a->H = c->hidden, a->D = c->mc.d_model, a->C = c->n_class, a->G = c->mc.n_dir;
     mamba_acts_init(&a->ma);
 }
 
 void points_acts_free(points_acts *a) {
+    free(a->rel), free(a->ctr), free(a->order);
     free(a->h1), free(a->a1), free(a->da1), free(a->h2), free(a->dh2), free(a->amax);
-    free(a->x), free(a->out), free(a->dout), free(a->dx), free(a->feat), free(a->logits);
+    free(a->x), free(a->out), free(a->dout), free(a->dx), free(a->feat), free(a->logits), free(a->dlogits),
+        free(a->dfeat);
     mamba_acts_free(&a->ma);
 }
 
-/* n objects' inputs packed (n, ...) so that each goes up to the GPU in one copy */
-typedef struct {
-    float *rel, *ctr;
-    int *order;
-} pts_packed;
-static void pts_pack(const points_model *m, const points_input *in, int n, pts_packed *b) {
-    const points_cfg *c = &m->cfg;
-    const size_t L = c->ntok, LK3 = L * c->knn * 3, GL = (size_t)c->mc.n_dir * L;
-    b->rel = mk_malloc(sizeof(float) * n * LK3), b->ctr = mk_malloc(sizeof(float) * n * L * 3);
-    b->order = mk_malloc(sizeof(int) * n * GL);
-    for (int i = 0; i < n; i++) {
-        memcpy(b->rel + i * LK3, in[i].rel, sizeof(float) * LK3);
-        memcpy(b->ctr + i * L * 3, in[i].ctr, sizeof(float) * L * 3);
-        memcpy(b->order + i * GL, in[i].order, sizeof(int) * GL);
+/* Buffers for n objects, and the n objects' inputs packed into them (one copy each to a GPU) */
+static void acts_pack(points_acts *a, const points_input *in, int n) {
+    const size_t L = a->L, LK = L * a->K, H = a->H, D = a->D, GL = (size_t)a->G * L;
+    if (n > a->cap) {
+        const size_t N = (size_t)n;
+        a->rel = mk_realloc(a->rel, sizeof(float) * N * LK * 3);
+        a->ctr = mk_realloc(a->ctr, sizeof(float) * N * L * 3);
+        a->order = mk_realloc(a->order, sizeof(int) * N * GL);
+        a->h1 = mk_realloc(a->h1, sizeof(float) * N * LK * H);
+        a->a1 = mk_realloc(a->a1, sizeof(float) * N * LK * H);
+        a->da1 = mk_realloc(a->da1, sizeof(float) * N * LK * H);
+        a->h2 = mk_realloc(a->h2, sizeof(float) * N * LK * D);
+        a->dh2 = mk_realloc(a->dh2, sizeof(float) * N * LK * D);
+        a->amax = mk_realloc(a->amax, sizeof(int) * N * L * D);
+        a->x = mk_realloc(a->x, sizeof(float) * N * L * D);
+        a->out = mk_realloc(a->out, sizeof(float) * N * L * D);
+        a->dout = mk_realloc(a->dout, sizeof(float) * N * L * D);
+        a->dx = mk_realloc(a->dx, sizeof(float) * N * L * D);
+        a->feat = mk_realloc(a->feat, sizeof(float) * N * D);
+        a->dfeat = mk_realloc(a->dfeat, sizeof(float) * N * D);
+        a->logits = mk_realloc(a->logits, sizeof(float) * N * a->C);
+        a->dlogits = mk_realloc(a->dlogits, sizeof(float) * N * a->C);
+        a->cap = n;
     }
+    for (int i = 0; i < n; i++) {
+        memcpy(a->rel + i * LK * 3, in[i].rel, sizeof(float) * LK * 3);
+        memcpy(a->ctr + i * L * 3, in[i].ctr, sizeof(float) * L * 3);
+        memcpy(a->order + i * GL, in[i].order, sizeof(int) * GL);
+    }
+    a->n = n;
 }
-static void pts_packed_free(pts_packed *b) { free(b->rel), free(b->ctr), free(b->order); }
 
-/* Inference on the GPU (mk_cuda_pts_forward) for n objects: feat (n, D) and logits (n, C), either
- * may be NULL. 0; or -1 where the device cannot run it, after one notice per process, and the
+/* Inference on the GPU (mk_cuda_pts_forward) for the n objects packed in a: feat (n, D) and
+ * logits (n, C). 0; or -1 where the device cannot run it, after one notice per process, and the
  * caller runs the host's front end around the per-call backbone instead. */
-static int points_forward_cuda(points_model *m, points_acts *a, const points_input *in, int n, float *feat,
-                               float *logits) {
+static int points_forward_cuda(points_model *m, points_acts *a) {
     static int said;
     mk_pts_frontend f;
     points_model_frontend(m, &f);
-    int rc;
-    if (n == 1) { /* one object's inputs are already contiguous */
-        rc = mk_cuda_pts_forward(&m->bb, &a->ma, &f, in->rel, in->ctr, in->order, 1, feat, logits);
-    } else {
-        pts_packed b;
-        pts_pack(m, in, n, &b);
-        rc = mk_cuda_pts_forward(&m->bb, &a->ma, &f, b.rel, b.ctr, b.order, n, feat, logits);
-        pts_packed_free(&b);
-    }
+    int rc = mk_cuda_pts_forward(&m->bb, &a->ma, &f, a->rel, a->ctr, a->order, a->n, a->feat, a->logits);
     if (rc && !said++)
         fprintf(stderr, "mambakit: points: the GPU forward failed (%s); the point MLP and head run on the host\n",
                 mk_last_error());
     return rc;
 }
 
-void points_forward(points_model *m, points_acts *a, const points_input *in, int training, mk_rng *rng) {
-    const points_cfg *c = &m->cfg;
-    const int L = c->ntok, K = c->knn, H = c->hidden, D = c->mc.d_model, C = c->n_class, G = c->mc.n_dir;
-    const int LK = L * K;
+void points_forward_batch(points_model *m, points_acts *a, const points_input *in, int n, int training,
+                          mk_rng *rng) {
+    const int L = a->L, K = a->K, H = a->H, D = a->D, C = a->C;
+    const int NT = n * L, NLK = NT * K; /* tokens and neighbour rows of the whole batch */
     const mk_params *p = &m->p;
-    a->in = in;
-    if (!training && m->bb.device == MK_DEV_CUDA && !points_forward_cuda(m, a, in, 1, a->feat, a->logits)) return;
-    linear_forward(a->h1, in->rel, mk_param(p, m->w1), mk_param(p, m->b1), LK, 3, H);
-    relu_forward(a->a1, a->h1, (size_t)LK * H);
-    linear_forward(a->h2, a->a1, mk_param(p, m->w2), mk_param(p, m->b2), LK, H, D);
+    acts_pack(a, in, n);
+    if (!training && m->bb.device == MK_DEV_CUDA && !points_forward_cuda(m, a)) return;
+    linear_forward(a->h1, a->rel, mk_param(p, m->w1), mk_param(p, m->b1), NLK, 3, H);
+    relu_forward(a->a1, a->h1, (size_t)NLK * H);
+    linear_forward(a->h2, a->a1, mk_param(p, m->w2), mk_param(p, m->b2), NLK, H, D);
     /* max over the k neighbours, plus the position embedding */
-    linear_forward(a->x, in->ctr, mk_param(p, m->pw), mk_param(p, m->pb), L, 3, D);
-    for (int t = 0; t < L; t++)
+    linear_forward(a->x, a->ctr, mk_param(p, m->pw), mk_param(p, m->pb), NT, 3, D);
+    for (size_t t = 0; t < (size_t)NT; t++)
         for (int d = 0; d < D; d++) {
             int bj = 0;
-            float bv = a->h2[(size_t)t * K * D + d];
+            float bv = a->h2[t * K * D + d];
             for (int j = 1; j < K; j++) {
-                float v = a->h2[((size_t)t * K + j) * D + d];
+                float v = a->h2[(t * K + j) * D + d];
                 if (v > bv) bv = v, bj = j;
             }
             a->amax[t * D + d] = bj;
             a->x[t * D + d] += bv;
         }
-    const int *orders[MK_MAX_DIR];
-    for (int g = 0; g < G; g++) orders[g] = in->order + (size_t)g * L;
-    mamba_backbone_forward(&m->bb, &a->ma, a->out, a->x, 1, L, orders, training, rng);
-    for (int d = 0; d < D; d++) a->feat[d] = 0;
-    for (int t = 0; t < L; t++)
-        for (int d = 0; d < D; d++) a->feat[d] += a->out[t * D + d];
-    for (int d = 0; d < D; d++) a->feat[d] /= L;
-    linear_forward(a->logits, a->feat, mk_param(p, m->hw), mk_param(p, m->hb), 1, D, C);
+    mamba_backbone_forward_ps(&m->bb, &a->ma, a->out, a->x, n, L, a->order, training, rng);
+    for (int i = 0; i < n; i++) { /* each object's mean over its L tokens, summed in order */
+        float *f = a->feat + (size_t)i * D;
+        const float *o = a->out + (size_t)i * L * D;
+        for (int d = 0; d < D; d++) f[d] = 0;
+        for (int t = 0; t < L; t++)
+            for (int d = 0; d < D; d++) f[d] += o[t * D + d];
+        for (int d = 0; d < D; d++) f[d] /= L;
+    }
+    linear_forward(a->logits, a->feat, mk_param(p, m->hw), mk_param(p, m->hb), n, D, C);
 }
 
-void points_backward(points_model *m, points_acts *a, const float *dlogits) {
-    const points_cfg *c = &m->cfg;
-    const int L = c->ntok, K = c->knn, H = c->hidden, D = c->mc.d_model, C = c->n_class;
-    const int LK = L * K;
+void points_backward_batch(points_model *m, points_acts *a, const float *dlogits) {
+    const int n = a->n, L = a->L, K = a->K, H = a->H, D = a->D, C = a->C;
+    const int NT = n * L, NLK = NT * K;
     const mk_params *p = &m->p;
-    const points_input *in = a->in;
-    float *dfeat = a->dx; /* D floats of scratch before dx is used */
-    memset(dfeat, 0, sizeof(float) * D);
-    linear_backward(dfeat, mk_grad(p, m->hw), mk_grad(p, m->hb), dlogits, a->feat, mk_param(p, m->hw), 1, D, C);
-    for (int t = 0; t < L; t++)
-        for (int d = 0; d < D; d++) a->dout[t * D + d] = dfeat[d] / L;
-    memset(a->dx, 0, sizeof(float) * L * D);
+    memset(a->dfeat, 0, sizeof(float) * n * D);
+    linear_backward(a->dfeat, mk_grad(p, m->hw), mk_grad(p, m->hb), dlogits, a->feat, mk_param(p, m->hw), n, D, C);
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < L; t++)
+            for (int d = 0; d < D; d++) a->dout[((size_t)i * L + t) * D + d] = a->dfeat[(size_t)i * D + d] / L;
+    memset(a->dx, 0, sizeof(float) * NT * D);
     mamba_backbone_backward(&m->bb, &a->ma, a->dx, a->dout);
-    linear_backward(NULL, mk_grad(p, m->pw), mk_grad(p, m->pb), a->dx, in->ctr, mk_param(p, m->pw), L, 3, D);
-    memset(a->dh2, 0, sizeof(float) * LK * D);
-    for (int t = 0; t < L; t++)
-        for (int d = 0; d < D; d++) a->dh2[((size_t)t * K + a->amax[t * D + d]) * D + d] = a->dx[t * D + d];
-    memset(a->da1, 0, sizeof(float) * LK * H);
-    linear_backward(a->da1, mk_grad(p, m->w2), mk_grad(p, m->b2), a->dh2, a->a1, mk_param(p, m->w2), LK, H, D);
-    /* relu backward in place: da1 -> dh1 (accumulating op, so use h1 buffer as target) */
-    float *dh1 = a->a1; /* a1 no longer needed after w2's gradient */
-    memset(dh1, 0, sizeof(float) * LK * H);
-    relu_backward(dh1, a->da1, a->h1, (size_t)LK * H);
-    linear_backward(NULL, mk_grad(p, m->w1), mk_grad(p, m->b1), dh1, in->rel, mk_param(p, m->w1), LK, 3, H);
+    linear_backward(NULL, mk_grad(p, m->pw), mk_grad(p, m->pb), a->dx, a->ctr, mk_param(p, m->pw), NT, 3, D);
+    memset(a->dh2, 0, sizeof(float) * NLK * D);
+    for (size_t t = 0; t < (size_t)NT; t++)
+        for (int d = 0; d < D; d++) a->dh2[(t * K + a->amax[t * D + d]) * D + d] = a->dx[t * D + d];
+    memset(a->da1, 0, sizeof(float) * NLK * H);
+    linear_backward(a->da1, mk_grad(p, m->w2), mk_grad(p, m->b2), a->dh2, a->a1, mk_param(p, m->w2), NLK, H, D);
+    /* relu backward: da1 -> dh1 (an accumulating op, so into a1's buffer, which w2's gradient
+     * no longer needs) */
+    float *dh1 = a->a1;
+    memset(dh1, 0, sizeof(float) * NLK * H);
+    relu_backward(dh1, a->da1, a->h1, (size_t)NLK * H);
+    linear_backward(NULL, mk_grad(p, m->w1), mk_grad(p, m->b1), dh1, a->rel, mk_param(p, m->w1), NLK, 3, H);
 }
+
+void points_forward(points_model *m, points_acts *a, const points_input *in, int training, mk_rng *rng) {
+    points_forward_batch(m, a, in, 1, training, rng);
+}
+void points_backward(points_model *m, points_acts *a, const float *dlogits) { points_backward_batch(m, a, dlogits); }
 
 float points_train_batch(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
                          const mk_adamw_cfg *opt, mk_rng *rng, int *correct) {
     const int C = m->cfg.n_class;
-    float dl[POINTS_MAX_CLASS];
     double loss = 0;
     int hits = 0;
     mk_params_zero_grad(&m->p);
-    for (int i = 0; i < n; i++) {
-        points_forward(m, a, &in[i], 1, rng);
+    points_forward_batch(m, a, in, n, 1, rng);
+    for (int i = 0; i < n; i++) { /* row by row, as the GPU step's cross-entropy */
         int ok = 0;
-        loss += crossentropy_forward_backward(dl, NULL, &ok, a->logits, &labels[i], 1, C, 1.f / n);
+        loss += crossentropy_forward_backward(a->dlogits + (size_t)i * C, NULL, &ok, a->logits + (size_t)i * C,
+                                              &labels[i], 1, C, 1.f / n);
         hits += ok;
-        points_backward(m, a, dl);
     }
+    points_backward_batch(m, a, a->dlogits);
     mk_adamw_step(&m->p, opt);
     if (correct) *correct = hits;
     return (float)(loss / n);
@@ -416,33 +417,23 @@ int points_train_batch_cuda(points_model *m, points_acts *a, const points_input 
         mk_error("points: empty batch");
         return -1;
     }
-    pts_packed b;
-    pts_pack(m, in, n, &b);
+    acts_pack(a, in, n);
     mk_pts_frontend f;
     points_model_frontend(m, &f);
-    int rc = mk_cuda_pts_train_step(&m->bb, &a->ma, &f, b.rel, b.ctr, b.order, labels, n, opt, rng, loss, correct);
-    pts_packed_free(&b);
-    return rc;
+    return mk_cuda_pts_train_step(&m->bb, &a->ma, &f, a->rel, a->ctr, a->order, labels, n, opt, rng, loss, correct);
 }
 
 void points_predict_batch(points_model *m, points_acts *a, const points_input *in, int n, float *probs, int *cls) {
     const int C = m->cfg.n_class;
-    float *lg = mk_malloc(sizeof(float) * (size_t)n * C);
-    /* on a GPU the n objects go up together: one copy of the weights and one wait for n forwards */
-    if (m->bb.device != MK_DEV_CUDA || points_forward_cuda(m, a, in, n, NULL, lg))
-        for (int i = 0; i < n; i++) {
-            points_forward(m, a, &in[i], 0, NULL);
-            memcpy(lg + (size_t)i * C, a->logits, sizeof(float) * C);
-        }
+    points_forward_batch(m, a, in, n, 0, NULL);
     for (int i = 0; i < n; i++) {
         float *pr = probs + (size_t)i * C;
-        softmax_rows(pr, lg + (size_t)i * C, 1, C);
+        softmax_rows(pr, a->logits + (size_t)i * C, 1, C);
         int best = 0;
         for (int k = 1; k < C; k++)
             if (pr[k] > pr[best]) best = k;
         cls[i] = best;
     }
-    free(lg);
 }
 
 int points_predict(points_model *m, points_acts *a, const points_input *in, float *probs) {

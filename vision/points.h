@@ -1,6 +1,6 @@
 /* points.h — a Point-Cloud-Mamba-style classifier for small point clouds.
  *
- * Per object (B = 1 per backbone call, because the scan orders depend on the object):
+ * Per object (a batch of objects runs as one, each with its own scan orders):
  *   1. sample / pad to P points (deterministic per seed), centre on the mean,
  *      scale to unit maximum radius; with augment: random rotation about z and scale.
  *   2. L patch centres by farthest point sampling, each with its k nearest points;
@@ -8,7 +8,7 @@
  *   3. token = max over k of W2 relu(W1 rel + b1) + b2       (shared point-MLP, H hidden)
  *            + Wp centre + bp                                 (position embedding)
  *   4. the shared Mamba backbone over G scan orders: the centres sorted along x, y, z
- *      (G = 1..3: x; x,y; x,y,z), passed as mamba_backbone_forward's `orders`.
+ *      (G = 1..3: x; x,y; x,y,z), per object: mamba_backbone_forward_ps's `orders`.
  *   5. mean over the L tokens, linear head to n_class logits.
  *
  * Dimension letters: P points, L tokens (centres), k neighbours, H point-MLP width,
@@ -73,32 +73,43 @@ void points_input_free(points_input *in);
  * Same seed, same result. augment: random z-rotation and scale 0.8..1.25. */
 void points_prepare(const points_cfg *c, points_input *in, const float *xyz, int n, uint64_t seed, int augment);
 
+/* The activations of a batch of n objects, grown on demand (L tokens, k neighbours each) */
 typedef struct {
-    float *h1;    /* (L*k, H) pre-ReLU */
-    float *a1;    /* (L*k, H) */
-    float *h2;    /* (L*k, D) */
-    int *amax;    /* (L, D) argmax neighbour */
-    float *x;     /* (L, D) tokens into the backbone */
-    float *out;   /* (L, D) */
-    float *feat;  /* (D) */
-    float *logits; /* (C) */
-    float *dout, *dx, *dh2, *da1; /* backward */
+    int cap, n;   /* objects the buffers hold; objects of the last forward */
+    int L, K, H, D, C, G;
+    float *rel;   /* (n, L, k, 3) the batch's inputs, packed */
+    float *ctr;   /* (n, L, 3) */
+    int *order;   /* (n, G, L) */
+    float *h1;    /* (n L k, H) pre-ReLU */
+    float *a1;    /* (n L k, H) */
+    float *h2;    /* (n L k, D) */
+    int *amax;    /* (n L, D) argmax neighbour */
+    float *x;     /* (n L, D) tokens into the backbone */
+    float *out;   /* (n L, D) */
+    float *feat;  /* (n, D) */
+    float *logits; /* (n, C) */
+    float *dlogits, *dfeat, *dout, *dx, *dh2, *da1; /* backward */
     mamba_acts ma;
-    const points_input *in;
 } points_acts;
 
 void points_acts_init(points_acts *a, const points_cfg *c);
 void points_acts_free(points_acts *a);
 
-/* Forward for one object; logits in a->logits (and its features in a->feat). Inference
+/* Forward for n objects as one batch: every op over all n, the backbone one (n, L) pass with
+ * each object's own scan orders (mamba_backbone_forward_ps, whose draws are those of n passes
+ * over one object each); logits (n, C) in a->logits, features (n, D) in a->feat. Inference
  * (training 0) with the backbone on a GPU runs the whole forward there (mk_cuda_pts_forward) and
  * fills only feat and logits: the other activations stay on the device, so a backward needs a
  * training forward. Where the device cannot run it, the host's path (one notice). */
+void points_forward_batch(points_model *m, points_acts *a, const points_input *in, int n, int training,
+                          mk_rng *rng);
+/* Backward of the last forward from dlogits (n, C); accumulates into m->p.grad. */
+void points_backward_batch(points_model *m, points_acts *a, const float *dlogits);
+/* The same for one object (n = 1) */
 void points_forward(points_model *m, points_acts *a, const points_input *in, int training, mk_rng *rng);
-/* Backward from dlogits (C); accumulates into m->p.grad. */
 void points_backward(points_model *m, points_acts *a, const float *dlogits);
 
-/* Forward + backward over n prepared objects, one AdamW step (grads averaged).
+/* Forward + backward over n prepared objects as one batch, one AdamW step (grads averaged).
  * Returns the mean loss; *correct (may be NULL) counts argmax hits. */
 float points_train_batch(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
                          const mk_adamw_cfg *opt, mk_rng *rng, int *correct);
@@ -112,8 +123,8 @@ void points_model_frontend(const points_model *m, mk_pts_frontend *f);
  * label, a failed launch). */
 int points_train_batch_cuda(points_model *m, points_acts *a, const points_input *in, const int *labels, int n,
                             const mk_adamw_cfg *opt, mk_rng *rng, float *loss, int *correct);
-/* Class probabilities probs (n, C) and argmax classes cls (n) for n prepared objects, the same
- * figures as n points_predict calls; on a GPU one device call for all n. */
+/* Class probabilities probs (n, C) and argmax classes cls (n) for n prepared objects, one
+ * batched forward (on a GPU one device call for all n). */
 void points_predict_batch(points_model *m, points_acts *a, const points_input *in, int n, float *probs, int *cls);
 /* Class probabilities (C) for one prepared object; returns the argmax. */
 int points_predict(points_model *m, points_acts *a, const points_input *in, float *probs);

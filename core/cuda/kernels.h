@@ -163,10 +163,10 @@ void mkc_relu_backward(float *dinp, const float *dout, const float *inp, size_t 
  * input element: no atomics) */
 void mkc_group_max(float *out, int *arg, const float *inp, int M, int K, int D);
 void mkc_group_max_backward(float *dinp, const float *dout, const int *arg, int M, int K, int D);
-/* out (C) = the mean of the M rows of inp (M, C) (written: summed in row order in float, then
- * divided by M); the backward dinp (M, C) += dout / M on every row */
-void mkc_mean_rows(float *out, const float *inp, int M, int C);
-void mkc_mean_rows_backward(float *dinp, const float *dout, int M, int C);
+/* out (n, C): each group's mean of its M rows of inp (n, M, C) (written: summed in row order in
+ * float, then divided by M); the backward dinp (n, M, C) += dout / M on every row of a group */
+void mkc_mean_rows(float *out, const float *inp, int n, int M, int C);
+void mkc_mean_rows_backward(float *dinp, const float *dout, int n, int M, int C);
 /* softmax cross-entropy of each row of logits (B, K) alone, as crossentropy_forward_backward
  * with M = 1: dlogits = scale (softmax - onehot(y)) (written), loss_row (B) = logsumexp - z[y],
  * hit_row (B) 1 where the first argmax is y. y in [0, K): the caller checks. */

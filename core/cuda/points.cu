@@ -52,16 +52,18 @@ __global__ void group_max_bwd_k(float *dinp, const float *dout, const int *arg, 
 }
 
 // one thread per column: the rows summed in order in float, then divided (points_forward's mean)
-__global__ void mean_rows_k(float *out, const float *inp, int M, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+__global__ void mean_rows_k(float *out, const float *inp, int n, int M, int C) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; // (group, channel)
+    if (i >= (size_t)n * C) return;
+    const size_t g = i / C, c = i % C;
+    const float *x = inp + g * M * C + c;
     float s = 0.f;
-    for (int m = 0; m < M; m++) s += inp[(size_t)m * C + c];
-    out[c] = s / M;
+    for (int m = 0; m < M; m++) s += x[(size_t)m * C];
+    out[i] = s / M;
 }
-__global__ void mean_rows_bwd_k(float *dinp, const float *dout, int M, int C, size_t n) {
+__global__ void mean_rows_bwd_k(float *dinp, const float *dout, int M, int C, size_t total) {
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (i < n) dinp[i] += dout[i % C] / M;
+    if (i < total) dinp[i] += dout[i / ((size_t)M * C) * C + i % C] / M;
 }
 
 // one thread per row, in double where crossentropy_forward_backward is: lse = max + log sum
@@ -110,13 +112,14 @@ void mkc_group_max_backward(float *dinp, const float *dout, const int *arg, int 
     if (n) group_max_bwd_k<<<EW(n)>>>(dinp, dout, arg, K, D, n);
     MKC_CHECK_LAUNCH("group_max_backward");
 }
-void mkc_mean_rows(float *out, const float *inp, int M, int C) {
-    if (C > 0 && M > 0) mean_rows_k<<<mkc_blocks(C, 128), 128, 0, mkc_s()>>>(out, inp, M, C);
+void mkc_mean_rows(float *out, const float *inp, int n, int M, int C) {
+    size_t nc = (size_t)n * C;
+    if (nc && M > 0) mean_rows_k<<<mkc_blocks(nc, 128), 128, 0, mkc_s()>>>(out, inp, n, M, C);
     MKC_CHECK_LAUNCH("mean_rows");
 }
-void mkc_mean_rows_backward(float *dinp, const float *dout, int M, int C) {
-    size_t n = (size_t)M * C;
-    if (n) mean_rows_bwd_k<<<EW(n)>>>(dinp, dout, M, C, n);
+void mkc_mean_rows_backward(float *dinp, const float *dout, int n, int M, int C) {
+    size_t total = (size_t)n * M * C;
+    if (total) mean_rows_bwd_k<<<EW(total)>>>(dinp, dout, M, C, total);
     MKC_CHECK_LAUNCH("mean_rows_backward");
 }
 void mkc_xent(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,

@@ -217,15 +217,20 @@ void mkc_group_max_backward(float *dinp, const float *dout, const int *arg, int 
     for (size_t m = 0; m < (size_t)M; m++)
         for (int d = 0; d < D; d++) dinp[(m * K + arg[m * D + d]) * D + d] += dout[m * D + d];
 }
-void mkc_mean_rows(float *out, const float *inp, int M, int C) {
-    for (int c = 0; c < C; c++) out[c] = 0;
-    for (size_t m = 0; m < (size_t)M; m++)
-        for (int c = 0; c < C; c++) out[c] += inp[m * C + c];
-    for (int c = 0; c < C; c++) out[c] /= M;
+void mkc_mean_rows(float *out, const float *inp, int n, int M, int C) {
+    for (size_t g = 0; g < (size_t)n; g++) {
+        float *o = out + g * C;
+        const float *x = inp + g * M * C;
+        for (int c = 0; c < C; c++) o[c] = 0;
+        for (size_t m = 0; m < (size_t)M; m++)
+            for (int c = 0; c < C; c++) o[c] += x[m * C + c];
+        for (int c = 0; c < C; c++) o[c] /= M;
+    }
 }
-void mkc_mean_rows_backward(float *dinp, const float *dout, int M, int C) {
-    for (size_t m = 0; m < (size_t)M; m++)
-        for (int c = 0; c < C; c++) dinp[m * C + c] += dout[c] / M;
+void mkc_mean_rows_backward(float *dinp, const float *dout, int n, int M, int C) {
+    for (size_t g = 0; g < (size_t)n; g++)
+        for (size_t m = 0; m < (size_t)M; m++)
+            for (int c = 0; c < C; c++) dinp[(g * M + m) * C + c] += dout[g * C + c] / M;
 }
 /* row by row through the CPU's own function, as the kernel computes each row alone */
 void mkc_xent(float *dlogits, float *loss_row, float *hit_row, const float *logits, const int *y, int B, int K,
