@@ -524,7 +524,9 @@ static void model_free(model *md) {
     mk_params_free(&md->p);
 }
 
-static void check_backbone(const mamba_cfg *c, int B, int L, const char *tag) {
+/* ps: per-sample scan orders (mamba_backbone_forward_ps: each sample its own random orders, as
+ * the point classifier's objects) instead of G orders shared by the batch */
+static void check_backbone(const mamba_cfg *c, int B, int L, const char *tag, int ps) {
     model cpu, gpu;
     model_make(&cpu, c, 7);
     model_make(&gpu, c, 7);
@@ -545,16 +547,25 @@ static void check_backbone(const mamba_cfg *c, int B, int L, const char *tag) {
         else mk_order_identity(ord[g], L);
         if (g >= 2) mk_rng_shuffle(&rng, ord[g], L);
     }
+    int *pso = mk_malloc(sizeof(int) * (size_t)B * G * L);
+    for (int i = 0; i < B * G; i++) {
+        mk_order_identity(pso + (size_t)i * L, L);
+        mk_rng_shuffle(&rng, pso + (size_t)i * L, L);
+    }
     float *oc = zeros(TD), *og = zeros(TD), *dxc = rnd(TD, -1, 1), *dxg = dup(dxc, TD);
     mk_rng r1, r2;
     mk_rng_seed(&r1, 99), mk_rng_seed(&r2, 99);
     double t0 = mk_time();
-    mamba_backbone_forward(&cpu.m, &cpu.a, oc, x, B, L, (const int *const *)ord, 1, &r1);
+    if (ps) mamba_backbone_forward_ps(&cpu.m, &cpu.a, oc, x, B, L, pso, 1, &r1);
+    else mamba_backbone_forward(&cpu.m, &cpu.a, oc, x, B, L, (const int *const *)ord, 1, &r1);
     mamba_backbone_backward(&cpu.m, &cpu.a, dxc, dout);
     double t1 = mk_time();
-    mamba_backbone_forward(&gpu.m, &gpu.a, og, x, B, L, (const int *const *)ord, 1, &r2);
+    if (ps) mamba_backbone_forward_ps(&gpu.m, &gpu.a, og, x, B, L, pso, 1, &r2);
+    else mamba_backbone_forward(&gpu.m, &gpu.a, og, x, B, L, (const int *const *)ord, 1, &r2);
     mamba_backbone_backward(&gpu.m, &gpu.a, dxg, dout);
     double t2 = mk_time();
+    snprintf(nm, sizeof nm, "backbone_%s_draws", tag);
+    test_report(!memcmp(&r1, &r2, sizeof r1), nm, "the generator ends where the CPU's does");
     double eo = test_rel_err_f(og, oc, TD, 1e-6), ex = test_rel_err_f(dxg, dxc, TD, 1e-6);
     snprintf(nm, sizeof nm, "backbone_%s_forward", tag);
     test_report(eo <= 1e-4, nm, "B %d L %d  out err %.2e (limit 1e-4)", B, L, eo);
@@ -572,7 +583,7 @@ static void check_backbone(const mamba_cfg *c, int B, int L, const char *tag) {
     test_report(worst <= 1e-4, nm, "%d tensors, worst %s err %.2e (limit 1e-4); step cpu %.1f ms, gpu %.1f ms",
                 cpu.p.n, wn, worst, (t1 - t0) * 1e3, (t2 - t1) * 1e3);
     for (int g = 0; g < G; g++) free(ord[g]);
-    free(x), free(dout), free(oc), free(og), free(dxc), free(dxg);
+    free(x), free(dout), free(oc), free(og), free(dxc), free(dxg), free(pso);
     model_free(&cpu), model_free(&gpu);
 }
 
@@ -2202,21 +2213,21 @@ int main(void) {
     c.n_dir = 2;
     c.drop_path = 0.2f;
     c.shuffle_p = 0.5f;
-    check_backbone(&c, 3, 50, "vim_rms_g2");
+    check_backbone(&c, 3, 50, "vim_rms_g2", 0);
     /* B * L odd: every activation sub-buffer must still start 16-byte aligned (an odd T once put
      * B and C 8 bytes off: "misaligned address" in enhance --device cuda) */
-    check_backbone(&c, 1, 47, "vim_rms_g2_oddT");
+    check_backbone(&c, 1, 47, "vim_rms_g2_oddT", 0);
     mamba_cfg_default(&c, 32, 3); /* LayerNorm, no selection, 3 directions, sum merge */
     c.norm = MK_NORM_LN;
     c.selective = 0;
     c.n_dir = 3;
     c.merge = MK_MERGE_SUM;
     c.d_conv = 2;
-    check_backbone(&c, 2, 33, "ln_lti_g3");
+    check_backbone(&c, 2, 33, "ln_lti_g3", 0);
     mamba_cfg_default(&c, 64, 1); /* a d_state 8, no final norm */
     c.d_state = 8;
     c.final_norm = 0;
-    check_backbone(&c, 2, 130, "n8_nofinal");
+    check_backbone(&c, 2, 130, "n8_nofinal", 0);
     }
     /* d_state outside the kernels' 4/8/16/32/64 scans zero-padded (backend.c scan_np):
      * S-Mamba's paper block (d_state 2, no norm, one direction, no final norm), its shared block
@@ -2225,23 +2236,34 @@ int main(void) {
     c.d_state = 2;
     c.norm = MK_NORM_NONE;
     c.final_norm = 0;
-    check_backbone(&c, 3, 21, "smamba_paper_n2_nonorm");
+    check_backbone(&c, 3, 21, "smamba_paper_n2_nonorm", 0);
     mamba_cfg_default(&c, 24, 1);
     c.d_state = 2;
     c.n_dir = 2;
     c.merge = MK_MERGE_SUM;
     c.final_norm = 0;
-    check_backbone(&c, 4, 7, "smamba_shared_n2");
+    check_backbone(&c, 4, 7, "smamba_shared_n2", 0);
     mamba_cfg_default(&c, 16, 2);
     c.d_state = 3;
     c.selective = 0;
     c.norm = MK_NORM_LN;
-    check_backbone(&c, 2, 29, "lti_n3");
+    check_backbone(&c, 2, 29, "lti_n3", 0);
     mamba_cfg_default(&c, 32, 1);
     c.d_state = 12;
     c.n_dir = 2;
-    check_backbone(&c, 2, 45, "n12_g2");
+    check_backbone(&c, 2, 45, "n12_g2", 0);
     check_backbone_lengths();
+    /* per-sample scan orders (the point classifier's batches): drop-path and shuffles on */
+    mamba_cfg_default(&c, 32, 3);
+    c.n_dir = 3;
+    c.drop_path = 0.3f;
+    c.shuffle_p = 0.6f;
+    check_backbone(&c, 4, 37, "ps_g3", 1);
+    mamba_cfg_default(&c, 24, 2);
+    c.d_state = 2; /* the padded state too */
+    c.n_dir = 2;
+    c.drop_path = 0.3f;
+    check_backbone(&c, 5, 11, "ps_g2_n2", 1);
     if (all) {
         check_training();
         check_vision_step(8, 2, 4, 0, "stem");
