@@ -30,6 +30,12 @@
 //       loop unrolled by 2). Lab only: on an H100 (2026-11-27) its best configuration,
 //       8/8/8/8 (then a library trial mode), took 465 us at L = 2048 where v5 took 299
 //       (docs/CUDA.md has why); 8/8/8/8 is now among the rows.
+//   v7  tests/bench/cuda/scan_lane.cuh: one lane per channel, all 16 states in registers, no
+//       shuffles; each warp its own cp.async pipeline; a tile's steps fully unrolled, y as four
+//       partial sums, XF of the 16 decays on the FMA pipe. Swept over TT/NST/XF/W (W warps per
+//       block). Beside it the staged kernel at S = 16 and S = 8 with today's options (the H200's
+//       16/32/32/3/0 of 2026-11-26 had none of them). Written 2026-11-27 without a GPU: its
+//       phases are checked on the host (--sim), its timing not yet measured.
 // Backward: the library's (checkpoint sweep + chunked recomputation + partial sums, row
 // bwd_lib), then its kernel alone (bwd_kernel), the kernel as it was until 2026-11-26
 // (bwd_kernel_v1, scan_bwd_v1.cuh: the same run's baseline), and the kernel with parts left
@@ -38,8 +44,10 @@
 // variant (the chunk's inputs staged in shared memory): its kernel timed (bwd_k_stage), and the
 // whole backward with it checked against the CPU and timed (bwd_stage, comparable with bwd_lib).
 //
-// usage: scan_lab [--quick] [--csv FILE] [--only PREFIX[,PREFIX...]]
+// usage: scan_lab [--quick] [--csv FILE] [--only PREFIX[,PREFIX...]] | scan_lab --sim
 //   --only: measure only the rows whose names start with one of the prefixes (e.g. fwd_lib,v6)
+//   --sim: no device needed: v7's copy and step phases run on the host, in the kernel's order,
+//          against the CPU scan on odd shapes (PASS/FAIL lines; tests/test_scan_lab_sim.sh)
 //   shapes: B=8 E=1536 N=16 at L = 512, 2048, 8192 (Mamba paper's shape at 2048).
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -58,6 +66,7 @@ extern "C" {
 #include "core/cuda/scan_tile.cuh"
 #include "tests/bench/cuda/scan_bwd_v1.cuh"
 #include "tests/bench/cuda/scan_par.cuh"
+#include "tests/bench/cuda/scan_lane.cuh"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -254,15 +263,71 @@ static double time_us(F fn, int reps) {
     return ts[ts.size() / 2];
 }
 
+// --sim: v7 (scan_lane.cuh) on the host against the CPU scan. Shapes with a part-filled last
+// warp (E = 72: 32 + 32 + 8 channels), L not a multiple of the tile (tails zero-filled), h0 in
+// and h_last out, with and without z, D and the dt bias; random A (not the S4D-real values).
+static double sim_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) num += (double)(a[i] - b[i]) * (a[i] - b[i]), den += (double)b[i] * b[i];
+    return sqrt(num / (den > 1e-30 ? den : 1e-30));
+}
+template <int TT, int NST, int XF>
+static int sim_case(int B, int L, int E, int full, const char *tag, mk_rng *r) {
+    const int N = 16;
+    const size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N, EN = (size_t)E * N, BEN = (size_t)B * E * N;
+    auto rnd = [&](size_t n, float lo, float hi) {
+        std::vector<float> v(n);
+        for (auto &x : v) x = lo + (hi - lo) * mk_rng_uniform(r);
+        return v;
+    };
+    std::vector<float> u = rnd(BLE, -1, 1), dl = rnd(BLE, -1, 1), Bm = rnd(BLN, -1, 1), Cm = rnd(BLN, -1, 1),
+                       A = rnd(EN, -3, -0.05f), D = rnd(E, 0.5f, 1.5f), z = rnd(BLE, -2, 2), bias = rnd(E, -4, 0),
+                       h0 = rnd(BEN, -0.5f, 0.5f);
+    std::vector<float> ref(BLE), got(BLE, NAN), hr(BEN), hg(BEN, NAN);
+    ssm_scan_dims sd = {B, L, E, N, 1};
+    ssm_scan_forward(ref.data(), hr.data(), u.data(), dl.data(), A.data(), Bm.data(), Cm.data(), full ? D.data() : NULL,
+                     full ? z.data() : NULL, full ? bias.data() : NULL, h0.data(), sd);
+    scan_lane::args a = {got.data(), hg.data(), u.data(), dl.data(), A.data(), Bm.data(), Cm.data(),
+                         full ? D.data() : NULL, full ? z.data() : NULL, full ? bias.data() : NULL, h0.data(), B, L, E};
+    scan_lane::simulate<TT, NST, XF>(a);
+    const double eo = sim_err(got.data(), ref.data(), BLE), eh = sim_err(hg.data(), hr.data(), BEN);
+    const int ok = eo < 1e-5 && eh < 1e-5;
+    printf("%s scan_lab_sim.v7_%d_%d_%d_%s  B %d L %d E %d: out err %.1e, h_last err %.1e (limit 1e-5)\n",
+           ok ? "PASS" : "FAIL", TT, NST, XF, tag, B, L, E, eo, eh);
+    return ok;
+}
+static int run_sim(void) {
+    mk_rng r;
+    mk_rng_seed(&r, 7);
+    int ok = 1;
+    ok &= sim_case<32, 3, 0>(2, 77, 72, 1, "full", &r);
+    ok &= sim_case<32, 3, 4>(2, 77, 72, 1, "full", &r);
+    ok &= sim_case<16, 2, 16>(3, 40, 40, 1, "full", &r);
+    ok &= sim_case<16, 4, 2>(1, 150, 64, 0, "plain", &r); /* no z, D or bias */
+    ok &= sim_case<32, 2, 4>(2, 5, 36, 1, "short", &r);   /* L below one tile */
+    /* the FMA-pipe 2^x against exp2 over the decays' range */
+    double worst = 0;
+    for (int i = 0; i <= 200000; i++) {
+        const float x = -60.f + 60.f * i / 200000.f, p = scan_lane::ex2_poly(x), q = exp2f(x);
+        const double e = fabs((double)p - q) / q;
+        if (e > worst) worst = e;
+    }
+    printf("%s scan_lab_sim.ex2_poly  max relative error %.1e over [-60, 0] (limit 1e-6)\n", worst < 1e-6 ? "PASS" : "FAIL",
+           worst);
+    ok &= worst < 1e-6;
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     int quick = 0;
+    if (argc == 2 && !strcmp(argv[1], "--sim")) return run_sim();
     const char *csv = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: scan_lab [--quick] [--csv FILE] [--only PREFIX[,PREFIX...]]\n");
+            fprintf(stderr, "usage: scan_lab [--quick] [--csv FILE] [--only PREFIX[,PREFIX...]] | scan_lab --sim\n");
             return 2;
         }
     }
@@ -425,7 +490,28 @@ int main(int argc, char **argv) {
             V4(2, 128, 32, 2, 728);
             V4(2, 128, 32, 2, 984);
             V4(4, 128, 32, 3, 728);
+            // one lane per channel (S = 16) and two (S = 8) with today's options: fast softplus and
+            // sigmoid, the step loop unrolled (280); the H200's 16/32/32/3/0 had none of them
+            V4(16, 32, 32, 3, 280);
+            V4(16, 64, 32, 2, 280);
+            V4(8, 64, 32, 2, 472);
 #undef V4
+        }
+        // v7: one lane per channel, its own pipeline per warp (scan_lane.cuh); TT/NST/XF/W
+        if (scan_lane::lane_usable(u, dl, z, Bm, Cm, E, N)) {
+            cudaStream_t st = (cudaStream_t)mkc_stream();
+            scan_lane::args la = {out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E};
+#define V7(TT_, NST_, XF_, W_)                                                                   \
+    measure("v7_" #TT_ "/" #NST_ "/" #XF_ "/" #W_, 32 * W_, [&] { scan_lane::launch<TT_, NST_, XF_, W_>(la, st); })
+            V7(32, 3, 0, 1);
+            V7(32, 3, 2, 1);
+            V7(32, 3, 4, 1);
+            V7(32, 3, 6, 1);
+            V7(32, 2, 4, 1);
+            V7(16, 4, 4, 1);
+            V7(32, 3, 4, 2);
+            V7(16, 3, 4, 4);
+#undef V7
         }
         // v6: time-parallel (scan_par.cuh), lab only: slower than v5 (docs/CUDA.md, 2026-11-27)
         {

@@ -1,0 +1,293 @@
+// scan_lane.cuh — lab v7: the selective-scan forward (N = 16, fp32) with one lane per channel.
+//
+// Why. The staged kernel (core/cuda/scan_tile.cuh, lab v5, the library's) splits a channel's
+// 16 states over P = 8 lanes so that B·E = 12288 channels make enough warps to hide latency. The
+// split costs instructions: a reduce-scatter of y over the 8 lanes every step, dt and dt·u through
+// shared memory, per-lane addressing: 14.2 instructions per state-step in its SASS (2026-11-27)
+// against 5 of arithmetic (dt·A, ex2, dt·u·B, the h FMA, the y FMA). At ~60 % issue efficiency
+// 80 % of the DRAM floor would need about 8.3 (docs/CUDA.md). Here one lane owns a channel and
+// all 16 of its states: no shuffles, one softplus and one output per lane-step, B and C rows read
+// as broadcasts (every lane of the warp reads the same row): about 6.5 instructions per
+// state-step. The price is parallelism: 12288 channels are 384 warps, fewer than the H100's 528
+// schedulers, so each warp has to issue close to one instruction per cycle by itself. That is
+// what the structure is for: a tile's TT steps are fully unrolled, the 16 states of a step are
+// independent, y is summed as four partial sums (not one 16-long FMA chain), and the decays can
+// be shared between the special-function unit and the FMA pipe (XF of the 16 on the FMA pipe,
+// ex2_fma below) so that neither sets the pace alone: per step 20 MUFU operations (16 decays,
+// softplus's two, the gate's two) take 160 cycles of a scheduler's MUFU at 4 lanes per cycle,
+// against ~90 issue slots for everything else; XF = 4 balances the two at ~130 cycles a step.
+// A measurement of 2026-11-26 on an H200 had the staged kernel at S = 16 (one lane per channel,
+// no unrolling, the precise softplus) 2.5x slower than at S = 4: this version is the test of
+// whether that was the layout or those three.
+//
+// Each warp runs its own copy pipeline: cp.async of its 32 channels' u, delta, z tiles (TT rows
+// of 128 bytes) and the TT rows of B and C into its own NST stages, __syncwarp only, so a block
+// of W warps is W independent pipelines. Requirements (lane_usable): E a multiple of 4, u,
+// delta, z, B, C 16-byte aligned, N = 16.
+//
+// The two phases (issue: one lane's share of a tile's copies; run_tile: one lane's steps over a
+// tile that has landed) are __host__ __device__, so that the lab's --sim mode runs them on the
+// host, lane by lane in the order the kernel does, against the CPU scan: the indexing, the tails
+// and the arithmetic are checked without a GPU; only the copy pipeline's timing is not.
+#pragma once
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/cuda/common.cuh"
+
+namespace scan_lane {
+
+constexpr int N = 16;
+
+struct args {
+    float *out, *h_last;
+    const float *u, *delta, *A, *Bm, *Cm, *D, *z, *delta_bias, *h0;
+    int B, L, E;
+};
+
+// floats of one stage: u, delta, z tiles (TT x 32) and the B, C rows (TT x 16)
+template <int TT>
+struct lay {
+    static constexpr int U = 0, DL = TT * 32, Z = 2 * TT * 32, BR = 3 * TT * 32, CR = BR + TT * N;
+    static constexpr int STAGE = CR + TT * N; // = 128 TT
+};
+
+// 16 bytes (bytes_valid of them; the rest zero-filled) from global to shared memory
+__host__ __device__ __forceinline__ void copy16(float *dst, const float *src, int bytes_valid) {
+#ifdef __CUDA_ARCH__
+    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes_valid) : "memory");
+#else
+    memset(dst, 0, 16);
+    if (bytes_valid) memcpy(dst, src, (size_t)bytes_valid);
+#endif
+}
+
+__host__ __device__ __forceinline__ float f_ex2(float x) {
+#ifdef __CUDA_ARCH__
+    return mkc_ex2(x);
+#else
+    return exp2f(x);
+#endif
+}
+__host__ __device__ __forceinline__ int f2i(float x) {
+#ifdef __CUDA_ARCH__
+    return __float_as_int(x);
+#else
+    int i;
+    memcpy(&i, &x, 4);
+    return i;
+#endif
+}
+__host__ __device__ __forceinline__ float i2f(int i) {
+#ifdef __CUDA_ARCH__
+    return __int_as_float(i);
+#else
+    float x;
+    memcpy(&x, &i, 4);
+    return x;
+#endif
+}
+// 2^x on the FMA pipe: scan_tile.cuh's ex2_fma (round-to-nearest split by the 1.5*2^23 trick,
+// degree-7 Taylor of 2^f on [-1/2, 1/2], relative error < 6e-9), written for host and device
+__host__ __device__ __forceinline__ float ex2_poly(float x) {
+    x = fminf(fmaxf(x, -127.f), 127.f);
+    const float sh = 12582912.f;
+    float t = x + sh, f = x - (t - sh);
+    int i = f2i(t) - 0x4B400000;
+    float q = 1.525273380405984e-05f;
+    q = fmaf(q, f, 1.5403530393381608e-04f);
+    q = fmaf(q, f, 1.3333558146428443e-03f);
+    q = fmaf(q, f, 9.618129107628477e-03f);
+    q = fmaf(q, f, 5.550410866482158e-02f);
+    q = fmaf(q, f, 2.402265069591007e-01f);
+    q = fmaf(q, f, 6.931471805599453e-01f);
+    q = fmaf(q, f, 1.f);
+    return q * i2f((i + 127) << 23);
+}
+// softplus as log(1 + e^x) with the hardware units (scan_tile.cuh's FAST_SP: absolute error below
+// 4e-7 for x <= 0, a few ulp above), and the gate's sigmoid with the hardware reciprocal (FAST_SIG)
+__host__ __device__ __forceinline__ float f_softplus(float x) {
+#ifdef __CUDA_ARCH__
+    return x > 20.f ? x : __logf(1.f + __expf(x));
+#else
+    return x > 20.f ? x : logf(1.f + expf(x));
+#endif
+}
+__host__ __device__ __forceinline__ float f_sigmoid(float x) {
+#ifdef __CUDA_ARCH__
+    return __fdividef(1.f, 1.f + __expf(-x));
+#else
+    return 1.f / (1.f + expf(-x));
+#endif
+}
+
+// What a lane keeps in registers: its channel's decay rates (A log2 e), states, bias, D
+struct lane_state {
+    float A2[N], h[N], bias, Dv;
+};
+__host__ __device__ __forceinline__ void lane_init(const args &a, int b, int e, lane_state &s) {
+    const bool ok = e < a.E;
+    const int ec = ok ? e : a.E - 1;
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        s.A2[n] = a.A[(size_t)ec * N + n] * 1.4426950408889634f;
+        s.h[n] = (a.h0 && ok) ? a.h0[((size_t)b * a.E + ec) * N + n] : 0.f;
+    }
+    s.bias = a.delta_bias ? a.delta_bias[ec] : 0.f;
+    s.Dv = a.D ? a.D[ec] : 0.f;
+}
+__host__ __device__ __forceinline__ void lane_finish(const args &a, int b, int e, const lane_state &s) {
+    if (a.h_last && e < a.E)
+#pragma unroll
+        for (int n = 0; n < N; n++) a.h_last[((size_t)b * a.E + e) * N + n] = s.h[n];
+}
+
+// Lane `lane`'s share of tile k's copies into stage st (warp's channels e0 .. e0+31 of batch
+// row b): 32 TT copies of 16 bytes per tile, TT per lane. The first 24 TT are the u, delta, z
+// rows (8 copies of 4 channels each), the last 8 TT the B and C rows (4 copies each).
+// Steps past L and channels past E are zero-filled.
+template <int TT>
+__host__ __device__ __forceinline__ void issue(const args &a, float *st, int b, int e0, int lane, int k) {
+    typedef lay<TT> Y;
+    const int t0 = k * TT;
+    const size_t row0 = (size_t)b * a.L;
+#pragma unroll
+    for (int i = 0; i < TT; i++) {
+        const int c = lane + 32 * i;
+        if (c < 24 * TT) {
+            const int w = c / (8 * TT), r = c % (8 * TT), j = r / 8, ch = r % 8;
+            const int t = t0 + j, ee = e0 + ch * 4;
+            const float *arr = w == 0 ? a.u : w == 1 ? a.delta : a.z;
+            const bool v = t < a.L && ee < a.E && arr;
+            copy16(st + (w == 0 ? Y::U : w == 1 ? Y::DL : Y::Z) + j * 32 + ch * 4,
+                   v ? arr + (row0 + t) * a.E + ee : a.u, v ? 16 : 0);
+        } else {
+            const int c2 = c - 24 * TT, w = c2 / (4 * TT), r = c2 % (4 * TT), j = r / 4, ch = r % 4;
+            const int t = t0 + j;
+            const bool v = t < a.L;
+            copy16(st + (w ? Y::CR : Y::BR) + j * N + ch * 4, v ? (w ? a.Cm : a.Bm) + (row0 + t) * N + ch * 4 : a.Bm,
+                   v ? 16 : 0);
+        }
+    }
+}
+
+// Lane `lane`'s TT steps of tile k (landed in stage st): states advanced, outputs stored.
+// XF of the 16 decays on the FMA pipe.
+template <int TT, int XF>
+__host__ __device__ __forceinline__ void run_tile(const args &a, const float *st, int b, int e, int lane, int k,
+                                                  lane_state &s) {
+    typedef lay<TT> Y;
+    const int t0 = k * TT;
+    const bool ok = e < a.E, hasz = a.z != nullptr;
+    const size_t row0 = (size_t)b * a.L;
+#pragma unroll
+    for (int j = 0; j < TT; j++) {
+        const int t = t0 + j;
+        const float uu = st[Y::U + j * 32 + lane];
+        float dt = f_softplus(st[Y::DL + j * 32 + lane] + s.bias);
+        dt = t < a.L ? dt : 0.f; // zero-filled steps past L leave the state alone
+        const float dtu = dt * uu;
+        // the step's B and C rows, 16-byte broadcast loads (every lane reads the same row)
+        const float4 *B4 = reinterpret_cast<const float4 *>(st + Y::BR + j * N),
+                     *C4 = reinterpret_cast<const float4 *>(st + Y::CR + j * N);
+        float y[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int q = 0; q < N / 4; q++) {
+            const float4 bq = B4[q], cq = C4[q];
+            const float Bv[4] = {bq.x, bq.y, bq.z, bq.w}, Cv[4] = {cq.x, cq.y, cq.z, cq.w};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int n = 4 * q + i;
+                const float x = dt * s.A2[n];
+                const float dA = n < XF ? ex2_poly(x) : f_ex2(x);
+                s.h[n] = fmaf(dA, s.h[n], dtu * Bv[i]);
+                y[i] = fmaf(Cv[i], s.h[n], y[i]);
+            }
+        }
+        float o = ((y[0] + y[1]) + (y[2] + y[3])) + s.Dv * uu;
+        if (hasz) {
+            const float zv = st[Y::Z + j * 32 + lane];
+            o *= zv * f_sigmoid(zv);
+        }
+        if (ok && t < a.L) a.out[(row0 + t) * a.E + e] = o;
+    }
+}
+
+#ifdef __CUDACC__
+template <int n>
+__device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+// W warps per block, each its own 32 channels and its own NST stages
+template <int TT, int NST, int XF, int W>
+__global__ void __launch_bounds__(32 * W) fwd_k(args a) {
+    extern __shared__ __align__(16) float smem[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int e0 = (blockIdx.x * W + warp) * 32, b = blockIdx.y, e = e0 + lane;
+    if (e0 >= a.E) return; // a whole warp, and no block-wide barrier below
+    float *wsm = smem + (size_t)warp * NST * lay<TT>::STAGE;
+    lane_state s;
+    lane_init(a, b, e, s);
+    const int ntile = (a.L + TT - 1) / TT;
+#pragma unroll
+    for (int k = 0; k < NST - 1; k++) {
+        if (k < ntile) issue<TT>(a, wsm + k * lay<TT>::STAGE, b, e0, lane, k);
+        cp_commit(); // empty groups keep the count uniform
+    }
+    for (int k = 0; k < ntile; k++) {
+        const int kn = k + NST - 1; // into the stage tile k-1 used, which every lane has left
+        if (kn < ntile) issue<TT>(a, wsm + (kn % NST) * lay<TT>::STAGE, b, e0, lane, kn);
+        cp_commit();
+        cp_wait<NST - 1>(); // this lane's copies of tile k have landed
+        __syncwarp();       // and every lane's
+        run_tile<TT, XF>(a, wsm + (k % NST) * lay<TT>::STAGE, b, e, lane, k, s);
+        __syncwarp(); // the stage is free for the next issue
+    }
+    lane_finish(a, b, e, s);
+}
+
+inline bool lane_usable(const float *u, const float *delta, const float *z, const float *Bm, const float *Cm, int E,
+                        int N_) {
+    auto al = [](const void *p) { return ((uintptr_t)p % 16) == 0; };
+    return N_ == N && E % 4 == 0 && al(u) && al(delta) && (!z || al(z)) && al(Bm) && al(Cm);
+}
+
+template <int TT, int NST, int XF, int W>
+void launch(const args &a, cudaStream_t stream) {
+    const size_t smem = (size_t)W * NST * lay<TT>::STAGE * sizeof(float);
+    dim3 grid(mkc_blocks(mkc_blocks(a.E, 32), W), a.B);
+    cudaFuncSetAttribute(fwd_k<TT, NST, XF, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    fwd_k<TT, NST, XF, W><<<grid, 32 * W, smem, stream>>>(a);
+}
+#endif
+
+// The kernel's order of work on the host, for one warp's 32 channels at a time: every lane's
+// copies of a tile, then every lane's steps over it (the copies land at once here). For the lab's
+// --sim mode: checks issue and run_tile without a device.
+template <int TT, int NST, int XF>
+inline void simulate(const args &a) {
+    float *wsm = new float[(size_t)NST * lay<TT>::STAGE];
+    lane_state *s = new lane_state[32];
+    const int ntile = (a.L + TT - 1) / TT;
+    for (int b = 0; b < a.B; b++)
+        for (int e0 = 0; e0 < a.E; e0 += 32) {
+            for (int l = 0; l < 32; l++) lane_init(a, b, e0 + l, s[l]);
+            for (int k = 0; k < NST - 1 && k < ntile; k++)
+                for (int l = 0; l < 32; l++) issue<TT>(a, wsm + k * lay<TT>::STAGE, b, e0, l, k);
+            for (int k = 0; k < ntile; k++) {
+                const int kn = k + NST - 1;
+                if (kn < ntile)
+                    for (int l = 0; l < 32; l++) issue<TT>(a, wsm + (kn % NST) * lay<TT>::STAGE, b, e0, l, kn);
+                for (int l = 0; l < 32; l++) run_tile<TT, XF>(a, wsm + (k % NST) * lay<TT>::STAGE, b, e0 + l, l, k, s[l]);
+            }
+            for (int l = 0; l < 32; l++) lane_finish(a, b, e0 + l, s[l]);
+        }
+    delete[] wsm;
+    delete[] s;
+}
+
+} // namespace scan_lane
