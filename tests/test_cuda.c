@@ -2161,7 +2161,11 @@ int main(void) {
     /* E * 4 a multiple of 16: the staged kernel (scan_tile.cuh) with a part-filled last channel
      * block and a part-filled last tile; the shapes above (E * 4 not a multiple of 16) run the
      * register kernel */
-    for (int s = 4; s >= 2; s -= 2) { /* with 4 and with 2 states per lane */
+    /* with 4 and with 2 states per lane, then the one-lane-per-channel forward (16: its N = 16
+     * shapes; the others run the staged kernel in that mode, which is checked too) */
+    static const int tiled_modes[3] = {4, 2, 16};
+    for (int mi = 0; mi < 3; mi++) {
+        const int s = tiled_modes[mi];
         int was = mkc_scan_set_tiled(s);
         char tg[64];
         typedef struct { int B, L, E, N, opts; const char *tag; } shape;
@@ -2200,6 +2204,13 @@ int main(void) {
     check_gelu_tokens_xent();
     }
     check_copy_cols(37, 7, 3, 2, 12);
+    { /* the one-lane-per-channel forward (new, 2026-11-27): three warps of channels, a part-filled
+       * last tile, then a part-filled last warp (E = 100: 3 warps and 4 channels) */
+        int was = mkc_scan_set_tiled(16);
+        check_scan(4, 517, 96, 16, 15, "N16_lane_3warps");
+        check_scan(2, 301, 100, 16, 15, "N16_lane_tailwarp");
+        mkc_scan_set_tiled(was);
+    }
     check_mask_loss();
     check_sisdr();
     check_pts_ops();

@@ -45,8 +45,10 @@ void *mkc_scratch(size_t bytes);
 int mkc_scan_supported(int N);
 /* The forward (and the backward's checkpoint sweep) use the shared-memory staged kernel
  * (scan_tile.cuh) when the inputs allow it, with 2 or 4 states per lane (s = 2 or 4; any
- * other value: the default); s = 0 forces the register kernel everywhere. Returns the previous
- * setting. For tests, benchmarks and the kernel lab. */
+ * other value: the default); s = 0 forces the register kernel everywhere; s = 16 the
+ * one-lane-per-channel forward (scan_lane.cuh; fp32, N = 16, with an output: a trial mode, not
+ * yet timed), the staged kernel elsewhere. Returns the previous setting. For tests, benchmarks
+ * and the kernel lab. */
 int mkc_scan_set_tiled(int s);
 /* Host-side check of the staged kernel's lane orders (no device needed): the number of
  * violations, 0 when every order is a bijection with the shuffle partners it assumes. */

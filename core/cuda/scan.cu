@@ -21,6 +21,7 @@
 
 #include "core/cuda/common.cuh"
 #include "core/cuda/scan_bwd.cuh"
+#include "core/cuda/scan_lane.cuh"
 #include "core/cuda/scan_tile.cuh"
 
 namespace {
@@ -55,7 +56,15 @@ constexpr int fwd_opt() {
                           : 0);
 }
 constexpr int FWD_S = 2;   // forward: states per lane of the staged kernel (2 or 4): 2 measured 13 % faster (docs/CUDA.md)
-int g_tile_s = FWD_S;      // mkc_scan_set_tiled: the same, or 0 = the register kernel
+// 16: the one-lane-per-channel forward (scan_lane.cuh, lab v7) where it applies (fp32, N = 16,
+// with an output, E a multiple of 4, aligned inputs), else the staged kernel at FWD_S. Written
+// without a GPU (2026-11-27): a trial mode for test_cuda and the lab until it has been timed;
+// a trial build makes it the default with MK_SCAN_FWD_LANE=1 (NVEXTRA=-DMK_SCAN_FWD_LANE=1).
+#ifndef MK_SCAN_FWD_LANE
+#define MK_SCAN_FWD_LANE 0
+#endif
+constexpr int LANE_S = 16;
+int g_tile_s = MK_SCAN_FWD_LANE ? LANE_S : FWD_S; // mkc_scan_set_tiled: 2, 4, 16, or 0 = the register kernel
 
 // 16-byte alignment: what the kernels' vector copies and loads need
 bool al16(const void *ptr) { return ((uintptr_t)ptr % 16) == 0; }
@@ -163,7 +172,16 @@ void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, 
                 const T *Cm, const float *D, const T *z, const float *delta_bias, const float *h0, int B, int L, int E,
                 int softplus) {
     constexpr int N = 4 * P;
-    if (g_tile_s && scan_tile::usable<N>(u, delta, out ? z : (const T *)NULL, Bm, out ? Cm : (const T *)NULL, E)) {
+    if constexpr (N == scan_lane::N && std::is_same<T, float>::value) {
+        if (g_tile_s == LANE_S && out && scan_lane::lane_usable(u, delta, z, Bm, Cm, E, N)) {
+            const scan_lane::args a = {out, h_last, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus};
+            scan_lane::launch<32, 3, 2, 1>(a, mkc_s()); // TT 32, 3 tiles in flight, 2 decays of 16 on the FMA pipe
+            MKC_CHECK_LAUNCH("scan_fwd_lane");
+            return;
+        }
+    }
+    const int ts = g_tile_s == LANE_S ? FWD_S : g_tile_s; // the staged kernel where the lane kernel does not apply
+    if (ts && scan_tile::usable<N>(u, delta, out ? z : (const T *)NULL, Bm, out ? Cm : (const T *)NULL, E)) {
         // the staged kernel (scan_tile.cuh): S states per lane (2 or 4; 4 from N = 64 on, where 2
         // would leave too few channels per block for whole 16-byte copies), 128 threads, FWD_NST
         // tiles in flight, TT steps per tile (short for the wide blocks of small N)
@@ -176,7 +194,7 @@ void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, 
                                                                  delta_bias, h0, B, L, E, softplus, mkc_s());
         };
         if constexpr (N <= 32) {
-            if (g_tile_s == 2) go(std::integral_constant<int, 2>{});
+            if (ts == 2) go(std::integral_constant<int, 2>{});
             else go(std::integral_constant<int, 4>{});
         } else {
             go(std::integral_constant<int, 4>{});
@@ -288,7 +306,7 @@ extern "C" int mkc_scan_lane_map_errors(void) { return lane_maps_errors<0>() + l
 
 extern "C" int mkc_scan_set_tiled(int s) {
     int was = g_tile_s;
-    g_tile_s = (s == 0 || s == 2 || s == 4) ? s : FWD_S;
+    g_tile_s = (s == 0 || s == 2 || s == 4 || s == LANE_S) ? s : FWD_S;
     return was;
 }
 

@@ -30,7 +30,7 @@
 //       loop unrolled by 2). Lab only: on an H100 (2026-11-27) its best configuration,
 //       8/8/8/8 (then a library trial mode), took 465 us at L = 2048 where v5 took 299
 //       (docs/CUDA.md has why); 8/8/8/8 is now among the rows.
-//   v7  tests/bench/cuda/scan_lane.cuh: one lane per channel, all 16 states in registers, no
+//   v7  core/cuda/scan_lane.cuh: one lane per channel, all 16 states in registers, no
 //       shuffles; each warp its own cp.async pipeline; a tile's steps fully unrolled, y as four
 //       partial sums, XF of the 16 decays on the FMA pipe. Swept over TT/NST/XF/W (W warps per
 //       block). Beside it the staged kernel at S = 16 and S = 8 with today's options (the H200's
@@ -66,7 +66,7 @@ extern "C" {
 #include "core/cuda/scan_tile.cuh"
 #include "tests/bench/cuda/scan_bwd_v1.cuh"
 #include "tests/bench/cuda/scan_par.cuh"
-#include "tests/bench/cuda/scan_lane.cuh"
+#include "core/cuda/scan_lane.cuh"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -288,7 +288,8 @@ static int sim_case(int B, int L, int E, int full, const char *tag, mk_rng *r) {
     ssm_scan_forward(ref.data(), hr.data(), u.data(), dl.data(), A.data(), Bm.data(), Cm.data(), full ? D.data() : NULL,
                      full ? z.data() : NULL, full ? bias.data() : NULL, h0.data(), sd);
     scan_lane::args a = {got.data(), hg.data(), u.data(), dl.data(), A.data(), Bm.data(), Cm.data(),
-                         full ? D.data() : NULL, full ? z.data() : NULL, full ? bias.data() : NULL, h0.data(), B, L, E};
+                         full ? D.data() : NULL, full ? z.data() : NULL, full ? bias.data() : NULL, h0.data(), B, L, E,
+                         1};
     scan_lane::simulate<TT, NST, XF>(a);
     const double eo = sim_err(got.data(), ref.data(), BLE), eh = sim_err(hg.data(), hr.data(), BEN);
     const int ok = eo < 1e-5 && eh < 1e-5;
@@ -500,7 +501,7 @@ int main(int argc, char **argv) {
         // v7: one lane per channel, its own pipeline per warp (scan_lane.cuh); TT/NST/XF/W
         if (scan_lane::lane_usable(u, dl, z, Bm, Cm, E, N)) {
             cudaStream_t st = (cudaStream_t)mkc_stream();
-            scan_lane::args la = {out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E};
+            scan_lane::args la = {out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, 1};
 #define V7(TT_, NST_, XF_, W_)                                                                   \
     measure("v7_" #TT_ "/" #NST_ "/" #XF_ "/" #W_, 32 * W_, [&] { scan_lane::launch<TT_, NST_, XF_, W_>(la, st); })
             V7(32, 3, 0, 1);

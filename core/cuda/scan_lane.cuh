@@ -1,4 +1,5 @@
-// scan_lane.cuh — lab v7: the selective-scan forward (N = 16, fp32) with one lane per channel.
+// scan_lane.cuh — the selective-scan forward (N = 16, fp32) with one lane per channel (lab v7;
+// in the library only as a trial mode, mkc_scan_set_tiled(16), until the lab has timed it).
 //
 // Why. The staged kernel (core/cuda/scan_tile.cuh, lab v5, the library's) splits a channel's
 // 16 states over P = 8 lanes so that B·E = 12288 channels make enough warps to hide latency. The
@@ -44,6 +45,7 @@ struct args {
     float *out, *h_last;
     const float *u, *delta, *A, *Bm, *Cm, *D, *z, *delta_bias, *h0;
     int B, L, E;
+    int softplus; // dt = softplus(delta + bias), else delta + bias
 };
 
 // floats of one stage: u, delta, z tiles (TT x 32) and the B, C rows (TT x 16)
@@ -186,7 +188,8 @@ __host__ __device__ __forceinline__ void run_tile(const args &a, const float *st
     for (int j = 0; j < TT; j++) {
         const int t = t0 + j;
         const float uu = st[Y::U + j * 32 + lane];
-        float dt = f_softplus(st[Y::DL + j * 32 + lane] + s.bias);
+        const float r = st[Y::DL + j * 32 + lane] + s.bias;
+        float dt = a.softplus ? f_softplus(r) : r;
         dt = t < a.L ? dt : 0.f; // zero-filled steps past L leave the state alone
         const float dtu = dt * uu;
         // the step's B and C rows, 16-byte broadcast loads (every lane reads the same row)
