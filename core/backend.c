@@ -1594,6 +1594,9 @@ static void mil_att_logits_d(const mamba_backbone *m, const cuda_bb *c, const mk
 
 /* 1 if f describes a model the MIL kernels take, its tensors the sizes the table holds, for a
  * bag of L; else 0 with mk_error naming `what` (the step or the forward) */
+/* the gated branch's scale for this bag (branch drop's 1 / (1 - p); 0 in the struct stands for 1) */
+static float mil_bscale(const mk_mil_frontend *f) { return f->branch_scale > 0.f ? f->branch_scale : 1.f; }
+
 static int mil_front_ok(const mamba_backbone *m, const mk_mil_frontend *f, int L, const char *what) {
     const mk_params *p = m->p;
     const size_t Fs = f->F, Ds = f->D, Hs = f->H;
@@ -1636,9 +1639,13 @@ static void mil_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_mil_frontend
         base = c->yd;
     }
     if (dropout) mkc_mul(o->e, o->e, o->mask, LD);
-    if (NL > 0) mkc_mil_orders(c->orders_d, base, L, f->R, NL, G);
-    bb_forward_dev(m, c, f->gamma >= 0 ? o->mo : o->h, o->e);
-    if (f->gamma >= 0) mkc_mil_gate_forward(o->h, o->e, o->mo, DP(f->gamma), 1.f, L, D);
+    if (f->gamma >= 0 && f->branch_off) { /* branch drop: this bag skips the sequence branch */
+        mkc_copy(o->h, o->e, sizeof(float) * LD);
+    } else {
+        if (NL > 0) mkc_mil_orders(c->orders_d, base, L, f->R, NL, G);
+        bb_forward_dev(m, c, f->gamma >= 0 ? o->mo : o->h, o->e);
+        if (f->gamma >= 0) mkc_mil_gate_forward(o->h, o->e, o->mo, DP(f->gamma), mil_bscale(f), L, D);
+    }
     mil_att_logits_d(m, c, f, o, o->h, L);
     mkc_mil_softmax(o->a, o->s, L);
     mkc_mil_pool(o->z, o->a, o->h, L, D);
@@ -1715,10 +1722,12 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
     }
     c->resident = 1;
     /* the backbone's own draws (drop-path), as mamba_backbone_forward makes them; the orders
-     * drawn here are the identity and are overwritten on the device by mil_forward_dev */
-    draw_orders_host(m, c, 1, L, NULL, NULL, 0, 1, rng);
+     * drawn here are the identity and are overwritten on the device by mil_forward_dev. A bag
+     * whose branch is dropped runs no backbone and so draws nothing, as on the CPU. */
+    const int branch = f->gamma < 0 || !f->branch_off;
+    if (branch) draw_orders_host(m, c, 1, L, NULL, NULL, 0, 1, rng);
     a->B = 1, a->L = L, a->training = 1;
-    if ((NL > 0 && mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL)) ||
+    if ((branch && NL > 0 && mkc_upload(c->dpm_d, c->dpm_h, sizeof(float) * (size_t)NL)) ||
         mkc_upload(o.x, x, sizeof(float) * (size_t)L * F) ||
         (f->dropout > 0 && mkc_upload(o.mask, dmask, sizeof(float) * LD))) {
         mk_error("CUDA: %s", mkc_last_error());
@@ -1741,12 +1750,16 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
     const float *dres;
     if (f->gamma >= 0) {
         mkc_vec_acc(o.de, o.dh, LD);
-        mkc_mil_gate_backward(o.mo, DG(f->gamma), o.dh, DP(f->gamma), 1.f, L, D);
-        dres = bb_backward_dev(m, c, o.mo);
+        if (branch) {
+            mkc_mil_gate_backward(o.mo, DG(f->gamma), o.dh, DP(f->gamma), mil_bscale(f), L, D);
+            dres = bb_backward_dev(m, c, o.mo);
+        } else {
+            dres = NULL; /* the dropped branch: neither the gate nor the backbone has a gradient */
+        }
     } else {
         dres = bb_backward_dev(m, c, o.dh);
     }
-    mkc_vec_acc(o.de, dres, LD);
+    if (dres) mkc_vec_acc(o.de, dres, LD);
     if (f->dropout > 0) mkc_mul(o.de, o.de, o.mask, LD);
     mkc_memset0(o.dh, sizeof(float) * LD); /* relu's backward written, into a zeroed buffer */
     mkc_relu_backward(o.dh, o.de, o.e_pre, LD);

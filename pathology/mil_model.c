@@ -509,13 +509,10 @@ int mil_model_use_device(mil_model *m, int dev) {
 }
 
 int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, int len) {
-    const mil_cfg *c = &m->c;
     const char *r = NULL;
     if (!m->has_bb || m->att_V < 0) r = "a model without an SR-Mamba backbone";
     else if (aux_on(m)) r = "the auxiliary exit (--aux)";
     else if (attend_e(m)) r = "--attend e";
-    else if (c->branch_drop > 0) r = "branch drop (--branch-drop)";
-    else if (o && o->shuffle_inst) r = "--shuffle-instances";
     else if (m->bb.cfg.shuffle_p > 0 && m->bb.cfg.n_layer > 1) r = "a backbone with shuffled scan orders";
     if (r && why) snprintf(why, len, "%s", r);
     return !r;
@@ -548,6 +545,13 @@ int mil_train_bag_cuda(mil_model *m, const float *x, int L, int y, int batch, in
     }
     mk_mil_frontend f;
     mil_frontend(m, &f);
+    /* branch drop's draw, where mil_forward makes it: after the dropout's, before the backbone's */
+    if (m->gamma >= 0) {
+        m->branch_scale = 1.f;
+        if (m->c.branch_drop > 0)
+            m->branch_scale = mk_rng_uniform(&m->bb_rng) < m->c.branch_drop ? 0.f : 1.f / (1.f - m->c.branch_drop);
+        f.branch_off = m->branch_scale == 0.f, f.branch_scale = m->branch_scale;
+    }
     float lg;
     if (mk_cuda_mil_train_step(&m->bb, &m->acts, &f, x, L, y, m->c.dropout > 0 ? m->dmask : NULL, batch, begin,
                                update, ac, &m->bb_rng, &lg))

@@ -150,13 +150,15 @@ int mil_model_use_device(mil_model *m, int dev);
 
 /* 1 if the resident GPU step (mk_cuda_mil_train_step) covers this model trained with o: MambaMIL
  * with or without the residual gate, any number of layers, natural or score order, attention or
- * gated attention, embedding dropout, any batch and clip; else 0 with the reason in why (the
- * auxiliary exit, --attend e, branch drop, --shuffle-instances, a backbone with shuffled orders,
- * the baselines), and the loop runs the backbone alone on the GPU. o NULL: no training options
- * (inference; mil_forward's test for mk_cuda_mil_forward). */
+ * gated attention, embedding dropout, branch drop, --shuffle-instances (the loop permutes the bag
+ * before the step), any batch and clip; else 0 with the reason in why (the auxiliary exit,
+ * --attend e, a backbone with shuffled orders, the baselines), and the loop runs the backbone
+ * alone on the GPU. o NULL: no training options (inference; mil_forward's test for
+ * mk_cuda_mil_forward). */
 int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, int len);
 /* One bag's resident training step on the GPU, as mil_train runs it (its backbone on the GPU):
- * the dropout mask drawn from m->rng as mil_forward draws it, then mk_cuda_mil_train_step with
+ * the dropout mask drawn from m->rng and branch drop's draw from m->bb_rng as mil_forward draws
+ * them, then mk_cuda_mil_train_step with
  * label y, the gradient scaled by 1 / batch, begin (zero the gradients first) and update (AdamW
  * with ac after). Sets m->logit and m->prob; returns 0, or -1 with mk_error. */
 int mil_train_bag_cuda(mil_model *m, const float *x, int L, int y, int batch, int begin, int update,

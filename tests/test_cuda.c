@@ -1961,13 +1961,14 @@ static void check_mil_ops(void) {
  * steps, with a copy back to the host in the middle (prediction's pattern). Exact under the
  * emulation. */
 static void check_mil_step(int res_gate, int n_layer, int order, int gated, float dropout, float drop_path,
-                           const char *tag) {
+                           float branch_drop, const char *tag) {
     const double lim = dev_lim, glim = dev_glim;
     enum { NB = 5, BATCH = 2, STEPS = 6, F = 6 };
     mil_cfg mc;
     mil_cfg_default(&mc, MIL_MAMBA, F);
     mc.D = 16, mc.H = 12, mc.d_state = 4, mc.stride = 3;
     mc.res_gate = res_gate, mc.n_layer = n_layer, mc.order = order, mc.gated = gated, mc.dropout = dropout;
+    mc.branch_drop = branch_drop;
     mil_model cpu, gpu;
     char nm[96];
     if (mil_model_create(&cpu, &mc, 31) || mil_model_create(&gpu, &mc, 31)) {
@@ -1999,7 +2000,7 @@ static void check_mil_step(int res_gate, int n_layer, int order, int gated, floa
     mk_adamw_cfg oc = mk_adamw_defaults(5e-3f, STEPS);
     oc.weight_decay = 0.01f, oc.clip = 0.5f, oc.warmup = 1;
     double lc[STEPS], lgp[STEPS];
-    int rc = 0;
+    int rc = 0, dropped = 0, kept = 0, scale_differs = 0;
     snprintf(nm, sizeof nm, "mil_step_%s_grads", tag);
     for (int s = 0; s < STEPS && !rc; s++) {
         lc[s] = lgp[s] = 0;
@@ -2011,6 +2012,8 @@ static void check_mil_step(int res_gate, int n_layer, int order, int gated, floa
             mil_backward(&cpu, (pc - y) / BATCH, 0.f);
             rc = mil_train_bag_cuda(&gpu, xb[b], L, yb[b], BATCH, j == 0, j == BATCH - 1, &oc);
             lgp[s] += mk_softplusf(gpu.logit) - y * gpu.logit;
+            if (res_gate) dropped += cpu.branch_scale == 0.f, kept += cpu.branch_scale != 0.f;
+            scale_differs += res_gate && gpu.branch_scale != cpu.branch_scale;
         }
         mk_adamw_step(&cpu.p, &oc);
         mk_params_zero_grad(&cpu.p);
@@ -2025,8 +2028,10 @@ static void check_mil_step(int res_gate, int n_layer, int order, int gated, floa
                 "loss %.5f -> %.5f (CPU %.5f -> %.5f), max rel diff %.2e (limit %.0e)", lgp[0], lgp[STEPS - 1], lc[0],
                 lc[STEPS - 1], dl, lim);
     snprintf(nm, sizeof nm, "mil_step_%s_draws", tag);
-    test_report(!rc && !memcmp(&cpu.rng, &gpu.rng, sizeof cpu.rng) && !memcmp(&cpu.bb_rng, &gpu.bb_rng, sizeof cpu.rng),
-                nm, "dropout and backbone generators in step with the CPU's");
+    test_report(!rc && !memcmp(&cpu.rng, &gpu.rng, sizeof cpu.rng) && !memcmp(&cpu.bb_rng, &gpu.bb_rng, sizeof cpu.rng) &&
+                    !scale_differs && (branch_drop == 0.f || (dropped > 0 && kept > 0)),
+                nm, "dropout and backbone generators in step with the CPU's; branch dropped for %d of %d bags (%d "
+                "scales differ)", dropped, dropped + kept, scale_differs);
     int sy = mamba_backbone_cuda_sync_host(&gpu.bb);
     double pe = test_rel_err_f(gpu.p.data, cpu.p.data, cpu.p.total, 1e-6);
     double me = test_rel_err_f(gpu.p.v, cpu.p.v, cpu.p.total, 1e-12);
@@ -2298,8 +2303,11 @@ int main(void) {
     check_ts_forward(TS_BLOCK_SHARED, "shared");
     /* mil train's default (gate, 1 layer, score order, attention) with dropout; then gate off, 2
      * layers, natural order, gated attention, drop-path on */
-    check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, "default_dropout");
-    check_mil_step(0, 2, MIL_ORDER_NATURAL, 1, 0.f, 0.3f, "nogate_2layers_gated");
+    check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, 0.f, "default_dropout");
+    check_mil_step(0, 2, MIL_ORDER_NATURAL, 1, 0.f, 0.3f, 0.f, "nogate_2layers_gated");
+    /* branch drop (the gated branch skipped for some bags, scaled by 1 / (1 - p) for the rest),
+     * with drop-path, so that a dropped bag must also skip the backbone's draws */
+    check_mil_step(1, 2, MIL_ORDER_SCORE, 0, 0.25f, 0.3f, 0.5f, "branch_drop");
     /* inference on the device: the default model, then gate off, 2 layers, natural order, gated */
     check_mil_forward(1, 1, MIL_ORDER_SCORE, 0, "default");
     check_mil_forward(0, 2, MIL_ORDER_NATURAL, 1, "nogate_2layers_gated");

@@ -204,6 +204,15 @@ $MK mil train "$bags" $b --device cuda -o "$tmp/ng.mkm" >/dev/null 2>"$tmp/err";
 [ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/nc.mkm" ] &&
   cmp -s "$tmp/nc.mkm" "$tmp/ng.mkm" && ! cmp -s "$tmp/nc.mkm" "$tmp/mc.mkm"
 ok $? mil_variant_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+# branch drop (its draw made on the host where mil_forward makes it; test_cuda's mil_step_branch_drop
+# adds drop-path, whose draws a dropped bag must skip) and a fresh instance order per
+# presentation: covered by the resident step since the twenty-second session
+c="$a --branch-drop 0.4 --shuffle-instances --layers 2"
+$MK mil train "$bags" $c --device cpu -o "$tmp/bc.mkm" >/dev/null 2>&1
+$MK mil train "$bags" $c --device cuda -o "$tmp/bg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/bc.mkm" ] &&
+  cmp -s "$tmp/bc.mkm" "$tmp/bg.mkm" && ! cmp -s "$tmp/bc.mkm" "$tmp/mc.mkm"
+ok $? mil_branch_drop_shuffle_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
 # the check itself: another seed must not pass as the same model
 $MK mil train "$bags" $a --seed 2 --device cpu -o "$tmp/m2.mkm" >/dev/null 2>&1
 [ -s "$tmp/m2.mkm" ] && ! cmp -s "$tmp/mc.mkm" "$tmp/m2.mkm"; ok $? mil_compare_discriminates
