@@ -1592,10 +1592,11 @@ static void mil_att_logits_d(const mamba_backbone *m, const cuda_bb *c, const mk
     mkc_mil_att_score(o->s, o->t, f->att_U >= 0 ? o->g : NULL, DP(f->att_w), L, f->H);
 }
 
-/* 1 if f describes a model the MIL kernels take, its tensors the sizes the table holds, for a
- * bag of L; else 0 with mk_error naming `what` (the step or the forward) */
 /* the gated branch's scale for this bag (branch drop's 1 / (1 - p); 0 in the struct stands for 1) */
 static float mil_bscale(const mk_mil_frontend *f) { return f->branch_scale > 0.f ? f->branch_scale : 1.f; }
+
+/* 1 if f describes a model the MIL kernels take, its tensors the sizes the table holds, for a
+ * bag of L; else 0 with mk_error naming `what` (the step or the forward) */
 
 static int mil_front_ok(const mamba_backbone *m, const mk_mil_frontend *f, int L, const char *what) {
     const mk_params *p = m->p;
@@ -1646,7 +1647,7 @@ static void mil_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_mil_frontend
         bb_forward_dev(m, c, f->gamma >= 0 ? o->mo : o->h, o->e);
         if (f->gamma >= 0) mkc_mil_gate_forward(o->h, o->e, o->mo, DP(f->gamma), mil_bscale(f), L, D);
     }
-    mil_att_logits_d(m, c, f, o, o->h, L);
+    mil_att_logits_d(m, c, f, o, f->attend_e ? o->e : o->h, L);
     mkc_mil_softmax(o->a, o->s, L);
     mkc_mil_pool(o->z, o->a, o->h, L, D);
     mkc_mil_head(o->lg, o->z, DP(f->cls_w), DP(f->cls_b), y, batch, D);
@@ -1744,8 +1745,11 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
     mkc_mil_softmax_backward(o.da, o.a, L);
     mkc_mil_att_score_backward(o.dt, gated ? o.dg : NULL, DG(f->att_w), o.da, o.t, gated ? o.g : NULL, DP(f->att_w),
                                L, H);
-    mkc_linear_backward(o.dh, DG(f->att_V), DG(f->att_Vb), o.dt, o.h, DP(f->att_V), L, D, H);
-    if (gated) mkc_linear_backward(o.dh, DG(f->att_U), DG(f->att_Ub), o.dg, o.h, DP(f->att_U), L, D, H);
+    /* the attention's own gradient goes to what it read: h, or with --attend e the embedding */
+    float *dk = f->attend_e ? o.de : o.dh;
+    const float *k = f->attend_e ? o.e : o.h;
+    mkc_linear_backward(dk, DG(f->att_V), DG(f->att_Vb), o.dt, k, DP(f->att_V), L, D, H);
+    if (gated) mkc_linear_backward(dk, DG(f->att_U), DG(f->att_Ub), o.dg, k, DP(f->att_U), L, D, H);
     c->fwd_ok = 1;
     const float *dres;
     if (f->gamma >= 0) {

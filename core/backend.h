@@ -256,6 +256,7 @@ typedef struct {
     int att_V, att_Vb, att_U, att_Ub, att_w; /* att_U, att_Ub -1: plain attention */
     int cls_w, cls_b;
     int gamma;         /* the residual gate (D), or -1: h is the backbone's output */
+    int attend_e;      /* --attend e: the attention weights from e (after dropout), h pooled */
     /* branch drop, drawn by the step's caller for this bag (a forward leaves both 0): branch_off
      * 1 drops the gated branch (h = e: no backbone pass, none of its draws); else h = e +
      * branch_scale * gamma * out, where a branch_scale of 0 stands for 1 */

@@ -512,7 +512,6 @@ int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, 
     const char *r = NULL;
     if (!m->has_bb || m->att_V < 0) r = "a model without an SR-Mamba backbone";
     else if (aux_on(m)) r = "the auxiliary exit (--aux)";
-    else if (attend_e(m)) r = "--attend e";
     else if (m->bb.cfg.shuffle_p > 0 && m->bb.cfg.n_layer > 1) r = "a backbone with shuffled scan orders";
     if (r && why) snprintf(why, len, "%s", r);
     return !r;
@@ -527,6 +526,7 @@ static void mil_frontend(const mil_model *m, mk_mil_frontend *f) {
     f->fmean = m->fmean, f->fstd = m->fstd, f->emb_w = m->emb_w, f->emb_b = m->emb_b;
     f->att_V = m->att_V, f->att_Vb = m->att_Vb, f->att_U = m->att_U, f->att_Ub = m->att_Ub, f->att_w = m->att_w;
     f->cls_w = m->cls_w, f->cls_b = m->cls_b, f->gamma = m->gamma;
+    f->attend_e = attend_e(m);
 }
 
 int mil_train_bag_cuda(mil_model *m, const float *x, int L, int y, int batch, int begin, int update,

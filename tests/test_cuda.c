@@ -1961,14 +1961,14 @@ static void check_mil_ops(void) {
  * steps, with a copy back to the host in the middle (prediction's pattern). Exact under the
  * emulation. */
 static void check_mil_step(int res_gate, int n_layer, int order, int gated, float dropout, float drop_path,
-                           float branch_drop, const char *tag) {
+                           float branch_drop, int attend_e, const char *tag) {
     const double lim = dev_lim, glim = dev_glim;
     enum { NB = 5, BATCH = 2, STEPS = 6, F = 6 };
     mil_cfg mc;
     mil_cfg_default(&mc, MIL_MAMBA, F);
     mc.D = 16, mc.H = 12, mc.d_state = 4, mc.stride = 3;
     mc.res_gate = res_gate, mc.n_layer = n_layer, mc.order = order, mc.gated = gated, mc.dropout = dropout;
-    mc.branch_drop = branch_drop;
+    mc.branch_drop = branch_drop, mc.attend_e = attend_e;
     mil_model cpu, gpu;
     char nm[96];
     if (mil_model_create(&cpu, &mc, 31) || mil_model_create(&gpu, &mc, 31)) {
@@ -2066,14 +2066,14 @@ static int mil_fwd_pair(mil_model *cpu, mil_model *gpu, const float *x, int L, f
  * host's table goes up while the device's is not resident); then one resident training step on
  * each side and forwards that must read the device's newer weights, not the host's stale copy.
  * gpu_forwards shows that mil_forward took the device path. Exact under the emulation. */
-static void check_mil_forward(int res_gate, int n_layer, int order, int gated, const char *tag) {
+static void check_mil_forward(int res_gate, int n_layer, int order, int gated, int attend_e, const char *tag) {
     const double lim = dev_lim;
     enum { F = 6, NB = 3 };
     static const int Lb[NB] = {37, 203, 5};
     mil_cfg mc;
     mil_cfg_default(&mc, MIL_MAMBA, F);
     mc.D = 16, mc.H = 12, mc.d_state = 4, mc.stride = 3;
-    mc.res_gate = res_gate, mc.n_layer = n_layer, mc.order = order, mc.gated = gated;
+    mc.res_gate = res_gate, mc.n_layer = n_layer, mc.order = order, mc.gated = gated, mc.attend_e = attend_e;
     mil_model cpu, gpu;
     char nm[96];
     snprintf(nm, sizeof nm, "mil_forward_%s", tag);
@@ -2303,14 +2303,17 @@ int main(void) {
     check_ts_forward(TS_BLOCK_SHARED, "shared");
     /* mil train's default (gate, 1 layer, score order, attention) with dropout; then gate off, 2
      * layers, natural order, gated attention, drop-path on */
-    check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, 0.f, "default_dropout");
-    check_mil_step(0, 2, MIL_ORDER_NATURAL, 1, 0.f, 0.3f, 0.f, "nogate_2layers_gated");
+    check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, 0.f, 0, "default_dropout");
+    check_mil_step(0, 2, MIL_ORDER_NATURAL, 1, 0.f, 0.3f, 0.f, 0, "nogate_2layers_gated");
     /* branch drop (the gated branch skipped for some bags, scaled by 1 / (1 - p) for the rest),
      * with drop-path, so that a dropped bag must also skip the backbone's draws */
-    check_mil_step(1, 2, MIL_ORDER_SCORE, 0, 0.25f, 0.3f, 0.5f, "branch_drop");
+    check_mil_step(1, 2, MIL_ORDER_SCORE, 0, 0.25f, 0.3f, 0.5f, 0, "branch_drop");
+    /* --attend e: the attention from the embedding (after dropout), gated attention, h pooled */
+    check_mil_step(1, 1, MIL_ORDER_SCORE, 1, 0.25f, 0.f, 0.f, 1, "attend_e_gated");
     /* inference on the device: the default model, then gate off, 2 layers, natural order, gated */
-    check_mil_forward(1, 1, MIL_ORDER_SCORE, 0, "default");
-    check_mil_forward(0, 2, MIL_ORDER_NATURAL, 1, "nogate_2layers_gated");
+    check_mil_forward(1, 1, MIL_ORDER_SCORE, 0, 0, "default");
+    check_mil_forward(0, 2, MIL_ORDER_NATURAL, 1, 0, "nogate_2layers_gated");
+    check_mil_forward(1, 1, MIL_ORDER_SCORE, 1, 1, "attend_e_gated");
 
     return test_exit();
 }

@@ -228,6 +228,17 @@ for f in mc ng; do
   [ $rc = 0 ] && [ -s "$tmp/$f.pc" ] && ! grep -q "GPU forward failed" "$tmp/err" && cmp -s "$tmp/$f.pc" "$tmp/$f.pg"
   ok $? "mil_predict_${f}_equals_cpu" "rc=$rc $(tail -c 200 "$tmp/err")"
 done
+# --attend e (the attention from the embedding): the resident step and forward since the
+# twenty-second session
+$MK mil train "$bags" $a --attend e --device cpu -o "$tmp/ec.mkm" >/dev/null 2>&1
+$MK mil train "$bags" $a --attend e --device cuda -o "$tmp/eg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/ec.mkm" ] &&
+  cmp -s "$tmp/ec.mkm" "$tmp/eg.mkm" && ! cmp -s "$tmp/ec.mkm" "$tmp/mc.mkm"
+ok $? mil_attend_e_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
+$MK mil predict "$bags" --model "$tmp/ec.mkm" --json --quiet --device cpu >"$tmp/ec.pc" 2>/dev/null
+$MK mil predict "$bags" --model "$tmp/ec.mkm" --json --quiet --device cuda >"$tmp/ec.pg" 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && [ -s "$tmp/ec.pc" ] && ! grep -q "GPU forward failed" "$tmp/err" && cmp -s "$tmp/ec.pc" "$tmp/ec.pg"
+ok $? mil_predict_attend_e_equals_cpu "rc=$rc $(tail -c 200 "$tmp/err")"
 # outside the step's scope (the auxiliary exit): one notice, the backbone path, still the CPU's file
 $MK mil train "$bags" $a --aux 0.5 --device cpu -o "$tmp/xc.mkm" >/dev/null 2>&1
 $MK mil train "$bags" $a --aux 0.5 --device cuda -o "$tmp/xg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
