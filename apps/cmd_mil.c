@@ -98,8 +98,7 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "                      the CPU with a notice; small bags may run faster on the CPU)\n"
             "  --gpu-step S        full | backbone: with cuda, every op of the training step on the GPU\n"
             "                      (parameters, gradients and moments resident; the score order sorted\n"
-            "                      there), or only the SR-Mamba backbone, per call (default full; --aux\n"
-            "                      uses backbone)\n" ENCODER_HELP,
+            "                      there), or only the SR-Mamba backbone, per call (default full)\n" ENCODER_HELP,
             mil_type_names[o->c.type], o->c.D, o->c.H, o->c.n_layer, o->c.stride, o->c.d_state, o->c.res_gate, o->c.branch_drop,
             o->c.dropout, mil_order_names[o->c.order], o->c.aux, o->c.attend_e ? "e" : "h",
             o->t.epochs, o->t.lr, o->t.weight_decay, o->t.batch, o->t.clip, o->t.seed);

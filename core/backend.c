@@ -166,12 +166,12 @@ int mk_cuda_ts_forward(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const mk
 }
 int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L, int y,
                            const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *c, mk_rng *rng,
-                           float *logit) {
+                           float *logit, float *aux_logit) {
     mk_error("this build has no CUDA support");
     return -1;
 }
 int mk_cuda_mil_forward(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L,
-                        float *logit, float *att) {
+                        float *logit, float *aux_logit, float *att) {
     mk_error("this build has no CUDA support");
     return -1;
 }
@@ -1569,27 +1569,51 @@ int mk_cuda_ts_train_step(mamba_backbone *bbs, mamba_acts *acts, int n_bb, const
  * from the front end's buffer like cls_layout's */
 typedef struct {
     float *x, *xs, *e_pre, *e, *mask, *h, *mo, *dh, *de, *t, *g, *dt, *dg, *s, *a, *da, *z, *lg;
+    float *t2, *g2, *s2, *a2, *z2, *lg2; /* the auxiliary exit's pooling of e (f->aux > 0, else empty) */
 } mil_bufs;
 static size_t mil_layout(const mk_mil_frontend *f, int L, float *base, mil_bufs *o) {
     const size_t LF = (size_t)L * f->F, LD = (size_t)L * f->D, LH = (size_t)L * f->H, Ls = (size_t)L;
-    const size_t sz[] = {LF, LF, LD, LD, LD, LD, LD, LD, LD, LH, LH, LH, LH, Ls, Ls, Ls, (size_t)f->D, 2};
+    const size_t X = f->aux > 0; /* the auxiliary exit's buffers, or none */
+    const size_t sz[] = {LF, LF, LD, LD, LD, LD, LD, LD, LD, LH, LH, LH, LH, Ls, Ls, Ls, (size_t)f->D, 2,
+                         X * LH, X * LH, X * Ls, X * Ls, X * f->D, X * 2};
     float **dst[] = {&o->x,  &o->xs, &o->e_pre, &o->e,  &o->mask, &o->h, &o->mo, &o->dh, &o->de,
-                     &o->t,  &o->g,  &o->dt,    &o->dg, &o->s,    &o->a, &o->da, &o->z,  &o->lg};
+                     &o->t,  &o->g,  &o->dt,    &o->dg, &o->s,    &o->a, &o->da, &o->z,  &o->lg,
+                     &o->t2, &o->g2, &o->s2,    &o->a2, &o->z2,   &o->lg2};
     return carve(base, sz, dst, sizeof sz / sizeof *sz);
 }
 
 /* att_logits on the device: t = tanh(V v + bV), g = sigm(U v + bU) (gated), s = w^T (t [* g]) */
-static void mil_att_logits_d(const mamba_backbone *m, const cuda_bb *c, const mk_mil_frontend *f, const mil_bufs *o,
-                             const float *v, int L) {
+static void mil_att_logits_into(const mamba_backbone *m, const cuda_bb *c, const mk_mil_frontend *f, float *t,
+                                float *g, float *s, const float *v, int L) {
     const mk_params *p = m->p;
     const size_t LH = (size_t)L * f->H;
-    mkc_linear_forward(o->t, v, DP(f->att_V), DP(f->att_Vb), L, f->D, f->H);
-    mkc_tanh_forward(o->t, o->t, LH);
+    mkc_linear_forward(t, v, DP(f->att_V), DP(f->att_Vb), L, f->D, f->H);
+    mkc_tanh_forward(t, t, LH);
     if (f->att_U >= 0) {
-        mkc_linear_forward(o->g, v, DP(f->att_U), DP(f->att_Ub), L, f->D, f->H);
-        mkc_sigmoid_forward(o->g, o->g, LH);
+        mkc_linear_forward(g, v, DP(f->att_U), DP(f->att_Ub), L, f->D, f->H);
+        mkc_sigmoid_forward(g, g, LH);
     }
-    mkc_mil_att_score(o->s, o->t, f->att_U >= 0 ? o->g : NULL, DP(f->att_w), L, f->H);
+    mkc_mil_att_score(s, t, f->att_U >= 0 ? g : NULL, DP(f->att_w), L, f->H);
+}
+static void mil_att_logits_d(const mamba_backbone *m, const cuda_bb *c, const mk_mil_frontend *f, const mil_bufs *o,
+                             const float *v, int L) {
+    mil_att_logits_into(m, c, f, o->t, o->g, o->s, v, L);
+}
+
+/* pool_backward on the device for one exit (the logit and its gradient in lg, the pooling's
+ * activations t, g, a, z of values v pooled with attention from k): the classifier's and the
+ * attention's gradients, dv += the pooling's, dk += the attention's (dk may be dv) */
+static void mil_pool_backward_d(const mamba_backbone *m, const cuda_bb *c, const mk_mil_frontend *f, const mil_bufs *o,
+                                const float *lg, const float *v, const float *k, const float *t, const float *g,
+                                const float *a, const float *z, float *dv, float *dk, int L) {
+    const mk_params *p = m->p;
+    const int gated = f->att_U >= 0, D = f->D, H = f->H;
+    mkc_mil_pool_backward(dv, o->da, DG(f->cls_w), DG(f->cls_b), lg, v, a, z, DP(f->cls_w), L, D);
+    mkc_mil_softmax_backward(o->da, a, L);
+    mkc_mil_att_score_backward(o->dt, gated ? o->dg : NULL, DG(f->att_w), o->da, t, gated ? g : NULL, DP(f->att_w), L,
+                               H);
+    mkc_linear_backward(dk, DG(f->att_V), DG(f->att_Vb), o->dt, k, DP(f->att_V), L, D, H);
+    if (gated) mkc_linear_backward(dk, DG(f->att_U), DG(f->att_Ub), o->dg, k, DP(f->att_U), L, D, H);
 }
 
 /* the gated branch's scale for this bag (branch drop's 1 / (1 - p); 0 in the struct stands for 1) */
@@ -1651,6 +1675,13 @@ static void mil_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_mil_frontend
     mkc_mil_softmax(o->a, o->s, L);
     mkc_mil_pool(o->z, o->a, o->h, L, D);
     mkc_mil_head(o->lg, o->z, DP(f->cls_w), DP(f->cls_b), y, batch, D);
+    if (f->aux > 0) { /* the auxiliary exit: the same pooling and classifier on e alone */
+        mil_att_logits_into(m, c, f, o->t2, o->g2, o->s2, o->e, L);
+        mkc_mil_softmax(o->a2, o->s2, L);
+        mkc_mil_pool(o->z2, o->a2, o->e, L, D);
+        mkc_mil_head(o->lg2, o->z2, DP(f->cls_w), DP(f->cls_b), y, batch, D);
+        mkc_vec_scale(o->lg2 + 1, f->aux, 1); /* its loss's weight: aux (sigm(l_e) - y) / batch */
+    }
 }
 
 /* The MIL buffers for a bag of L on c (grown on demand) and the backbone's activations; 0 or -1
@@ -1665,7 +1696,7 @@ static int mil_bufs_get(const mamba_backbone *m, cuda_bb *c, const mk_mil_fronte
 }
 
 int mk_cuda_mil_forward(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L,
-                        float *logit, float *att) {
+                        float *logit, float *aux_logit, float *att) {
     if (m->device != MK_DEV_CUDA) return -1;
     if (!mil_front_ok(m, f, L, "forward")) return -1;
     cuda_bb *c = bb_get(m);
@@ -1686,21 +1717,21 @@ int mk_cuda_mil_forward(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend 
         return -1;
     }
     mil_forward_dev(m, c, f, &o, L, 0, 0.f, 1);
-    float lg = NAN;
-    if (mkc_download(&lg, o.lg, sizeof(float)) || (att && mkc_download(att, o.a, sizeof(float) * (size_t)L)) ||
-        mkc_sync()) {
+    float lg = NAN, lg2 = 0.f;
+    if (mkc_download(&lg, o.lg, sizeof(float)) || (f->aux > 0 && mkc_download(&lg2, o.lg2, sizeof(float))) ||
+        (att && mkc_download(att, o.a, sizeof(float) * (size_t)L)) || mkc_sync()) {
         mk_error("CUDA MIL forward: %s", mkc_last_error());
         return -1;
     }
     if (logit) *logit = lg;
+    if (aux_logit) *aux_logit = lg2;
     return 0;
 }
 
 int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L, int y,
                            const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *cfg,
-                           mk_rng *rng, float *logit) {
+                           mk_rng *rng, float *logit, float *aux_logit) {
     const mk_params *p = m->p;
-    const int gated = f->att_U >= 0;
     if (!mil_front_ok(m, f, L, "step")) return -1;
     if (batch < 1 || (f->dropout > 0 && !dmask)) {
         mk_error("CUDA MIL step: %s", batch < 1 ? "batch below 1" : "dropout without its mask");
@@ -1713,7 +1744,7 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
     if (m->device != MK_DEV_CUDA && mamba_backbone_set_device(m, MK_DEV_CUDA)) return -1;
     cuda_bb *c = bb_get(m);
     if (!c) return -1;
-    const int F = f->F, D = f->D, H = f->H, NL = m->cfg.n_layer;
+    const int F = f->F, D = f->D, NL = m->cfg.n_layer;
     const size_t LD = (size_t)L * D;
     mil_bufs o;
     if (mil_bufs_get(m, c, f, L, &o) || bb_moments(m, c)) return -1;
@@ -1738,18 +1769,12 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
 
     mil_forward_dev(m, c, f, &o, L, f->dropout > 0, (float)y, batch);
 
-    /* backward: mil_backward op for op, gradients accumulating over the optimiser step's bags */
+    /* backward: mil_backward op for op, gradients accumulating over the optimiser step's bags;
+     * the attention's own gradient goes to what it read: h, or with --attend e the embedding */
     mkc_memset0(o.dh, sizeof(float) * LD);
     mkc_memset0(o.de, sizeof(float) * LD);
-    mkc_mil_pool_backward(o.dh, o.da, DG(f->cls_w), DG(f->cls_b), o.lg, o.h, o.a, o.z, DP(f->cls_w), L, D);
-    mkc_mil_softmax_backward(o.da, o.a, L);
-    mkc_mil_att_score_backward(o.dt, gated ? o.dg : NULL, DG(f->att_w), o.da, o.t, gated ? o.g : NULL, DP(f->att_w),
-                               L, H);
-    /* the attention's own gradient goes to what it read: h, or with --attend e the embedding */
-    float *dk = f->attend_e ? o.de : o.dh;
-    const float *k = f->attend_e ? o.e : o.h;
-    mkc_linear_backward(dk, DG(f->att_V), DG(f->att_Vb), o.dt, k, DP(f->att_V), L, D, H);
-    if (gated) mkc_linear_backward(dk, DG(f->att_U), DG(f->att_Ub), o.dg, k, DP(f->att_U), L, D, H);
+    mil_pool_backward_d(m, c, f, &o, o.lg, o.h, f->attend_e ? o.e : o.h, o.t, o.g, o.a, o.z, o.dh,
+                        f->attend_e ? o.de : o.dh, L);
     c->fwd_ok = 1;
     const float *dres;
     if (f->gamma >= 0) {
@@ -1764,17 +1789,21 @@ int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_fronte
         dres = bb_backward_dev(m, c, o.dh);
     }
     if (dres) mkc_vec_acc(o.de, dres, LD);
+    /* the auxiliary exit's pooling of e, after the branch's as on the CPU */
+    if (f->aux > 0) mil_pool_backward_d(m, c, f, &o, o.lg2, o.e, o.e, o.t2, o.g2, o.a2, o.z2, o.de, o.de, L);
     if (f->dropout > 0) mkc_mul(o.de, o.de, o.mask, LD);
     mkc_memset0(o.dh, sizeof(float) * LD); /* relu's backward written, into a zeroed buffer */
     mkc_relu_backward(o.dh, o.de, o.e_pre, LD);
     mkc_linear_backward(NULL, DG(f->emb_w), DG(f->emb_b), o.dh, o.xs, DP(f->emb_w), L, F, D);
     if (update) bb_adamw(m, c, cfg);
-    float lg = NAN;
-    if (mkc_download(&lg, o.lg, sizeof(float)) || mkc_sync()) {
+    float lg = NAN, lg2 = 0.f;
+    if (mkc_download(&lg, o.lg, sizeof(float)) || (f->aux > 0 && mkc_download(&lg2, o.lg2, sizeof(float))) ||
+        mkc_sync()) {
         mk_error("CUDA MIL step: %s", mkc_last_error());
         return -1;
     }
     if (logit) *logit = lg;
+    if (aux_logit) *aux_logit = lg2;
     return 0;
 }
 

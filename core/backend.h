@@ -257,6 +257,8 @@ typedef struct {
     int cls_w, cls_b;
     int gamma;         /* the residual gate (D), or -1: h is the backbone's output */
     int attend_e;      /* --attend e: the attention weights from e (after dropout), h pooled */
+    float aux;         /* > 0: the auxiliary exit, the same pooling and classifier on e alone
+                          (logit l_e; loss + aux BCE(l_e), its gradient aux (sigm(l_e) - y) / batch) */
     /* branch drop, drawn by the step's caller for this bag (a forward leaves both 0): branch_off
      * 1 drops the gated branch (h = e: no backbone pass, none of its draws); else h = e +
      * branch_scale * gamma * out, where a branch_scale of 0 stands for 1 */
@@ -271,22 +273,25 @@ typedef struct {
  * score order is computed and sorted on the device and the backbone's orders built there. Up go
  * the bag's features x (L, F), its label y (0/1) and, with dropout, the embedding's mask dmask
  * (L, D) drawn on the host as the CPU draws it; the backbone's own draws (drop-path) are made
- * from rng as mamba_backbone_forward makes them. Only the logit comes down (*logit; the caller
- * computes the loss and probability from it as the CPU does). Returns 0, or -1 with mk_error
+ * from rng as mamba_backbone_forward makes them. Only the logit comes down (*logit, and with the
+ * auxiliary exit its logit *aux_logit, which may be NULL; the caller computes the loss and
+ * probability from them as the CPU does). Returns 0, or -1 with mk_error
  * (no device, a bad shape or label, a backbone drawing shuffled orders, out of memory, a failed
  * launch). Parameters stay on the GPU until mamba_backbone_cuda_sync_host. */
 int mk_cuda_mil_train_step(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L, int y,
                            const float *dmask, int batch, int begin, int update, const mk_adamw_cfg *c, mk_rng *rng,
-                           float *logit);
+                           float *logit, float *aux_logit);
 
 /* The same model's forward on the GPU for one bag (inference: no dropout or drop-path, nothing
  * kept for a backward), mil_forward(..., training 0) op for op: the bag's features x (L, F) go
- * up, the logit (*logit) and, if att is not NULL, the attention weights att (L) come down. Uses
+ * up, the logit (*logit; with the auxiliary exit its logit too, *aux_logit, which may be NULL:
+ * the caller mixes them as the model says) and, if att is not NULL, the attention weights att (L)
+ * come down. Uses
  * the resident parameters if a training step left them there, else uploads the host's (and
  * leaves them non-resident). 0, or -1 (not on a GPU, or an error in mk_error: shapes the step
  * does not take, out of memory, a failed launch). */
 int mk_cuda_mil_forward(mamba_backbone *m, mamba_acts *a, const mk_mil_frontend *f, const float *x, int L,
-                        float *logit, float *att);
+                        float *logit, float *aux_logit, float *att);
 
 /* Benchmark the CUDA scan at (B, L, E, N) on random Mamba-shaped inputs
  * (S4D-real A, D, z, softplus dt): res[0] forward us, res[1] backward us

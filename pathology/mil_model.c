@@ -371,8 +371,8 @@ static int forward_on_device(mil_model *m, const float *x, int L) {
     if (!m->has_bb || m->bb.device != MK_DEV_CUDA || !mil_gpu_step_covers(m, NULL, NULL, 0)) return -1;
     mk_mil_frontend f;
     mil_frontend(m, &f);
-    float lg;
-    if (mk_cuda_mil_forward(&m->bb, &m->acts, &f, x, L, &lg, m->a)) {
+    float lg, lg2;
+    if (mk_cuda_mil_forward(&m->bb, &m->acts, &f, x, L, &lg, &lg2, m->a)) {
         static int told;
         if (!told++)
             fprintf(stderr, "mambakit: mil: the GPU forward failed (%s); the embedding, pooling and classifier run "
@@ -380,8 +380,9 @@ static int forward_on_device(mil_model *m, const float *x, int L) {
         return -1;
     }
     m->logit = lg;
-    m->aux_logit = 0.f;
-    m->prob = mk_sigmoidf(lg);
+    m->aux_logit = aux_on(m) ? lg2 : 0.f;
+    if (aux_on(m) && m->c.aux_mix) m->logit = 0.5f * (m->logit + m->aux_logit); /* as mil_forward mixes */
+    m->prob = mk_sigmoidf(m->logit);
     if (m->gamma >= 0) m->branch_scale = 1.f;
     m->gpu_forwards++;
     return 0;
@@ -511,7 +512,6 @@ int mil_model_use_device(mil_model *m, int dev) {
 int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, int len) {
     const char *r = NULL;
     if (!m->has_bb || m->att_V < 0) r = "a model without an SR-Mamba backbone";
-    else if (aux_on(m)) r = "the auxiliary exit (--aux)";
     else if (m->bb.cfg.shuffle_p > 0 && m->bb.cfg.n_layer > 1) r = "a backbone with shuffled scan orders";
     if (r && why) snprintf(why, len, "%s", r);
     return !r;
@@ -527,6 +527,7 @@ static void mil_frontend(const mil_model *m, mk_mil_frontend *f) {
     f->att_V = m->att_V, f->att_Vb = m->att_Vb, f->att_U = m->att_U, f->att_Ub = m->att_Ub, f->att_w = m->att_w;
     f->cls_w = m->cls_w, f->cls_b = m->cls_b, f->gamma = m->gamma;
     f->attend_e = attend_e(m);
+    f->aux = aux_on(m) ? m->c.aux : 0.f;
 }
 
 int mil_train_bag_cuda(mil_model *m, const float *x, int L, int y, int batch, int begin, int update,
@@ -552,12 +553,12 @@ int mil_train_bag_cuda(mil_model *m, const float *x, int L, int y, int batch, in
             m->branch_scale = mk_rng_uniform(&m->bb_rng) < m->c.branch_drop ? 0.f : 1.f / (1.f - m->c.branch_drop);
         f.branch_off = m->branch_scale == 0.f, f.branch_scale = m->branch_scale;
     }
-    float lg;
+    float lg, lg2;
     if (mk_cuda_mil_train_step(&m->bb, &m->acts, &f, x, L, y, m->c.dropout > 0 ? m->dmask : NULL, batch, begin,
-                               update, ac, &m->bb_rng, &lg))
+                               update, ac, &m->bb_rng, &lg, &lg2))
         return -1;
     m->logit = lg;
-    m->aux_logit = 0.f;
+    m->aux_logit = aux_on(m) ? lg2 : 0.f;
     m->prob = mk_sigmoidf(lg);
     return 0;
 }
@@ -645,7 +646,7 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
             float daux = 0.f;
             if (aux_on(m)) {
                 loss += m->c.aux * (mk_softplusf(m->aux_logit) - y * m->aux_logit);
-                daux = m->c.aux * (mk_sigmoidf(m->aux_logit) - y) / batch;
+                daux = m->c.aux * ((mk_sigmoidf(m->aux_logit) - y) / batch); /* the device step's order */
             }
             correct += (pr1 >= 0.5f) == (b->label[i] == 1);
             if (resident) continue; /* backward and AdamW ran on the device */

@@ -1961,14 +1961,14 @@ static void check_mil_ops(void) {
  * steps, with a copy back to the host in the middle (prediction's pattern). Exact under the
  * emulation. */
 static void check_mil_step(int res_gate, int n_layer, int order, int gated, float dropout, float drop_path,
-                           float branch_drop, int attend_e, const char *tag) {
+                           float branch_drop, int attend_e, float aux, const char *tag) {
     const double lim = dev_lim, glim = dev_glim;
     enum { NB = 5, BATCH = 2, STEPS = 6, F = 6 };
     mil_cfg mc;
     mil_cfg_default(&mc, MIL_MAMBA, F);
     mc.D = 16, mc.H = 12, mc.d_state = 4, mc.stride = 3;
     mc.res_gate = res_gate, mc.n_layer = n_layer, mc.order = order, mc.gated = gated, mc.dropout = dropout;
-    mc.branch_drop = branch_drop, mc.attend_e = attend_e;
+    mc.branch_drop = branch_drop, mc.attend_e = attend_e, mc.aux = aux;
     mil_model cpu, gpu;
     char nm[96];
     if (mil_model_create(&cpu, &mc, 31) || mil_model_create(&gpu, &mc, 31)) {
@@ -2008,10 +2008,11 @@ static void check_mil_step(int res_gate, int n_layer, int order, int gated, floa
             const int b = (s * BATCH + j) % NB, L = Lb[b];
             const float y = (float)yb[b];
             float pc = mil_forward(&cpu, xb[b], L, 1);
-            lc[s] += mk_softplusf(cpu.logit) - y * cpu.logit;
-            mil_backward(&cpu, (pc - y) / BATCH, 0.f);
+            lc[s] += mk_softplusf(cpu.logit) - y * cpu.logit + aux * (mk_softplusf(cpu.aux_logit) - y * cpu.aux_logit);
+            /* mil_train's gradients: the main exit's, and the auxiliary exit's weighted by aux */
+            mil_backward(&cpu, (pc - y) / BATCH, aux * ((mk_sigmoidf(cpu.aux_logit) - y) / BATCH));
             rc = mil_train_bag_cuda(&gpu, xb[b], L, yb[b], BATCH, j == 0, j == BATCH - 1, &oc);
-            lgp[s] += mk_softplusf(gpu.logit) - y * gpu.logit;
+            lgp[s] += mk_softplusf(gpu.logit) - y * gpu.logit + aux * (mk_softplusf(gpu.aux_logit) - y * gpu.aux_logit);
             if (res_gate) dropped += cpu.branch_scale == 0.f, kept += cpu.branch_scale != 0.f;
             scale_differs += res_gate && gpu.branch_scale != cpu.branch_scale;
         }
@@ -2055,6 +2056,7 @@ static int mil_fwd_pair(mil_model *cpu, mil_model *gpu, const float *x, int L, f
     mil_forward(gpu, x, L, 0);
     *el = fmax(*el, test_rel_err_f(&gpu->logit, &cpu->logit, 1, 1e-6));
     *el = fmax(*el, test_rel_err_f(&gpu->prob, &cpu->prob, 1, 1e-6));
+    *el = fmax(*el, test_rel_err_f(&gpu->aux_logit, &cpu->aux_logit, 1, 1e-6)); /* 0 on both without --aux */
     *ea = fmax(*ea, test_rel_err_f(gpu->a, ra, L, 1e-6));
     return 1;
 }
@@ -2066,7 +2068,8 @@ static int mil_fwd_pair(mil_model *cpu, mil_model *gpu, const float *x, int L, f
  * host's table goes up while the device's is not resident); then one resident training step on
  * each side and forwards that must read the device's newer weights, not the host's stale copy.
  * gpu_forwards shows that mil_forward took the device path. Exact under the emulation. */
-static void check_mil_forward(int res_gate, int n_layer, int order, int gated, int attend_e, const char *tag) {
+static void check_mil_forward(int res_gate, int n_layer, int order, int gated, int attend_e, float aux, int aux_mix,
+                              const char *tag) {
     const double lim = dev_lim;
     enum { F = 6, NB = 3 };
     static const int Lb[NB] = {37, 203, 5};
@@ -2074,6 +2077,7 @@ static void check_mil_forward(int res_gate, int n_layer, int order, int gated, i
     mil_cfg_default(&mc, MIL_MAMBA, F);
     mc.D = 16, mc.H = 12, mc.d_state = 4, mc.stride = 3;
     mc.res_gate = res_gate, mc.n_layer = n_layer, mc.order = order, mc.gated = gated, mc.attend_e = attend_e;
+    mc.aux = aux, mc.aux_mix = aux_mix;
     mil_model cpu, gpu;
     char nm[96];
     snprintf(nm, sizeof nm, "mil_forward_%s", tag);
@@ -2114,7 +2118,7 @@ static void check_mil_forward(int res_gate, int n_layer, int order, int gated, i
     mk_adamw_cfg oc = mk_adamw_defaults(5e-2f, 4);
     oc.warmup = 0;
     float pc = mil_forward(&cpu, xb[1], Lb[1], 1);
-    mil_backward(&cpu, pc - 1.f, 0.f);
+    mil_backward(&cpu, pc - 1.f, aux * ((mk_sigmoidf(cpu.aux_logit) - 1.f) / 1)); /* mil_train's, batch 1 */
     mk_adamw_step(&cpu.p, &oc);
     int rc = mil_train_bag_cuda(&gpu, xb[1], Lb[1], 1, 1, 1, 1, &oc);
     el = ea = 0;
@@ -2303,17 +2307,21 @@ int main(void) {
     check_ts_forward(TS_BLOCK_SHARED, "shared");
     /* mil train's default (gate, 1 layer, score order, attention) with dropout; then gate off, 2
      * layers, natural order, gated attention, drop-path on */
-    check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, 0.f, 0, "default_dropout");
-    check_mil_step(0, 2, MIL_ORDER_NATURAL, 1, 0.f, 0.3f, 0.f, 0, "nogate_2layers_gated");
+    check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, 0.f, 0, 0.f, "default_dropout");
+    check_mil_step(0, 2, MIL_ORDER_NATURAL, 1, 0.f, 0.3f, 0.f, 0, 0.f, "nogate_2layers_gated");
     /* branch drop (the gated branch skipped for some bags, scaled by 1 / (1 - p) for the rest),
      * with drop-path, so that a dropped bag must also skip the backbone's draws */
-    check_mil_step(1, 2, MIL_ORDER_SCORE, 0, 0.25f, 0.3f, 0.5f, 0, "branch_drop");
+    check_mil_step(1, 2, MIL_ORDER_SCORE, 0, 0.25f, 0.3f, 0.5f, 0, 0.f, "branch_drop");
     /* --attend e: the attention from the embedding (after dropout), gated attention, h pooled */
-    check_mil_step(1, 1, MIL_ORDER_SCORE, 1, 0.25f, 0.f, 0.f, 1, "attend_e_gated");
+    check_mil_step(1, 1, MIL_ORDER_SCORE, 1, 0.25f, 0.f, 0.f, 1, 0.f, "attend_e_gated");
+    /* --aux 0.7: the auxiliary exit on e beside the main one; then with gated attention on e */
+    check_mil_step(1, 1, MIL_ORDER_SCORE, 0, 0.25f, 0.f, 0.f, 0, 0.7f, "aux");
+    check_mil_step(1, 2, MIL_ORDER_NATURAL, 1, 0.f, 0.f, 0.f, 1, 0.4f, "aux_attend_e_gated");
     /* inference on the device: the default model, then gate off, 2 layers, natural order, gated */
-    check_mil_forward(1, 1, MIL_ORDER_SCORE, 0, 0, "default");
-    check_mil_forward(0, 2, MIL_ORDER_NATURAL, 1, 0, "nogate_2layers_gated");
-    check_mil_forward(1, 1, MIL_ORDER_SCORE, 1, 1, "attend_e_gated");
+    check_mil_forward(1, 1, MIL_ORDER_SCORE, 0, 0, 0.f, 0, "default");
+    check_mil_forward(0, 2, MIL_ORDER_NATURAL, 1, 0, 0.f, 0, "nogate_2layers_gated");
+    check_mil_forward(1, 1, MIL_ORDER_SCORE, 1, 1, 0.f, 0, "attend_e_gated");
+    check_mil_forward(1, 1, MIL_ORDER_SCORE, 0, 0, 0.5f, 1, "aux_mix"); /* the prediction mixes the two exits */
 
     return test_exit();
 }
