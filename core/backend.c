@@ -674,7 +674,9 @@ int mk_cuda_backbone_forward(mamba_backbone *m, mamba_acts *a, float *out, const
     if (!c) return -1;
     c->fwd_ok = 0;
     size_t TD = (size_t)B * L * m->D;
-    if (bb_prepare(m, c, a, B, L, orders, ps, per_sample, training, rng) || mkc_upload(c->io, x, sizeof(float) * TD)) goto fail;
+    if (bb_prepare(m, c, a, B, L, orders, ps, per_sample, training, rng) ||
+        mkc_upload(c->io, x, sizeof(float) * TD))
+        goto fail;
     bb_forward_dev(m, c, c->io, c->io);
     if (mkc_download(out, c->io, sizeof(float) * TD) || mkc_sync()) goto fail;
     c->fwd_ok = 1;

@@ -153,8 +153,8 @@ int mil_model_use_device(mil_model *m, int dev);
  * gated attention, attention on e (--attend e), the auxiliary exit (--aux, --aux-mix),
  * embedding dropout, branch drop, --shuffle-instances (the loop permutes the bag before the
  * step), any batch and clip; else 0 with the reason in why (a backbone with shuffled orders, the
- * baselines), and the loop runs the backbone alone on the GPU. o NULL: no training options (inference; mil_forward's test for
- * mk_cuda_mil_forward). */
+ * baselines), and the loop runs the backbone alone on the GPU. o NULL: no training options
+ * (inference; mil_forward's test for mk_cuda_mil_forward). */
 int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, int len);
 /* One bag's resident training step on the GPU, as mil_train runs it (its backbone on the GPU):
  * the dropout mask drawn from m->rng and branch drop's draw from m->bb_rng as mil_forward draws

@@ -1269,7 +1269,8 @@ static void check_pts_ops(void) {
             for (int m = 0; m < Mg; m++)
                 for (int d = 0; d < D; d++) acc[g * D + d] += base[((size_t)g * Mg + m) * D + d];
         for (int i = 0; i < ng * D; i++) mref[i] = (float)(acc[i] / Mg);
-        float *dmean = mkc_malloc(sizeof(float) * ng * D), *dv = rnd((size_t)ng * D, -1, 1), *ddv = up(dv, (size_t)ng * D);
+        float *dmean = mkc_malloc(sizeof(float) * ng * D), *dv = rnd((size_t)ng * D, -1, 1);
+        float *ddv = up(dv, (size_t)ng * D);
         MK_ASSERT(mkc_upload(dbase, base, sizeof(float) * nout) == 0);
         mkc_mean_rows(dmean, dbase, ng, Mg, D);
         char nm[64];
@@ -1534,7 +1535,8 @@ static void check_pts_forward(int n_dir, int n_layer, const char *tag) {
     snprintf(nm, sizeof nm, "pts_forward_%s_bad_frontend", tag);
     const int refused = mk_cuda_pts_forward(&gpu.bb, &ga.ma, &bad, rel, ctr, order, NOBJ, NULL, lg) == -1;
     test_report(refused, nm, "%s", refused ? mk_last_error() : "accepted");
-    free(rel), free(ctr), free(order), free(lc), free(fc), free(lg), free(fg), free(lf), free(pcpu), free(pgpu), free(l1);
+    free(rel), free(ctr), free(order), free(lc), free(fc), free(lg), free(fg), free(lf), free(pcpu), free(pgpu);
+    free(l1);
     for (int i = 0; i < NOBJ; i++) points_input_free(&in[i]);
     points_acts_free(&ca), points_acts_free(&ga);
     points_model_free(&cpu), points_model_free(&gpu);

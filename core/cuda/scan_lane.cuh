@@ -285,7 +285,8 @@ inline void simulate(const args &a) {
                 const int kn = k + NST - 1;
                 if (kn < ntile)
                     for (int l = 0; l < 32; l++) issue<TT>(a, wsm + (kn % NST) * lay<TT>::STAGE, b, e0, l, kn);
-                for (int l = 0; l < 32; l++) run_tile<TT, XF>(a, wsm + (k % NST) * lay<TT>::STAGE, b, e0 + l, l, k, s[l]);
+                for (int l = 0; l < 32; l++)
+                    run_tile<TT, XF>(a, wsm + (k % NST) * lay<TT>::STAGE, b, e0 + l, l, k, s[l]);
             }
             for (int l = 0; l < 32; l++) lane_finish(a, b, e0 + l, s[l]);
         }

@@ -313,8 +313,8 @@ static int run_sim(void) {
         const double e = fabs((double)p - q) / q;
         if (e > worst) worst = e;
     }
-    printf("%s scan_lab_sim.ex2_poly  max relative error %.1e over [-60, 0] (limit 1e-6)\n", worst < 1e-6 ? "PASS" : "FAIL",
-           worst);
+    printf("%s scan_lab_sim.ex2_poly  max relative error %.1e over [-60, 0] (limit 1e-6)\n",
+           worst < 1e-6 ? "PASS" : "FAIL", worst);
     ok &= worst < 1e-6;
     return ok ? 0 : 1;
 }
