@@ -57,7 +57,8 @@ constexpr int fwd_opt() {
 }
 constexpr int FWD_S = 2;   // forward: states per lane of the staged kernel (2 or 4): 2 measured 13 % faster (docs/CUDA.md)
 // 16: the one-lane-per-channel forward (scan_lane.cuh, lab v7) where it applies (fp32, N = 16,
-// with an output, E a multiple of 4, aligned inputs), else the staged kernel at FWD_S. Written
+// with an output or as the backward's checkpoint sweep, E a multiple of 4, aligned inputs), else
+// the staged kernel at FWD_S. Written
 // without a GPU (2026-11-27): a trial mode for test_cuda and the lab until it has been timed;
 // a trial build makes it the default with MK_SCAN_FWD_LANE=1 (NVEXTRA=-DMK_SCAN_FWD_LANE=1).
 #ifndef MK_SCAN_FWD_LANE
@@ -173,8 +174,11 @@ void launch_fwd(T *out, float *h_last, float *ckpt, const T *u, const T *delta, 
                 int softplus) {
     constexpr int N = 4 * P;
     if constexpr (N == scan_lane::N && std::is_same<T, float>::value) {
-        if (g_tile_s == LANE_S && out && scan_lane::lane_usable(u, delta, z, Bm, Cm, E, N)) {
-            const scan_lane::args a = {out, h_last, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus};
+        // with an output, or as the backward's checkpoint sweep (ckpt, no output: z and C unread)
+        const float *zz = out ? z : nullptr, *cc = out ? Cm : nullptr;
+        if (g_tile_s == LANE_S && (out || ckpt) && scan_lane::lane_usable(u, delta, zz, Bm, cc, E, N)) {
+            static_assert(scan_lane::CK == CK, "one checkpoint spacing");
+            const scan_lane::args a = {out, h_last, ckpt, u, delta, A, Bm, cc, D, zz, delta_bias, h0, B, L, E, softplus};
             scan_lane::launch<32, 3, 2, 1>(a, mkc_s()); // TT 32, 3 tiles in flight, 2 decays of 16 on the FMA pipe
             MKC_CHECK_LAUNCH("scan_fwd_lane");
             return;

@@ -40,9 +40,12 @@
 namespace scan_lane {
 
 constexpr int N = 16;
+constexpr int CK = 64; // checkpoint spacing of the backward's sweep (scan_tile::CK, checked in scan.cu)
 
+// out NULL with ckpt: the backward's checkpoint sweep (h at every CK-th step into ckpt (B, nck, E,
+// N), no output; the caller passes z and Cm NULL, so their tiles are not copied)
 struct args {
-    float *out, *h_last;
+    float *out, *h_last, *ckpt;
     const float *u, *delta, *A, *Bm, *Cm, *D, *z, *delta_bias, *h0;
     int B, L, E;
     int softplus; // dt = softplus(delta + bias), else delta + bias
@@ -168,7 +171,7 @@ __host__ __device__ __forceinline__ void issue(const args &a, float *st, int b, 
         } else {
             const int c2 = c - 24 * TT, w = c2 / (4 * TT), r = c2 % (4 * TT), j = r / 4, ch = r % 4;
             const int t = t0 + j;
-            const bool v = t < a.L;
+            const bool v = t < a.L && (w ? a.Cm : a.Bm);
             copy16(st + (w ? Y::CR : Y::BR) + j * N + ch * 4, v ? (w ? a.Cm : a.Bm) + (row0 + t) * N + ch * 4 : a.Bm,
                    v ? 16 : 0);
         }
@@ -181,9 +184,15 @@ template <int TT, int XF>
 __host__ __device__ __forceinline__ void run_tile(const args &a, const float *st, int b, int e, int lane, int k,
                                                   lane_state &s) {
     typedef lay<TT> Y;
+    static_assert(CK % TT == 0, "a tile must not straddle a checkpoint");
     const int t0 = k * TT;
     const bool ok = e < a.E, hasz = a.z != nullptr;
     const size_t row0 = (size_t)b * a.L;
+    if (a.ckpt && t0 % CK == 0 && ok) { // the state before step t0
+        const size_t nck = (size_t)(a.L + CK - 1) / CK;
+#pragma unroll
+        for (int n = 0; n < N; n++) a.ckpt[(((size_t)b * nck + t0 / CK) * a.E + e) * N + n] = s.h[n];
+    }
 #pragma unroll
     for (int j = 0; j < TT; j++) {
         const int t = t0 + j;
@@ -209,6 +218,7 @@ __host__ __device__ __forceinline__ void run_tile(const args &a, const float *st
                 y[i] = fmaf(Cv[i], s.h[n], y[i]);
             }
         }
+        if (!a.out) continue; // the checkpoint sweep: states only (y is dead code then)
         float o = ((y[0] + y[1]) + (y[2] + y[3])) + s.Dv * uu;
         if (hasz) {
             const float zv = st[Y::Z + j * 32 + lane];
@@ -256,7 +266,7 @@ __global__ void __launch_bounds__(32 * W) fwd_k(args a) {
 inline bool lane_usable(const float *u, const float *delta, const float *z, const float *Bm, const float *Cm, int E,
                         int N_) {
     auto al = [](const void *p) { return ((uintptr_t)p % 16) == 0; };
-    return N_ == N && E % 4 == 0 && al(u) && al(delta) && (!z || al(z)) && al(Bm) && al(Cm);
+    return N_ == N && E % 4 == 0 && al(u) && al(delta) && (!z || al(z)) && al(Bm) && (!Cm || al(Cm));
 }
 
 template <int TT, int NST, int XF, int W>

@@ -287,7 +287,7 @@ static int sim_case(int B, int L, int E, int full, const char *tag, mk_rng *r) {
     ssm_scan_dims sd = {B, L, E, N, 1};
     ssm_scan_forward(ref.data(), hr.data(), u.data(), dl.data(), A.data(), Bm.data(), Cm.data(), full ? D.data() : NULL,
                      full ? z.data() : NULL, full ? bias.data() : NULL, h0.data(), sd);
-    scan_lane::args a = {got.data(), hg.data(), u.data(), dl.data(), A.data(), Bm.data(), Cm.data(),
+    scan_lane::args a = {got.data(), hg.data(), NULL, u.data(), dl.data(), A.data(), Bm.data(), Cm.data(),
                          full ? D.data() : NULL, full ? z.data() : NULL, full ? bias.data() : NULL, h0.data(), B, L, E,
                          1};
     scan_lane::simulate<TT, NST, XF>(a);
@@ -297,6 +297,48 @@ static int sim_case(int B, int L, int E, int full, const char *tag, mk_rng *r) {
            ok ? "PASS" : "FAIL", TT, NST, XF, tag, B, L, E, eo, eh);
     return ok;
 }
+// the checkpoint sweep (out NULL, ckpt): the state before every 64th step against the CPU scan
+// run over that prefix (its h_last), h0 in
+template <int TT, int NST, int XF>
+static int sim_ckpt(int B, int L, int E, mk_rng *r) {
+    const int N = 16, CKS = scan_lane::CK, nck = (L + CKS - 1) / CKS;
+    const size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N, EN = (size_t)E * N, BEN = (size_t)B * E * N;
+    auto rnd = [&](size_t n, float lo, float hi) {
+        std::vector<float> v(n);
+        for (auto &x : v) x = lo + (hi - lo) * mk_rng_uniform(r);
+        return v;
+    };
+    std::vector<float> u = rnd(BLE, -1, 1), dl = rnd(BLE, -1, 1), Bm = rnd(BLN, -1, 1), A = rnd(EN, -3, -0.05f),
+                       bias = rnd(E, -4, 0), h0 = rnd(BEN, -0.5f, 0.5f);
+    std::vector<float> ck((size_t)nck * BEN, NAN), want((size_t)nck * BEN), hp(BEN), scratch(BLE);
+    for (int k = 0; k < nck; k++) { /* the CPU scan over the first k CK steps of every row */
+        if (k == 0) {
+            hp = h0;
+        } else {
+            const int Lp = k * CKS;
+            std::vector<float> up((size_t)B * Lp * E), dp((size_t)B * Lp * E), bp((size_t)B * Lp * N);
+            for (int b = 0; b < B; b++) {
+                memcpy(up.data() + (size_t)b * Lp * E, u.data() + (size_t)b * L * E, sizeof(float) * Lp * E);
+                memcpy(dp.data() + (size_t)b * Lp * E, dl.data() + (size_t)b * L * E, sizeof(float) * Lp * E);
+                memcpy(bp.data() + (size_t)b * Lp * N, Bm.data() + (size_t)b * L * N, sizeof(float) * Lp * N);
+            }
+            ssm_scan_dims sd = {B, Lp, E, N, 1};
+            ssm_scan_forward(scratch.data(), hp.data(), up.data(), dp.data(), A.data(), bp.data(), bp.data(), NULL, NULL,
+                             bias.data(), h0.data(), sd);
+        }
+        for (int b = 0; b < B; b++) /* (B, nck, E, N) */
+            memcpy(want.data() + ((size_t)b * nck + k) * E * N, hp.data() + (size_t)b * E * N, sizeof(float) * E * N);
+    }
+    scan_lane::args a = {NULL, NULL, ck.data(), u.data(), dl.data(), A.data(), Bm.data(), NULL,
+                         NULL, NULL, bias.data(), h0.data(), B, L, E, 1};
+    scan_lane::simulate<TT, NST, XF>(a);
+    const double e = sim_err(ck.data(), want.data(), ck.size());
+    const int ok = e < 1e-5;
+    printf("%s scan_lab_sim.v7_%d_%d_%d_ckpt  B %d L %d E %d: %d checkpoints, err %.1e (limit 1e-5)\n",
+           ok ? "PASS" : "FAIL", TT, NST, XF, B, L, E, nck, e);
+    return ok;
+}
+
 static int run_sim(void) {
     mk_rng r;
     mk_rng_seed(&r, 7);
@@ -306,6 +348,8 @@ static int run_sim(void) {
     ok &= sim_case<16, 2, 16>(3, 40, 40, 1, "full", &r);
     ok &= sim_case<16, 4, 2>(1, 150, 64, 0, "plain", &r); /* no z, D or bias */
     ok &= sim_case<32, 2, 4>(2, 5, 36, 1, "short", &r);   /* L below one tile */
+    ok &= sim_ckpt<32, 3, 2>(2, 200, 40, &r);             /* the backward's checkpoint sweep */
+    ok &= sim_ckpt<16, 2, 0>(1, 130, 36, &r);
     /* the FMA-pipe 2^x against exp2 over the decays' range */
     double worst = 0;
     for (int i = 0; i <= 200000; i++) {
@@ -501,7 +545,7 @@ int main(int argc, char **argv) {
         // v7: one lane per channel, its own pipeline per warp (scan_lane.cuh); TT/NST/XF/W
         if (scan_lane::lane_usable(u, dl, z, Bm, Cm, E, N)) {
             cudaStream_t st = (cudaStream_t)mkc_stream();
-            scan_lane::args la = {out, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, 1};
+            scan_lane::args la = {out, NULL, NULL, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, E, 1};
 #define V7(TT_, NST_, XF_, W_)                                                                   \
     measure("v7_" #TT_ "/" #NST_ "/" #XF_ "/" #W_, 32 * W_, [&] { scan_lane::launch<TT_, NST_, XF_, W_>(la, st); })
             V7(32, 3, 0, 1);
