@@ -14,7 +14,7 @@
 // what the structure is for: a tile's TT steps are fully unrolled, the 16 states of a step are
 // independent, y is summed as four partial sums (not one 16-long FMA chain), and the decays can
 // be shared between the special-function unit and the FMA pipe (XF of the 16 on the FMA pipe,
-// ex2_fma below) so that neither sets the pace alone: per step 20 MUFU operations (16 decays,
+// scan_tile's ex2_fma) so that neither sets the pace alone: per step 20 MUFU operations (16 decays,
 // softplus's two, the gate's two) take 160 cycles of a scheduler's MUFU at 4 lanes per cycle,
 // against ~90 issue slots for everything else; XF = 4 balances the two at ~130 cycles a step.
 // A measurement of 2026-11-26 on an H200 had the staged kernel at S = 16 (one lane per channel,
@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "core/cuda/common.cuh"
+#include "core/cuda/scan_tile.cuh"
 
 namespace scan_lane {
 
@@ -58,11 +59,11 @@ struct lay {
     static constexpr int STAGE = CR + TT * N; // = 128 TT
 };
 
-// 16 bytes (bytes_valid of them; the rest zero-filled) from global to shared memory
+// 16 bytes (bytes_valid of them; the rest zero-filled) from global to shared memory: the staged
+// kernel's cp.async on the device, a copy on the host
 __host__ __device__ __forceinline__ void copy16(float *dst, const float *src, int bytes_valid) {
 #ifdef __CUDA_ARCH__
-    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(bytes_valid) : "memory");
+    scan_tile::cp_async(dst, src, bytes_valid, std::integral_constant<int, 16>{});
 #else
     memset(dst, 0, 16);
     if (bytes_valid) memcpy(dst, src, (size_t)bytes_valid);
@@ -75,41 +76,6 @@ __host__ __device__ __forceinline__ float f_ex2(float x) {
 #else
     return exp2f(x);
 #endif
-}
-__host__ __device__ __forceinline__ int f2i(float x) {
-#ifdef __CUDA_ARCH__
-    return __float_as_int(x);
-#else
-    int i;
-    memcpy(&i, &x, 4);
-    return i;
-#endif
-}
-__host__ __device__ __forceinline__ float i2f(int i) {
-#ifdef __CUDA_ARCH__
-    return __int_as_float(i);
-#else
-    float x;
-    memcpy(&x, &i, 4);
-    return x;
-#endif
-}
-// 2^x on the FMA pipe: scan_tile.cuh's ex2_fma (round-to-nearest split by the 1.5*2^23 trick,
-// degree-7 Taylor of 2^f on [-1/2, 1/2], relative error < 6e-9), written for host and device
-__host__ __device__ __forceinline__ float ex2_poly(float x) {
-    x = fminf(fmaxf(x, -127.f), 127.f);
-    const float sh = 12582912.f;
-    float t = x + sh, f = x - (t - sh);
-    int i = f2i(t) - 0x4B400000;
-    float q = 1.525273380405984e-05f;
-    q = fmaf(q, f, 1.5403530393381608e-04f);
-    q = fmaf(q, f, 1.3333558146428443e-03f);
-    q = fmaf(q, f, 9.618129107628477e-03f);
-    q = fmaf(q, f, 5.550410866482158e-02f);
-    q = fmaf(q, f, 2.402265069591007e-01f);
-    q = fmaf(q, f, 6.931471805599453e-01f);
-    q = fmaf(q, f, 1.f);
-    return q * i2f((i + 127) << 23);
 }
 // softplus as log(1 + e^x) with the hardware units (scan_tile.cuh's FAST_SP: absolute error below
 // 4e-7 for x <= 0, a few ulp above), and the gate's sigmoid with the hardware reciprocal (FAST_SIG)
@@ -213,7 +179,7 @@ __host__ __device__ __forceinline__ void run_tile(const args &a, const float *st
             for (int i = 0; i < 4; i++) {
                 const int n = 4 * q + i;
                 const float x = dt * s.A2[n];
-                const float dA = n < XF ? ex2_poly(x) : f_ex2(x);
+                const float dA = n < XF ? scan_tile::ex2_fma(x) : f_ex2(x);
                 s.h[n] = fmaf(dA, s.h[n], dtu * Bv[i]);
                 y[i] = fmaf(Cv[i], s.h[n], y[i]);
             }
@@ -229,11 +195,8 @@ __host__ __device__ __forceinline__ void run_tile(const args &a, const float *st
 }
 
 #ifdef __CUDACC__
-template <int n>
-__device__ __forceinline__ void cp_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(n) : "memory");
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+using scan_tile::cp_commit;
+using scan_tile::cp_wait;
 
 // W warps per block, each its own 32 channels and its own NST stages
 template <int TT, int NST, int XF, int W>

@@ -20,6 +20,7 @@
 #pragma once
 #include <cuda_bf16.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <type_traits>
 
@@ -99,12 +100,31 @@ __device__ __forceinline__ void sts(float *dst, const float (&h)[S]) {
 
 // 2^x on the FMA pipe (to share the decays between it and the special-function unit):
 // round-to-nearest split by the 1.5*2^23 trick, degree-7 Taylor of 2^f on [-1/2, 1/2]
-// (relative error < 6e-9, below ex2.approx's), exponent added as an integer.
-__device__ __forceinline__ float ex2_fma(float x) {
+// (relative error < 6e-9, below ex2.approx's), exponent added as an integer. Host-callable too,
+// for the lab's host simulation of scan_lane.cuh (the bit casts through memcpy there).
+__host__ __device__ __forceinline__ int f2i(float x) {
+#ifdef __CUDA_ARCH__
+    return __float_as_int(x);
+#else
+    int i;
+    memcpy(&i, &x, 4);
+    return i;
+#endif
+}
+__host__ __device__ __forceinline__ float i2f(int i) {
+#ifdef __CUDA_ARCH__
+    return __int_as_float(i);
+#else
+    float x;
+    memcpy(&x, &i, 4);
+    return x;
+#endif
+}
+__host__ __device__ __forceinline__ float ex2_fma(float x) {
     x = fminf(fmaxf(x, -127.f), 127.f);
     const float sh = 12582912.f;
     float t = x + sh, f = x - (t - sh);
-    int i = __float_as_int(t) - 0x4B400000;
+    int i = f2i(t) - 0x4B400000;
     float q = 1.525273380405984e-05f;
     q = fmaf(q, f, 1.5403530393381608e-04f);
     q = fmaf(q, f, 1.3333558146428443e-03f);
@@ -113,7 +133,7 @@ __device__ __forceinline__ float ex2_fma(float x) {
     q = fmaf(q, f, 2.402265069591007e-01f);
     q = fmaf(q, f, 6.931471805599453e-01f);
     q = fmaf(q, f, 1.f);
-    return q * __int_as_float((i + 127) << 23);
+    return q * i2f((i + 127) << 23);
 }
 
 // Shared-memory layout and launch facts of one configuration.
