@@ -1584,9 +1584,10 @@ static size_t mil_layout(const mk_mil_frontend *f, int L, float *base, mil_bufs 
     return carve(base, sz, dst, sizeof sz / sizeof *sz);
 }
 
-/* att_logits on the device: t = tanh(V v + bV), g = sigm(U v + bU) (gated), s = w^T (t [* g]) */
-static void mil_att_logits_into(const mamba_backbone *m, const cuda_bb *c, const mk_mil_frontend *f, float *t,
-                                float *g, float *s, const float *v, int L) {
+/* att_logits on the device into t, g, s (the main exit's or the auxiliary exit's buffers):
+ * t = tanh(V v + bV), g = sigm(U v + bU) (gated), s = w^T (t [* g]) */
+static void mil_att_logits_d(const mamba_backbone *m, const cuda_bb *c, const mk_mil_frontend *f, float *t, float *g,
+                             float *s, const float *v, int L) {
     const mk_params *p = m->p;
     const size_t LH = (size_t)L * f->H;
     mkc_linear_forward(t, v, DP(f->att_V), DP(f->att_Vb), L, f->D, f->H);
@@ -1596,10 +1597,6 @@ static void mil_att_logits_into(const mamba_backbone *m, const cuda_bb *c, const
         mkc_sigmoid_forward(g, g, LH);
     }
     mkc_mil_att_score(s, t, f->att_U >= 0 ? g : NULL, DP(f->att_w), L, f->H);
-}
-static void mil_att_logits_d(const mamba_backbone *m, const cuda_bb *c, const mk_mil_frontend *f, const mil_bufs *o,
-                             const float *v, int L) {
-    mil_att_logits_into(m, c, f, o->t, o->g, o->s, v, L);
 }
 
 /* pool_backward on the device for one exit (the logit and its gradient in lg, the pooling's
@@ -1661,7 +1658,7 @@ static void mil_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_mil_frontend
     mkc_relu_forward(o->e, o->e_pre, LD);
     const int *base = NULL; /* the score order: sorted where it was computed, no host round trip */
     if (f->score_order) {
-        mil_att_logits_d(m, c, f, o, o->e, L);
+        mil_att_logits_d(m, c, f, o->t, o->g, o->s, o->e, L);
         mkc_mil_sort_desc(c->yd, o->s, L);
         base = c->yd;
     }
@@ -1673,12 +1670,12 @@ static void mil_forward_dev(mamba_backbone *m, cuda_bb *c, const mk_mil_frontend
         bb_forward_dev(m, c, f->gamma >= 0 ? o->mo : o->h, o->e);
         if (f->gamma >= 0) mkc_mil_gate_forward(o->h, o->e, o->mo, DP(f->gamma), mil_bscale(f), L, D);
     }
-    mil_att_logits_d(m, c, f, o, f->attend_e ? o->e : o->h, L);
+    mil_att_logits_d(m, c, f, o->t, o->g, o->s, f->attend_e ? o->e : o->h, L);
     mkc_mil_softmax(o->a, o->s, L);
     mkc_mil_pool(o->z, o->a, o->h, L, D);
     mkc_mil_head(o->lg, o->z, DP(f->cls_w), DP(f->cls_b), y, batch, D);
     if (f->aux > 0) { /* the auxiliary exit: the same pooling and classifier on e alone */
-        mil_att_logits_into(m, c, f, o->t2, o->g2, o->s2, o->e, L);
+        mil_att_logits_d(m, c, f, o->t2, o->g2, o->s2, o->e, L);
         mkc_mil_softmax(o->a2, o->s2, L);
         mkc_mil_pool(o->z2, o->a2, o->e, L, D);
         mkc_mil_head(o->lg2, o->z2, DP(f->cls_w), DP(f->cls_b), y, batch, D);

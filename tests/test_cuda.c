@@ -1319,14 +1319,21 @@ static void check_pts_ops(void) {
  * drop-path masks), and the weights and moments after STEPS steps, with copies back to the host
  * in the middle. With emulated kernels the step does the CPU's arithmetic in the CPU's order,
  * so every difference must be exactly zero; on a GPU, the classifier's limits. */
-static void check_pts_step(int n_dir, int n_layer, const char *tag) {
-    const double lim = dev_lim, glim = dev_glim;
+/* the small point classifier the step and forward checks share: n_dir scan orders, n_layer
+ * layers, drop-path 0.3 and shuffles 0.5 (draws a step must line up and inference must skip) */
+static points_cfg pts_test_cfg(int n_dir, int n_layer) {
     points_cfg pc;
     points_cfg_default(&pc);
     pc.npts = 96, pc.ntok = 12, pc.knn = 5, pc.hidden = 16;
     mamba_cfg_default(&pc.mc, 16, n_layer);
     pc.mc.n_dir = n_dir;
     pc.mc.drop_path = 0.3f, pc.mc.shuffle_p = 0.5f;
+    return pc;
+}
+
+static void check_pts_step(int n_dir, int n_layer, const char *tag) {
+    const double lim = dev_lim, glim = dev_glim;
+    points_cfg pc = pts_test_cfg(n_dir, n_layer);
     points_model cpu, gpu;
     mk_rng ir, ir2;
     mk_rng_seed(&ir, 23), mk_rng_seed(&ir2, 23);
@@ -1409,12 +1416,7 @@ static void check_pts_step(int n_dir, int n_layer, const char *tag) {
  * read the device's weights. Limits: 0 with emulated kernels; 1e-4 relative on a GPU. */
 static void check_pts_forward(int n_dir, int n_layer, const char *tag) {
     const double lim = dev_lim;
-    points_cfg pc;
-    points_cfg_default(&pc);
-    pc.npts = 96, pc.ntok = 12, pc.knn = 5, pc.hidden = 16;
-    mamba_cfg_default(&pc.mc, 16, n_layer);
-    pc.mc.n_dir = n_dir;
-    pc.mc.drop_path = 0.3f, pc.mc.shuffle_p = 0.5f;
+    points_cfg pc = pts_test_cfg(n_dir, n_layer);
     points_model cpu, gpu;
     mk_rng ir, ir2;
     mk_rng_seed(&ir, 31), mk_rng_seed(&ir2, 31);

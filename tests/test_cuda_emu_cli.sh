@@ -180,6 +180,22 @@ points_checks
 # layers, natural order and gated attention, and a cross-validation (its printed figures). mil
 # predict --device cuda (the resident forward) must print the CPU's JSON byte for byte.
 # Musk1 (92 bags) from the data search path, tiny settings.
+# mil train "$@" on the CPU into $tmp/${T}c.mkm and with --device cuda into $tmp/${T}g.mkm (T the first
+# argument): true when the second ran the resident step and wrote the first's file byte for byte
+mil_same() {
+  local t=$1; shift
+  $MK mil train "$bags" "$@" --device cpu -o "$tmp/${t}c.mkm" >/dev/null 2>&1
+  $MK mil train "$bags" "$@" --device cuda -o "$tmp/${t}g.mkm" >/dev/null 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/${t}c.mkm" ] &&
+    cmp -s "$tmp/${t}c.mkm" "$tmp/${t}g.mkm"
+}
+# mil predict of the model $tmp/$1.mkm on the CPU and with --device cuda: true when the second (the
+# resident forward, no fallback notice) printed the first's JSON byte for byte
+mil_predict_same() {
+  $MK mil predict "$bags" --model "$tmp/$1.mkm" --json --quiet --device cpu >"$tmp/$1.pc" 2>/dev/null
+  $MK mil predict "$bags" --model "$tmp/$1.mkm" --json --quiet --device cuda >"$tmp/$1.pg" 2>"$tmp/err"; rc=$?
+  [ $rc = 0 ] && [ -s "$tmp/$1.pc" ] && ! grep -q "GPU forward failed" "$tmp/err" && cmp -s "$tmp/$1.pc" "$tmp/$1.pg"
+}
 mil_checks() {
 local bags=""
 for d in "$MAMBAKIT_DATA" ../shared/data ../../shared/data /usr/share/datasets; do
@@ -190,28 +206,18 @@ if [ -z "$bags" ]; then
 fi
 mt="--epochs 2 --d-model 8 --attn-hidden 8 --d-state 4 --quiet"
 a="$mt --dropout 0.2 --order score --batch 3"
-$MK mil train "$bags" $a --device cpu -o "$tmp/mc.mkm" >/dev/null 2>&1
-$MK mil train "$bags" $a --device cuda -o "$tmp/mg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
-[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/mc.mkm" ] &&
-  cmp -s "$tmp/mc.mkm" "$tmp/mg.mkm"
+mil_same m $a
 ok $? mil_resident_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
 $MK mil train "$bags" $a --device cuda --gpu-step backbone -o "$tmp/mb.mkm" >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc = 0 ] && grep -q "backbone on the GPU" "$tmp/err" && cmp -s "$tmp/mc.mkm" "$tmp/mb.mkm"
 ok $? mil_backbone_step_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
 b="$mt --res-gate 0 --layers 2 --order natural --gated-attention --clip 0.5"
-$MK mil train "$bags" $b --device cpu -o "$tmp/nc.mkm" >/dev/null 2>&1
-$MK mil train "$bags" $b --device cuda -o "$tmp/ng.mkm" >/dev/null 2>"$tmp/err"; rc=$?
-[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/nc.mkm" ] &&
-  cmp -s "$tmp/nc.mkm" "$tmp/ng.mkm" && ! cmp -s "$tmp/nc.mkm" "$tmp/mc.mkm"
+mil_same n $b && ! cmp -s "$tmp/nc.mkm" "$tmp/mc.mkm"
 ok $? mil_variant_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
 # branch drop (its draw made on the host where mil_forward makes it; test_cuda's mil_step_branch_drop
 # adds drop-path, whose draws a dropped bag must skip) and a fresh instance order per
 # presentation: covered by the resident step since the twenty-second session
-c="$a --branch-drop 0.4 --shuffle-instances --layers 2"
-$MK mil train "$bags" $c --device cpu -o "$tmp/bc.mkm" >/dev/null 2>&1
-$MK mil train "$bags" $c --device cuda -o "$tmp/bg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
-[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/bc.mkm" ] &&
-  cmp -s "$tmp/bc.mkm" "$tmp/bg.mkm" && ! cmp -s "$tmp/bc.mkm" "$tmp/mc.mkm"
+mil_same b $a --branch-drop 0.4 --shuffle-instances --layers 2 && ! cmp -s "$tmp/bc.mkm" "$tmp/mc.mkm"
 ok $? mil_branch_drop_shuffle_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
 # the check itself: another seed must not pass as the same model
 $MK mil train "$bags" $a --seed 2 --device cpu -o "$tmp/m2.mkm" >/dev/null 2>&1
@@ -223,32 +229,20 @@ ok $? mil_cv_equals_cpu "$(tail -c 200 <<<"$y")"
 # prediction on the "GPU" (mk_cuda_mil_forward: the whole forward resident): the CPU's JSON byte
 # for byte, probabilities and every attention weight, for both models (score order; gated, natural)
 for f in mc ng; do
-  $MK mil predict "$bags" --model "$tmp/$f.mkm" --json --quiet --device cpu >"$tmp/$f.pc" 2>/dev/null
-  $MK mil predict "$bags" --model "$tmp/$f.mkm" --json --quiet --device cuda >"$tmp/$f.pg" 2>"$tmp/err"; rc=$?
-  [ $rc = 0 ] && [ -s "$tmp/$f.pc" ] && ! grep -q "GPU forward failed" "$tmp/err" && cmp -s "$tmp/$f.pc" "$tmp/$f.pg"
+  mil_predict_same $f
   ok $? "mil_predict_${f}_equals_cpu" "rc=$rc $(tail -c 200 "$tmp/err")"
 done
 # --attend e (the attention from the embedding): the resident step and forward since the
 # twenty-second session
-$MK mil train "$bags" $a --attend e --device cpu -o "$tmp/ec.mkm" >/dev/null 2>&1
-$MK mil train "$bags" $a --attend e --device cuda -o "$tmp/eg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
-[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/ec.mkm" ] &&
-  cmp -s "$tmp/ec.mkm" "$tmp/eg.mkm" && ! cmp -s "$tmp/ec.mkm" "$tmp/mc.mkm"
+mil_same e $a --attend e && ! cmp -s "$tmp/ec.mkm" "$tmp/mc.mkm"
 ok $? mil_attend_e_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
-$MK mil predict "$bags" --model "$tmp/ec.mkm" --json --quiet --device cpu >"$tmp/ec.pc" 2>/dev/null
-$MK mil predict "$bags" --model "$tmp/ec.mkm" --json --quiet --device cuda >"$tmp/ec.pg" 2>"$tmp/err"; rc=$?
-[ $rc = 0 ] && [ -s "$tmp/ec.pc" ] && ! grep -q "GPU forward failed" "$tmp/err" && cmp -s "$tmp/ec.pc" "$tmp/ec.pg"
+mil_predict_same ec
 ok $? mil_predict_attend_e_equals_cpu "rc=$rc $(tail -c 200 "$tmp/err")"
 # the auxiliary exit (--aux, predicting from the mean of the two exits with --aux-mix): the
 # resident step and forward since the twenty-second session
-$MK mil train "$bags" $a --aux 0.5 --aux-mix --device cpu -o "$tmp/xc.mkm" >/dev/null 2>&1
-$MK mil train "$bags" $a --aux 0.5 --aux-mix --device cuda -o "$tmp/xg.mkm" >/dev/null 2>"$tmp/err"; rc=$?
-[ $rc = 0 ] && grep -q "every op of the training step on the GPU" "$tmp/err" && [ -s "$tmp/xc.mkm" ] &&
-  cmp -s "$tmp/xc.mkm" "$tmp/xg.mkm" && ! cmp -s "$tmp/xc.mkm" "$tmp/mc.mkm"
+mil_same x $a --aux 0.5 --aux-mix && ! cmp -s "$tmp/xc.mkm" "$tmp/mc.mkm"
 ok $? mil_aux_equals_cpu "rc=$rc $(tail -c 300 "$tmp/err")"
-$MK mil predict "$bags" --model "$tmp/xc.mkm" --json --quiet --device cpu >"$tmp/xc.pc" 2>/dev/null
-$MK mil predict "$bags" --model "$tmp/xc.mkm" --json --quiet --device cuda >"$tmp/xc.pg" 2>"$tmp/err"; rc=$?
-[ $rc = 0 ] && [ -s "$tmp/xc.pc" ] && ! grep -q "GPU forward failed" "$tmp/err" && cmp -s "$tmp/xc.pc" "$tmp/xc.pg"
+mil_predict_same xc
 ok $? mil_predict_aux_mix_equals_cpu "rc=$rc $(tail -c 200 "$tmp/err")"
 $MK mil train "$bags" --device cuda --gpu-step most -o "$tmp/x.mkm" >/dev/null 2>&1; [ $? = 2 ]; ok $? mil_bad_gpu_step
 }
