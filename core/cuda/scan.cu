@@ -22,6 +22,7 @@
 #include "core/cuda/common.cuh"
 #include "core/cuda/scan_bwd.cuh"
 #include "core/cuda/scan_lane.cuh"
+#include "core/cuda/scan_lane_bwd.cuh"
 #include "core/cuda/scan_tile.cuh"
 
 namespace {
@@ -58,8 +59,9 @@ constexpr int fwd_opt() {
 constexpr int FWD_S = 2;   // forward: states per lane of the staged kernel (2 or 4): 2 measured 13 % faster (docs/CUDA.md)
 // 16: the one-lane-per-channel forward (scan_lane.cuh, lab v7) where it applies (fp32, N = 16,
 // with an output or as the backward's checkpoint sweep, E a multiple of 4, aligned inputs), else
-// the staged kernel at FWD_S. Written
-// without a GPU (2026-11-27): a trial mode for test_cuda and the lab until it has been timed;
+// the staged kernel at FWD_S; and the one-lane-per-channel backward (scan_lane_bwd.cuh, lab v8)
+// where it applies (the same, dout and the accumulated gradients aligned too). Written
+// without a GPU (2026-11-27 and -28): a trial mode for test_cuda and the lab until timed;
 // a trial build makes it the default with MK_SCAN_FWD_LANE=1 (NVEXTRA=-DMK_SCAN_FWD_LANE=1).
 #ifndef MK_SCAN_FWD_LANE
 #define MK_SCAN_FWD_LANE 0
@@ -227,22 +229,39 @@ void launch_bwd(float *du, float *ddelta, float *dA, float *dBm, float *dCm, flo
           *dCpart = dBpart + n_bc;
     launch_fwd<P, T>(NULL, NULL, ckpt, u, delta, A, Bm, Cm, D, z, delta_bias, h0, B, L, E, softplus);
     dim3 grid(neb, B);
-    // STAGE_IN (each checkpoint chunk's inputs copied into shared memory once): the whole
-    // backward 1.40x faster on an H100 (bench cuda, L = 2048: 2345 -> 1674 us; docs/CUDA.md,
-    // 2026-11-27). It needs N >= 16 and 16-byte copies: u, delta, z, dout, B, C aligned and
-    // E * sizeof(T) a multiple of 16.
-    if (P >= 4 && (E * sizeof(T)) % 16 == 0 && al16(u) && al16(delta) && (!z || al16(z)) && al16(dout) && al16(Bm) &&
-        al16(Cm)) {
-        constexpr int SO = P >= 4 ? scan_bwd::STAGE_IN : 0; // (P < 4 never gets here)
-        auto k = scan_bwd::kernel<P, T, SO>;
-        const size_t dyn = scan_bwd::dyn_smem<P, T, SO>();
-        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn);
-        k<<<grid, TPB, dyn, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart, dout, dh_last, u,
-                                       delta, A, Bm, Cm, D, z, delta_bias, ckpt, L, E, softplus);
-    } else {
-        scan_bwd::kernel<P, T><<<grid, TPB, 0, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart,
-                                                          dout, dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt,
-                                                          L, E, softplus);
+    bool lane = false;
+    if constexpr (N == scan_lane_bwd::N && std::is_same<T, float>::value) {
+        // trial mode 16 (mkc_scan_set_tiled): the one-lane-per-channel backward (scan_lane_bwd.cuh,
+        // lab v8, written 2026-11-28 without a GPU), where it applies; its partials are these
+        // (one per 32 channels: neb at N = 16)
+        static_assert(TPB / P == 32, "v8's dB/dC partials are per 32 channels");
+        if (g_tile_s == LANE_S &&
+            scan_lane_bwd::lane_bwd_usable(u, delta, z, dout, du, ddelta, dz, Bm, Cm, ckpt, E, N)) {
+            const scan_lane_bwd::args a = {du,  ddelta, dz, dh0, dApart, dDpart, dbpart,     dBpart, dCpart,
+                                           dout, dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt, B, L, E,
+                                           softplus};
+            scan_lane_bwd::launch<4, 3, 0, 1>(a, mkc_s()); // TS 4, 3 tiles in flight, decays on the MUFU
+            lane = true;
+        }
+    }
+    if (!lane) {
+        // STAGE_IN (each checkpoint chunk's inputs copied into shared memory once): the whole
+        // backward 1.40x faster on an H100 (bench cuda, L = 2048: 2345 -> 1674 us; docs/CUDA.md,
+        // 2026-11-27). It needs N >= 16 and 16-byte copies: u, delta, z, dout, B, C aligned and
+        // E * sizeof(T) a multiple of 16.
+        if (P >= 4 && (E * sizeof(T)) % 16 == 0 && al16(u) && al16(delta) && (!z || al16(z)) && al16(dout) && al16(Bm) &&
+            al16(Cm)) {
+            constexpr int SO = P >= 4 ? scan_bwd::STAGE_IN : 0; // (P < 4 never gets here)
+            auto k = scan_bwd::kernel<P, T, SO>;
+            const size_t dyn = scan_bwd::dyn_smem<P, T, SO>();
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn);
+            k<<<grid, TPB, dyn, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart, dout, dh_last, u,
+                                           delta, A, Bm, Cm, D, z, delta_bias, ckpt, L, E, softplus);
+        } else {
+            scan_bwd::kernel<P, T><<<grid, TPB, 0, mkc_s()>>>(du, ddelta, dz, dh0, dApart, dDpart, dbpart, dBpart, dCpart,
+                                                              dout, dh_last, u, delta, A, Bm, Cm, D, z, delta_bias, ckpt,
+                                                              L, E, softplus);
+        }
     }
     MKC_CHECK_LAUNCH("scan_bwd");
     const unsigned TR = 256;

@@ -36,6 +36,13 @@
 //       block). Beside it the staged kernel at S = 16 and S = 8 with today's options (the H200's
 //       16/32/32/3/0 of 2026-11-26 had none of them). Written 2026-11-27 without a GPU: its
 //       phases are checked on the host (--sim), its timing not yet measured.
+//   v8  core/cuda/scan_lane_bwd.cuh: the backward with one lane per channel (16 states in
+//       registers; y, ddt, du lane-local; dB/dC summed over the warp's channels through a
+//       shared-memory transpose per step; each warp its own cp.async pipeline over the replay
+//       and walk tiles). Rows v8_TS/NST/XF/W: the whole backward (the library's checkpoint
+//       sweep, the v8 kernel, the partials summed), checked against the CPU, comparable with
+//       bwd_lib; v8k_: its kernel alone, comparable with bwd_k_stage. Written 2026-11-28
+//       without a GPU: its phases are checked on the host (--sim), its timing not yet measured.
 // Backward: the library's (checkpoint sweep + chunked recomputation + partial sums, row
 // bwd_lib), then its kernel alone (bwd_kernel), the kernel as it was until 2026-11-26
 // (bwd_kernel_v1, scan_bwd_v1.cuh: the same run's baseline), and the kernel with parts left
@@ -46,8 +53,9 @@
 //
 // usage: scan_lab [--quick] [--csv FILE] [--only PREFIX[,PREFIX...]] | scan_lab --sim
 //   --only: measure only the rows whose names start with one of the prefixes (e.g. fwd_lib,v6)
-//   --sim: no device needed: v7's copy and step phases run on the host, in the kernel's order,
-//          against the CPU scan on odd shapes (PASS/FAIL lines; tests/test_scan_lab_sim.sh)
+//   --sim: no device needed: v7's and v8's copy and step phases run on the host, in the kernels'
+//          order, against the CPU scan and its backward on odd shapes (PASS/FAIL lines;
+//          tests/test_scan_lab_sim.sh)
 //   shapes: B=8 E=1536 N=16 at L = 512, 2048, 8192 (Mamba paper's shape at 2048).
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -67,6 +75,7 @@ extern "C" {
 #include "tests/bench/cuda/scan_bwd_v1.cuh"
 #include "tests/bench/cuda/scan_par.cuh"
 #include "core/cuda/scan_lane.cuh"
+#include "core/cuda/scan_lane_bwd.cuh"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -335,6 +344,63 @@ static int sim_ckpt(int B, int L, int E, mk_rng *r) {
     return ok;
 }
 
+// v8 (scan_lane_bwd.cuh) on the host against the CPU backward: the checkpoints from v7's sweep
+// (checked above against CPU prefix scans), then the kernel's phases lane by lane, the partials
+// summed in order as the launcher does. du, ddelta, dz and dh0 start from random values on both
+// sides (the contract is +=); dB/dC partials start as NaN, so a row the kernel misses shows.
+template <int TS, int NST, int XF>
+static int sim_bwd(int B, int L, int E, int full, const char *tag, mk_rng *r) {
+    const int N = 16, nck = (L + scan_lane::CK - 1) / scan_lane::CK, G = (E + 31) / 32;
+    const size_t BLE = (size_t)B * L * E, BLN = (size_t)B * L * N, EN = (size_t)E * N, BEN = (size_t)B * E * N;
+    std::vector<float> u = sim_rnd(BLE, -1, 1, r), dl = sim_rnd(BLE, -1, 1, r), Bm = sim_rnd(BLN, -1, 1, r),
+                       Cm = sim_rnd(BLN, -1, 1, r), A = sim_rnd(EN, -3, -0.05f, r), D = sim_rnd(E, 0.5f, 1.5f, r),
+                       z = sim_rnd(BLE, -2, 2, r), bias = sim_rnd(E, -4, 0, r), h0 = sim_rnd(BEN, -0.5f, 0.5f, r),
+                       g = sim_rnd(BLE, -1, 1, r), dhl = sim_rnd(BEN, -0.5f, 0.5f, r);
+    const float *Dp = full ? D.data() : NULL, *zp = full ? z.data() : NULL, *bp = full ? bias.data() : NULL;
+    /* the reference: old values + the CPU backward */
+    std::vector<float> odu = sim_rnd(BLE, -1, 1, r), odd = sim_rnd(BLE, -1, 1, r), odz = sim_rnd(BLE, -1, 1, r),
+                       odh0 = sim_rnd(BEN, -1, 1, r);
+    std::vector<float> rdu = odu, rdd = odd, rdz = odz, rdh0 = odh0, rdA(EN, 0.f), rdB(BLN, 0.f), rdC(BLN, 0.f),
+                       rdD(E, 0.f), rdb(E, 0.f);
+    ssm_scan_dims sd = {B, L, E, N, 1};
+    ssm_scan_backward(rdu.data(), rdd.data(), rdA.data(), rdB.data(), rdC.data(), rdD.data(), zp ? rdz.data() : NULL,
+                      rdb.data(), rdh0.data(), g.data(), dhl.data(), u.data(), dl.data(), A.data(), Bm.data(),
+                      Cm.data(), Dp, zp, bp, h0.data(), sd);
+    /* the device path, simulated */
+    std::vector<float> ck((size_t)nck * BEN, NAN);
+    scan_lane::args fa = {NULL, NULL, ck.data(), u.data(), dl.data(), A.data(), Bm.data(), NULL,
+                          NULL, NULL, bp, h0.data(), B, L, E, 1};
+    scan_lane::simulate<32, 3, 0>(fa);
+    std::vector<float> gdu = odu, gdd = odd, gdz = odz, gdh0 = odh0, pA(BEN, NAN), pD((size_t)B * E, NAN),
+                       pb((size_t)B * E, NAN), pB((size_t)G * BLN, NAN), pC((size_t)G * BLN, NAN);
+    scan_lane_bwd::args a = {gdu.data(), gdd.data(), zp ? gdz.data() : NULL, gdh0.data(), pA.data(), pD.data(),
+                             pb.data(), pB.data(), pC.data(), g.data(), dhl.data(), u.data(), dl.data(), A.data(),
+                             Bm.data(), Cm.data(), Dp, zp, bp, ck.data(), B, L, E, 1};
+    scan_lane_bwd::simulate<TS, NST, XF>(a);
+    /* the launcher's sums, in order (scan_bwd::sum_parts_k) */
+    std::vector<float> gA(EN, 0.f), gD(E, 0.f), gb(E, 0.f), gB(BLN, 0.f), gC(BLN, 0.f);
+    for (int b = 0; b < B; b++) {
+        for (size_t i = 0; i < EN; i++) gA[i] += pA[(size_t)b * EN + i];
+        for (int i = 0; i < E; i++) gD[i] += pD[(size_t)b * E + i], gb[i] += pb[(size_t)b * E + i];
+    }
+    for (int k = 0; k < G; k++)
+        for (size_t i = 0; i < BLN; i++) gB[i] += pB[(size_t)k * BLN + i], gC[i] += pC[(size_t)k * BLN + i];
+    const double er[9] = {sim_err(gdu.data(), rdu.data(), BLE),   sim_err(gdd.data(), rdd.data(), BLE),
+                          zp ? sim_err(gdz.data(), rdz.data(), BLE) : 0.0, sim_err(gdh0.data(), rdh0.data(), BEN),
+                          sim_err(gA.data(), rdA.data(), EN),      sim_err(gB.data(), rdB.data(), BLN),
+                          sim_err(gC.data(), rdC.data(), BLN),     Dp ? sim_err(gD.data(), rdD.data(), E) : 0.0,
+                          bp ? sim_err(gb.data(), rdb.data(), E) : 0.0};
+    const char *nm[9] = {"du", "ddelta", "dz", "dh0", "dA", "dB", "dC", "dD", "dbias"};
+    double worst = 0;
+    int wi = 0;
+    for (int k = 0; k < 9 && !isnan(worst); k++) /* a NaN (a partial never written) is the worst */
+        if (isnan(er[k]) || er[k] > worst) worst = er[k], wi = k;
+    const int ok = worst < 1e-5;
+    printf("%s scan_lab_sim.v8_%d_%d_%d_%s  B %d L %d E %d: worst of 9 gradients %s err %.1e (limit 1e-5)\n",
+           ok ? "PASS" : "FAIL", TS, NST, XF, tag, B, L, E, nm[wi], worst);
+    return ok;
+}
+
 static int run_sim(void) {
     mk_rng r;
     mk_rng_seed(&r, 7);
@@ -346,6 +412,11 @@ static int run_sim(void) {
     ok &= sim_case<32, 2, 4>(2, 5, 36, 1, "short", &r);   /* L below one tile */
     ok &= sim_ckpt<32, 3, 2>(2, 200, 40, &r);             /* the backward's checkpoint sweep */
     ok &= sim_ckpt<16, 2, 0>(1, 130, 36, &r);
+    ok &= sim_bwd<4, 3, 0>(2, 150, 72, 1, "full", &r);  /* 3 chunks, the last of 22 steps; a part-filled warp */
+    ok &= sim_bwd<8, 2, 4>(2, 150, 72, 1, "full", &r);
+    ok &= sim_bwd<4, 2, 16>(1, 67, 40, 0, "plain", &r); /* no z, D or bias; a last chunk of 3 steps */
+    ok &= sim_bwd<8, 3, 2>(2, 5, 36, 1, "short", &r);   /* L below one sub-chunk: W items only */
+    ok &= sim_bwd<4, 2, 0>(1, 128, 32, 1, "whole", &r); /* L a multiple of the chunk */
     /* the FMA-pipe 2^x (scan_tile::ex2_fma, host build) against exp2 over the decays' range */
     double worst = 0;
     for (int i = 0; i <= 200000; i++) {
@@ -407,6 +478,20 @@ int main(int argc, char **argv) {
             const char *q = strchr(p, ',');
             size_t n = q ? (size_t)(q - p) : strlen(p);
             if (n && !strncmp(name, p, n)) return true;
+            if (!q) break;
+            p = q + 1;
+        }
+        return false;
+    };
+    // a block of rows runs when some prefix could select one of its rows (the prefix starts with
+    // the block's stem, or the stem with the prefix)
+    auto any_wanted = [&](const char *stem) {
+        if (!only) return true;
+        const size_t m = strlen(stem);
+        for (const char *p = only; *p;) {
+            const char *q = strchr(p, ',');
+            size_t n = q ? (size_t)(q - p) : strlen(p);
+            if (n && !strncmp(stem, p, n < m ? n : m)) return true;
             if (!q) break;
             p = q + 1;
         }
@@ -583,7 +668,8 @@ int main(int argc, char **argv) {
 #undef V6
         }
         // backward (library); validated against the CPU backward on du at L <= 2048
-        if (wanted("bwd")) {
+        const bool want_v8 = any_wanted("v8");
+        if (any_wanted("bwd") || want_v8) {
             float *g[8];
             size_t gn[8] = {BLE, BLE, EN, BLN, BLN, (size_t)E, BLE, (size_t)E};
             for (int k = 0; k < 8; k++) CK(cudaMalloc(&g[k], gn[k] * 4));
@@ -619,8 +705,7 @@ int main(int argc, char **argv) {
                 printf("# L %d: CPU reference backward %.1f ms\n", L, (mk_time() - t0) * 1e3);
                 err = grad_err();
             }
-            double us = time_us(run, reps);
-            row(err < 1e-3 ? "bwd_lib" : "bwd_lib!BAD", 128, us, bwd_bytes, err);
+            if (wanted("bwd_lib")) row(err < 1e-3 ? "bwd_lib" : "bwd_lib!BAD", 128, time_us(run, reps), bwd_bytes, err);
             // Where the backward's time goes: its kernel alone (no checkpoint sweep before it, no
             // sums of the partials after), then copies of it with parts left out (scan_bwd.cuh
             // OPT). Those give wrong results, so only their times are printed ("unchecked").
@@ -644,7 +729,7 @@ int main(int argc, char **argv) {
                         kern<<<dim3(neb, B), scan_bwd::TPB, dyn, st>>>(g[0], g[1], g[6], NULL, pA, pD, pb, pB, pC, dout,
                                                                        NULL, u, dl, A, Bm, Cm, Dd, z, db, ck, L, E, 1);
                     };
-                    if (launched(name, go)) row(name, 128, time_us(go, reps), bwd_bytes, -1);
+                    if (wanted(name) && launched(name, go)) row(name, 128, time_us(go, reps), bwd_bytes, -1);
                 };
                 bwd("bwd_kernel_v1", scan_bwd_v1::kernel<P, float, 0>); // until 2026-11-26
                 bwd("bwd_kernel", scan_bwd::kernel<P, float, 0>);
@@ -673,10 +758,52 @@ int main(int argc, char **argv) {
                         scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[4], pC, neb, BLN);
                     };
                     for (int k = 0; k < 8; k++) CK(cudaMemset(g[k], 0, gn[k] * 4));
-                    if (launched("bwd_stage", run_stage)) {
+                    if (wanted("bwd_stage") && launched("bwd_stage", run_stage)) {
                         double se = L <= 2048 ? grad_err() : -1;
                         row(se < 1e-3 ? "bwd_stage" : "bwd_stage!BAD", 128, time_us(run_stage, reps), bwd_bytes, se);
                     }
+                }
+                // v8 (scan_lane_bwd.cuh): one lane per channel. The whole backward as bwd_lib runs it
+                // (the same checkpoint sweep, the v8 kernel, the partials summed in order; its G =
+                // E / 32 partials are the library's neb at N = 16), checked against the CPU at
+                // L <= 2048; TS/NST/XF/W (TS 8 spills: 255 registers at TS 4). Then the kernel alone (v8k_),
+                // comparable with bwd_k_stage.
+                if (want_v8 && scan_lane_bwd::lane_bwd_usable(u, dl, z, dout, g[0], g[1], g[6], Bm, Cm, ck, E, N)) {
+                    scan_lane_bwd::args la = {g[0], g[1], g[6], NULL, pA, pD, pb, pB, pC, dout, NULL, u, dl, A,
+                                              Bm,   Cm,   Dd,   z,    db, ck, B, L, E, 1};
+                    auto sums = [&] {
+                        scan_bwd::sum_parts_k<<<(unsigned)((EN + 255) / 256), 256, 0, st>>>(g[2], pA, B, EN);
+                        scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[5], pD, B, (size_t)E);
+                        scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[7], pb, B, (size_t)E);
+                        scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[3], pB, neb, BLN);
+                        scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[4], pC, neb, BLN);
+                    };
+#define V8(TS_, NST_, XF_, W_)                                                                                  \
+    {                                                                                                           \
+        const char *nm = "v8_" #TS_ "/" #NST_ "/" #XF_ "/" #W_, *nk = "v8k_" #TS_ "/" #NST_ "/" #XF_ "/" #W_;      \
+        auto whole = [&] {                                                                                      \
+            scan_tile::launch<16, 4, 128, 32, 3, 0, float>(NULL, NULL, ck, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L, \
+                                                           E, 1, st);                                           \
+            scan_lane_bwd::launch<TS_, NST_, XF_, W_>(la, st);                                                  \
+            sums();                                                                                             \
+        };                                                                                                      \
+        for (int k = 0; k < 8; k++) CK(cudaMemset(g[k], 0, gn[k] * 4));                                         \
+        if (wanted(nm) && launched(nm, whole)) {                                                                \
+            const double ve = L <= 2048 ? grad_err() : -1;                                                      \
+            char bad[32];                                                                                       \
+            snprintf(bad, sizeof bad, "%s!BAD", nm);                                                            \
+            row(ve < 1e-3 ? nm : bad, 32 * W_, time_us(whole, reps), bwd_bytes, ve);                            \
+            auto kern = [&] { scan_lane_bwd::launch<TS_, NST_, XF_, W_>(la, st); };                            \
+            if (wanted(nk) && launched(nk, kern)) row(nk, 32 * W_, time_us(kern, reps), bwd_bytes, -1);        \
+        }                                                                                                       \
+    }
+                    V8(4, 3, 0, 1);
+                    V8(4, 3, 4, 1);
+                    V8(4, 2, 4, 1);
+                    V8(4, 2, 0, 1);
+                    V8(4, 3, 4, 2);
+                    V8(4, 2, 8, 4);
+#undef V8
                 }
                 for (float *q : {ck, pA, pD, pb, pB, pC}) CK(cudaFree(q));
             }
