@@ -27,6 +27,7 @@ try:
 except ImportError:
     print("SKIP vision_torch: skipped: PyTorch is not installed")
     sys.exit(0)
+from scan_torch import chunk_states  # beside this file (sys.path[0] is its directory)
 
 
 def scan_loop(u, dt, A, Bm, Cm):
@@ -51,11 +52,8 @@ def scan_chunked(u, dt, A, Bm, Cm, T=32):
     cum = (dt[..., None] * A).view(Bsz, nc, T, E, N).cumsum(2)
     dBu = ((dt * u)[..., None] * Bm[:, :, None, :]).view(Bsz, nc, T, E, N)
     hl = torch.exp(cum) * torch.cumsum(dBu * torch.exp(-cum), 2)
-    dec = torch.exp(cum[:, :, -1])
-    carry = [u.new_zeros(Bsz, E, N)]
-    for c in range(nc - 1):
-        carry.append(dec[:, c] * carry[-1] + hl[:, c, -1])
-    h = hl + torch.exp(cum) * torch.stack(carry, 1)[:, :, None]
+    hout = chunk_states(torch.exp(cum[:, :, -1]), hl[:, :, -1])  # scan_torch.py's log-depth scan
+    h = hl + torch.exp(cum) * torch.cat([torch.zeros_like(hout[:, :1]), hout[:, :-1]], 1)[:, :, None]
     return (h.view(Bsz, Lp, E, N) * Cm[:, :, None, :]).sum(-1)[:, :L]
 
 

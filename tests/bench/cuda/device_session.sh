@@ -18,6 +18,7 @@
 # NO_NCU=1: no ncu profile; LAB_QUICK=1: the lab at L = 2048 only; NO_TRAIN_BENCH=1: skip step 4; NO_VRATE=1: skip the vision rate A/B; MEMCHECK=S: memcheck (below); TORCH_TWIN=1: after it, the PyTorch twin of the vision step
 # (tests/bench/vision_torch.py --vision); NO_SCAN_BENCH=1: skip step 3; NO_LAB=1: skip step 5;
 # SCAN_TORCH=1: after step 3, tests/bench/scan_torch.py beside ours (the issue's PyTorch scan rows).
+# SCAN_FIRST=1: steps 5 and 3 (with SCAN_TORCH) right after step 2, before the training-rate A/Bs.
 # ONLY_VISION=1: build and vision only, with all the time left (a second call; see vision()).
 # VFROM=scratch: the vision run trains stage 1's architecture from scratch (with random erasing
 # VERASE, default 0.25; scan order VORDER, default bidir; batch stream VDSEED, default 1, so that
@@ -45,6 +46,8 @@ T0=$(date +%s)
 left() { echo $((TOTAL - ($(date +%s) - T0))); }
 pack() { tar -czf "$OUT/logs.tar.gz.tmp" -C "$LOGS" . && mv "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"; }
 step() { pack; echo "== $1 (t+$(($(date +%s) - T0)) s, $(left) s left)"; }
+# a step's timeout: its own cap, or the time left less a margin, whichever is smaller
+cap() { local t=$(( $(left) - 15 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 1 ] && t=1; echo "$t"; }
 
 # vision MIN: MIN minutes of training from models/vision.mkm, then its test accuracy.
 # One cosine cycle can span two device calls (a warm machine keeps the build): the first
@@ -92,6 +95,39 @@ vision() {
     pack
 }
 
+# The scan's own benchmark (and with SCAN_TORCH=1 the same scan in PyTorch on this GPU beside
+# it: eager loop, chunked eager, chunked under torch.compile, L = 2048 first; ours timed again as
+# JSON), and the kernel lab's rows. Each runs once: early with SCAN_FIRST=1 (right after
+# test_cuda, before the rate A/Bs), else at its place below.
+scan_bench() {
+    [ -n "${SCAN_BENCH_DONE:-}" ] && return
+    SCAN_BENCH_DONE=1
+    if [ -z "${NO_SCAN_BENCH:-}" ]; then
+        step "bench cuda --scan-only"
+        timeout "$(cap 90)" ./build/mambakit bench cuda --scan-only > "$LOGS/bench_scan.txt" 2>&1
+        echo "rc=$?"
+        cat "$LOGS/bench_scan.txt"
+    fi
+    if [ -n "${SCAN_TORCH:-}" ] && python3 -c 'import torch' 2>/dev/null; then
+        step "scan_torch.py (PyTorch, same GPU)"
+        timeout "$(cap 60)" ./build/mambakit bench cuda --scan-only --json > "$LOGS/bench_scan.json" 2>/dev/null
+        PYTHONUNBUFFERED=1 timeout "$(cap 150)" python3 tests/bench/scan_torch.py --ours "$LOGS/bench_scan.json" \
+            --lens 2048,512,8192 --budget "$(cap 140)" > "$LOGS/scan_torch.log" 2>&1
+        echo "rc=$?"
+        grep -v Warning "$LOGS/scan_torch.log" | tail -14
+    fi
+}
+lab_rows() {
+    [ -n "${LAB_DONE:-}" ] && return
+    LAB_DONE=1
+    if [ -z "${NO_LAB:-}" ] && [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then
+        step "scan_lab"
+        timeout "$(cap 150)" ./build/lab/scan_lab ${LAB_QUICK:+--quick} --csv "$LOGS/scan_lab.csv" ${LAB_ONLY:+--only "$LAB_ONLY"} > "$LOGS/scan_lab.log" 2>&1
+        echo "rc=$?"
+        cat "$LOGS/scan_lab.log"
+    fi
+}
+
 step "device"
 nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version,clocks.max.sm --format=csv,noheader
 nproc
@@ -120,13 +156,15 @@ if [ -z "${VSTEP:-}" ] && ! grep -q '^PASS vision_step_stem_params' "$LOGS/test_
     VSTEP=backbone
     echo "the resident vision step did not pass test_cuda: vision runs with --gpu-step backbone"
 fi
+[ -n "${SCAN_FIRST:-}" ] && { lab_rows; scan_bench; }
 # the vision model's training rate, whole step on the GPU against backbone only (same model,
 # same batches: 300 steps of 128 from the shipped model, no validation)
 for gs in full backbone; do
     [ "$gs" = full ] && [ "${VSTEP:-full}" = backbone ] && continue
     [ -n "${NO_VRATE:-}" ] && break
+    [ "$(left)" -gt 60 ] || { echo "too little time left: skipped the vision rate"; break; }
     step "vision training rate, --gpu-step $gs"
-    timeout 60 ./build/mambakit train vision --device cuda --gpu-step "$gs" --init models/vision.mkm --batch 128 \
+    timeout "$(cap 60)" ./build/mambakit train vision --device cuda --gpu-step "$gs" --init models/vision.mkm --batch 128 \
         --steps 300 --val 5000 --seed 1 --out "$LOGS/rate_$gs.mkm" > "$LOGS/rate_$gs.log" 2>&1
     echo "rc=$?"
     tr '\r' '\n' < "$LOGS/rate_$gs.log" | grep -E '^train .*img/s' | tail -1
@@ -138,8 +176,9 @@ done
 # defaults: width 64, 3 layers, batch 16 of 1 s; 200 steps on the FSDD fifth fetch_debs.sh carries)
 if [ -f .debs/enh_data/fsdd/recordings/0_george_0.wav ]; then
     for gs in full backbone; do
+        [ "$(left)" -gt 60 ] || { echo "too little time left: skipped the enhance rate"; break; }
         step "enhance training rate, --gpu-step $gs"
-        timeout 60 ./build/mambakit train enhance --device cuda --gpu-step "$gs" --data-dir .debs/enh_data --espeak 0 \
+        timeout "$(cap 60)" ./build/mambakit train enhance --device cuda --gpu-step "$gs" --data-dir .debs/enh_data --espeak 0 \
             --steps 200 --seed 1 -o "$LOGS/erate_$gs.mkm" > "$LOGS/erate_$gs.log" 2>&1
         echo "rc=$?"
         tr '\r' '\n' < "$LOGS/erate_$gs.log" | grep -E '^train enhance .*steps/s' | tail -1
@@ -148,8 +187,6 @@ if [ -f .debs/enh_data/fsdd/recordings/0_george_0.wav ]; then
     done
 fi
 
-# a step's timeout: its own cap, or the time left less a margin, whichever is smaller
-cap() { local t=$(( $(left) - 15 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 1 ] && t=1; echo "$t"; }
 
 # the point classifier's training rate: whole step on the GPU, backbone only, and the host's CPU
 # (10 epochs of batch 16, 90 steps, on the 200-object DALES subset fetch_debs.sh carries; twentieth session)
@@ -242,9 +279,10 @@ fi
 # (one of them aborted with "misaligned address" on 2026-11-27 before the layout fix)
 for f in .debs/data/fsdd/recordings/*.wav; do
     [ -f "$f" ] || continue
+    [ "$(left)" -gt 40 ] || { echo "too little time left: skipped enhance vs cpu"; break; }
     step "enhance --device cuda vs cpu: $f"
-    timeout 60 ./build/mambakit enhance "$f" -o "$LOGS/e_cpu.wav" --device cpu > /dev/null 2>&1
-    timeout 60 ./build/mambakit enhance "$f" -o "$LOGS/e_cuda.wav" --device cuda --reference "$LOGS/e_cpu.wav" --json 2>&1
+    timeout "$(cap 60)" ./build/mambakit enhance "$f" -o "$LOGS/e_cpu.wav" --device cpu > /dev/null 2>&1
+    timeout "$(cap 60)" ./build/mambakit enhance "$f" -o "$LOGS/e_cuda.wav" --device cuda --reference "$LOGS/e_cpu.wav" --json 2>&1
     echo "rc=$? (the output's SI-SDR against the CPU's output should be > 40 dB)"
     rm -f "$LOGS"/e_*.wav
 done
@@ -266,22 +304,7 @@ elif [ "${MEMCHECK:-0}" -gt 0 ]; then
     echo "no compute-sanitizer on this host (or too little time): skipped memcheck"
 fi
 
-[ -n "${NO_SCAN_BENCH:-}" ] || {
-step "bench cuda --scan-only"
-timeout "$(cap 90)" ./build/mambakit bench cuda --scan-only > "$LOGS/bench_scan.txt" 2>&1
-echo "rc=$?"
-cat "$LOGS/bench_scan.txt"
-}
-# SCAN_TORCH=1: the same scan in PyTorch on this GPU (eager loop, chunked eager, chunked under
-# torch.compile) beside ours, L = 2048 (the paper's shape) first; ours timed again as JSON
-if [ -n "${SCAN_TORCH:-}" ] && python3 -c 'import torch' 2>/dev/null; then
-    step "scan_torch.py (PyTorch, same GPU)"
-    timeout "$(cap 60)" ./build/mambakit bench cuda --scan-only --json > "$LOGS/bench_scan.json" 2>/dev/null
-    PYTHONUNBUFFERED=1 timeout "$(cap 150)" python3 tests/bench/scan_torch.py --ours "$LOGS/bench_scan.json" \
-        --lens 2048,512,8192 --budget "$(cap 140)" > "$LOGS/scan_torch.log" 2>&1
-    echo "rc=$?"
-    grep -v Warning "$LOGS/scan_torch.log" | tail -14
-fi
+scan_bench
 
 if [ "$VMIN" = auto ]; then
     vision "$(awk -v s="$(left)" -v r="$RESERVE" 'BEGIN { m = (s - r - 60) / 60; printf "%.1f", m < 1 ? 1 : m }')"
@@ -304,12 +327,7 @@ if [ -n "${TORCH_TWIN:-}" ] && python3 -c 'import torch' 2>/dev/null; then
 fi
 }
 
-if [ -z "${NO_LAB:-}" ] && [ "$(left)" -gt $((VMIN * 60 + 60)) ]; then
-    step "scan_lab"
-    timeout "$(cap 150)" ./build/lab/scan_lab ${LAB_QUICK:+--quick} --csv "$LOGS/scan_lab.csv" ${LAB_ONLY:+--only "$LAB_ONLY"} > "$LOGS/scan_lab.log" 2>&1
-    echo "rc=$?"
-    cat "$LOGS/scan_lab.log"
-fi
+lab_rows
 
 # Where the scan's time goes (issue-bound or stalled, and on what): the first launch of the
 # staged forward and of the backward kernel under Nsight Compute, if the host has it, with the
