@@ -104,6 +104,9 @@ SOBJ_DOMAIN := $(DOMAIN_C:%.c=$(BUILD)/san/%.o)
 SOBJ_APP    := $(APP_C:%.c=$(BUILD)/san/%.o)
 SOBJ_TESTLIB := $(TEST_LIB_C:%.c=$(BUILD)/san/%.o)
 TEST_BIN := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
+# the scan's and the activations' tests again against the release library: the sanitizer
+# builds compile MK_CLONES away (core/simd.h), so only these run the AVX2 / AVX-512 clones
+REL_TEST_BIN := $(BUILD)/tests/rel/test_scan $(BUILD)/tests/rel/test_ops
 
 LIB  := $(BUILD)/libmambakit.a
 SLIB := $(BUILD)/san/libmambakit.a
@@ -153,6 +156,10 @@ $(BUILD)/tests/%: tests/%.c $(SOBJ_DOMAIN) $(SOBJ_TESTLIB) $(SLIB) $(CONFIG_STAM
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) $(CFLAGS_BASE) -MMD -MP -o $@ $< $(SOBJ_DOMAIN) $(SOBJ_TESTLIB) $(SLIB) $(LDLIBS)
 
+$(BUILD)/tests/rel/%: tests/%.c $(OBJ_DOMAIN) $(LIB) $(CONFIG_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CFLAGS_BASE) -DMK_TEST_TAG='"rel."' -MMD -MP -o $@ $< $(OBJ_DOMAIN) $(LIB) $(LDLIBS)
+
 # The scan kernel lab (tests/bench/cuda/scan_lab.cu): built with CUDA so CI compiles it; run on a GPU.
 ifeq ($(CUDA),1)
 LAB := $(BUILD)/lab/scan_lab
@@ -184,7 +191,7 @@ $(EMU_CLI): $(BUILD)/emu/core/backend.o $(BUILD)/emu/tests/emu/cuda_emu.o \
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN) $(CFLAGS_BASE) -o $@ $^ $(LDLIBS)
 
-tests: report $(BIN) $(SBIN) $(TEST_BIN) $(EMU_BIN) $(EMU_CLI) $(LAB)
+tests: report $(BIN) $(SBIN) $(TEST_BIN) $(REL_TEST_BIN) $(EMU_BIN) $(EMU_CLI) $(LAB)
 
 # ---------------------------------------------------------------- set-up
 DEB_PKGS := build-essential pkg-config libopenblas-dev libopenblas0-openmp libsndfile1-dev libpng-dev zlib1g-dev \
@@ -202,7 +209,7 @@ deps:
 # The recursive make re-runs detection after deps may have installed things.
 test: deps
 	@$(MAKE) --no-print-directory tests
-	@MK=$(abspath $(SBIN)) MK_REL=$(abspath $(BIN)) MK_EMU=$(abspath $(EMU_CLI)) bash tests/run.sh $(TEST_BIN) $(EMU_BIN) $(TEST_SH)
+	@MK=$(abspath $(SBIN)) MK_REL=$(abspath $(BIN)) MK_EMU=$(abspath $(EMU_CLI)) bash tests/run.sh $(TEST_BIN) $(REL_TEST_BIN) $(EMU_BIN) $(TEST_SH)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -4,7 +4,7 @@
 #include "simd.h"
 
 /* SiLU runs on every token of every layer: the vectorisable sigmoid (simd.h,
- * relative error < 3e-7) instead of libm's expf, AVX2 where present, in
+ * relative error < 3e-7) instead of libm's expf, AVX-512 or AVX2 where present, in
  * chunks so OpenMP shares big arrays (the clone attribute must sit on a plain
  * function, not on the one OpenMP outlines). */
 #define ACT_CHUNK 16384

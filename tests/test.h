@@ -13,9 +13,14 @@
 static int test_failures_ = 0;
 
 /* Report one named check with a printf-style detail. Returns ok. */
+/* MK_TEST_TAG prefixes every check's name: "rel." for the copies of test_scan and test_ops built
+ * against the release library (Makefile), whose SIMD clones the sanitizer builds leave out */
+#ifndef MK_TEST_TAG
+#define MK_TEST_TAG ""
+#endif
 static inline int test_report(int ok, const char *name, const char *fmt, ...) {
     va_list ap;
-    printf("%s %s", ok ? "PASS" : "FAIL", name);
+    printf("%s %s%s", ok ? "PASS" : "FAIL", MK_TEST_TAG, name);
     if (fmt && *fmt) {
         printf("  ");
         va_start(ap, fmt);
@@ -28,7 +33,7 @@ static inline int test_report(int ok, const char *name, const char *fmt, ...) {
     return ok;
 }
 static inline void test_skip(const char *name, const char *why) {
-    printf("SKIP %s: skipped: %s\n", name, why);
+    printf("SKIP %s%s: skipped: %s\n", MK_TEST_TAG, name, why);
     fflush(stdout);
 }
 /* Find REL on the data search path into path; if it is absent, report the
