@@ -1,6 +1,8 @@
 /* linear.c — fully connected layer over token rows, through OpenBLAS sgemm. */
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "ops.h"
 #include "util.h"
 
@@ -11,6 +13,33 @@
  * the Makefile links that build when installed). */
 void blas_fit_threads(void) {
     if (openblas_get_parallel() == 1 && mk_num_threads() > 1) openblas_set_num_threads(1);
+}
+
+/* OpenBLAS picks its kernels at load time from the CPU's model number, and a model newer than
+ * the library gets its generic "Prescott" (SSE3) kernels: Debian 12's 0.3.21 does not know
+ * Intel's Emerald Rapids (family 6, model 207), where sgemm then runs at 18 GFLOP/s on one
+ * thread instead of the 134 of its AVX-512 kernels (docs/PERFORMANCE.md, 2026-11-28). The
+ * choice can only be overridden before the library loads (OPENBLAS_CORETYPE), so this names the
+ * core a re-run should ask for: SkylakeX where AVX-512 (F, BW, DQ, VL) works, Haswell where AVX2
+ * and FMA do. NULL when OpenBLAS chose any other core, or OPENBLAS_CORETYPE is set already (by
+ * the user, or by the re-run). */
+const char *blas_better_core(void) {
+    if (getenv("OPENBLAS_CORETYPE")) return NULL;
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "prescott") != 0) return NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+    return NULL;
+}
+
+const char *blas_core_name(void) {
+    const char *core = openblas_get_corename();
+    return core ? core : "unknown";
 }
 
 /* out (M,O) = inp (M,I) @ W^T (W is (O,I), PyTorch layout) + b */

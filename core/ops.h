@@ -18,6 +18,10 @@
 /* Call once at start-up, after OMP_NUM_THREADS is known: gives a pthread-built
  * OpenBLAS one thread when OpenMP runs several (see linear.c). */
 void blas_fit_threads(void);
+/* the OpenBLAS core a re-run with OPENBLAS_CORETYPE should ask for, when the library fell back
+ * to its generic kernels on a CPU that has AVX2 or AVX-512 (else NULL); the core in use */
+const char *blas_better_core(void);
+const char *blas_core_name(void);
 void linear_forward(float *out, const float *inp, const float *W, const float *b, int M, int IN, int OUT);
 /* dinp += dout @ W ; dW += dout^T @ inp ; db += column sums of dout */
 void linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp,

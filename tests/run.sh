@@ -9,6 +9,13 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-protect_shadow_gap=0:detect_leaks=1:abort_on
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "$0")" && pwd)/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# OpenBLAS's kernels: the mambakit binary re-runs itself with OPENBLAS_CORETYPE set when the
+# library fell back to its generic ones on a CPU newer than it knows (core/linear.c); the test
+# binaries get the core it reports, so they run the kernels a user's runs do
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -n "${MK_REL:-}" ] && [ -x "${MK_REL:-}" ]; then
+  core=$("$MK_REL" --version 2>/dev/null | sed -n 's/.*(OpenBLAS core \([A-Za-z0-9]*\)).*/\1/p')
+  if [ -n "$core" ]; then export OPENBLAS_CORETYPE=$core; echo "OpenBLAS core: $core"; fi
+fi
 pass=0; fail=0; skip=0; failed=()
 t_all=$(date +%s)
 for t in "$@"; do

@@ -139,6 +139,10 @@ timeout 240 make -j"$(nproc)" CUDA=1 NODEPS=1 build/mambakit build/tests/test_cu
 rc=$?
 echo "build rc=$rc"
 [ $rc = 0 ] || { tail -30 "$LOGS/build.log"; pack; exit 1; }
+# the host CPU and OpenBLAS's kernels for it (the CPU baselines depend on both: a CPU newer than
+# the library gets its generic kernels unless mambakit re-runs itself with better ones)
+grep -m1 'model name' /proc/cpuinfo
+./build/mambakit --version
 
 if [ -n "${ONLY_VISION:-}" ]; then # a second call on the warm machine: the checks ran in the first
     vision "$(awk -v s="$(left)" 'BEGIN { m = (s - 45) / 60; printf "%.1f", m < 1 ? 1 : m }')"
