@@ -6,6 +6,18 @@ MK_REL=${MK_REL:-build/mambakit}
 ok() { if [ "$1" = 0 ]; then echo "PASS cli.$2"; else echo "FAIL cli.$2 $3"; fi; }
 $MK --help >/dev/null 2>&1; ok $? help
 $MK nonsense >/dev/null 2>&1; [ $? = 2 ]; ok $? unknown_command
+# OpenBLAS's kernels (core/linear.c): on a CPU with AVX2 and FMA, mambakit never runs the generic
+# Prescott kernels of its own accord (it re-runs itself with OPENBLAS_CORETYPE when the library
+# fell back to them: Debian 12's OpenBLAS on an Emerald Rapids Xeon did), and a core the user
+# sets stays (no second re-run)
+ver=$(env -u OPENBLAS_CORETYPE "$MK_REL" --version 2>&1)
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
+    grep -q 'OpenBLAS core ' <<<"$ver" && ! grep -qi 'core prescott' <<<"$ver"; ok $? blas_core_not_generic "$ver"
+else
+    echo "SKIP cli.blas_core_not_generic: skipped: no AVX2 on this CPU"
+fi
+ver=$(OPENBLAS_CORETYPE=Prescott "$MK_REL" --version 2>&1)
+grep -q 'OpenBLAS core Prescott' <<<"$ver"; ok $? blas_core_user_choice "$ver"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf 'garbage' > "$tmp/bad.mk"
 msg=$($MK info "$tmp/bad.mk" 2>&1); rc=$?
