@@ -12,12 +12,13 @@
 
 static int test_failures_ = 0;
 
-/* Report one named check with a printf-style detail. Returns ok. */
 /* MK_TEST_TAG prefixes every check's name: "rel." for the copies of test_scan and test_ops built
  * against the release library (Makefile), whose SIMD clones the sanitizer builds leave out */
 #ifndef MK_TEST_TAG
 #define MK_TEST_TAG ""
 #endif
+
+/* Report one named check with a printf-style detail. Returns ok. */
 static inline int test_report(int ok, const char *name, const char *fmt, ...) {
     va_list ap;
     printf("%s %s%s", ok ? "PASS" : "FAIL", MK_TEST_TAG, name);
