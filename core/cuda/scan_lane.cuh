@@ -94,6 +94,22 @@ __host__ __device__ __forceinline__ float f_sigmoid(float x) {
 #endif
 }
 
+// a 16-float row (a step's B or C row in a stage, a checkpoint) as four 16-byte loads; from
+// shared memory every lane of the warp reads the same row (a broadcast)
+__host__ __device__ __forceinline__ void row16(float *v, const float *p) {
+    const float4 *p4 = reinterpret_cast<const float4 *>(p);
+#pragma unroll
+    for (int q = 0; q < N / 4; q++) {
+        const float4 w = p4[q];
+        v[4 * q] = w.x, v[4 * q + 1] = w.y, v[4 * q + 2] = w.z, v[4 * q + 3] = w.w;
+    }
+}
+// exp2 of a decay exponent: the first XF of a lane's 16 on the FMA pipe, the rest on the MUFU
+template <int XF>
+__host__ __device__ __forceinline__ float decay(int n, float x) {
+    return n < XF ? scan_tile::ex2_fma(x) : f_ex2(x);
+}
+
 // What a lane keeps in registers: its channel's decay rates (A log2 e), states, bias, D
 struct lane_state {
     float A2[N], h[N], bias, Dv;
@@ -167,22 +183,13 @@ __host__ __device__ __forceinline__ void run_tile(const args &a, const float *st
         float dt = a.softplus ? f_softplus(r) : r;
         dt = t < a.L ? dt : 0.f; // zero-filled steps past L leave the state alone
         const float dtu = dt * uu;
-        // the step's B and C rows, 16-byte broadcast loads (every lane reads the same row)
-        const float4 *B4 = reinterpret_cast<const float4 *>(st + Y::BR + j * N),
-                     *C4 = reinterpret_cast<const float4 *>(st + Y::CR + j * N);
-        float y[4] = {0.f, 0.f, 0.f, 0.f};
+        float Bv[N], Cv[N], y[4] = {0.f, 0.f, 0.f, 0.f};
+        row16(Bv, st + Y::BR + j * N);
+        row16(Cv, st + Y::CR + j * N);
 #pragma unroll
-        for (int q = 0; q < N / 4; q++) {
-            const float4 bq = B4[q], cq = C4[q];
-            const float Bv[4] = {bq.x, bq.y, bq.z, bq.w}, Cv[4] = {cq.x, cq.y, cq.z, cq.w};
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int n = 4 * q + i;
-                const float x = dt * s.A2[n];
-                const float dA = n < XF ? scan_tile::ex2_fma(x) : f_ex2(x);
-                s.h[n] = fmaf(dA, s.h[n], dtu * Bv[i]);
-                y[i] = fmaf(Cv[i], s.h[n], y[i]);
-            }
+        for (int n = 0; n < N; n++) {
+            s.h[n] = fmaf(decay<XF>(n, dt * s.A2[n]), s.h[n], dtu * Bv[n]);
+            y[n & 3] = fmaf(Cv[n], s.h[n], y[n & 3]);
         }
         if (!a.out) continue; // the checkpoint sweep: states only (y is dead code then)
         float o = ((y[0] + y[1]) + (y[2] + y[3])) + s.Dv * uu;

@@ -38,7 +38,9 @@
 namespace scan_lane_bwd {
 
 using scan_lane::CK;
+using scan_lane::decay;
 using scan_lane::N;
+using scan_lane::row16;
 constexpr float LN2 = 0.69314718055994531f;
 
 struct args {
@@ -156,21 +158,14 @@ __host__ __device__ __forceinline__ void lane_init(const args &a, int b, int e, 
     s.dD = s.db = 0.f;
 }
 
-template <int XF>
-__host__ __device__ __forceinline__ float decay(int n, float x) {
-    return n < XF ? scan_tile::ex2_fma(x) : scan_lane::f_ex2(x);
-}
-
 template <int TS>
 __host__ __device__ __forceinline__ void load_ckpt(const args &a, int b, int e, int c, float *h) {
     const int nck = (a.L + CK - 1) / CK;
-    const bool ok = e < a.E;
-    const float4 *p = reinterpret_cast<const float4 *>(a.ckpt + (((size_t)b * nck + c) * a.E + (ok ? e : 0)) * N);
+    if (e < a.E)
+        row16(h, a.ckpt + (((size_t)b * nck + c) * a.E + e) * N);
+    else
 #pragma unroll
-    for (int q = 0; q < N / 4; q++) {
-        const float4 v = ok ? p[q] : make_float4(0.f, 0.f, 0.f, 0.f);
-        h[4 * q] = v.x, h[4 * q + 1] = v.y, h[4 * q + 2] = v.z, h[4 * q + 3] = v.w;
-    }
+        for (int n = 0; n < N; n++) h[n] = 0.f;
 }
 // slot s of the sub-checkpoints: lane's 16 floats as 4 float4 at [s][q][lane] (a quarter-warp's
 // 16-byte accesses fall on consecutive addresses)
@@ -188,17 +183,10 @@ __host__ __device__ __forceinline__ void rep_tile(const args &a, const item &it,
         const float r = st[(DL * TS + j) * 32 + lane] + s.bias;
         const float dt = a.softplus ? scan_lane::f_softplus(r) : r;
         const float dtu = dt * st[(U * TS + j) * 32 + lane];
-        const float4 *B4 = reinterpret_cast<const float4 *>(st + Y::BR + j * N);
+        float Bv[N];
+        row16(Bv, st + Y::BR + j * N);
 #pragma unroll
-        for (int q = 0; q < N / 4; q++) {
-            const float4 bq = B4[q];
-            const float Bv[4] = {bq.x, bq.y, bq.z, bq.w};
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int n = 4 * q + i;
-                s.h[n] = fmaf(decay<XF>(n, dt * s.A2[n]), s.h[n], dtu * Bv[i]);
-            }
-        }
+        for (int n = 0; n < N; n++) s.h[n] = fmaf(decay<XF>(n, dt * s.A2[n]), s.h[n], dtu * Bv[n]);
     }
 #pragma unroll
     for (int q = 0; q < N / 4; q++)
@@ -228,20 +216,14 @@ __host__ __device__ __forceinline__ void w_begin(const args &a, const item &it, 
         dt = t0 + j < a.L ? dt : 0.f;
         s.dt[j] = dt;
         const float dtu = dt * uu;
-        const float4 *B4 = reinterpret_cast<const float4 *>(st + Y::BR + j * N),
-                     *C4 = reinterpret_cast<const float4 *>(st + Y::CR + j * N);
-        float y[4] = {0.f, 0.f, 0.f, 0.f};
+        float Bv[N], Cv[N], y[4] = {0.f, 0.f, 0.f, 0.f};
+        row16(Bv, st + Y::BR + j * N);
+        row16(Cv, st + Y::CR + j * N);
 #pragma unroll
-        for (int q = 0; q < N / 4; q++) {
-            const float4 bq = B4[q], cq = C4[q];
-            const float Bv[4] = {bq.x, bq.y, bq.z, bq.w}, Cv[4] = {cq.x, cq.y, cq.z, cq.w};
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int n = 4 * q + i;
-                const float prev = j ? s.hs[j ? j - 1 : 0][n] : s.h[n];
-                s.hs[j][n] = fmaf(decay<XF>(n, dt * s.A2[n]), prev, dtu * Bv[i]);
-                y[i] = fmaf(Cv[i], s.hs[j][n], y[i]);
-            }
+        for (int n = 0; n < N; n++) {
+            const float prev = j ? s.hs[j ? j - 1 : 0][n] : s.h[n];
+            s.hs[j][n] = fmaf(decay<XF>(n, dt * s.A2[n]), prev, dtu * Bv[n]);
+            y[n & 3] = fmaf(Cv[n], s.hs[j][n], y[n & 3]);
         }
         s.y[j] = ((y[0] + y[1]) + (y[2] + y[3])) + s.Dv * uu;
     }
@@ -264,27 +246,21 @@ __host__ __device__ __forceinline__ void w_step(const args &a, const item &it, c
     }
     s.dD = fmaf(dy, uu, s.dD);
     const float dt = s.dt[j], dtu = dt * uu;
-    const float4 *B4 = reinterpret_cast<const float4 *>(st + Y::BR + j * N),
-                 *C4 = reinterpret_cast<const float4 *>(st + Y::CR + j * N);
-    float ddtA[2] = {0.f, 0.f}, dBu[2] = {0.f, 0.f};
+    float Bv[N], Cv[N], ddtA[2] = {0.f, 0.f}, dBu[2] = {0.f, 0.f};
+    row16(Bv, st + Y::BR + j * N);
+    row16(Cv, st + Y::CR + j * N);
 #pragma unroll
-    for (int q = 0; q < N / 4; q++) {
-        const float4 bq = B4[q], cq = C4[q];
-        const float Bv[4] = {bq.x, bq.y, bq.z, bq.w}, Cv[4] = {cq.x, cq.y, cq.z, cq.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int n = 4 * q + i;
-            const float hp = j ? s.hs[j ? j - 1 : 0][n] : s.h[n];
-            s.dh[n] = fmaf(dy, Cv[i], s.dh[n]);             // dL/dh_t
-            rb[(N + n) * 32 + lane] = dy * s.hs[j][n];      // dC[t, n], this channel's share
-            rb[n * 32 + lane] = s.dh[n] * dtu;              // dB[t, n]
-            dBu[i & 1] = fmaf(s.dh[n], Bv[i], dBu[i & 1]);
-            const float qh = s.dh[n] * decay<XF>(n, dt * s.A2[n]); // dL/dh_{t-1} through this step
-            const float gq = qh * hp;
-            s.dA[n] = fmaf(gq, dt, s.dA[n]);
-            ddtA[i & 1] = fmaf(gq, s.A2[n], ddtA[i & 1]);
-            s.dh[n] = qh;
-        }
+    for (int n = 0; n < N; n++) {
+        const float hp = j ? s.hs[j ? j - 1 : 0][n] : s.h[n];
+        s.dh[n] = fmaf(dy, Cv[n], s.dh[n]);             // dL/dh_t
+        rb[(N + n) * 32 + lane] = dy * s.hs[j][n];      // dC[t, n], this channel's share
+        rb[n * 32 + lane] = s.dh[n] * dtu;              // dB[t, n]
+        dBu[n & 1] = fmaf(s.dh[n], Bv[n], dBu[n & 1]);
+        const float qh = s.dh[n] * decay<XF>(n, dt * s.A2[n]); // dL/dh_{t-1} through this step
+        const float gq = qh * hp;
+        s.dA[n] = fmaf(gq, dt, s.dA[n]);
+        ddtA[n & 1] = fmaf(gq, s.A2[n], ddtA[n & 1]);
+        s.dh[n] = qh;
     }
     const float sb = dBu[0] + dBu[1];
     const float ddt = (ddtA[0] + ddtA[1]) * LN2 + sb * uu; // A = A2 ln 2

@@ -723,6 +723,14 @@ int main(int argc, char **argv) {
                 // the library's checkpoint sweep for N = 16: the staged forward with no output
                 scan_tile::launch<16, 4, 128, 32, 3, 0, float>(NULL, NULL, ck, u, dl, A, Bm, Cm, Dd, z, db, NULL, B, L,
                                                                E, 1, st);
+                // the partials' ordered sums into the gradients, as the library's launch_bwd does
+                auto sums = [&] {
+                    scan_bwd::sum_parts_k<<<(unsigned)((EN + 255) / 256), 256, 0, st>>>(g[2], pA, B, EN);
+                    scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[5], pD, B, (size_t)E);
+                    scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[7], pb, B, (size_t)E);
+                    scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[3], pB, neb, BLN);
+                    scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[4], pC, neb, BLN);
+                };
                 auto bwd = [&](const char *name, auto kern, size_t dyn = 0) {
                     if (dyn) CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn));
                     auto go = [&] {
@@ -751,11 +759,7 @@ int main(int argc, char **argv) {
                                                                        NULL, B, L, E, 1, st);
                         kst<<<dim3(neb, B), scan_bwd::TPB, dyn, st>>>(g[0], g[1], g[6], NULL, pA, pD, pb, pB, pC, dout,
                                                                       NULL, u, dl, A, Bm, Cm, Dd, z, db, ck, L, E, 1);
-                        scan_bwd::sum_parts_k<<<(unsigned)((EN + 255) / 256), 256, 0, st>>>(g[2], pA, B, EN);
-                        scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[5], pD, B, (size_t)E);
-                        scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[7], pb, B, (size_t)E);
-                        scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[3], pB, neb, BLN);
-                        scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[4], pC, neb, BLN);
+                        sums();
                     };
                     for (int k = 0; k < 8; k++) CK(cudaMemset(g[k], 0, gn[k] * 4));
                     if (wanted("bwd_stage") && launched("bwd_stage", run_stage)) {
@@ -771,13 +775,6 @@ int main(int argc, char **argv) {
                 if (want_v8 && scan_lane_bwd::lane_bwd_usable(u, dl, z, dout, g[0], g[1], g[6], Bm, Cm, ck, E, N)) {
                     scan_lane_bwd::args la = {g[0], g[1], g[6], NULL, pA, pD, pb, pB, pC, dout, NULL, u, dl, A,
                                               Bm,   Cm,   Dd,   z,    db, ck, B, L, E, 1};
-                    auto sums = [&] {
-                        scan_bwd::sum_parts_k<<<(unsigned)((EN + 255) / 256), 256, 0, st>>>(g[2], pA, B, EN);
-                        scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[5], pD, B, (size_t)E);
-                        scan_bwd::sum_parts_k<<<(unsigned)((E + 255) / 256), 256, 0, st>>>(g[7], pb, B, (size_t)E);
-                        scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[3], pB, neb, BLN);
-                        scan_bwd::sum_parts_k<<<(unsigned)((BLN + 255) / 256), 256, 0, st>>>(g[4], pC, neb, BLN);
-                    };
 #define V8(TS_, NST_, XF_, W_)                                                                                  \
     {                                                                                                           \
         const char *nm = "v8_" #TS_ "/" #NST_ "/" #XF_ "/" #W_, *nk = "v8k_" #TS_ "/" #NST_ "/" #XF_ "/" #W_;      \
