@@ -403,9 +403,7 @@ static void forward_impl(mamba_backbone *m, mamba_acts *a, float *out, const flo
             const int *o = eff + (size_t)g * OL;
             gather_rows(d->xg, la.xin, o, OB, OL, E);
             gather_rows(d->zg, la.zin, o, OB, OL, E);
-            conv1d_forward(d->convo, NULL, d->xg, NULL, mk_param(p, Li->conv_w[g]), mk_param(p, Li->conv_b[g]), B, L,
-                           E, K);
-            silu_forward(d->xc, d->convo, (size_t)T * E);
+            conv1d_silu_forward(d->convo, d->xc, d->xg, mk_param(p, Li->conv_w[g]), mk_param(p, Li->conv_b[g]), B, L, E, K);
             if (Li->x_proj[g] >= 0) {
                 linear_forward(d->dbc, d->xc, mk_param(p, Li->x_proj[g]), NULL, T, E, XD);
                 for (int t = 0; t < T; t++) {

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 #include "ops.h"
+#include "simd.h"
 
 void dropout_forward(float *out, float *mask, const float *inp, size_t n, float p, mk_rng *rng) {
     float keep = 1.f - p;
@@ -33,16 +34,23 @@ void gather_rows(float *out, const float *inp, const int *order, int B, int L, i
             memcpy(out + ((size_t)b * L + t) * C, inp + ((size_t)b * L + s) * C, sizeof(float) * C);
         }
 }
+/* rows t0..t1 of batch b; a plain function so it can carry the clones */
+MK_CLONES
+static void scatter_rows(float *out, const float *inp, const int *order, int b, int t0, int t1, int L, int C, float alpha) {
+    for (int t = t0; t < t1; t++) {
+        int s = order ? order[t] : t;
+        float *o = out + ((size_t)b * L + s) * C;
+        const float *x = inp + ((size_t)b * L + t) * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) o[c] += alpha * x[c];
+    }
+}
 void scatter_add_rows(float *out, const float *inp, const int *order, int B, int L, int C, float alpha) {
     /* order is a permutation, so rows never collide: safe to parallelise */
+    const int nblk = (L + 63) / 64;
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * L * C > 65536)
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < L; t++) {
-            int s = order ? order[t] : t;
-            float *o = out + ((size_t)b * L + s) * C;
-            const float *x = inp + ((size_t)b * L + t) * C;
-            for (int c = 0; c < C; c++) o[c] += alpha * x[c];
-        }
+        for (int k = 0; k < nblk; k++) scatter_rows(out, inp, order, b, k * 64, k * 64 + 64 < L ? k * 64 + 64 : L, L, C, alpha);
 }
 
 void vec_add(float *out, const float *a, const float *b, size_t n) {

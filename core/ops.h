@@ -72,6 +72,9 @@ static inline float mk_siluf(float x) { return x * mk_sigmoidf(x); }
  * state_in when L < K-1), so a sequence processed in chunks equals one piece. */
 void conv1d_forward(float *out, float *state_out, const float *inp, const float *state_in,
                     const float *w, const float *b, int B, int L, int C, int K);
+/* conv1d_forward without state, and act = SiLU(out) in the same pass: the same
+ * bits as conv1d_forward followed by silu_forward. */
+void conv1d_silu_forward(float *out, float *act, const float *inp, const float *w, const float *b, int B, int L, int C, int K);
 /* dstate_in (B, K-1, C) may be NULL. */
 void conv1d_backward(float *dinp, float *dstate_in, float *dw, float *db, const float *dout,
                      const float *inp, const float *state_in, const float *w, int B, int L, int C, int K);

@@ -6,6 +6,7 @@
  * Backward functions accumulate, so every gradient buffer starts filled with
  * random values g0 and the check uses (result - g0). */
 #include <string.h>
+#include <omp.h>
 
 #include "core/ops.h"
 #include "core/simd.h"
@@ -685,6 +686,77 @@ static void test_parallel_sizes(void) {
     free(c.x), free(c.st), free(c.w), free(c.b), free(ro), free(rso), free(gfull), free(gw), free(gb), free(gx), free(gs);
 }
 
+/* conv1d's weight gradient sums fixed row blocks in block order, so it must
+ * not depend on the thread count: compared bit for bit on 1 and 3 threads at a
+ * size with partial blocks, a channel count that is no multiple of a vector,
+ * and a state, against the double-precision adjoint too. */
+static void test_conv_threads(void) {
+    const int B = 3, L = 301, C = 37, K = 4, P = K - 1;
+    const size_t n = (size_t)B * L * C, ns = (size_t)B * P * C;
+    float *x = ref_falloc(n), *st = ref_falloc(ns), *w = ref_falloc(C * K), *dy = ref_falloc(n);
+    ref_fill(x, n, 0, 1, &rng);
+    ref_fill(st, ns, 0, 1, &rng);
+    ref_fill(w, C * K, 0, 0.5f, &rng);
+    ref_fill(dy, n, 0, 1, &rng);
+    float *dx[2], *dw[2], *db[2], *o[2];
+    const int thr[2] = {1, 3};
+    const int keep = omp_get_max_threads();
+    for (int r = 0; r < 2; r++) {
+        dx[r] = ref_falloc(n), dw[r] = ref_falloc(C * K), db[r] = ref_falloc(C), o[r] = ref_falloc(n);
+        omp_set_num_threads(thr[r]);
+        conv1d_forward(o[r], NULL, x, st, w, NULL, B, L, C, K);
+        conv1d_backward(dx[r], NULL, dw[r], db[r], dy, x, st, w, B, L, C, K);
+    }
+    omp_set_num_threads(keep);
+    double *gw = ref_alloc(C * K), *gb = ref_alloc(C);
+    for (int bb = 0; bb < B; bb++)
+        for (int t = 0; t < L; t++)
+            for (int ch = 0; ch < C; ch++) {
+                double d = dy[((size_t)bb * L + t) * C + ch];
+                gb[ch] += d;
+                for (int k = 0; k < K; k++) {
+                    int j = t - P + k;
+                    double xv = j < 0 ? st[((size_t)bb * P + P + j) * C + ch] : x[((size_t)bb * L + j) * C + ch];
+                    gw[(size_t)ch * K + k] += xv * d;
+                }
+            }
+    int same = !memcmp(dw[0], dw[1], sizeof(float) * C * K) && !memcmp(db[0], db[1], sizeof(float) * C) &&
+               !memcmp(dx[0], dx[1], sizeof(float) * n) && !memcmp(o[0], o[1], sizeof(float) * n);
+    double ew = ref_err(dw[0], gw, C * K, 1e-6), eb = ref_err(db[0], gb, C, 1e-6);
+    test_report(same && ew < 1e-5 && eb < 1e-5, "conv1d_threads", "B %d, L %d, C %d: 1 and 3 threads bitwise %s; dw %.1e, db %.1e vs double",
+                B, L, C, same ? "equal" : "DIFFERENT", ew, eb);
+    for (int r = 0; r < 2; r++) free(dx[r]), free(dw[r]), free(db[r]), free(o[r]);
+    free(x), free(st), free(w), free(dy), free(gw), free(gb);
+}
+
+/* The fused conv + SiLU of the Mamba block must give the bits of the two
+ * separate ops, serial and parallel (B*L*C above the OpenMP threshold), with
+ * and without a bias. */
+static void test_conv_silu(void) {
+    const int shapes[2][3] = {{2, 9, 6}, {3, 301, 131}};
+    int bad = 0;
+    size_t tot = 0;
+    for (int sh = 0; sh < 2; sh++)
+        for (int withb = 0; withb < 2; withb++)
+            for (int K = 1; K <= 4; K++) {
+                const int B = shapes[sh][0], L = shapes[sh][1], C = shapes[sh][2];
+                const size_t n = (size_t)B * L * C;
+                float *x = ref_falloc(n), *w = ref_falloc(C * K), *b = ref_falloc(C), *o1 = ref_falloc(n), *a1 = ref_falloc(n),
+                      *o2 = ref_falloc(n), *a2 = ref_falloc(n);
+                ref_fill(x, n, 0, 2, &rng);
+                ref_fill(w, C * K, 0, 0.7f, &rng);
+                ref_fill(b, C, 0, 0.5f, &rng);
+                conv1d_forward(o1, NULL, x, NULL, w, withb ? b : NULL, B, L, C, K);
+                silu_forward(a1, o1, n);
+                conv1d_silu_forward(o2, a2, x, w, withb ? b : NULL, B, L, C, K);
+                bad += memcmp(o1, o2, sizeof(float) * n) != 0 || memcmp(a1, a2, sizeof(float) * n) != 0;
+                tot += n;
+                free(x), free(w), free(b), free(o1), free(a1), free(o2), free(a2);
+            }
+    test_report(!bad, "conv1d_silu_fused", "16 shapes (K 1-4, bias or none, %zu values): %d differ from conv1d_forward + silu_forward",
+                tot, bad);
+}
+
 int main(void) {
     mk_rng_seed(&rng, 20231201);
     test_linear(1);
@@ -702,6 +774,8 @@ int main(void) {
         test_conv(K, 0);
         test_conv(K, 1);
     }
+    test_conv_threads();
+    test_conv_silu();
     test_dropout();
     test_crossentropy();
     test_regression_loss(0);
