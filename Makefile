@@ -115,7 +115,8 @@ SBIN := $(BUILD)/san/mambakit
 
 # Any change of options rewrites this stamp, and everything depends on it.
 CONFIG_STAMP := $(BUILD)/config.stamp
-CONFIG_TEXT := $(CC) $(CFLAGS) $(CFLAGS_BASE) CUDA=$(CUDA) $(NVFLAGS) $(LDLIBS)
+CLONE_FP ?= -ffp-contract=fast
+CONFIG_TEXT := $(CC) $(CFLAGS) $(CFLAGS_BASE) $(CLONE_FP) CUDA=$(CUDA) $(NVFLAGS) $(LDLIBS)
 $(shell mkdir -p $(BUILD); echo '$(CONFIG_TEXT)' | cmp -s - $(CONFIG_STAMP) || echo '$(CONFIG_TEXT)' > $(CONFIG_STAMP))
 
 .PHONY: all deps test demo bench bench-ts bench-audio bench-mil bench-vision bench-cuda clean report tests
@@ -130,7 +131,14 @@ endif
 
 $(BUILD)/rel/%.o: %.c $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CFLAGS_BASE) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(CFLAGS_BASE) $(FILE_FP) -MMD -MP -c $< -o $@
+
+# The files whose hot loops carry AVX2 / AVX-512 clones (core/simd.h) let those
+# clones fuse a*b+c into one FMA instruction (ISO C mode forbids it by
+# default); the baseline x86-64-v2 copy has no FMA, so it is unchanged.
+# `make CLONE_FP=` builds without (an A/B; the stamp rebuilds what changed).
+FILE_FP :=
+$(addprefix $(BUILD)/rel/core/,scan.o conv.o act.o misc.o): FILE_FP := $(CLONE_FP)
 
 $(BUILD)/san/%.o: %.c $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
