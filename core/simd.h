@@ -14,7 +14,7 @@
  * (Makefile: REL_TEST_BIN) run them in make test. The Makefile compiles the
  * files that use MK_CLONES (CLONE_FP: scan.c, conv.c, act.c, misc.c; add a new
  * one there) with -ffp-contract=fast, so the clones fuse a*b+c into FMAs (the
- * scan's forward 1.3-2x, docs/PERFORMANCE.md); ISO C mode forbids that by
+ * scan's forward about 1.3x, docs/PERFORMANCE.md); ISO C mode forbids that by
  * default, and the baseline copy has no FMA, so it keeps its bits. */
 #ifndef MK_SIMD_H
 #define MK_SIMD_H
