@@ -688,10 +688,12 @@ static void test_parallel_sizes(void) {
 
 /* conv1d's weight gradient sums fixed row blocks in block order, so it must
  * not depend on the thread count: compared bit for bit on 1 and 3 threads at a
- * size with partial blocks, a channel count that is no multiple of a vector,
- * and a state, against the double-precision adjoint too. */
+ * size above the OpenMP threshold (B*L*C > 65536) whose last block is partial,
+ * a channel count that is no multiple of a vector, and a state, against the
+ * double-precision adjoint too. */
 static void test_conv_threads(void) {
-    const int B = 3, L = 301, C = 37, K = 4, P = K - 1;
+    const int B = 3, L = 701, C = 37, K = 4, P = K - 1;
+    MK_ASSERT((size_t)B * L * C > 65536 && (B * L) % 256 != 0);
     const size_t n = (size_t)B * L * C, ns = (size_t)B * P * C;
     float *x = ref_falloc(n), *st = ref_falloc(ns), *w = ref_falloc(C * K), *dy = ref_falloc(n);
     ref_fill(x, n, 0, 1, &rng);
