@@ -104,7 +104,7 @@ SOBJ_DOMAIN := $(DOMAIN_C:%.c=$(BUILD)/san/%.o)
 SOBJ_APP    := $(APP_C:%.c=$(BUILD)/san/%.o)
 SOBJ_TESTLIB := $(TEST_LIB_C:%.c=$(BUILD)/san/%.o)
 TEST_BIN := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
-# the scan's and the activations' tests again against the release library: the sanitizer
+# the scan's and the core ops' tests again against the release library: the sanitizer
 # builds compile MK_CLONES away (core/simd.h), so only these run the AVX2 / AVX-512 clones
 REL_TEST_BIN := $(BUILD)/tests/rel/test_scan $(BUILD)/tests/rel/test_ops
 
@@ -115,6 +115,10 @@ SBIN := $(BUILD)/san/mambakit
 
 # Any change of options rewrites this stamp, and everything depends on it.
 CONFIG_STAMP := $(BUILD)/config.stamp
+# CLONE_FP lets the release build's AVX2 / AVX-512 clones (MK_CLONES, core/simd.h) fuse a*b+c
+# into one FMA instruction, which ISO C mode forbids by default. Everything else is compiled for
+# x86-64-v2, which has no FMA, so only the clones change. `make CLONE_FP=` builds without it
+# (an A/B; the stamp rebuilds).
 CLONE_FP ?= -ffp-contract=fast
 CONFIG_TEXT := $(CC) $(CFLAGS) $(CFLAGS_BASE) $(CLONE_FP) CUDA=$(CUDA) $(NVFLAGS) $(LDLIBS)
 $(shell mkdir -p $(BUILD); echo '$(CONFIG_TEXT)' | cmp -s - $(CONFIG_STAMP) || echo '$(CONFIG_TEXT)' > $(CONFIG_STAMP))
@@ -131,14 +135,7 @@ endif
 
 $(BUILD)/rel/%.o: %.c $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CFLAGS_BASE) $(FILE_FP) -MMD -MP -c $< -o $@
-
-# The files whose hot loops carry AVX2 / AVX-512 clones (core/simd.h) let those
-# clones fuse a*b+c into one FMA instruction (ISO C mode forbids it by
-# default); the baseline x86-64-v2 copy has no FMA, so it is unchanged.
-# `make CLONE_FP=` builds without (an A/B; the stamp rebuilds what changed).
-FILE_FP :=
-$(addprefix $(BUILD)/rel/core/,scan.o conv.o act.o misc.o): FILE_FP := $(CLONE_FP)
+	$(CC) $(CFLAGS) $(CFLAGS_BASE) $(CLONE_FP) -MMD -MP -c $< -o $@
 
 $(BUILD)/san/%.o: %.c $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)

@@ -11,11 +11,10 @@
  * AVX-512 copy (2026-11-28): the CPU scan's forward 1.8x and its backward 1.35x
  * faster than the AVX2 one on this project's Xeon (docs/PERFORMANCE.md). The
  * sanitizer builds leave the clones out; tests/rel/test_scan and test_ops
- * (Makefile: REL_TEST_BIN) run them in make test. The Makefile compiles the
- * files that use MK_CLONES (CLONE_FP: scan.c, conv.c, act.c, misc.c; add a new
- * one there) with -ffp-contract=fast, so the clones fuse a*b+c into FMAs (the
- * scan's forward about 1.3x, docs/PERFORMANCE.md); ISO C mode forbids that by
- * default, and the baseline copy has no FMA, so it keeps its bits. */
+ * (Makefile: REL_TEST_BIN) run them in make test. The release build compiles
+ * with -ffp-contract=fast (Makefile: CLONE_FP), so the clones fuse a*b+c into
+ * FMAs (the scan's forward about 1.3x, docs/PERFORMANCE.md); ISO C mode forbids
+ * that by default, and the baseline copy has no FMA, so it keeps its bits. */
 #ifndef MK_SIMD_H
 #define MK_SIMD_H
 

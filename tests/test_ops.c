@@ -255,6 +255,24 @@ static double conv_loss(void *ctx) {
     free(o);
     return s;
 }
+/* The conv's adjoint in double for dy (B, L, C): out[t] uses full[t + k] (full = [state ; x],
+ * the state zeros when c->st is NULL) with weight w[k], so gfull (B, K-1+L, C) += w[k] dy[t],
+ * gw[c, k] += full[t + k] dy[t], gb += dy[t]. gfull may be NULL. */
+static void conv_adjoint(double *gfull, double *gw, double *gb, const float *dy, const conv_ctx *c) {
+    const int B = c->B, L = c->L, C = c->C, K = c->K, P = K - 1;
+    for (int bb = 0; bb < B; bb++)
+        for (int t = 0; t < L; t++)
+            for (int ch = 0; ch < C; ch++) {
+                double d = dy[((size_t)bb * L + t) * C + ch];
+                gb[ch] += d;
+                for (int k = 0; k < K; k++) {
+                    int j = t + k; /* index into full */
+                    double xv = j >= P ? c->x[((size_t)bb * L + j - P) * C + ch] : c->st ? c->st[((size_t)bb * P + j) * C + ch] : 0;
+                    if (gfull) gfull[((size_t)bb * (P + L) + j) * C + ch] += c->w[(size_t)ch * K + k] * d;
+                    gw[(size_t)ch * K + k] += xv * d;
+                }
+            }
+}
 static void test_conv(int K, int with_state) {
     const int B = 2, L = 9, C = 6, P = K - 1;
     const size_t n = (size_t)B * L * C, ns = (size_t)B * P * C;
@@ -648,20 +666,8 @@ static void test_parallel_sizes(void) {
     conv_ref(ro, rso, &c);
     conv1d_forward(co, so, cx, st, cw, cb, B, L, Cc, K);
     double e5 = ref_err(co, ro, nc, 1e-6), e6 = ref_err(so, rso, ns, 1e-6);
-    /* adjoint: out[t] uses full[t + k] (full = [state ; x]) with weight w[k] */
     double *gfull = ref_alloc((size_t)B * (P + L) * Cc), *gw = ref_alloc(Cc * K), *gb = ref_alloc(Cc);
-    for (int bb = 0; bb < B; bb++)
-        for (int t = 0; t < L; t++)
-            for (int ch = 0; ch < Cc; ch++) {
-                double d = cdy[((size_t)bb * L + t) * Cc + ch];
-                gb[ch] += d;
-                for (int k = 0; k < K; k++) {
-                    int j = t + k; /* index into full */
-                    double xv = j < P ? c.st[((size_t)bb * P + j) * Cc + ch] : c.x[((size_t)bb * L + j - P) * Cc + ch];
-                    gfull[((size_t)bb * (P + L) + j) * Cc + ch] += c.w[(size_t)ch * K + k] * d;
-                    gw[(size_t)ch * K + k] += xv * d;
-                }
-            }
+    conv_adjoint(gfull, gw, gb, cdy, &c);
     double *gx = ref_alloc(nc), *gs = ref_alloc(ns);
     for (int bb = 0; bb < B; bb++) {
         memcpy(gs + (size_t)bb * P * Cc, gfull + (size_t)bb * (P + L) * Cc, sizeof(double) * P * Cc);
@@ -710,25 +716,16 @@ static void test_conv_threads(void) {
         conv1d_backward(dx[r], NULL, dw[r], db[r], dy, x, st, w, B, L, C, K);
     }
     omp_set_num_threads(keep);
+    conv_ctx c = {ref_dup(x, n), ref_dup(st, ns), ref_dup(w, C * K), NULL, NULL, B, L, C, K};
     double *gw = ref_alloc(C * K), *gb = ref_alloc(C);
-    for (int bb = 0; bb < B; bb++)
-        for (int t = 0; t < L; t++)
-            for (int ch = 0; ch < C; ch++) {
-                double d = dy[((size_t)bb * L + t) * C + ch];
-                gb[ch] += d;
-                for (int k = 0; k < K; k++) {
-                    int j = t - P + k;
-                    double xv = j < 0 ? st[((size_t)bb * P + P + j) * C + ch] : x[((size_t)bb * L + j) * C + ch];
-                    gw[(size_t)ch * K + k] += xv * d;
-                }
-            }
+    conv_adjoint(NULL, gw, gb, dy, &c);
     int same = !memcmp(dw[0], dw[1], sizeof(float) * C * K) && !memcmp(db[0], db[1], sizeof(float) * C) &&
                !memcmp(dx[0], dx[1], sizeof(float) * n) && !memcmp(o[0], o[1], sizeof(float) * n);
     double ew = ref_err(dw[0], gw, C * K, 1e-6), eb = ref_err(db[0], gb, C, 1e-6);
     test_report(same && ew < 1e-5 && eb < 1e-5, "conv1d_threads", "B %d, L %d, C %d: 1 and 3 threads bitwise %s; dw %.1e, db %.1e vs double",
                 B, L, C, same ? "equal" : "DIFFERENT", ew, eb);
     for (int r = 0; r < 2; r++) free(dx[r]), free(dw[r]), free(db[r]), free(o[r]);
-    free(x), free(st), free(w), free(dy), free(gw), free(gb);
+    free(x), free(st), free(w), free(dy), free(gw), free(gb), free(c.x), free(c.st), free(c.w);
 }
 
 /* The fused conv + SiLU of the Mamba block must give the bits of the two
