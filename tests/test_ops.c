@@ -613,6 +613,14 @@ static void test_simd(void) {
         if (e > mg || e != e) mg = e != e ? INFINITY : e;
     }
     test_report(mg < 1e-6, "simd_fsigmoid", "max rel err %.2e vs double over [-40, 40]", mg);
+    /* the sigmoid's reciprocal over its whole domain [1, 1 + e^87], every binade: two ulp */
+    double mr = 0, mrd = 0;
+    for (double d = 1.0; d < 8.5e37; d *= 1.00037) {
+        float df = (float)d;
+        double e = fabs((double)mk_frcp_ge1(df) * df - 1.0);
+        if (e > mr || e != e) mr = e != e ? INFINITY : e, mrd = df;
+    }
+    test_report(mr < 2.4e-7, "simd_frcp", "max rel err %.2e vs double division over [1, 8.5e37] (worst at %g)", mr, mrd);
 }
 
 /* Sizes above the OpenMP thresholds of the ops (n > 65536, M > 64,
