@@ -92,6 +92,9 @@ static void opts_help(FILE *f, const mil_opts *o) {
             "  --clip X            global gradient-norm clip, 0 = none (default %g)\n"
             "  --shuffle-instances present each training bag in a new random instance order (for\n"
             "                      bags whose order means nothing; default off)\n"
+            "  --gate-l1 X         with --res-gate: after each AdamW step shrink the gate toward 0 by\n"
+            "                      X x the step's lr (an entry stays at exactly 0 unless its gradient\n"
+            "                      keeps its sign; the trainer's AdamW then runs on the host; default 0)\n"
             "  --seed N            random seed (default %lu)\n"
             "  --threads N         OpenMP threads (default: all)\n"
             "  --device D          cpu | cuda: where training runs (default cpu; cuda falls back to\n"
@@ -190,6 +193,7 @@ static int opts_parse(mil_opts *o, int argc, char **argv, int *i) {
     FLTOPT("--weight-decay", 0, 10, o->t.weight_decay)
     INTOPT("--batch", 1, 100000, o->t.batch)
     FLTOPT("--clip", 0, 1e9, o->t.clip)
+    FLTOPT("--gate-l1", 0, 1e6, o->t.gate_l1)
     INTOPT("--seed", 0, 1000000000L, o->t.seed)
     if (!strcmp(a, "--threads")) {
         if (cli_int(a, v, 1, 1024, &n)) return -1;
@@ -1164,6 +1168,7 @@ int cmd_bench_mil(int argc, char **argv) {
                o.c.attend_e ? "e" : "h", o.c.branch_drop, o.c.dropout, o.c.aux, o.c.aux_mix ? " (mixed into the prediction)" : "",
                o.t.epochs, o.t.lr, o.t.weight_decay, o.t.clip, o.t.batch, o.t.seed, mk_num_threads(),
                o.t.shuffle_inst ? ",\ntraining bags in a new random instance order each time (--shuffle-instances)" : "");
+    if (!json && o.t.gate_l1 > 0) printf("gate L1 step %g x lr after each AdamW step (--gate-l1)\n", o.t.gate_l1);
     if (do_sets) {
         if (!json) {
             printf("\n%ld-fold stratified CV x %ld repeats, out-of-fold accuracy and AUC per repeat, mean ± std over "
@@ -1219,5 +1224,12 @@ int cmd_bench_mil(int argc, char **argv) {
     }
     if (do_fm && bench_fmnist(&o, types, nt, (int)fm_runs, json, ddir)) return 1;
     if (fm_vision && fm_runs && bench_fmnist_vision(&o, types, nt, (int)fm_runs, (int)fm_vision, json, ddir)) return 1;
+    long gz, gt;
+    mil_gate_l1_stats(&gz, &gt);
+    if (gt) {
+        if (json) printf("{\"bench\":\"gate_l1\",\"gate_l1\":%g,\"gate_entries\":%ld,\"zero\":%ld}\n", o.t.gate_l1, gt, gz);
+        else printf("\n--gate-l1 %g: %ld of the %ld trained gate entries ended at exactly 0 (%.1f %%)\n", o.t.gate_l1, gz, gt,
+                    100.0 * gz / gt);
+    }
     return 0;
 }

@@ -498,6 +498,7 @@ void mil_train_opts_default(mil_train_opts *o) {
     o->clip = 5.f;
     o->seed = 1;
     o->shuffle_inst = 0;
+    o->gate_l1 = 0.f;
     o->quiet = 0;
     o->device = MK_DEV_CPU;
     o->gpu_step = MIL_GPU_FULL;
@@ -513,6 +514,7 @@ int mil_gpu_step_covers(const mil_model *m, const mil_train_opts *o, char *why, 
     const char *r = NULL;
     if (!m->has_bb || m->att_V < 0) r = "a model without an SR-Mamba backbone";
     else if (m->bb.cfg.shuffle_p > 0 && m->bb.cfg.n_layer > 1) r = "a backbone with shuffled scan orders";
+    else if (o && o->gate_l1 > 0 && m->gamma >= 0) r = "--gate-l1 (its step runs with AdamW on the host)";
     if (r && why) snprintf(why, len, "%s", r);
     return !r;
 }
@@ -561,6 +563,22 @@ int mil_train_bag_cuda(mil_model *m, const float *x, int L, int y, int batch, in
     m->aux_logit = aux_on(m) ? lg2 : 0.f;
     m->prob = mk_sigmoidf(lg);
     return 0;
+}
+
+int mil_soft_threshold(float *g, int n, float thr) {
+    int zero = 0;
+    for (int i = 0; i < n; i++) {
+        float a = fabsf(g[i]) - thr;
+        g[i] = a > 0 ? copysignf(a, g[i]) : 0.f;
+        zero += g[i] == 0.f;
+    }
+    return zero;
+}
+
+static long gate_zero, gate_total;
+void mil_gate_l1_stats(long *zero, long *total) {
+    *zero = gate_zero;
+    *total = gate_total;
 }
 
 float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const char *progress_label) {
@@ -652,7 +670,10 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
             if (resident) continue; /* backward and AdamW ran on the device */
             mil_backward(m, (pr1 - y) / batch, daux);
             if ((k + 1) % batch == 0 || k + 1 == n) {
+                long before = m->p.step;
                 mk_adamw_step(&m->p, &ac);
+                if (o->gate_l1 > 0 && m->gamma >= 0 && m->p.step > before) /* not after a skipped step */
+                    mil_soft_threshold(mk_param(&m->p, m->gamma), m->c.D, o->gate_l1 * mk_lr_at(&ac, before));
                 mk_params_zero_grad(&m->p);
             }
         }
@@ -667,6 +688,11 @@ float mil_train(mil_model *m, const mil_bags *b, const mil_train_opts *o, const 
     if (resident && mamba_backbone_cuda_sync_host(&m->bb)) {
         fprintf(stderr, "mambakit: mil train: %s\n", mk_last_error());
         exit(1);
+    }
+    if (o->gate_l1 > 0 && m->gamma >= 0) {
+        const float *g = mk_param(&m->p, m->gamma);
+        for (int d = 0; d < m->c.D; d++) gate_zero += g[d] == 0.f;
+        gate_total += m->c.D;
     }
     free(perm);
     free(iperm);

@@ -136,6 +136,8 @@ typedef struct {
     float clip; /* global gradient-norm clip, 0 = none */
     unsigned long seed;
     int shuffle_inst; /* present each training bag in a fresh random instance order */
+    float gate_l1;    /* res_gate: after each AdamW step gamma <- sign*max(|gamma| - gate_l1*lr, 0)
+                         (a proximal L1 step: an entry stays at 0 unless its gradient is consistent) */
     int quiet;
     int device; /* where the SR-Mamba backbone trains: MK_DEV_CPU or MK_DEV_CUDA (core/backend.h) */
     int gpu_step; /* with MK_DEV_CUDA: MIL_GPU_FULL, every op of the step on the GPU (where the model
@@ -143,6 +145,10 @@ typedef struct {
 } mil_train_opts;
 enum { MIL_GPU_FULL = 0, MIL_GPU_BACKBONE };
 void mil_train_opts_default(mil_train_opts *o);
+/* g[i] <- sign(g[i]) * max(|g[i]| - thr, 0); returns how many entries are 0 after it */
+int mil_soft_threshold(float *g, int n, float thr);
+/* gate entries trained with --gate-l1 in this process, and how many ended at exactly 0 */
+void mil_gate_l1_stats(long *zero, long *total);
 
 /* Run the model's SR-Mamba backbone (if it has one) on dev (MK_DEV_CPU / MK_DEV_CUDA, from
  * mk_device_parse); falls back to the CPU with a notice. Returns the device it runs on. */

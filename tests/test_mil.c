@@ -313,7 +313,8 @@ static void test_paired(void) {
  * rounding up in coordinates whose gradient is near zero); MambaMIL scans the order, so its
  * training must see the shuffles (its predictions move). Catches a shuffle that scrambles
  * rows within an instance (ABMIL would move too) or never happens (MambaMIL would not). */
-static void test_shuffle_instances(void) {
+/* 16 small bags of 4 features, the positives with one shifted instance (mechanics tests only) */
+static int toy_bags(mil_bags *bags, const char *name) {
     char *csv = malloc(1 << 16);
     size_t k = 0;
     mk_rng r;
@@ -326,12 +327,15 @@ static void test_shuffle_instances(void) {
                                   mk_rng_normal(&r), mk_rng_normal(&r));
         }
     }
+    int rc = mil_bags_parse_csv(bags, csv, k, "s.csv", 0);
+    if (rc) test_report(0, name, "%s", mk_last_error());
+    free(csv);
+    return rc;
+}
+
+static void test_shuffle_instances(void) {
     mil_bags bags;
-    if (mil_bags_parse_csv(&bags, csv, k, "s.csv", 0)) {
-        test_report(0, "shuffle_instances", "%s", mk_last_error());
-        free(csv);
-        return;
-    }
+    if (toy_bags(&bags, "shuffle_instances")) return;
     float p[2][2][16];
     for (int type = 0; type < 2; type++)
         for (int sh = 0; sh < 2; sh++) {
@@ -358,7 +362,47 @@ static void test_shuffle_instances(void) {
                 "(must be > 1e-4)",
                 da, dm);
     mil_bags_free(&bags);
-    free(csv);
+}
+
+/* --gate-l1: the soft threshold on values either side of it; then training. A threshold far
+ * above Adam's step keeps every gate entry at exactly 0, where MambaMIL is the same seed's
+ * ABMIL (common random numbers): the same probabilities, bit for bit, after two epochs. A small
+ * one lets entries move, and the probabilities with them (so the comparison can fail). */
+static void test_gate_l1(void) {
+    float g[6] = {0.3f, -0.3f, 0.05f, -0.05f, 0.f, 0.1f};
+    int z = mil_soft_threshold(g, 6, 0.1f);
+    int st = z == 4 && g[0] == 0.3f - 0.1f && g[1] == -(0.3f - 0.1f) && !g[2] && !g[3] && !g[4] && !g[5];
+    mil_bags bags;
+    if (toy_bags(&bags, "gate_l1")) return;
+    float p[3][16];
+    long zeros[3] = {0, 0, 0};
+    const float l1[3] = {0.f, 1e4f, 0.05f};
+    for (int v = 0; v < 3; v++) {
+        mil_cfg c;
+        mil_cfg_default(&c, v ? MIL_MAMBA : MIL_ABMIL, 4);
+        c.D = 8, c.H = 8, c.d_state = 4, c.stride = 2;
+        mil_train_opts o;
+        mil_train_opts_default(&o);
+        o.epochs = 2, o.lr = 5e-3f, o.clip = 0, o.quiet = 1, o.gate_l1 = l1[v];
+        mil_model m;
+        mil_model_create(&m, &c, 3);
+        mil_model_fit_scaler(&m, &bags);
+        mil_train(&m, &bags, &o, NULL);
+        mil_predict(&m, &bags, p[v]);
+        if (v)
+            for (int d = 0; d < c.D; d++) zeros[v] += mk_param(&m.p, m.gamma)[d] == 0.f;
+        mil_model_free(&m);
+    }
+    double dbig = 0, dsmall = 0;
+    for (int i = 0; i < 16; i++) {
+        dbig = fmax(dbig, fabs(p[1][i] - p[0][i]));
+        dsmall = fmax(dsmall, fabs(p[2][i] - p[0][i]));
+    }
+    test_report(st && dbig == 0 && zeros[1] == 8 && zeros[2] < 8 && dsmall > 1e-6, "gate_l1",
+                "soft threshold %s; threshold 1e4: %ld of 8 gate entries at 0, probabilities vs ABMIL differ by "
+                "%.2e (must be 0); threshold 0.05: %ld at 0, differ by %.2e",
+                st ? "right" : "WRONG", zeros[1], dbig, zeros[2], dsmall);
+    mil_bags_free(&bags);
 }
 
 /* --order score: the scans read the bag sorted by attention score, so permuting a bag's rows
@@ -611,6 +655,7 @@ int main(void) {
     test_attend_e();
     test_paired();
     test_shuffle_instances();
+    test_gate_l1();
     test_musk1();
     return test_exit();
 }

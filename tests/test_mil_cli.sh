@@ -74,6 +74,13 @@ ok $? attend_e_train_predict
 msg=$($MK mil train "$tmp/tr.csv" -o "$tmp/ax2.mkm" --attend x 2>&1); rc=$?
 [ $rc = 2 ] && [ ! -e "$tmp/ax2.mkm" ] && grep -q -- "--attend: 'x'" <<<"$msg"
 ok $? attend_bad_value "rc=$rc msg=$msg"
+# --gate-l1: trains and predicts; a negative value is refused before training
+$MK mil train "$tmp/tr.csv" -o "$tmp/gl.mkm" $small --epochs 2 --lr 2e-3 --stride 4 --gate-l1 0.5 2>/dev/null &&
+  $MK mil predict "$tmp/te.csv" --model "$tmp/gl.mkm" --json 2>/dev/null | grep -c '"probability"' | grep -q '^40$'
+ok $? gate_l1_train_predict
+msg=$($MK mil train "$tmp/tr.csv" -o "$tmp/gl2.mkm" --gate-l1 -1 2>&1); rc=$?
+[ $rc = 2 ] && [ ! -e "$tmp/gl2.mkm" ] && grep -q -- "--gate-l1" <<<"$msg"
+ok $? gate_l1_bad_value "rc=$rc msg=$msg"
 
 # conversion: binary and CSV give the same predictions; unlabeled bags predict
 $MK mil convert "$tmp/te.csv" -o "$tmp/te.bin" 2>/dev/null && $MK mil convert "$tmp/te.bin" -o "$tmp/te2.csv" 2>/dev/null
