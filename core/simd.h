@@ -1,9 +1,10 @@
-/* simd.h — vectorisable float exp/log and the AVX2 clone attribute.
+/* simd.h — vectorisable float exp/log/sigmoid and the clone attribute.
  *
  * libm's expf/log1pf are calls the compiler cannot vectorise, and the scan
  * needs one exp per state update. These branch-free versions compile to SIMD
  * inside `#pragma omp simd` loops. Accuracy (tested in tests/test_ops.c):
- * mk_fexp relative error < 3e-7 on [-87, 88]; mk_fsoftplus < 5e-7.
+ * mk_fexp relative error < 3e-7 on [-87, 88]; mk_fsoftplus < 5e-7;
+ * mk_fsigmoid < 1e-6 on [-40, 40] and its reciprocal mk_frcp_ge1 < 2.4e-7.
  *
  * MK_CLONES makes gcc emit x86-64-v4 (AVX-512) and x86-64-v3 (AVX2+FMA) copies
  * of a hot function next to the baseline one and pick at load time, so one
