@@ -333,24 +333,32 @@ static int toy_bags(mil_bags *bags, const char *name) {
     return rc;
 }
 
+/* a small model of type (D 8, d_state 4, stride 2) trained on the toy bags with o, its
+ * probabilities in p; its gate entries at exactly 0 added to *gate_zeros when given */
+static void toy_fit(const mil_bags *bags, int type, const mil_train_opts *o, float *p, long *gate_zeros) {
+    mil_cfg c;
+    mil_cfg_default(&c, type, 4);
+    c.D = 8, c.H = 8, c.d_state = 4, c.stride = 2;
+    mil_model m;
+    mil_model_create(&m, &c, 3);
+    mil_model_fit_scaler(&m, bags);
+    mil_train(&m, bags, o, NULL);
+    mil_predict(&m, bags, p);
+    if (gate_zeros)
+        for (int d = 0; d < c.D; d++) *gate_zeros += mk_param(&m.p, m.gamma)[d] == 0.f;
+    mil_model_free(&m);
+}
+
 static void test_shuffle_instances(void) {
     mil_bags bags;
     if (toy_bags(&bags, "shuffle_instances")) return;
     float p[2][2][16];
     for (int type = 0; type < 2; type++)
         for (int sh = 0; sh < 2; sh++) {
-            mil_cfg c;
-            mil_cfg_default(&c, type ? MIL_ABMIL : MIL_MAMBA, 4);
-            c.D = 8, c.H = 8, c.d_state = 4, c.stride = 2;
             mil_train_opts o;
             mil_train_opts_default(&o);
             o.epochs = 1, o.lr = 5e-3f, o.clip = 0, o.quiet = 1, o.shuffle_inst = sh;
-            mil_model m;
-            mil_model_create(&m, &c, 3);
-            mil_model_fit_scaler(&m, &bags);
-            mil_train(&m, &bags, &o, NULL);
-            mil_predict(&m, &bags, p[type][sh]);
-            mil_model_free(&m);
+            toy_fit(&bags, type ? MIL_ABMIL : MIL_MAMBA, &o, p[type][sh], NULL);
         }
     double dm = 0, da = 0;
     for (int i = 0; i < 16; i++) {
@@ -378,20 +386,10 @@ static void test_gate_l1(void) {
     long zeros[3] = {0, 0, 0};
     const float l1[3] = {0.f, 1e4f, 0.05f};
     for (int v = 0; v < 3; v++) {
-        mil_cfg c;
-        mil_cfg_default(&c, v ? MIL_MAMBA : MIL_ABMIL, 4);
-        c.D = 8, c.H = 8, c.d_state = 4, c.stride = 2;
         mil_train_opts o;
         mil_train_opts_default(&o);
         o.epochs = 2, o.lr = 5e-3f, o.clip = 0, o.quiet = 1, o.gate_l1 = l1[v];
-        mil_model m;
-        mil_model_create(&m, &c, 3);
-        mil_model_fit_scaler(&m, &bags);
-        mil_train(&m, &bags, &o, NULL);
-        mil_predict(&m, &bags, p[v]);
-        if (v)
-            for (int d = 0; d < c.D; d++) zeros[v] += mk_param(&m.p, m.gamma)[d] == 0.f;
-        mil_model_free(&m);
+        toy_fit(&bags, v ? MIL_MAMBA : MIL_ABMIL, &o, p[v], v ? &zeros[v] : NULL);
     }
     double dbig = 0, dsmall = 0;
     for (int i = 0; i < 16; i++) {
