@@ -35,17 +35,24 @@ float mk_adamw_step(mk_params *p, const mk_adamw_cfg *c) {
     float lr = mk_lr_at(c, p->step);
     long t = p->step + 1;
     float bc1 = 1.f - powf(c->beta1, (float)t), bc2 = 1.f - powf(c->beta2, (float)t);
+    const float b1 = c->beta1, b2 = c->beta2, nb1 = 1 - c->beta1, nb2 = 1 - c->beta2, eps = c->eps;
     for (int k = 0; k < p->n; k++) {
         const mk_tensor *tt = &p->t[k];
         float wd = tt->decay ? c->weight_decay : 0.f;
         float *w = p->data + tt->offset, *g = p->grad + tt->offset;
         float *m = p->m + tt->offset, *v = p->v + tt->offset;
+        /* the four buffers never overlap; without the pragma GCC keeps this loop scalar
+         * (its -O2 vectoriser will not add alias checks), and its two divides and a square
+         * root per weight were 8 % of a forecaster's training step. Vectorised the arithmetic
+         * per weight is the same operations in the same order (no FMA in the baseline
+         * build), so the weights are bit for bit those of the scalar loop */
+#pragma omp simd
         for (size_t i = 0; i < tt->numel; i++) {
             float gi = g[i] * gscale;
-            m[i] = c->beta1 * m[i] + (1 - c->beta1) * gi;
-            v[i] = c->beta2 * v[i] + (1 - c->beta2) * gi * gi;
+            m[i] = b1 * m[i] + nb1 * gi;
+            v[i] = b2 * v[i] + nb2 * gi * gi;
             float mh = m[i] / bc1, vh = v[i] / bc2;
-            w[i] -= lr * (mh / (sqrtf(vh) + c->eps) + wd * w[i]);
+            w[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * w[i]);
         }
     }
     p->step++;
