@@ -43,6 +43,7 @@ void silu_forward(float *out, const float *inp, size_t n);
 void silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 void gelu_forward(float *out, const float *inp, size_t n); /* exact erf form */
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void gelu_backward_inplace(float *d, const float *inp, size_t n); /* d *= GELU'(inp) */
 void relu_forward(float *out, const float *inp, size_t n);
 void relu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 void tanh_forward(float *out, const float *inp, size_t n);

@@ -42,14 +42,8 @@ typedef union {
  * exact arithmetic; tests/test_ops.c's simd_fexp measures the float version).
  * 13 vector operations where the floor, the conversion and a degree-7 Taylor
  * polynomial took 17; the scan spends one per state update. */
-static inline float mk_fexp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float shift = 12582912.0f + 127.0f;
-    float t = x * 1.44269504088896341f + shift;
-    float n = t - shift;
-    float r = x - n * 0.693145751953125f;
-    r = r - n * 1.428606765330187e-06f;
+/* p(r) * 2^n for t = x log2 e + 1.5*2^23 + 127 (n in its low bits) and |r| <= ln2/2 */
+static inline float mk_fexp_tail_(float t, float r) {
     float p = 8.2903146693e-03f;
     p = p * r + 4.1897929319e-02f;
     p = p * r + 1.6667636196e-01f;
@@ -60,6 +54,38 @@ static inline float mk_fexp(float x) {
     s.f = t;
     s.u = s.u << 23; /* 127 + n in the low bits; the high bits shift out */
     return p * s.f;
+}
+
+static inline float mk_fexp(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float shift = 12582912.0f + 127.0f;
+    float t = x * 1.44269504088896341f + shift;
+    float n = t - shift;
+    float r = x - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187e-06f;
+    return mk_fexp_tail_(t, r);
+}
+
+/* exp(hi + lo) for an exact hi and |lo| small beside it, with the accuracy of
+ * mk_fexp whatever the size of hi: a float argument near -50 carries an error of
+ * 2e-6 (half its ulp) into the result, the split does not. hi - n ln2_hi is exact
+ * (Sterbenz) and lo joins the reduced argument. For hi + lo <= 88; 0 where
+ * hi + lo < -87. */
+static inline float mk_fexp_hl(float hi, float lo) {
+    float x = hi + lo;
+    const float shift = 12582912.0f + 127.0f;
+    float xc = x < -87.0f ? -87.0f : x;
+    xc = xc > 88.0f ? 88.0f : xc;
+    float t = xc * 1.44269504088896341f + shift;
+    float n = t - shift;
+    float r = hi - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187e-06f;
+    r = r + lo;
+    r = r < -0.5f ? -0.5f : r; /* only when clamped: keep the polynomial tame */
+    r = r > 0.5f ? 0.5f : r;
+    float e = mk_fexp_tail_(t, r);
+    return x < -87.0f ? 0.0f : e;
 }
 
 /* log(w) for w in [1, 2]: 2*atanh(s), s = (w-1)/(w+1) in [0, 1/3]. */

@@ -627,6 +627,40 @@ static void test_simd(void) {
     test_report(mr < 2.4e-7, "simd_frcp", "max rel err %.2e vs double division over [1, 8.5e37] (worst at %g)", mr, mrd);
 }
 
+/* GELU by its own erfc (core/act.c) against double erfc, densely over [-13, 13]
+ * (GELU(-13) ~ 8e-38, the end of float's normal range): forward relative error
+ * everywhere; the derivative Phi(x) + x phi(x) relative to Phi(x) + |x| phi(x), the size
+ * of its two terms (it crosses 0 near x = -0.75, where they cancel). */
+static void test_gelu_accuracy(void) {
+    const size_t n = 26 * 1024 + 1;
+    float *x = ref_falloc(n), *o = ref_falloc(n), *g = ref_falloc(n), *one = ref_falloc(n);
+    for (size_t i = 0; i < n; i++) x[i] = -13.f + (float)i / 1024.f, one[i] = 1.f, g[i] = 0.f;
+    gelu_forward(o, x, n);
+    gelu_backward(g, one, x, n);
+    double fe = 0, fx = 0, be = 0, bx = 0;
+    for (size_t i = 0; i < n; i++) {
+        double xd = x[i], cdf = 0.5 * erfc(-xd / sqrt(2.0)), pdf = exp(-0.5 * xd * xd) / sqrt(2 * M_PI);
+        double r = xd * cdf, rg = cdf + xd * pdf;
+        double e = r != 0 ? fabs(o[i] - r) / fabs(r) : fabs(o[i]);
+        if (e > fe || e != e) fe = e != e ? INFINITY : e, fx = xd;
+        e = fabs(g[i] - rg) / (cdf + fabs(xd) * pdf);
+        if (e > be || e != e) be = e != e ? INFINITY : e, bx = xd;
+    }
+    test_report(fe < 1e-6 && be < 1e-6, "gelu_accuracy",
+                "%zu points on [-13, 13]: forward max rel err %.2e (at %.3f), derivative %.2e (at %.3f) vs double erfc", n,
+                fe, fx, be, bx);
+    /* the in-place form d *= GELU'(x) (S-Mamba's FFN) is the accumulating one from zero */
+    float *d = ref_falloc(n), *d0 = ref_falloc(n), *acc = ref_falloc(n);
+    ref_fill(d, n, 0, 1, &rng);
+    for (size_t i = 0; i < n; i++) d0[i] = d[i], acc[i] = 0.f;
+    gelu_backward(acc, d0, x, n);
+    gelu_backward_inplace(d, x, n);
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++) diff += memcmp(&d[i], &acc[i], sizeof(float)) != 0;
+    test_report(diff == 0, "gelu_backward_inplace", "%zu of %zu entries differ from gelu_backward into zeros", diff, n);
+    free(x), free(o), free(g), free(one), free(d), free(d0), free(acc);
+}
+
 /* Sizes above the OpenMP thresholds of the ops (n > 65536, M > 64,
  * B*L*C > 65536), so the parallel branches are checked too. Backward of the
  * large conv against its double adjoint written out directly. */
@@ -794,6 +828,7 @@ int main(void) {
     test_gather_scatter();
     test_softmax();
     test_simd();
+    test_gelu_accuracy();
     test_parallel_sizes();
     return test_exit();
 }

@@ -329,12 +329,7 @@ void ts_smamba_backward(ts_smamba *m, const float *dpred) {
         float *dg = a.dff;
         if (m->drop_on)
             for (size_t i = 0; i < (size_t)M * Fd; i++) dg[i] *= y->mask_g[i];
-        for (size_t i = 0; i < (size_t)M * Fd; i++) {
-            float xx = y->a1[i];
-            float cdf = 0.5f * (1.f + erff(xx * 0.70710678118f));
-            float pdf = 0.39894228040f * expf(-0.5f * xx * xx);
-            dg[i] *= cdf + xx * pdf;
-        }
+        gelu_backward_inplace(dg, y->a1, (size_t)M * Fd);
         linear_backward(a.d1, mk_grad(p, m->ff1_w[l]), mk_grad(p, m->ff1_b[l]), dg, y->n1, mk_param(p, m->ff1_w[l]),
                         M, D, Fd);
         /* n1 = LN1(h): d3 = d(h) */

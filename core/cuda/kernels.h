@@ -201,7 +201,7 @@ void mkc_mul(float *out, const float *a, const float *b, size_t n);
  * counted once); vec_sub: out -= a (its backward: the residual's gradient counted once) */
 void mkc_bidir_merge(float *h, const float *r, const float *in, size_t n);
 void mkc_vec_sub(float *out, const float *a, size_t n);
-/* dg *= gelu'(x) in smamba.c's erf form, 0.5 (1 + erf(x / sqrt 2)) + x pdf(x) (in place) */
+/* dg *= gelu'(x) = Phi(x) + x pdf(x) (in place; core/act.c gelu_backward_inplace) */
 void mkc_ts_gelu_grad(float *dg, const float *x, size_t n);
 /* RevIN's de-normalisation: pred (B, H, C) = hout (B, C, H) * sd + mean, mean and sd (B, C);
  * the backward dhout (B, C, H) = dpred (B, H, C) * sd (written) */

@@ -29,13 +29,13 @@ __global__ void sub_k(float *o, const float *a, size_t n) {
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i < n) o[i] = __fsub_rn(o[i], a[i]);
 }
-// ref: ts_smamba_backward's GELU: dg *= cdf + x pdf with cdf = 0.5 (1 + erf(x / sqrt 2)) (not
-// core/act.c's erfc form, which mkc_gelu_backward follows)
+// ref: ts_smamba_backward's GELU, core/act.c gelu_backward_inplace: dg *= cdf + x pdf with
+// cdf = erfc(-x / sqrt 2) / 2 (CUDA's erfcf; the CPU's own erfc agrees to 5e-7)
 __global__ void gelu_grad_k(float *dg, const float *x, size_t n) {
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     const float v = x[i];
-    const float cdf = __fmul_rn(0.5f, __fadd_rn(1.f, erff(__fmul_rn(v, 0.70710678118f))));
+    const float cdf = __fmul_rn(0.5f, erfcf(__fmul_rn(-v, 0.70710678118f)));
     const float pdf = __fmul_rn(0.39894228040f, expf(__fmul_rn(__fmul_rn(-0.5f, v), v)));
     dg[i] = __fmul_rn(dg[i], __fadd_rn(cdf, __fmul_rn(v, pdf)));
 }

@@ -308,14 +308,7 @@ void mkc_bidir_merge(float *h, const float *r, const float *in, size_t n) {
 void mkc_vec_sub(float *out, const float *a, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] -= a[i];
 }
-void mkc_ts_gelu_grad(float *dg, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float xx = x[i];
-        float cdf = 0.5f * (1.f + erff(xx * 0.70710678118f));
-        float pdf = 0.39894228040f * expf(-0.5f * xx * xx);
-        dg[i] *= cdf + xx * pdf;
-    }
-}
+void mkc_ts_gelu_grad(float *dg, const float *x, size_t n) { gelu_backward_inplace(dg, x, n); }
 void mkc_ts_denorm(float *pred, const float *hout, const float *mean, const float *sd, int B, int C, int H) {
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++)
