@@ -24,6 +24,8 @@ mk_adamw_cfg mk_adamw_defaults(float lr, long total_steps);
 float mk_lr_at(const mk_adamw_cfg *c, long step);
 /* L2 norm of all gradients. */
 float mk_grad_norm(const mk_params *p);
+/* sum of x[i]^2 in double (the norm's sum; the host emulation's too) */
+double mk_sumsq(const float *x, size_t n);
 /* Clip (if cfg->clip > 0), then one AdamW update with lr_at(p->step); p->step++.
  * Moments are allocated on first use. Returns the pre-clip gradient norm; a
  * non-finite norm skips the step (weights, moments and step unchanged). */

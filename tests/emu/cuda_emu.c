@@ -13,6 +13,7 @@
 
 #include "core/cuda/kernels.h"
 #include "core/ops.h"
+#include "core/optim.h"
 #include "core/scan.h"
 #include "core/util.h"
 #include "audio/model.h"  /* the CPU twins of core/cuda/mask.cu's ops */
@@ -274,11 +275,7 @@ void mkc_sisdr_grad(float *dz, float *neg, const float *mask, const float *xre, 
 float mkc_mse_forward_backward(float *dpred, const float *pred, const float *target, size_t n, float scale) {
     return mse_forward_backward(dpred, pred, target, n, scale); /* elementwise: dpred may alias target */
 }
-double mkc_sumsq(const float *x, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-    return s;
-}
+double mkc_sumsq(const float *x, size_t n) { return mk_sumsq(x, n); }
 void mkc_adamw(float *w, const float *g, float *m, float *v, const float *decay, size_t n, float lr, float beta1,
                float beta2, float eps, float wd, float gscale, float bc1, float bc2) {
     for (size_t i = 0; i < n; i++) {
