@@ -649,6 +649,11 @@ static void test_gelu_accuracy(void) {
     test_report(fe < 1e-6 && be < 1e-6, "gelu_accuracy",
                 "%zu points on [-13, 13]: forward max rel err %.2e (at %.3f), derivative %.2e (at %.3f) vs double erfc", n,
                 fe, fx, be, bx);
+    /* the far ends: GELU(x) = x for x >> 0, 0 for x << 0, infinity kept */
+    float ends[4] = {30.f, 1e30f, INFINITY, -1e30f}, eo[4];
+    gelu_forward(eo, ends, 4);
+    test_report(eo[0] == 30.f && eo[1] == 1e30f && isinf(eo[2]) && eo[2] > 0 && eo[3] == 0.f, "gelu_ends",
+                "GELU(30) = %g, GELU(1e30) = %g, GELU(inf) = %g, GELU(-1e30) = %g", eo[0], eo[1], eo[2], eo[3]);
     /* the in-place form d *= GELU'(x) (S-Mamba's FFN) is the accumulating one from zero */
     float *d = ref_falloc(n), *d0 = ref_falloc(n), *acc = ref_falloc(n);
     ref_fill(d, n, 0, 1, &rng);
