@@ -231,13 +231,53 @@ void ssm_scan_forward_ck(float *out, float *h_last, float *ck, const float *u, c
  * a first sweep stores h at chunk starts, then each chunk (last to first) is
  * replayed storing its T states, and walked backwards. dBp/dCp: this thread's
  * (B, L, N) partial sums. ws: workspace of ws_floats. */
+/* The walk's per-state body has two forms. The omp simd one runs over the block's EB
+ * lanes and keeps the per-step sums (ddt, gb) and the dB/dC partial sums in memory:
+ * about six stores per vector and state. The register form writes the same body in GCC
+ * vector types of EB lanes, so those stay in registers across the states: backward
+ * 1.24-1.39x where a value is two of AVX-512's 32 registers, but 0.8x with AVX2's 16,
+ * where it spills (docs/PERFORMANCE.md). So the register form runs where the CPU has
+ * x86-64-v4, the level at which the loader picks the AVX-512 clone; ssm_scan_walk_form
+ * lets the tests run both. The sums change order, so the gradients differ in the last bits. */
+typedef float vEB __attribute__((vector_size(sizeof(float) * EB)));
+typedef float v16f __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+_Static_assert(EB == 32, "hsum_eb halves 32 lanes");
+static inline __attribute__((always_inline)) float hsum_eb(const vEB *v) {
+    v16f a, b;
+    memcpy(&a, v, sizeof a);
+    memcpy(&b, (const char *)v + sizeof a, sizeof b);
+    a += b;
+    v8f c, d;
+    memcpy(&c, &a, sizeof c);
+    memcpy(&d, (char *)&a + sizeof c, sizeof d);
+    c += d;
+    v4f e, f;
+    memcpy(&e, &c, sizeof e);
+    memcpy(&f, (char *)&c + sizeof e, sizeof f);
+    e += f;
+    return (e[0] + e[2]) + (e[1] + e[3]);
+}
+
+static int walk_form = -1; /* -1: by the CPU, 0: omp simd, 1: registers */
+void ssm_scan_walk_form(int form) { walk_form = form; }
+static int walk_wide(void) {
+    if (walk_form >= 0) return walk_form;
+#if defined(__GNUC__) && defined(__x86_64__)
+    return __builtin_cpu_supports("x86-64-v4") != 0; /* the level of MK_CLONES' AVX-512 copy */
+#else
+    return 0;
+#endif
+}
+
 MK_CLONES
 static void scan_bwd_block(float *du, float *ddelta, float *dAp, float *dBp, float *dCp, float *dDp,
                            float *dz, float *dbiasp, float *dh0, const float *dout,
                            const float *dh_last, const float *ck_in, const float *u, const float *delta,
                            const float *A, const float *Bm, const float *Cm, const float *D, const float *z,
                            const float *delta_bias, const float *h0, ssm_scan_dims d, int b, int e0,
-                           int ne, float *ws) {
+                           int ne, float *ws, int wide) {
     const int L = d.L, E = d.E, N = d.N, T = MK_SCAN_CHUNK;
     const int nch = (L + T - 1) / T;
     float At[MK_SCAN_MAXN][EB], h[MK_SCAN_MAXN][EB], dh[MK_SCAN_MAXN][EB], dAacc[MK_SCAN_MAXN][EB];
@@ -357,34 +397,69 @@ static void scan_bwd_block(float *du, float *ddelta, float *dAp, float *dBp, flo
             /* g = dL/dh_t, q = g*exp(dt*A)*h_{t-1}: dA += q*dt and ddt = sum_n q*A +
              * u*sum_n g*B, du += dt*sum_n g*B. Taking sum_n g*B (gb) once per step
              * instead of multiplying it out per state: 8 vector ops per state, not 11 */
-            float gb[EB], dtu[EB];
-#pragma omp simd
-            for (int j = 0; j < EB; j++) {
-                gb[j] = 0.f;
-                dtu[j] = dt[j] * ut[j];
-            }
-            for (int n = 0; n < N; n++) {
-                const float bn = bt[n], cn = ct[n];
-                float sb = 0.f, sc = 0.f;
-#pragma omp simd reduction(+ : sb, sc)
-                for (int j = 0; j < EB; j++) {
-                    sc += dy[j] * hc[n * EB + j];
-                    float g = dh[n][j] + dy[j] * cn;
-                    float ge = g * eat[n * EB + j];
-                    float q = ge * hp[n * EB + j];
-                    dAacc[n][j] += q * dt[j];
-                    ddt[j] += q * At[n][j];
-                    gb[j] += g * bn;
-                    sb += g * dtu[j];
-                    dh[n][j] = ge;
+            if (wide) { /* the register form, below */
+                vEB dyv, dtv, utv, ddtv, dutv, gbv = {0}, dtuv;
+                memcpy(&dyv, dy, sizeof dyv);
+                memcpy(&dtv, dt, sizeof dtv);
+                memcpy(&utv, ut, sizeof utv);
+                memcpy(&ddtv, ddt, sizeof ddtv);
+                dtuv = dtv * utv;
+                for (int n = 0; n < N; n++) {
+                    const float bn = bt[n], cn = ct[n];
+                    vEB hcv, eav, hpv, dhv, dAv, Av;
+                    memcpy(&hcv, hc + n * EB, sizeof hcv);
+                    memcpy(&eav, eat + n * EB, sizeof eav);
+                    memcpy(&hpv, hp + n * EB, sizeof hpv);
+                    memcpy(&dhv, dh[n], sizeof dhv);
+                    memcpy(&dAv, dAacc[n], sizeof dAv);
+                    memcpy(&Av, At[n], sizeof Av);
+                    vEB g = dhv + dyv * cn;
+                    vEB ge = g * eav;
+                    vEB q = ge * hpv;
+                    dAv += q * dtv;
+                    ddtv += q * Av;
+                    gbv += g * bn;
+                    memcpy(dh[n], &ge, sizeof ge);
+                    memcpy(dAacc[n], &dAv, sizeof dAv);
+                    vEB sb = g * dtuv, sc = dyv * hcv;
+                    dBt[n] += hsum_eb(&sb);
+                    dCt[n] += hsum_eb(&sc);
                 }
-                dBt[n] += sb;
-                dCt[n] += sc;
-            }
-#pragma omp simd
-            for (int j = 0; j < EB; j++) {
-                ddt[j] += ut[j] * gb[j];
-                dut[j] += dt[j] * gb[j];
+                ddtv += utv * gbv;
+                memcpy(ddt, &ddtv, sizeof ddtv);
+                memcpy(&dutv, dut, sizeof dutv);
+                dutv += dtv * gbv;
+                memcpy(dut, &dutv, sizeof dutv);
+            } else {
+                float gb[EB], dtu[EB];
+    #pragma omp simd
+                for (int j = 0; j < EB; j++) {
+                    gb[j] = 0.f;
+                    dtu[j] = dt[j] * ut[j];
+                }
+                for (int n = 0; n < N; n++) {
+                    const float bn = bt[n], cn = ct[n];
+                    float sb = 0.f, sc = 0.f;
+    #pragma omp simd reduction(+ : sb, sc)
+                    for (int j = 0; j < EB; j++) {
+                        sc += dy[j] * hc[n * EB + j];
+                        float g = dh[n][j] + dy[j] * cn;
+                        float ge = g * eat[n * EB + j];
+                        float q = ge * hp[n * EB + j];
+                        dAacc[n][j] += q * dt[j];
+                        ddt[j] += q * At[n][j];
+                        gb[j] += g * bn;
+                        sb += g * dtu[j];
+                        dh[n][j] = ge;
+                    }
+                    dBt[n] += sb;
+                    dCt[n] += sc;
+                }
+    #pragma omp simd
+                for (int j = 0; j < EB; j++) {
+                    ddt[j] += ut[j] * gb[j];
+                    dut[j] += dt[j] * gb[j];
+                }
             }
             if (d.softplus) {
 #pragma omp simd
@@ -434,6 +509,7 @@ void ssm_scan_backward_ck(float *du, float *ddelta, float *dA, float *dBm, float
     /* per-thread partials: dB, dC (B, L, N), dA (E, N), dD and ddelta_bias (E), workspace */
     const size_t per = 2 * bln + en + 2 * (size_t)d.E + ws_floats;
     float *part = mk_calloc((size_t)nthr * per, sizeof(float));
+    const int wide = walk_wide();
 #pragma omp parallel num_threads(nthr) if (nthr > 1)
     {
         int tid = 0;
@@ -446,7 +522,7 @@ void ssm_scan_backward_ck(float *du, float *ddelta, float *dA, float *dBm, float
         for (long it = 0; it < items; it++) {
             int b = (int)(it / nblk), e0 = (int)(it % nblk) * EB, ne = d.E - e0 < EB ? d.E - e0 : EB;
             scan_bwd_block(du, ddelta, pA, pB, pC, pD, dz, pbias, dh0, dout, dh_last, ck, u, delta, A, Bm, Cm, D, z,
-                           delta_bias, h0, d, b, e0, ne, ws);
+                           delta_bias, h0, d, b, e0, ne, ws, wide);
         }
     }
     /* reduce in thread order */

@@ -71,6 +71,11 @@ void ssm_scan_backward_scalar(float *du, float *ddelta, float *dA, float *dBm, f
                               const float *Cm, const float *D, const float *z,
                               const float *delta_bias, const float *h0, ssm_scan_dims d);
 
+/* Which form of the backward walk the optimised backward uses (core/scan.c says why
+ * there are two): -1 by the CPU (the default), 0 the omp simd form, 1 the register form.
+ * For the tests, which run both; not thread-safe against a running backward. */
+void ssm_scan_walk_form(int form);
+
 /* One recurrent step for a batch of single tokens (B, E): updates h (B,E,N)
  * in place and writes out (B, E). Same math as one time step of the scan. */
 void ssm_scan_step(float *out, float *h, const float *u, const float *delta, const float *A,

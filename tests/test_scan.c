@@ -436,13 +436,28 @@ static void test_ck(scan_cfg c) {
 int main(void) {
     mk_rng_seed(&rng, 4242);
     /* name, B, L, E, N, softplus, D, z, delta_bias, h0 */
-    test_case((scan_cfg){"full_E37_N16_L150", 2, 150, 37, 16, 1, 1, 1, 1, 1});
-    test_case((scan_cfg){"bare_E37_N5_L150", 1, 150, 37, 5, 0, 0, 0, 0, 0});
-    test_case((scan_cfg){"D_bias_E20_N5_L70", 2, 70, 20, 5, 1, 1, 0, 1, 0});
-    test_case((scan_cfg){"z_h0_E16_N16_L65_B3", 3, 65, 16, 16, 0, 0, 1, 0, 1});
-    test_case((scan_cfg){"full_E33_N8_L64", 1, 64, 33, 8, 1, 1, 1, 1, 1});    /* exactly one chunk */
-    test_case((scan_cfg){"full_E17_N3_L129", 2, 129, 17, 3, 1, 1, 1, 1, 1});  /* 2 chunks + 1 step */
-    test_case((scan_cfg){"full_E3_N64_L1", 2, 1, 3, MK_SCAN_MAXN, 1, 1, 1, 1, 1}); /* largest N, one token */
+    const scan_cfg cases[] = {
+        {"full_E37_N16_L150", 2, 150, 37, 16, 1, 1, 1, 1, 1},
+        {"bare_E37_N5_L150", 1, 150, 37, 5, 0, 0, 0, 0, 0},
+        {"D_bias_E20_N5_L70", 2, 70, 20, 5, 1, 1, 0, 1, 0},
+        {"z_h0_E16_N16_L65_B3", 3, 65, 16, 16, 0, 0, 1, 0, 1},
+        {"full_E33_N8_L64", 1, 64, 33, 8, 1, 1, 1, 1, 1},            /* exactly one chunk */
+        {"full_E17_N3_L129", 2, 129, 17, 3, 1, 1, 1, 1, 1},          /* 2 chunks + 1 step */
+        {"full_E3_N64_L1", 2, 1, 3, MK_SCAN_MAXN, 1, 1, 1, 1, 1}, /* largest N, one token */
+    };
+    /* both forms of the backward walk (core/scan.c), whichever this CPU would pick */
+    for (int form = 0; form < 2; form++) {
+        ssm_scan_walk_form(form);
+        for (int k = 0; k < (int)(sizeof cases / sizeof cases[0]); k++) {
+            scan_cfg c = cases[k];
+            char *nm = malloc(strlen(c.name) + 16); /* heap: keeps GCC's snprintf size checks quiet */
+            sprintf(nm, "%s%s", c.name, form ? "_walkreg" : "");
+            c.name = nm;
+            test_case(c);
+            free(nm);
+        }
+    }
+    ssm_scan_walk_form(-1);
     test_extreme();
     test_layer_shape();
     test_ck((scan_cfg){"full_E37_N16_L150", 2, 150, 37, 16, 1, 1, 1, 1, 1});
