@@ -227,15 +227,11 @@ void ssm_scan_forward_ck(float *out, float *h_last, float *ck, const float *u, c
     }
 }
 
-/* Backward for one (batch, channel block). States are recomputed:
- * a first sweep stores h at chunk starts, then each chunk (last to first) is
- * replayed storing its T states, and walked backwards. dBp/dCp: this thread's
- * (B, L, N) partial sums. ws: workspace of ws_floats. */
 /* The walk's per-state body has two forms. The omp simd one runs over the block's EB
  * lanes and keeps the per-step sums (ddt, gb) and the dB/dC partial sums in memory:
  * about six stores per vector and state. The register form writes the same body in GCC
  * vector types of EB lanes, so those stay in registers across the states: backward
- * 1.24-1.39x where a value is two of AVX-512's 32 registers, but 0.8x with AVX2's 16,
+ * 1.28-1.40x where a value is two of AVX-512's 32 registers, but 0.8x with AVX2's 16,
  * where it spills (docs/PERFORMANCE.md). So the register form runs where the CPU has
  * x86-64-v4, the level at which the loader picks the AVX-512 clone; ssm_scan_walk_form
  * lets the tests run both. The sums change order, so the gradients differ in the last bits. */
@@ -271,6 +267,10 @@ static int walk_wide(void) {
 #endif
 }
 
+/* Backward for one (batch, channel block). States are recomputed:
+ * a first sweep stores h at chunk starts, then each chunk (last to first) is
+ * replayed storing its T states, and walked backwards. dBp/dCp: this thread's
+ * (B, L, N) partial sums. ws: workspace of ws_floats. */
 MK_CLONES
 static void scan_bwd_block(float *du, float *ddelta, float *dAp, float *dBp, float *dCp, float *dDp,
                            float *dz, float *dbiasp, float *dh0, const float *dout,
@@ -432,7 +432,7 @@ static void scan_bwd_block(float *du, float *ddelta, float *dAp, float *dBp, flo
                 memcpy(dut, &dutv, sizeof dutv);
             } else {
                 float gb[EB], dtu[EB];
-    #pragma omp simd
+#pragma omp simd
                 for (int j = 0; j < EB; j++) {
                     gb[j] = 0.f;
                     dtu[j] = dt[j] * ut[j];
@@ -440,7 +440,7 @@ static void scan_bwd_block(float *du, float *ddelta, float *dAp, float *dBp, flo
                 for (int n = 0; n < N; n++) {
                     const float bn = bt[n], cn = ct[n];
                     float sb = 0.f, sc = 0.f;
-    #pragma omp simd reduction(+ : sb, sc)
+#pragma omp simd reduction(+ : sb, sc)
                     for (int j = 0; j < EB; j++) {
                         sc += dy[j] * hc[n * EB + j];
                         float g = dh[n][j] + dy[j] * cn;
@@ -455,7 +455,7 @@ static void scan_bwd_block(float *du, float *ddelta, float *dAp, float *dBp, flo
                     dBt[n] += sb;
                     dCt[n] += sc;
                 }
-    #pragma omp simd
+#pragma omp simd
                 for (int j = 0; j < EB; j++) {
                     ddt[j] += ut[j] * gb[j];
                     dut[j] += dt[j] * gb[j];
