@@ -8,8 +8,19 @@
  * chunks so OpenMP shares big arrays (the clone attribute must sit on a plain
  * function, not on the one OpenMP outlines). */
 #define ACT_CHUNK 16384
+/* f(o, a, b, n) over ACT_CHUNK-element pieces, shared by OpenMP above 65536 elements;
+ * b may be NULL (a one-input op) */
+typedef void (*act_range)(float *o, const float *a, const float *b, size_t n);
+static void act_chunks(act_range f, float *o, const float *a, const float *b, size_t n) {
+    const long nch = (long)((n + ACT_CHUNK - 1) / ACT_CHUNK);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (long c = 0; c < nch; c++) {
+        size_t s = (size_t)c * ACT_CHUNK;
+        f(o + s, a + s, b ? b + s : NULL, n - s < ACT_CHUNK ? n - s : ACT_CHUNK);
+    }
+}
 MK_CLONES
-static void silu_fwd_range(float *out, const float *inp, size_t n) {
+static void silu_fwd_range(float *out, const float *inp, const float *unused, size_t n) {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * mk_fsigmoid(inp[i]);
 }
@@ -22,20 +33,10 @@ static void silu_bwd_range(float *dinp, const float *dout, const float *inp, siz
     }
 }
 void silu_forward(float *out, const float *inp, size_t n) {
-    const long nch = (long)((n + ACT_CHUNK - 1) / ACT_CHUNK);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (long c = 0; c < nch; c++) {
-        size_t a = (size_t)c * ACT_CHUNK;
-        silu_fwd_range(out + a, inp + a, n - a < ACT_CHUNK ? n - a : ACT_CHUNK);
-    }
+    act_chunks(silu_fwd_range, out, inp, NULL, n);
 }
 void silu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-    const long nch = (long)((n + ACT_CHUNK - 1) / ACT_CHUNK);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (long c = 0; c < nch; c++) {
-        size_t a = (size_t)c * ACT_CHUNK;
-        silu_bwd_range(dinp + a, dout + a, inp + a, n - a < ACT_CHUNK ? n - a : ACT_CHUNK);
-    }
+    act_chunks(silu_bwd_range, dinp, dout, inp, n);
 }
 /* GELU(x) = x Phi(x), Phi(x) = erfc(-x/sqrt2)/2: the erfc form keeps the relative
  * accuracy of the tail x << 0, where 1 + erf cancels. libm's erfcf is a call per
@@ -76,53 +77,34 @@ static inline __attribute__((always_inline)) mk_gelu_parts gelu_parts(float x) {
     mk_gelu_parts r = {x < 0 ? half_erfc : 1.0f - half_erfc, ehi, elo};
     return r;
 }
+/* GELU'(x) = Phi(x) + x phi(x), phi by the same split exponent */
+static inline __attribute__((always_inline)) float gelu_deriv(float x) {
+    mk_gelu_parts g = gelu_parts(x);
+    return g.phi + x * (0.39894228040143268f * mk_fexp_hl(g.ehi, g.elo));
+}
 MK_CLONES
-static void gelu_fwd_range(float *out, const float *inp, size_t n) {
+static void gelu_fwd_range(float *out, const float *inp, const float *unused, size_t n) {
 #pragma omp simd
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * gelu_parts(inp[i]).phi;
 }
 MK_CLONES
 static void gelu_bwd_range(float *dinp, const float *dout, const float *inp, size_t n) {
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        mk_gelu_parts g = gelu_parts(x);
-        float pdf = 0.39894228040143268f * mk_fexp_hl(g.ehi, g.elo); /* phi(x) */
-        dinp[i] += dout[i] * (g.phi + x * pdf);
-    }
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_deriv(inp[i]);
 }
 MK_CLONES
-static void gelu_bwd_inplace_range(float *d, const float *inp, size_t n) {
+static void gelu_bwd_inplace_range(float *d, const float *inp, const float *unused, size_t n) {
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        mk_gelu_parts g = gelu_parts(x);
-        d[i] *= g.phi + x * (0.39894228040143268f * mk_fexp_hl(g.ehi, g.elo));
-    }
+    for (size_t i = 0; i < n; i++) d[i] *= gelu_deriv(inp[i]);
 }
 void gelu_forward(float *out, const float *inp, size_t n) {
-    const long nch = (long)((n + ACT_CHUNK - 1) / ACT_CHUNK);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (long c = 0; c < nch; c++) {
-        size_t a = (size_t)c * ACT_CHUNK;
-        gelu_fwd_range(out + a, inp + a, n - a < ACT_CHUNK ? n - a : ACT_CHUNK);
-    }
+    act_chunks(gelu_fwd_range, out, inp, NULL, n);
 }
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-    const long nch = (long)((n + ACT_CHUNK - 1) / ACT_CHUNK);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (long c = 0; c < nch; c++) {
-        size_t a = (size_t)c * ACT_CHUNK;
-        gelu_bwd_range(dinp + a, dout + a, inp + a, n - a < ACT_CHUNK ? n - a : ACT_CHUNK);
-    }
+    act_chunks(gelu_bwd_range, dinp, dout, inp, n);
 }
 void gelu_backward_inplace(float *d, const float *inp, size_t n) {
-    const long nch = (long)((n + ACT_CHUNK - 1) / ACT_CHUNK);
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (long c = 0; c < nch; c++) {
-        size_t a = (size_t)c * ACT_CHUNK;
-        gelu_bwd_inplace_range(d + a, inp + a, n - a < ACT_CHUNK ? n - a : ACT_CHUNK);
-    }
+    act_chunks(gelu_bwd_inplace_range, d, inp, NULL, n);
 }
 void relu_forward(float *out, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : 0.f;
