@@ -37,6 +37,38 @@ static void test_dlinear_hand(void) {
     for (int i = 0; i < 5; i++) ok &= fabs(t[i] - et[i]) < 1e-6;
     test_report(ok, "moving_avg_replicate", "%g %g %g %g %g", t[0], t[1], t[2], t[3], t[4]);
 
+    /* The running sum against a direct double sum over the clamped window, on random
+     * series: odd and even k, k longer than the series, strided, and values spread
+     * over six decades so a drifting sum would show. */
+    {
+        mk_rng rng;
+        mk_rng_seed(&rng, 7);
+        const int cases[][3] = {{96, 25, 1}, {96, 25, 7}, {7, 25, 1}, {1, 5, 1}, {200, 1, 1}, {50, 4, 3}, {720, 101, 2}};
+        double worst = 0;
+        int exact = 1;
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            const int n = cases[ci][0], k = cases[ci][1], st = cases[ci][2], pad = (k - 1) / 2;
+            float *xs = malloc(sizeof(float) * (size_t)n * st), *tr = malloc(sizeof(float) * (size_t)n * st);
+            for (int i = 0; i < n * st; i++)
+                xs[i] = (mk_rng_uniform(&rng) - 0.5f) * powf(10.f, 3.f * mk_rng_uniform(&rng) - 2.f);
+            ts_moving_avg(tr, xs, n, k, st);
+            for (int i = 0; i < n; i++) {
+                double ref = 0, mag = 0;
+                for (int j = i - pad; j < i - pad + k; j++) {
+                    double v = xs[(size_t)(j < 0 ? 0 : j >= n ? n - 1 : j) * st];
+                    ref += v, mag += fabs(v);
+                }
+                ref /= k, mag /= k;
+                double e = fabs(tr[(size_t)i * st] - ref) / (mag + 1e-30);
+                if (e > worst) worst = e;
+                exact &= tr[(size_t)i * st] == (float)ref;
+            }
+            free(xs), free(tr);
+        }
+        test_report(worst < 1e-7 && exact, "moving_avg_running_sum", "worst %.2e of the window's magnitude, %s",
+                    worst, exact ? "every value the direct sum's" : "some values differ from the direct sum");
+    }
+
     /* DLinear L=5, H=2, C=1, k=3 with chosen weights, against the formula by hand */
     mk_params p;
     mk_params_init(&p);
