@@ -343,8 +343,50 @@ static void test_dales_train(void) {
     dales_free(&d);
 }
 
+/* The neighbour selection against a full sort by (distance, index) done here, on
+ * clouds with repeated points (objects smaller than the sample are drawn with
+ * replacement, so equal distances are common) and on a grid (many exact ties). */
+typedef struct { float v; int i; } ref_kv;
+static int ref_kv_cmp(const void *a, const void *b) {
+    const ref_kv *x = a, *y = b;
+    return x->v < y->v ? -1 : x->v > y->v ? 1 : (x->i > y->i) - (x->i < y->i);
+}
+
+static void test_knn(void) {
+    mk_rng rng;
+    mk_rng_seed(&rng, 11);
+    const int cases[][2] = {{512, 16}, {512, 1}, {40, 40}, {37, 5}, {300, 32}, {64, 16}};
+    int bad = 0, total = 0, ties = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int P = cases[ci][0], K = cases[ci][1];
+        float *pts = malloc(sizeof(float) * P * 3), *scr = malloc(sizeof(float) * K);
+        int *nb = malloc(sizeof(int) * K);
+        ref_kv *r = malloc(sizeof(ref_kv) * P);
+        for (int rep = 0; rep < 20; rep++) {
+            for (int i = 0; i < P; i++)
+                for (int d = 0; d < 3; d++)
+                    pts[i * 3 + d] = ci == 5 ? (float)((i >> (2 * d)) & 3) : mk_rng_uniform(&rng) * 2 - 1;
+            if (ci != 5)
+                for (int i = P / 2; i < P; i += 3) memcpy(pts + i * 3, pts + mk_rng_int(&rng, P / 2) * 3, 12);
+            const float *q = pts + mk_rng_int(&rng, P) * 3;
+            points_knn(nb, pts, P, q, K, scr);
+            for (int i = 0; i < P; i++) {
+                float dx = pts[i * 3] - q[0], dy = pts[i * 3 + 1] - q[1], dz = pts[i * 3 + 2] - q[2];
+                r[i].v = dx * dx + dy * dy + dz * dz, r[i].i = i;
+            }
+            qsort(r, P, sizeof *r, ref_kv_cmp);
+            for (int j = 0; j < K; j++) bad += nb[j] != r[j].i, total++;
+            for (int j = 1; j < K; j++) ties += r[j].v == r[j - 1].v;
+        }
+        free(pts), free(scr), free(nb), free(r);
+    }
+    test_report(bad == 0 && ties > 100, "points_knn_vs_sort", "%d of %d neighbours differ from the sorted order (%d ties among them)",
+                bad, total, ties);
+}
+
 int main(void) {
     mk_quiet = 1;
+    test_knn();
     test_loader();
     test_gradients();
     test_dales_train();

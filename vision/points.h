@@ -72,6 +72,9 @@ void points_input_free(points_input *in);
 /* Steps 1-2 and the scan orders for one object of n >= 1 points xyz (n, 3).
  * Same seed, same result. augment: random z-rotation and scale 0.8..1.25. */
 void points_prepare(const points_cfg *c, points_input *in, const float *xyz, int n, uint64_t seed, int augment);
+/* indices of the K nearest of P points (xyz rows) to q, nearest first, ties to the
+ * lower index; scratch: K floats */
+void points_knn(int *nb, const float *pts, int P, const float *q, int K, float *scratch);
 
 /* The activations of a batch of n objects, grown on demand (L tokens, k neighbours each) */
 typedef struct {
