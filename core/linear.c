@@ -66,3 +66,9 @@ void linear_backward(float *dinp, float *dW, float *db, const float *dout, const
         }
     }
 }
+
+void matmul_acc(float *C, const float *A, const float *B, int M, int N, int K, int transB) {
+    if (M == 0 || N == 0 || K == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, K, B,
+                transB ? K : N, 1.0f, C, N);
+}

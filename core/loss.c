@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 #include "ops.h"
+#include "simd.h"
 
 float crossentropy_forward_backward(float *dlogits, float *probs, int *correct, const float *logits,
                                     const int *targets, int M, int C, float scale) {
@@ -35,12 +36,25 @@ float crossentropy_forward_backward(float *dlogits, float *probs, int *correct, 
     return n ? (float)(loss / n) : 0.f;
 }
 
+/* Vectorised: the gradient's per-element expression is unchanged (still a
+ * divide, so the same bits); only the order of the loss's double sum moved.
+ * As a serial loop of double divides it was a tenth of a DLinear fit. */
+MK_CLONES
 float mse_forward_backward(float *dpred, const float *pred, const float *target, size_t n, float scale) {
     double s = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)pred[i] - target[i];
-        s += d * d;
-        if (dpred) dpred[i] = (float)(scale * 2.0 * d / n);
+    if (dpred) {
+#pragma omp simd reduction(+ : s)
+        for (size_t i = 0; i < n; i++) {
+            double d = (double)pred[i] - target[i];
+            s += d * d;
+            dpred[i] = (float)(scale * 2.0 * d / n);
+        }
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (size_t i = 0; i < n; i++) {
+            double d = (double)pred[i] - target[i];
+            s += d * d;
+        }
     }
     return n ? (float)(s / n) : 0.f;
 }

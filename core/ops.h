@@ -26,6 +26,9 @@ void linear_forward(float *out, const float *inp, const float *W, const float *b
 /* dinp += dout @ W ; dW += dout^T @ inp ; db += column sums of dout */
 void linear_backward(float *dinp, float *dW, float *db, const float *dout, const float *inp,
                      const float *W, int M, int IN, int OUT);
+/* C (M, N) += A (M, K) @ B (K, N), or @ B^T with B (N, K) when transB: for layouts
+ * that linear_* does not fit (DLinear's time-major windows) */
+void matmul_acc(float *C, const float *A, const float *B, int M, int N, int K, int transB);
 
 /* ---- RMSNorm: out = x / sqrt(mean(x^2) + eps) * w. rstd (M) saved for backward ---- */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int M, int C, float eps);

@@ -31,39 +31,42 @@ static void test_baselines(void) {
 static void test_dlinear_hand(void) {
     /* moving average k=3 of 1..5 with edge replication: [4/3, 2, 3, 4, 14/3] */
     float s[5] = {1, 2, 3, 4, 5}, t[5];
-    ts_moving_avg(t, s, 5, 3, 1);
+    double acc1;
+    ts_moving_avg(t, s, 5, 1, 3, &acc1);
     const double et[5] = {4.0 / 3, 2, 3, 4, 14.0 / 3};
     int ok = 1;
     for (int i = 0; i < 5; i++) ok &= fabs(t[i] - et[i]) < 1e-6;
     test_report(ok, "moving_avg_replicate", "%g %g %g %g %g", t[0], t[1], t[2], t[3], t[4]);
 
     /* The running sum against a direct double sum over the clamped window, on random
-     * series: odd and even k, k longer than the series, strided, and values spread
-     * over six decades so a drifting sum would show. */
+     * series: odd and even k, k longer than the series, one column and many, and
+     * values spread over six decades so a drifting sum would show. */
     {
         mk_rng rng;
         mk_rng_seed(&rng, 7);
-        const int cases[][3] = {{96, 25, 1}, {96, 25, 7}, {7, 25, 1}, {1, 5, 1}, {200, 1, 1}, {50, 4, 3}, {720, 101, 2}};
+        const int cases[][3] = {{96, 25, 1}, {96, 25, 7}, {7, 25, 1}, {1, 5, 3}, {200, 1, 1}, {50, 4, 3}, {720, 101, 2}, {96, 25, 672}};
         double worst = 0;
         int exact = 1;
         for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
             const int n = cases[ci][0], k = cases[ci][1], st = cases[ci][2], pad = (k - 1) / 2;
             float *xs = malloc(sizeof(float) * (size_t)n * st), *tr = malloc(sizeof(float) * (size_t)n * st);
+            double *acc = malloc(sizeof(double) * st);
             for (int i = 0; i < n * st; i++)
                 xs[i] = (mk_rng_uniform(&rng) - 0.5f) * powf(10.f, 3.f * mk_rng_uniform(&rng) - 2.f);
-            ts_moving_avg(tr, xs, n, k, st);
-            for (int i = 0; i < n; i++) {
-                double ref = 0, mag = 0;
-                for (int j = i - pad; j < i - pad + k; j++) {
-                    double v = xs[(size_t)(j < 0 ? 0 : j >= n ? n - 1 : j) * st];
-                    ref += v, mag += fabs(v);
+            ts_moving_avg(tr, xs, n, st, k, acc);
+            for (int c = 0; c < st; c++)
+                for (int i = 0; i < n; i++) {
+                    double ref = 0, mag = 0;
+                    for (int j = i - pad; j < i - pad + k; j++) {
+                        double v = xs[(size_t)(j < 0 ? 0 : j >= n ? n - 1 : j) * st + c];
+                        ref += v, mag += fabs(v);
+                    }
+                    ref /= k, mag /= k;
+                    double e = fabs(tr[(size_t)i * st + c] - ref) / (mag + 1e-30);
+                    if (e > worst) worst = e;
+                    exact &= tr[(size_t)i * st + c] == (float)ref;
                 }
-                ref /= k, mag /= k;
-                double e = fabs(tr[(size_t)i * st] - ref) / (mag + 1e-30);
-                if (e > worst) worst = e;
-                exact &= tr[(size_t)i * st] == (float)ref;
-            }
-            free(xs), free(tr);
+            free(xs), free(tr), free(acc);
         }
         test_report(worst < 1e-7 && exact, "moving_avg_running_sum", "worst %.2e of the window's magnitude, %s",
                     worst, exact ? "every value the direct sum's" : "some values differ from the direct sum");
@@ -90,6 +93,46 @@ static void test_dlinear_hand(void) {
     }
     test_report(ok, "dlinear_forward_hand", "pred %g %g, hand %g %g", pred[0], pred[1], got[0], got[1]);
     ts_dlinear_free(&m);
+
+    /* Several windows of several variates with random weights, against the formula in
+     * double per (window, variate): catches a layout that mixes windows and variates,
+     * which a gradient check of the same forward cannot. */
+    {
+        const int B = 3, L = 9, H = 5, C = 4, k = 5, pad = 2;
+        mk_params p2;
+        mk_params_init(&p2);
+        ts_dlinear d;
+        ts_dlinear_declare(&d, &p2, L, H, C, k);
+        mk_params_alloc(&p2);
+        mk_rng r;
+        mk_rng_seed(&r, 3);
+        for (size_t i = 0; i < p2.total; i++) p2.data[i] = mk_rng_normal(&r);
+        float xb[3 * 9 * 4], pb[3 * 5 * 4];
+        for (int i = 0; i < B * L * C; i++) xb[i] = 2 * mk_rng_normal(&r) + (float)(i % 7);
+        ts_dlinear_forward(&d, pb, xb, B);
+        const float *Ws = mk_param(&p2, d.ws), *Bs = mk_param(&p2, d.bs), *Wt = mk_param(&p2, d.wt),
+                    *Bt = mk_param(&p2, d.bt);
+        double worst = 0;
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < C; c++) {
+                double tr[9];
+                for (int l = 0; l < L; l++) {
+                    double s = 0;
+                    for (int j = l - pad; j <= l + pad; j++) s += xb[((size_t)b * L + (j < 0 ? 0 : j >= L ? L - 1 : j)) * C + c];
+                    tr[l] = s / k;
+                }
+                for (int h = 0; h < H; h++) {
+                    double v = (double)Bs[h] + Bt[h];
+                    for (int l = 0; l < L; l++)
+                        v += Ws[h * L + l] * (xb[((size_t)b * L + l) * C + c] - tr[l]) + Wt[h * L + l] * tr[l];
+                    double e = fabs(pb[((size_t)b * H + h) * C + c] - v) / (1 + fabs(v));
+                    if (e > worst) worst = e;
+                }
+            }
+        test_report(worst < 1e-5, "dlinear_forward_batch", "3 windows x 4 variates: worst error %.2e", worst);
+        ts_dlinear_free(&d);
+        mk_params_free(&p2);
+    }
     mk_params_free(&p);
 }
 

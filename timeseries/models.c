@@ -66,22 +66,33 @@ void ts_snaive_forward(float *pred, const float *x, int B, int L, int H, int C, 
 }
 
 /* ref: DLinear series_decomp: AvgPool1d(k, stride 1) over the series padded
- * with (k-1)/2 copies of its first and last value. A running sum in double:
- * each step adds the value entering the window and takes away the one leaving
- * it, so the cost is O(n), not O(n k) (k is 25 by default, and this ran on
- * every window of every DLinear step: 17 % of a whole `forecast` fit). Sums
- * of floats in double are exact unless the values span more than 2^29, so
- * this gives the direct sum's result. */
-void ts_moving_avg(float *trend, const float *x, int n, int k, int stride) {
+ * with (k-1)/2 copies of its first and last value, for each of `cols`
+ * adjacent columns of x (n, cols). A running sum in double per column: each
+ * step adds the row entering the window and takes away the one leaving it,
+ * so the cost is O(n), not O(n k) (k is 25 by default: the direct sum was
+ * 17 % of a whole `forecast` fit), and the loop runs along the columns, where
+ * it vectorises. Sums of floats in double are exact unless the values span
+ * more than 2^29, so this gives the direct sum's result. acc: cols doubles. */
+void ts_moving_avg(float *trend, const float *x, int n, int cols, int k, double *acc) {
     const int pad = (k - 1) / 2;
-#define MK_CLAMPED(j) x[(size_t)((j) < 0 ? 0 : (j) >= n ? n - 1 : (j)) * stride]
-    double s = 0;
-    for (int j = -pad; j <= k - 1 - pad; j++) s += MK_CLAMPED(j);
-    for (int i = 0; i < n; i++) {
-        trend[(size_t)i * stride] = (float)(s / k);
-        s += (double)MK_CLAMPED(i + 1 - pad + k - 1) - (double)MK_CLAMPED(i - pad);
+    const size_t C = (size_t)cols;
+#define MK_ROW(j) (x + (size_t)((j) < 0 ? 0 : (j) >= n ? n - 1 : (j)) * C)
+    for (size_t c = 0; c < C; c++) acc[c] = 0;
+    for (int j = -pad; j <= k - 1 - pad; j++) {
+        const float *r = MK_ROW(j);
+#pragma omp simd
+        for (size_t c = 0; c < C; c++) acc[c] += r[c];
     }
-#undef MK_CLAMPED
+    for (int i = 0; i < n; i++) {
+        const float *in = MK_ROW(i - pad + k), *out = MK_ROW(i - pad);
+        float *t = trend + (size_t)i * C;
+#pragma omp simd
+        for (size_t c = 0; c < C; c++) {
+            t[c] = (float)(acc[c] / k);
+            acc[c] += (double)in[c] - (double)out[c];
+        }
+    }
+#undef MK_ROW
 }
 
 int ts_dlinear_declare(ts_dlinear *m, mk_params *p, int L, int H, int C, int kernel) {
@@ -111,40 +122,53 @@ void ts_dlinear_free(ts_dlinear *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* buf: seas (R, L), trend (R, L), out (R, H), dout (R, H) with R = B*C */
+/* The windows are laid out time-major, x (L, B·C): the moving average then runs
+ * along the rows, vectorised across all B·C series at once, each linear layer
+ * is one GEMM with B·C columns, and only rows of C floats are copied in and
+ * out. buf: acc (B·C doubles), seas (L, B·C), trend (L, B·C), out (H, B·C),
+ * dout (H, B·C). */
 void ts_dlinear_forward(ts_dlinear *m, float *pred, const float *x, int B) {
     const int L = m->L, H = m->H, C = m->C, R = B * C;
     if (B > m->cap) {
         free(m->buf);
-        m->buf = mk_malloc(sizeof(float) * (size_t)R * (2 * L + 2 * H));
+        m->buf = mk_malloc(sizeof(float) * (size_t)R * (2 + 2 * L + 2 * H));
         m->cap = B;
     }
     m->B = B;
-    float *seas = m->buf, *trend = seas + (size_t)R * L, *out = trend + (size_t)R * L, *tmp = out + (size_t)R * H;
+    double *acc = (double *)m->buf;
+    float *seas = m->buf + 2 * (size_t)R, *trend = seas + (size_t)R * L, *out = trend + (size_t)R * L;
     for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++) {
-            float *s = seas + ((size_t)b * C + c) * L, *t = trend + ((size_t)b * C + c) * L;
-            for (int l = 0; l < L; l++) s[l] = x[((size_t)b * L + l) * C + c];
-            ts_moving_avg(t, s, L, m->k, 1);
-            for (int l = 0; l < L; l++) s[l] -= t[l];
-        }
-    linear_forward(out, seas, mk_param(m->p, m->ws), mk_param(m->p, m->bs), R, L, H);
-    linear_forward(tmp, trend, mk_param(m->p, m->wt), mk_param(m->p, m->bt), R, L, H);
-    vec_acc(out, tmp, (size_t)R * H);
+        for (int l = 0; l < L; l++)
+            memcpy(seas + (size_t)l * R + (size_t)b * C, x + ((size_t)b * L + l) * C, sizeof(float) * C);
+    ts_moving_avg(trend, seas, L, R, m->k, acc);
+    for (size_t i = 0; i < (size_t)L * R; i++) seas[i] -= trend[i];
+    const float *bs = mk_param(m->p, m->bs), *bt = mk_param(m->p, m->bt);
+    for (int h = 0; h < H; h++) {
+        const float bias = bs[h] + bt[h];
+        for (int r = 0; r < R; r++) out[(size_t)h * R + r] = bias;
+    }
+    matmul_acc(out, mk_param(m->p, m->ws), seas, H, R, L, 0);
+    matmul_acc(out, mk_param(m->p, m->wt), trend, H, R, L, 0);
     for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++)
-            for (int h = 0; h < H; h++)
-                pred[((size_t)b * H + h) * C + c] = out[((size_t)b * C + c) * H + h];
+        for (int h = 0; h < H; h++)
+            memcpy(pred + ((size_t)b * H + h) * C, out + (size_t)h * R + (size_t)b * C, sizeof(float) * C);
 }
 
 void ts_dlinear_backward(ts_dlinear *m, const float *dpred) {
     const int L = m->L, H = m->H, C = m->C, B = m->B, R = B * C;
-    float *seas = m->buf, *trend = seas + (size_t)R * L, *dout = trend + (size_t)R * L + (size_t)R * H;
+    float *seas = m->buf + 2 * (size_t)R, *trend = seas + (size_t)R * L, *dout = trend + (size_t)R * L + (size_t)R * H;
     for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++)
-            for (int h = 0; h < H; h++) dout[((size_t)b * C + c) * H + h] = dpred[((size_t)b * H + h) * C + c];
-    linear_backward(NULL, mk_grad(m->p, m->ws), mk_grad(m->p, m->bs), dout, seas, mk_param(m->p, m->ws), R, L, H);
-    linear_backward(NULL, mk_grad(m->p, m->wt), mk_grad(m->p, m->bt), dout, trend, mk_param(m->p, m->wt), R, L, H);
+        for (int h = 0; h < H; h++)
+            memcpy(dout + (size_t)h * R + (size_t)b * C, dpred + ((size_t)b * H + h) * C, sizeof(float) * C);
+    /* dW (H, L) += dout (H, R) @ x^T (R, L); db[h] += the sum of dout's row h */
+    matmul_acc(mk_grad(m->p, m->ws), dout, seas, H, L, R, 1);
+    matmul_acc(mk_grad(m->p, m->wt), dout, trend, H, L, R, 1);
+    float *gbs = mk_grad(m->p, m->bs), *gbt = mk_grad(m->p, m->bt);
+    for (int h = 0; h < H; h++) {
+        float sum = 0;
+        for (int r = 0; r < R; r++) sum += dout[(size_t)h * R + r];
+        gbs[h] += sum, gbt[h] += sum;
+    }
 }
 
 /* --------------------------------------------------------------- series */

@@ -212,8 +212,9 @@ typedef struct {
 int ts_dlinear_declare(ts_dlinear *m, mk_params *p, int L, int H, int C, int kernel);
 void ts_dlinear_init(ts_dlinear *m, mk_rng *rng);
 void ts_dlinear_free(ts_dlinear *m);
-/* Moving average with edge replication: trend (n) of x (n) with odd kernel k. */
-void ts_moving_avg(float *trend, const float *x, int n, int k, int stride);
+/* Moving average along n with edge replication, kernel k, of each column of
+ * x (n, cols) into trend (n, cols); acc: cols doubles of scratch. */
+void ts_moving_avg(float *trend, const float *x, int n, int cols, int k, double *acc);
 void ts_dlinear_forward(ts_dlinear *m, float *pred, const float *x, int B);
 void ts_dlinear_backward(ts_dlinear *m, const float *dpred);
 
