@@ -256,15 +256,16 @@ void points_prepare(const points_cfg *c, points_input *in, const float *xyz, int
         cur = nxt;
     }
     /* k nearest neighbours of each centre */
-    kv *buf = mk_malloc(sizeof(kv) * (P > L ? P : L));
     int *nb = mk_malloc(sizeof(int) * K);
+    float *nbd = mk_malloc(sizeof(float) * K);
     for (int t = 0; t < L; t++) {
         const float *q = in->ctr + t * 3;
-        points_knn(nb, pts, P, q, K, (float *)buf);
+        points_knn(nb, pts, P, q, K, nbd);
         for (int j = 0; j < K; j++)
             for (int d = 0; d < 3; d++) in->rel[((size_t)t * K + j) * 3 + d] = pts[nb[j] * 3 + d] - q[d];
     }
-    free(nb);
+    free(nb), free(nbd);
+    kv *buf = mk_malloc(sizeof(kv) * L);
     /* scan orders: centres sorted along x, y, z */
     for (int g = 0; g < G; g++) {
         for (int t = 0; t < L; t++) buf[t].v = in->ctr[t * 3 + g], buf[t].i = t;
