@@ -23,6 +23,7 @@
 #include "datasets/fmnist.h"
 #include "vision/image.h"
 #include "vision/model.h"
+#include "vision/occlusion.h"
 
 #define DEFAULT_MODEL "vision.mkm"
 
@@ -237,6 +238,13 @@ static void classify_help(void) {
            "  --tta            average over the image and its mirror image (for models trained\n"
            "                   with random flips, as the shipped one; twice the work, +0.3 points\n"
            "                   on the Fashion-MNIST test set)\n"
+           "  --occlusion DIR  for each image write DIR/NAME.occlusion.png (DIR is made if missing):\n"
+           "                   the input as the model saw it beside an occlusion map, where each\n"
+           "                   pixel shows how much the top class's probability drops when a\n"
+           "                   square around it is hidden behind the picture's background (red:\n"
+           "                   drops, blue: rises). A seventh of the input's side per square, 169\n"
+           "                   forward passes on a 28x28 model; with --json the object gets\n"
+           "                   \"occlusion\" (the file) and \"occlusion_max\" (the largest drop)\n"
            "  --device D       cpu | cuda (default cpu; cuda falls back to the CPU with a notice)\n"
            "  -h, --help       this help\n\n"
            "exit status: 0 all files classified, 1 some file failed or no model, 2 bad usage\n",
@@ -244,7 +252,7 @@ static void classify_help(void) {
 }
 
 int cmd_classify(int argc, char **argv) {
-    const char *model_opt = NULL, *device = "cpu";
+    const char *model_opt = NULL, *device = "cpu", *occ_dir = NULL;
     long top = 3;
     int json = 0, tta = 0, fit = VISION_FIT_AUTO;
     strlist inputs = {0};
@@ -275,6 +283,9 @@ int cmd_classify(int argc, char **argv) {
         } else if (!strcmp(a, "--device")) {
             if (opt_val(argc, argv, &i, &v)) goto usage;
             device = v;
+        } else if (!strcmp(a, "--occlusion")) {
+            if (opt_val(argc, argv, &i, &v)) goto usage;
+            occ_dir = v;
         } else if (!strcmp(a, "--")) {
             for (i++; i < argc; i++) sl_push(&inputs, argv[i]);
         } else if (a[0] == '-' && a[1]) {
@@ -292,6 +303,18 @@ int cmd_classify(int argc, char **argv) {
     if (dev < 0) {
         fprintf(stderr, "mambakit: %s\n", mk_last_error());
         goto usage;
+    }
+    if (occ_dir) {
+        struct stat st;
+        if (stat(occ_dir, &st) != 0 && mkdir(occ_dir, 0777) != 0) {
+            fprintf(stderr, "mambakit: classify: --occlusion %s: cannot make the directory: %s\n", occ_dir,
+                    strerror(errno));
+            goto usage;
+        }
+        if (stat(occ_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "mambakit: classify: --occlusion %s: not a directory\n", occ_dir);
+            goto usage;
+        }
     }
     char mpath[4096];
     if (find_model(model_opt, mpath, sizeof mpath)) {
@@ -344,6 +367,8 @@ int cmd_classify(int argc, char **argv) {
     float *img = mk_malloc(sizeof(float) * 2 * per); /* the image and its mirror */
     float *prob = mk_malloc(sizeof(float) * 2 * K);
     int *rank = mk_malloc(sizeof(int) * K);
+    float *occ = occ_dir ? mk_malloc(sizeof(float) * c->img_h * c->img_w) : NULL;
+    int n_occ = 0;
     for (int i = 0; i < files.n; i++) {
         if (files.v[i][0] == '\1') {
             fprintf(stderr, "mambakit: %s\n", files.v[i] + 1);
@@ -365,6 +390,28 @@ int cmd_classify(int argc, char **argv) {
                     rank[k] = rank[j];
                     rank[j] = t;
                 }
+        char occ_path[4200] = "";
+        float occ_max = 0;
+        if (occ_dir) {
+            const char *base = strrchr(files.v[i], '/');
+            base = base ? base + 1 : files.v[i];
+            const char *dot = strrchr(base, '.');
+            int len = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+            snprintf(occ_path, sizeof occ_path, "%s/%.*s.occlusion.png", occ_dir, len, base);
+            float fill[4];
+            int win, stride;
+            vision_border_fill(c, img, fill);
+            vision_occlusion_grid(c->img_h, c->img_w, &win, &stride);
+            if (vision_occlusion(&m, &acts, img, rank[0], win, stride, fill, occ, NULL) ||
+                vision_occlusion_png(occ_path, &m, img, occ)) {
+                fprintf(stderr, "mambakit: %s\n", mk_last_error());
+                failed++;
+                occ_path[0] = 0;
+            } else {
+                n_occ++;
+                for (int p = 0; p < c->img_h * c->img_w; p++) occ_max = fmaxf(occ_max, occ[p]);
+            }
+        }
         if (json) {
             printf("{\"file\": ");
             json_str(stdout, files.v[i]);
@@ -374,7 +421,13 @@ int cmd_classify(int argc, char **argv) {
                 json_str(stdout, c->classes[rank[k]]);
                 printf(", \"index\": %d, \"prob\": %.4f}", rank[k], prob[rank[k]]);
             }
-            printf("]}\n");
+            printf("]");
+            if (occ_path[0]) {
+                printf(", \"occlusion\": ");
+                json_str(stdout, occ_path);
+                printf(", \"occlusion_max\": %.4f", occ_max);
+            }
+            printf("}\n");
         } else {
             printf("%s:", files.v[i]);
             for (int k = 0; k < top; k++) printf("%s %s %.2f", k ? "," : "", c->classes[rank[k]], prob[rank[k]]);
@@ -382,9 +435,11 @@ int cmd_classify(int argc, char **argv) {
         }
         fflush(stdout);
     }
+    if (occ_dir && !json) fprintf(stderr, "mambakit: %d occlusion map%s in %s\n", n_occ, n_occ == 1 ? "" : "s", occ_dir);
     free(img);
     free(prob);
     free(rank);
+    free(occ);
     vision_acts_free(&acts);
     vision_model_free(&m);
     sl_free(&files);

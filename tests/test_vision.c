@@ -14,6 +14,7 @@
 #include "tests/test.h"
 #include "vision/image.h"
 #include "vision/model.h"
+#include "vision/occlusion.h"
 
 /* ------------------------------------------------------------------ orders */
 static void test_orders(void) {
@@ -306,6 +307,67 @@ static void test_shipped_model(void) {
     fmnist_free(&s);
 }
 
+/* Occlusion maps of the shipped model on a real test image, with 6-px squares every
+ * 5 px (origins 0, 5, ..., 20 and 22, flush with the edge: overlaps and the edge case):
+ * - against the test's own occlusion, one window at a time with single-image
+ *   forwards and the per-pixel mean taken here in double;
+ * - with the top 11 rows set to the fill value, every square covering rows 0-9
+ *   lies within them, so hiding changes nothing there and the map must read 0
+ *   (a square put elsewhere, e.g. x and y swapped, would hide part of the object). */
+static void test_occlusion(void) {
+    vision_model m;
+    fmnist_set s;
+    if (load_shipped("vision.occlusion_reference", &m, &s)) return;
+    const int H = 28, W = 28, HW = H * W, K = m.cfg.n_class, win = 6, stride = 5;
+    vision_acts a;
+    vision_acts_init(&a);
+    float *img = malloc(sizeof(float) * HW), *x = malloc(sizeof(float) * HW), *map = malloc(sizeof(float) * HW);
+    double *sum = calloc(HW, sizeof(double));
+    int *cov = calloc(HW, sizeof(int));
+    float fill, p[64];
+    for (int i = 0; i < HW; i++) img[i] = (s.images[i] / 255.f - m.cfg.mean[0]) / m.cfg.std[0];
+    vision_border_fill(&m.cfg, img, &fill);
+    vision_forward(&m, &a, img, 1, 0, NULL);
+    softmax_rows(p, a.logits, 1, K);
+    const int k = argmax(p, K);
+    const double base = p[k];
+    const int org[6] = {0, 5, 10, 15, 20, 22};
+    for (int wy = 0; wy < 6; wy++)
+        for (int wx = 0; wx < 6; wx++) {
+            memcpy(x, img, sizeof(float) * HW);
+            for (int y = org[wy]; y < org[wy] + win; y++)
+                for (int xx = org[wx]; xx < org[wx] + win; xx++) x[y * W + xx] = fill;
+            vision_forward(&m, &a, x, 1, 0, NULL);
+            softmax_rows(p, a.logits, 1, K);
+            for (int y = org[wy]; y < org[wy] + win; y++)
+                for (int xx = org[wx]; xx < org[wx] + win; xx++) sum[y * W + xx] += base - p[k], cov[y * W + xx]++;
+        }
+    float p0 = -1;
+    int rc = vision_occlusion(&m, &a, img, k, win, stride, &fill, map, &p0);
+    double worst = 0, peak = 0;
+    for (int i = 0; i < HW; i++) {
+        worst = fmax(worst, fabs(map[i] - sum[i] / cov[i]));
+        peak = fmax(peak, fabs(sum[i] / cov[i]));
+    }
+    test_report(rc == 0 && worst < 1e-5 && peak > 1e-2 && fabs(p0 - base) < 1e-6, "vision.occlusion_reference",
+                "36 windows: worst |map - reference| %.2e (largest |drop| %.3f, p %.4f)", worst, peak, base);
+
+    const float bg = (0.f - m.cfg.mean[0]) / m.cfg.std[0];
+    for (int i = 0; i < 11 * W; i++) img[i] = bg;
+    rc = vision_occlusion(&m, &a, img, k, win, stride, &bg, map, NULL);
+    double top = 0, rest = 0;
+    for (int i = 0; i < HW; i++) {
+        if (i < 10 * W) top = fmax(top, fabs(map[i]));
+        else rest = fmax(rest, fabs(map[i]));
+    }
+    test_report(rc == 0 && top < 1e-5 && rest > 1e-2, "vision.occlusion_hidden_nothing",
+                "rows hidden behind their own value: largest |drop| %.2e on rows 0-9, %.3f below", top, rest);
+    free(img), free(x), free(map), free(sum), free(cov);
+    vision_acts_free(&a);
+    vision_model_free(&m);
+    fmnist_free(&s);
+}
+
 /* ---------------------------------------------------------- product photos */
 static void test_fit(void) {
     /* 20x10 light picture (0.9) with a dark 4x6 object (0.2) at x 12..15, y 2..7 */
@@ -478,6 +540,7 @@ int main(void) {
     test_gradients(VISION_ORDER_ATROUS, 4, VISION_HEAD_CLS);
     test_fmnist();
     test_shipped_model();
+    test_occlusion();
     test_fit();
     test_photo_real();
     return test_exit();

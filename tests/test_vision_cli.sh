@@ -144,6 +144,21 @@ a=$(probs "$pgm"); b=$(probs "$tmp/mirror.pgm"); ta=$(probs --tta "$pgm"); tb=$(
 ok $? tta_mirror_invariant "plain: $a / $b; tta: $ta / $tb"
 $MK eval vision --split train >/dev/null 2>&1; [ $? = 2 ]; ok $? eval_bad_split
 
+# --occlusion: a PNG per image in a directory made for it (two 28x28 panels scaled to 280 px
+# with an 8-px gap: 568 x 280), named after the input; --json names it and gives the largest drop,
+# the same prediction as without the option; a file where the directory should be is refused
+# before anything is read (exit 2), and a failed map counts as a failed file
+js=$($MK classify --model "$model" --json --occlusion "$tmp/occ" "$good" 2>"$tmp/err"); rc=$?
+png="$tmp/occ/$(basename "${good%.*}").occlusion.png"
+dims=$(od -An -tu1 -j16 -N8 "$png" 2>/dev/null | awk '{print $3*256+$4 "x" $7*256+$8}')
+plain=$($MK classify --model "$model" --json "$good" 2>/dev/null | grep -o '"top": \[[^]]*\]')
+[ $rc = 0 ] && [ "$dims" = "568x280" ] && grep -qF "\"occlusion\": \"$png\"" <<<"$js" &&
+  grep -q '"occlusion_max": 0\.[0-9]\{4\}' <<<"$js" && grep -qF "$plain" <<<"$js"
+ok $? occlusion_png "rc=$rc dims=$dims $js $(cat "$tmp/err")"
+: > "$tmp/occfile"
+msg=$($MK classify --model "$model" --occlusion "$tmp/occfile" "$good" 2>&1); rc=$?
+[ $rc = 2 ] && grep -q "occfile: not a directory" <<<"$msg"; ok $? occlusion_not_dir "rc=$rc $msg"
+
 # bad inputs, all in one call together with a good file
 mkdir "$tmp/noimages"; echo hi > "$tmp/noimages/readme.txt"
 : > "$tmp/empty.png"
