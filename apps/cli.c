@@ -46,6 +46,17 @@ int cli_fail(void) {
     return 1;
 }
 
+void cli_json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
+        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
+        else fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
 const char *cli_out_from_ckpt(const char *ckpt, char *buf, size_t n) {
     size_t len = ckpt ? strlen(ckpt) : 0;
     if (len <= 5 || strcmp(ckpt + len - 5, ".ckpt") || len - 5 >= n) return NULL;

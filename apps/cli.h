@@ -6,6 +6,7 @@
 #define MK_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define MK_VERSION "0.1.0"
 
@@ -40,6 +41,8 @@ int cli_int(const char *opt, const char *val, long lo, long hi, long *out);
 int cli_float(const char *opt, const char *val, double lo, double hi, double *out);
 /* Print "mambakit: <msg>" from mk_last_error() and return 1. */
 int cli_fail(void);
+/* s as a JSON string, quotes included: " and \ escaped, control bytes as \u00XX. */
+void cli_json_str(FILE *f, const char *s);
 /* The trainers checkpoint to OUT.ckpt, so a run resumed from CKPT with no output
  * named writes CKPT without ".ckpt" (never the shipped default model, which a
  * resumed fine-tune of it would overwrite): that path in buf, or NULL when CKPT

@@ -358,10 +358,12 @@ static int mil_train_main(int argc, char **argv) {
             fprintf(stderr, "mambakit: %s\n", msg);
             rc = 1;
         } else if (json) {
-            printf("{\"file\":\"%s\",\"model\":\"%s\",\"bags\":%d,\"folds\":%ld,\"repeats\":%ld,"
+            printf("{\"file\":");
+            cli_json_str(stdout, in);
+            printf(",\"model\":\"%s\",\"bags\":%d,\"folds\":%ld,\"repeats\":%ld,"
                    "\"accuracy_mean\":%.4f,\"accuracy_std\":%.4f,\"auc_mean\":%.4f,\"auc_std\":%.4f,"
                    "\"fold_accuracy_std\":%.4f,\"seconds\":%.1f}\n",
-                   in, mil_type_names[o.c.type], b.n_bags, folds, repeats, mean_of(acc, repeats),
+                   mil_type_names[o.c.type], b.n_bags, folds, repeats, mean_of(acc, repeats),
                    std_of(acc, repeats), mean_of(auc, repeats), std_of(auc, repeats), std_of(fa, repeats * folds),
                    mk_time() - t0);
         } else {
@@ -495,12 +497,9 @@ static int mil_predict_main(int argc, char **argv) {
         if (b.label[i] >= 0) known++, correct += y == b.label[i];
         if (attn) memcpy(attn + b.start[i], m.a, sizeof(float) * L);
         if (json) {
-            printf("{\"bag\":\"");
-            for (const char *c = b.name[i]; *c; c++) {
-                if (*c == '"' || *c == '\\') putchar('\\');
-                if ((unsigned char)*c >= 0x20) putchar(*c);
-            }
-            printf("\",\"probability\":%.6f,\"label\":%d,", prob[i], y);
+            printf("{\"bag\":");
+            cli_json_str(stdout, b.name[i]);
+            printf(",\"probability\":%.6f,\"label\":%d,", prob[i], y);
             if (b.label[i] >= 0) printf("\"true_label\":%d,", b.label[i]);
             else printf("\"true_label\":null,");
             printf("\"instances\":%d,\"attention\":[", L);

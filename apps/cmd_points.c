@@ -216,13 +216,9 @@ static int points_classify(int argc, char **argv) {
             points_prepare(&m.cfg, &in, pts[i], np[i], (uint64_t)seed, 0);
             int k = points_predict(&m, &a, &in, prob);
             if (json) {
-                printf("{\"file\": \"");
-                for (const char *s = files[i]; *s; s++) {
-                    if (*s == '"' || *s == '\\') putchar('\\');
-                    if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-                    else putchar(*s);
-                }
-                printf("\", \"points\": %d, \"class\": \"%s\", \"label\": %d, \"probs\": {", np[i], m.cfg.classes[k], k);
+                printf("{\"file\": ");
+                cli_json_str(stdout, files[i]);
+                printf(", \"points\": %d, \"class\": \"%s\", \"label\": %d, \"probs\": {", np[i], m.cfg.classes[k], k);
                 for (int c = 0; c < C; c++) printf("%s\"%s\": %.4f", c ? ", " : "", m.cfg.classes[c], prob[c]);
                 printf("}}\n");
             } else {

@@ -204,17 +204,6 @@ static int expand_dir(strlist *out, const char *dir) {
     return n;
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 static void classify_help(void) {
     printf("usage: mambakit classify [options] IMAGE|DIR...\n\n"
            "Classify images (PNG, JPEG, BMP, GIF, TGA, PSD, HDR, PNM; any size, grey or colour).\n"
@@ -414,17 +403,17 @@ int cmd_classify(int argc, char **argv) {
         }
         if (json) {
             printf("{\"file\": ");
-            json_str(stdout, files.v[i]);
+            cli_json_str(stdout, files.v[i]);
             printf(", \"fit\": \"%s\", \"top\": [", photo ? "photo" : "stretch");
             for (int k = 0; k < top; k++) {
                 printf("%s{\"label\": ", k ? ", " : "");
-                json_str(stdout, c->classes[rank[k]]);
+                cli_json_str(stdout, c->classes[rank[k]]);
                 printf(", \"index\": %d, \"prob\": %.4f}", rank[k], prob[rank[k]]);
             }
             printf("]");
             if (occ_path[0]) {
                 printf(", \"occlusion\": ");
-                json_str(stdout, occ_path);
+                cli_json_str(stdout, occ_path);
                 printf(", \"occlusion_max\": %.4f", occ_max);
             }
             printf("}\n");
@@ -1260,12 +1249,12 @@ int cmd_eval_vision(int argc, char **argv) {
     double dt = mk_time() - t0;
     if (json) {
         printf("{\"model\": ");
-        json_str(stdout, mpath);
+        cli_json_str(stdout, mpath);
         printf(", \"split\": \"%s\", \"tta\": %s", split, tta ? "true" : "false");
         printf(", \"images\": %d, \"accuracy\": %.4f, \"images_per_s\": %.1f, \"classes\": [", n, acc, n / dt);
         for (int k = 0; k < K; k++) {
             printf("%s", k ? ", " : "");
-            json_str(stdout, m.cfg.classes[k]);
+            cli_json_str(stdout, m.cfg.classes[k]);
         }
         printf("], \"confusion\": [");
         for (int t = 0; t < K; t++) {

@@ -48,6 +48,20 @@ paste <(flt "$tmp/a.mkm") <(flt "$tmp/b.mkm") <(flt "$tmp/avg.mkm") | awk '
 ok $? average_values "$(cat "$tmp/avg.txt")"
 $MK info "$tmp/avg.mkm" | grep -q "averaged_models *2" && ! $MK info "$tmp/avg.mkm" | grep -q "accuracy"
 ok $? average_config "$($MK info "$tmp/avg.mkm" | tr '\n' ' ')"
+# info: the file's size, its float count (the data bytes above / 4) and tensor count (from the
+# header), in text and in --json; --tensors lists every tensor once
+js=$($MK info --json --tensors "$tmp/a.mkm" 2>&1); rc=$?
+[ $rc = 0 ] && grep -q "\"bytes\": $(stat -c %s "$tmp/a.mkm")," <<<"$js" && grep -q "\"parameters\": $((ra / 4))," <<<"$js" &&
+  grep -q "\"tensors\": $nf," <<<"$js" && [ "$(grep -o '{"name": ' <<<"$js" | wc -l)" = "$nf" ] &&
+  grep -q '"config": {"' <<<"$js"
+ok $? info_json "rc=$rc nf=$nf ra=$ra $js"
+$MK info "$tmp/a.mkm" | head -1 | grep -q "task selcopy, $(stat -c %s "$tmp/a.mkm") bytes, $((ra / 4)) parameters in $nf tensors$"
+ok $? info_text_counts "$($MK info "$tmp/a.mkm" | head -1)"
+$MK info --bogus "$tmp/a.mkm" >/dev/null 2>&1; [ $? = 2 ]; ok $? info_bad_option
+# JSON strings (cli_json_str, shared by every --json): a quote, a backslash and a tab in a file name
+odd="$tmp/q\"b\\t$(printf '\t').mkm"
+cp "$tmp/a.mkm" "$odd"
+$MK info --json "$odd" 2>&1 | grep -qF '"file": "'"$tmp"'/q\"b\\t\u0009.mkm"'; ok $? info_json_escapes "$($MK info --json "$odd" 2>&1 | head -c 200)"
 $MK train copy $tiny --d-model 12 -o "$tmp/w.mkm" >/dev/null 2>&1
 msg=$($MK average "$tmp/a.mkm" "$tmp/w.mkm" -o "$tmp/x.mkm" 2>&1); rc=$?
 [ $rc = 1 ] && grep -q "w.mkm.*not the same architecture" <<<"$msg" && [ ! -e "$tmp/x.mkm" ]
