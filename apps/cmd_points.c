@@ -271,6 +271,7 @@ static void train_help(FILE *f) {
             "                 (parameters and moments resident), or only the backbone's forward and\n"
             "                 backward with copies every object (default full)\n"
             "  -o FILE        output checkpoint (default points.mkm)\n"
+            "  --json         print the final summary as one JSON object\n"
             "  --help         this text\n");
 }
 
@@ -388,12 +389,16 @@ static int points_train(int argc, char **argv) {
     points_cfg_default(&o.c);
     o.epochs = 40, o.batch = 16, o.seed = 1, o.lr = 2e-3, o.wd = 0.05, o.out = "points.mkm";
     const char *device = "cpu";
-    int gpu_backbone_only = 0; /* --gpu-step backbone */
+    int gpu_backbone_only = 0, json = 0; /* --gpu-step backbone, --json */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
             train_help(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
         }
         int r = parse_train_opt(&o, argc, argv, &i);
         if (r < 0) return 2;
@@ -514,7 +519,13 @@ static int points_train(int argc, char **argv) {
     mk_config_set_float(&cfg, "train_seconds", secs);
     mk_config_set_float(&cfg, "test_acc", acc);
     if (mk_ckpt_save(o.out, &cfg, &m.p, 0)) rc = cli_fail();
-    else
+    else if (json) {
+        printf("{\"model\": ");
+        cli_json_str(stdout, o.out);
+        printf(", \"epochs\": %ld, \"params\": %zu, \"train_loss\": %.4f, \"train_acc\": %.4f, \"test_acc\": %.4f, "
+               "\"test_objects\": %d, \"majority_rate\": %.4f, \"seconds\": %.1f}\n",
+               o.epochs, m.p.total, last_loss, last_acc, acc, nt, majority_rate(&d), secs);
+    } else
         printf("trained %ld epochs in %.1f s: train loss %.3f acc %.1f%%; test acc %.1f%% (%d objects, majority "
                "class %.1f%%); saved %s\n",
                o.epochs, secs, last_loss, 100 * last_acc, 100 * acc, nt, 100 * majority_rate(&d), o.out);

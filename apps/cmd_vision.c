@@ -453,6 +453,7 @@ typedef struct {
     char teacher_buf[4096];
     int order, head, flip, out_given, kd_given;
     int gpu_backbone_only; /* --gpu-step backbone */
+    int json;              /* --json: the final summary as JSON (output only, not recorded) */
     const char *like;      /* --like MODEL */
     int steps_from_like;   /* o->steps is the --like run's length, which --epochs replaces */
 } train_opts;
@@ -557,6 +558,8 @@ static void train_help(void) {
            "                     fresh weights; options given beside it win; needs --out. `--like\n"
            "                     models/vision.mkm --device cuda --out mine.mkm` retrains the shipped model\n"
            "  --time-limit MIN   stop after MIN minutes, checkpoint saved (default: none)\n"
+           "  --json             end with one JSON object (model, parameters, steps, best epoch, validation\n"
+           "                     and test accuracy, minutes) instead of the bare test accuracy on stdout\n"
            "  -h, --help         this help\n",
            d.val, d.shift, d.flip, vision_order_name(d.order), d.head == VISION_HEAD_CLS ? "cls" : "mean", d.d_model,
            d.layers, d.d_state, d.expand, d.patch, d.kernel, d.stem, d.drop_path, d.shuffle_p, d.epochs, d.batch, d.lr,
@@ -608,6 +611,10 @@ static int parse_train(train_opts *o, int argc, char **argv) {
                 }
             }
         if (done) continue;
+        if (!strcmp(a, "--json")) {
+            o->json = 1;
+            continue;
+        }
         if (!strcmp(a, "--device")) {
             if (opt_val(argc, argv, &i, &v)) return -1;
             o->device = v;
@@ -1085,7 +1092,14 @@ int cmd_train_vision(int argc, char **argv) {
         int sr = mk_ckpt_save(o.out, bc, &best.p, 0);
         fprintf(stderr, "train vision: best epoch %ld, val acc %.2f%%, test acc %.2f%%, %.1f min; model in %s\n",
                 best_epoch, 100 * best_val, 100 * ta, (mk_time() - t_start) / 60, o.out);
-        printf("%.4f\n", ta);
+        if (o.json) {
+            printf("{\"model\": ");
+            cli_json_str(stdout, o.out);
+            printf(", \"params\": %zu, \"steps\": %ld, \"best_epoch\": %ld, \"val_acc\": %.4f, \"test_acc\": %.4f, "
+                   "\"minutes\": %.2f}\n",
+                   best.p.total, m.p.step, best_epoch, best_val, ta, (mk_time() - t_start) / 60);
+        } else
+            printf("%.4f\n", ta);
         vision_model_free(&best);
         free(bc);
         if (sr) goto fail;

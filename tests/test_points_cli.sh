@@ -48,6 +48,14 @@ sed -n 1,3p "$tmp/obj.xyz" | tr -s ' ' ',' | sed 's/^,//' > "$tmp/comma.xyz"
 $MK points train --epochs 2 --points 64 --tokens 8 --knn 4 --d-model 16 --layers 1 --d-state 4 \
     --hidden 8 -o "$tmp/m.mkm" > "$tmp/train.out" 2>/dev/null
 rc=$?; [ $rc = 0 ] && grep -q "test acc" "$tmp/train.out" && [ -s "$tmp/m.mkm" ]; ok $? train "rc=$rc $(cat "$tmp/train.out")"
+# --json: the same run (same seed) gives the same model file and one JSON object whose test accuracy
+# is the text line's
+$MK points train --epochs 2 --points 64 --tokens 8 --knn 4 --d-model 16 --layers 1 --d-state 4 \
+    --hidden 8 -o "$tmp/mj.mkm" --json > "$tmp/train.json" 2>/dev/null; rc=$?
+tacc=$(grep -o "test acc [0-9.]*" "$tmp/train.out" | awk '{printf "%.4f", $3 / 100}')
+[ $rc = 0 ] && grep -q "^{\"model\": \"$tmp/mj.mkm\", \"epochs\": 2, \"params\": [0-9]*, .*\"test_acc\": $tacc, \"test_objects\": 100, " "$tmp/train.json" &&
+  cmp -s <(tail -c 4000 "$tmp/m.mkm") <(tail -c 4000 "$tmp/mj.mkm")
+ok $? train_json "rc=$rc tacc=$tacc $(cat "$tmp/train.json")"
 out=$($MK points eval --model "$tmp/m.mkm" 2>&1); rc=$?
 [ $rc = 0 ] && grep -q "test accuracy .* on 100 objects" <<<"$out" && grep -q "^building" <<<"$out"; ok $? eval "rc=$rc"
 $MK points eval --model "$tmp/m.mkm" --json | grep -q '"confusion": \[\['; ok $? eval_json

@@ -26,6 +26,12 @@ else
   [ $rc = 0 ] && [ -s "$tmp/a.mkm" ] && [ -s "$tmp/a.mkm.ckpt" ]; ok $? train_tiny "rc=$rc $(tail -c 300 <<<"$msg")"
   $MK train vision $tiny --steps 6 --out "$tmp/b.mkm" >/dev/null 2>&1
   cmp -s "$tmp/a.mkm" "$tmp/b.mkm"; ok $? train_deterministic
+  # --json ends with one object instead of the bare test accuracy; the model is the same file
+  js=$($MK train vision $tiny --steps 6 --out "$tmp/j.mkm" --json 2>/dev/null); rc=$?
+  acc=$($MK train vision $tiny --steps 6 --out "$tmp/k.mkm" 2>/dev/null)
+  [ $rc = 0 ] && grep -q "^{\"model\": \"$tmp/j.mkm\", \"params\": [0-9]*, \"steps\": 6, .*\"test_acc\": $acc, " <<<"$js" &&
+    cmp -s <(tail -c 4000 "$tmp/a.mkm") <(tail -c 4000 "$tmp/j.mkm")
+  ok $? train_json "rc=$rc acc=$acc $js"
   $MK train vision $tiny --steps 6 --data-seed 2 --out "$tmp/c.mkm" >/dev/null 2>&1
   ! cmp -s "$tmp/a.mkm" "$tmp/c.mkm" && tr '\0' ' ' <"$tmp/c.mkm.ckpt" | grep -aq "train_data_seed  *2 "; ok $? train_data_seed
   $MK train vision $tiny --steps 16 --data-seed 3 --out "$tmp/full.mkm" >/dev/null 2>&1
