@@ -233,7 +233,9 @@ static void classify_help(void) {
            "                   square around it is hidden behind the picture's background (red:\n"
            "                   drops, blue: rises). A seventh of the input's side per square, 169\n"
            "                   forward passes on a 28x28 model; with --json the object gets\n"
-           "                   \"occlusion\" (the file) and \"occlusion_max\" (the largest drop)\n"
+           "                   \"occlusion\" (the file) and \"occlusion_max\" (the largest drop); two\n"
+           "                   inputs of one name get NAME-2...; with --tta the map is of the plain\n"
+           "                   view's probability of the top class\n"
            "  --device D       cpu | cuda (default cpu; cuda falls back to the CPU with a notice)\n"
            "  -h, --help       this help\n\n"
            "exit status: 0 all files classified, 1 some file failed or no model, 2 bad usage\n",
@@ -358,6 +360,7 @@ int cmd_classify(int argc, char **argv) {
     int *rank = mk_malloc(sizeof(int) * K);
     float *occ = occ_dir ? mk_malloc(sizeof(float) * c->img_h * c->img_w) : NULL;
     int n_occ = 0;
+    strlist occ_done = {0}; /* the maps' names so far */
     for (int i = 0; i < files.n; i++) {
         if (files.v[i][0] == '\1') {
             fprintf(stderr, "mambakit: %s\n", files.v[i] + 1);
@@ -387,6 +390,13 @@ int cmd_classify(int argc, char **argv) {
             const char *dot = strrchr(base, '.');
             int len = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
             snprintf(occ_path, sizeof occ_path, "%s/%.*s.occlusion.png", occ_dir, len, base);
+            /* two inputs of one name (from two directories) get NAME-2, NAME-3, ... */
+            for (int dup = 2, again = 1; again; dup++) {
+                again = 0;
+                for (int j = 0; j < occ_done.n && !again; j++) again = !strcmp(occ_done.v[j], occ_path);
+                if (again) snprintf(occ_path, sizeof occ_path, "%s/%.*s-%d.occlusion.png", occ_dir, len, base, dup);
+            }
+            sl_push(&occ_done, occ_path);
             float fill[4];
             int win, stride;
             vision_border_fill(c, img, fill);
@@ -429,6 +439,7 @@ int cmd_classify(int argc, char **argv) {
     free(prob);
     free(rank);
     free(occ);
+    sl_free(&occ_done);
     vision_acts_free(&acts);
     vision_model_free(&m);
     sl_free(&files);

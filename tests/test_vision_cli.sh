@@ -161,6 +161,9 @@ plain=$($MK classify --model "$model" --json "$good" 2>/dev/null | grep -o '"top
 [ $rc = 0 ] && [ "$dims" = "568x280" ] && grep -qF "\"occlusion\": \"$png\"" <<<"$js" &&
   grep -q '"occlusion_max": 0\.[0-9]\{4\}' <<<"$js" && grep -qF "$plain" <<<"$js"
 ok $? occlusion_png "rc=$rc dims=$dims $js $(cat "$tmp/err")"
+mkdir -p "$tmp/d2"; cp "$good" "$tmp/d2/"
+$MK classify --model "$model" --occlusion "$tmp/occ" "$good" "$tmp/d2/$(basename "$good")" >/dev/null 2>&1
+[ -s "$tmp/occ/$(basename "${good%.*}")-2.occlusion.png" ]; ok $? occlusion_same_name "$(ls "$tmp/occ")"
 : > "$tmp/occfile"
 msg=$($MK classify --model "$model" --occlusion "$tmp/occfile" "$good" 2>&1); rc=$?
 [ $rc = 2 ] && grep -q "occfile: not a directory" <<<"$msg"; ok $? occlusion_not_dir "rc=$rc $msg"
