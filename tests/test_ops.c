@@ -92,6 +92,34 @@ static void test_linear(int with_bias) {
     free(g0x), free(g0W), free(g0b), free(dx), free(dW), free(db), free(ax), free(aW), free(ab);
 }
 
+/* matmul_acc: C += A @ B and C += A @ B^T against a double product, accumulating onto random
+ * (non-zero) C, with shapes that are not multiples of any vector width */
+static void test_matmul_acc(void) {
+    const int M = 9, N = 11, K = 13;
+    for (int tb = 0; tb < 2; tb++) {
+        float *A = ref_falloc(M * K), *B = ref_falloc(K * N), *C = ref_falloc(M * N), *C0 = ref_falloc(M * N);
+        ref_fill(A, M * K, 0, 1, &rng);
+        ref_fill(B, K * N, 0, 1, &rng);
+        ref_fill(C, M * N, 0, 1, &rng);
+        memcpy(C0, C, sizeof(float) * M * N);
+        matmul_acc(C, A, B, M, N, K, tb);
+        double worst = 0;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double r = C0[i * N + j], mag = fabs(C0[i * N + j]);
+                for (int k = 0; k < K; k++) {
+                    double bv = tb ? B[j * K + k] : B[k * N + j];
+                    r += (double)A[i * K + k] * bv, mag += fabs((double)A[i * K + k] * bv);
+                }
+                worst = fmax(worst, fabs(C[i * N + j] - r) / mag);
+            }
+        matmul_acc(C, A, B, 0, N, K, tb); /* empty shapes do nothing */
+        test_report(worst < 1e-6, tb ? "matmul_acc_transB" : "matmul_acc", "worst error %.2e of the terms' magnitude",
+                    worst);
+        free(A), free(B), free(C), free(C0);
+    }
+}
+
 /* ------------------------------------------------------------------- norms */
 
 typedef struct {
@@ -811,6 +839,7 @@ int main(void) {
     mk_rng_seed(&rng, 20231201);
     test_linear(1);
     test_linear(0);
+    test_matmul_acc();
     test_norm(0);
     test_norm(1);
     test_act("silu", silu_forward, silu_backward, d_silu, 0, 3.f, 1e-6);
